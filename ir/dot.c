@@ -1,0 +1,2 @@
+/* dot.c - Graphviz DOT printer (to be written). */
+#include "ir.h"

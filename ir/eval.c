@@ -1,0 +1,2 @@
+/* eval.c - the reference evaluator (to be written). */
+#include "ir.h"

@@ -1,0 +1,591 @@
+/* infer.c - shape and dtype rules, one case per op.
+ *
+ * lt_infer checks an op's operands and attributes and computes its result
+ * type; builders, the text parser and the verifier all go through it, so a
+ * rule is written once.  Messages name the op, every operand's type and what
+ * was expected.  Attributes are normalized in place: negative axes wrapped,
+ * reshape's -1 resolved, slice bounds clamped as Python does, so the stored
+ * (and printed) form is canonical. */
+#include <stdio.h>
+#include <string.h>
+
+#include "ir.h"
+
+typedef struct {
+    char s[4][160];
+} tnames;
+
+static void names_of(int nin, lathe_node *const *in, tnames *t) {
+    for (int i = 0; i < nin && i < 4; i++) lathe_node_type_str(in[i], t->s[i], sizeof t->s[i]);
+}
+
+/* "f32[2,3], f32[3]" for messages */
+static const char *operands_str(int nin, lathe_node *const *in, char *buf, size_t len) {
+    size_t k = 0;
+    buf[0] = 0;
+    for (int i = 0; i < nin && k < len; i++) {
+        char ts[160];
+        lathe_node_type_str(in[i], ts, sizeof ts);
+        k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? ", " : "", ts);
+    }
+    return buf;
+}
+
+static lathe_status fail(lathe_graph *g, lathe_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static lathe_status fail(lathe_graph *g, lathe_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    lt_failv(g, st, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+static lathe_status broadcast(lathe_graph *g, const char *op, int nin, lathe_node *const *in,
+                              lt_type *out) {
+    int rank = 0;
+    for (int i = 0; i < nin; i++)
+        if (in[i]->rank > rank) rank = in[i]->rank;
+    for (int d = 0; d < rank; d++) { /* d counts from the right */
+        int64_t dim = 1;
+        for (int i = 0; i < nin; i++) {
+            int k = in[i]->rank - 1 - d;
+            if (k < 0) continue;
+            int64_t e = in[i]->shape[k];
+            if (e == 1) continue;
+            if (dim != 1 && dim != e) {
+                char ops[700];
+                return fail(g, LATHE_ERR_SHAPE,
+                            "%s: cannot broadcast %s (dim %d from the right: %lld vs %lld)", op,
+                            operands_str(nin, in, ops, sizeof ops), d + 1, (long long)dim,
+                            (long long)e);
+            }
+            dim = e;
+        }
+        out->shape[rank - 1 - d] = dim;
+    }
+    out->rank = rank;
+    return LATHE_OK;
+}
+
+static lathe_status same_dtype(lathe_graph *g, const char *op, int nin, lathe_node *const *in) {
+    for (int i = 1; i < nin; i++)
+        if (in[i]->dtype != in[0]->dtype) {
+            char ops[700];
+            return fail(g, LATHE_ERR_DTYPE, "%s: operand dtypes differ (%s); cast one explicitly",
+                        op, operands_str(nin, in, ops, sizeof ops));
+        }
+    return LATHE_OK;
+}
+
+static lathe_status need_float(lathe_graph *g, const char *op, const lathe_node *x, const char *what) {
+    if (lt_is_float(x->dtype)) return LATHE_OK;
+    char ts[160];
+    lathe_node_type_str(x, ts, sizeof ts);
+    return fail(g, LATHE_ERR_DTYPE, "%s: %s must be f32 or f64, got %s", op, what, ts);
+}
+
+static lathe_status need_rank(lathe_graph *g, const char *op, const lathe_node *x, int rank,
+                              const char *what, const char *layout) {
+    if (x->rank == rank) return LATHE_OK;
+    char ts[160];
+    lathe_node_type_str(x, ts, sizeof ts);
+    return fail(g, LATHE_ERR_SHAPE, "%s: %s must have rank %d%s%s%s, got %s", op, what, rank,
+                layout ? " (" : "", layout ? layout : "", layout ? ")" : "", ts);
+}
+
+/* Wrap a possibly negative axis into [0, rank). */
+static lathe_status norm_axis(lathe_graph *g, const char *op, const lathe_node *x, int64_t *axis) {
+    int64_t a = *axis;
+    if (a < -x->rank || a >= x->rank) {
+        char ts[160];
+        lathe_node_type_str(x, ts, sizeof ts);
+        if (x->rank == 0)
+            return fail(g, LATHE_ERR_ARG, "%s: axis %lld out of range for rank-0 %s", op,
+                        (long long)a, ts);
+        return fail(g, LATHE_ERR_ARG, "%s: axis %lld out of range [%d, %d] for %s", op,
+                    (long long)a, -x->rank, x->rank - 1, ts);
+    }
+    *axis = a < 0 ? a + x->rank : a;
+    return LATHE_OK;
+}
+
+static lathe_status check_bool_attr(lathe_graph *g, const char *op, const char *name, int64_t v) {
+    if (v == 0 || v == 1) return LATHE_OK;
+    return fail(g, LATHE_ERR_ARG, "%s: %s must be true or false, got %lld", op, name, (long long)v);
+}
+
+static lathe_status infer_reduce(lathe_graph *g, lt_op op, lathe_node *x, lt_attr *a, lt_type *out) {
+    const char *on = lt_ops[op].name;
+    char ts[160];
+    lathe_node_type_str(x, ts, sizeof ts);
+    bool red[LATHE_MAX_RANK] = {0};
+    int naxes;
+    int64_t axes[LATHE_MAX_RANK];
+    int keep_idx = 1;
+    if (op == LT_OP_ARGMAX) {
+        naxes = 1;
+        axes[0] = a[0].v[0];
+    } else {
+        naxes = a[0].n;
+        if (naxes < 0 || naxes > LATHE_MAX_RANK)
+            return fail(g, LATHE_ERR_ARG, "%s: %d axes given for %s", on, naxes, ts);
+        memcpy(axes, a[0].v, sizeof axes);
+    }
+    if (check_bool_attr(g, on, "keepdim", a[keep_idx].v[0])) return g->status;
+    for (int i = 0; i < naxes; i++) {
+        if (norm_axis(g, on, x, &axes[i])) return g->status;
+        if (red[axes[i]])
+            return fail(g, LATHE_ERR_ARG, "%s: axis %lld repeated for %s", on, (long long)axes[i], ts);
+        red[axes[i]] = true;
+    }
+    if (op == LT_OP_ARGMAX) a[0].v[0] = axes[0];
+    else {
+        /* canonical: ascending order */
+        int k = 0;
+        for (int d = 0; d < x->rank; d++)
+            if (red[d]) a[0].v[k++] = d;
+        for (int i = k; i < LATHE_MAX_RANK; i++) a[0].v[i] = 0;
+    }
+    switch (op) {
+    case LT_OP_SUM:
+        if (x->dtype == LATHE_BOOL)
+            return fail(g, LATHE_ERR_DTYPE, "sum: bool input %s; cast it to i64 or a float first", ts);
+        out->dtype = x->dtype;
+        break;
+    case LT_OP_MEAN:
+        if (need_float(g, on, x, "input")) return g->status;
+        out->dtype = x->dtype;
+        break;
+    case LT_OP_MAX:
+    case LT_OP_ARGMAX:
+        if (x->dtype == LATHE_BOOL)
+            return fail(g, LATHE_ERR_DTYPE, "%s: bool input %s not supported", on, ts);
+        for (int d = 0; d < x->rank; d++)
+            if (red[d] && x->shape[d] == 0)
+                return fail(g, LATHE_ERR_SHAPE, "%s: cannot reduce over zero-size axis %d of %s", on,
+                            d, ts);
+        out->dtype = op == LT_OP_ARGMAX ? LATHE_I64 : x->dtype;
+        break;
+    default:
+        LT_ASSERT(0);
+    }
+    int r = 0;
+    for (int d = 0; d < x->rank; d++) {
+        if (!red[d]) out->shape[r++] = x->shape[d];
+        else if (a[keep_idx].v[0]) out->shape[r++] = 1;
+    }
+    out->rank = r;
+    return LATHE_OK;
+}
+
+static lathe_status check_shape_list(lathe_graph *g, const char *on, const lt_attr *s) {
+    if (s->n < 0 || s->n > LATHE_MAX_RANK)
+        return fail(g, LATHE_ERR_ARG, "%s: target rank %d out of range 0..%d", on, s->n, LATHE_MAX_RANK);
+    return LATHE_OK;
+}
+
+static lathe_status infer_reshape(lathe_graph *g, lathe_node *x, lt_attr *a, lt_type *out) {
+    char ts[160];
+    lathe_node_type_str(x, ts, sizeof ts);
+    if (check_shape_list(g, "reshape", &a[0])) return g->status;
+    int infer_at = -1;
+    int64_t known = 1;
+    bool overflow = false;
+    for (int i = 0; i < a[0].n; i++) {
+        int64_t d = a[0].v[i];
+        if (d == -1) {
+            if (infer_at >= 0)
+                return fail(g, LATHE_ERR_ARG, "reshape: only one dimension can be -1 (reshaping %s)", ts);
+            infer_at = i;
+        } else if (d < 0) {
+            return fail(g, LATHE_ERR_SHAPE, "reshape: negative dimension %lld (reshaping %s)",
+                        (long long)d, ts);
+        } else if (d != 0 && known > LT_MAX_NUMEL / d) {
+            overflow = true;
+        } else known *= d;
+    }
+    char tgt[160];
+    lt_type_str(x->dtype, a[0].n, a[0].v, tgt, sizeof tgt);
+    if (overflow)
+        return fail(g, LATHE_ERR_SHAPE, "reshape: element count of %s overflows", tgt);
+    if (infer_at >= 0) {
+        if (known == 0 || x->numel % known != 0)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "reshape: cannot infer the -1 in %s from %lld elements of %s", tgt,
+                        (long long)x->numel, ts);
+        a[0].v[infer_at] = x->numel / known;
+        known = x->numel;
+    }
+    if (known != x->numel)
+        return fail(g, LATHE_ERR_SHAPE,
+                    "reshape: %s has %lld elements but target %s has %lld; reshape must keep the count",
+                    ts, (long long)x->numel, tgt, (long long)known);
+    out->dtype = x->dtype;
+    out->rank = a[0].n;
+    memcpy(out->shape, a[0].v, sizeof out->shape);
+    return LATHE_OK;
+}
+
+static lathe_status infer_pool_window(lathe_graph *g, const char *on, lathe_node *x,
+                                      const int64_t k[2], const int64_t s[2], const int64_t p[2],
+                                      const int64_t dil[2], lt_type *out, int c_out) {
+    char ts[160];
+    lathe_node_type_str(x, ts, sizeof ts);
+    for (int i = 0; i < 2; i++) {
+        if (s[i] <= 0) return fail(g, LATHE_ERR_ARG, "%s: stride must be >= 1, got %lld (input %s)", on, (long long)s[i], ts);
+        if (dil[i] <= 0) return fail(g, LATHE_ERR_ARG, "%s: dilation must be >= 1, got %lld (input %s)", on, (long long)dil[i], ts);
+        if (p[i] < 0) return fail(g, LATHE_ERR_ARG, "%s: padding must be >= 0, got %lld (input %s)", on, (long long)p[i], ts);
+        if (k[i] <= 0) return fail(g, LATHE_ERR_ARG, "%s: kernel size must be >= 1, got %lld (input %s)", on, (long long)k[i], ts);
+        if (k[i] > LT_MAX_NUMEL || s[i] > LT_MAX_NUMEL || p[i] > LT_MAX_NUMEL || dil[i] > LT_MAX_NUMEL)
+            return fail(g, LATHE_ERR_ARG, "%s: absurd window size (input %s)", on, ts);
+    }
+    out->dtype = x->dtype;
+    out->rank = 4;
+    out->shape[0] = x->shape[0];
+    out->shape[1] = c_out;
+    for (int i = 0; i < 2; i++) {
+        int64_t in = x->shape[2 + i] + 2 * p[i];
+        int64_t ext = dil[i] * (k[i] - 1) + 1;
+        if (ext > in)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "%s: kernel %lldx%lld (dilated extent %lld) is larger than the padded input %lldx%lld (input %s, padding %lld,%lld)",
+                        on, (long long)k[0], (long long)k[1], (long long)ext,
+                        (long long)(x->shape[2] + 2 * p[0]), (long long)(x->shape[3] + 2 * p[1]), ts,
+                        (long long)p[0], (long long)p[1]);
+        out->shape[2 + i] = (in - ext) / s[i] + 1;
+    }
+    return LATHE_OK;
+}
+
+static lathe_status infer_loss(lathe_graph *g, lt_op op, lathe_node *const *in, lt_attr *a,
+                               lt_type *out) {
+    const char *on = lt_ops[op].name;
+    tnames t;
+    names_of(2, in, &t);
+    if (a[0].v[0] < LATHE_REDUCE_NONE || a[0].v[0] > LATHE_REDUCE_SUM)
+        return fail(g, LATHE_ERR_ARG, "%s: unknown reduction %lld", on, (long long)a[0].v[0]);
+    if (op == LT_OP_MSE_LOSS) {
+        if (need_float(g, on, in[0], "input") || same_dtype(g, on, 2, in)) return g->status;
+        if (in[0]->rank != in[1]->rank || memcmp(in[0]->shape, in[1]->shape, sizeof(int64_t) * (size_t)in[0]->rank))
+            return fail(g, LATHE_ERR_SHAPE, "mse_loss: input %s and target %s must have the same shape",
+                        t.s[0], t.s[1]);
+        out->dtype = in[0]->dtype;
+        if (a[0].v[0] == LATHE_REDUCE_NONE) {
+            out->rank = in[0]->rank;
+            memcpy(out->shape, in[0]->shape, sizeof out->shape);
+        } else out->rank = 0;
+        return LATHE_OK;
+    }
+    if (need_float(g, on, in[0], "input") ||
+        need_rank(g, on, in[0], 2, op == LT_OP_NLL_LOSS ? "log-probabilities" : "logits", "N, C"))
+        return g->status;
+    if (in[1]->dtype != LATHE_I64)
+        return fail(g, LATHE_ERR_DTYPE, "%s: labels must be i64 class indices, got %s (input %s)", on,
+                    t.s[1], t.s[0]);
+    if (in[1]->rank != 1 || in[1]->shape[0] != in[0]->shape[0])
+        return fail(g, LATHE_ERR_SHAPE, "%s: labels must be i64[%lld] for input %s, got %s", on,
+                    (long long)in[0]->shape[0], t.s[0], t.s[1]);
+    if (in[0]->shape[1] == 0)
+        return fail(g, LATHE_ERR_SHAPE, "%s: input %s has no classes", on, t.s[0]);
+    out->dtype = in[0]->dtype;
+    if (a[0].v[0] == LATHE_REDUCE_NONE) {
+        out->rank = 1;
+        out->shape[0] = in[0]->shape[0];
+    } else out->rank = 0;
+    return LATHE_OK;
+}
+
+lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, lt_attr *a,
+                      lt_type *out) {
+    const char *on = lt_ops[op].name;
+    tnames t;
+    names_of(nin, in, &t);
+    memset(out, 0, sizeof *out);
+    char ops[700];
+    operands_str(nin, in, ops, sizeof ops);
+    switch (lt_ops[op].kind) {
+    case LT_LEAF:
+        return fail(g, LATHE_ERR_ARG, "%s: leaves are made by their own builders", on);
+    case LT_BINARY:
+        if (same_dtype(g, on, nin, in)) return g->status;
+        if (in[0]->dtype == LATHE_BOOL)
+            return fail(g, LATHE_ERR_DTYPE, "%s: bool operands (%s) not supported; cast first", on, ops);
+        if ((op == LT_OP_DIV || op == LT_OP_POW) && need_float(g, on, in[0], "operands"))
+            return g->status;
+        out->dtype = in[0]->dtype;
+        return broadcast(g, on, nin, in, out);
+    case LT_COMPARE:
+        if (same_dtype(g, on, nin, in)) return g->status;
+        out->dtype = LATHE_BOOL;
+        return broadcast(g, on, nin, in, out);
+    case LT_WHERE:
+        if (in[0]->dtype != LATHE_BOOL)
+            return fail(g, LATHE_ERR_DTYPE, "where: condition must be bool, got %s (operands %s)", t.s[0], ops);
+        if (same_dtype(g, on, 2, in + 1)) return g->status;
+        out->dtype = in[1]->dtype;
+        return broadcast(g, on, nin, in, out);
+    case LT_UNARY:
+        out->dtype = in[0]->dtype;
+        out->rank = in[0]->rank;
+        memcpy(out->shape, in[0]->shape, sizeof out->shape);
+        switch (op) {
+        case LT_OP_NEG:
+        case LT_OP_ABS:
+        case LT_OP_RELU:
+            if (in[0]->dtype == LATHE_BOOL)
+                return fail(g, LATHE_ERR_DTYPE, "%s: bool input %s not supported", on, t.s[0]);
+            return LATHE_OK;
+        case LT_OP_CAST:
+            if (a[0].v[0] < LATHE_F32 || a[0].v[0] > LATHE_BOOL)
+                return fail(g, LATHE_ERR_ARG, "cast: unknown dtype %lld", (long long)a[0].v[0]);
+            out->dtype = (lathe_dtype)a[0].v[0];
+            return LATHE_OK;
+        default:
+            return need_float(g, on, in[0], "input");
+        }
+    case LT_REDUCE:
+        return infer_reduce(g, op, in[0], a, out);
+    case LT_SHAPE:
+        break;
+    case LT_CONTRACT:
+        break;
+    case LT_POOL:
+        break;
+    case LT_NORM:
+        break;
+    case LT_LOSS:
+        return infer_loss(g, op, in, a, out);
+    }
+
+    lathe_node *x = in[0];
+    switch (op) {
+    case LT_OP_RESHAPE:
+        return infer_reshape(g, x, a, out);
+    case LT_OP_FLATTEN: {
+        out->dtype = x->dtype;
+        if (x->rank == 0) { /* torch.flatten of a scalar is 1-D */
+            if ((a[0].v[0] != 0 && a[0].v[0] != -1) || (a[1].v[0] != 0 && a[1].v[0] != -1))
+                return fail(g, LATHE_ERR_ARG, "flatten: start/end must be 0 or -1 for a rank-0 %s", t.s[0]);
+            a[0].v[0] = a[1].v[0] = 0;
+            out->rank = 1;
+            out->shape[0] = 1;
+            return LATHE_OK;
+        }
+        if (norm_axis(g, on, x, &a[0].v[0]) || norm_axis(g, on, x, &a[1].v[0])) return g->status;
+        int64_t s = a[0].v[0], e = a[1].v[0];
+        if (s > e)
+            return fail(g, LATHE_ERR_ARG, "flatten: start %lld is after end %lld for %s", (long long)s,
+                        (long long)e, t.s[0]);
+        int r = 0;
+        for (int d = 0; d < s; d++) out->shape[r++] = x->shape[d];
+        int64_t m = 1;
+        for (int64_t d = s; d <= e; d++) m *= x->shape[d];
+        out->shape[r++] = m;
+        for (int d = (int)e + 1; d < x->rank; d++) out->shape[r++] = x->shape[d];
+        out->rank = r;
+        return LATHE_OK;
+    }
+    case LT_OP_PERMUTE: {
+        if (a[0].n != x->rank)
+            return fail(g, LATHE_ERR_ARG, "permute: %d dims given for rank-%d %s", a[0].n, x->rank, t.s[0]);
+        bool seen[LATHE_MAX_RANK] = {0};
+        for (int i = 0; i < x->rank; i++) {
+            if (norm_axis(g, on, x, &a[0].v[i])) return g->status;
+            if (seen[a[0].v[i]])
+                return fail(g, LATHE_ERR_ARG, "permute: dim %lld repeated for %s", (long long)a[0].v[i], t.s[0]);
+            seen[a[0].v[i]] = true;
+            out->shape[i] = x->shape[a[0].v[i]];
+        }
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        return LATHE_OK;
+    }
+    case LT_OP_BROADCAST_TO: {
+        if (check_shape_list(g, on, &a[0])) return g->status;
+        char tgt[160];
+        lt_type_str(x->dtype, a[0].n, a[0].v, tgt, sizeof tgt);
+        if (a[0].n < x->rank)
+            return fail(g, LATHE_ERR_SHAPE, "broadcast_to: target %s has lower rank than input %s", tgt, t.s[0]);
+        for (int i = 0; i < a[0].n; i++)
+            if (a[0].v[i] < 0)
+                return fail(g, LATHE_ERR_SHAPE, "broadcast_to: negative dimension in target %s", tgt);
+        if (lt_numel(a[0].n, a[0].v) < 0)
+            return fail(g, LATHE_ERR_SHAPE, "broadcast_to: element count of %s overflows", tgt);
+        for (int i = 0; i < x->rank; i++) {
+            int64_t s = x->shape[x->rank - 1 - i], d = a[0].v[a[0].n - 1 - i];
+            if (s != 1 && s != d)
+                return fail(g, LATHE_ERR_SHAPE,
+                            "broadcast_to: cannot broadcast %s to %s (dim %d from the right: %lld vs %lld)",
+                            t.s[0], tgt, i + 1, (long long)s, (long long)d);
+        }
+        out->dtype = x->dtype;
+        out->rank = a[0].n;
+        memcpy(out->shape, a[0].v, sizeof out->shape);
+        return LATHE_OK;
+    }
+    case LT_OP_CONCAT: {
+        if (x->rank == 0) return fail(g, LATHE_ERR_SHAPE, "concat: rank-0 operand %s cannot be joined", t.s[0]);
+        if (norm_axis(g, on, x, &a[0].v[0]) || same_dtype(g, on, nin, in)) return g->status;
+        int64_t ax = a[0].v[0], total = 0;
+        for (int i = 0; i < nin; i++) {
+            bool ok = in[i]->rank == x->rank;
+            for (int d = 0; ok && d < x->rank; d++)
+                if (d != ax && in[i]->shape[d] != x->shape[d]) ok = false;
+            if (!ok)
+                return fail(g, LATHE_ERR_SHAPE,
+                            "concat: operand %d does not match operand 0 outside axis %lld (%s)", i,
+                            (long long)ax, ops);
+            total += in[i]->shape[ax];
+        }
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        out->shape[ax] = total;
+        return LATHE_OK;
+    }
+    case LT_OP_SLICE: {
+        if (norm_axis(g, on, x, &a[0].v[0])) return g->status;
+        int64_t dim = x->shape[a[0].v[0]], st = a[1].v[0], en = a[2].v[0], step = a[3].v[0];
+        if (step <= 0)
+            return fail(g, LATHE_ERR_ARG, "slice: step must be >= 1, got %lld (input %s)", (long long)step, t.s[0]);
+        if (st < 0) st += dim;
+        if (en < 0) en += dim;
+        st = st < 0 ? 0 : st > dim ? dim : st;
+        en = en < 0 ? 0 : en > dim ? dim : en;
+        if (en < st) en = st;
+        a[1].v[0] = st;
+        a[2].v[0] = en;
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        out->shape[a[0].v[0]] = (en - st + step - 1) / step;
+        return LATHE_OK;
+    }
+    case LT_OP_MATMUL: {
+        lathe_node *b = in[1];
+        if (need_float(g, on, x, "operands") || same_dtype(g, on, 2, in)) return g->status;
+        if (x->rank < 2 || b->rank < 2)
+            return fail(g, LATHE_ERR_SHAPE, "matmul: operands must have rank >= 2, got %s (reshape vectors to matrices)", ops);
+        if (x->shape[x->rank - 1] != b->shape[b->rank - 2])
+            return fail(g, LATHE_ERR_SHAPE, "matmul: inner dimensions differ: %s (%lld vs %lld)", ops,
+                        (long long)x->shape[x->rank - 1], (long long)b->shape[b->rank - 2]);
+        /* batch dims broadcast */
+        int rank = x->rank > b->rank ? x->rank : b->rank;
+        for (int d = 2; d < rank; d++) {
+            int ka = x->rank - 1 - d, kb = b->rank - 1 - d;
+            int64_t ea = ka >= 0 ? x->shape[ka] : 1, eb = kb >= 0 ? b->shape[kb] : 1;
+            if (ea != eb && ea != 1 && eb != 1)
+                return fail(g, LATHE_ERR_SHAPE, "matmul: cannot broadcast batch dims of %s (%lld vs %lld)",
+                            ops, (long long)ea, (long long)eb);
+            out->shape[rank - 1 - d] = ea == 1 ? eb : ea;
+        }
+        out->rank = rank;
+        out->shape[rank - 2] = x->shape[x->rank - 2];
+        out->shape[rank - 1] = b->shape[b->rank - 1];
+        out->dtype = x->dtype;
+        return LATHE_OK;
+    }
+    case LT_OP_LINEAR: {
+        lathe_node *w = in[1];
+        if (need_float(g, on, x, "input") || same_dtype(g, on, nin, in)) return g->status;
+        if (x->rank < 1) return fail(g, LATHE_ERR_SHAPE, "linear: input must have rank >= 1, got %s", ops);
+        if (w->rank != 2 || w->shape[1] != x->shape[x->rank - 1])
+            return fail(g, LATHE_ERR_SHAPE,
+                        "linear: weight must be [out, %lld] for input %s, got %s",
+                        (long long)x->shape[x->rank - 1], t.s[0], t.s[1]);
+        if (nin == 3 && (in[2]->rank != 1 || in[2]->shape[0] != w->shape[0]))
+            return fail(g, LATHE_ERR_SHAPE, "linear: bias must be [%lld] for weight %s, got %s",
+                        (long long)w->shape[0], t.s[1], t.s[2]);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        out->shape[x->rank - 1] = w->shape[0];
+        return LATHE_OK;
+    }
+    case LT_OP_CONV2D: {
+        lathe_node *w = in[1];
+        if (need_float(g, on, x, "input") || same_dtype(g, on, nin, in) ||
+            need_rank(g, on, x, 4, "input", "N, C, H, W") ||
+            need_rank(g, on, w, 4, "weight", "K, C/groups, R, S"))
+            return g->status;
+        int64_t groups = a[3].v[0], C = x->shape[1], K = w->shape[0];
+        if (groups <= 0)
+            return fail(g, LATHE_ERR_ARG, "conv2d: groups must be >= 1, got %lld (%s)", (long long)groups, ops);
+        if (C % groups || K % groups || w->shape[1] * groups != C)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "conv2d: weight %s does not fit input %s with groups=%lld (need C %% groups == 0, K %% groups == 0, weight dim 1 == C/groups)",
+                        t.s[1], t.s[0], (long long)groups);
+        if (nin == 3 && (in[2]->rank != 1 || in[2]->shape[0] != K))
+            return fail(g, LATHE_ERR_SHAPE, "conv2d: bias must be [%lld] for weight %s, got %s",
+                        (long long)K, t.s[1], t.s[2]);
+        return infer_pool_window(g, on, x, w->shape + 2, a[0].v, a[1].v, a[2].v, out, (int)K);
+    }
+    case LT_OP_MAX_POOL2D:
+    case LT_OP_AVG_POOL2D: {
+        if (need_float(g, on, x, "input") || need_rank(g, on, x, 4, "input", "N, C, H, W")) return g->status;
+        if (op == LT_OP_AVG_POOL2D && check_bool_attr(g, on, "count_include_pad", a[3].v[0]))
+            return g->status;
+        for (int i = 0; i < 2; i++)
+            if (a[0].v[i] > 0 && a[2].v[i] > a[0].v[i] / 2)
+                return fail(g, LATHE_ERR_ARG,
+                            "%s: padding %lld must be at most half the kernel size %lld (input %s)", on,
+                            (long long)a[2].v[i], (long long)a[0].v[i], t.s[0]);
+        const int64_t one[2] = {1, 1};
+        return infer_pool_window(g, on, x, a[0].v, a[1].v, a[2].v, one, out, (int)x->shape[1]);
+    }
+    case LT_OP_ADAPTIVE_AVG_POOL2D: {
+        if (need_float(g, on, x, "input") || need_rank(g, on, x, 4, "input", "N, C, H, W")) return g->status;
+        for (int i = 0; i < 2; i++)
+            if (a[0].v[i] <= 0 || a[0].v[i] > LT_MAX_NUMEL)
+                return fail(g, LATHE_ERR_ARG, "adaptive_avg_pool2d: output size must be >= 1, got %lld (input %s)",
+                            (long long)a[0].v[i], t.s[0]);
+        if (x->shape[2] == 0 || x->shape[3] == 0)
+            return fail(g, LATHE_ERR_SHAPE, "adaptive_avg_pool2d: input %s has an empty spatial dim", t.s[0]);
+        out->dtype = x->dtype;
+        out->rank = 4;
+        out->shape[0] = x->shape[0];
+        out->shape[1] = x->shape[1];
+        out->shape[2] = a[0].v[0];
+        out->shape[3] = a[0].v[1];
+        return LATHE_OK;
+    }
+    case LT_OP_BATCH_NORM2D: {
+        if (need_float(g, on, x, "input") || same_dtype(g, on, nin, in) ||
+            need_rank(g, on, x, 4, "input", "N, C, H, W") || check_bool_attr(g, on, "training", a[0].v[0]))
+            return g->status;
+        static const char *what[] = {"", "weight", "bias", "running_mean", "running_var"};
+        for (int i = 1; i < 5; i++)
+            if (in[i]->rank != 1 || in[i]->shape[0] != x->shape[1]) {
+                char ts[160];
+                lathe_node_type_str(in[i], ts, sizeof ts);
+                return fail(g, LATHE_ERR_SHAPE, "batch_norm2d: %s must be [%lld] for input %s, got %s",
+                            what[i], (long long)x->shape[1], t.s[0], ts);
+            }
+        if (!(a[1].f >= 0 && a[1].f <= 1))
+            return fail(g, LATHE_ERR_ARG, "batch_norm2d: momentum must be in [0, 1], got %g", a[1].f);
+        if (!(a[2].f > 0))
+            return fail(g, LATHE_ERR_ARG, "batch_norm2d: eps must be > 0, got %g", a[2].f);
+        if (a[0].v[0] && x->shape[0] * x->shape[2] * x->shape[3] <= 1)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "batch_norm2d: training needs more than 1 value per channel, input is %s", t.s[0]);
+        out->dtype = x->dtype;
+        out->rank = 4;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        return LATHE_OK;
+    }
+    case LT_OP_SOFTMAX:
+    case LT_OP_LOG_SOFTMAX:
+        if (need_float(g, on, x, "input")) return g->status;
+        if (x->rank == 0) return fail(g, LATHE_ERR_SHAPE, "%s: input must have rank >= 1, got %s", on, t.s[0]);
+        if (norm_axis(g, on, x, &a[0].v[0])) return g->status;
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        return LATHE_OK;
+    default:
+        break;
+    }
+    LT_ASSERT(!"op without a shape rule");
+    return LATHE_ERR_UNSUPPORTED;
+}

@@ -1,0 +1,73 @@
+/* ops.h - the one table of IR operations.
+ *
+ * Every op is one line: enum suffix, text name, min and max operand count,
+ * kind, and an attribute schema.  The enum, the name table, the arity and
+ * kind tables, the text printer and parser, and the verifier are all
+ * generated from this list, so adding an op is adding a line here plus its
+ * shape rule (infer.c) and its evaluator case (eval.c).
+ *
+ * Attribute schema: space-separated "name:type" items, where type is
+ *   i  one integer            b  bool (true/false)      f  float (double)
+ *   l  list of integers       p  pair of integers       t  dtype
+ *   r  reduction: none|mean|sum
+ * Attributes are stored in the node in schema order (node->attr[k]).
+ * max arity -1 means variadic (concat).
+ */
+#ifndef LATHE_OPS_H
+#define LATHE_OPS_H
+
+/*   ENUM            name                   min max kind       attributes */
+#define LATHE_OP_LIST(X) \
+  X(INPUT,           "input",                0, 0, LEAF,      "") \
+  X(PARAM,           "param",                0, 0, LEAF,      "") \
+  X(BUFFER,          "buffer",               0, 0, LEAF,      "") \
+  X(CONST,           "const",                0, 0, LEAF,      "") \
+  X(ADD,             "add",                  2, 2, BINARY,    "") \
+  X(SUB,             "sub",                  2, 2, BINARY,    "") \
+  X(MUL,             "mul",                  2, 2, BINARY,    "") \
+  X(DIV,             "div",                  2, 2, BINARY,    "") \
+  X(POW,             "pow",                  2, 2, BINARY,    "") \
+  X(MAXIMUM,         "maximum",              2, 2, BINARY,    "") \
+  X(MINIMUM,         "minimum",              2, 2, BINARY,    "") \
+  X(GT,              "gt",                   2, 2, COMPARE,   "") \
+  X(GE,              "ge",                   2, 2, COMPARE,   "") \
+  X(LT,              "lt",                   2, 2, COMPARE,   "") \
+  X(LE,              "le",                   2, 2, COMPARE,   "") \
+  X(EQ,              "eq",                   2, 2, COMPARE,   "") \
+  X(NE,              "ne",                   2, 2, COMPARE,   "") \
+  X(WHERE,           "where",                3, 3, WHERE,     "") \
+  X(NEG,             "neg",                  1, 1, UNARY,     "") \
+  X(EXP,             "exp",                  1, 1, UNARY,     "") \
+  X(LOG,             "log",                  1, 1, UNARY,     "") \
+  X(SQRT,            "sqrt",                 1, 1, UNARY,     "") \
+  X(RSQRT,           "rsqrt",                1, 1, UNARY,     "") \
+  X(ABS,             "abs",                  1, 1, UNARY,     "") \
+  X(RELU,            "relu",                 1, 1, UNARY,     "") \
+  X(SIGMOID,         "sigmoid",              1, 1, UNARY,     "") \
+  X(TANH,            "tanh",                 1, 1, UNARY,     "") \
+  X(POW_SCALAR,      "pow_scalar",           1, 1, UNARY,     "exponent:f") \
+  X(CAST,            "cast",                 1, 1, UNARY,     "dtype:t") \
+  X(SUM,             "sum",                  1, 1, REDUCE,    "axes:l keepdim:b") \
+  X(MEAN,            "mean",                 1, 1, REDUCE,    "axes:l keepdim:b") \
+  X(MAX,             "max",                  1, 1, REDUCE,    "axes:l keepdim:b") \
+  X(ARGMAX,          "argmax",               1, 1, REDUCE,    "axis:i keepdim:b") \
+  X(RESHAPE,         "reshape",              1, 1, SHAPE,     "shape:l") \
+  X(FLATTEN,         "flatten",              1, 1, SHAPE,     "start:i end:i") \
+  X(PERMUTE,         "permute",              1, 1, SHAPE,     "perm:l") \
+  X(BROADCAST_TO,    "broadcast_to",         1, 1, SHAPE,     "shape:l") \
+  X(CONCAT,          "concat",               1, -1, SHAPE,    "axis:i") \
+  X(SLICE,           "slice",                1, 1, SHAPE,     "axis:i start:i end:i step:i") \
+  X(MATMUL,          "matmul",               2, 2, CONTRACT,  "") \
+  X(LINEAR,          "linear",               2, 3, CONTRACT,  "") \
+  X(CONV2D,          "conv2d",               2, 3, CONTRACT,  "stride:p padding:p dilation:p groups:i") \
+  X(MAX_POOL2D,      "max_pool2d",           1, 1, POOL,      "kernel:p stride:p padding:p") \
+  X(AVG_POOL2D,      "avg_pool2d",           1, 1, POOL,      "kernel:p stride:p padding:p count_include_pad:b") \
+  X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d", 1, 1, POOL,   "size:p") \
+  X(BATCH_NORM2D,    "batch_norm2d",         5, 5, NORM,      "training:b momentum:f eps:f") \
+  X(SOFTMAX,         "softmax",              1, 1, NORM,      "axis:i") \
+  X(LOG_SOFTMAX,     "log_softmax",          1, 1, NORM,      "axis:i") \
+  X(CROSS_ENTROPY,   "cross_entropy",        2, 2, LOSS,      "reduction:r") \
+  X(NLL_LOSS,        "nll_loss",             2, 2, LOSS,      "reduction:r") \
+  X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r")
+
+#endif

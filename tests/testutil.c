@@ -1,0 +1,215 @@
+/* testutil.c - the op sample table and shared helpers (see testutil.h). */
+#include <math.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define D LATHE_DIMS
+static lathe_node *in(lathe_graph *g, const char *name, lathe_dtype t, int r, const int64_t *s) {
+    lathe_node *n = lathe_input(g, name, t, r, s);
+    if (n && lt_is_float(t)) lathe_set_requires_grad(n, true);
+    return n;
+}
+static lathe_node *cst(lathe_graph *g, lathe_dtype t, int r, const int64_t *s, const double *v) {
+    int64_t n = lt_numel(r, s);
+    float f[64];
+    double d[64];
+    for (int64_t i = 0; i < n && i < 64; i++) f[i] = (float)v[i], d[i] = v[i];
+    return lathe_const(g, t, r, s, t == LATHE_F32 ? (void *)f : (void *)d);
+}
+static lathe_node *labels(lathe_graph *g, int64_t n) { return lathe_input(g, "labels", LATHE_I64, D(n)); }
+static lathe_node *mask(lathe_graph *g, int r, const int64_t *s) { return lathe_input(g, "mask", LATHE_BOOL, r, s); }
+
+#define S(fn) static lathe_node *fn(lathe_graph *g, lathe_dtype t)
+#define X(n) in(g, "x", t, D n)
+#define Y(n) in(g, "y", t, D n)
+#define XP(n) in(g, "x_pos", t, D n)
+#define YP(n) in(g, "y_pos", t, D n)
+
+S(s_input) { return lathe_neg(g, X((2, 3))); }
+S(s_param) { return lathe_mul(g, X((2, 3)), lathe_param(g, "layer1.0.weight", t, D(3), true)); }
+S(s_buffer) { return lathe_add(g, X((3)), lathe_buffer(g, "running_mean", t, D(3))); }
+S(s_const) { return lathe_sub(g, X((2, 2)), cst(g, t, D(2, 2), (double[]){1.5, -2, 0.25, 4})); }
+S(s_scalar) { return lathe_mul(g, lathe_scalar(g, t, 3), X((2))); }
+S(s_add) { return lathe_add(g, X((2, 3)), Y((3))); }
+S(s_add_rank0) { return lathe_add(g, X(()), Y((2, 3))); }
+S(s_add_size1) { return lathe_add(g, X((2, 1)), Y((1, 3))); }
+S(s_add_zero) { return lathe_add(g, X((0, 3)), Y((3))); }
+S(s_add_batch1) { return lathe_add(g, X((1, 2, 3)), Y((2, 1))); }
+S(s_sub) { return lathe_sub(g, X((2, 3)), Y((2, 1))); }
+S(s_mul) { return lathe_mul(g, X((2, 3)), Y((2, 3))); }
+S(s_div) { return lathe_div(g, X((2, 3)), YP((3))); }
+S(s_pow) { return lathe_pow(g, XP((2, 3)), Y((3))); }
+S(s_maximum) { return lathe_maximum(g, X((2, 3)), Y((3))); }
+S(s_minimum) { return lathe_minimum(g, X((2, 3)), Y((2, 1))); }
+static lathe_node *s_cmp(lathe_graph *g, lathe_dtype t, lathe_node *(*f)(lathe_graph *, lathe_node *, lathe_node *)) {
+    lathe_node *x = X((2, 3)), *y = Y((3));
+    return lathe_where(g, f(g, x, y), x, y);
+}
+S(s_gt) { return s_cmp(g, t, lathe_gt); }
+S(s_ge) { return s_cmp(g, t, lathe_ge); }
+S(s_lt) { return s_cmp(g, t, lathe_lt); }
+S(s_le) { return s_cmp(g, t, lathe_le); }
+S(s_eq) { return s_cmp(g, t, lathe_eq); }
+S(s_ne) { return s_cmp(g, t, lathe_ne); }
+S(s_where) { return lathe_where(g, mask(g, D(2, 1)), X((2, 3)), Y((3))); }
+S(s_neg) { return lathe_neg(g, X((2, 3))); }
+S(s_exp) { return lathe_exp(g, X((2, 3))); }
+S(s_log) { return lathe_log(g, XP((2, 3))); }
+S(s_sqrt) { return lathe_sqrt(g, XP((2, 3))); }
+S(s_rsqrt) { return lathe_rsqrt(g, XP((2, 3))); }
+S(s_abs) { return lathe_abs(g, X((2, 3))); }
+S(s_relu) { return lathe_relu(g, X((2, 3))); }
+S(s_sigmoid) { return lathe_sigmoid(g, X((2, 3))); }
+S(s_tanh) { return lathe_tanh(g, X((2, 3))); }
+S(s_pow_scalar) { return lathe_pow_scalar(g, X((2, 3)), 3); }
+S(s_pow_scalar_frac) { return lathe_pow_scalar(g, XP((4)), -0.5); }
+S(s_cast) {
+    lathe_dtype o = t == LATHE_F32 ? LATHE_F64 : LATHE_F32;
+    return lathe_cast(g, lathe_cast(g, X((2, 3)), o), t);
+}
+S(s_cast_int) { return lathe_cast(g, lathe_cast(g, lathe_mul(g, X((5)), lathe_scalar(g, t, 4)), LATHE_I64), t); }
+S(s_sum) { return lathe_sum(g, X((2, 3, 4)), LATHE_AXES(1), true); }
+S(s_sum_all) { return lathe_sum(g, X((2, 3)), 0, NULL, false); }
+S(s_sum_neg) { return lathe_sum(g, X((2, 3, 4)), LATHE_AXES(-1, 0), false); }
+S(s_mean) { return lathe_mean(g, X((2, 3, 4)), LATHE_AXES(0, 2), false); }
+S(s_max) { return lathe_max(g, X((2, 3)), LATHE_AXES(1), false); }
+S(s_max_keep) { return lathe_max(g, X((2, 3, 2)), LATHE_AXES(0, 2), true); }
+S(s_argmax) { return lathe_cast(g, lathe_argmax(g, X((2, 5)), 1, false), t); }
+S(s_reshape) { return lathe_reshape(g, X((2, 3)), D(3, 2)); }
+S(s_reshape_infer) { return lathe_reshape(g, X((2, 3, 4)), D(-1, 4)); }
+S(s_flatten) { return lathe_flatten(g, X((2, 3, 2, 2)), 1, -1); }
+S(s_permute) { return lathe_permute(g, X((2, 3, 4)), LATHE_AXES(2, 0, 1)); }
+S(s_transpose) { return lathe_transpose(g, X((2, 3)), 0, 1); }
+S(s_broadcast_to) { return lathe_broadcast_to(g, X((3, 1)), D(2, 3, 4)); }
+S(s_concat) {
+    lathe_node *xs[] = {X((2, 1)), Y((2, 3)), in(g, "z", t, D(2, 2))};
+    return lathe_concat(g, 3, xs, 1);
+}
+S(s_concat_one) { return lathe_concat(g, 1, (lathe_node *[]){X((2, 3))}, 0); }
+S(s_slice) { return lathe_slice(g, X((7, 2)), 0, 1, 6, 2); }
+S(s_slice_neg) { return lathe_slice(g, X((2, 5)), -1, -3, 100, 1); }
+S(s_matmul) { return lathe_matmul(g, X((2, 3)), Y((3, 4))); }
+S(s_matmul_batched) { return lathe_matmul(g, X((2, 1, 2, 3)), Y((3, 3, 2))); }
+S(s_linear) { return lathe_linear(g, X((2, 3)), lathe_param(g, "fc.weight", t, D(4, 3), true), lathe_param(g, "fc.bias", t, D(4), true)); }
+S(s_linear_nobias) { return lathe_linear(g, X((2, 2, 3)), lathe_param(g, "fc.weight", t, D(4, 3), true), NULL); }
+S(s_conv2d) {
+    return lathe_conv2d(g, X((1, 2, 5, 5)), lathe_param(g, "conv.weight", t, D(3, 2, 3, 3), true),
+                        lathe_param(g, "conv.bias", t, D(3), true), 1, 1, 1, 1);
+}
+S(s_conv2d_strided) {
+    return lathe_conv2d(g, X((2, 4, 7, 7)), lathe_param(g, "conv.weight", t, D(4, 2, 3, 3), true), NULL, 2, 1, 2, 2);
+}
+S(s_conv2d_hw) {
+    return lathe_conv2d_hw(g, X((1, 3, 6, 5)), lathe_param(g, "conv.weight", t, D(3, 1, 2, 3), true),
+                           lathe_param(g, "conv.bias", t, D(3), true), (int64_t[]){2, 1}, (int64_t[]){0, 1},
+                           (int64_t[]){1, 2}, 3);
+}
+S(s_max_pool2d) { return lathe_max_pool2d(g, X((1, 2, 5, 5)), 3, 2, 1); }
+S(s_max_pool2d_hw) { return lathe_max_pool2d_hw(g, X((2, 1, 4, 6)), (int64_t[]){2, 3}, (int64_t[]){2, 1}, (int64_t[]){0, 1}); }
+S(s_avg_pool2d) { return lathe_avg_pool2d(g, X((1, 2, 4, 4)), 2, 2, 0, true); }
+S(s_avg_pool2d_pad) { return lathe_avg_pool2d(g, X((1, 1, 5, 5)), 3, 2, 1, true); }
+S(s_avg_pool2d_nopad) { return lathe_avg_pool2d(g, X((1, 1, 5, 5)), 3, 2, 1, false); }
+S(s_adaptive) { return lathe_adaptive_avg_pool2d(g, X((1, 2, 5, 7)), 2, 3); }
+S(s_adaptive_1) { return lathe_adaptive_avg_pool2d(g, X((2, 3, 4, 4)), 1, 1); }
+static lathe_node *bn(lathe_graph *g, lathe_dtype t, bool training) {
+    return lathe_batch_norm2d(g, X((2, 3, 2, 2)), lathe_param(g, "bn.weight", t, D(3), true),
+                              lathe_param(g, "bn.bias", t, D(3), true), lathe_buffer(g, "bn.running_mean", t, D(3)),
+                              lathe_buffer(g, "bn.running_var", t, D(3)), training, 0.1, 1e-5);
+}
+S(s_bn_train) { return bn(g, t, true); }
+S(s_bn_eval) { return bn(g, t, false); }
+S(s_softmax) { return lathe_softmax(g, X((2, 3)), 1); }
+S(s_softmax0) { return lathe_softmax(g, X((3, 2)), 0); }
+S(s_log_softmax) { return lathe_log_softmax(g, X((2, 4)), -1); }
+S(s_ce) { return lathe_cross_entropy(g, X((4, 3)), labels(g, 4), LATHE_REDUCE_MEAN); }
+S(s_ce_sum) { return lathe_cross_entropy(g, X((4, 3)), labels(g, 4), LATHE_REDUCE_SUM); }
+S(s_ce_none) { return lathe_cross_entropy(g, X((4, 3)), labels(g, 4), LATHE_REDUCE_NONE); }
+S(s_nll) { return lathe_nll_loss(g, lathe_log_softmax(g, X((4, 3)), 1), labels(g, 4), LATHE_REDUCE_MEAN); }
+S(s_nll_sum) { return lathe_nll_loss(g, X((3, 5)), labels(g, 3), LATHE_REDUCE_SUM); }
+S(s_mse) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_MEAN); }
+S(s_mse_sum) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_SUM); }
+S(s_mse_none) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_NONE); }
+
+#define E(label, OP, fn) {label, LT_OP_##OP, fn}
+const sample samples[] = {
+    E("input", INPUT, s_input), E("param", PARAM, s_param), E("buffer", BUFFER, s_buffer),
+    E("const", CONST, s_const), E("const/scalar", CONST, s_scalar),
+    E("add", ADD, s_add), E("add/rank0", ADD, s_add_rank0), E("add/size1", ADD, s_add_size1),
+    E("add/zero-size", ADD, s_add_zero), E("add/batch1", ADD, s_add_batch1),
+    E("sub", SUB, s_sub), E("mul", MUL, s_mul), E("div", DIV, s_div), E("pow", POW, s_pow),
+    E("maximum", MAXIMUM, s_maximum), E("minimum", MINIMUM, s_minimum),
+    E("gt", GT, s_gt), E("ge", GE, s_ge), E("lt", LT, s_lt), E("le", LE, s_le), E("eq", EQ, s_eq),
+    E("ne", NE, s_ne), E("where", WHERE, s_where),
+    E("neg", NEG, s_neg), E("exp", EXP, s_exp), E("log", LOG, s_log), E("sqrt", SQRT, s_sqrt),
+    E("rsqrt", RSQRT, s_rsqrt), E("abs", ABS, s_abs), E("relu", RELU, s_relu),
+    E("sigmoid", SIGMOID, s_sigmoid), E("tanh", TANH, s_tanh),
+    E("pow_scalar", POW_SCALAR, s_pow_scalar), E("pow_scalar/frac", POW_SCALAR, s_pow_scalar_frac),
+    E("cast", CAST, s_cast), E("cast/int", CAST, s_cast_int),
+    E("sum", SUM, s_sum), E("sum/all", SUM, s_sum_all), E("sum/neg-axes", SUM, s_sum_neg),
+    E("mean", MEAN, s_mean), E("max", MAX, s_max), E("max/keepdim", MAX, s_max_keep),
+    E("argmax", ARGMAX, s_argmax),
+    E("reshape", RESHAPE, s_reshape), E("reshape/infer", RESHAPE, s_reshape_infer),
+    E("flatten", FLATTEN, s_flatten), E("permute", PERMUTE, s_permute),
+    E("permute/transpose", PERMUTE, s_transpose), E("broadcast_to", BROADCAST_TO, s_broadcast_to),
+    E("concat", CONCAT, s_concat), E("concat/one", CONCAT, s_concat_one),
+    E("slice", SLICE, s_slice), E("slice/negative", SLICE, s_slice_neg),
+    E("matmul", MATMUL, s_matmul), E("matmul/batched", MATMUL, s_matmul_batched),
+    E("linear", LINEAR, s_linear), E("linear/nobias", LINEAR, s_linear_nobias),
+    E("conv2d", CONV2D, s_conv2d), E("conv2d/stride-dilation-groups", CONV2D, s_conv2d_strided),
+    E("conv2d/hw-depthwise", CONV2D, s_conv2d_hw),
+    E("max_pool2d", MAX_POOL2D, s_max_pool2d), E("max_pool2d/hw", MAX_POOL2D, s_max_pool2d_hw),
+    E("avg_pool2d", AVG_POOL2D, s_avg_pool2d), E("avg_pool2d/pad", AVG_POOL2D, s_avg_pool2d_pad),
+    E("avg_pool2d/exclude-pad", AVG_POOL2D, s_avg_pool2d_nopad),
+    E("adaptive_avg_pool2d", ADAPTIVE_AVG_POOL2D, s_adaptive),
+    E("adaptive_avg_pool2d/1x1", ADAPTIVE_AVG_POOL2D, s_adaptive_1),
+    E("batch_norm2d/train", BATCH_NORM2D, s_bn_train), E("batch_norm2d/eval", BATCH_NORM2D, s_bn_eval),
+    E("softmax", SOFTMAX, s_softmax), E("softmax/axis0", SOFTMAX, s_softmax0),
+    E("log_softmax", LOG_SOFTMAX, s_log_softmax),
+    E("cross_entropy", CROSS_ENTROPY, s_ce), E("cross_entropy/sum", CROSS_ENTROPY, s_ce_sum),
+    E("cross_entropy/none", CROSS_ENTROPY, s_ce_none),
+    E("nll_loss", NLL_LOSS, s_nll), E("nll_loss/sum", NLL_LOSS, s_nll_sum),
+    E("mse_loss", MSE_LOSS, s_mse), E("mse_loss/sum", MSE_LOSS, s_mse_sum),
+    E("mse_loss/none", MSE_LOSS, s_mse_none),
+};
+const int nsamples = (int)(sizeof samples / sizeof samples[0]);
+
+lathe_graph *sample_graph(const sample *s, lathe_dtype t) {
+    lathe_graph *g = lathe_graph_new();
+    assert_non_null(g);
+    lathe_node *y = s->build(g, t);
+    lathe_output(g, "y", y);
+    if (lathe_graph_status(g) != LATHE_OK)
+        fail_msg("sample %s: %s", s->label, lathe_graph_error(g));
+    return g;
+}
+
+double rng_uniform(rng *r, double lo, double hi) {
+    r->s ^= r->s >> 12;
+    r->s ^= r->s << 25;
+    r->s ^= r->s >> 27;
+    uint64_t x = r->s * 2685821657736338717ULL;
+    return lo + (hi - lo) * (double)(x >> 11) / 9007199254740992.0;
+}
+
+#if 0
+void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed) {
+    rng r = {seed * 0x9E3779B97F4A7C15ULL + 1};
+    for (int i = 0; i < lathe_graph_num_nodes(g); i++) {
+        lathe_node *n = lathe_graph_node(g, i);
+        const char *name = lathe_node_name(n);
+        if (!name || n->op == LT_OP_CONST) continue;
+        int64_t k = lathe_node_numel(n);
+        double *v = malloc((size_t)(k ? k : 1) * sizeof *v);
+        size_t len = strlen(name);
+        bool pos = (len >= 3 && strcmp(name + len - 3, "pos") == 0) || strstr(name, "running_var");
+        for (int64_t j = 0; j < k; j++) {
+            if (n->dtype == LATHE_I64) v[j] = floor(rng_uniform(&r, 0, 3));
+            else if (n->dtype == LATHE_BOOL) v[j] = rng_uniform(&r, 0, 1) < 0.5;
+            else v[j] = pos ? rng_uniform(&r, 0.5, 2) : rng_uniform(&r, -1, 1);
+        }
+        if (lathe_eval_set_f64(ev, name, v) != LATHE_OK) fail_msg("bind %s: %s", name, lathe_eval_error(ev));
+        free(v);
+    }
+}
+#endif
