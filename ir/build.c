@@ -246,7 +246,7 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *w, lat
     /* Running statistics, as torch.nn.BatchNorm2d in training mode: the mean
      * over (N, H, W) and the unbiased variance, mixed in with momentum. */
     lathe_no_grad_begin(g);
-    int64_t C = x->shape[1], n = x->shape[0] * x->shape[2] * x->shape[3];
+    int64_t C = x->shape[1], n = lt_numel(3, (int64_t[]){x->shape[0], x->shape[2], x->shape[3]});
     lathe_node *mean = lathe_mean(g, x, LATHE_AXES(0, 2, 3), true);
     lathe_node *d = lathe_sub(g, x, mean);
     lathe_node *ss = lathe_sum(g, lathe_mul(g, d, d), LATHE_AXES(0, 2, 3), false);

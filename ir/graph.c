@@ -347,7 +347,7 @@ lathe_status lathe_set_requires_grad(lathe_node *n, bool rg) {
     lathe_graph *g = n->g;
     if (n->op != LT_OP_INPUT && n->op != LT_OP_PARAM) {
         lt_fail(g, LATHE_ERR_ARG,
-                "set_requires_grad: node %%%d is a %s; only inputs and params carry the flag",
+                "set_requires_grad: node %%%d (%s) is not an input or param; only those carry the flag",
                 n->id, lt_ops[n->op].name);
         return LATHE_ERR_ARG;
     }
@@ -397,7 +397,7 @@ lathe_status lathe_update(lathe_graph *g, lathe_node *buf, lathe_node *v) {
     if (buf->g != g || v->g != g)
         return lt_fail(g, LATHE_ERR_ARG, "update: node belongs to another graph"), g->status;
     if (buf->op != LT_OP_BUFFER)
-        return lt_fail(g, LATHE_ERR_ARG, "update: target %%%d is a %s, not a buffer", buf->id,
+        return lt_fail(g, LATHE_ERR_ARG, "update: target %%%d (%s) is not a buffer", buf->id,
                        lt_ops[buf->op].name), g->status;
     char a[160], b[160];
     lathe_node_type_str(buf, a, sizeof a);

@@ -246,6 +246,8 @@ static lathe_status infer_pool_window(lathe_graph *g, const char *on, lathe_node
     out->shape[1] = c_out;
     for (int i = 0; i < 2; i++) {
         int64_t in = x->shape[2 + i] + 2 * p[i];
+        if (k[i] > 1 && dil[i] > LT_MAX_NUMEL / (k[i] - 1))
+            return fail(g, LATHE_ERR_ARG, "%s: dilated kernel extent too large (input %s)", on, ts);
         int64_t ext = dil[i] * (k[i] - 1) + 1;
         if (ext > in)
             return fail(g, LATHE_ERR_SHAPE,
@@ -379,8 +381,8 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
                         (long long)e, t.s[0]);
         int r = 0;
         for (int d = 0; d < s; d++) out->shape[r++] = x->shape[d];
-        int64_t m = 1;
-        for (int64_t d = s; d <= e; d++) m *= x->shape[d];
+        int64_t m = lt_numel((int)(e - s + 1), x->shape + s);
+        if (m < 0) return fail(g, LATHE_ERR_SHAPE, "flatten: element count of %s overflows", t.s[0]);
         out->shape[r++] = m;
         for (int d = (int)e + 1; d < x->rank; d++) out->shape[r++] = x->shape[d];
         out->rank = r;
@@ -436,6 +438,8 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
                 return fail(g, LATHE_ERR_SHAPE,
                             "concat: operand %d does not match operand 0 outside axis %lld (%s)", i,
                             (long long)ax, ops);
+            if (in[i]->shape[ax] > LT_MAX_NUMEL - total)
+                return fail(g, LATHE_ERR_SHAPE, "concat: joined size along axis %lld overflows (%s)", (long long)ax, ops);
             total += in[i]->shape[ax];
         }
         out->dtype = x->dtype;
@@ -459,7 +463,7 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->dtype = x->dtype;
         out->rank = x->rank;
         memcpy(out->shape, x->shape, sizeof out->shape);
-        out->shape[a[0].v[0]] = (en - st + step - 1) / step;
+        out->shape[a[0].v[0]] = en == st ? 0 : (en - st - 1) / step + 1;
         return LATHE_OK;
     }
     case LT_OP_MATMUL: {
@@ -566,7 +570,8 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
             return fail(g, LATHE_ERR_ARG, "batch_norm2d: momentum must be in [0, 1], got %g", a[1].f);
         if (!(a[2].f > 0))
             return fail(g, LATHE_ERR_ARG, "batch_norm2d: eps must be > 0, got %g", a[2].f);
-        if (a[0].v[0] && x->shape[0] * x->shape[2] * x->shape[3] <= 1)
+        int64_t nhw = lt_numel(3, (int64_t[]){x->shape[0], x->shape[2], x->shape[3]});
+        if (a[0].v[0] && nhw >= 0 && nhw <= 1)
             return fail(g, LATHE_ERR_SHAPE,
                         "batch_norm2d: training needs more than 1 value per channel, input is %s", t.s[0]);
         out->dtype = x->dtype;

@@ -1,9 +1,729 @@
+/* test_eval.c - the reference evaluator.
+ *
+ * The evaluator is the oracle for every compiled path, so it is itself
+ * checked against values worked out by hand: one table of small cases, at
+ * least one per op (checked over the whole op table), each with its expected
+ * values as literals and the arithmetic in a comment.  Then f32 rounding,
+ * every op sample in f32 and f64 (finite, and f32 agreeing with f64), the
+ * batch-norm running-statistics update, and the errors a user can cause. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "testutil.h"
-static void test_samples_build(void **state) {
-    (void)state;
-    for (int i = 0; i < nsamples; i++) lathe_graph_free(sample_graph(&samples[i], LATHE_F64));
+
+#define D LATHE_DIMS
+#define VALS(...) (int)(sizeof((const double[]){__VA_ARGS__}) / sizeof(double)), (const double[]){__VA_ARGS__}
+
+/* ---- hand-computed cases ----------------------------------------------------- */
+
+/* A case builds its graph in f64 through these helpers, which record each
+ * leaf's values to be bound before the run. */
+typedef struct {
+    lathe_graph *g;
+    int nleaves;
+    struct {
+        const char *name;
+        double v[64];
+    } leaf[8];
+} ctx;
+
+static lathe_node *leaf(ctx *c, lt_op op, const char *name, lathe_dtype t, int rank,
+                        const int64_t *shape, int nv, const double *v) {
+    int64_t numel = lt_numel(rank, shape);
+    /* a zero-size leaf is written with one dummy value */
+    if (!(numel == nv || (numel == 0 && nv == 1)) || numel > 64 || c->nleaves == 8)
+        fail_msg("leaf '%s': %d values for %lld elements", name, nv, (long long)numel);
+    c->leaf[c->nleaves].name = name;
+    memcpy(c->leaf[c->nleaves].v, v, (size_t)numel * sizeof *v);
+    c->nleaves++;
+    switch (op) {
+    case LT_OP_PARAM: return lathe_param(c->g, name, t, rank, shape, true);
+    case LT_OP_BUFFER: return lathe_buffer(c->g, name, t, rank, shape);
+    default: return lathe_input(c->g, name, t, rank, shape);
+    }
 }
+/* IN("a", (2, 3), 1, 2, 3, 4, 5, 6): an f64 input of shape (2, 3) */
+#define IN(name, shape, ...) leaf(c, LT_OP_INPUT, name, LATHE_F64, D shape, VALS(__VA_ARGS__))
+#define INT(name, t, shape, ...) leaf(c, LT_OP_INPUT, name, t, D shape, VALS(__VA_ARGS__))
+#define PARAM(name, shape, ...) leaf(c, LT_OP_PARAM, name, LATHE_F64, D shape, VALS(__VA_ARGS__))
+#define BUF(name, shape, ...) leaf(c, LT_OP_BUFFER, name, LATHE_F64, D shape, VALS(__VA_ARGS__))
+#define LABELS(shape, ...) leaf(c, LT_OP_INPUT, "labels", LATHE_I64, D shape, VALS(__VA_ARGS__))
+#define CASE(fn) static lathe_node *fn(ctx *c)
+#define G c->g
+
+static const double LN2 = 0.6931471805599453, LN3 = 1.0986122886681098;
+
+/* leaves */
+CASE(c_sub_const) { return lathe_sub(G, IN("x", (2), 5, 7), lathe_const(G, LATHE_F64, D(2), (double[]){1.5, -2})); }
+CASE(c_mul_scalar) { return lathe_mul(G, lathe_scalar(G, LATHE_F64, 3), IN("x", (3), 1, 2, -3)); }
+/* binary */
+CASE(c_add) { return lathe_add(G, IN("a", (2, 3), 1, 2, 3, 4, 5, 6), IN("b", (3), 10, 20, 30)); }
+CASE(c_add_rank0) { return lathe_add(G, IN("a", (), 5), IN("b", (2), 1, 2)); }
+CASE(c_add_rank0_both) { return lathe_add(G, IN("a", (), 5), IN("b", (), 0.5)); }
+CASE(c_add_size1) { return lathe_add(G, IN("a", (2, 1), 1, 2), IN("b", (1, 3), 10, 20, 30)); }
+CASE(c_add_zero) { return lathe_add(G, IN("a", (0, 3), 0), IN("b", (3), 1, 2, 3)); }
+CASE(c_add_zero_bcast) { return lathe_add(G, IN("a", (1, 3), 1, 2, 3), IN("b", (0, 1), 0)); }
+CASE(c_add_batch1) { return lathe_add(G, IN("a", (1, 2, 1), 1, 2), IN("b", (3), 10, 20, 30)); }
+CASE(c_add_i64) { return lathe_add(G, INT("a", LATHE_I64, (2), 1, 2), INT("b", LATHE_I64, (2), 3, -5)); }
+CASE(c_sub) { return lathe_sub(G, IN("a", (2, 2), 5, 6, 7, 8), IN("b", (2, 1), 1, 2)); }
+CASE(c_mul) { return lathe_mul(G, IN("a", (2, 1), 2, -3), IN("b", (2), 4, 0.5)); }
+CASE(c_div) { return lathe_div(G, IN("a", (5), 1, 3, 1, -1, 0), IN("b", (5), 4, -2, 0, 0, 0)); }
+CASE(c_pow) { return lathe_pow(G, IN("a", (3), 2, 4, 9), IN("b", (3), 3, 0.5, -0.5)); }
+CASE(c_maximum) { return lathe_maximum(G, IN("a", (4), 1, NAN, 3, -1), IN("b", (4), 2, 0, NAN, -2)); }
+CASE(c_maximum_i64) { return lathe_maximum(G, INT("a", LATHE_I64, (2, 1), 1, 5), INT("b", LATHE_I64, (2), 3, 4)); }
+CASE(c_minimum) { return lathe_minimum(G, IN("a", (4), 1, NAN, 3, -1), IN("b", (4), 2, 0, NAN, -2)); }
+#define CMP(fn, f) CASE(fn) { return f(G, IN("a", (4), 1, 2, 3, NAN), IN("b", (), 2)); }
+CMP(c_gt, lathe_gt)
+CMP(c_ge, lathe_ge)
+CMP(c_lt, lathe_lt)
+CMP(c_le, lathe_le)
+CMP(c_eq, lathe_eq)
+CMP(c_ne, lathe_ne)
+CASE(c_eq_i64) { return lathe_eq(G, INT("a", LATHE_I64, (3), 1, 2, 3), INT("b", LATHE_I64, (3, 1), 2, 3, 4)); }
+CASE(c_where) { return lathe_where(G, INT("c", LATHE_BOOL, (2, 1), 1, 0), IN("a", (2, 3), 1, 2, 3, 4, 5, 6), IN("b", (), -1)); }
+CASE(c_where_rank0) { return lathe_where(G, INT("c", LATHE_BOOL, (), 1), IN("a", (2), 1, 2), IN("b", (2), 3, 4)); }
+/* unary */
+CASE(c_neg) { return lathe_neg(G, IN("x", (3), 1, -2, 0)); }
+CASE(c_neg_rank0) { return lathe_neg(G, IN("x", (), 3)); }
+CASE(c_exp) { return lathe_exp(G, IN("x", (3), 0, 1, -1)); }
+CASE(c_log) { return lathe_log(G, IN("x", (4), 1, 2.718281828459045, 0, -1)); }
+CASE(c_sqrt) { return lathe_sqrt(G, IN("x", (3), 4, 2, 0)); }
+CASE(c_rsqrt) { return lathe_rsqrt(G, IN("x", (3), 4, 0.25, 0)); }
+CASE(c_abs) { return lathe_abs(G, IN("x", (3), -1.5, 2, -0.0)); }
+CASE(c_relu) { return lathe_relu(G, IN("x", (4), -1, 0, 2, NAN)); }
+CASE(c_relu_i64) { return lathe_relu(G, INT("x", LATHE_I64, (2), -3, 4)); }
+CASE(c_sigmoid) { return lathe_sigmoid(G, IN("x", (3), 0, LN3, -LN3)); }
+CASE(c_tanh) { return lathe_tanh(G, IN("x", (3), 0, LN2, -LN2)); }
+CASE(c_pow_scalar) { return lathe_pow_scalar(G, IN("x", (3), 2, 3, -2), 3); }
+CASE(c_pow_scalar_frac) { return lathe_pow_scalar(G, IN("x", (2), 4, 9), -0.5); }
+CASE(c_cast_i64) { return lathe_cast(G, IN("x", (4), 1.7, -1.7, 2.5, -0.5), LATHE_I64); }
+CASE(c_cast_bool) { return lathe_cast(G, IN("x", (4), 0, 0.5, -2, NAN), LATHE_BOOL); }
+CASE(c_cast_from_bool) { return lathe_cast(G, INT("x", LATHE_BOOL, (2), 1, 0), LATHE_F64); }
+CASE(c_cast_f32) { return lathe_cast(G, IN("x", (2), 0.1, 3), LATHE_F32); }
+CASE(c_cast_from_i64) { return lathe_cast(G, INT("x", LATHE_I64, (2), -7, 3), LATHE_F64); }
+/* reductions */
+#define X23 IN("x", (2, 3), 1, 2, 3, 4, 5, 6)
+CASE(c_sum) { return lathe_sum(G, X23, LATHE_AXES(1), false); }
+CASE(c_sum_keep) { return lathe_sum(G, X23, LATHE_AXES(1), true); }
+CASE(c_sum_all) { return lathe_sum(G, X23, 0, NULL, false); }
+CASE(c_sum_neg) { return lathe_sum(G, IN("x", (2, 3, 2), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), LATHE_AXES(-1, 0), false); }
+CASE(c_sum_empty) { return lathe_sum(G, IN("x", (0, 3), 0), LATHE_AXES(0), false); }
+CASE(c_sum_rank0) { return lathe_sum(G, IN("x", (), 5), 0, NULL, false); }
+CASE(c_sum_i64) { return lathe_sum(G, INT("x", LATHE_I64, (3), 1, 2, -4), 0, NULL, false); }
+CASE(c_mean) { return lathe_mean(G, X23, LATHE_AXES(0), false); }
+CASE(c_mean_keep) { return lathe_mean(G, X23, LATHE_AXES(-1), true); }
+CASE(c_mean_empty) { return lathe_mean(G, IN("x", (0, 2), 0), LATHE_AXES(0), false); }
+CASE(c_max) { return lathe_max(G, IN("x", (2, 3), 1, 5, 3, 4, 2, 6), LATHE_AXES(1), false); }
+CASE(c_max_nan) { return lathe_max(G, IN("x", (3, 3), 1, NAN, 3, NAN, 2, 6, -1, -2, -3), LATHE_AXES(1), false); }
+CASE(c_max_keep) { return lathe_max(G, IN("x", (2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), LATHE_AXES(0, 2), true); }
+CASE(c_argmax) { return lathe_argmax(G, IN("x", (2, 3), 1, 3, 3, 5, NAN, NAN), 1, false); }
+CASE(c_argmax_keep) { return lathe_argmax(G, IN("x", (2, 2), 1, 4, 3, 2), -2, true); }
+/* shape ops */
+CASE(c_reshape) { return lathe_reshape(G, X23, D(3, 2)); }
+CASE(c_reshape_infer) { return lathe_reshape(G, X23, D(-1)); }
+CASE(c_flatten) { return lathe_flatten(G, IN("x", (2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), 1, -1); }
+CASE(c_permute) { return lathe_permute(G, IN("x", (1, 2, 3), 0, 1, 2, 3, 4, 5), LATHE_AXES(2, 0, 1)); }
+CASE(c_transpose) { return lathe_transpose(G, X23, 0, 1); }
+CASE(c_broadcast_to) { return lathe_broadcast_to(G, IN("x", (3, 1), 1, 2, 3), D(2, 3, 2)); }
+CASE(c_broadcast_rank0) { return lathe_broadcast_to(G, IN("x", (), 7), D(2)); }
+CASE(c_concat) { return lathe_concat(G, 2, (lathe_node *[]){IN("a", (2, 1), 1, 2), IN("b", (2, 2), 3, 4, 5, 6)}, 1); }
+CASE(c_concat_zero) { return lathe_concat(G, 2, (lathe_node *[]){IN("a", (0, 2), 0), IN("b", (1, 2), 7, 8)}, 0); }
+CASE(c_concat3) {
+    return lathe_concat(G, 3, (lathe_node *[]){IN("a", (2), 1, 2), IN("b", (1), 3), IN("c", (2), 4, 5)}, -1);
+}
+#define X7 IN("x", (7), 0, 1, 2, 3, 4, 5, 6)
+CASE(c_slice) { return lathe_slice(G, X7, 0, 1, 6, 2); }
+CASE(c_slice_step3) { return lathe_slice(G, X7, 0, 0, 7, 3); }
+CASE(c_slice_neg) { return lathe_slice(G, IN("x", (2, 5), 0, 1, 2, 3, 4, 5, 6, 7, 8, 9), -1, -3, 100, 1); }
+CASE(c_slice_empty) { return lathe_slice(G, IN("x", (3), 1, 2, 3), 0, 2, 1, 1); }
+/* contractions */
+CASE(c_matmul) { return lathe_matmul(G, IN("a", (2, 2), 1, 2, 3, 4), IN("b", (2, 2), 5, 6, 7, 8)); }
+CASE(c_matmul_batch_a) { return lathe_matmul(G, IN("a", (2, 1, 2), 1, 2, 3, 4), IN("b", (2, 1), 10, 1)); }
+CASE(c_matmul_batch_b) { return lathe_matmul(G, IN("a", (1, 2), 1, 2), IN("b", (2, 2, 1), 1, 1, 2, 3)); }
+CASE(c_matmul_bcast) {
+    return lathe_matmul(G, IN("a", (2, 1, 1, 2), 1, 2, 3, 4), IN("b", (3, 2, 1), 1, 0, 0, 1, 1, 1));
+}
+CASE(c_matmul_k0) { return lathe_matmul(G, IN("a", (2, 0), 0), IN("b", (0, 2), 0)); }
+CASE(c_linear) {
+    return lathe_linear(G, X23, PARAM("w", (2, 3), 1, 0, -1, 0.5, 0.5, 0.5), PARAM("b", (2), 10, 20));
+}
+CASE(c_linear_nobias) { return lathe_linear(G, IN("x", (3), 1, 2, 3), PARAM("w", (1, 3), 1, 1, 1), NULL); }
+#define X33 IN("x", (1, 1, 3, 3), 1, 2, 3, 4, 5, 6, 7, 8, 9)
+#define ONES22 PARAM("w", (1, 1, 2, 2), 1, 1, 1, 1)
+CASE(c_conv) { return lathe_conv2d(G, X33, PARAM("w", (1, 1, 2, 2), 1, 0, 0, 1), PARAM("b", (1), 0.5), 1, 0, 1, 1); }
+CASE(c_conv_stride_pad) { return lathe_conv2d(G, X33, ONES22, NULL, 2, 1, 1, 1); }
+CASE(c_conv_dilation) { return lathe_conv2d(G, X33, ONES22, NULL, 1, 0, 2, 1); }
+CASE(c_conv_depthwise) {
+    return lathe_conv2d(G, IN("x", (1, 2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), PARAM("w", (2, 1, 1, 1), 2, -1), NULL, 1, 0, 1, 2);
+}
+CASE(c_conv_groups) {
+    return lathe_conv2d(G, IN("x", (1, 4, 1, 1), 1, 2, 3, 4), PARAM("w", (2, 2, 1, 1), 1, 1, 1, -1), NULL, 1, 0, 1, 2);
+}
+CASE(c_conv_batch) {
+    return lathe_conv2d(G, IN("x", (2, 2, 1, 1), 1, 2, 3, 4), PARAM("w", (3, 2, 1, 1), 1, 0, 0, 1, 1, 1),
+                        PARAM("b", (3), 0, 0, 10), 1, 0, 1, 1);
+}
+CASE(c_conv_hw) {
+    return lathe_conv2d_hw(G, IN("x", (1, 1, 3, 2), 1, 2, 3, 4, 5, 6), PARAM("w", (1, 1, 1, 2), 1, 1), NULL,
+                           (int64_t[]){2, 1}, (int64_t[]){0, 1}, (int64_t[]){1, 1}, 1);
+}
+/* pooling */
+CASE(c_max_pool) { return lathe_max_pool2d(G, X33, 2, 1, 0); }
+CASE(c_max_pool_pad) { return lathe_max_pool2d(G, IN("x", (1, 1, 3, 3), -1, -2, -3, -4, -5, -6, -7, -8, -9), 3, 2, 1); }
+CASE(c_max_pool_nan) { return lathe_max_pool2d(G, IN("x", (1, 1, 2, 2), 1, NAN, 3, 4), 2, 2, 0); }
+CASE(c_avg_pool) { return lathe_avg_pool2d(G, IN("x", (1, 1, 2, 4), 1, 2, 3, 4, 5, 6, 7, 8), 2, 2, 0, true); }
+CASE(c_avg_pool_incl) { return lathe_avg_pool2d(G, X33, 3, 2, 1, true); }
+CASE(c_avg_pool_excl) { return lathe_avg_pool2d(G, X33, 3, 2, 1, false); }
+CASE(c_adaptive) { return lathe_adaptive_avg_pool2d(G, IN("x", (1, 1, 1, 5), 1, 2, 3, 4, 5), 1, 2); }
+CASE(c_adaptive_2d) {
+    return lathe_adaptive_avg_pool2d(G, IN("x", (1, 1, 3, 5), 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 2, 2);
+}
+CASE(c_adaptive_1x1) { return lathe_adaptive_avg_pool2d(G, IN("x", (1, 2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), 1, 1); }
+/* normalization and losses */
+CASE(c_bn_train) {
+    return lathe_batch_norm2d(G, IN("x", (1, 2, 1, 2), 1, 3, 3, 17), PARAM("w", (2), 2, -1), PARAM("b", (2), 0.5, 1),
+                              BUF("rm", (2), 0, 0), BUF("rv", (2), 1, 1), true, 0.1, 15);
+}
+CASE(c_bn_train_n) {
+    return lathe_batch_norm2d(G, IN("x", (2, 1, 2, 1), 1, 3, 3, 1), PARAM("w", (1), 1), PARAM("b", (1), 0),
+                              IN("rm", (1), 100), IN("rv", (1), 100), true, 0.1, 15);
+}
+CASE(c_bn_eval) {
+    return lathe_batch_norm2d(G, IN("x", (1, 2, 1, 1), 5, 1), PARAM("w", (2), 1, 0.5), PARAM("b", (2), 0, 1),
+                              BUF("rm", (2), 1, 3), BUF("rv", (2), 3, 0), false, 0.1, 1);
+}
+CASE(c_softmax) { return lathe_softmax(G, IN("x", (2, 2), 0, LN3, 1000, 1000), -1); }
+CASE(c_softmax0) { return lathe_softmax(G, IN("x", (2, 2), 0, 1000, LN3, 1000), 0); }
+CASE(c_log_softmax) { return lathe_log_softmax(G, IN("x", (2, 2), 0, LN3, 1000, 1000), 1); }
+#define LOGITS IN("x", (2, 2), 0, LN3, LN3, 0)
+CASE(c_ce) { return lathe_cross_entropy(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_MEAN); }
+CASE(c_ce_sum) { return lathe_cross_entropy(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_SUM); }
+CASE(c_ce_none) { return lathe_cross_entropy(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_NONE); }
+CASE(c_ce_large) { return lathe_cross_entropy(G, IN("x", (1, 2), 1000, 1000), LABELS((1), 0), LATHE_REDUCE_MEAN); }
+#define LOGP IN("x", (2, 3), -1, -2, -3, -4, -5, -6)
+CASE(c_nll) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_MEAN); }
+CASE(c_nll_sum) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_SUM); }
+CASE(c_nll_none) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_NONE); }
+#define MSE_AB IN("a", (3), 1, 2, 3), IN("b", (3), 1, 0, 6)
+CASE(c_mse) { return lathe_mse_loss(G, MSE_AB, LATHE_REDUCE_MEAN); }
+CASE(c_mse_sum) { return lathe_mse_loss(G, MSE_AB, LATHE_REDUCE_SUM); }
+CASE(c_mse_none) { return lathe_mse_loss(G, MSE_AB, LATHE_REDUCE_NONE); }
+CASE(c_mse_empty) { return lathe_mse_loss(G, IN("a", (0), 0), IN("b", (0), 0), LATHE_REDUCE_MEAN); }
+
+typedef struct {
+    const char *label;
+    lt_op op;                   /* the op the case is about */
+    lathe_node *(*build)(ctx *c);
+    const char *type;           /* the result's type */
+    int n;                      /* expected values; 0 for an empty result */
+    const double *want;
+} hand_case;
+#define H(label, OP, fn, type, ...) {label, LT_OP_##OP, fn, type, VALS(__VA_ARGS__)}
+#define H0(label, OP, fn, type) {label, LT_OP_##OP, fn, type, 0, NULL}
+
+static const hand_case hand_cases[] = {
+    H("const", CONST, c_sub_const, "f64[2]", 3.5, 9),                 /* 5-1.5, 7+2 */
+    H("const/scalar", CONST, c_mul_scalar, "f64[3]", 3, 6, -9),
+    /* (2,3) + (3): row i + [10,20,30] */
+    H("add", ADD, c_add, "f64[2,3]", 11, 22, 33, 14, 25, 36),
+    H("add/rank0", ADD, c_add_rank0, "f64[2]", 6, 7),
+    H("add/rank0-both", ADD, c_add_rank0_both, "f64[]", 5.5),
+    /* (2,1) + (1,3): a[i] + b[j] */
+    H("add/size1", ADD, c_add_size1, "f64[2,3]", 11, 21, 31, 12, 22, 32),
+    H0("add/zero-size", ADD, c_add_zero, "f64[0,3]"),
+    H0("add/zero-broadcast", ADD, c_add_zero_bcast, "f64[0,3]"),
+    H("add/batch1", ADD, c_add_batch1, "f64[1,2,3]", 11, 21, 31, 12, 22, 32),
+    H("add/i64", ADD, c_add_i64, "i64[2]", 4, -3),
+    H("sub", SUB, c_sub, "f64[2,2]", 4, 5, 5, 6),                    /* [5,6]-1, [7,8]-2 */
+    H("mul", MUL, c_mul, "f64[2,2]", 8, 1, -12, -1.5),               /* 2*[4,.5], -3*[4,.5] */
+    H("div", DIV, c_div, "f64[5]", 0.25, -1.5, INFINITY, -INFINITY, NAN), /* 1/4, 3/-2, 1/0, -1/0, 0/0 */
+    H("pow", POW, c_pow, "f64[3]", 8, 2, 1.0 / 3),                   /* 2^3, 4^.5, 9^-.5 */
+    H("maximum/nan", MAXIMUM, c_maximum, "f64[4]", 2, NAN, NAN, -1),
+    H("maximum/i64", MAXIMUM, c_maximum_i64, "i64[2,2]", 3, 4, 5, 5), /* max(1,[3,4]), max(5,[3,4]) */
+    H("minimum/nan", MINIMUM, c_minimum, "f64[4]", 1, NAN, NAN, -2),
+    /* [1,2,3,NaN] vs 2; NaN compares false except ne */
+    H("gt", GT, c_gt, "bool[4]", 0, 0, 1, 0),
+    H("ge", GE, c_ge, "bool[4]", 0, 1, 1, 0),
+    H("lt", LT, c_lt, "bool[4]", 1, 0, 0, 0),
+    H("le", LE, c_le, "bool[4]", 1, 1, 0, 0),
+    H("eq", EQ, c_eq, "bool[4]", 0, 1, 0, 0),
+    H("ne", NE, c_ne, "bool[4]", 1, 0, 1, 1),
+    /* [1,2,3] == [[2],[3],[4]] */
+    H("eq/i64-broadcast", EQ, c_eq_i64, "bool[3,3]", 0, 1, 0, 0, 0, 1, 0, 0, 0),
+    H("where", WHERE, c_where, "f64[2,3]", 1, 2, 3, -1, -1, -1),     /* row 0 from a, row 1 is b */
+    H("where/rank0-cond", WHERE, c_where_rank0, "f64[2]", 1, 2),
+    H("neg", NEG, c_neg, "f64[3]", -1, 2, 0),
+    H("neg/rank0", NEG, c_neg_rank0, "f64[]", -3),
+    H("exp", EXP, c_exp, "f64[3]", 1, 2.718281828459045, 0.36787944117144233), /* 1, e, 1/e */
+    H("log", LOG, c_log, "f64[4]", 0, 1, -INFINITY, NAN),
+    H("sqrt", SQRT, c_sqrt, "f64[3]", 2, 1.4142135623730951, 0),
+    H("rsqrt", RSQRT, c_rsqrt, "f64[3]", 0.5, 2, INFINITY),          /* 1/2, 1/.5, 1/0 */
+    H("abs", ABS, c_abs, "f64[3]", 1.5, 2, 0),
+    H("relu/nan", RELU, c_relu, "f64[4]", 0, 0, 2, NAN),
+    H("relu/i64", RELU, c_relu_i64, "i64[2]", 0, 4),
+    /* 1/(1+e^0) = .5, 1/(1+1/3) = .75, 1/(1+3) = .25 */
+    H("sigmoid", SIGMOID, c_sigmoid, "f64[3]", 0.5, 0.75, 0.25),
+    /* tanh(ln 2) = (2 - 1/2)/(2 + 1/2) = .6 */
+    H("tanh", TANH, c_tanh, "f64[3]", 0, 0.6, -0.6),
+    H("pow_scalar", POW_SCALAR, c_pow_scalar, "f64[3]", 8, 27, -8),
+    H("pow_scalar/frac", POW_SCALAR, c_pow_scalar_frac, "f64[2]", 0.5, 1.0 / 3),
+    H("cast/f64-i64", CAST, c_cast_i64, "i64[4]", 1, -1, 2, 0),    /* truncates toward zero */
+    H("cast/f64-bool", CAST, c_cast_bool, "bool[4]", 0, 1, 1, 1),   /* != 0, NaN too */
+    H("cast/bool-f64", CAST, c_cast_from_bool, "f64[2]", 1, 0),
+    H("cast/f64-f32", CAST, c_cast_f32, "f32[2]", 0.10000000149011612, 3), /* float(0.1) */
+    H("cast/i64-f64", CAST, c_cast_from_i64, "f64[2]", -7, 3),
+    /* x = [[1,2,3],[4,5,6]] */
+    H("sum", SUM, c_sum, "f64[2]", 6, 15),
+    H("sum/keepdim", SUM, c_sum_keep, "f64[2,1]", 6, 15),
+    H("sum/all", SUM, c_sum_all, "f64[]", 21),
+    /* x[i,j,k] = 6i+2j+k+1; sum over i,k = 8j+18 */
+    H("sum/neg-axes", SUM, c_sum_neg, "f64[3]", 18, 26, 34),
+    H("sum/empty-extent", SUM, c_sum_empty, "f64[3]", 0, 0, 0),
+    H("sum/rank0-no-axes", SUM, c_sum_rank0, "f64[]", 5),
+    H("sum/i64", SUM, c_sum_i64, "i64[]", -1),
+    H("mean", MEAN, c_mean, "f64[3]", 2.5, 3.5, 4.5),               /* (1+4)/2 ... */
+    H("mean/keepdim-neg", MEAN, c_mean_keep, "f64[2,1]", 2, 5),
+    H("mean/empty-extent", MEAN, c_mean_empty, "f64[2]", NAN, NAN), /* 0/0 */
+    H("max", MAX, c_max, "f64[2]", 5, 6),
+    H("max/nan", MAX, c_max_nan, "f64[3]", NAN, NAN, -1),
+    /* max over i,k of x[i,j,k] = x[1,j,1] = 6, 8 */
+    H("max/keepdim", MAX, c_max_keep, "f64[1,2,1]", 6, 8),
+    /* [1,3,3]: first max at 1; [5,NaN,NaN]: first NaN at 1 */
+    H("argmax/nan", ARGMAX, c_argmax, "i64[2]", 1, 1),
+    /* columns [1,3] and [4,2] */
+    H("argmax/keepdim-neg", ARGMAX, c_argmax_keep, "i64[1,2]", 1, 0),
+    H("reshape", RESHAPE, c_reshape, "f64[3,2]", 1, 2, 3, 4, 5, 6),
+    H("reshape/infer", RESHAPE, c_reshape_infer, "f64[6]", 1, 2, 3, 4, 5, 6),
+    H("flatten", FLATTEN, c_flatten, "f64[2,4]", 1, 2, 3, 4, 5, 6, 7, 8),
+    /* y[k,0,i] = x[0,i,k] = 3i+k */
+    H("permute", PERMUTE, c_permute, "f64[3,1,2]", 0, 3, 1, 4, 2, 5),
+    H("permute/transpose", PERMUTE, c_transpose, "f64[3,2]", 1, 4, 2, 5, 3, 6),
+    H("broadcast_to", BROADCAST_TO, c_broadcast_to, "f64[2,3,2]", 1, 1, 2, 2, 3, 3, 1, 1, 2, 2, 3, 3),
+    H("broadcast_to/rank0", BROADCAST_TO, c_broadcast_rank0, "f64[2]", 7, 7),
+    H("concat", CONCAT, c_concat, "f64[2,3]", 1, 3, 4, 2, 5, 6),
+    H("concat/zero-size", CONCAT, c_concat_zero, "f64[1,2]", 7, 8),
+    H("concat/three", CONCAT, c_concat3, "f64[5]", 1, 2, 3, 4, 5),
+    H("slice", SLICE, c_slice, "f64[3]", 1, 3, 5),                  /* 1:6:2 */
+    H("slice/step3", SLICE, c_slice_step3, "f64[3]", 0, 3, 6),      /* ceil(7/3) = 3 */
+    H("slice/negative", SLICE, c_slice_neg, "f64[2,3]", 2, 3, 4, 7, 8, 9), /* -3:100 -> 2:5 */
+    H0("slice/empty", SLICE, c_slice_empty, "f64[0]"),
+    /* [[1,2],[3,4]] @ [[5,6],[7,8]] = [[1*5+2*7, 1*6+2*8], [3*5+4*7, 3*6+4*8]] */
+    H("matmul", MATMUL, c_matmul, "f64[2,2]", 19, 22, 43, 50),
+    H("matmul/batch-a", MATMUL, c_matmul_batch_a, "f64[2,1,1]", 12, 34), /* [1,2].[10,1], [3,4].[10,1] */
+    H("matmul/batch-b", MATMUL, c_matmul_batch_b, "f64[2,1,1]", 3, 8),   /* [1,2].[1,1], [1,2].[2,3] */
+    /* a_i in [1,2],[3,4] times b_j in [1,0],[0,1],[1,1] */
+    H("matmul/broadcast-both", MATMUL, c_matmul_bcast, "f64[2,3,1,1]", 1, 2, 3, 3, 4, 7),
+    H("matmul/k0", MATMUL, c_matmul_k0, "f64[2,2]", 0, 0, 0, 0),
+    /* [1,2,3].[1,0,-1]+10 = 8, [1,2,3].[.5,.5,.5]+20 = 23, [4,5,6]: -2+10, 7.5+20 */
+    H("linear", LINEAR, c_linear, "f64[2,2]", 8, 23, 8, 27.5),
+    H("linear/nobias-rank1", LINEAR, c_linear_nobias, "f64[1]", 6),
+    /* x = [[1,2,3],[4,5,6],[7,8,9]]; w = [[1,0],[0,1]]: x[p,q] + x[p+1,q+1] + .5 */
+    H("conv2d", CONV2D, c_conv, "f64[1,1,2,2]", 6.5, 8.5, 12.5, 14.5),
+    /* ones 2x2, stride 2, pad 1: windows {1}, {2,3}, {4,7}, {5,6,8,9} */
+    H("conv2d/stride-pad", CONV2D, c_conv_stride_pad, "f64[1,1,2,2]", 1, 5, 11, 28),
+    /* dilation 2 picks the corners: 1+3+7+9 */
+    H("conv2d/dilation", CONV2D, c_conv_dilation, "f64[1,1,1,1]", 20),
+    H("conv2d/depthwise", CONV2D, c_conv_depthwise, "f64[1,2,2,2]", 2, 4, 6, 8, -5, -6, -7, -8),
+    /* group 0: 1+2, group 1: 3-4 */
+    H("conv2d/groups", CONV2D, c_conv_groups, "f64[1,2,1,1]", 3, -1),
+    /* per sample [c0, c1, c0+c1+10] */
+    H("conv2d/batch-channels", CONV2D, c_conv_batch, "f64[2,3,1,1]", 1, 2, 13, 3, 4, 17),
+    /* rows 0 and 2 ([1,2], [5,6]), w [1,1] with a zero column each side */
+    H("conv2d/hw", CONV2D, c_conv_hw, "f64[1,1,2,3]", 1, 3, 2, 5, 11, 6),
+    H("max_pool2d", MAX_POOL2D, c_max_pool, "f64[1,1,2,2]", 5, 6, 8, 9),
+    /* padding is -inf: max(-1,-2,-4,-5), max(-2,-3,-5,-6), ... */
+    H("max_pool2d/pad", MAX_POOL2D, c_max_pool_pad, "f64[1,1,2,2]", -1, -2, -4, -5),
+    H("max_pool2d/nan", MAX_POOL2D, c_max_pool_nan, "f64[1,1,1,1]", NAN),
+    H("avg_pool2d", AVG_POOL2D, c_avg_pool, "f64[1,1,1,2]", 3.5, 5.5), /* (1+2+5+6)/4, (3+4+7+8)/4 */
+    /* windows {1,2,4,5}, {2,3,5,6}, {4,5,7,8}, {5,6,8,9} over 9, then over 4 */
+    H("avg_pool2d/include-pad", AVG_POOL2D, c_avg_pool_incl, "f64[1,1,2,2]", 12.0 / 9, 16.0 / 9, 24.0 / 9, 28.0 / 9),
+    H("avg_pool2d/exclude-pad", AVG_POOL2D, c_avg_pool_excl, "f64[1,1,2,2]", 3, 4, 6, 7),
+    /* 5 -> 2: bins [0,3) and [2,5) */
+    H("adaptive_avg_pool2d", ADAPTIVE_AVG_POOL2D, c_adaptive, "f64[1,1,1,2]", 2, 4),
+    /* x[r,c] = 5r+c+1; rows [0,2),[1,3) mean .5, 1.5; cols [0,3),[2,5) mean 1, 3 */
+    H("adaptive_avg_pool2d/2d", ADAPTIVE_AVG_POOL2D, c_adaptive_2d, "f64[1,1,2,2]", 4.5, 6.5, 9.5, 11.5),
+    H("adaptive_avg_pool2d/1x1", ADAPTIVE_AVG_POOL2D, c_adaptive_1x1, "f64[1,2,1,1]", 2.5, 6.5),
+    /* c0 [1,3]: mean 2, var 1, sqrt(1+15) = 4: [-.25,.25]*2+.5;
+     * c1 [3,17]: mean 10, var 49, sqrt(49+15) = 8: [-.875,.875]*-1+1 */
+    H("batch_norm2d/train", BATCH_NORM2D, c_bn_train, "f64[1,2,1,2]", 0, 1, 1.875, 0.125),
+    /* [1,3,3,1] over (N,H): mean 2, var 1, /4; running stats unused */
+    H("batch_norm2d/train-nh", BATCH_NORM2D, c_bn_train_n, "f64[2,1,2,1]", -0.25, 0.25, 0.25, -0.25),
+    /* (5-1)/sqrt(3+1)*1+0 = 2, (1-3)/sqrt(0+1)*.5+1 = 0 */
+    H("batch_norm2d/eval", BATCH_NORM2D, c_bn_eval, "f64[1,2,1,1]", 2, 0),
+    /* [1, 3]/4 and [1, 1]/2 (1000 stays finite: the max is subtracted) */
+    H("softmax", SOFTMAX, c_softmax, "f64[2,2]", 0.25, 0.75, 0.5, 0.5),
+    H("softmax/axis0", SOFTMAX, c_softmax0, "f64[2,2]", 0.25, 0.5, 0.75, 0.5),
+    H("log_softmax", LOG_SOFTMAX, c_log_softmax, "f64[2,2]", -1.3862943611198906, -0.2876820724517809,
+      -0.6931471805599453, -0.6931471805599453),
+    /* rows [0,ln3] and [ln3,0], label 1: -ln(3/4) = .2877, -ln(1/4) = 1.3863 */
+    H("cross_entropy", CROSS_ENTROPY, c_ce, "f64[]", 0.8369882167858358),
+    H("cross_entropy/sum", CROSS_ENTROPY, c_ce_sum, "f64[]", 1.6739764335716716),
+    H("cross_entropy/none", CROSS_ENTROPY, c_ce_none, "f64[2]", 0.2876820724517809, 1.3862943611198906),
+    H("cross_entropy/large", CROSS_ENTROPY, c_ce_large, "f64[]", 0.6931471805599453), /* ln 2 */
+    /* -x[0,2] = 3, -x[1,0] = 4 */
+    H("nll_loss", NLL_LOSS, c_nll, "f64[]", 3.5),
+    H("nll_loss/sum", NLL_LOSS, c_nll_sum, "f64[]", 7),
+    H("nll_loss/none", NLL_LOSS, c_nll_none, "f64[2]", 3, 4),
+    /* (1-1)^2 + (2-0)^2 + (3-6)^2 = 0 + 4 + 9 */
+    H("mse_loss", MSE_LOSS, c_mse, "f64[]", 13.0 / 3),
+    H("mse_loss/sum", MSE_LOSS, c_mse_sum, "f64[]", 13),
+    H("mse_loss/none", MSE_LOSS, c_mse_none, "f64[3]", 0, 4, 9),
+    H("mse_loss/empty-mean", MSE_LOSS, c_mse_empty, "f64[]", NAN),
+};
+
+static bool close_to(double got, double want, double tol) {
+    if (isnan(want)) return isnan(got);
+    if (isinf(want)) return got == want;
+    return fabs(got - want) <= tol * fmax(1, fabs(want));
+}
+
+/* Builds, binds and runs one case; returns the graph (caller frees) and
+ * reports mismatches through print_error; *bad counts them. */
+static lathe_graph *run_hand_case(const hand_case *h, int *bad) {
+    ctx c = {.g = lathe_graph_new()};
+    lathe_node *y = h->build(&c);
+    lathe_output(c.g, "y", y);
+    if (lathe_graph_status(c.g) != LATHE_OK) fail_msg("%s: %s", h->label, lathe_graph_error(c.g));
+    lathe_eval *ev = lathe_eval_new(c.g);
+    assert_non_null(ev);
+    for (int i = 0; i < c.nleaves; i++)
+        if (lathe_eval_set_f64(ev, c.leaf[i].name, c.leaf[i].v) != LATHE_OK)
+            fail_msg("%s: %s", h->label, lathe_eval_error(ev));
+    if (lathe_eval_run(ev) != LATHE_OK) fail_msg("%s: %s", h->label, lathe_eval_error(ev));
+    char ts[160];
+    lathe_node_type_str(y, ts, sizeof ts);
+    if (strcmp(ts, h->type) != 0) {
+        print_error("%s: type %s, want %s\n", h->label, ts, h->type);
+        ++*bad;
+    } else if (lathe_node_numel(y) != h->n) {
+        print_error("%s: %lld values, want %d\n", h->label, (long long)lathe_node_numel(y), h->n);
+        ++*bad;
+    } else {
+        const double *v = lathe_eval_value(ev, y);
+        assert_non_null(v);
+        for (int i = 0; i < h->n; i++)
+            if (!close_to(v[i], h->want[i], 1e-12)) {
+                print_error("%s: [%d] = %.17g, want %.17g\n", h->label, i, v[i], h->want[i]);
+                ++*bad;
+            }
+    }
+    lathe_eval_free(ev);
+    return c.g;
+}
+
+static void test_hand_cases(void **state) {
+    (void)state;
+    bool covered[LT_OP_COUNT] = {0};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof hand_cases / sizeof hand_cases[0]; i++) {
+        lathe_graph *g = run_hand_case(&hand_cases[i], &bad);
+        covered[hand_cases[i].op] = true;
+        for (int k = 0; k < lathe_graph_num_nodes(g); k++) { /* leaves count where used */
+            lathe_node *n = lathe_graph_node(g, k);
+            if (lt_ops[n->op].kind == LT_LEAF) covered[n->op] = true;
+        }
+        lathe_graph_free(g);
+    }
+    for (int op = 0; op < LT_OP_COUNT; op++)
+        if (!covered[op]) {
+            print_error("op %s has no hand-computed case\n", lt_ops[op].name);
+            bad++;
+        }
+    assert_int_equal(bad, 0);
+}
+
+/* ---- f32 rounding ------------------------------------------------------------------- */
+
+/* Every op rounds to its dtype: 1 + 1e-8 is exactly 1 in f32, not in f64. */
+static void test_f32_rounding(void **state) {
+    (void)state;
+    for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *y = lathe_add(g, lathe_scalar(g, (lathe_dtype)t, 1), lathe_input(g, "x", (lathe_dtype)t, 0, NULL));
+        lathe_output(g, "y", y);
+        assert_graph_ok(g);
+        lathe_eval *ev = lathe_eval_new(g);
+        assert_non_null(ev);
+        assert_int_equal(lathe_eval_set_f64(ev, "x", (double[]){1e-8}), LATHE_OK);
+        assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+        double v = lathe_eval_value(ev, y)[0];
+        if (t == LATHE_F32) {
+            assert_true(v == 1.0);
+            float f = 0;
+            assert_int_equal(lathe_eval_get(ev, y, &f, sizeof f), LATHE_OK);
+            assert_true(f == 1.0f);
+            assert_true(lathe_eval_leaf(ev, "x")[0] == (double)1e-8f); /* stored as f32 */
+        } else {
+            assert_true(v != 1.0);
+            assert_true(v == 1 + 1e-8);
+        }
+        lathe_eval_free(ev);
+        lathe_graph_free(g);
+    }
+}
+
+/* ---- the op samples ----------------------------------------------------------------- */
+
+/* Runs sample s in dtype t with random leaves (seeded by its index); checks
+ * every node's value is finite and returns a copy of y's values. */
+static double *run_sample(int si, lathe_dtype t, int64_t *numel) {
+    const sample *s = &samples[si];
+    lathe_graph *g = sample_graph(s, t);
+    lathe_eval *ev = lathe_eval_new(g);
+    if (!ev) fail_msg("%s: %s", s->label, lathe_graph_error(g));
+    bind_random(ev, g, (uint64_t)si + 1);
+    if (lathe_eval_run(ev) != LATHE_OK) fail_msg("%s (%s): %s", s->label, lathe_dtype_name(t), lathe_eval_error(ev));
+    for (int k = 0; k < lathe_graph_num_nodes(g); k++) {
+        lathe_node *n = lathe_graph_node(g, k);
+        const double *v = lathe_eval_value(ev, n);
+        assert_non_null(v);
+        for (int64_t i = 0; i < n->numel; i++)
+            if (!isfinite(v[i]))
+                fail_msg("%s (%s): node %%%d %s [%lld] = %g", s->label, lathe_dtype_name(t), k,
+                         lt_ops[n->op].name, (long long)i, v[i]);
+    }
+    lathe_node *y = lathe_graph_find(g, "y");
+    *numel = y->numel;
+    double *out = malloc((size_t)(y->numel ? y->numel : 1) * sizeof *out);
+    assert_non_null(out);
+    memcpy(out, lathe_eval_value(ev, y), (size_t)y->numel * sizeof *out);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    return out;
+}
+
+/* Every sample runs in f32 and f64 with finite values, and the two agree to
+ * f32 precision. */
+static void test_samples_f32_f64(void **state) {
+    (void)state;
+    int bad = 0;
+    for (int si = 0; si < nsamples; si++) {
+        int64_t n32, n64;
+        double *a = run_sample(si, LATHE_F32, &n32), *b = run_sample(si, LATHE_F64, &n64);
+        assert_int_equal(n32, n64);
+        for (int64_t i = 0; i < n64; i++)
+            if (!close_to(a[i], b[i], 1e-4)) {
+                print_error("%s: f32 [%lld] = %.9g, f64 %.17g\n", samples[si].label, (long long)i, a[i], b[i]);
+                bad++;
+            }
+        free(a);
+        free(b);
+    }
+    assert_int_equal(bad, 0);
+}
+
+/* ---- batch-norm running statistics -------------------------------------------------- */
+
+static const sample *find_sample(const char *label) {
+    for (int i = 0; i < nsamples; i++)
+        if (strcmp(samples[i].label, label) == 0) return &samples[i];
+    fail_msg("no sample %s", label);
+    return NULL;
+}
+
+/* After a training run, running_mean and running_var are
+ * (1 - m) * old + m * stat with the batch mean and unbiased variance; a
+ * second run starts from (and sees) the updated values. */
+static void test_batch_norm_updates(void **state) {
+    (void)state;
+    lathe_graph *g = sample_graph(find_sample("batch_norm2d/train"), LATHE_F64);
+    lathe_eval *ev = lathe_eval_new(g);
+    assert_non_null(ev);
+    bind_random(ev, g, 7);
+    const double m = 0.1;
+    const double *x = lathe_eval_leaf(ev, "x"); /* (2, 3, 2, 2) */
+    double rm[3], rv[3], mean[3], var[3];
+    memcpy(rm, lathe_eval_leaf(ev, "bn.running_mean"), sizeof rm);
+    memcpy(rv, lathe_eval_leaf(ev, "bn.running_var"), sizeof rv);
+    for (int c = 0; c < 3; c++) {
+        double s = 0, ss = 0;
+        for (int n = 0; n < 2; n++)
+            for (int i = 0; i < 4; i++) s += x[(n * 3 + c) * 4 + i];
+        mean[c] = s / 8;
+        for (int n = 0; n < 2; n++)
+            for (int i = 0; i < 4; i++) ss += (x[(n * 3 + c) * 4 + i] - mean[c]) * (x[(n * 3 + c) * 4 + i] - mean[c]);
+        var[c] = ss / 7; /* unbiased */
+    }
+    lathe_node *rm_node = lathe_graph_find(g, "bn.running_mean");
+    for (int run = 0; run < 2; run++) {
+        assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+        const double *seen = lathe_eval_value(ev, rm_node); /* what this run read */
+        const double *nm = lathe_eval_leaf(ev, "bn.running_mean"), *nv = lathe_eval_leaf(ev, "bn.running_var");
+        for (int c = 0; c < 3; c++) {
+            assert_true(seen[c] == rm[c]);
+            rm[c] = (1 - m) * rm[c] + m * mean[c];
+            rv[c] = (1 - m) * rv[c] + m * var[c];
+            assert_true(close_to(nm[c], rm[c], 1e-12));
+            assert_true(close_to(nv[c], rv[c], 1e-12));
+        }
+    }
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
+/* ---- errors ------------------------------------------------------------------------- */
+
+/* Each error case acts on a fresh evaluator of
+ *   x: f32[2,3] input, labels: i64[2] input, y = loss(x, labels) (mean)
+ * and returns the status of the call that should fail. */
+typedef struct {
+    const char *label;
+    lt_op loss;
+    lathe_status (*act)(lathe_eval *ev, lathe_node *y);
+    lathe_status want;
+    const char *msg[4]; /* substrings of the message */
+} err_case;
+
+static const float X_OK[6] = {0.5f, -1, 2, 0, 1, -0.25f};
+
+static lathe_status bind_and_run(lathe_eval *ev, double l0, double l1) {
+    assert_int_equal(lathe_eval_set(ev, "x", X_OK, sizeof X_OK), LATHE_OK);
+    assert_int_equal(lathe_eval_set_f64(ev, "labels", (double[]){l0, l1}), LATHE_OK);
+    return lathe_eval_run(ev);
+}
+static lathe_status e_unbound(lathe_eval *ev, lathe_node *y) {
+    (void)y;
+    assert_int_equal(lathe_eval_set(ev, "x", X_OK, sizeof X_OK), LATHE_OK);
+    return lathe_eval_run(ev);
+}
+static lathe_status e_set_bytes(lathe_eval *ev, lathe_node *y) {
+    (void)y;
+    return lathe_eval_set(ev, "x", X_OK, 20);
+}
+static lathe_status e_set_unknown(lathe_eval *ev, lathe_node *y) {
+    (void)y;
+    return lathe_eval_set(ev, "nope", X_OK, sizeof X_OK);
+}
+static lathe_status e_set_output(lathe_eval *ev, lathe_node *y) {
+    (void)y;
+    return lathe_eval_set_f64(ev, "y", (double[]){0});
+}
+static lathe_status e_label_neg(lathe_eval *ev, lathe_node *y) {
+    (void)y;
+    return bind_and_run(ev, 0, -1);
+}
+static lathe_status e_label_c(lathe_eval *ev, lathe_node *y) {
+    (void)y;
+    return bind_and_run(ev, 3, 0);
+}
+static lathe_status e_get_bytes(lathe_eval *ev, lathe_node *y) {
+    assert_int_equal(bind_and_run(ev, 0, 2), LATHE_OK);
+    double d;
+    return lathe_eval_get(ev, y, &d, sizeof d); /* y is f32[]: 4 bytes */
+}
+static lathe_status e_get_before_run(lathe_eval *ev, lathe_node *y) {
+    float f;
+    return lathe_eval_get(ev, y, &f, sizeof f);
+}
+
+#define CE LT_OP_CROSS_ENTROPY
+#define NLL LT_OP_NLL_LOSS
+static const err_case err_cases[] = {
+    {"unbound input", CE, e_unbound, LATHE_ERR_NAME, {"input 'labels' (i64[2]) is not bound"}},
+    {"set: byte count", CE, e_set_bytes, LATHE_ERR_ARG, {"'x'", "f32[2,3]", "24 bytes", "got 20"}},
+    {"set: unknown name", CE, e_set_unknown, LATHE_ERR_NAME, {"'nope'"}},
+    {"set: an output", CE, e_set_output, LATHE_ERR_NAME, {"'y'", "output"}},
+    {"cross_entropy: label -1", CE, e_label_neg, LATHE_ERR_ARG, {"cross_entropy %", "label -1", "index 1", "'labels'"}},
+    {"cross_entropy: label C", CE, e_label_c, LATHE_ERR_ARG, {"cross_entropy %", "label 3", "index 0", "[0, 3)"}},
+    {"nll_loss: label -1", NLL, e_label_neg, LATHE_ERR_ARG, {"nll_loss %", "label -1", "index 1", "'labels'"}},
+    {"nll_loss: label C", NLL, e_label_c, LATHE_ERR_ARG, {"nll_loss %", "label 3", "index 0", "'labels'"}},
+    {"get: byte count", CE, e_get_bytes, LATHE_ERR_ARG, {"'y'", "f32[]", "4 bytes", "got 8"}},
+    {"get: before a run", CE, e_get_before_run, LATHE_ERR_ARG, {"'y'", "no successful run"}},
+};
+
+static void test_errors(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof err_cases / sizeof err_cases[0]; i++) {
+        const err_case *e = &err_cases[i];
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, D(2, 3)), *l = lathe_input(g, "labels", LATHE_I64, D(2));
+        lathe_node *y = e->loss == CE ? lathe_cross_entropy(g, x, l, LATHE_REDUCE_MEAN)
+                                      : lathe_nll_loss(g, x, l, LATHE_REDUCE_MEAN);
+        lathe_output(g, "y", y);
+        assert_graph_ok(g);
+        lathe_eval *ev = lathe_eval_new(g);
+        assert_non_null(ev);
+        lathe_status st = e->act(ev, y);
+        const char *msg = lathe_eval_error(ev);
+        if (st != e->want)
+            fail_msg("%s: status %s, want %s (%s)", e->label, lathe_status_name(st), lathe_status_name(e->want), msg);
+        for (int k = 0; k < 4 && e->msg[k]; k++)
+            if (!strstr(msg, e->msg[k])) fail_msg("%s: message \"%s\" lacks \"%s\"", e->label, msg, e->msg[k]);
+        lathe_eval_free(ev);
+        lathe_graph_free(g);
+    }
+}
+
+/* A graph with an error gives no evaluator, and the error stays in the graph. */
+static void test_bad_graph(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_add(g, lathe_input(g, "a", LATHE_F32, D(2)), lathe_input(g, "b", LATHE_F32, D(3)));
+    assert_int_equal(lathe_graph_status(g), LATHE_ERR_SHAPE);
+    assert_null(lathe_eval_new(g));
+    assert_int_equal(lathe_graph_status(g), LATHE_ERR_SHAPE);
+    assert_null(lathe_eval_new(NULL));
+    lathe_eval_free(NULL);
+    lathe_graph_free(g);
+}
+
+/* ---- raw data in every dtype -------------------------------------------------------- */
+
+/* lathe_eval_set and lathe_eval_get move raw bytes of each dtype exactly;
+ * zero-size tensors take 0 bytes. */
+static void test_raw_dtypes(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *f = lathe_input(g, "f", LATHE_F32, D(3)), *d = lathe_input(g, "d", LATHE_F64, D(3));
+    lathe_node *k = lathe_input(g, "k", LATHE_I64, D(3)), *b = lathe_input(g, "b", LATHE_BOOL, D(3));
+    lathe_node *z = lathe_input(g, "z", LATHE_F32, D(0, 2));
+    lathe_node *sum = lathe_add(g, lathe_cast(g, f, LATHE_F64), d);
+    lathe_node *pick = lathe_where(g, b, k, lathe_neg(g, k));
+    lathe_node *zs = lathe_sum(g, z, LATHE_AXES(0), false);
+    lathe_output(g, "sum", sum);
+    lathe_output(g, "pick", pick);
+    lathe_output(g, "zs", zs);
+    assert_graph_ok(g);
+    lathe_eval *ev = lathe_eval_new(g);
+    assert_non_null(ev);
+    const float fv[3] = {0.1f, -2.5f, 1e30f};
+    const double dv[3] = {0.2, 0.5, 1};
+    const int64_t kv[3] = {(int64_t)1 << 40, -3, 7};
+    const bool bv[3] = {true, false, true};
+    assert_int_equal(lathe_eval_set(ev, "f", fv, sizeof fv), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "d", dv, sizeof dv), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "k", kv, sizeof kv), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "b", bv, sizeof bv), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "z", NULL, 0), LATHE_OK);
+    assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+
+    float fo[3];
+    double dout[3];
+    int64_t ko[3];
+    bool bo[3];
+    assert_int_equal(lathe_eval_get(ev, f, fo, sizeof fo), LATHE_OK);
+    assert_memory_equal(fo, fv, sizeof fv);
+    assert_int_equal(lathe_eval_get(ev, b, bo, sizeof bo), LATHE_OK);
+    assert_memory_equal(bo, bv, sizeof bv);
+    assert_int_equal(lathe_eval_get(ev, sum, dout, sizeof dout), LATHE_OK);
+    for (int i = 0; i < 3; i++) assert_true(dout[i] == (double)fv[i] + dv[i]);
+    assert_int_equal(lathe_eval_get(ev, pick, ko, sizeof ko), LATHE_OK);
+    assert_true(ko[0] == (int64_t)1 << 40 && ko[1] == 3 && ko[2] == 7);
+    float zo[2];
+    assert_int_equal(lathe_eval_get(ev, zs, zo, sizeof zo), LATHE_OK);
+    assert_true(zo[0] == 0 && zo[1] == 0);
+    assert_int_equal(lathe_eval_get(ev, z, NULL, 0), LATHE_OK);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_samples_build)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hand_cases),     cmocka_unit_test(test_f32_rounding),
+        cmocka_unit_test(test_samples_f32_f64), cmocka_unit_test(test_batch_norm_updates),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_bad_graph),
+        cmocka_unit_test(test_raw_dtypes),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,9 +1,326 @@
+/* test_shapes.c - shape and dtype inference for every op, and the table of
+ * bad builder calls with the error each must give.
+ *
+ * Expected types are worked out by hand from PyTorch's rules (see the
+ * comments); the bad-input rows name the status and a piece of the message
+ * that must appear, so a vague or wrong error fails. */
+#include <string.h>
+
 #include "testutil.h"
-static void test_samples_build(void **state) {
+
+/* Hand-derived result type of every sample in f64. */
+static const struct {
+    const char *label, *type;
+} expected_types[] = {
+    {"input", "f64[2,3]"}, {"param", "f64[2,3]"}, {"buffer", "f64[3]"}, {"const", "f64[2,2]"},
+    {"const/scalar", "f64[2]"},
+    {"add", "f64[2,3]"},         /* [2,3] + [3] */
+    {"add/rank0", "f64[2,3]"},   /* [] + [2,3] */
+    {"add/size1", "f64[2,3]"},   /* [2,1] + [1,3] */
+    {"add/zero-size", "f64[0,3]"},
+    {"add/batch1", "f64[1,2,3]"}, /* [1,2,3] + [2,1] */
+    {"sub", "f64[2,3]"}, {"mul", "f64[2,3]"}, {"div", "f64[2,3]"}, {"pow", "f64[2,3]"},
+    {"maximum", "f64[2,3]"}, {"minimum", "f64[2,3]"}, {"gt", "f64[2,3]"}, {"ge", "f64[2,3]"},
+    {"lt", "f64[2,3]"}, {"le", "f64[2,3]"}, {"eq", "f64[2,3]"}, {"ne", "f64[2,3]"},
+    {"where", "f64[2,3]"}, /* bool[2,1], [2,3], [3] */
+    {"neg", "f64[2,3]"}, {"exp", "f64[2,3]"}, {"log", "f64[2,3]"}, {"sqrt", "f64[2,3]"},
+    {"rsqrt", "f64[2,3]"}, {"abs", "f64[2,3]"}, {"relu", "f64[2,3]"}, {"sigmoid", "f64[2,3]"},
+    {"tanh", "f64[2,3]"}, {"pow_scalar", "f64[2,3]"}, {"pow_scalar/frac", "f64[4]"},
+    {"cast", "f64[2,3]"}, {"cast/int", "f64[5]"},
+    {"sum", "f64[2,1,4]"},        /* [2,3,4] axes 1 keepdim */
+    {"sum/all", "f64[]"},
+    {"sum/neg-axes", "f64[3]"},   /* [2,3,4] axes -1, 0 */
+    {"mean", "f64[3]"},           /* [2,3,4] axes 0, 2 */
+    {"max", "f64[2]"},
+    {"max/keepdim", "f64[1,3,1]"}, /* [2,3,2] axes 0, 2 keepdim */
+    {"argmax", "f64[2]"},
+    {"reshape", "f64[3,2]"}, {"reshape/infer", "f64[6,4]"}, /* 24 / 4 */
+    {"flatten", "f64[2,12]"},     /* [2,3,2,2] from 1 to -1 */
+    {"permute", "f64[4,2,3]"},    /* [2,3,4] perm 2,0,1 */
+    {"permute/transpose", "f64[3,2]"}, {"broadcast_to", "f64[2,3,4]"},
+    {"concat", "f64[2,6]"},       /* 1 + 3 + 2 */
+    {"concat/one", "f64[2,3]"},
+    {"slice", "f64[3,2]"},        /* 7 rows, 1:6:2 -> 1,3,5 */
+    {"slice/negative", "f64[2,3]"}, /* 5 cols, -3:100 -> 2,3,4 */
+    {"matmul", "f64[2,4]"},
+    {"matmul/batched", "f64[2,3,2,2]"}, /* batch [2,1] with [3] */
+    {"linear", "f64[2,4]"}, {"linear/nobias", "f64[2,2,4]"},
+    {"conv2d", "f64[1,3,5,5]"},   /* 5 + 2*1 - 3 + 1 */
+    {"conv2d/stride-dilation-groups", "f64[2,4,3,3]"}, /* (7+2-5)/2+1 */
+    {"conv2d/hw-depthwise", "f64[1,3,3,3]"}, /* H (6-2)/2+1, W (5+2-5)/1+1 */
+    {"max_pool2d", "f64[1,2,3,3]"}, /* (5+2-3)/2+1 */
+    {"max_pool2d/hw", "f64[2,1,2,6]"}, /* H (4-2)/2+1, W (6+2-3)/1+1 */
+    {"avg_pool2d", "f64[1,2,2,2]"}, {"avg_pool2d/pad", "f64[1,1,3,3]"},
+    {"avg_pool2d/exclude-pad", "f64[1,1,3,3]"},
+    {"adaptive_avg_pool2d", "f64[1,2,2,3]"}, {"adaptive_avg_pool2d/1x1", "f64[2,3,1,1]"},
+    {"batch_norm2d/train", "f64[2,3,2,2]"}, {"batch_norm2d/eval", "f64[2,3,2,2]"},
+    {"softmax", "f64[2,3]"}, {"softmax/axis0", "f64[3,2]"}, {"log_softmax", "f64[2,4]"},
+    {"cross_entropy", "f64[]"}, {"cross_entropy/sum", "f64[]"}, {"cross_entropy/none", "f64[4]"},
+    {"nll_loss", "f64[]"}, {"nll_loss/sum", "f64[]"},
+    {"mse_loss", "f64[]"}, {"mse_loss/sum", "f64[]"}, {"mse_loss/none", "f64[2,3]"},
+};
+
+static void test_every_op_has_a_sample(void **state) {
     (void)state;
-    for (int i = 0; i < nsamples; i++) lathe_graph_free(sample_graph(&samples[i], LATHE_F64));
+    for (int op = 0; op < LT_OP_COUNT; op++) {
+        bool found = false;
+        for (int i = 0; i < nsamples; i++) found = found || samples[i].op == (lt_op)op;
+        if (!found) fail_msg("op %s has no sample in tests/testutil.c", lt_ops[op].name);
+    }
 }
+
+static void test_sample_types(void **state) {
+    (void)state;
+    assert_int_equal(nsamples, (int)(sizeof expected_types / sizeof expected_types[0]));
+    for (int i = 0; i < nsamples; i++) {
+        assert_string_equal(samples[i].label, expected_types[i].label);
+        for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+            lathe_graph *g = sample_graph(&samples[i], (lathe_dtype)t);
+            char got[160], want[160];
+            lathe_node_type_str(lathe_graph_output(g, 0), got, sizeof got);
+            snprintf(want, sizeof want, "%s%s", t == LATHE_F32 ? "f32" : "f64", expected_types[i].type + 3);
+            if (strcmp(got, want) != 0) fail_msg("%s: got %s, want %s", samples[i].label, got, want);
+            assert_int_equal(lathe_graph_verify(g), LATHE_OK);
+            lathe_graph_free(g);
+        }
+    }
+}
+
+/* Normalized attributes: negative axes wrapped, -1 resolved, slice clamped. */
+static void test_normalized_attrs(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2, 3, 4));
+    lathe_node *s = lathe_sum(g, x, LATHE_AXES(-1, 0), false);
+    assert_int_equal(s->attr[0].n, 2);
+    assert_int_equal(s->attr[0].v[0], 0);
+    assert_int_equal(s->attr[0].v[1], 2);
+    lathe_node *r = lathe_reshape(g, x, LATHE_DIMS(-1, 6));
+    assert_int_equal(r->attr[0].v[0], 4);
+    lathe_node *sl = lathe_slice(g, x, -2, -100, -1, 1);
+    assert_int_equal(sl->attr[0].v[0], 1);
+    assert_int_equal(sl->attr[1].v[0], 0);
+    assert_int_equal(sl->attr[2].v[0], 2);
+    assert_int_equal(sl->shape[1], 2);
+    lathe_node *e = lathe_slice(g, x, 2, 3, 1, 1); /* end before start: empty */
+    assert_int_equal(e->shape[2], 0);
+    lathe_node *f = lathe_flatten(g, lathe_scalar(g, LATHE_F32, 1), 0, -1); /* torch: [1] */
+    assert_int_equal(f->rank, 1);
+    assert_int_equal(f->shape[0], 1);
+    lathe_node *a = lathe_argmax(g, x, -1, true);
+    assert_int_equal(a->dtype, LATHE_I64);
+    assert_int_equal(a->attr[0].v[0], 2);
+    lathe_node *c = lathe_gt(g, x, x);
+    assert_int_equal(c->dtype, LATHE_BOOL);
+    assert_graph_ok(g);
+    lathe_graph_free(g);
+}
+
+/* ---- bad builder calls ------------------------------------------------------ */
+
+#define F32 LATHE_F32
+typedef lathe_node *(*bad_fn)(lathe_graph *g);
+#define BAD(fn) static lathe_node *fn(lathe_graph *g)
+#define IN32(name, ...) lathe_input(g, name, F32, LATHE_DIMS(__VA_ARGS__))
+
+BAD(b_broadcast) { return lathe_add(g, IN32("x", 2, 3), IN32("y", 4)); }
+BAD(b_broadcast_where) { return lathe_where(g, lathe_input(g, "c", LATHE_BOOL, LATHE_DIMS(3)), IN32("x", 2, 3), IN32("y", 2, 1, 2)); }
+BAD(b_axis) { return lathe_sum(g, IN32("x", 2, 3), LATHE_AXES(2), false); }
+BAD(b_axis_neg) { return lathe_softmax(g, IN32("x", 2, 3), -3); }
+BAD(b_axis_dup) { return lathe_mean(g, IN32("x", 2, 3), LATHE_AXES(1, -1), false); }
+BAD(b_axis_rank0) { return lathe_argmax(g, lathe_scalar(g, F32, 1), 0, false); }
+BAD(b_reshape_count) { return lathe_reshape(g, IN32("x", 2, 3), LATHE_DIMS(4, 2)); }
+BAD(b_reshape_two_infer) { return lathe_reshape(g, IN32("x", 2, 3), LATHE_DIMS(-1, -1)); }
+BAD(b_reshape_infer_bad) { return lathe_reshape(g, IN32("x", 2, 3), LATHE_DIMS(-1, 4)); }
+static lathe_node *conv(lathe_graph *g, int64_t k, int64_t s, int64_t p, int64_t d, int64_t groups) {
+    return lathe_conv2d(g, IN32("x", 1, 2, 3, 3), lathe_param(g, "w", F32, LATHE_DIMS(2, 2 / (groups > 0 ? groups : 1), k, k), true), NULL, s, p, d, groups);
+}
+BAD(b_conv_kernel) { return conv(g, 5, 1, 0, 1, 1); }
+BAD(b_conv_dilated) { return conv(g, 2, 1, 0, 3, 1); }  /* extent 4 > 3 */
+BAD(b_conv_stride0) { return conv(g, 2, 0, 0, 1, 1); }
+BAD(b_conv_stride_neg) { return conv(g, 2, -1, 0, 1, 1); }
+BAD(b_conv_dilation0) { return conv(g, 2, 1, 0, 0, 1); }
+BAD(b_conv_padding_neg) { return conv(g, 2, 1, -1, 1, 1); }
+BAD(b_conv_groups0) { return conv(g, 2, 1, 0, 1, 0); }
+BAD(b_conv_groups) {
+    return lathe_conv2d(g, IN32("x", 1, 3, 4, 4), lathe_param(g, "w", F32, LATHE_DIMS(4, 1, 2, 2), true), NULL, 1, 0, 1, 2);
+}
+BAD(b_conv_channels) {
+    return lathe_conv2d(g, IN32("x", 1, 3, 4, 4), lathe_param(g, "w", F32, LATHE_DIMS(4, 2, 2, 2), true), NULL, 1, 0, 1, 1);
+}
+BAD(b_conv_rank) { return lathe_conv2d(g, IN32("x", 3, 4, 4), lathe_param(g, "w", F32, LATHE_DIMS(4, 3, 2, 2), true), NULL, 1, 0, 1, 1); }
+BAD(b_conv_bias) {
+    return lathe_conv2d(g, IN32("x", 1, 3, 4, 4), lathe_param(g, "w", F32, LATHE_DIMS(4, 3, 2, 2), true),
+                        lathe_param(g, "b", F32, LATHE_DIMS(3), true), 1, 0, 1, 1);
+}
+BAD(b_pool_stride0) { return lathe_max_pool2d(g, IN32("x", 1, 1, 4, 4), 2, 0, 0); }
+BAD(b_pool_kernel) { return lathe_avg_pool2d(g, IN32("x", 1, 1, 2, 2), 3, 1, 0, true); }
+BAD(b_pool_padding) { return lathe_max_pool2d(g, IN32("x", 1, 1, 4, 4), 2, 1, 2); }
+BAD(b_adaptive0) { return lathe_adaptive_avg_pool2d(g, IN32("x", 1, 1, 4, 4), 0, 1); }
+BAD(b_dtype) { return lathe_add(g, IN32("x", 2), lathe_input(g, "y", LATHE_F64, LATHE_DIMS(2))); }
+BAD(b_dtype_exp) { return lathe_exp(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2))); }
+BAD(b_dtype_bool_add) { lathe_node *c = lathe_input(g, "c", LATHE_BOOL, LATHE_DIMS(2)); return lathe_add(g, c, c); }
+BAD(b_dtype_mean_int) { return lathe_mean(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2)), 0, NULL, false); }
+BAD(b_where_cond) { return lathe_where(g, IN32("c", 2), IN32("x", 2), IN32("y", 2)); }
+BAD(b_int_param_grad) { return lathe_param(g, "steps", LATHE_I64, LATHE_DIMS(1), true); }
+BAD(b_int_input_grad) {
+    lathe_node *x = lathe_input(g, "labels", LATHE_I64, LATHE_DIMS(4));
+    lathe_set_requires_grad(x, true);
+    return x;
+}
+BAD(b_dup_name) { IN32("x", 2); return IN32("x", 3); }
+BAD(b_dup_name_kinds) { lathe_param(g, "fc.weight", F32, LATHE_DIMS(2), true); return lathe_buffer(g, "fc.weight", F32, LATHE_DIMS(2)); }
+BAD(b_empty_name) { return lathe_input(g, "", F32, LATHE_DIMS(2)); }
+BAD(b_dup_output) {
+    lathe_node *x = IN32("x", 2);
+    lathe_output(g, "y", x);
+    lathe_output(g, "y", x);
+    return x;
+}
+BAD(b_operand_count) { lathe_node *x = IN32("x", 2); return lt_make(g, LT_OP_ADD, 3, (lathe_node *[]){x, x, x}, NULL); }
+BAD(b_concat_none) { return lathe_concat(g, 0, NULL, 0); }
+BAD(b_concat_shape) { return lathe_concat(g, 2, (lathe_node *[]){IN32("x", 2, 3), IN32("y", 3, 3)}, 1); }
+BAD(b_null_operand) { return lathe_relu(g, NULL); }
+BAD(b_other_graph) {
+    lathe_graph *h = lathe_graph_new();
+    lathe_node *y = lathe_input(h, "y", F32, LATHE_DIMS(2));
+    lathe_node *r = lathe_add(g, IN32("x", 2), y);
+    lathe_graph_free(h);
+    return r;
+}
+BAD(b_absurd) { return IN32("x", (int64_t)1 << 40, (int64_t)1 << 40); }
+BAD(b_absurd_reshape) { return lathe_reshape(g, IN32("x", 0), LATHE_DIMS((int64_t)1 << 40, (int64_t)1 << 40, 0, -1)); }
+BAD(b_absurd_broadcast) { return lathe_broadcast_to(g, IN32("x", 1), LATHE_DIMS((int64_t)1 << 40, (int64_t)1 << 40)); }
+BAD(b_negative_dim) { return IN32("x", 2, -3); }
+BAD(b_rank7) { return IN32("x", 1, 1, 1, 1, 1, 1, 1); }
+BAD(b_matmul_inner) { return lathe_matmul(g, IN32("a", 2, 3), IN32("b", 4, 5)); }
+BAD(b_matmul_rank1) { return lathe_matmul(g, IN32("a", 3), IN32("b", 3, 5)); }
+BAD(b_matmul_batch) { return lathe_matmul(g, IN32("a", 2, 2, 3), IN32("b", 3, 3, 5)); }
+BAD(b_linear) { return lathe_linear(g, IN32("x", 2, 3), lathe_param(g, "w", F32, LATHE_DIMS(4, 5), true), NULL); }
+BAD(b_ce_labels_dtype) { return lathe_cross_entropy(g, IN32("x", 4, 3), IN32("labels", 4), LATHE_REDUCE_MEAN); }
+BAD(b_ce_labels_shape) {
+    return lathe_cross_entropy(g, IN32("x", 4, 3), lathe_input(g, "labels", LATHE_I64, LATHE_DIMS(5)), LATHE_REDUCE_MEAN);
+}
+BAD(b_bn_one_value) {
+    lathe_node *x = IN32("x", 1, 2, 1, 1);
+    return lathe_batch_norm2d(g, x, IN32("w", 2), IN32("b", 2), lathe_buffer(g, "rm", F32, LATHE_DIMS(2)),
+                              lathe_buffer(g, "rv", F32, LATHE_DIMS(2)), true, 0.1, 1e-5);
+}
+BAD(b_bn_channels) {
+    lathe_node *x = IN32("x", 2, 2, 3, 3);
+    return lathe_batch_norm2d(g, x, IN32("w", 3), IN32("b", 2), lathe_buffer(g, "rm", F32, LATHE_DIMS(2)),
+                              lathe_buffer(g, "rv", F32, LATHE_DIMS(2)), false, 0.1, 1e-5);
+}
+BAD(b_max_empty) { return lathe_max(g, IN32("x", 2, 0), LATHE_AXES(1), false); }
+BAD(b_permute) { return lathe_permute(g, IN32("x", 2, 3), LATHE_AXES(0, 0)); }
+BAD(b_permute_len) { return lathe_permute(g, IN32("x", 2, 3), LATHE_AXES(1, 0, 2)); }
+BAD(b_slice_step) { return lathe_slice(g, IN32("x", 5), 0, 0, 5, 0); }
+BAD(b_flatten) { return lathe_flatten(g, IN32("x", 2, 3, 4), 2, 1); }
+BAD(b_broadcast_to) { return lathe_broadcast_to(g, IN32("x", 2, 3), LATHE_DIMS(4, 3, 3)); }
+BAD(b_mse_shape) { return lathe_mse_loss(g, IN32("x", 2, 3), IN32("y", 3, 2), LATHE_REDUCE_MEAN); }
+BAD(b_update_target) {
+    lathe_node *x = IN32("x", 2);
+    lathe_update(g, x, x);
+    return x;
+}
+BAD(b_update_type) {
+    lathe_node *b = lathe_buffer(g, "rm", F32, LATHE_DIMS(2));
+    lathe_update(g, b, IN32("x", 3));
+    return b;
+}
+BAD(b_cast_dtype) { return lathe_cast(g, IN32("x", 2), (lathe_dtype)9); }
+
+static const struct {
+    const char *label;
+    bad_fn fn;
+    lathe_status status;
+    const char *msg;
+} bad_calls[] = {
+    {"broadcast mismatch", b_broadcast, LATHE_ERR_SHAPE, "add: cannot broadcast f32[2,3], f32[4] (dim 1 from the right: 3 vs 4)"},
+    {"broadcast mismatch, where", b_broadcast_where, LATHE_ERR_SHAPE, "where: cannot broadcast bool[3], f32[2,3], f32[2,1,2]"},
+    {"axis out of range", b_axis, LATHE_ERR_ARG, "sum: axis 2 out of range [-2, 1] for f32[2,3]"},
+    {"negative axis out of range", b_axis_neg, LATHE_ERR_ARG, "softmax: axis -3 out of range"},
+    {"repeated axis", b_axis_dup, LATHE_ERR_ARG, "mean: axis 1 repeated for f32[2,3]"},
+    {"axis of a rank-0 tensor", b_axis_rank0, LATHE_ERR_ARG, "argmax: axis 0 out of range for rank-0 f32[]"},
+    {"reshape changes the count", b_reshape_count, LATHE_ERR_SHAPE, "reshape: f32[2,3] has 6 elements but target f32[4,2] has 8"},
+    {"reshape two -1", b_reshape_two_infer, LATHE_ERR_ARG, "only one dimension can be -1"},
+    {"reshape -1 does not divide", b_reshape_infer_bad, LATHE_ERR_SHAPE, "cannot infer the -1"},
+    {"conv kernel larger than input", b_conv_kernel, LATHE_ERR_SHAPE, "conv2d: kernel 5x5 (dilated extent 5) is larger than the padded input 3x3"},
+    {"conv dilated kernel too large", b_conv_dilated, LATHE_ERR_SHAPE, "(dilated extent 4) is larger than the padded input 3x3"},
+    {"conv stride 0", b_conv_stride0, LATHE_ERR_ARG, "conv2d: stride must be >= 1, got 0"},
+    {"conv stride negative", b_conv_stride_neg, LATHE_ERR_ARG, "conv2d: stride must be >= 1, got -1"},
+    {"conv dilation 0", b_conv_dilation0, LATHE_ERR_ARG, "conv2d: dilation must be >= 1, got 0"},
+    {"conv negative padding", b_conv_padding_neg, LATHE_ERR_ARG, "conv2d: padding must be >= 0, got -1"},
+    {"conv groups 0", b_conv_groups0, LATHE_ERR_ARG, "conv2d: groups must be >= 1, got 0"},
+    {"conv groups do not divide", b_conv_groups, LATHE_ERR_SHAPE, "with groups=2"},
+    {"conv channels differ", b_conv_channels, LATHE_ERR_SHAPE, "weight f32[4,2,2,2] does not fit input f32[1,3,4,4]"},
+    {"conv input rank", b_conv_rank, LATHE_ERR_SHAPE, "conv2d: input must have rank 4 (N, C, H, W), got f32[3,4,4]"},
+    {"conv bias size", b_conv_bias, LATHE_ERR_SHAPE, "conv2d: bias must be [4]"},
+    {"pool stride 0", b_pool_stride0, LATHE_ERR_ARG, "max_pool2d: stride must be >= 1, got 0"},
+    {"pool kernel larger than input", b_pool_kernel, LATHE_ERR_SHAPE, "avg_pool2d: kernel 3x3"},
+    {"pool padding over half kernel", b_pool_padding, LATHE_ERR_ARG, "at most half the kernel size"},
+    {"adaptive pool size 0", b_adaptive0, LATHE_ERR_ARG, "output size must be >= 1"},
+    {"dtype mismatch", b_dtype, LATHE_ERR_DTYPE, "add: operand dtypes differ (f32[2], f64[2])"},
+    {"exp of an integer", b_dtype_exp, LATHE_ERR_DTYPE, "exp: input must be f32 or f64, got i64[2]"},
+    {"add of bools", b_dtype_bool_add, LATHE_ERR_DTYPE, "add: bool operands"},
+    {"mean of integers", b_dtype_mean_int, LATHE_ERR_DTYPE, "mean: input must be f32 or f64"},
+    {"where condition not bool", b_where_cond, LATHE_ERR_DTYPE, "where: condition must be bool, got f32[2]"},
+    {"integer param requires grad", b_int_param_grad, LATHE_ERR_DTYPE, "param 'steps': only floating-point tensors can require grad (got i64[1])"},
+    {"integer input requires grad", b_int_input_grad, LATHE_ERR_DTYPE, "'labels': only floating-point tensors can require grad"},
+    {"duplicate name", b_dup_name, LATHE_ERR_NAME, "input: duplicate name 'x'"},
+    {"duplicate name across kinds", b_dup_name_kinds, LATHE_ERR_NAME, "buffer: duplicate name 'fc.weight'"},
+    {"empty name", b_empty_name, LATHE_ERR_NAME, "input: empty name"},
+    {"duplicate output", b_dup_output, LATHE_ERR_NAME, "output: duplicate name 'y'"},
+    {"wrong operand count", b_operand_count, LATHE_ERR_ARG, "add: expected 2 operands, got 3"},
+    {"concat of nothing", b_concat_none, LATHE_ERR_ARG, "concat: expected at least 1 operands, got 0"},
+    {"concat shapes", b_concat_shape, LATHE_ERR_SHAPE, "concat: operand 1 does not match operand 0 outside axis 1"},
+    {"NULL operand", b_null_operand, LATHE_ERR_ARG, "relu: operand 0 is NULL"},
+    {"operand of another graph", b_other_graph, LATHE_ERR_ARG, "add: operand 1 belongs to another graph"},
+    {"absurd size", b_absurd, LATHE_ERR_SHAPE, "element count of f32[1099511627776,1099511627776] overflows"},
+    {"absurd reshape", b_absurd_reshape, LATHE_ERR_SHAPE, "overflows"},
+    {"absurd broadcast", b_absurd_broadcast, LATHE_ERR_SHAPE, "broadcast_to: element count of f32[1099511627776,1099511627776] overflows"},
+    {"negative dim", b_negative_dim, LATHE_ERR_SHAPE, "negative dimension in f32[2,-3]"},
+    {"rank 7", b_rank7, LATHE_ERR_SHAPE, "rank 7 out of range 0..6"},
+    {"matmul inner dims", b_matmul_inner, LATHE_ERR_SHAPE, "matmul: inner dimensions differ: f32[2,3], f32[4,5] (3 vs 4)"},
+    {"matmul of a vector", b_matmul_rank1, LATHE_ERR_SHAPE, "matmul: operands must have rank >= 2"},
+    {"matmul batch dims", b_matmul_batch, LATHE_ERR_SHAPE, "matmul: cannot broadcast batch dims"},
+    {"linear weight", b_linear, LATHE_ERR_SHAPE, "linear: weight must be [out, 3] for input f32[2,3], got f32[4,5]"},
+    {"cross_entropy float labels", b_ce_labels_dtype, LATHE_ERR_DTYPE, "cross_entropy: labels must be i64 class indices, got f32[4]"},
+    {"cross_entropy label count", b_ce_labels_shape, LATHE_ERR_SHAPE, "cross_entropy: labels must be i64[4] for input f32[4,3], got i64[5]"},
+    {"batch norm with one value", b_bn_one_value, LATHE_ERR_SHAPE, "more than 1 value per channel"},
+    {"batch norm channels", b_bn_channels, LATHE_ERR_SHAPE, "batch_norm2d: weight must be [2] for input f32[2,2,3,3], got f32[3]"},
+    {"max of an empty axis", b_max_empty, LATHE_ERR_SHAPE, "max: cannot reduce over zero-size axis 1 of f32[2,0]"},
+    {"permute repeats a dim", b_permute, LATHE_ERR_ARG, "permute: dim 0 repeated"},
+    {"permute length", b_permute_len, LATHE_ERR_ARG, "permute: 3 dims given for rank-2"},
+    {"slice step 0", b_slice_step, LATHE_ERR_ARG, "slice: step must be >= 1, got 0"},
+    {"flatten start after end", b_flatten, LATHE_ERR_ARG, "flatten: start 2 is after end 1"},
+    {"broadcast_to incompatible", b_broadcast_to, LATHE_ERR_SHAPE, "broadcast_to: cannot broadcast f32[2,3] to f32[4,3,3]"},
+    {"mse shapes", b_mse_shape, LATHE_ERR_SHAPE, "mse_loss: input f32[2,3] and target f32[3,2] must have the same shape"},
+    {"update of a non-buffer", b_update_target, LATHE_ERR_ARG, "update: target %0 (input) is not a buffer"},
+    {"update type", b_update_type, LATHE_ERR_SHAPE, "update 'rm': buffer is f32[2] but value is f32[3]"},
+    {"cast to unknown dtype", b_cast_dtype, LATHE_ERR_ARG, "cast: unknown dtype 9"},
+};
+
+static void test_bad_calls(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_calls / sizeof bad_calls[0]; i++) {
+        lathe_graph *g = lathe_graph_new();
+        bad_calls[i].fn(g);
+        const char *err = lathe_graph_error(g);
+        if (lathe_graph_status(g) != bad_calls[i].status || !strstr(err, bad_calls[i].msg))
+            fail_msg("%s: got status '%s' message '%s'; want '%s' containing '%s'", bad_calls[i].label,
+                     lathe_status_name(lathe_graph_status(g)), err, lathe_status_name(bad_calls[i].status),
+                     bad_calls[i].msg);
+        lathe_graph_free(g);
+    }
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_samples_build)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_op_has_a_sample),
+        cmocka_unit_test(test_sample_types),
+        cmocka_unit_test(test_normalized_attrs),
+        cmocka_unit_test(test_bad_calls),
+    };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -192,7 +192,6 @@ double rng_uniform(rng *r, double lo, double hi) {
     return lo + (hi - lo) * (double)(x >> 11) / 9007199254740992.0;
 }
 
-#if 0
 void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed) {
     rng r = {seed * 0x9E3779B97F4A7C15ULL + 1};
     for (int i = 0; i < lathe_graph_num_nodes(g); i++) {
@@ -201,8 +200,9 @@ void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed) {
         if (!name || n->op == LT_OP_CONST) continue;
         int64_t k = lathe_node_numel(n);
         double *v = malloc((size_t)(k ? k : 1) * sizeof *v);
+        assert_non_null(v);
         size_t len = strlen(name);
-        bool pos = (len >= 3 && strcmp(name + len - 3, "pos") == 0) || strstr(name, "running_var");
+        bool pos = (len >= 3 && strcmp(name + len - 3, "pos") == 0) || strstr(name, "running_var") != NULL;
         for (int64_t j = 0; j < k; j++) {
             if (n->dtype == LATHE_I64) v[j] = floor(rng_uniform(&r, 0, 3));
             else if (n->dtype == LATHE_BOOL) v[j] = rng_uniform(&r, 0, 1) < 0.5;
@@ -212,4 +212,3 @@ void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed) {
         free(v);
     }
 }
-#endif
