@@ -362,10 +362,25 @@ static void conv2d(const lathe_node *n, const lathe_node *xn, const lathe_node *
 
 /* ---- pooling --------------------------------------------------------------------- */
 
+/* PyTorch's avg_pool2d divisor for the window at (h0, w0) of an H x W plane:
+ * with count_include_pad the window clipped to [-pad, H + pad) (floor mode,
+ * so the whole kernel), else the count of its in-bounds elements. */
+static double avg_divisor(int64_t h0, int64_t w0, const int64_t k[2], const int64_t pad[2], int64_t H,
+                          int64_t W, bool include_pad) {
+    int64_t h1 = h0 + k[0], w1 = w0 + k[1];
+    if (include_pad) {
+        h1 = h1 < H + pad[0] ? h1 : H + pad[0];
+        w1 = w1 < W + pad[1] ? w1 : W + pad[1];
+        return (double)((h1 - h0) * (w1 - w0));
+    }
+    h0 = h0 > 0 ? h0 : 0, w0 = w0 > 0 ? w0 : 0;
+    h1 = h1 < H ? h1 : H, w1 = w1 < W ? w1 : W;
+    return (double)((h1 > h0 ? h1 - h0 : 0) * (w1 > w0 ? w1 - w0 : 0));
+}
+
 /* x is (N, C, H, W), y is (N, C, P, Q); window kh x kw at (p*sh - ph, q*sw - pw).
  * max: padding is -inf (never chosen), NaN propagates.
- * avg: PyTorch's divisor: with count_include_pad the window clipped to
- * [-pad, H + pad) (floor mode, so the whole kernel), else the in-bounds count. */
+ * avg: the sum over the in-bounds elements / avg_divisor. */
 static void pool2d(const lathe_node *n, const lathe_node *xn, const double *x, double *y) {
     int64_t NC = xn->shape[0] * xn->shape[1], H = xn->shape[2], W = xn->shape[3];
     int64_t P = n->shape[2], Q = n->shape[3];
@@ -376,27 +391,27 @@ static void pool2d(const lathe_node *n, const lathe_node *xn, const double *x, d
             for (int64_t q = 0; q < Q; q++) {
                 int64_t h0 = p * st[0] - pad[0], w0 = q * st[1] - pad[1];
                 double acc = is_max ? -INFINITY : 0;
-                int64_t inside = 0;
                 for (int64_t i = 0; i < k[0]; i++)
                     for (int64_t j = 0; j < k[1]; j++) {
                         int64_t h = h0 + i, v = w0 + j;
                         if (h < 0 || h >= H || v < 0 || v >= W) continue;
                         double e = x[(c * H + h) * W + v];
-                        inside++;
                         if (!is_max) acc += e;
                         else if (isnan(e) || e > acc) acc = e;
                     }
-                if (!is_max) {
-                    int64_t h1 = h0 + k[0] < H + pad[0] ? h0 + k[0] : H + pad[0];
-                    int64_t w1 = w0 + k[1] < W + pad[1] ? w0 + k[1] : W + pad[1];
-                    int64_t area = (h1 - h0) * (w1 - w0);
-                    acc /= (double)(include_pad ? area : inside);
-                }
+                if (!is_max) acc /= avg_divisor(h0, w0, k, pad, H, W, include_pad);
                 y[(c * P + p) * Q + q] = acc;
             }
 }
 
-/* x is (N, C, H, W), y is (N, C, P, Q); bin i spans [floor(i*H/P), ceil((i+1)*H/P)) */
+/* Adaptive pooling's bin i of `out` over an extent of `in`:
+ * [floor(i*in/out), ceil((i+1)*in/out)). */
+static void adaptive_bin(int64_t i, int64_t in, int64_t out, int64_t *lo, int64_t *hi) {
+    *lo = i * in / out;
+    *hi = ((i + 1) * in + out - 1) / out;
+}
+
+/* x is (N, C, H, W), y is (N, C, P, Q); y[p, q] is the mean of its bin */
 static void adaptive_avg_pool2d(const lathe_node *n, const lathe_node *xn, const double *x,
                                 double *y) {
     int64_t NC = xn->shape[0] * xn->shape[1], H = xn->shape[2], W = xn->shape[3];
@@ -404,12 +419,164 @@ static void adaptive_avg_pool2d(const lathe_node *n, const lathe_node *xn, const
     for (int64_t c = 0; c < NC; c++)
         for (int64_t p = 0; p < P; p++)
             for (int64_t q = 0; q < Q; q++) {
-                int64_t h0 = p * H / P, h1 = ((p + 1) * H + P - 1) / P;
-                int64_t w0 = q * W / Q, w1 = ((q + 1) * W + Q - 1) / Q;
+                int64_t h0, h1, w0, w1;
+                adaptive_bin(p, H, P, &h0, &h1);
+                adaptive_bin(q, W, Q, &w0, &w1);
                 double s = 0;
                 for (int64_t h = h0; h < h1; h++)
                     for (int64_t v = w0; v < w1; v++) s += x[(c * H + h) * W + v];
                 y[(c * P + p) * Q + q] = s / (double)((h1 - h0) * (w1 - w0));
+            }
+}
+
+/* ---- gradient kernels ------------------------------------------------------------ */
+
+/* The adjoints of slice, conv2d and the pools, as PyTorch's CPU backward
+ * kernels compute them.  gy always has the forward result's shape. */
+
+/* gy is slice's result; y is gy's shape with `size` along axis: zero except
+ * y[..., start + i*step, ...] = gy[..., i, ...] */
+static void slice_backward(const lathe_node *n, const lathe_node *gn, const double *gy, double *y) {
+    int axis = (int)n->attr[0].v[0];
+    int64_t start = n->attr[1].v[0], step = n->attr[3].v[0];
+    int64_t ys[LATHE_MAX_RANK];
+    lt_strides(n->rank, n->shape, ys);
+    for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
+    for (int64_t i = 0; i < gn->numel; i++) {
+        int64_t idx[LATHE_MAX_RANK], off = 0;
+        unravel(gn->rank, gn->shape, i, idx);
+        idx[axis] = start + idx[axis] * step;
+        for (int d = 0; d < n->rank; d++) off += idx[d] * ys[d];
+        y[off] = gy[i];
+    }
+}
+
+/* gy is (N, K, P, Q), w is (K, C/groups, R, S); y is (N, C, H, W).  For
+ * input channel c of group g (c = g*Cg + ci):
+ *   y[b,c,h,v] = sum over k of group g, r, u, and (p, q) with
+ *                h = p*st0 - pad0 + r*dil0, v = q*st1 - pad1 + u*dil1,
+ *                of gy[b,k,p,q] * w[k,ci,r,u] */
+static void conv2d_backward_input(const lathe_node *n, const lathe_node *gn, const lathe_node *wn,
+                                  const double *gy, const double *w, double *y) {
+    int64_t N = n->shape[0], C = n->shape[1], H = n->shape[2], W = n->shape[3];
+    int64_t K = wn->shape[0], Cg = wn->shape[1], R = wn->shape[2], S = wn->shape[3];
+    int64_t P = gn->shape[2], Q = gn->shape[3];
+    const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
+    int64_t Kg = K / n->attr[3].v[0];
+    for (int64_t b = 0; b < N; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t v = 0; v < W; v++) {
+                    int64_t grp = c / Cg, ci = c % Cg;
+                    double s = 0;
+                    for (int64_t k = grp * Kg; k < (grp + 1) * Kg; k++)
+                        for (int64_t r = 0; r < R; r++)
+                            for (int64_t u = 0; u < S; u++) {
+                                int64_t ph = h + pad[0] - r * dil[0], qv = v + pad[1] - u * dil[1];
+                                if (ph < 0 || ph % st[0] || qv < 0 || qv % st[1]) continue;
+                                int64_t p = ph / st[0], q = qv / st[1];
+                                if (p >= P || q >= Q) continue;
+                                s += gy[((b * K + k) * P + p) * Q + q] * w[((k * Cg + ci) * R + r) * S + u];
+                            }
+                    y[((b * C + c) * H + h) * W + v] = s;
+                }
+}
+
+/* x is (N, C, H, W), gy is (N, K, P, Q); y is (K, C/groups, R, S):
+ *   y[k,c,r,u] = sum over b, p, q of gy[b,k,p,q] * x[b, c0 + c, h, v]
+ * with h = p*st0 - pad0 + r*dil0, v = q*st1 - pad1 + u*dil1 (zero outside)
+ * and c0 the first input channel of k's group. */
+static void conv2d_backward_weight(const lathe_node *n, const lathe_node *xn, const lathe_node *gn,
+                                   const double *x, const double *gy, double *y) {
+    int64_t N = xn->shape[0], C = xn->shape[1], H = xn->shape[2], W = xn->shape[3];
+    int64_t K = n->shape[0], Cg = n->shape[1], R = n->shape[2], S = n->shape[3];
+    int64_t P = gn->shape[2], Q = gn->shape[3];
+    const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
+    int64_t Kg = K / n->attr[3].v[0];
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t c = 0; c < Cg; c++)
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t u = 0; u < S; u++) {
+                    int64_t c0 = (k / Kg) * Cg;
+                    double s = 0;
+                    for (int64_t b = 0; b < N; b++)
+                        for (int64_t p = 0; p < P; p++)
+                            for (int64_t q = 0; q < Q; q++) {
+                                int64_t h = p * st[0] - pad[0] + r * dil[0];
+                                int64_t v = q * st[1] - pad[1] + u * dil[1];
+                                if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                                s += gy[((b * K + k) * P + p) * Q + q] * x[((b * C + c0 + c) * H + h) * W + v];
+                            }
+                    y[((k * Cg + c) * R + r) * S + u] = s;
+                }
+}
+
+/* gy is (N, C, P, Q), x is (N, C, H, W); y has x's shape.  Each window's
+ * gradient goes to the element max_pool2d picked, found as PyTorch's CPU
+ * kernel does: start at the window's first in-bounds element with max -inf,
+ * scan rows then columns, and move when `val > max || isnan(val)` (so the
+ * first maximum, or the last NaN).  Overlapping windows add. */
+static void max_pool2d_backward(const lathe_node *n, const lathe_node *gn, const double *gy,
+                                const double *x, double *y) {
+    int64_t NC = n->shape[0] * n->shape[1], H = n->shape[2], W = n->shape[3];
+    int64_t P = gn->shape[2], Q = gn->shape[3];
+    const int64_t *k = n->attr[0].v, *st = n->attr[1].v, *pad = n->attr[2].v;
+    for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
+    for (int64_t c = 0; c < NC; c++)
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t q = 0; q < Q; q++) {
+                int64_t h0 = p * st[0] - pad[0], w0 = q * st[1] - pad[1], at = -1;
+                double m = -INFINITY;
+                for (int64_t i = 0; i < k[0]; i++)
+                    for (int64_t j = 0; j < k[1]; j++) {
+                        int64_t h = h0 + i, v = w0 + j;
+                        if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                        int64_t off = (c * H + h) * W + v;
+                        if (at < 0) at = off;
+                        if (x[off] > m || isnan(x[off])) m = x[off], at = off;
+                    }
+                if (at >= 0) y[at] += gy[(c * P + p) * Q + q]; /* no in-bounds element: nothing to add */
+            }
+}
+
+/* gy is (N, C, P, Q); y is (N, C, H, W): each window adds gy / avg_divisor
+ * (the forward's) to each of its in-bounds elements. */
+static void avg_pool2d_backward(const lathe_node *n, const lathe_node *gn, const double *gy, double *y) {
+    int64_t NC = n->shape[0] * n->shape[1], H = n->shape[2], W = n->shape[3];
+    int64_t P = gn->shape[2], Q = gn->shape[3];
+    const int64_t *k = n->attr[0].v, *st = n->attr[1].v, *pad = n->attr[2].v;
+    bool include_pad = n->attr[3].v[0];
+    for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
+    for (int64_t c = 0; c < NC; c++)
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t q = 0; q < Q; q++) {
+                int64_t h0 = p * st[0] - pad[0], w0 = q * st[1] - pad[1];
+                double gv = gy[(c * P + p) * Q + q] / avg_divisor(h0, w0, k, pad, H, W, include_pad);
+                for (int64_t i = 0; i < k[0]; i++)
+                    for (int64_t j = 0; j < k[1]; j++) {
+                        int64_t h = h0 + i, v = w0 + j;
+                        if (h < 0 || h >= H || v < 0 || v >= W) continue;
+                        y[(c * H + h) * W + v] += gv;
+                    }
+            }
+}
+
+/* gy is (N, C, P, Q); y is (N, C, H, W): bin (p, q) adds gy / its area to
+ * each of its elements (bins overlap when H % P != 0). */
+static void adaptive_avg_pool2d_backward(const lathe_node *n, const lathe_node *gn, const double *gy,
+                                         double *y) {
+    int64_t NC = n->shape[0] * n->shape[1], H = n->shape[2], W = n->shape[3];
+    int64_t P = gn->shape[2], Q = gn->shape[3];
+    for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
+    for (int64_t c = 0; c < NC; c++)
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t q = 0; q < Q; q++) {
+                int64_t h0, h1, w0, w1;
+                adaptive_bin(p, H, P, &h0, &h1);
+                adaptive_bin(q, W, Q, &w0, &w1);
+                double gv = gy[(c * P + p) * Q + q] / (double)((h1 - h0) * (w1 - w0));
+                for (int64_t h = h0; h < h1; h++)
+                    for (int64_t v = w0; v < w1; v++) y[(c * H + h) * W + v] += gv;
             }
 }
 
@@ -629,6 +796,25 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
         return class_loss(ev, n, y);
     case LT_OP_MSE_LOSS:
         return mse_loss(ev, n, y);
+
+    case LT_OP_SLICE_BACKWARD:
+        slice_backward(n, xn, x, y);
+        return LATHE_OK;
+    case LT_OP_CONV2D_BACKWARD_INPUT:
+        conv2d_backward_input(n, xn, n->in[1], x, b, y);
+        return LATHE_OK;
+    case LT_OP_CONV2D_BACKWARD_WEIGHT:
+        conv2d_backward_weight(n, xn, n->in[1], x, b, y);
+        return LATHE_OK;
+    case LT_OP_MAX_POOL2D_BACKWARD:
+        max_pool2d_backward(n, xn, x, b, y);
+        return LATHE_OK;
+    case LT_OP_AVG_POOL2D_BACKWARD:
+        avg_pool2d_backward(n, xn, x, y);
+        return LATHE_OK;
+    case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD:
+        adaptive_avg_pool2d_backward(n, xn, x, y);
+        return LATHE_OK;
 
     default:
         LT_ASSERT(!"evaluator: op without a kernel (the verifier admits only known ops)");

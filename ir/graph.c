@@ -131,6 +131,7 @@ void lathe_graph_free(lathe_graph *g) {
     free(g->nodes);
     free(g->outputs);
     free(g->updates);
+    free(g->marks);
     free(g);
 }
 
@@ -418,6 +419,43 @@ lathe_status lathe_update(lathe_graph *g, lathe_node *buf, lathe_node *v) {
     return LATHE_OK;
 }
 
+lathe_status lathe_mark_backward(lathe_graph *g, lathe_node *out, lathe_node *cot) {
+    if (g->status != LATHE_OK) return g->status;
+    if (!out || out->g != g || (cot && cot->g != g))
+        return lt_fail(g, LATHE_ERR_ARG, "mark_backward: value is NULL or in another graph"), g->status;
+    if (cot) {
+        char a[160], b[160];
+        lathe_node_type_str(out, a, sizeof a);
+        lathe_node_type_str(cot, b, sizeof b);
+        if (strcmp(a, b) != 0)
+            return lt_fail(g, LATHE_ERR_SHAPE, "mark_backward: cotangent %s does not match the value %s", b, a),
+                   g->status;
+    } else if (out->numel != 1) {
+        char a[160];
+        lathe_node_type_str(out, a, sizeof a);
+        return lt_fail(g, LATHE_ERR_SHAPE,
+                       "mark_backward: %s has %lld elements; only a one-element value has an implied cotangent",
+                       a, (long long)out->numel), g->status;
+    }
+    if (g->nmarks == g->capmarks) {
+        int cap = g->capmarks ? 2 * g->capmarks : 4;
+        lt_mark *p = realloc(g->marks, (size_t)cap * sizeof *p);
+        if (!p) return lt_fail(g, LATHE_ERR_NOMEM, "out of memory"), g->status;
+        g->marks = p;
+        g->capmarks = cap;
+    }
+    g->marks[g->nmarks++] = (lt_mark){out, cot};
+    return LATHE_OK;
+}
+
+int lathe_graph_num_marks(const lathe_graph *g) { return g->nmarks; }
+void lathe_graph_mark(const lathe_graph *g, int i, lathe_node **out, lathe_node **cot) {
+    bool ok = i >= 0 && i < g->nmarks;
+    if (out) *out = ok ? g->marks[i].out : NULL;
+    if (cot) *cot = ok ? g->marks[i].cot : NULL;
+}
+void lathe_graph_clear_marks(lathe_graph *g) { g->nmarks = 0; }
+
 /* ---- introspection ---------------------------------------------------------- */
 
 int lathe_graph_num_nodes(const lathe_graph *g) { return g->nnodes; }
@@ -427,6 +465,11 @@ lathe_node *lathe_graph_node(const lathe_graph *g, int i) {
 lathe_node *lathe_graph_find(const lathe_graph *g, const char *name) {
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0) return g->nodes[i];
+    for (int i = 0; i < g->nout; i++)
+        if (strcmp(g->outputs[i].name, name) == 0) return g->outputs[i].node;
+    return NULL;
+}
+lathe_node *lathe_graph_find_output(const lathe_graph *g, const char *name) {
     for (int i = 0; i < g->nout; i++)
         if (strcmp(g->outputs[i].name, name) == 0) return g->outputs[i].node;
     return NULL;

@@ -227,11 +227,14 @@ static lathe_status infer_reshape(lathe_graph *g, lathe_node *x, lt_attr *a, lt_
     return LATHE_OK;
 }
 
-static lathe_status infer_pool_window(lathe_graph *g, const char *on, lathe_node *x,
-                                      const int64_t k[2], const int64_t s[2], const int64_t p[2],
-                                      const int64_t dil[2], lt_type *out, int c_out) {
-    char ts[160];
-    lathe_node_type_str(x, ts, sizeof ts);
+/* Spatial output size pq of a sliding window (conv2d, the pools) over a
+ * spatial input hw (each in [0, LT_MAX_NUMEL]): checks the window's
+ * attributes and that the dilated kernel fits the padded input.  Messages
+ * name the input as ts.  Every product stays below 2^63: the attributes are
+ * capped at LT_MAX_NUMEL = 2^48 first. */
+static lathe_status window_out(lathe_graph *g, const char *on, const char *ts, const int64_t hw[2],
+                               const int64_t k[2], const int64_t s[2], const int64_t p[2],
+                               const int64_t dil[2], int64_t pq[2]) {
     for (int i = 0; i < 2; i++) {
         if (s[i] <= 0) return fail(g, LATHE_ERR_ARG, "%s: stride must be >= 1, got %lld (input %s)", on, (long long)s[i], ts);
         if (dil[i] <= 0) return fail(g, LATHE_ERR_ARG, "%s: dilation must be >= 1, got %lld (input %s)", on, (long long)dil[i], ts);
@@ -240,12 +243,8 @@ static lathe_status infer_pool_window(lathe_graph *g, const char *on, lathe_node
         if (k[i] > LT_MAX_NUMEL || s[i] > LT_MAX_NUMEL || p[i] > LT_MAX_NUMEL || dil[i] > LT_MAX_NUMEL)
             return fail(g, LATHE_ERR_ARG, "%s: absurd window size (input %s)", on, ts);
     }
-    out->dtype = x->dtype;
-    out->rank = 4;
-    out->shape[0] = x->shape[0];
-    out->shape[1] = c_out;
     for (int i = 0; i < 2; i++) {
-        int64_t in = x->shape[2 + i] + 2 * p[i];
+        int64_t in = hw[i] + 2 * p[i];
         if (k[i] > 1 && dil[i] > LT_MAX_NUMEL / (k[i] - 1))
             return fail(g, LATHE_ERR_ARG, "%s: dilated kernel extent too large (input %s)", on, ts);
         int64_t ext = dil[i] * (k[i] - 1) + 1;
@@ -253,11 +252,62 @@ static lathe_status infer_pool_window(lathe_graph *g, const char *on, lathe_node
             return fail(g, LATHE_ERR_SHAPE,
                         "%s: kernel %lldx%lld (dilated extent %lld) is larger than the padded input %lldx%lld (input %s, padding %lld,%lld)",
                         on, (long long)k[0], (long long)k[1], (long long)ext,
-                        (long long)(x->shape[2] + 2 * p[0]), (long long)(x->shape[3] + 2 * p[1]), ts,
+                        (long long)(hw[0] + 2 * p[0]), (long long)(hw[1] + 2 * p[1]), ts,
                         (long long)p[0], (long long)p[1]);
-        out->shape[2 + i] = (in - ext) / s[i] + 1;
+        pq[i] = (in - ext) / s[i] + 1;
     }
     return LATHE_OK;
+}
+
+static lathe_status infer_pool_window(lathe_graph *g, const char *on, lathe_node *x,
+                                      const int64_t k[2], const int64_t s[2], const int64_t p[2],
+                                      const int64_t dil[2], lt_type *out, int64_t c_out) {
+    char ts[160];
+    lathe_node_type_str(x, ts, sizeof ts);
+    if (window_out(g, on, ts, x->shape + 2, k, s, p, dil, out->shape + 2)) return g->status;
+    out->dtype = x->dtype;
+    out->rank = 4;
+    out->shape[0] = x->shape[0];
+    out->shape[1] = c_out;
+    return LATHE_OK;
+}
+
+/* max_pool2d and avg_pool2d: padding at most half the kernel, as PyTorch. */
+static lathe_status check_pool_padding(lathe_graph *g, const char *on, const lt_attr *a, const char *ts) {
+    for (int i = 0; i < 2; i++)
+        if (a[0].v[i] > 0 && a[2].v[i] > a[0].v[i] / 2)
+            return fail(g, LATHE_ERR_ARG,
+                        "%s: padding %lld must be at most half the kernel size %lld (input %s)", on,
+                        (long long)a[2].v[i], (long long)a[0].v[i], ts);
+    return LATHE_OK;
+}
+
+/* A gradient kernel's size attribute: the forward input's spatial size. */
+static lathe_status check_size_attr(lathe_graph *g, const char *on, const int64_t size[2], int64_t lo,
+                                    const char *gy_ts) {
+    for (int i = 0; i < 2; i++)
+        if (size[i] < lo || size[i] > LT_MAX_NUMEL)
+            return fail(g, LATHE_ERR_ARG, "%s: size must be %lld..%lld, got %lldx%lld (gradient %s)", on,
+                        (long long)lo, (long long)LT_MAX_NUMEL, (long long)size[0], (long long)size[1], gy_ts);
+    return LATHE_OK;
+}
+
+/* gy must be (n, c, pq): what forward op fwd gives for an input of type
+ * in_ts with this window (dil NULL for the pools). */
+static lathe_status need_window_grad(lathe_graph *g, const char *on, const lathe_node *gy, int64_t n,
+                                     int64_t c, const int64_t pq[2], const char *fwd, const char *in_ts,
+                                     const int64_t k[2], const int64_t s[2], const int64_t p[2],
+                                     const int64_t dil[2]) {
+    if (gy->shape[0] == n && gy->shape[1] == c && gy->shape[2] == pq[0] && gy->shape[3] == pq[1])
+        return LATHE_OK;
+    char gts[160], wts[160], dts[64] = "";
+    lathe_node_type_str(gy, gts, sizeof gts);
+    lt_type_str(gy->dtype, 4, (int64_t[]){n, c, pq[0], pq[1]}, wts, sizeof wts);
+    if (dil) snprintf(dts, sizeof dts, ", dilation %lld,%lld", (long long)dil[0], (long long)dil[1]);
+    return fail(g, LATHE_ERR_SHAPE,
+                "%s: gradient %s does not match %s, the %s output for input %s (kernel %lldx%lld, stride %lld,%lld, padding %lld,%lld%s)",
+                on, gts, wts, fwd, in_ts, (long long)k[0], (long long)k[1], (long long)s[0],
+                (long long)s[1], (long long)p[0], (long long)p[1], dts);
 }
 
 static lathe_status infer_loss(lathe_graph *g, lt_op op, lathe_node *const *in, lt_attr *a,
@@ -523,20 +573,16 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         if (nin == 3 && (in[2]->rank != 1 || in[2]->shape[0] != K))
             return fail(g, LATHE_ERR_SHAPE, "conv2d: bias must be [%lld] for weight %s, got %s",
                         (long long)K, t.s[1], t.s[2]);
-        return infer_pool_window(g, on, x, w->shape + 2, a[0].v, a[1].v, a[2].v, out, (int)K);
+        return infer_pool_window(g, on, x, w->shape + 2, a[0].v, a[1].v, a[2].v, out, K);
     }
     case LT_OP_MAX_POOL2D:
     case LT_OP_AVG_POOL2D: {
         if (need_float(g, on, x, "input") || need_rank(g, on, x, 4, "input", "N, C, H, W")) return g->status;
         if (op == LT_OP_AVG_POOL2D && check_bool_attr(g, on, "count_include_pad", a[3].v[0]))
             return g->status;
-        for (int i = 0; i < 2; i++)
-            if (a[0].v[i] > 0 && a[2].v[i] > a[0].v[i] / 2)
-                return fail(g, LATHE_ERR_ARG,
-                            "%s: padding %lld must be at most half the kernel size %lld (input %s)", on,
-                            (long long)a[2].v[i], (long long)a[0].v[i], t.s[0]);
+        if (check_pool_padding(g, on, a, t.s[0])) return g->status;
         const int64_t one[2] = {1, 1};
-        return infer_pool_window(g, on, x, a[0].v, a[1].v, a[2].v, one, out, (int)x->shape[1]);
+        return infer_pool_window(g, on, x, a[0].v, a[1].v, a[2].v, one, out, x->shape[1]);
     }
     case LT_OP_ADAPTIVE_AVG_POOL2D: {
         if (need_float(g, on, x, "input") || need_rank(g, on, x, 4, "input", "N, C, H, W")) return g->status;
@@ -588,6 +634,135 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->rank = x->rank;
         memcpy(out->shape, x->shape, sizeof out->shape);
         return LATHE_OK;
+    /* ---- gradient kernels (autodiff emits them; see ops.h) ---- */
+    case LT_OP_SLICE_BACKWARD: {
+        /* gy is slice's result; y is gy with dim axis grown back to size, the
+         * slice's start:end:step as slice stores them (clamped, end >= start) */
+        if (need_float(g, on, x, "gradient") || norm_axis(g, on, x, &a[0].v[0])) return g->status;
+        int64_t ax = a[0].v[0], st = a[1].v[0], en = a[2].v[0], step = a[3].v[0], size = a[4].v[0];
+        if (step <= 0)
+            return fail(g, LATHE_ERR_ARG, "slice_backward: step must be >= 1, got %lld (gradient %s)", (long long)step, t.s[0]);
+        if (size < 0 || size > LT_MAX_NUMEL)
+            return fail(g, LATHE_ERR_ARG, "slice_backward: size %lld out of range (gradient %s)", (long long)size, t.s[0]);
+        if (st < 0 || st > en || en > size)
+            return fail(g, LATHE_ERR_ARG,
+                        "slice_backward: need 0 <= start <= end <= size, got start %lld, end %lld, size %lld (gradient %s)",
+                        (long long)st, (long long)en, (long long)size, t.s[0]);
+        int64_t len = en == st ? 0 : (en - st - 1) / step + 1;
+        if (len != x->shape[ax])
+            return fail(g, LATHE_ERR_SHAPE,
+                        "slice_backward: slice %lld:%lld:%lld of a size-%lld axis has %lld elements, but gradient %s has %lld along axis %lld",
+                        (long long)st, (long long)en, (long long)step, (long long)size, (long long)len, t.s[0],
+                        (long long)x->shape[ax], (long long)ax);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        out->shape[ax] = size;
+        return LATHE_OK;
+    }
+    case LT_OP_CONV2D_BACKWARD_INPUT: {
+        /* gy is (N, K, P, Q), w is (K, C/groups, R, S); y is (N, C, H, W) with
+         * (H, W) = size, and conv2d of such an input must give (P, Q) */
+        lathe_node *w = in[1];
+        if (need_float(g, on, x, "gradient") || same_dtype(g, on, nin, in) ||
+            need_rank(g, on, x, 4, "gradient", "N, K, P, Q") ||
+            need_rank(g, on, w, 4, "weight", "K, C/groups, R, S") || check_size_attr(g, on, a[4].v, 0, t.s[0]))
+            return g->status;
+        int64_t groups = a[3].v[0], K = w->shape[0];
+        if (groups <= 0)
+            return fail(g, LATHE_ERR_ARG, "%s: groups must be >= 1, got %lld (%s)", on, (long long)groups, ops);
+        if (x->shape[1] != K || K % groups || w->shape[1] > LT_MAX_NUMEL / groups)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "%s: weight %s does not fit gradient %s with groups=%lld (need gradient dim 1 == weight dim 0, K %% groups == 0)",
+                        on, t.s[1], t.s[0], (long long)groups);
+        int64_t xs[4] = {x->shape[0], w->shape[1] * groups, a[4].v[0], a[4].v[1]}, pq[2];
+        char xts[160];
+        lt_type_str(x->dtype, 4, xs, xts, sizeof xts);
+        if (window_out(g, on, xts, xs + 2, w->shape + 2, a[0].v, a[1].v, a[2].v, pq) ||
+            need_window_grad(g, on, x, xs[0], K, pq, "conv2d", xts, w->shape + 2, a[0].v, a[1].v, a[2].v))
+            return g->status;
+        out->dtype = x->dtype;
+        out->rank = 4;
+        memcpy(out->shape, xs, sizeof xs);
+        return LATHE_OK;
+    }
+    case LT_OP_CONV2D_BACKWARD_WEIGHT: {
+        /* x is (N, C, H, W), gy is (N, K, P, Q); y is (K, C/groups, R, S) with
+         * (R, S) = kernel, and conv2d of x with it must give (P, Q) */
+        lathe_node *gy = in[1];
+        if (need_float(g, on, x, "input") || same_dtype(g, on, nin, in) ||
+            need_rank(g, on, x, 4, "input", "N, C, H, W") || need_rank(g, on, gy, 4, "gradient", "N, K, P, Q"))
+            return g->status;
+        int64_t groups = a[3].v[0], C = x->shape[1], K = gy->shape[1], pq[2];
+        if (groups <= 0)
+            return fail(g, LATHE_ERR_ARG, "%s: groups must be >= 1, got %lld (%s)", on, (long long)groups, ops);
+        if (C % groups || K % groups)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "%s: input %s and gradient %s do not fit groups=%lld (need C %% groups == 0, K %% groups == 0)",
+                        on, t.s[0], t.s[1], (long long)groups);
+        if (window_out(g, on, t.s[0], x->shape + 2, a[4].v, a[0].v, a[1].v, a[2].v, pq) ||
+            need_window_grad(g, on, gy, x->shape[0], K, pq, "conv2d", t.s[0], a[4].v, a[0].v, a[1].v, a[2].v))
+            return g->status;
+        out->dtype = x->dtype;
+        out->rank = 4;
+        out->shape[0] = K;
+        out->shape[1] = C / groups;
+        out->shape[2] = a[4].v[0];
+        out->shape[3] = a[4].v[1];
+        return LATHE_OK;
+    }
+    case LT_OP_MAX_POOL2D_BACKWARD: {
+        /* gy is (N, C, P, Q), x is (N, C, H, W); y has x's shape, and
+         * max_pool2d of x must give gy's shape */
+        lathe_node *gy = x, *xi = in[1];
+        const int64_t one[2] = {1, 1};
+        int64_t pq[2];
+        if (need_float(g, on, gy, "gradient") || same_dtype(g, on, nin, in) ||
+            need_rank(g, on, gy, 4, "gradient", "N, C, P, Q") || need_rank(g, on, xi, 4, "input", "N, C, H, W") ||
+            check_pool_padding(g, on, a, t.s[1]) ||
+            window_out(g, on, t.s[1], xi->shape + 2, a[0].v, a[1].v, a[2].v, one, pq) ||
+            need_window_grad(g, on, gy, xi->shape[0], xi->shape[1], pq, "max_pool2d", t.s[1], a[0].v, a[1].v, a[2].v, NULL))
+            return g->status;
+        out->dtype = xi->dtype;
+        out->rank = 4;
+        memcpy(out->shape, xi->shape, sizeof out->shape);
+        return LATHE_OK;
+    }
+    case LT_OP_AVG_POOL2D_BACKWARD: {
+        /* gy is (N, C, P, Q); y is (N, C, H, W) with (H, W) = size, and
+         * avg_pool2d of such an input must give (P, Q) */
+        if (need_float(g, on, x, "gradient") || need_rank(g, on, x, 4, "gradient", "N, C, P, Q") ||
+            check_bool_attr(g, on, "count_include_pad", a[3].v[0]) || check_size_attr(g, on, a[4].v, 0, t.s[0]))
+            return g->status;
+        const int64_t one[2] = {1, 1};
+        int64_t xs[4] = {x->shape[0], x->shape[1], a[4].v[0], a[4].v[1]}, pq[2];
+        char xts[160];
+        lt_type_str(x->dtype, 4, xs, xts, sizeof xts);
+        if (check_pool_padding(g, on, a, xts) || window_out(g, on, xts, xs + 2, a[0].v, a[1].v, a[2].v, one, pq) ||
+            need_window_grad(g, on, x, xs[0], xs[1], pq, "avg_pool2d", xts, a[0].v, a[1].v, a[2].v, NULL))
+            return g->status;
+        out->dtype = x->dtype;
+        out->rank = 4;
+        memcpy(out->shape, xs, sizeof xs);
+        return LATHE_OK;
+    }
+    case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD: {
+        /* gy is (N, C, P, Q); y is (N, C, H, W) with (H, W) = size */
+        if (need_float(g, on, x, "gradient") || need_rank(g, on, x, 4, "gradient", "N, C, P, Q") ||
+            check_size_attr(g, on, a[0].v, 1, t.s[0]))
+            return g->status;
+        if (x->shape[2] == 0 || x->shape[3] == 0)
+            return fail(g, LATHE_ERR_SHAPE,
+                        "adaptive_avg_pool2d_backward: gradient %s has an empty spatial dim; adaptive_avg_pool2d never outputs one",
+                        t.s[0]);
+        out->dtype = x->dtype;
+        out->rank = 4;
+        out->shape[0] = x->shape[0];
+        out->shape[1] = x->shape[1];
+        out->shape[2] = a[0].v[0];
+        out->shape[3] = a[0].v[1];
+        return LATHE_OK;
+    }
     default:
         break;
     }

@@ -40,7 +40,7 @@ extern const lt_opinfo lt_ops[LT_OP_COUNT];
 
 /* ---- attributes -------------------------------------------------------- */
 
-enum { LT_MAX_ATTRS = 4 };
+enum { LT_MAX_ATTRS = 5 };
 
 typedef enum { LT_A_INT = 'i', LT_A_BOOL = 'b', LT_A_FLOAT = 'f', LT_A_LIST = 'l',
                LT_A_PAIR = 'p', LT_A_DTYPE = 't', LT_A_REDUCTION = 'r' } lt_atype;
@@ -95,6 +95,10 @@ typedef struct {
     lathe_node *buffer, *value;
 } lt_update;
 
+typedef struct {
+    lathe_node *out, *cot;   /* cot NULL: an implied 1 */
+} lt_mark;
+
 struct lathe_graph {
     lt_chunk *arena;
     lathe_node **nodes;
@@ -103,6 +107,8 @@ struct lathe_graph {
     int nout, capout;
     lt_update *updates;
     int nupd, capupd;
+    lt_mark *marks;          /* values to differentiate (lathe_mark_backward) */
+    int nmarks, capmarks;
     lathe_status status;
     char err[1024];
     int no_grad_depth;

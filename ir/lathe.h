@@ -281,6 +281,17 @@ lathe_status lathe_output(lathe_graph *g, const char *name, lathe_node *value);
  * buffer. */
 lathe_status lathe_update(lathe_graph *g, lathe_node *buffer, lathe_node *value);
 
+/* Mark a value for differentiation, as loss.backward() or
+ * Q.backward(gradient=cot) does in PyTorch: cot is a node of the value's
+ * type, or NULL for a one-element value (an implied 1).  The compiler's
+ * lathe_backward_marked (lathe_compiler.h) and `lathe dump --stage grad`
+ * differentiate the marked values.  Printed as `backward %out [%cot]`. */
+lathe_status lathe_mark_backward(lathe_graph *g, lathe_node *out, lathe_node *cot);
+int lathe_graph_num_marks(const lathe_graph *g);
+void lathe_graph_mark(const lathe_graph *g, int i, lathe_node **out, lathe_node **cot);
+/* Forget the marks (the compiler does so once it has differentiated them). */
+void lathe_graph_clear_marks(lathe_graph *g);
+
 /* ---- introspection ------------------------------------------------------- */
 
 int lathe_graph_num_nodes(const lathe_graph *g);
@@ -289,6 +300,8 @@ lathe_node *lathe_graph_node(const lathe_graph *g, int i);
 /* The input, param or buffer with this name, else the output with this name;
  * NULL if none. */
 lathe_node *lathe_graph_find(const lathe_graph *g, const char *name);
+/* The output with this name; NULL if none. */
+lathe_node *lathe_graph_find_output(const lathe_graph *g, const char *name);
 int lathe_graph_num_outputs(const lathe_graph *g);
 lathe_node *lathe_graph_output(const lathe_graph *g, int i);
 const char *lathe_graph_output_name(const lathe_graph *g, int i);

@@ -68,6 +68,13 @@
   X(LOG_SOFTMAX,     "log_softmax",          1, 1, NORM,      "axis:i") \
   X(CROSS_ENTROPY,   "cross_entropy",        2, 2, LOSS,      "reduction:r") \
   X(NLL_LOSS,        "nll_loss",             2, 2, LOSS,      "reduction:r") \
-  X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r")
+  X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r") \
+  /* Gradient kernels that autodiff emits (compiler/autodiff.c). */ \
+  X(SLICE_BACKWARD,  "slice_backward",       1, 1, SHAPE,     "axis:i start:i end:i step:i size:i") \
+  X(CONV2D_BACKWARD_INPUT, "conv2d_backward_input", 2, 2, CONTRACT, "stride:p padding:p dilation:p groups:i size:p") \
+  X(CONV2D_BACKWARD_WEIGHT, "conv2d_backward_weight", 2, 2, CONTRACT, "stride:p padding:p dilation:p groups:i kernel:p") \
+  X(MAX_POOL2D_BACKWARD, "max_pool2d_backward", 2, 2, POOL,   "kernel:p stride:p padding:p") \
+  X(AVG_POOL2D_BACKWARD, "avg_pool2d_backward", 1, 1, POOL,   "kernel:p stride:p padding:p count_include_pad:b size:p") \
+  X(ADAPTIVE_AVG_POOL2D_BACKWARD, "adaptive_avg_pool2d_backward", 1, 1, POOL, "size:p")
 
 #endif

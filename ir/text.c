@@ -175,6 +175,11 @@ lathe_status lathe_graph_print(const lathe_graph *g, FILE *out) {
     }
     for (int i = 0; i < g->nupd; i++)
         fprintf(out, "update %%%d %%%d\n", g->updates[i].buffer->id, g->updates[i].value->id);
+    for (int i = 0; i < g->nmarks; i++) {
+        fprintf(out, "backward %%%d", g->marks[i].out->id);
+        if (g->marks[i].cot) fprintf(out, " %%%d", g->marks[i].cot->id);
+        fputc('\n', out);
+    }
     return ferror(out) ? LATHE_ERR_IO : LATHE_OK;
 }
 
@@ -221,7 +226,7 @@ typedef struct {
     int def;        /* the defining statement, once resolved */
 } ref;
 
-typedef enum { S_DEF, S_OUTPUT, S_UPDATE } skind;
+typedef enum { S_DEF, S_OUTPUT, S_UPDATE, S_BACKWARD } skind;
 
 typedef struct {
     skind kind;
@@ -925,8 +930,18 @@ static bool parse_statement(parser *p) {
         if (p->tok.kind != T_NAME) return expected(p, "the buffer's new value (%name)");
         if (!add_ref(p)) return false;
         s.nref = 2;
+    } else if (is_word(&p->tok, "backward")) {
+        s.kind = S_BACKWARD;
+        if (!next(p)) return false;
+        if (p->tok.kind != T_NAME) return expected(p, "the value (%name) to differentiate");
+        if (!add_ref(p)) return false;
+        s.nref = 1;
+        if (p->tok.kind == T_NAME) {
+            if (!add_ref(p)) return false;
+            s.nref = 2;
+        }
     } else {
-        return expected(p, "a statement ('%name = op ...', 'output' or 'update')");
+        return expected(p, "a statement ('%name = op ...', 'output', 'update' or 'backward')");
     }
     if (!end_of_stmt(p)) return expected(p, "end of line");
     return push_stmt(p, &s);
@@ -1065,9 +1080,10 @@ static bool finish(parser *p) {
         const stmt *s = &p->st[i];
         if (s->kind == S_DEF) continue;
         lathe_node *a = p->st[p->refs[s->ref0].def].node;
-        lathe_status st = s->kind == S_OUTPUT
-                              ? lathe_output(p->g, p->pool + s->str, a)
-                              : lathe_update(p->g, a, p->st[p->refs[s->ref0 + 1].def].node);
+        lathe_node *b = s->nref > 1 ? p->st[p->refs[s->ref0 + 1].def].node : NULL;
+        lathe_status st = s->kind == S_OUTPUT   ? lathe_output(p->g, p->pool + s->str, a)
+                          : s->kind == S_UPDATE ? lathe_update(p->g, a, b)
+                                                : lathe_mark_backward(p->g, a, b);
         if (st != LATHE_OK) return relocate(p, s->at);
     }
     return true;
@@ -1077,7 +1093,7 @@ lathe_status lathe_parse(lathe_graph *g, const char *src, size_t len, const char
     if (!g) return LATHE_ERR_ARG;
     const char *file = filename ? filename : "<input>";
     if (g->status != LATHE_OK) return g->status;
-    if (g->nnodes || g->nout || g->nupd) {
+    if (g->nnodes || g->nout || g->nupd || g->nmarks) {
         lt_fail(g, LATHE_ERR_ARG, "%s: lathe_parse needs an empty graph; this one has %d nodes", file,
                 g->nnodes);
         return LATHE_ERR_ARG;

@@ -73,5 +73,12 @@ lathe_status lathe_graph_verify(lathe_graph *g) {
             memcmp(u.buffer->shape, u.value->shape, sizeof(int64_t) * (size_t)u.buffer->rank))
             return bad(g, u.buffer, "update does not match its buffer", NULL);
     }
+    for (int i = 0; i < g->nmarks; i++) {
+        lt_mark m = g->marks[i];
+        if (!m.out || m.out->g != g || (m.cot && (m.cot->g != g || m.cot->dtype != m.out->dtype ||
+                                                   m.cot->rank != m.out->rank ||
+                                                   memcmp(m.cot->shape, m.out->shape, sizeof(int64_t) * (size_t)m.out->rank))))
+            return bad(g, m.out, "backward mark's cotangent does not match its value", NULL);
+    }
     return LATHE_OK;
 }

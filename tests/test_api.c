@@ -115,6 +115,8 @@ static void test_introspection(void **state) {
     assert_ptr_equal(lathe_graph_find(g, "bn1.running_var"), rv);
     assert_ptr_equal(lathe_graph_find(g, "y"), y);
     assert_null(lathe_graph_find(g, "nope"));
+    assert_ptr_equal(lathe_graph_find_output(g, "y"), y);
+    assert_null(lathe_graph_find_output(g, "bn1.weight"));
     assert_int_equal(lathe_graph_num_outputs(g), 1);
     assert_string_equal(lathe_graph_output_name(g, 0), "y");
     assert_ptr_equal(lathe_graph_output(g, 0), y);

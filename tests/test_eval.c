@@ -210,6 +210,83 @@ CASE(c_mse) { return lathe_mse_loss(G, MSE_AB, LATHE_REDUCE_MEAN); }
 CASE(c_mse_sum) { return lathe_mse_loss(G, MSE_AB, LATHE_REDUCE_SUM); }
 CASE(c_mse_none) { return lathe_mse_loss(G, MSE_AB, LATHE_REDUCE_NONE); }
 CASE(c_mse_empty) { return lathe_mse_loss(G, IN("a", (0), 0), IN("b", (0), 0), LATHE_REDUCE_MEAN); }
+/* gradient kernels: no public builders, so lt_make with attributes in schema order */
+#define P2(a, b) {.n = 2, .v = {a, b}}
+#define I1(a) {.v = {a}}
+#define GRAD1(OP, a, ...) lt_make(G, LT_OP_##OP, 1, (lathe_node *[]){a}, (lt_attr[LT_MAX_ATTRS]){__VA_ARGS__})
+#define GRAD2(OP, a, b, ...) lt_make(G, LT_OP_##OP, 2, (lathe_node *[]){a, b}, (lt_attr[LT_MAX_ATTRS]){__VA_ARGS__})
+CASE(c_slice_bw) { return GRAD1(SLICE_BACKWARD, IN("gy", (3), 1, 2, 3), I1(0), I1(1), I1(6), I1(2), I1(7)); }
+CASE(c_slice_bw_2d) { return GRAD1(SLICE_BACKWARD, IN("gy", (2, 2), 1, 2, 3, 4), I1(-1), I1(1), I1(5), I1(3), I1(5)); }
+CASE(c_slice_bw_empty) { return GRAD1(SLICE_BACKWARD, IN("gy", (0), 0), I1(0), I1(2), I1(2), I1(1), I1(3)); }
+#define GY22 IN("gy", (1, 1, 2, 2), 1, 2, 3, 4)
+CASE(c_conv_bw_in) {
+    return GRAD2(CONV2D_BACKWARD_INPUT, GY22, PARAM("w", (1, 1, 2, 2), 1, 0, 0, 1), P2(1, 1), P2(0, 0), P2(1, 1), I1(1), P2(3, 3));
+}
+CASE(c_conv_bw_in_stride_pad) {
+    return GRAD2(CONV2D_BACKWARD_INPUT, GY22, ONES22, P2(2, 2), P2(1, 1), P2(1, 1), I1(1), P2(3, 3));
+}
+CASE(c_conv_bw_in_dilation) {
+    return GRAD2(CONV2D_BACKWARD_INPUT, IN("gy", (1, 1, 1, 1), 2), PARAM("w", (1, 1, 2, 2), 1, 2, 3, 4), P2(1, 1),
+                 P2(0, 0), P2(2, 2), I1(1), P2(3, 3));
+}
+CASE(c_conv_bw_in_groups) {
+    return GRAD2(CONV2D_BACKWARD_INPUT, IN("gy", (1, 2, 2, 1), 1, 2, 3, 4), PARAM("w", (2, 2, 1, 1), 1, 10, 100, 1000),
+                 P2(2, 1), P2(0, 0), P2(1, 1), I1(2), P2(4, 1));
+}
+CASE(c_conv_bw_w) {
+    return GRAD2(CONV2D_BACKWARD_WEIGHT, X33, IN("gy", (1, 1, 2, 2), 1, 0, 0, 1), P2(1, 1), P2(0, 0), P2(1, 1), I1(1), P2(2, 2));
+}
+CASE(c_conv_bw_w_stride_pad) {
+    return GRAD2(CONV2D_BACKWARD_WEIGHT, X33, GY22, P2(2, 2), P2(1, 1), P2(1, 1), I1(1), P2(2, 2));
+}
+CASE(c_conv_bw_w_dilation) {
+    return GRAD2(CONV2D_BACKWARD_WEIGHT, X33, IN("gy", (1, 1, 1, 1), 2), P2(1, 1), P2(0, 0), P2(2, 2), I1(1), P2(2, 2));
+}
+CASE(c_conv_bw_w_groups) {
+    return GRAD2(CONV2D_BACKWARD_WEIGHT, IN("x", (2, 2, 1, 1), 1, 2, 3, 4), IN("gy", (2, 2, 1, 1), 10, 20, 30, 40),
+                 P2(1, 1), P2(0, 0), P2(1, 1), I1(2), P2(1, 1));
+}
+CASE(c_max_bw_overlap) {
+    return GRAD2(MAX_POOL2D_BACKWARD, GY22, IN("x", (1, 1, 3, 3), 1, 2, 3, 4, 9, 5, 6, 7, 8), P2(2, 2), P2(1, 1), P2(0, 0));
+}
+CASE(c_max_bw_ties) {
+    return GRAD2(MAX_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 2), 1, 2), IN("x", (1, 1, 2, 3), 3, 1, 3, 3, 2, 3), P2(2, 2),
+                 P2(1, 1), P2(0, 0));
+}
+CASE(c_max_bw_pad) {
+    return GRAD2(MAX_POOL2D_BACKWARD, GY22, IN("x", (1, 1, 3, 3), -1, -2, -3, -4, -5, -6, -7, -8, -9), P2(3, 3),
+                 P2(2, 2), P2(1, 1));
+}
+CASE(c_max_bw_nan) {
+    return GRAD2(MAX_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 1), 5), IN("x", (1, 1, 2, 2), 1, NAN, 3, NAN), P2(2, 2),
+                 P2(2, 2), P2(0, 0));
+}
+CASE(c_max_bw_inf) {
+    return GRAD2(MAX_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 1), 3), IN("x", (1, 1, 1, 2), -INFINITY, -INFINITY), P2(1, 2),
+                 P2(1, 1), P2(0, 0));
+}
+CASE(c_max_bw_empty) {
+    return GRAD2(MAX_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 1), 3), IN("x", (1, 1, 0, 1), 0), P2(2, 1), P2(1, 1), P2(1, 0));
+}
+CASE(c_avg_bw) {
+    return GRAD1(AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 2), 1, 2), P2(2, 2), P2(2, 2), P2(0, 0), I1(1), P2(2, 4));
+}
+#define GY9 IN("gy", (1, 1, 2, 2), 9, 18, 27, 36)
+CASE(c_avg_bw_incl) { return GRAD1(AVG_POOL2D_BACKWARD, GY9, P2(3, 3), P2(2, 2), P2(1, 1), I1(1), P2(3, 3)); }
+CASE(c_avg_bw_excl) { return GRAD1(AVG_POOL2D_BACKWARD, GY9, P2(3, 3), P2(2, 2), P2(1, 1), I1(0), P2(3, 3)); }
+CASE(c_avg_bw_excl_uneven) {
+    return GRAD1(AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 2, 1), 2, 3), P2(3, 1), P2(2, 1), P2(1, 0), I1(0), P2(4, 1));
+}
+CASE(c_avg_bw_incl_uneven) {
+    return GRAD1(AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 2, 1), 3, 6), P2(3, 1), P2(2, 1), P2(1, 0), I1(1), P2(4, 1));
+}
+CASE(c_avg_bw_unused) {
+    return GRAD1(AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 2, 1), 4, 8), P2(2, 2), P2(2, 2), P2(0, 0), I1(0), P2(5, 2));
+}
+CASE(c_adaptive_bw) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 2), 3, 6), P2(1, 5)); }
+CASE(c_adaptive_bw_2d) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 2, 2), 6, 12, 18, 24), P2(3, 5)); }
+CASE(c_adaptive_bw_1x1) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 2, 1, 1), 4, 8), P2(2, 2)); }
+CASE(c_adaptive_bw_up) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 3), 1, 2, 3), P2(1, 2)); }
 
 typedef struct {
     const char *label;
@@ -370,6 +447,65 @@ static const hand_case hand_cases[] = {
     H("mse_loss/sum", MSE_LOSS, c_mse_sum, "f64[]", 13),
     H("mse_loss/none", MSE_LOSS, c_mse_none, "f64[3]", 0, 4, 9),
     H("mse_loss/empty-mean", MSE_LOSS, c_mse_empty, "f64[]", NAN),
+    /* slice 1:6:2 of 7 puts gy at 1, 3, 5 */
+    H("slice_backward", SLICE_BACKWARD, c_slice_bw, "f64[7]", 0, 1, 0, 2, 0, 3, 0),
+    /* axis -1, 1:5:3 of 5: columns 1 and 4 */
+    H("slice_backward/2d-negative-axis", SLICE_BACKWARD, c_slice_bw_2d, "f64[2,5]", 0, 1, 0, 0, 2, 0, 3, 0, 0, 4),
+    H("slice_backward/empty", SLICE_BACKWARD, c_slice_bw_empty, "f64[3]", 0, 0, 0),      /* 2:2 */
+    /* forward y[p,q] = x[p,q] + x[p+1,q+1], so dx[h,v] = gy[h,v] + gy[h-1,v-1] where in range */
+    H("conv2d_backward_input", CONV2D_BACKWARD_INPUT, c_conv_bw_in, "f64[1,1,3,3]", 1, 2, 0, 3, 5, 2, 0, 3, 4),
+    /* ones 2x2, stride 2, pad 1: row 0 feeds p 0 only, rows 1-2 feed p 1 (cols alike) */
+    H("conv2d_backward_input/stride-pad", CONV2D_BACKWARD_INPUT, c_conv_bw_in_stride_pad, "f64[1,1,3,3]",
+      1, 2, 2, 3, 4, 4, 3, 4, 4),
+    /* dilation 2: dx[2r,2u] = 2 * w[r,u] */
+    H("conv2d_backward_input/dilation", CONV2D_BACKWARD_INPUT, c_conv_bw_in_dilation, "f64[1,1,3,3]",
+      2, 0, 4, 0, 0, 0, 6, 0, 8),
+    /* groups 2 (C = 2*2), stride 2 rows, size 4: rows 0 and 2 get gy[k, 0] and gy[k, 1]
+     * times w[k, ci]; odd rows and the unused row 3 get 0.  k 0: gy [1,2], w [1,10];
+     * k 1: gy [3,4], w [100,1000] */
+    H("conv2d_backward_input/groups-stride-unused-row", CONV2D_BACKWARD_INPUT, c_conv_bw_in_groups, "f64[1,4,4,1]",
+      1, 0, 2, 0, 10, 0, 20, 0, 300, 0, 400, 0, 3000, 0, 4000, 0),
+    /* x = [[1,2,3],[4,5,6],[7,8,9]], gy = [[1,0],[0,1]]: dw[r,u] = x[r,u] + x[r+1,u+1] */
+    H("conv2d_backward_weight", CONV2D_BACKWARD_WEIGHT, c_conv_bw_w, "f64[1,1,2,2]", 6, 8, 12, 14),
+    /* stride 2, pad 1, gy [1,2,3,4]: dw[r,u] = sum gy[p,q] x[2p-1+r, 2q-1+u]:
+     * dw00 = 4*5; dw01 = 3*4 + 4*6; dw10 = 2*2 + 4*8; dw11 = 1*1 + 2*3 + 3*7 + 4*9 */
+    H("conv2d_backward_weight/stride-pad", CONV2D_BACKWARD_WEIGHT, c_conv_bw_w_stride_pad, "f64[1,1,2,2]", 20, 36, 36, 64),
+    H("conv2d_backward_weight/dilation", CONV2D_BACKWARD_WEIGHT, c_conv_bw_w_dilation, "f64[1,1,2,2]", 2, 6, 14, 18), /* 2*x[2r,2u] */
+    /* groups 2, batch 2: k 0 sees channel 0: 10*1 + 30*3; k 1 channel 1: 20*2 + 40*4 */
+    H("conv2d_backward_weight/groups-batch", CONV2D_BACKWARD_WEIGHT, c_conv_bw_w_groups, "f64[2,1,1,1]", 100, 200),
+    /* every 2x2 window holds the 9 at (1,1): 1+2+3+4 */
+    H("max_pool2d_backward/overlap", MAX_POOL2D_BACKWARD, c_max_bw_overlap, "f64[1,1,3,3]", 0, 0, 0, 0, 10, 0, 0, 0, 0),
+    /* [[3,1,3],[3,2,3]], windows of cols 0-1 and 1-2: first maximum at (0,0), (0,2) */
+    H("max_pool2d_backward/ties", MAX_POOL2D_BACKWARD, c_max_bw_ties, "f64[1,1,2,3]", 1, 0, 2, 0, 0, 0),
+    /* k3 s2 p1 over -1..-9: maxima -1, -2, -4, -5 at (0,0), (0,1), (1,0), (1,1) */
+    H("max_pool2d_backward/pad", MAX_POOL2D_BACKWARD, c_max_bw_pad, "f64[1,1,3,3]", 1, 2, 0, 3, 4, 0, 0, 0, 0),
+    /* [1,NaN,3,NaN]: val > max || isnan(val) moves to each NaN, so the last one */
+    H("max_pool2d_backward/nan", MAX_POOL2D_BACKWARD, c_max_bw_nan, "f64[1,1,2,2]", 0, 0, 0, 5),
+    /* all -inf: nothing is greater, the first in-bounds element keeps it */
+    H("max_pool2d_backward/-inf", MAX_POOL2D_BACKWARD, c_max_bw_inf, "f64[1,1,1,2]", 3, 0),
+    /* H 0 padded by 1 each side: one window with no element, nothing to add */
+    H0("max_pool2d_backward/empty-input", MAX_POOL2D_BACKWARD, c_max_bw_empty, "f64[1,1,0,1]"),
+    H("avg_pool2d_backward", AVG_POOL2D_BACKWARD, c_avg_bw, "f64[1,1,2,4]", 0.25, 0.25, 0.5, 0.5, 0.25, 0.25, 0.5, 0.5),
+    /* k3 s2 p1 on 3x3: windows cover rows/cols {0,1} and {1,2}; divisor 9 with
+     * padding, so they add 1, 2, 3, 4 */
+    H("avg_pool2d_backward/include-pad", AVG_POOL2D_BACKWARD, c_avg_bw_incl, "f64[1,1,3,3]", 1, 3, 2, 4, 10, 6, 3, 7, 4),
+    /* divisor 4 (in-bounds only): adds 9/4 * [1,2,3,4] */
+    H("avg_pool2d_backward/exclude-pad", AVG_POOL2D_BACKWARD, c_avg_bw_excl, "f64[1,1,3,3]",
+      2.25, 6.75, 4.5, 9, 22.5, 13.5, 6.75, 15.75, 9),
+    /* rows 4, k3 s2 p1: windows rows {0,1} (2 inside) and {1,2,3} (3 inside): 2/2, 3/3 */
+    H("avg_pool2d_backward/exclude-pad-uneven", AVG_POOL2D_BACKWARD, c_avg_bw_excl_uneven, "f64[1,1,4,1]", 1, 2, 1, 1),
+    /* same windows, divisor 3 both (the kernel): 3/3 and 6/3 */
+    H("avg_pool2d_backward/include-pad-uneven", AVG_POOL2D_BACKWARD, c_avg_bw_incl_uneven, "f64[1,1,4,1]", 1, 3, 2, 2),
+    /* rows 5, k2 s2: windows rows {0,1}, {2,3}; row 4 unused */
+    H("avg_pool2d_backward/unused-row", AVG_POOL2D_BACKWARD, c_avg_bw_unused, "f64[1,1,5,2]", 1, 1, 1, 1, 2, 2, 2, 2, 0, 0),
+    /* 5 -> 2: bins [0,3) and [2,5), area 3: 3/3 and 6/3, col 2 in both */
+    H("adaptive_avg_pool2d_backward", ADAPTIVE_AVG_POOL2D_BACKWARD, c_adaptive_bw, "f64[1,1,1,5]", 1, 1, 3, 2, 2),
+    /* rows [0,2),[1,3), cols [0,3),[2,5), area 6: bins add 1, 2, 3, 4 */
+    H("adaptive_avg_pool2d_backward/2d", ADAPTIVE_AVG_POOL2D_BACKWARD, c_adaptive_bw_2d, "f64[1,1,3,5]",
+      1, 1, 3, 2, 2, 4, 4, 10, 6, 6, 3, 3, 7, 4, 4),
+    H("adaptive_avg_pool2d_backward/1x1", ADAPTIVE_AVG_POOL2D_BACKWARD, c_adaptive_bw_1x1, "f64[1,2,2,2]", 1, 1, 1, 1, 2, 2, 2, 2),
+    /* 2 -> 3: bins [0,1), [0,2), [1,2): dx = [1 + 2/2, 2/2 + 3] */
+    H("adaptive_avg_pool2d_backward/upsample", ADAPTIVE_AVG_POOL2D_BACKWARD, c_adaptive_bw_up, "f64[1,1,1,2]", 2, 4),
 };
 
 static bool close_to(double got, double want, double tol) {
@@ -431,6 +567,233 @@ static void test_hand_cases(void **state) {
             bad++;
         }
     assert_int_equal(bad, 0);
+}
+
+/* ---- gradient kernels: adjoint identities ------------------------------------------ */
+
+/* A gradient kernel B of a linear map F (slice, conv2d in its input or in its
+ * weight, avg_pool2d, adaptive_avg_pool2d) is F's adjoint:
+ * <F(u), v> = <u, B(v)> for every u and v.  Each case builds F(u) with the
+ * public builder and B(v) from F's own (normalized) attributes, as autodiff
+ * does; u, v and any other leaves are random. */
+typedef struct {
+    lathe_node *u, *v, *fwd, *bwd;
+} adjoint;
+
+static lathe_node *in64(lathe_graph *g, const char *name, int rank, const int64_t *shape) {
+    return lathe_input(g, name, LATHE_F64, rank, shape);
+}
+/* v: an input shaped like n */
+static lathe_node *like(lathe_graph *g, const char *name, const lathe_node *n) {
+    return in64(g, name, n->rank, n->shape);
+}
+/* n's attributes with a pair appended at index k (size or kernel) */
+static const lt_attr *attrs_plus(const lathe_node *n, int k, int64_t a, int64_t b, lt_attr out[LT_MAX_ATTRS]) {
+    memcpy(out, n->attr, sizeof n->attr);
+    out[k] = (lt_attr){.n = 2, .v = {a, b}};
+    return out;
+}
+
+static void adj_slice(lathe_graph *g, adjoint *a, int rank, const int64_t *shape, int64_t axis, int64_t st,
+                      int64_t en, int64_t step) {
+    a->u = in64(g, "u", rank, shape);
+    a->fwd = lathe_slice(g, a->u, axis, st, en, step);
+    if (!a->fwd) return;
+    a->v = like(g, "v", a->fwd);
+    lt_attr at[LT_MAX_ATTRS];
+    memcpy(at, a->fwd->attr, sizeof at);
+    at[4] = (lt_attr){.v = {shape[a->fwd->attr[0].v[0]]}};
+    a->bwd = lt_make(g, LT_OP_SLICE_BACKWARD, 1, (lathe_node *[]){a->v}, at);
+}
+static void a_slice(lathe_graph *g, adjoint *a) { adj_slice(g, a, D(4, 9, 3), 1, 1, 8, 3); }
+static void a_slice_neg(lathe_graph *g, adjoint *a) { adj_slice(g, a, D(3, 5), -1, -4, 100, 2); }
+static void a_slice_empty(lathe_graph *g, adjoint *a) { adj_slice(g, a, D(3, 4), 0, 2, 1, 1); }
+
+/* conv2d in x (wrt = 0) or w (wrt = 1), no bias (it would make F affine) */
+static void adj_conv(lathe_graph *g, adjoint *a, int wrt, int rx, const int64_t *xs, int rw, const int64_t *ws,
+                     const int64_t st[2], const int64_t pad[2], const int64_t dil[2], int64_t groups) {
+    lathe_node *x = in64(g, wrt == 0 ? "u" : "x", rx, xs), *w = in64(g, wrt == 1 ? "u" : "w", rw, ws);
+    a->u = wrt == 0 ? x : w;
+    a->fwd = lathe_conv2d_hw(g, x, w, NULL, st, pad, dil, groups);
+    if (!a->fwd) return;
+    a->v = like(g, "v", a->fwd);
+    lt_attr at[LT_MAX_ATTRS];
+    if (wrt == 0)
+        a->bwd = lt_make(g, LT_OP_CONV2D_BACKWARD_INPUT, 2, (lathe_node *[]){a->v, w},
+                         attrs_plus(a->fwd, 4, xs[2], xs[3], at));
+    else
+        a->bwd = lt_make(g, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, (lathe_node *[]){x, a->v},
+                         attrs_plus(a->fwd, 4, ws[2], ws[3], at));
+}
+#define PAIR(a, b) (const int64_t[]){a, b}
+/* grouped, strided, padded, dilated, per-axis attributes */
+#define CONV_A D(2, 4, 7, 6), D(6, 2, 3, 2), PAIR(2, 1), PAIR(1, 0), PAIR(2, 1), 2
+/* depthwise, stride 3 leaves input row 8 unused */
+#define CONV_B D(1, 3, 9, 5), D(3, 1, 3, 3), PAIR(3, 3), PAIR(1, 1), PAIR(1, 1), 3
+#define CONV_C D(2, 3, 5, 5), D(4, 3, 3, 3), PAIR(1, 1), PAIR(1, 1), PAIR(1, 1), 1
+static void a_conv_in_a(lathe_graph *g, adjoint *a) { adj_conv(g, a, 0, CONV_A); }
+static void a_conv_in_b(lathe_graph *g, adjoint *a) { adj_conv(g, a, 0, CONV_B); }
+static void a_conv_in_c(lathe_graph *g, adjoint *a) { adj_conv(g, a, 0, CONV_C); }
+static void a_conv_w_a(lathe_graph *g, adjoint *a) { adj_conv(g, a, 1, CONV_A); }
+static void a_conv_w_b(lathe_graph *g, adjoint *a) { adj_conv(g, a, 1, CONV_B); }
+static void a_conv_w_c(lathe_graph *g, adjoint *a) { adj_conv(g, a, 1, CONV_C); }
+
+static void adj_avg(lathe_graph *g, adjoint *a, int rank, const int64_t *xs, const int64_t k[2],
+                    const int64_t s[2], const int64_t p[2], bool include_pad) {
+    a->u = in64(g, "u", rank, xs);
+    a->fwd = lathe_avg_pool2d_hw(g, a->u, k, s, p, include_pad);
+    if (!a->fwd) return;
+    a->v = like(g, "v", a->fwd);
+    lt_attr at[LT_MAX_ATTRS];
+    a->bwd = lt_make(g, LT_OP_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){a->v}, attrs_plus(a->fwd, 4, xs[2], xs[3], at));
+}
+static void a_avg_incl(lathe_graph *g, adjoint *a) { adj_avg(g, a, D(2, 3, 5, 5), PAIR(3, 3), PAIR(2, 2), PAIR(1, 1), true); }
+/* uneven windows: (6+2-3)/2+1 = 3 rows (row 5 unused), (7+2-2)/3+1 = 3 cols */
+static void a_avg_excl(lathe_graph *g, adjoint *a) { adj_avg(g, a, D(1, 2, 6, 7), PAIR(3, 2), PAIR(2, 3), PAIR(1, 1), false); }
+static void a_avg_incl_uneven(lathe_graph *g, adjoint *a) { adj_avg(g, a, D(1, 2, 6, 7), PAIR(3, 2), PAIR(2, 3), PAIR(1, 1), true); }
+static void a_avg_plain(lathe_graph *g, adjoint *a) { adj_avg(g, a, D(1, 1, 4, 5), PAIR(2, 2), PAIR(1, 1), PAIR(0, 0), false); }
+
+static void adj_adaptive(lathe_graph *g, adjoint *a, int rank, const int64_t *xs, int64_t oh, int64_t ow) {
+    a->u = in64(g, "u", rank, xs);
+    a->fwd = lathe_adaptive_avg_pool2d(g, a->u, oh, ow);
+    if (!a->fwd) return;
+    a->v = like(g, "v", a->fwd);
+    a->bwd = lt_make(g, LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){a->v},
+                     (lt_attr[LT_MAX_ATTRS]){{.n = 2, .v = {xs[2], xs[3]}}});
+}
+static void a_adaptive(lathe_graph *g, adjoint *a) { adj_adaptive(g, a, D(2, 2, 5, 7), 2, 3); }
+static void a_adaptive_up(lathe_graph *g, adjoint *a) { adj_adaptive(g, a, D(1, 2, 3, 5), 4, 2); }
+static void a_adaptive_1(lathe_graph *g, adjoint *a) { adj_adaptive(g, a, D(1, 1, 4, 4), 1, 1); }
+
+static const struct {
+    const char *label;
+    lt_op op;
+    void (*build)(lathe_graph *g, adjoint *a);
+} adjoint_cases[] = {
+    {"slice", LT_OP_SLICE_BACKWARD, a_slice},
+    {"slice/negative-clamped", LT_OP_SLICE_BACKWARD, a_slice_neg},
+    {"slice/empty", LT_OP_SLICE_BACKWARD, a_slice_empty},
+    {"conv2d input/groups-stride-dilation", LT_OP_CONV2D_BACKWARD_INPUT, a_conv_in_a},
+    {"conv2d input/depthwise-unused-row", LT_OP_CONV2D_BACKWARD_INPUT, a_conv_in_b},
+    {"conv2d input/plain", LT_OP_CONV2D_BACKWARD_INPUT, a_conv_in_c},
+    {"conv2d weight/groups-stride-dilation", LT_OP_CONV2D_BACKWARD_WEIGHT, a_conv_w_a},
+    {"conv2d weight/depthwise-unused-row", LT_OP_CONV2D_BACKWARD_WEIGHT, a_conv_w_b},
+    {"conv2d weight/plain", LT_OP_CONV2D_BACKWARD_WEIGHT, a_conv_w_c},
+    {"avg_pool2d/include-pad", LT_OP_AVG_POOL2D_BACKWARD, a_avg_incl},
+    {"avg_pool2d/exclude-pad-uneven", LT_OP_AVG_POOL2D_BACKWARD, a_avg_excl},
+    {"avg_pool2d/include-pad-uneven", LT_OP_AVG_POOL2D_BACKWARD, a_avg_incl_uneven},
+    {"avg_pool2d/plain-overlap", LT_OP_AVG_POOL2D_BACKWARD, a_avg_plain},
+    {"adaptive_avg_pool2d/5x7-to-2x3", LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, a_adaptive},
+    {"adaptive_avg_pool2d/3x5-to-4x2", LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, a_adaptive_up},
+    {"adaptive_avg_pool2d/to-1x1", LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, a_adaptive_1},
+};
+
+static double dot(const double *a, const double *b, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void test_adjoints(void **state) {
+    (void)state;
+    int bad = 0;
+    bool covered[LT_OP_COUNT] = {0};
+    for (size_t i = 0; i < sizeof adjoint_cases / sizeof adjoint_cases[0]; i++) {
+        lathe_graph *g = lathe_graph_new();
+        adjoint a = {0};
+        adjoint_cases[i].build(g, &a);
+        if (lathe_graph_status(g) != LATHE_OK) fail_msg("%s: %s", adjoint_cases[i].label, lathe_graph_error(g));
+        assert_int_equal(a.bwd->op, adjoint_cases[i].op);
+        covered[a.bwd->op] = true;
+        lathe_output(g, "fwd", a.fwd);
+        lathe_output(g, "bwd", a.bwd);
+        lathe_eval *ev = lathe_eval_new(g);
+        assert_non_null(ev);
+        for (uint64_t seed = 1; seed <= 3; seed++) {
+            bind_random(ev, g, seed * 100 + i);
+            if (lathe_eval_run(ev) != LATHE_OK) fail_msg("%s: %s", adjoint_cases[i].label, lathe_eval_error(ev));
+            double fv = dot(lathe_eval_value(ev, a.fwd), lathe_eval_value(ev, a.v), a.fwd->numel);
+            double ub = dot(lathe_eval_value(ev, a.u), lathe_eval_value(ev, a.bwd), a.u->numel);
+            if (!close_to(ub, fv, 1e-12)) {
+                print_error("%s (seed %d): <F(u), v> = %.17g but <u, B(v)> = %.17g\n", adjoint_cases[i].label,
+                            (int)seed, fv, ub);
+                bad++;
+            }
+        }
+        lathe_eval_free(ev);
+        lathe_graph_free(g);
+    }
+    for (int op = LT_OP_SLICE_BACKWARD; op < LT_OP_COUNT; op++)
+        if (op != LT_OP_MAX_POOL2D_BACKWARD && !covered[op]) {
+            print_error("gradient kernel %s has no adjoint case\n", lt_ops[op].name);
+            bad++;
+        }
+    assert_int_equal(bad, 0);
+}
+
+/* max_pool2d is linear only near a point x: its derivative takes u to u at
+ * each window's argmax.  So <u, max_pool2d_backward(v, x)> must be the sum
+ * over windows of v * u[argmax], with the argmax found here by a plain scan
+ * (the first strict maximum over in-bounds elements; random x has no ties),
+ * and the forward max_pool2d must have picked that element's value. */
+static void adj_max(lathe_graph *g, adjoint *a, lathe_node **x, int rank, const int64_t *xs, const int64_t k[2],
+                    const int64_t s[2], const int64_t p[2]) {
+    *x = in64(g, "x", rank, xs);
+    a->u = in64(g, "u", rank, xs);
+    a->fwd = lathe_max_pool2d_hw(g, *x, k, s, p);
+    if (!a->fwd) return;
+    a->v = like(g, "v", a->fwd);
+    a->bwd = lt_make(g, LT_OP_MAX_POOL2D_BACKWARD, 2, (lathe_node *[]){a->v, *x}, a->fwd->attr);
+}
+
+static void test_max_pool_adjoint(void **state) {
+    (void)state;
+    static const struct {
+        int64_t shape[4], k[2], s[2], p[2];
+    } cfg[] = {
+        {{2, 2, 5, 5}, {3, 3}, {2, 2}, {1, 1}}, /* overlapping windows */
+        {{1, 3, 6, 7}, {2, 3}, {2, 1}, {1, 1}},
+        {{1, 1, 4, 4}, {2, 2}, {2, 2}, {0, 0}}, /* disjoint */
+        {{1, 1, 5, 4}, {3, 1}, {1, 1}, {0, 0}}, /* heavy overlap */
+    };
+    for (size_t i = 0; i < sizeof cfg / sizeof cfg[0]; i++) {
+        lathe_graph *g = lathe_graph_new();
+        adjoint a = {0};
+        lathe_node *xn = NULL;
+        adj_max(g, &a, &xn, 4, cfg[i].shape, cfg[i].k, cfg[i].s, cfg[i].p);
+        assert_graph_ok(g);
+        lathe_output(g, "fwd", a.fwd);
+        lathe_output(g, "bwd", a.bwd);
+        lathe_eval *ev = lathe_eval_new(g);
+        assert_non_null(ev);
+        bind_random(ev, g, 500 + i);
+        assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+        const double *x = lathe_eval_value(ev, xn), *u = lathe_eval_value(ev, a.u), *v = lathe_eval_value(ev, a.v);
+        const double *y = lathe_eval_value(ev, a.fwd), *dx = lathe_eval_value(ev, a.bwd);
+        int64_t NC = cfg[i].shape[0] * cfg[i].shape[1], H = cfg[i].shape[2], W = cfg[i].shape[3];
+        int64_t P = a.fwd->shape[2], Q = a.fwd->shape[3];
+        double want = 0;
+        for (int64_t c = 0; c < NC; c++)
+            for (int64_t pp = 0; pp < P; pp++)
+                for (int64_t q = 0; q < Q; q++) {
+                    int64_t best = -1;
+                    for (int64_t r = 0; r < cfg[i].k[0]; r++)
+                        for (int64_t t = 0; t < cfg[i].k[1]; t++) {
+                            int64_t h = pp * cfg[i].s[0] - cfg[i].p[0] + r, w = q * cfg[i].s[1] - cfg[i].p[1] + t;
+                            if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                            int64_t off = (c * H + h) * W + w;
+                            if (best < 0 || x[off] > x[best]) best = off;
+                        }
+                    assert_true(best >= 0);
+                    int64_t o = (c * P + pp) * Q + q;
+                    assert_true(y[o] == x[best]);
+                    want += v[o] * u[best];
+                }
+        double got = dot(u, dx, a.u->numel);
+        if (!close_to(got, want, 1e-12)) fail_msg("max_pool2d config %zu: <u, B(v)> = %.17g, want %.17g", i, got, want);
+        lathe_eval_free(ev);
+        lathe_graph_free(g);
+    }
 }
 
 /* ---- f32 rounding ------------------------------------------------------------------- */
@@ -720,7 +1083,8 @@ static void test_raw_dtypes(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hand_cases),     cmocka_unit_test(test_f32_rounding),
+        cmocka_unit_test(test_hand_cases),     cmocka_unit_test(test_adjoints),
+        cmocka_unit_test(test_max_pool_adjoint), cmocka_unit_test(test_f32_rounding),
         cmocka_unit_test(test_samples_f32_f64), cmocka_unit_test(test_batch_norm_updates),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_bad_graph),
         cmocka_unit_test(test_raw_dtypes),

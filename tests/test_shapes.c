@@ -58,6 +58,19 @@ static const struct {
     {"cross_entropy", "f64[]"}, {"cross_entropy/sum", "f64[]"}, {"cross_entropy/none", "f64[4]"},
     {"nll_loss", "f64[]"}, {"nll_loss/sum", "f64[]"},
     {"mse_loss", "f64[]"}, {"mse_loss/sum", "f64[]"}, {"mse_loss/none", "f64[2,3]"},
+    /* gradient kernels: the forward op's input (or weight) type */
+    {"slice_backward", "f64[7,2]"},                /* gy [3,2], axis 0 back to 7 */
+    {"slice_backward/negative-axis", "f64[2,5]"},  /* gy [2,2], axis -1 back to 5 */
+    {"conv2d_backward_input", "f64[2,4,7,7]"},     /* N 2, C 2*2 groups, size 7x7 */
+    {"conv2d_backward_input/hw-depthwise", "f64[1,3,7,5]"}, /* C 1*3 groups */
+    {"conv2d_backward_weight", "f64[4,2,3,3]"},    /* K 4, C/groups 4/2, kernel 3x3 */
+    {"conv2d_backward_weight/hw-depthwise", "f64[3,1,2,3]"},
+    {"max_pool2d_backward", "f64[1,2,5,5]"},       /* x's type */
+    {"max_pool2d_backward/hw", "f64[2,1,4,6]"},
+    {"avg_pool2d_backward", "f64[1,1,5,5]"},       /* N, C of gy, size 5x5 */
+    {"avg_pool2d_backward/exclude-pad", "f64[1,1,6,5]"},
+    {"adaptive_avg_pool2d_backward", "f64[1,2,5,7]"},
+    {"adaptive_avg_pool2d_backward/1x1", "f64[2,3,4,4]"},
 };
 
 static void test_every_op_has_a_sample(void **state) {
@@ -230,6 +243,76 @@ BAD(b_update_type) {
 }
 BAD(b_cast_dtype) { return lathe_cast(g, IN32("x", 2), (lathe_dtype)9); }
 
+/* Gradient kernels (lt_make; attributes in schema order). */
+#define P2(a, b) {.n = 2, .v = {a, b}}
+#define I1(a) {.v = {a}}
+#define ATTRS(...) (lt_attr[LT_MAX_ATTRS]){__VA_ARGS__}
+static lathe_node *slice_bw(lathe_graph *g, lathe_node *gy, int64_t axis, int64_t st, int64_t en, int64_t step, int64_t size) {
+    return lt_make(g, LT_OP_SLICE_BACKWARD, 1, (lathe_node *[]){gy}, ATTRS(I1(axis), I1(st), I1(en), I1(step), I1(size)));
+}
+BAD(b_slice_bw_len) { return slice_bw(g, IN32("gy", 2, 2), 0, 0, 6, 2, 7); } /* 0:6:2 has 3 */
+BAD(b_slice_bw_size) { return slice_bw(g, IN32("gy", 3, 2), 0, 1, 6, 2, 5); }
+BAD(b_slice_bw_step) { return slice_bw(g, IN32("gy", 3), 0, 0, 3, 0, 3); }
+BAD(b_slice_bw_bounds) { return slice_bw(g, IN32("gy", 3), 0, 3, 2, 1, 7); }
+BAD(b_slice_bw_start) { return slice_bw(g, IN32("gy", 3), 0, -1, 2, 1, 7); }
+BAD(b_slice_bw_axis) { return slice_bw(g, IN32("gy", 3, 2), 2, 0, 3, 1, 3); }
+BAD(b_slice_bw_int) { return slice_bw(g, lathe_input(g, "gy", LATHE_I64, LATHE_DIMS(3)), 0, 0, 3, 1, 3); }
+/* conv2d x [1,4,5,5] * w [6,2,3,3], stride 2, pad 1, groups 2 gives [1,6,3,3] */
+static lathe_node *conv_bw_in(lathe_graph *g, lathe_node *gy, lathe_node *w, int64_t s, int64_t groups, int64_t h) {
+    return lt_make(g, LT_OP_CONV2D_BACKWARD_INPUT, 2, (lathe_node *[]){gy, w},
+                   ATTRS(P2(s, s), P2(1, 1), P2(1, 1), I1(groups), P2(h, 5)));
+}
+#define W6 lathe_param(g, "w", F32, LATHE_DIMS(6, 2, 3, 3), true)
+BAD(b_conv_bw_in_size) { return conv_bw_in(g, IN32("gy", 1, 6, 3, 3), W6, 2, 2, 7); } /* 7 gives 4 rows */
+BAD(b_conv_bw_in_stride0) { return conv_bw_in(g, IN32("gy", 1, 6, 3, 3), W6, 0, 2, 5); }
+BAD(b_conv_bw_in_channels) { return conv_bw_in(g, IN32("gy", 1, 4, 3, 3), W6, 2, 2, 5); }
+BAD(b_conv_bw_in_groups) { return conv_bw_in(g, IN32("gy", 1, 6, 3, 3), W6, 2, 4, 5); }
+BAD(b_conv_bw_in_groups0) { return conv_bw_in(g, IN32("gy", 1, 6, 3, 3), W6, 2, 0, 5); }
+BAD(b_conv_bw_in_size_neg) { return conv_bw_in(g, IN32("gy", 1, 6, 3, 3), W6, 2, 2, -5); }
+BAD(b_conv_bw_in_rank) { return conv_bw_in(g, IN32("gy", 6, 3, 3), W6, 2, 2, 5); }
+BAD(b_conv_bw_in_dtype) {
+    return conv_bw_in(g, lathe_input(g, "gy", LATHE_F64, LATHE_DIMS(1, 6, 3, 3)), W6, 2, 2, 5);
+}
+static lathe_node *conv_bw_w(lathe_graph *g, lathe_node *x, lathe_node *gy, int64_t groups, int64_t r, int64_t dil) {
+    return lt_make(g, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, (lathe_node *[]){x, gy},
+                   ATTRS(P2(2, 2), P2(1, 1), P2(dil, dil), I1(groups), P2(r, 3)));
+}
+BAD(b_conv_bw_w_batch) { return conv_bw_w(g, IN32("x", 1, 4, 5, 5), IN32("gy", 2, 6, 3, 3), 2, 3, 1); }
+BAD(b_conv_bw_w_kernel) { return conv_bw_w(g, IN32("x", 1, 4, 5, 5), IN32("gy", 1, 6, 3, 3), 2, 1, 1); } /* 4 rows */
+BAD(b_conv_bw_w_kernel0) { return conv_bw_w(g, IN32("x", 1, 4, 5, 5), IN32("gy", 1, 6, 3, 3), 2, 0, 1); }
+BAD(b_conv_bw_w_groups) { return conv_bw_w(g, IN32("x", 1, 4, 5, 5), IN32("gy", 1, 6, 3, 3), 4, 3, 1); }
+BAD(b_conv_bw_w_dilation0) { return conv_bw_w(g, IN32("x", 1, 4, 5, 5), IN32("gy", 1, 6, 3, 3), 2, 3, 0); }
+BAD(b_conv_bw_w_too_big) { return conv_bw_w(g, IN32("x", 1, 4, 5, 5), IN32("gy", 1, 6, 3, 3), 2, 3, 4); }
+/* max_pool2d of x [1,2,5,5] with k3 s2 p1 gives [1,2,3,3] */
+static lathe_node *max_bw(lathe_graph *g, lathe_node *gy, lathe_node *x, int64_t k, int64_t s, int64_t p) {
+    return lt_make(g, LT_OP_MAX_POOL2D_BACKWARD, 2, (lathe_node *[]){gy, x}, ATTRS(P2(k, k), P2(s, s), P2(p, p)));
+}
+BAD(b_max_bw_shape) { return max_bw(g, IN32("gy", 1, 2, 2, 2), IN32("x", 1, 2, 5, 5), 3, 2, 1); }
+BAD(b_max_bw_channels) { return max_bw(g, IN32("gy", 1, 3, 3, 3), IN32("x", 1, 2, 5, 5), 3, 2, 1); }
+BAD(b_max_bw_stride0) { return max_bw(g, IN32("gy", 1, 2, 3, 3), IN32("x", 1, 2, 5, 5), 3, 0, 1); }
+BAD(b_max_bw_padding) { return max_bw(g, IN32("gy", 1, 2, 3, 3), IN32("x", 1, 2, 5, 5), 3, 2, 2); }
+BAD(b_max_bw_dtype) {
+    return max_bw(g, IN32("gy", 1, 2, 3, 3), lathe_input(g, "x", LATHE_F64, LATHE_DIMS(1, 2, 5, 5)), 3, 2, 1);
+}
+BAD(b_max_bw_rank) { return max_bw(g, IN32("gy", 1, 2, 3, 3), IN32("x", 2, 5, 5), 3, 2, 1); }
+static lathe_node *avg_bw(lathe_graph *g, lathe_node *gy, int64_t k, int64_t s, int64_t p, int64_t incl, int64_t h) {
+    return lt_make(g, LT_OP_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){gy},
+                   ATTRS(P2(k, k), P2(s, s), P2(p, p), I1(incl), P2(h, 5)));
+}
+BAD(b_avg_bw_size) { return avg_bw(g, IN32("gy", 1, 1, 3, 3), 3, 2, 1, 1, 7); } /* 7 gives 4 rows */
+BAD(b_avg_bw_kernel) { return avg_bw(g, IN32("gy", 1, 1, 3, 3), 3, 2, 0, 1, 2); }
+BAD(b_avg_bw_stride0) { return avg_bw(g, IN32("gy", 1, 1, 3, 3), 3, 0, 1, 1, 5); }
+BAD(b_avg_bw_padding) { return avg_bw(g, IN32("gy", 1, 1, 3, 3), 3, 2, 2, 1, 5); }
+BAD(b_avg_bw_bool) { return avg_bw(g, IN32("gy", 1, 1, 3, 3), 3, 2, 1, 2, 5); }
+BAD(b_avg_bw_absurd) { return avg_bw(g, IN32("gy", 1, 1, 3, 3), 3, 2, 1, 1, (int64_t)1 << 60); }
+static lathe_node *adaptive_bw(lathe_graph *g, lathe_node *gy, int64_t h, int64_t w) {
+    return lt_make(g, LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){gy}, ATTRS(P2(h, w)));
+}
+BAD(b_adaptive_bw_size0) { return adaptive_bw(g, IN32("gy", 1, 1, 2, 2), 0, 5); }
+BAD(b_adaptive_bw_rank) { return adaptive_bw(g, IN32("gy", 1, 2, 2), 5, 5); }
+BAD(b_adaptive_bw_empty) { return adaptive_bw(g, IN32("gy", 1, 1, 0, 2), 5, 5); }
+BAD(b_adaptive_bw_int) { return adaptive_bw(g, lathe_input(g, "gy", LATHE_I64, LATHE_DIMS(1, 1, 2, 2)), 5, 5); }
+
 static const struct {
     const char *label;
     bad_fn fn;
@@ -299,6 +382,50 @@ static const struct {
     {"update of a non-buffer", b_update_target, LATHE_ERR_ARG, "update: target %0 (input) is not a buffer"},
     {"update type", b_update_type, LATHE_ERR_SHAPE, "update 'rm': buffer is f32[2] but value is f32[3]"},
     {"cast to unknown dtype", b_cast_dtype, LATHE_ERR_ARG, "cast: unknown dtype 9"},
+    {"slice_backward length", b_slice_bw_len, LATHE_ERR_SHAPE, "slice_backward: slice 0:6:2 of a size-7 axis has 3 elements, but gradient f32[2,2] has 2 along axis 0"},
+    {"slice_backward end past size", b_slice_bw_size, LATHE_ERR_ARG, "slice_backward: need 0 <= start <= end <= size, got start 1, end 6, size 5"},
+    {"slice_backward step 0", b_slice_bw_step, LATHE_ERR_ARG, "slice_backward: step must be >= 1, got 0 (gradient f32[3])"},
+    {"slice_backward start after end", b_slice_bw_bounds, LATHE_ERR_ARG, "got start 3, end 2, size 7 (gradient f32[3])"},
+    {"slice_backward negative start", b_slice_bw_start, LATHE_ERR_ARG, "got start -1, end 2, size 7"},
+    {"slice_backward axis", b_slice_bw_axis, LATHE_ERR_ARG, "slice_backward: axis 2 out of range [-2, 1] for f32[3,2]"},
+    {"slice_backward of integers", b_slice_bw_int, LATHE_ERR_DTYPE, "slice_backward: gradient must be f32 or f64, got i64[3]"},
+    {"conv2d_backward_input size", b_conv_bw_in_size, LATHE_ERR_SHAPE,
+     "conv2d_backward_input: gradient f32[1,6,3,3] does not match f32[1,6,4,3], the conv2d output for input f32[1,4,7,5] (kernel 3x3, stride 2,2, padding 1,1, dilation 1,1)"},
+    {"conv2d_backward_input stride 0", b_conv_bw_in_stride0, LATHE_ERR_ARG, "conv2d_backward_input: stride must be >= 1, got 0 (input f32[1,4,5,5])"},
+    {"conv2d_backward_input channels", b_conv_bw_in_channels, LATHE_ERR_SHAPE,
+     "conv2d_backward_input: weight f32[6,2,3,3] does not fit gradient f32[1,4,3,3] with groups=2"},
+    {"conv2d_backward_input groups", b_conv_bw_in_groups, LATHE_ERR_SHAPE, "does not fit gradient f32[1,6,3,3] with groups=4"},
+    {"conv2d_backward_input groups 0", b_conv_bw_in_groups0, LATHE_ERR_ARG, "conv2d_backward_input: groups must be >= 1, got 0"},
+    {"conv2d_backward_input negative size", b_conv_bw_in_size_neg, LATHE_ERR_ARG, "conv2d_backward_input: size must be 0..281474976710656, got -5x5 (gradient f32[1,6,3,3])"},
+    {"conv2d_backward_input rank", b_conv_bw_in_rank, LATHE_ERR_SHAPE, "conv2d_backward_input: gradient must have rank 4 (N, K, P, Q), got f32[6,3,3]"},
+    {"conv2d_backward_input dtypes", b_conv_bw_in_dtype, LATHE_ERR_DTYPE, "conv2d_backward_input: operand dtypes differ (f64[1,6,3,3], f32[6,2,3,3])"},
+    {"conv2d_backward_weight batch", b_conv_bw_w_batch, LATHE_ERR_SHAPE,
+     "conv2d_backward_weight: gradient f32[2,6,3,3] does not match f32[1,6,3,3], the conv2d output for input f32[1,4,5,5]"},
+    {"conv2d_backward_weight kernel", b_conv_bw_w_kernel, LATHE_ERR_SHAPE,
+     "conv2d_backward_weight: gradient f32[1,6,3,3] does not match f32[1,6,4,3], the conv2d output for input f32[1,4,5,5] (kernel 1x3"},
+    {"conv2d_backward_weight kernel 0", b_conv_bw_w_kernel0, LATHE_ERR_ARG, "conv2d_backward_weight: kernel size must be >= 1, got 0 (input f32[1,4,5,5])"},
+    {"conv2d_backward_weight groups", b_conv_bw_w_groups, LATHE_ERR_SHAPE,
+     "conv2d_backward_weight: input f32[1,4,5,5] and gradient f32[1,6,3,3] do not fit groups=4"},
+    {"conv2d_backward_weight dilation 0", b_conv_bw_w_dilation0, LATHE_ERR_ARG, "conv2d_backward_weight: dilation must be >= 1, got 0"},
+    {"conv2d_backward_weight kernel too large", b_conv_bw_w_too_big, LATHE_ERR_SHAPE, "(dilated extent 9) is larger than the padded input 7x7"},
+    {"max_pool2d_backward shape", b_max_bw_shape, LATHE_ERR_SHAPE,
+     "max_pool2d_backward: gradient f32[1,2,2,2] does not match f32[1,2,3,3], the max_pool2d output for input f32[1,2,5,5] (kernel 3x3, stride 2,2, padding 1,1)"},
+    {"max_pool2d_backward channels", b_max_bw_channels, LATHE_ERR_SHAPE, "gradient f32[1,3,3,3] does not match f32[1,2,3,3]"},
+    {"max_pool2d_backward stride 0", b_max_bw_stride0, LATHE_ERR_ARG, "max_pool2d_backward: stride must be >= 1, got 0 (input f32[1,2,5,5])"},
+    {"max_pool2d_backward padding", b_max_bw_padding, LATHE_ERR_ARG, "max_pool2d_backward: padding 2 must be at most half the kernel size 3"},
+    {"max_pool2d_backward dtypes", b_max_bw_dtype, LATHE_ERR_DTYPE, "max_pool2d_backward: operand dtypes differ (f32[1,2,3,3], f64[1,2,5,5])"},
+    {"max_pool2d_backward rank", b_max_bw_rank, LATHE_ERR_SHAPE, "max_pool2d_backward: input must have rank 4 (N, C, H, W), got f32[2,5,5]"},
+    {"avg_pool2d_backward size", b_avg_bw_size, LATHE_ERR_SHAPE,
+     "avg_pool2d_backward: gradient f32[1,1,3,3] does not match f32[1,1,4,3], the avg_pool2d output for input f32[1,1,7,5]"},
+    {"avg_pool2d_backward kernel", b_avg_bw_kernel, LATHE_ERR_SHAPE, "avg_pool2d_backward: kernel 3x3 (dilated extent 3) is larger than the padded input 2x5"},
+    {"avg_pool2d_backward stride 0", b_avg_bw_stride0, LATHE_ERR_ARG, "avg_pool2d_backward: stride must be >= 1, got 0"},
+    {"avg_pool2d_backward padding", b_avg_bw_padding, LATHE_ERR_ARG, "avg_pool2d_backward: padding 2 must be at most half the kernel size 3 (input f32[1,1,5,5])"},
+    {"avg_pool2d_backward count_include_pad", b_avg_bw_bool, LATHE_ERR_ARG, "avg_pool2d_backward: count_include_pad must be true or false, got 2"},
+    {"avg_pool2d_backward absurd size", b_avg_bw_absurd, LATHE_ERR_ARG, "avg_pool2d_backward: size must be 0..281474976710656, got 1152921504606846976x5"},
+    {"adaptive_avg_pool2d_backward size 0", b_adaptive_bw_size0, LATHE_ERR_ARG, "adaptive_avg_pool2d_backward: size must be 1..281474976710656, got 0x5 (gradient f32[1,1,2,2])"},
+    {"adaptive_avg_pool2d_backward rank", b_adaptive_bw_rank, LATHE_ERR_SHAPE, "adaptive_avg_pool2d_backward: gradient must have rank 4 (N, C, P, Q), got f32[1,2,2]"},
+    {"adaptive_avg_pool2d_backward empty", b_adaptive_bw_empty, LATHE_ERR_SHAPE, "adaptive_avg_pool2d_backward: gradient f32[1,1,0,2] has an empty spatial dim"},
+    {"adaptive_avg_pool2d_backward of integers", b_adaptive_bw_int, LATHE_ERR_DTYPE, "adaptive_avg_pool2d_backward: gradient must be f32 or f64, got i64[1,1,2,2]"},
 };
 
 static void test_bad_calls(void **state) {

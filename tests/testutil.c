@@ -131,6 +131,76 @@ S(s_mse) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_MEAN); }
 S(s_mse_sum) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_SUM); }
 S(s_mse_none) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_NONE); }
 
+/* Gradient kernels: no public builders, so lt_make with attributes in schema
+ * order.  Each gy has the shape the forward op gives (see test_shapes.c). */
+#define P2(a, b) {.n = 2, .v = {a, b}}
+#define I1(a) {.v = {a}}
+/* gy [3,2] is x[1:6:2] of an x [7,2] */
+S(s_slice_bw) {
+    return lt_make(g, LT_OP_SLICE_BACKWARD, 1, (lathe_node *[]){X((3, 2))},
+                   (lt_attr[LT_MAX_ATTRS]){I1(0), I1(1), I1(6), I1(2), I1(7)});
+}
+/* gy [2,2] is x[:, 1:5:3] of an x [2,5], axis given as -1 */
+S(s_slice_bw_neg) {
+    return lt_make(g, LT_OP_SLICE_BACKWARD, 1, (lathe_node *[]){X((2, 2))},
+                   (lt_attr[LT_MAX_ATTRS]){I1(-1), I1(1), I1(5), I1(3), I1(5)});
+}
+/* as conv2d/stride-dilation-groups: x [2,4,7,7], w [4,2,3,3], stride 2, pad 1, dilation 2, groups 2 */
+S(s_conv_bw_input) {
+    return lt_make(g, LT_OP_CONV2D_BACKWARD_INPUT, 2,
+                   (lathe_node *[]){X((2, 4, 3, 3)), lathe_param(g, "conv.weight", t, D(4, 2, 3, 3), true)},
+                   (lt_attr[LT_MAX_ATTRS]){P2(2, 2), P2(1, 1), P2(2, 2), I1(2), P2(7, 7)});
+}
+/* depthwise, per-axis attributes, and an input row that no window reaches:
+ * x [1,3,7,5], w [3,1,2,3], stride (2,1), pad (0,1), dilation (1,2), groups 3
+ * gives (7-2)/2+1 = 3 rows (row 6 unused) and (5+2-5)/1+1 = 3 cols */
+S(s_conv_bw_input_hw) {
+    return lt_make(g, LT_OP_CONV2D_BACKWARD_INPUT, 2,
+                   (lathe_node *[]){X((1, 3, 3, 3)), lathe_param(g, "conv.weight", t, D(3, 1, 2, 3), true)},
+                   (lt_attr[LT_MAX_ATTRS]){P2(2, 1), P2(0, 1), P2(1, 2), I1(3), P2(7, 5)});
+}
+S(s_conv_bw_weight) {
+    lathe_node *x = X((2, 4, 7, 7));
+    return lt_make(g, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, (lathe_node *[]){x, Y((2, 4, 3, 3))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(2, 2), P2(1, 1), P2(2, 2), I1(2), P2(3, 3)});
+}
+S(s_conv_bw_weight_hw) {
+    lathe_node *x = X((1, 3, 7, 5));
+    return lt_make(g, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, (lathe_node *[]){x, Y((1, 3, 3, 3))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(2, 1), P2(0, 1), P2(1, 2), I1(3), P2(2, 3)});
+}
+/* overlapping windows: as max_pool2d, x [1,2,5,5] k3 s2 p1 */
+S(s_max_pool_bw) {
+    lathe_node *gy = Y((1, 2, 3, 3));
+    return lt_make(g, LT_OP_MAX_POOL2D_BACKWARD, 2, (lathe_node *[]){gy, X((1, 2, 5, 5))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(3, 3), P2(2, 2), P2(1, 1)});
+}
+/* as max_pool2d/hw: x [2,1,4,6], k (2,3), s (2,1), p (0,1) */
+S(s_max_pool_bw_hw) {
+    lathe_node *gy = Y((2, 1, 2, 6));
+    return lt_make(g, LT_OP_MAX_POOL2D_BACKWARD, 2, (lathe_node *[]){gy, X((2, 1, 4, 6))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(2, 3), P2(2, 1), P2(0, 1)});
+}
+/* as avg_pool2d/pad: x [1,1,5,5] k3 s2 p1 */
+S(s_avg_pool_bw) {
+    return lt_make(g, LT_OP_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){X((1, 1, 3, 3))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(3, 3), P2(2, 2), P2(1, 1), I1(true), P2(5, 5)});
+}
+/* excluding padding, over an x [1,1,6,5]: (6+2-3)/2+1 = 3 rows too, row 5 unused */
+S(s_avg_pool_bw_nopad) {
+    return lt_make(g, LT_OP_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){X((1, 1, 3, 3))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(3, 3), P2(2, 2), P2(1, 1), I1(false), P2(6, 5)});
+}
+/* as adaptive_avg_pool2d: uneven, overlapping bins 5 -> 2, 7 -> 3 */
+S(s_adaptive_bw) {
+    return lt_make(g, LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){X((1, 2, 2, 3))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(5, 7)});
+}
+S(s_adaptive_bw_1) {
+    return lt_make(g, LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){X((2, 3, 1, 1))},
+                   (lt_attr[LT_MAX_ATTRS]){P2(4, 4)});
+}
+
 #define E(label, OP, fn) {label, LT_OP_##OP, fn}
 const sample samples[] = {
     E("input", INPUT, s_input), E("param", PARAM, s_param), E("buffer", BUFFER, s_buffer),
@@ -171,6 +241,18 @@ const sample samples[] = {
     E("nll_loss", NLL_LOSS, s_nll), E("nll_loss/sum", NLL_LOSS, s_nll_sum),
     E("mse_loss", MSE_LOSS, s_mse), E("mse_loss/sum", MSE_LOSS, s_mse_sum),
     E("mse_loss/none", MSE_LOSS, s_mse_none),
+    E("slice_backward", SLICE_BACKWARD, s_slice_bw),
+    E("slice_backward/negative-axis", SLICE_BACKWARD, s_slice_bw_neg),
+    E("conv2d_backward_input", CONV2D_BACKWARD_INPUT, s_conv_bw_input),
+    E("conv2d_backward_input/hw-depthwise", CONV2D_BACKWARD_INPUT, s_conv_bw_input_hw),
+    E("conv2d_backward_weight", CONV2D_BACKWARD_WEIGHT, s_conv_bw_weight),
+    E("conv2d_backward_weight/hw-depthwise", CONV2D_BACKWARD_WEIGHT, s_conv_bw_weight_hw),
+    E("max_pool2d_backward", MAX_POOL2D_BACKWARD, s_max_pool_bw),
+    E("max_pool2d_backward/hw", MAX_POOL2D_BACKWARD, s_max_pool_bw_hw),
+    E("avg_pool2d_backward", AVG_POOL2D_BACKWARD, s_avg_pool_bw),
+    E("avg_pool2d_backward/exclude-pad", AVG_POOL2D_BACKWARD, s_avg_pool_bw_nopad),
+    E("adaptive_avg_pool2d_backward", ADAPTIVE_AVG_POOL2D_BACKWARD, s_adaptive_bw),
+    E("adaptive_avg_pool2d_backward/1x1", ADAPTIVE_AVG_POOL2D_BACKWARD, s_adaptive_bw_1),
 };
 const int nsamples = (int)(sizeof samples / sizeof samples[0]);
 
