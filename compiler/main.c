@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lathe.h"
+#include "lathe_compiler.h"
 
 static const char *main_usage =
     "usage: lathe VERB [options] [args]\n"
@@ -23,12 +23,22 @@ static const char *main_usage =
     "  -V, --version  print the version\n";
 
 static const char *dump_usage =
-    "usage: lathe dump FILE [--format text|dot] [-o OUT]\n"
+    "usage: lathe dump FILE [--stage traced|grad|opt] [--loss NAME] [--format text|dot] [-o OUT]\n"
     "\n"
     "Reads FILE (Lathe's text IR; '-' reads standard input), checks every op's\n"
-    "operands, shapes and attributes, verifies the graph, and prints it.\n"
+    "operands, shapes and attributes, verifies the graph, runs the compiler up to\n"
+    "the chosen stage, and prints the graph.\n"
     "\n"
     "options:\n"
+    "  -s, --stage STAGE      traced: the graph as read (default)\n"
+    "                         grad: forward and backward; the values to differentiate\n"
+    "                         are the file's 'backward %value [%cotangent]' statements\n"
+    "                         or --loss; each gradient is an output named\n"
+    "                         'grad.' + the input or parameter name\n"
+    "                         opt: grad, then simplified (dead code, common\n"
+    "                         subexpressions, constants, algebraic identities)\n"
+    "  -l, --loss NAME        differentiate the output NAME (one element) as the loss,\n"
+    "                         in addition to the file's 'backward' statements\n"
     "  -f, --format text|dot  text: the IR in canonical form, which parses back into\n"
     "                         an identical graph (default); dot: a Graphviz digraph in\n"
     "                         the direction of the forward pass, leaves that require\n"
@@ -58,15 +68,19 @@ static char *read_all(FILE *f, size_t *len) {
 
 static int cmd_dump(int argc, char **argv) {
     static const struct option opts[] = {{"format", required_argument, 0, 'f'},
+                                         {"stage", required_argument, 0, 's'},
+                                         {"loss", required_argument, 0, 'l'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *format = "text", *out_path = NULL;
+    const char *format = "text", *out_path = NULL, *stage = "traced", *loss = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:o:s:l:h", opts, NULL)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
+        case 's': stage = optarg; break;
+        case 'l': loss = optarg; break;
         case 'o': out_path = optarg; break;
         case 'h': fputs(dump_usage, stdout); return 0;
         default: fputs(dump_usage, stderr); return 2;
@@ -74,6 +88,10 @@ static int cmd_dump(int argc, char **argv) {
     }
     if (strcmp(format, "text") != 0 && strcmp(format, "dot") != 0) {
         fprintf(stderr, "lathe dump: unknown format '%s' (expected text or dot)\n", format);
+        return 2;
+    }
+    if (strcmp(stage, "traced") != 0 && strcmp(stage, "grad") != 0 && strcmp(stage, "opt") != 0) {
+        fprintf(stderr, "lathe dump: unknown stage '%s' (expected traced, grad or opt)\n", stage);
         return 2;
     }
     if (optind != argc - 1) {
@@ -96,6 +114,30 @@ static int cmd_dump(int argc, char **argv) {
         st = lathe_parse_file(g, path);
     }
     if (st == LATHE_OK) st = lathe_graph_verify(g);
+    if (st == LATHE_OK && strcmp(stage, "traced") != 0) {
+        if (loss) {
+            lathe_node *l = NULL;
+            for (int i = 0; i < lathe_graph_num_outputs(g); i++)
+                if (strcmp(lathe_graph_output_name(g, i), loss) == 0) l = lathe_graph_output(g, i);
+            if (!l) {
+                fprintf(stderr, "lathe dump: --loss %s: %s has no output named '%s'\n", loss, path, loss);
+                lathe_graph_free(g);
+                return 1;
+            }
+            st = lathe_mark_backward(g, l, NULL);
+        }
+        if (st == LATHE_OK) st = lathe_backward_marked(g);
+        if (st == LATHE_OK && strcmp(stage, "opt") == 0) {
+            lathe_graph *s = lathe_simplify(g);
+            lathe_graph_free(g);
+            g = s;
+            st = g ? lathe_graph_status(g) : LATHE_ERR_NOMEM;
+            if (!g) {
+                fprintf(stderr, "lathe dump: out of memory\n");
+                return 1;
+            }
+        }
+    }
     if (st != LATHE_OK) {
         fprintf(stderr, "lathe dump: %s\n", *lathe_graph_error(g) ? lathe_graph_error(g) : lathe_status_name(st));
         lathe_graph_free(g);

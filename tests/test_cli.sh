@@ -68,5 +68,32 @@ printf '%%x = input "x" f32[2]\n%%y = relu %%x\n%%z = add %%y,' >"$TMP/trunc.ir"
 check "truncated file exits 1" [ $? -eq 1 ]
 check "truncated file says end of file" contains "$TMP/out" "end of file"
 
+# stages: grad appends the backward pass, opt simplifies it
+"$LATHE" dump "$DATA/seed_q_grad.ir" --stage grad >"$TMP/g.ir"
+check "grad exits 0" [ $? -eq 0 ]
+check "grad names a.grad" contains "$TMP/g.ir" 'output "grad.a" %'
+check "grad names b.grad" contains "$TMP/g.ir" 'output "grad.b" %'
+check "grad consumes the backward mark" sh -c "! grep -q '^backward' '$TMP/g.ir'"
+"$LATHE" dump "$TMP/g.ir" >"$TMP/g2.ir"
+check "the backward graph parses back" cmp -s "$TMP/g.ir" "$TMP/g2.ir"
+"$LATHE" dump "$DATA/seed_q_grad.ir" --stage opt >"$TMP/o.ir"
+check "opt exits 0" [ $? -eq 0 ]
+check "opt is smaller than grad" [ "$(grep -c ' = ' "$TMP/o.ir")" -lt "$(grep -c ' = ' "$TMP/g.ir")" ]
+check "opt keeps the gradients" contains "$TMP/o.ir" 'output "grad.b" %'
+"$LATHE" dump "$DATA/seed_q_grad.ir" --stage grad --format dot >"$TMP/g.dot"
+check "grad as dot" contains "$TMP/g.dot" "digraph"
+"$LATHE" dump "$DATA/mlp_loss.ir" --stage opt --loss loss >"$TMP/m.ir"
+check "--loss exits 0" [ $? -eq 0 ]
+check "--loss trains fc2" contains "$TMP/m.ir" 'output "grad.fc2.weight" %'
+check "frozen fc1 gets no gradient" sh -c "! grep -q 'grad.fc1' '$TMP/m.ir'"
+"$LATHE" dump "$DATA/mlp_loss.ir" --stage grad >"$TMP/out" 2>&1
+check "grad without a loss exits 1" [ $? -eq 1 ]
+check "grad without a loss says so" contains "$TMP/out" "nothing is marked for differentiation"
+"$LATHE" dump "$DATA/mlp_loss.ir" --stage grad --loss nope >"$TMP/out" 2>&1
+check "unknown --loss exits 1" [ $? -eq 1 ]
+check "unknown --loss is named" contains "$TMP/out" "no output named 'nope'"
+"$LATHE" dump "$DATA/seed_q.ir" --stage fused >"$TMP/out" 2>&1
+check "unknown stage exits 2" [ $? -eq 2 ]
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

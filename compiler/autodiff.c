@@ -1,0 +1,458 @@
+/* autodiff.c - reverse-mode automatic differentiation at compile time.
+ *
+ * PyTorch records a tape while it runs; Lathe writes the backward pass as IR
+ * before anything runs.  The pass walks the nodes in reverse topological
+ * order (creation order backwards), and for each node whose cotangent is
+ * known applies its rule: one case per op in one switch, each building
+ * gradient nodes with the ordinary builders and accumulating them into the
+ * operands with acc().  Only nodes that require grad are visited and only
+ * operands that require grad receive contributions, so frozen parameters and
+ * everything that depends only on them get no gradient nodes at all.
+ *
+ * Because the rules are written as IR, the backward graph can be printed,
+ * parsed, evaluated, simplified and differentiated again.  Ops whose
+ * gradients need their own kernels (convolution, pooling, slicing) have
+ * *_backward ops in the op table; the rest are compositions of primitives. */
+#include <string.h>
+
+#include "ir.h"
+#include "lathe_compiler.h"
+
+typedef struct {
+    lathe_graph *g;
+    bool *rg;           /* requires_grad per node id */
+    lathe_node **grad;  /* accumulated cotangent per node id */
+    int n;              /* forward nodes: ids below n */
+} ad;
+
+#define G (a->g)
+
+static lathe_node *sc(ad *a, const lathe_node *like, double v) { return lathe_scalar(G, like->dtype, v); }
+
+static void acc(ad *a, int k, lathe_node *y, lathe_node *gx) {
+    lathe_node *x = y->in[k];
+    if (!gx || !a->rg[x->id]) return;
+    a->grad[x->id] = a->grad[x->id] ? lathe_add(G, a->grad[x->id], gx) : gx;
+}
+
+static bool same_shape(const lathe_node *x, int rank, const int64_t *shape) {
+    return x->rank == rank && memcmp(x->shape, shape, sizeof(int64_t) * (size_t)rank) == 0;
+}
+
+/* Sum gy over the dims that broadcasting added to x, giving x's shape. */
+static lathe_node *unbroadcast(ad *a, lathe_node *gy, const lathe_node *x) {
+    if (!gy || same_shape(gy, x->rank, x->shape)) return gy;
+    int64_t axes[LATHE_MAX_RANK];
+    int n = 0, lead = gy->rank - x->rank;
+    for (int i = 0; i < gy->rank; i++)
+        if (i < lead || (x->shape[i - lead] == 1 && gy->shape[i] != 1)) axes[n++] = i;
+    lathe_node *s = n ? lathe_sum(G, gy, n, axes, true) : gy;
+    return same_shape(s, x->rank, x->shape) ? s : lathe_reshape(G, s, x->rank, x->shape);
+}
+
+/* gy of a reduction over `axes` of x, broadcast back to x's shape. */
+static lathe_node *expand_reduced(ad *a, lathe_node *gy, const lathe_node *x, const lt_attr *axes) {
+    int64_t keep[LATHE_MAX_RANK];
+    memcpy(keep, x->shape, sizeof keep);
+    for (int i = 0; i < axes->n; i++) keep[axes->v[i]] = 1;
+    lathe_node *r = same_shape(gy, x->rank, keep) ? gy : lathe_reshape(G, gy, x->rank, keep);
+    return lathe_broadcast_to(G, r, x->rank, x->shape);
+}
+
+/* one_hot(labels (N), C) as dtype t: labels[:, None] == arange(C)[None, :] */
+static lathe_node *one_hot(ad *a, lathe_node *labels, int64_t C, lathe_dtype t) {
+    int64_t *iota = malloc((size_t)(C ? C : 1) * sizeof *iota);
+    if (!iota) return lt_fail(G, LATHE_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < C; i++) iota[i] = i;
+    lathe_node *ar = lathe_const(G, LATHE_I64, LATHE_DIMS(1, C), iota);
+    free(iota);
+    lathe_node *col = lathe_reshape(G, labels, LATHE_DIMS(labels->shape[0], 1));
+    return lathe_cast(G, lathe_eq(G, col, ar), t);
+}
+
+/* Scale of a loss's per-sample gradient: gy / count (mean), gy (sum), or gy
+ * reshaped to broadcast over the class dim (none). */
+static lathe_node *loss_scale(ad *a, lathe_node *gy, int64_t reduction, int64_t count, int rank_x) {
+    if (reduction == LATHE_REDUCE_MEAN) return lathe_div(G, gy, sc(a, gy, (double)count));
+    if (reduction == LATHE_REDUCE_SUM || rank_x == gy->rank) return gy;
+    return lathe_reshape(G, gy, LATHE_DIMS(gy->shape[0], 1)); /* none, (N) over (N, C) */
+}
+
+static lathe_node *mk(ad *a, lt_op op, int nin, lathe_node *const *in, const lt_attr *attrs) {
+    return lt_make(G, op, nin, in, attrs);
+}
+#define IN(...) ((lathe_node *const[]){__VA_ARGS__})
+
+static void batch_norm_rule(ad *a, lathe_node *y, lathe_node *gy) {
+    lathe_node *x = y->in[0], *w = y->in[1];
+    int64_t C = x->shape[1];
+    double eps = y->attr[2].f;
+    const int64_t axes[3] = {0, 2, 3};
+    if (a->rg[y->in[3]->id] || a->rg[y->in[4]->id]) {
+        lt_fail(G, LATHE_ERR_UNSUPPORTED,
+                "autodiff: batch_norm2d node %%%d: gradients for running_mean/running_var are not supported",
+                y->id);
+        return;
+    }
+    lathe_node *w4 = lathe_reshape(G, w, LATHE_DIMS(1, C, 1, 1));
+    lathe_node *xhat, *rstd;
+    if (y->attr[0].v[0]) { /* training: batch statistics */
+        lathe_node *mean = lathe_mean(G, x, 3, axes, true);
+        lathe_node *xc = lathe_sub(G, x, mean);
+        lathe_node *var = lathe_mean(G, lathe_mul(G, xc, xc), 3, axes, true);
+        rstd = lathe_rsqrt(G, lathe_add(G, var, sc(a, x, eps)));
+        xhat = lathe_mul(G, xc, rstd);
+        if (a->rg[x->id]) {
+            /* dx = w * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
+            lathe_node *mdy = lathe_mean(G, gy, 3, axes, true);
+            lathe_node *mdyx = lathe_mean(G, lathe_mul(G, gy, xhat), 3, axes, true);
+            lathe_node *inner = lathe_sub(G, lathe_sub(G, gy, mdy), lathe_mul(G, xhat, mdyx));
+            acc(a, 0, y, lathe_mul(G, lathe_mul(G, w4, rstd), inner));
+        }
+    } else { /* eval: running statistics are constants */
+        lathe_node *rm4 = lathe_reshape(G, y->in[3], LATHE_DIMS(1, C, 1, 1));
+        lathe_node *rv4 = lathe_reshape(G, y->in[4], LATHE_DIMS(1, C, 1, 1));
+        rstd = lathe_rsqrt(G, lathe_add(G, rv4, sc(a, x, eps)));
+        xhat = lathe_mul(G, lathe_sub(G, x, rm4), rstd);
+        if (a->rg[x->id]) acc(a, 0, y, lathe_mul(G, gy, lathe_mul(G, w4, rstd)));
+    }
+    if (a->rg[w->id]) acc(a, 1, y, lathe_sum(G, lathe_mul(G, gy, xhat), 3, axes, false));
+    if (a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(G, gy, 3, axes, false));
+}
+
+/* Apply y's rule to its cotangent gy. */
+#define zero sc(a, y, 0) /* a fresh constant where used; CSE merges them */
+static void rule(ad *a, lathe_node *y, lathe_node *gy) {
+    lathe_node *x = y->nin > 0 ? y->in[0] : NULL, *b = y->nin > 1 ? y->in[1] : NULL;
+    bool rx = x && a->rg[x->id], rb = b && a->rg[b->id];
+    switch (y->op) {
+    case LT_OP_ADD:
+        if (rx) acc(a, 0, y, unbroadcast(a, gy, x));
+        if (rb) acc(a, 1, y, unbroadcast(a, gy, b));
+        break;
+    case LT_OP_SUB:
+        if (rx) acc(a, 0, y, unbroadcast(a, gy, x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_neg(G, gy), b));
+        break;
+    case LT_OP_MUL:
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_mul(G, gy, b), x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_mul(G, gy, x), b));
+        break;
+    case LT_OP_DIV:
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_div(G, gy, b), x));
+        if (rb) /* -gy * a / (b * b) */
+            acc(a, 1, y, unbroadcast(a, lathe_div(G, lathe_mul(G, lathe_neg(G, gy), x), lathe_mul(G, b, b)), b));
+        break;
+    case LT_OP_POW:
+        if (rx) /* gy * b * a^(b-1) */
+            acc(a, 0, y, unbroadcast(a, lathe_mul(G, lathe_mul(G, gy, b), lathe_pow(G, x, lathe_sub(G, b, sc(a, b, 1)))), x));
+        if (rb) { /* gy * y * log(a), 0 where a == 0 and b >= 0 (PyTorch) */
+            lathe_node *t = lathe_mul(G, gy, lathe_mul(G, y, lathe_log(G, x)));
+            lathe_node *masked = lathe_where(G, lathe_eq(G, x, zero), lathe_where(G, lathe_ge(G, b, zero), zero, t), t);
+            acc(a, 1, y, unbroadcast(a, masked, b));
+        }
+        break;
+    case LT_OP_MAXIMUM:
+    case LT_OP_MINIMUM: {
+        /* ties split the gradient evenly, as PyTorch */
+        lathe_node *half = lathe_where(G, lathe_eq(G, x, b), lathe_mul(G, gy, sc(a, y, 0.5)), gy);
+        bool mx = y->op == LT_OP_MAXIMUM;
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_where(G, mx ? lathe_lt(G, x, b) : lathe_gt(G, x, b), zero, half), x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_where(G, mx ? lathe_gt(G, x, b) : lathe_lt(G, x, b), zero, half), b));
+        break;
+    }
+    case LT_OP_WHERE: {
+        lathe_node *c = y->in[0];
+        if (a->rg[y->in[1]->id]) acc(a, 1, y, unbroadcast(a, lathe_where(G, c, gy, zero), y->in[1]));
+        if (a->rg[y->in[2]->id]) acc(a, 2, y, unbroadcast(a, lathe_where(G, c, zero, gy), y->in[2]));
+        break;
+    }
+    case LT_OP_NEG: acc(a, 0, y, lathe_neg(G, gy)); break;
+    case LT_OP_EXP: acc(a, 0, y, lathe_mul(G, gy, y)); break;
+    case LT_OP_LOG: acc(a, 0, y, lathe_div(G, gy, x)); break;
+    case LT_OP_SQRT: acc(a, 0, y, lathe_div(G, gy, lathe_mul(G, sc(a, y, 2), y))); break;
+    case LT_OP_RSQRT: /* -0.5 * gy * y^3 */
+        acc(a, 0, y, lathe_mul(G, lathe_mul(G, gy, sc(a, y, -0.5)), lathe_mul(G, y, lathe_mul(G, y, y))));
+        break;
+    case LT_OP_ABS: { /* gy * sign(x) */
+        lathe_node *sign = lathe_where(G, lathe_gt(G, x, zero), sc(a, y, 1), lathe_where(G, lathe_lt(G, x, zero), sc(a, y, -1), zero));
+        acc(a, 0, y, lathe_mul(G, gy, sign));
+        break;
+    }
+    case LT_OP_RELU: acc(a, 0, y, lathe_where(G, lathe_gt(G, y, zero), gy, zero)); break;
+    case LT_OP_SIGMOID: acc(a, 0, y, lathe_mul(G, gy, lathe_mul(G, y, lathe_sub(G, sc(a, y, 1), y)))); break;
+    case LT_OP_TANH: acc(a, 0, y, lathe_mul(G, gy, lathe_sub(G, sc(a, y, 1), lathe_mul(G, y, y)))); break;
+    case LT_OP_POW_SCALAR: {
+        double e = y->attr[0].f;
+        if (e == 0) acc(a, 0, y, lathe_broadcast_to(G, zero, x->rank, x->shape));
+        else acc(a, 0, y, lathe_mul(G, lathe_mul(G, gy, sc(a, y, e)), lathe_pow_scalar(G, x, e - 1)));
+        break;
+    }
+    case LT_OP_CAST: acc(a, 0, y, lathe_cast(G, gy, x->dtype)); break;
+    case LT_OP_SUM: acc(a, 0, y, expand_reduced(a, gy, x, &y->attr[0])); break;
+    case LT_OP_MEAN: {
+        int64_t count = 1;
+        for (int i = 0; i < y->attr[0].n; i++) count *= x->shape[y->attr[0].v[i]];
+        acc(a, 0, y, expand_reduced(a, lathe_div(G, gy, sc(a, y, (double)count)), x, &y->attr[0]));
+        break;
+    }
+    case LT_OP_MAX: { /* spread evenly over the maxima, as torch.amax */
+        lathe_node *mask = lathe_eq(G, x, expand_reduced(a, y, x, &y->attr[0]));
+        lathe_node *cnt = lathe_sum(G, lathe_cast(G, mask, y->dtype), y->attr[0].n, y->attr[0].v, true);
+        int64_t keep[LATHE_MAX_RANK];
+        memcpy(keep, cnt->shape, sizeof keep);
+        lathe_node *gk = same_shape(gy, cnt->rank, keep) ? gy : lathe_reshape(G, gy, cnt->rank, keep);
+        acc(a, 0, y, lathe_where(G, mask, lathe_div(G, gk, cnt), zero));
+        break;
+    }
+    case LT_OP_RESHAPE:
+    case LT_OP_FLATTEN: acc(a, 0, y, lathe_reshape(G, gy, x->rank, x->shape)); break;
+    case LT_OP_PERMUTE: {
+        int64_t inv[LATHE_MAX_RANK];
+        for (int i = 0; i < x->rank; i++) inv[y->attr[0].v[i]] = i;
+        acc(a, 0, y, lathe_permute(G, gy, x->rank, inv));
+        break;
+    }
+    case LT_OP_BROADCAST_TO: acc(a, 0, y, unbroadcast(a, gy, x)); break;
+    case LT_OP_CONCAT: {
+        int64_t ax = y->attr[0].v[0], off = 0;
+        for (int k = 0; k < y->nin; k++) {
+            int64_t len = y->in[k]->shape[ax];
+            if (a->rg[y->in[k]->id]) acc(a, k, y, lathe_slice(G, gy, ax, off, off + len, 1));
+            off += len;
+        }
+        break;
+    }
+    case LT_OP_SLICE: {
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3], {.v = {x->shape[y->attr[0].v[0]]}}};
+        acc(a, 0, y, mk(a, LT_OP_SLICE_BACKWARD, 1, IN(gy), at));
+        break;
+    }
+    case LT_OP_MATMUL:
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_matmul(G, gy, lathe_transpose(G, b, -1, -2)), x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_matmul(G, lathe_transpose(G, x, -1, -2), gy), b));
+        break;
+    case LT_OP_LINEAR: {
+        int64_t out = b->shape[0], inf = b->shape[1], m = x->numel / (inf ? inf : 1);
+        lathe_node *gy2 = lathe_reshape(G, gy, LATHE_DIMS(m, out));
+        if (rx) acc(a, 0, y, lathe_reshape(G, lathe_matmul(G, gy2, b), x->rank, x->shape));
+        if (rb) acc(a, 1, y, lathe_matmul(G, lathe_transpose(G, gy2, 0, 1), lathe_reshape(G, x, LATHE_DIMS(m, inf))));
+        if (y->nin == 3 && a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(G, gy2, LATHE_AXES(0), false));
+        break;
+    }
+    case LT_OP_CONV2D: {
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3]};
+        if (rx) {
+            at[4] = (lt_attr){.n = 2, .v = {x->shape[2], x->shape[3]}};
+            acc(a, 0, y, mk(a, LT_OP_CONV2D_BACKWARD_INPUT, 2, IN(gy, b), at));
+        }
+        if (rb) {
+            at[4] = (lt_attr){.n = 2, .v = {b->shape[2], b->shape[3]}};
+            acc(a, 1, y, mk(a, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, IN(x, gy), at));
+        }
+        if (y->nin == 3 && a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(G, gy, LATHE_AXES(0, 2, 3), false));
+        break;
+    }
+    case LT_OP_MAX_POOL2D:
+        acc(a, 0, y, mk(a, LT_OP_MAX_POOL2D_BACKWARD, 2, IN(gy, x), y->attr));
+        break;
+    case LT_OP_AVG_POOL2D: {
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3], {.n = 2, .v = {x->shape[2], x->shape[3]}}};
+        acc(a, 0, y, mk(a, LT_OP_AVG_POOL2D_BACKWARD, 1, IN(gy), at));
+        break;
+    }
+    case LT_OP_ADAPTIVE_AVG_POOL2D: {
+        lt_attr at[LT_MAX_ATTRS] = {{.n = 2, .v = {x->shape[2], x->shape[3]}}};
+        acc(a, 0, y, mk(a, LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, 1, IN(gy), at));
+        break;
+    }
+    case LT_OP_BATCH_NORM2D: batch_norm_rule(a, y, gy); break;
+    case LT_OP_SOFTMAX: { /* y * (gy - sum(gy * y)) */
+        int64_t ax = y->attr[0].v[0];
+        lathe_node *s = lathe_sum(G, lathe_mul(G, gy, y), 1, &ax, true);
+        acc(a, 0, y, lathe_mul(G, y, lathe_sub(G, gy, s)));
+        break;
+    }
+    case LT_OP_LOG_SOFTMAX: { /* gy - exp(y) * sum(gy) */
+        int64_t ax = y->attr[0].v[0];
+        acc(a, 0, y, lathe_sub(G, gy, lathe_mul(G, lathe_exp(G, y), lathe_sum(G, gy, 1, &ax, true))));
+        break;
+    }
+    case LT_OP_CROSS_ENTROPY: { /* (softmax(x) - onehot) * scale */
+        lathe_node *d = lathe_sub(G, lathe_softmax(G, x, 1), one_hot(a, b, x->shape[1], x->dtype));
+        acc(a, 0, y, lathe_mul(G, d, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
+        break;
+    }
+    case LT_OP_NLL_LOSS: { /* -onehot * scale */
+        lathe_node *oh = lathe_neg(G, one_hot(a, b, x->shape[1], x->dtype));
+        acc(a, 0, y, lathe_mul(G, oh, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
+        break;
+    }
+    case LT_OP_MSE_LOSS: { /* 2 (a - b) * scale */
+        lathe_node *s = y->attr[0].v[0] == LATHE_REDUCE_MEAN ? lathe_div(G, gy, sc(a, y, (double)x->numel)) : gy;
+        lathe_node *d = lathe_mul(G, lathe_mul(G, sc(a, y, 2), lathe_sub(G, x, b)), s);
+        if (rx) acc(a, 0, y, d);
+        if (rb) acc(a, 1, y, lathe_neg(G, d));
+        break;
+    }
+    /* Gradient kernels are linear in the cotangent they carry; their
+     * adjoints are the forward ops, which gives second order through them. */
+    case LT_OP_SLICE_BACKWARD:
+        acc(a, 0, y, lathe_slice(G, gy, y->attr[0].v[0], y->attr[1].v[0], y->attr[2].v[0], y->attr[3].v[0]));
+        break;
+    case LT_OP_CONV2D_BACKWARD_INPUT: { /* dx = conv^T(dy, w) */
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3]};
+        if (rx) acc(a, 0, y, mk(a, LT_OP_CONV2D, 2, IN(gy, b), at));
+        if (rb) {
+            at[4] = (lt_attr){.n = 2, .v = {b->shape[2], b->shape[3]}};
+            acc(a, 1, y, mk(a, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, IN(gy, x), at));
+        }
+        break;
+    }
+    case LT_OP_CONV2D_BACKWARD_WEIGHT: { /* dw from x and dy */
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3]};
+        if (rb) acc(a, 1, y, mk(a, LT_OP_CONV2D, 2, IN(x, gy), at));
+        if (rx) {
+            at[4] = (lt_attr){.n = 2, .v = {x->shape[2], x->shape[3]}};
+            acc(a, 0, y, mk(a, LT_OP_CONV2D_BACKWARD_INPUT, 2, IN(b, gy), at));
+        }
+        break;
+    }
+    case LT_OP_AVG_POOL2D_BACKWARD: {
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3]};
+        acc(a, 0, y, mk(a, LT_OP_AVG_POOL2D, 1, IN(gy), at));
+        break;
+    }
+    case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD:
+        acc(a, 0, y, lathe_adaptive_avg_pool2d(G, gy, x->shape[2], x->shape[3]));
+        break;
+    default:
+        lt_fail(G, LATHE_ERR_UNSUPPORTED, "autodiff: no gradient rule for op '%s' (node %%%d)",
+                lt_ops[y->op].name, y->id);
+    }
+}
+
+lathe_status lathe_gradients(lathe_graph *g, int nout, lathe_node *const *outs,
+                             lathe_node *const *cots, int nwrt, lathe_node *const *wrt,
+                             lathe_node **grads) {
+    if (g->status != LATHE_OK) return g->status;
+    for (int j = 0; j < nwrt; j++) grads[j] = NULL;
+    ad a = {g, NULL, NULL, g->nnodes};
+    a.rg = malloc((size_t)(a.n ? a.n : 1) * sizeof *a.rg);
+    a.grad = calloc((size_t)(a.n ? a.n : 1), sizeof *a.grad);
+    if (!a.rg || !a.grad) {
+        free(a.rg);
+        free(a.grad);
+        return lt_fail(g, LATHE_ERR_NOMEM, "out of memory"), LATHE_ERR_NOMEM;
+    }
+    lt_requires_grad_all(g, a.rg);
+    bool any = false;
+    for (int i = 0; i < nout && g->status == LATHE_OK; i++) {
+        lathe_node *y = outs[i], *c = cots ? cots[i] : NULL;
+        char ts[160];
+        if (!y || y->g != g) {
+            lt_fail(g, LATHE_ERR_ARG, "backward: output %d is NULL or not in this graph", i);
+            break;
+        }
+        lathe_node_type_str(y, ts, sizeof ts);
+        if (!a.rg[y->id]) {
+            lt_fail(g, LATHE_ERR_ARG, "backward: output %d (node %%%d, %s %s) does not require grad", i, y->id,
+                    lt_ops[y->op].name, ts);
+            break;
+        }
+        if (!c) {
+            if (y->numel != 1) {
+                lt_fail(g, LATHE_ERR_SHAPE,
+                        "backward: a cotangent can be implied only for outputs with one element; output %d is %s",
+                        i, ts);
+                break;
+            }
+            c = lathe_broadcast_to(g, lathe_scalar(g, y->dtype, 1), y->rank, y->shape);
+        } else {
+            char cs[160];
+            lathe_node_type_str(c, cs, sizeof cs);
+            if (c->g != g || strcmp(cs, ts) != 0) {
+                lt_fail(g, LATHE_ERR_SHAPE, "backward: cotangent %s does not match output %d, %s", cs, i, ts);
+                break;
+            }
+        }
+        a.grad[y->id] = a.grad[y->id] ? lathe_add(g, a.grad[y->id], c) : c;
+        any = true;
+    }
+    for (int i = a.n - 1; i >= 0 && any && g->status == LATHE_OK; i--) {
+        lathe_node *y = g->nodes[i];
+        if (!a.grad[i] || !a.rg[i] || lt_ops[y->op].kind == LT_LEAF) continue;
+        rule(&a, y, a.grad[i]);
+    }
+    if (g->status == LATHE_OK)
+        for (int j = 0; j < nwrt; j++)
+            if (wrt[j] && wrt[j]->g == g && wrt[j]->id < a.n) grads[j] = a.grad[wrt[j]->id];
+    free(a.rg);
+    free(a.grad);
+    if (g->status == LATHE_OK) lathe_graph_verify(g);
+    return g->status;
+}
+
+lathe_status lathe_backward(lathe_graph *g, int nout, lathe_node *const *outs, lathe_node *const *cots) {
+    if (g->status != LATHE_OK) return g->status;
+    int n = g->nnodes, k = 0;
+    lathe_node **wrt = malloc((size_t)(n ? n : 1) * sizeof *wrt);
+    lathe_node **grads = malloc((size_t)(n ? n : 1) * sizeof *grads);
+    if (!wrt || !grads) {
+        free(wrt);
+        free(grads);
+        return lt_fail(g, LATHE_ERR_NOMEM, "out of memory"), LATHE_ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        lathe_node *x = g->nodes[i];
+        if ((x->op == LT_OP_INPUT || x->op == LT_OP_PARAM) && x->requires_grad) wrt[k++] = x;
+    }
+    if (lathe_gradients(g, nout, outs, cots, k, wrt, grads) == LATHE_OK) {
+        for (int j = 0; j < k && g->status == LATHE_OK; j++) {
+            if (!grads[j]) continue;
+            size_t len = strlen(LATHE_GRAD_PREFIX) + strlen(wrt[j]->name) + 1;
+            char *name = malloc(len);
+            if (!name) {
+                lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            snprintf(name, len, "%s%s", LATHE_GRAD_PREFIX, wrt[j]->name);
+            lathe_output(g, name, grads[j]);
+            free(name);
+        }
+    }
+    free(wrt);
+    free(grads);
+    return g->status;
+}
+
+lathe_status lathe_backward_marked(lathe_graph *g) {
+    if (g->status != LATHE_OK) return g->status;
+    if (g->nmarks == 0)
+        return lt_fail(g, LATHE_ERR_ARG, "backward: nothing is marked for differentiation (add 'backward %%loss' to the file)"),
+               LATHE_ERR_ARG;
+    int n = g->nmarks;
+    lathe_node **outs = malloc((size_t)n * sizeof *outs), **cots = malloc((size_t)n * sizeof *cots);
+    if (!outs || !cots) {
+        free(outs);
+        free(cots);
+        return lt_fail(g, LATHE_ERR_NOMEM, "out of memory"), LATHE_ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) outs[i] = g->marks[i].out, cots[i] = g->marks[i].cot;
+    lathe_status st = lathe_backward(g, n, outs, cots);
+    if (st == LATHE_OK) lathe_graph_clear_marks(g);
+    free(outs);
+    free(cots);
+    return st;
+}
+
+lathe_node *lathe_grad(const lathe_graph *g, const lathe_node *leaf) {
+    if (!leaf || !leaf->name) return NULL;
+    size_t plen = strlen(LATHE_GRAD_PREFIX);
+    for (int i = 0; i < g->nout; i++) {
+        const char *nm = g->outputs[i].name;
+        if (strncmp(nm, LATHE_GRAD_PREFIX, plen) == 0 && strcmp(nm + plen, leaf->name) == 0)
+            return g->outputs[i].node;
+    }
+    return NULL;
+}
