@@ -62,6 +62,44 @@ lathe_node *lathe_grad(const lathe_graph *g, const lathe_node *leaf);
  * the returned graph. */
 lathe_graph *lathe_simplify(const lathe_graph *g);
 
+/* ---- compiled programs ------------------------------------------------------ */
+
+/* How a program runs: LLVM-compiled fused kernels, or the reference
+ * evaluator.  Both answer the same calls, so a user can compare them. */
+typedef enum { LATHE_BACKEND_JIT, LATHE_BACKEND_EVAL } lathe_backend;
+
+typedef struct lathe_program lathe_program;
+
+/* Compile g (forward and, after lathe_backward, backward) into a program:
+ * composites are decomposed, the graph simplified and fused into kernels,
+ * memory planned into one arena, kernels lowered to LLVM IR, verified,
+ * optimized at O3 for this CPU and JIT-compiled.  g must outlive the
+ * program and not change.  NULL on failure, with the error recorded in g
+ * (LLVM failures included). */
+lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend);
+void lathe_program_free(lathe_program *p);
+/* Copy data (in the tensor's dtype, nbytes = numel * dtype size) into the
+ * input, param or buffer `name`.  Bindings persist across runs. */
+lathe_status lathe_program_set(lathe_program *p, const char *name, const void *data, size_t nbytes);
+/* Run once: every kernel, then the buffer updates.  Allocates nothing. */
+lathe_status lathe_program_run(lathe_program *p);
+/* Copy out the output `name` (gradients are outputs "grad.NAME"), or else the
+ * input, param or buffer `name` (buffers after their updates). */
+lathe_status lathe_program_get(lathe_program *p, const char *name, void *out, size_t nbytes);
+/* Threads for runs (0: OpenMP's default).  Results are the same bits for any
+ * count. */
+void lathe_program_set_threads(lathe_program *p, int threads);
+/* Size of the program's arena: its peak memory (0 for the evaluator). */
+int64_t lathe_program_arena_bytes(const lathe_program *p);
+/* Message of the last failed call on p; "" if none. */
+const char *lathe_program_error(const lathe_program *p);
+
+/* Print a compiler stage of g for `lathe dump`: "fused" (kernels, the nodes
+ * fused into each, what they read, their iteration space), "plan" (every
+ * buffer's offset, size and lifetime, and the total), "llvm" (the optimized
+ * module) or "asm" (the host's machine code). */
+lathe_status lathe_dump_stage(lathe_graph *g, const char *stage, FILE *out);
+
 #ifdef __cplusplus
 }
 #endif

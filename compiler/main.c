@@ -23,7 +23,7 @@ static const char *main_usage =
     "  -V, --version  print the version\n";
 
 static const char *dump_usage =
-    "usage: lathe dump FILE [--stage traced|grad|opt] [--loss NAME] [--format text|dot] [-o OUT]\n"
+    "usage: lathe dump FILE [--stage STAGE] [--loss NAME] [--format text|dot] [-o OUT]\n"
     "\n"
     "Reads FILE (Lathe's text IR; '-' reads standard input), checks every op's\n"
     "operands, shapes and attributes, verifies the graph, runs the compiler up to\n"
@@ -37,6 +37,13 @@ static const char *dump_usage =
     "                         'grad.' + the input or parameter name\n"
     "                         opt: grad, then simplified (dead code, common\n"
     "                         subexpressions, constants, algebraic identities)\n"
+    "                         fused: the kernels of opt (composites decomposed):\n"
+    "                         each kernel's graph nodes, forward (F) or backward\n"
+    "                         (B), the buffers it reads and its iteration space\n"
+    "                         plan: every buffer's arena offset, size and lifetime\n"
+    "                         in kernel steps, and the total (peak memory)\n"
+    "                         llvm: the kernels as LLVM IR after O3\n"
+    "                         asm: the kernels as machine code for this CPU\n"
     "  -l, --loss NAME        differentiate the output NAME (one element) as the loss,\n"
     "                         in addition to the file's 'backward' statements\n"
     "  -f, --format text|dot  text: the IR in canonical form, which parses back into\n"
@@ -90,8 +97,16 @@ static int cmd_dump(int argc, char **argv) {
         fprintf(stderr, "lathe dump: unknown format '%s' (expected text or dot)\n", format);
         return 2;
     }
-    if (strcmp(stage, "traced") != 0 && strcmp(stage, "grad") != 0 && strcmp(stage, "opt") != 0) {
-        fprintf(stderr, "lathe dump: unknown stage '%s' (expected traced, grad or opt)\n", stage);
+    static const char *stages[] = {"traced", "grad", "opt", "fused", "plan", "llvm", "asm"};
+    int stage_no = -1;
+    for (int i = 0; i < 7; i++)
+        if (strcmp(stage, stages[i]) == 0) stage_no = i;
+    if (stage_no < 0) {
+        fprintf(stderr, "lathe dump: unknown stage '%s' (expected traced, grad, opt, fused, plan, llvm or asm)\n", stage);
+        return 2;
+    }
+    if (stage_no >= 3 && strcmp(format, "text") != 0) {
+        fprintf(stderr, "lathe dump: --format dot is for graph stages (traced, grad, opt)\n");
         return 2;
     }
     if (optind != argc - 1) {
@@ -126,8 +141,9 @@ static int cmd_dump(int argc, char **argv) {
             }
             st = lathe_mark_backward(g, l, NULL);
         }
-        if (st == LATHE_OK) st = lathe_backward_marked(g);
-        if (st == LATHE_OK && strcmp(stage, "opt") == 0) {
+        /* a file without 'backward' compiles its forward pass alone */
+        if (st == LATHE_OK && (stage_no <= 2 || lathe_graph_num_marks(g) > 0)) st = lathe_backward_marked(g);
+        if (st == LATHE_OK && stage_no >= 2) {
             lathe_graph *s = lathe_simplify(g);
             lathe_graph_free(g);
             g = s;
@@ -149,7 +165,11 @@ static int cmd_dump(int argc, char **argv) {
         lathe_graph_free(g);
         return 1;
     }
-    st = strcmp(format, "dot") == 0 ? lathe_graph_print_dot(g, out) : lathe_graph_print(g, out);
+    if (stage_no >= 3) {
+        st = lathe_dump_stage(g, stage, out);
+        if (st != LATHE_OK) fprintf(stderr, "lathe dump: %s\n", lathe_graph_error(g));
+    } else
+        st = strcmp(format, "dot") == 0 ? lathe_graph_print_dot(g, out) : lathe_graph_print(g, out);
     if (out != stdout && fclose(out) != 0) st = LATHE_ERR_IO;
     if (st != LATHE_OK) fprintf(stderr, "lathe dump: writing failed: %s\n", lathe_status_name(st));
     lathe_graph_free(g);

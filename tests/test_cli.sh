@@ -92,7 +92,7 @@ check "grad without a loss says so" contains "$TMP/out" "nothing is marked for d
 "$LATHE" dump "$DATA/mlp_loss.ir" --stage grad --loss nope >"$TMP/out" 2>&1
 check "unknown --loss exits 1" [ $? -eq 1 ]
 check "unknown --loss is named" contains "$TMP/out" "no output named 'nope'"
-"$LATHE" dump "$DATA/seed_q.ir" --stage fused >"$TMP/out" 2>&1
+"$LATHE" dump "$DATA/seed_q.ir" --stage fuzed >"$TMP/out" 2>&1
 check "unknown stage exits 2" [ $? -eq 2 ]
 
 echo "cli: $pass passed, $fail failed"

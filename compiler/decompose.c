@@ -1,0 +1,135 @@
+/* decompose.c - composite ops into primitives, before fusion.
+ *
+ * The kernel builder (fuse.c) knows elementwise ops, index ops, reductions
+ * and the contractions and windows (matmul, conv2d, pools and their
+ * gradients).  Everything else is rewritten here into those, the way a
+ * person would: mean is a sum over a count, linear a matmul with the
+ * transposed weight, softmax a max, an exp, a sum and a division, cross
+ * entropy a log-softmax and a masked sum, batch norm its statistics and an
+ * affine map.  The fuser then puts the pieces back into few kernels. */
+#include <string.h>
+
+#include "ir.h"
+#include "lathe_compiler.h"
+
+static lathe_node *sc(lathe_graph *g, lathe_dtype t, double v) { return lathe_scalar(g, t, v); }
+
+static lathe_node *keep_axis(lathe_graph *g, lt_op op, lathe_node *x, int64_t axis) {
+    return op == LT_OP_SUM ? lathe_sum(g, x, 1, &axis, true) : lathe_max(g, x, 1, &axis, true);
+}
+
+static lathe_node *log_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
+    lathe_node *z = lathe_sub(g, x, keep_axis(g, LT_OP_MAX, x, axis));
+    return lathe_sub(g, z, lathe_log(g, keep_axis(g, LT_OP_SUM, lathe_exp(g, z), axis)));
+}
+
+/* -x[i, labels[i]] per sample, reduced */
+static lathe_node *nll(lathe_graph *g, lathe_node *lp, lathe_node *labels, int64_t red) {
+    int64_t N = lp->shape[0], C = lp->shape[1];
+    int64_t *iota = malloc((size_t)(C ? C : 1) * sizeof *iota);
+    if (!iota) return lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < C; i++) iota[i] = i;
+    lathe_node *ar = lathe_const(g, LATHE_I64, LATHE_DIMS(1, C), iota);
+    free(iota);
+    lathe_node *hit = lathe_eq(g, lathe_reshape(g, labels, LATHE_DIMS(N, 1)), ar);
+    lathe_node *per = lathe_neg(g, lathe_sum(g, lathe_where(g, hit, lp, sc(g, lp->dtype, 0)), LATHE_AXES(1), false));
+    if (red == LATHE_REDUCE_NONE) return per;
+    lathe_node *s = lathe_sum(g, per, 0, NULL, false);
+    return red == LATHE_REDUCE_SUM ? s : lathe_div(g, s, sc(g, lp->dtype, (double)N));
+}
+
+/* The primitive form of composite n, with operands in; NULL if n is
+ * primitive. */
+static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) {
+    lathe_node *x = n->nin ? in[0] : NULL;
+    lathe_dtype t = n->dtype;
+    switch (n->op) {
+    case LT_OP_MEAN: {
+        int64_t count = 1;
+        for (int i = 0; i < n->attr[0].n; i++) count *= x->shape[n->attr[0].v[i]];
+        lathe_node *s = lathe_sum(g, x, n->attr[0].n, n->attr[0].v, n->attr[1].v[0]);
+        if (n->attr[0].n == 0) return s;
+        return lathe_div(g, s, sc(g, t, (double)count));
+    }
+    case LT_OP_LINEAR: {
+        lathe_node *w = in[1];
+        int64_t out = w->shape[0], inf = w->shape[1], m = x->numel / (inf ? inf : 1);
+        lathe_node *y = lathe_matmul(g, lathe_reshape(g, x, LATHE_DIMS(m, inf)), lathe_transpose(g, w, 0, 1));
+        if (n->nin == 3) y = lathe_add(g, y, in[2]);
+        (void)out;
+        return lathe_reshape(g, y, n->rank, n->shape);
+    }
+    case LT_OP_SOFTMAX: {
+        int64_t ax = n->attr[0].v[0];
+        lathe_node *e = lathe_exp(g, lathe_sub(g, x, keep_axis(g, LT_OP_MAX, x, ax)));
+        return lathe_div(g, e, keep_axis(g, LT_OP_SUM, e, ax));
+    }
+    case LT_OP_LOG_SOFTMAX: return log_softmax(g, x, n->attr[0].v[0]);
+    case LT_OP_CROSS_ENTROPY: return nll(g, log_softmax(g, x, 1), in[1], n->attr[0].v[0]);
+    case LT_OP_NLL_LOSS: return nll(g, x, in[1], n->attr[0].v[0]);
+    case LT_OP_MSE_LOSS: {
+        lathe_node *d = lathe_sub(g, x, in[1]);
+        lathe_node *sq = lathe_mul(g, d, d);
+        int64_t red = n->attr[0].v[0];
+        if (red == LATHE_REDUCE_NONE) return sq;
+        lathe_node *s = lathe_sum(g, sq, 0, NULL, false);
+        return red == LATHE_REDUCE_SUM ? s : lathe_div(g, s, sc(g, t, (double)x->numel));
+    }
+    case LT_OP_BATCH_NORM2D: {
+        int64_t C = x->shape[1], M = x->shape[0] * x->shape[2] * x->shape[3];
+        const int64_t axes[3] = {0, 2, 3};
+        lathe_node *w4 = lathe_reshape(g, in[1], LATHE_DIMS(1, C, 1, 1));
+        lathe_node *b4 = lathe_reshape(g, in[2], LATHE_DIMS(1, C, 1, 1));
+        lathe_node *xc, *var;
+        if (n->attr[0].v[0]) { /* training: biased batch statistics */
+            lathe_node *mean = lathe_div(g, lathe_sum(g, x, 3, axes, true), sc(g, t, (double)M));
+            xc = lathe_sub(g, x, mean);
+            var = lathe_div(g, lathe_sum(g, lathe_mul(g, xc, xc), 3, axes, true), sc(g, t, (double)M));
+        } else {
+            xc = lathe_sub(g, x, lathe_reshape(g, in[3], LATHE_DIMS(1, C, 1, 1)));
+            var = lathe_reshape(g, in[4], LATHE_DIMS(1, C, 1, 1));
+        }
+        lathe_node *rstd = lathe_rsqrt(g, lathe_add(g, var, sc(g, t, n->attr[2].f)));
+        return lathe_add(g, lathe_mul(g, lathe_mul(g, xc, rstd), w4), b4);
+    }
+    default:
+        return NULL;
+    }
+}
+
+lathe_graph *lt_decompose(const lathe_graph *src) {
+    lathe_graph *dst = lathe_graph_new();
+    if (!dst) return NULL;
+    lathe_node **map = calloc((size_t)src->nnodes + 1, sizeof *map);
+    if (!map) {
+        lt_fail(dst, LATHE_ERR_NOMEM, "out of memory");
+        return dst;
+    }
+    for (int i = 0; i < src->nnodes && dst->status == LATHE_OK; i++) {
+        const lathe_node *n = src->nodes[i];
+        if (lt_ops[n->op].kind == LT_LEAF) {
+            lathe_node *c = lt_make_leaf(dst, n->op, n->name, n->dtype, n->rank, n->shape, n->requires_grad, n->data);
+            if (c) c->no_grad = n->no_grad;
+            map[i] = c;
+            continue;
+        }
+        lathe_node *in[64], **inp = in;
+        if (n->nin > 64 && !(inp = malloc((size_t)n->nin * sizeof *inp))) {
+            lt_fail(dst, LATHE_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (int k = 0; k < n->nin; k++) inp[k] = map[n->in[k]->id];
+        lathe_node *r = expand(dst, n, inp);
+        if (!r && dst->status == LATHE_OK) r = lt_make(dst, n->op, n->nin, inp, n->attr);
+        if (r) r->no_grad = r->no_grad || n->no_grad;
+        if (inp != in) free(inp);
+        map[i] = r;
+    }
+    for (int i = 0; i < src->nout && dst->status == LATHE_OK; i++)
+        lathe_output(dst, src->outputs[i].name, map[src->outputs[i].node->id]);
+    for (int i = 0; i < src->nupd && dst->status == LATHE_OK; i++)
+        lathe_update(dst, map[src->updates[i].buffer->id], map[src->updates[i].value->id]);
+    free(map);
+    if (dst->status == LATHE_OK) lathe_graph_verify(dst);
+    return dst;
+}

@@ -1,0 +1,841 @@
+/* fuse.c - fusion: which graph values get a buffer, and the kernels that
+ * compute them.
+ *
+ * A value is materialized (gets a buffer and a kernel) when it is a leaf, an
+ * output or an update, used more than once, or when inlining it would
+ * recompute work.  Everything else is inlined as an expression into its one
+ * consumer:
+ *   - elementwise and index ops (reshape, permute, broadcast, slice, concat)
+ *     inline into any consumer except that only index ops inline into
+ *     contractions and windows (matmul, conv2d, pools and their gradients),
+ *     whose operands are read many times per element;
+ *   - a value that contains a reduction (a sum, a matmul, a conv) inlines only
+ *     into an elementwise consumer that reads it at the same element, which
+ *     fuses epilogues (bias, activation, residual add, batch-norm apply) into
+ *     the loop that produces a contraction's output.
+ * So a chain of elementwise ops becomes one loop, a reduction takes the
+ * elementwise ops that feed it, and a conv takes its bias and activation.
+ *
+ * Expressions are built by value(): the value of node n at a multi-index is
+ * a load when n has a buffer, else n's own rule applied to its operands'
+ * values at the indices the rule derives (broadcasting, permutation,
+ * windows).  Index arithmetic is folded as it is built. */
+#include <math.h>
+#include <string.h>
+
+#include "kernel.h"
+#include "lathe_compiler.h"
+
+struct lt_xchunk {
+    lt_xchunk *next;
+    size_t used;
+    lt_expr e[256];
+};
+
+typedef struct {
+    lt_fused *f;
+    lathe_graph *g;
+    int *consumer;      /* node -> its single consumer, -1 if none or several */
+    int *uses;
+    bool *contains;     /* inlined value contains a reduction */
+    int root;           /* node of the kernel being built */
+    int nextvar;
+    int *fused;         /* nodes inlined into the current kernel */
+    int nfused;
+} fz;
+
+/* ---- expression construction ------------------------------------------------ */
+
+static lt_expr *xnew(fz *z, lt_xkind k, lathe_dtype t) {
+    lt_fused *f = z->f;
+    if (!f->arena || f->arena->used == 256) {
+        lt_xchunk *c = calloc(1, sizeof *c);
+        if (!c) return NULL;
+        c->next = f->arena;
+        f->arena = c;
+    }
+    lt_expr *e = &f->arena->e[f->arena->used++];
+    e->kind = k;
+    e->t = t;
+    e->id = f->nexpr++;
+    return e;
+}
+
+static lt_expr *xi(fz *z, int64_t v) {
+    lt_expr *e = xnew(z, X_CONST, LATHE_I64);
+    e->i = v;
+    return e;
+}
+static lt_expr *xb(fz *z, bool v) {
+    lt_expr *e = xnew(z, X_CONST, LATHE_BOOL);
+    e->i = v;
+    return e;
+}
+static lt_expr *xf(fz *z, double v, lathe_dtype t) {
+    lt_expr *e = xnew(z, X_CONST, t);
+    e->f = v;
+    return e;
+}
+static lt_expr *xvar(fz *z, int v) {
+    lt_expr *e = xnew(z, X_VAR, LATHE_I64);
+    e->var = v;
+    return e;
+}
+static bool isk(const lt_expr *e, int64_t v) { return e->kind == X_CONST && e->t != LATHE_F32 && e->t != LATHE_F64 && e->i == v; }
+
+static lt_expr *xbin(fz *z, int op, lathe_dtype t, lt_expr *a, lt_expr *b) {
+    lt_expr *e = xnew(z, X_BIN, t);
+    e->op = op;
+    e->a = a;
+    e->b = b;
+    return e;
+}
+
+/* Folding integer arithmetic keeps index expressions small. */
+static lt_expr *iadd(fz *z, lt_expr *a, lt_expr *b) {
+    if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i + b->i);
+    if (isk(a, 0)) return b;
+    if (isk(b, 0)) return a;
+    return xbin(z, LT_OP_ADD, LATHE_I64, a, b);
+}
+static lt_expr *isub(fz *z, lt_expr *a, lt_expr *b) {
+    if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i - b->i);
+    if (isk(b, 0)) return a;
+    return xbin(z, LT_OP_SUB, LATHE_I64, a, b);
+}
+static lt_expr *imul(fz *z, lt_expr *a, int64_t k) {
+    if (a->kind == X_CONST) return xi(z, a->i * k);
+    if (k == 0) return xi(z, 0);
+    if (k == 1) return a;
+    return xbin(z, LT_OP_MUL, LATHE_I64, a, xi(z, k));
+}
+static lt_expr *idiv(fz *z, lt_expr *a, int64_t k) {
+    if (a->kind == X_CONST) return xi(z, a->i / k);
+    if (k == 1) return a;
+    return xbin(z, XB_IDIV, LATHE_I64, a, xi(z, k));
+}
+static lt_expr *imod(fz *z, lt_expr *a, int64_t k) {
+    if (k == 1) return xi(z, 0);
+    if (a->kind == X_CONST) return xi(z, a->i % k);
+    return xbin(z, XB_IMOD, LATHE_I64, a, xi(z, k));
+}
+static lt_expr *imin(fz *z, lt_expr *a, lt_expr *b) {
+    if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i < b->i ? a->i : b->i);
+    return xbin(z, LT_OP_MINIMUM, LATHE_I64, a, b);
+}
+static lt_expr *imax(fz *z, lt_expr *a, lt_expr *b) {
+    if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i > b->i ? a->i : b->i);
+    return xbin(z, LT_OP_MAXIMUM, LATHE_I64, a, b);
+}
+static lt_expr *clampi(fz *z, lt_expr *a, int64_t hi) { /* into [0, hi - 1] */
+    return imax(z, imin(z, a, xi(z, hi - 1)), xi(z, 0));
+}
+static lt_expr *icmp(fz *z, int op, lt_expr *a, lt_expr *b) {
+    if (a->kind == X_CONST && b->kind == X_CONST) {
+        int64_t x = a->i, y = b->i;
+        bool r = op == LT_OP_LT ? x < y : op == LT_OP_LE ? x <= y : op == LT_OP_GE ? x >= y : op == LT_OP_GT ? x > y : op == LT_OP_EQ ? x == y : x != y;
+        return xb(z, r);
+    }
+    return xbin(z, op, LATHE_BOOL, a, b);
+}
+static lt_expr *land(fz *z, lt_expr *a, lt_expr *b) {
+    if (isk(a, 1)) return b;
+    if (isk(b, 1)) return a;
+    if (isk(a, 0) || isk(b, 0)) return xb(z, false);
+    return xbin(z, XB_AND, LATHE_BOOL, a, b);
+}
+static lt_expr *xsel(fz *z, lt_expr *c, lt_expr *a, lt_expr *b) {
+    if (isk(c, 1)) return a;
+    if (isk(c, 0)) return b;
+    lt_expr *e = xnew(z, X_SELECT, a->t);
+    e->a = c;
+    e->b = a;
+    e->c = b;
+    return e;
+}
+/* 0 <= v < n */
+static lt_expr *inrange(fz *z, lt_expr *v, int64_t n) {
+    return land(z, icmp(z, LT_OP_GE, v, xi(z, 0)), icmp(z, LT_OP_LT, v, xi(z, n)));
+}
+
+static lt_expr *xreduce(fz *z, lt_rkind rk, lathe_dtype t, int n, const int *vars, lt_expr **lo, lt_expr **hi,
+                        lt_expr *body) {
+    lt_expr *e = xnew(z, X_REDUCE, t);
+    e->rk = rk;
+    e->nvars = n;
+    for (int i = 0; i < n; i++) e->vars[i] = vars[i], e->lo[i] = lo[i], e->hi[i] = hi[i];
+    e->body = body;
+    return e;
+}
+
+static int newvar(fz *z) { return z->nextvar++; }
+
+/* ---- values of nodes ------------------------------------------------------------- */
+
+static lt_expr *value(fz *z, int node, lt_expr **idx);
+
+static lt_expr *linear_index(fz *z, const lathe_node *n, lt_expr **idx) {
+    int64_t st[LATHE_MAX_RANK];
+    lt_strides(n->rank, n->shape, st);
+    lt_expr *lin = xi(z, 0);
+    for (int d = 0; d < n->rank; d++) lin = iadd(z, lin, imul(z, idx[d], st[d]));
+    return lin;
+}
+
+/* idx for operand o of a broadcasting op with output rank r */
+static void bcast_idx(fz *z, const lathe_node *o, int r, lt_expr **idx, lt_expr **oidx) {
+    for (int d = 0; d < o->rank; d++) oidx[d] = o->shape[d] == 1 ? xi(z, 0) : idx[d + r - o->rank];
+}
+
+static lt_expr *opv(fz *z, const lathe_node *n, int k, lt_expr **idx) { return value(z, n->in[k]->id, idx); }
+
+/* window start for output position p: p*stride - pad */
+static lt_expr *wstart(fz *z, lt_expr *p, int64_t st, int64_t pad) { return isub(z, imul(z, p, st), xi(z, pad)); }
+
+/* Windows p (0 <= p < P) whose extent [p*st - pad, p*st - pad + ext) holds h:
+ * lo = max(0, ceil((h + pad - ext + 1) / st)), hi = min(P, (h + pad) / st + 1). */
+static void windows_holding(fz *z, lt_expr *h, int64_t st, int64_t pad, int64_t ext, int64_t P, lt_expr **lo,
+                            lt_expr **hi) {
+    lt_expr *a = iadd(z, h, xi(z, pad - ext + 1 + st - 1));
+    *lo = imax(z, xi(z, 0), idiv(z, a, st));
+    /* h + pad >= 0 always, so the division rounds down */
+    *hi = imin(z, xi(z, P), iadd(z, idiv(z, iadd(z, h, xi(z, pad)), st), xi(z, 1)));
+}
+
+/* PyTorch's avg-pool divisor for the window at (h0, w0) (see eval.c). */
+static lt_expr *avg_div(fz *z, lt_expr *h0, lt_expr *w0, const int64_t *k, const int64_t *pad, int64_t H,
+                        int64_t W, bool include_pad, lathe_dtype t) {
+    lt_expr *h1 = iadd(z, h0, xi(z, k[0])), *w1 = iadd(z, w0, xi(z, k[1]));
+    lt_expr *cnt;
+    if (include_pad) {
+        h1 = imin(z, h1, xi(z, H + pad[0]));
+        w1 = imin(z, w1, xi(z, W + pad[1]));
+        cnt = xbin(z, LT_OP_MUL, LATHE_I64, isub(z, h1, h0), isub(z, w1, w0));
+    } else {
+        lt_expr *ha = imax(z, h0, xi(z, 0)), *wa = imax(z, w0, xi(z, 0));
+        h1 = imin(z, h1, xi(z, H));
+        w1 = imin(z, w1, xi(z, W));
+        lt_expr *dh = imax(z, isub(z, h1, ha), xi(z, 0)), *dw = imax(z, isub(z, w1, wa), xi(z, 0));
+        cnt = xbin(z, LT_OP_MUL, LATHE_I64, dh, dw);
+    }
+    lt_expr *c = xnew(z, X_UN, t);
+    c->op = LT_OP_CAST;
+    c->a = cnt;
+    return c;
+}
+
+static lt_expr *bin_of(fz *z, int op, lathe_dtype t, lt_expr *a, lt_expr *b) { return xbin(z, op, t, a, b); }
+
+static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
+    lt_expr *oi[LATHE_MAX_RANK], *oj[LATHE_MAX_RANK];
+    const lathe_node *x = n->nin ? n->in[0] : NULL;
+    lathe_dtype t = n->dtype;
+    switch (lt_ops[n->op].kind) {
+    case LT_BINARY:
+    case LT_COMPARE: {
+        bcast_idx(z, n->in[0], n->rank, idx, oi);
+        bcast_idx(z, n->in[1], n->rank, idx, oj);
+        return bin_of(z, n->op, t, opv(z, n, 0, oi), opv(z, n, 1, oj));
+    }
+    case LT_WHERE: {
+        lt_expr *v[3];
+        for (int k = 0; k < 3; k++) {
+            bcast_idx(z, n->in[k], n->rank, idx, oi);
+            v[k] = opv(z, n, k, oi);
+        }
+        lt_expr *e = xnew(z, X_SELECT, t);
+        e->a = v[0], e->b = v[1], e->c = v[2];
+        return e;
+    }
+    case LT_UNARY: {
+        lt_expr *e = xnew(z, X_UN, t);
+        e->op = n->op;
+        e->f = n->op == LT_OP_POW_SCALAR ? n->attr[0].f : 0;
+        e->a = opv(z, n, 0, idx);
+        return e;
+    }
+    default:
+        break;
+    }
+    switch (n->op) {
+    case LT_OP_SUM:
+    case LT_OP_MAX: {
+        const lt_attr *ax = &n->attr[0];
+        bool keep = n->attr[1].v[0];
+        if (ax->n == 0) return opv(z, n, 0, idx);
+        int vars[LATHE_MAX_RANK];
+        lt_expr *lo[LATHE_MAX_RANK], *hi[LATHE_MAX_RANK];
+        int nv = 0, o = 0;
+        for (int d = 0; d < x->rank; d++) {
+            bool red = false;
+            for (int i = 0; i < ax->n; i++) red = red || ax->v[i] == d;
+            if (red) {
+                vars[nv] = newvar(z);
+                lo[nv] = xi(z, 0);
+                hi[nv] = xi(z, x->shape[d]);
+                oi[d] = xvar(z, vars[nv]);
+                nv++;
+                if (keep) o++;
+            } else oi[d] = idx[o++];
+        }
+        return xreduce(z, n->op == LT_OP_SUM ? R_SUM : R_MAX, t, nv, vars, lo, hi, opv(z, n, 0, oi));
+    }
+    case LT_OP_ARGMAX: {
+        int64_t axis = n->attr[0].v[0];
+        bool keep = n->attr[1].v[0];
+        int v = newvar(z);
+        int o = 0;
+        for (int d = 0; d < x->rank; d++) {
+            if (d == axis) {
+                oi[d] = xvar(z, v);
+                if (keep) o++;
+            } else oi[d] = idx[o++];
+        }
+        lt_expr *lo = xi(z, 0), *hi = xi(z, x->shape[axis]);
+        return xreduce(z, R_ARGMAX, LATHE_I64, 1, &v, &lo, &hi, opv(z, n, 0, oi));
+    }
+    case LT_OP_RESHAPE:
+    case LT_OP_FLATTEN: {
+        if (x->rank == n->rank && !memcmp(x->shape, n->shape, sizeof(int64_t) * (size_t)n->rank))
+            return opv(z, n, 0, idx);
+        lt_expr *lin = linear_index(z, n, idx);
+        int64_t st[LATHE_MAX_RANK];
+        lt_strides(x->rank, x->shape, st);
+        for (int d = 0; d < x->rank; d++) oi[d] = d == 0 ? idiv(z, lin, st[0]) : imod(z, idiv(z, lin, st[d]), x->shape[d]);
+        return opv(z, n, 0, oi);
+    }
+    case LT_OP_PERMUTE:
+        for (int i = 0; i < n->rank; i++) oi[n->attr[0].v[i]] = idx[i];
+        return opv(z, n, 0, oi);
+    case LT_OP_BROADCAST_TO:
+        bcast_idx(z, x, n->rank, idx, oi);
+        return opv(z, n, 0, oi);
+    case LT_OP_SLICE: {
+        int64_t ax = n->attr[0].v[0];
+        memcpy(oi, idx, sizeof(lt_expr *) * (size_t)n->rank);
+        oi[ax] = iadd(z, xi(z, n->attr[1].v[0]), imul(z, idx[ax], n->attr[3].v[0]));
+        return opv(z, n, 0, oi);
+    }
+    case LT_OP_SLICE_BACKWARD: {
+        int64_t ax = n->attr[0].v[0], start = n->attr[1].v[0], step = n->attr[3].v[0], len = x->shape[ax];
+        if (len == 0) return xf(z, 0, t);
+        lt_expr *v = isub(z, idx[ax], xi(z, start));
+        lt_expr *ok = land(z, land(z, icmp(z, LT_OP_GE, v, xi(z, 0)), icmp(z, LT_OP_EQ, imod(z, v, step), xi(z, 0))),
+                           icmp(z, LT_OP_LT, v, xi(z, len * step)));
+        memcpy(oi, idx, sizeof(lt_expr *) * (size_t)n->rank);
+        oi[ax] = clampi(z, idiv(z, v, step), len);
+        return xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t));
+    }
+    case LT_OP_CONCAT: {
+        int64_t ax = n->attr[0].v[0], off = 0;
+        lt_expr *acc = NULL;
+        int64_t offs[256];
+        int nin = n->nin < 256 ? n->nin : 256;
+        for (int k = 0; k < nin; k++) offs[k] = off, off += n->in[k]->shape[ax];
+        for (int k = 0; k < nin; k++) { /* the last operand starting at or before idx wins */
+            int64_t len = n->in[k]->shape[ax];
+            if (len == 0) continue;
+            memcpy(oi, idx, sizeof(lt_expr *) * (size_t)n->rank);
+            oi[ax] = clampi(z, isub(z, idx[ax], xi(z, offs[k])), len);
+            lt_expr *v = opv(z, n, k, oi);
+            acc = acc ? xsel(z, icmp(z, LT_OP_GE, idx[ax], xi(z, offs[k])), v, acc) : v;
+        }
+        return acc ? acc : xf(z, 0, t);
+    }
+    case LT_OP_MATMUL: {
+        const lathe_node *a = n->in[0], *b = n->in[1];
+        int r = n->rank, v = newvar(z);
+        int64_t K = a->shape[a->rank - 1];
+        for (int d = 0; d < a->rank - 2; d++) oi[d] = a->shape[d] == 1 ? xi(z, 0) : idx[d + r - a->rank];
+        for (int d = 0; d < b->rank - 2; d++) oj[d] = b->shape[d] == 1 ? xi(z, 0) : idx[d + r - b->rank];
+        oi[a->rank - 2] = idx[r - 2];
+        oi[a->rank - 1] = xvar(z, v);
+        oj[b->rank - 2] = xvar(z, v);
+        oj[b->rank - 1] = idx[r - 1];
+        lt_expr *lo = xi(z, 0), *hi = xi(z, K);
+        return xreduce(z, R_SUM, t, 1, &v, &lo, &hi, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)));
+    }
+    case LT_OP_CONV2D: {
+        /* y[n,k,p,q] = sum_{c,r,s} x[n, g*Cg + c, p*st - pad + r*dil, ...] * w[k,c,r,s] (+ bias[k]) */
+        const lathe_node *w = n->in[1];
+        const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
+        int64_t groups = n->attr[3].v[0], K = w->shape[0], Cg = w->shape[1], H = x->shape[2], W = x->shape[3];
+        int vars[3] = {newvar(z), newvar(z), newvar(z)};
+        lt_expr *c = xvar(z, vars[0]), *r = xvar(z, vars[1]), *s = xvar(z, vars[2]);
+        lt_expr *h = iadd(z, wstart(z, idx[2], st[0], pad[0]), imul(z, r, dil[0]));
+        lt_expr *v = iadd(z, wstart(z, idx[3], st[1], pad[1]), imul(z, s, dil[1]));
+        lt_expr *ok = land(z, pad[0] ? inrange(z, h, H) : xb(z, true), pad[1] ? inrange(z, v, W) : xb(z, true));
+        oi[0] = idx[0];
+        oi[1] = iadd(z, imul(z, idiv(z, idx[1], K / groups), Cg), c);
+        oi[2] = pad[0] ? clampi(z, h, H) : h;
+        oi[3] = pad[1] ? clampi(z, v, W) : v;
+        oj[0] = idx[1], oj[1] = c, oj[2] = r, oj[3] = s;
+        lt_expr *prod = bin_of(z, LT_OP_MUL, t, xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t)), opv(z, n, 1, oj));
+        lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, Cg), xi(z, w->shape[2]), xi(z, w->shape[3])};
+        lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+        if (n->nin == 3) {
+            lt_expr *bi[1] = {idx[1]};
+            y = bin_of(z, LT_OP_ADD, t, y, opv(z, n, 2, bi));
+        }
+        return y;
+    }
+    case LT_OP_CONV2D_BACKWARD_INPUT: {
+        /* dx[n,c,h,w] = sum_{kk,r,s} gy[n, g*Kg+kk, p, q] * w[g*Kg+kk, c%Cg, r, s]
+         * where h + pad - r*dil = p*st (likewise w), 0 <= p < P */
+        const lathe_node *gy = n->in[0], *w = n->in[1];
+        const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
+        int64_t groups = n->attr[3].v[0], K = w->shape[0], Cg = w->shape[1], Kg = K / groups;
+        int64_t P = gy->shape[2], Q = gy->shape[3];
+        int vars[3] = {newvar(z), newvar(z), newvar(z)};
+        lt_expr *kk = xvar(z, vars[0]), *r = xvar(z, vars[1]), *s = xvar(z, vars[2]);
+        lt_expr *hp = isub(z, iadd(z, idx[2], xi(z, pad[0])), imul(z, r, dil[0]));
+        lt_expr *wp = isub(z, iadd(z, idx[3], xi(z, pad[1])), imul(z, s, dil[1]));
+        lt_expr *p = idiv(z, hp, st[0]), *q = idiv(z, wp, st[1]);
+        lt_expr *ok = land(z, land(z, icmp(z, LT_OP_GE, hp, xi(z, 0)), icmp(z, LT_OP_EQ, imod(z, hp, st[0]), xi(z, 0))),
+                           icmp(z, LT_OP_LT, p, xi(z, P)));
+        ok = land(z, ok, land(z, land(z, icmp(z, LT_OP_GE, wp, xi(z, 0)), icmp(z, LT_OP_EQ, imod(z, wp, st[1]), xi(z, 0))),
+                              icmp(z, LT_OP_LT, q, xi(z, Q))));
+        lt_expr *k = iadd(z, imul(z, idiv(z, idx[1], Cg), Kg), kk);
+        oi[0] = idx[0], oi[1] = k, oi[2] = clampi(z, p, P), oi[3] = clampi(z, q, Q);
+        oj[0] = k, oj[1] = imod(z, idx[1], Cg), oj[2] = r, oj[3] = s;
+        lt_expr *prod = xsel(z, ok, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)), xf(z, 0, t));
+        lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, Kg), xi(z, w->shape[2]), xi(z, w->shape[3])};
+        return xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+    }
+    case LT_OP_CONV2D_BACKWARD_WEIGHT: {
+        /* dw[k,c,r,s] = sum_{n,p,q} gy[n,k,p,q] * x[n, g*Cg + c, p*st - pad + r*dil, ...] */
+        const lathe_node *gy = n->in[1];
+        const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
+        int64_t groups = n->attr[3].v[0], K = n->shape[0], Cg = n->shape[1], Kg = K / groups;
+        int64_t H = x->shape[2], W = x->shape[3];
+        int vars[3] = {newvar(z), newvar(z), newvar(z)};
+        lt_expr *b = xvar(z, vars[0]), *p = xvar(z, vars[1]), *q = xvar(z, vars[2]);
+        lt_expr *h = iadd(z, wstart(z, p, st[0], pad[0]), imul(z, idx[2], dil[0]));
+        lt_expr *v = iadd(z, wstart(z, q, st[1], pad[1]), imul(z, idx[3], dil[1]));
+        lt_expr *ok = land(z, pad[0] ? inrange(z, h, H) : xb(z, true), pad[1] ? inrange(z, v, W) : xb(z, true));
+        oi[0] = b, oi[1] = iadd(z, imul(z, idiv(z, idx[0], Kg), Cg), idx[1]);
+        oi[2] = pad[0] ? clampi(z, h, H) : h;
+        oi[3] = pad[1] ? clampi(z, v, W) : v;
+        oj[0] = b, oj[1] = idx[0], oj[2] = p, oj[3] = q;
+        lt_expr *prod = bin_of(z, LT_OP_MUL, t, xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t)), opv(z, n, 1, oj));
+        lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, gy->shape[0]), xi(z, gy->shape[2]), xi(z, gy->shape[3])};
+        return xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+    }
+    case LT_OP_MAX_POOL2D:
+    case LT_OP_AVG_POOL2D: {
+        const int64_t *k = n->attr[0].v, *st = n->attr[1].v, *pad = n->attr[2].v;
+        int64_t H = x->shape[2], W = x->shape[3];
+        bool mx = n->op == LT_OP_MAX_POOL2D;
+        int vars[2] = {newvar(z), newvar(z)};
+        lt_expr *h0 = wstart(z, idx[2], st[0], pad[0]), *w0 = wstart(z, idx[3], st[1], pad[1]);
+        lt_expr *h = iadd(z, h0, xvar(z, vars[0])), *v = iadd(z, w0, xvar(z, vars[1]));
+        lt_expr *ok = land(z, pad[0] ? inrange(z, h, H) : xb(z, true), pad[1] ? inrange(z, v, W) : xb(z, true));
+        oi[0] = idx[0], oi[1] = idx[1];
+        oi[2] = pad[0] ? clampi(z, h, H) : h;
+        oi[3] = pad[1] ? clampi(z, v, W) : v;
+        lt_expr *body = xsel(z, ok, opv(z, n, 0, oi), xf(z, mx ? -INFINITY : 0, t));
+        lt_expr *lo[2] = {xi(z, 0), xi(z, 0)}, *hi[2] = {xi(z, k[0]), xi(z, k[1])};
+        lt_expr *y = xreduce(z, mx ? R_MAX : R_SUM, t, 2, vars, lo, hi, body);
+        if (mx) return y;
+        return bin_of(z, LT_OP_DIV, t, y, avg_div(z, h0, w0, k, pad, H, W, n->attr[3].v[0], t));
+    }
+    case LT_OP_MAX_POOL2D_BACKWARD:
+    case LT_OP_AVG_POOL2D_BACKWARD: {
+        /* dx[n,c,h,w] = sum over windows (p, q) holding (h, w) of gy[n,c,p,q] times
+         * 1/divisor (avg) or [the window's arg-max is (h, w)] (max) */
+        const lathe_node *gy = x;
+        bool mx = n->op == LT_OP_MAX_POOL2D_BACKWARD;
+        const lathe_node *xin = mx ? n->in[1] : NULL;
+        const int64_t *k = n->attr[0].v, *st = n->attr[1].v, *pad = n->attr[2].v;
+        int64_t H = n->shape[2], W = n->shape[3], P = gy->shape[2], Q = gy->shape[3];
+        int vars[2] = {newvar(z), newvar(z)};
+        lt_expr *lo[2], *hi[2];
+        windows_holding(z, idx[2], st[0], pad[0], k[0], P, &lo[0], &hi[0]);
+        windows_holding(z, idx[3], st[1], pad[1], k[1], Q, &lo[1], &hi[1]);
+        lt_expr *p = xvar(z, vars[0]), *q = xvar(z, vars[1]);
+        lt_expr *h0 = wstart(z, p, st[0], pad[0]), *w0 = wstart(z, q, st[1], pad[1]);
+        oi[0] = idx[0], oi[1] = idx[1], oi[2] = p, oi[3] = q;
+        lt_expr *g = opv(z, n, 0, oi), *body;
+        if (mx) {
+            int wv[2] = {newvar(z), newvar(z)};
+            lt_expr *hh = iadd(z, h0, xvar(z, wv[0])), *vv = iadd(z, w0, xvar(z, wv[1]));
+            lt_expr *ok = land(z, pad[0] ? inrange(z, hh, H) : xb(z, true), pad[1] ? inrange(z, vv, W) : xb(z, true));
+            oj[0] = idx[0], oj[1] = idx[1];
+            oj[2] = pad[0] ? clampi(z, hh, H) : hh;
+            oj[3] = pad[1] ? clampi(z, vv, W) : vv;
+            lt_expr *wl[2] = {xi(z, 0), xi(z, 0)}, *wh[2] = {xi(z, k[0]), xi(z, k[1])};
+            lt_expr *win = xsel(z, ok, value(z, xin->id, oj), xf(z, -INFINITY, t));
+            lt_expr *am = xreduce(z, R_ARGMAX_POOL, LATHE_I64, 2, wv, wl, wh, win);
+            lt_expr *me = iadd(z, imul(z, isub(z, idx[2], h0), k[1]), isub(z, idx[3], w0));
+            body = xsel(z, icmp(z, LT_OP_EQ, am, me), g, xf(z, 0, t));
+        } else {
+            body = bin_of(z, LT_OP_DIV, t, g, avg_div(z, h0, w0, k, pad, H, W, n->attr[3].v[0], t));
+        }
+        return xreduce(z, R_SUM, t, 2, vars, lo, hi, body);
+    }
+    case LT_OP_ADAPTIVE_AVG_POOL2D:
+    case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD: {
+        bool bw = n->op == LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD;
+        int64_t H = bw ? n->shape[2] : x->shape[2], W = bw ? n->shape[3] : x->shape[3];
+        int64_t P = bw ? x->shape[2] : n->shape[2], Q = bw ? x->shape[3] : n->shape[3];
+        int vars[2] = {newvar(z), newvar(z)};
+        lt_expr *a = xvar(z, vars[0]), *b = xvar(z, vars[1]);
+        /* bin i of `out` over `in`: [i*in/out, ((i+1)*in + out - 1)/out) */
+        lt_expr *pi = bw ? a : idx[2], *qi = bw ? b : idx[3];
+        lt_expr *h0 = idiv(z, imul(z, pi, H), P), *h1 = idiv(z, iadd(z, imul(z, pi, H), xi(z, H + P - 1)), P);
+        lt_expr *w0 = idiv(z, imul(z, qi, W), Q), *w1 = idiv(z, iadd(z, imul(z, qi, W), xi(z, W + Q - 1)), Q);
+        lt_expr *area = xnew(z, X_UN, t);
+        area->op = LT_OP_CAST;
+        area->a = xbin(z, LT_OP_MUL, LATHE_I64, isub(z, h1, h0), isub(z, w1, w0));
+        oi[0] = idx[0], oi[1] = idx[1];
+        if (!bw) {
+            oi[2] = a, oi[3] = b;
+            lt_expr *lo[2] = {h0, w0}, *hi[2] = {h1, w1};
+            return bin_of(z, LT_OP_DIV, t, xreduce(z, R_SUM, t, 2, vars, lo, hi, opv(z, n, 0, oi)), area);
+        }
+        oi[2] = a, oi[3] = b;
+        lt_expr *in = land(z, land(z, icmp(z, LT_OP_LE, h0, idx[2]), icmp(z, LT_OP_LT, idx[2], h1)),
+                           land(z, icmp(z, LT_OP_LE, w0, idx[3]), icmp(z, LT_OP_LT, idx[3], w1)));
+        lt_expr *body = xsel(z, in, bin_of(z, LT_OP_DIV, t, opv(z, n, 0, oi), area), xf(z, 0, t));
+        lt_expr *lo[2] = {xi(z, 0), xi(z, 0)}, *hi[2] = {xi(z, P), xi(z, Q)};
+        return xreduce(z, R_SUM, t, 2, vars, lo, hi, body);
+    }
+    default:
+        break;
+    }
+    lt_fail(z->g, LATHE_ERR_UNSUPPORTED, "fuse: no kernel rule for op '%s' (node %%%d)", lt_ops[n->op].name, n->id);
+    return xf(z, 0, t);
+}
+
+static lt_expr *value(fz *z, int node, lt_expr **idx) {
+    const lathe_node *n = z->g->nodes[node];
+    int b = z->f->buf_of[node];
+    if (n->op == LT_OP_CONST && n->numel == 1) { /* scalars are immediates */
+        if (lt_is_float(n->dtype)) return xf(z, n->dtype == LATHE_F32 ? ((const float *)n->data)[0] : ((const double *)n->data)[0], n->dtype);
+        lt_expr *e = xnew(z, X_CONST, n->dtype);
+        e->i = n->dtype == LATHE_I64 ? ((const int64_t *)n->data)[0] : ((const bool *)n->data)[0];
+        return e;
+    }
+    if (b >= 0 && node != z->root) {
+        lt_expr *e = xnew(z, X_LOAD, n->dtype);
+        e->buf = b;
+        e->a = linear_index(z, n, idx);
+        /* the kernel's own element: same shape and idx[d] is var d */
+        const lathe_node *r = z->g->nodes[z->root];
+        bool ident = r->rank == n->rank && !memcmp(r->shape, n->shape, sizeof(int64_t) * (size_t)n->rank);
+        for (int d = 0; ident && d < n->rank; d++) ident = idx[d]->kind == X_VAR && idx[d]->var == d;
+        e->ident = ident;
+        return e;
+    }
+    if (node != z->root) z->fused[z->nfused++] = node;
+    return rule(z, n, idx);
+}
+
+/* ---- materialization ----------------------------------------------------------- */
+
+static bool is_index_op(lt_op op) {
+    return op == LT_OP_RESHAPE || op == LT_OP_FLATTEN || op == LT_OP_PERMUTE || op == LT_OP_BROADCAST_TO ||
+           op == LT_OP_SLICE;
+}
+static bool is_pointwise(lt_op op) {
+    lt_kind k = lt_ops[op].kind;
+    return k == LT_UNARY || k == LT_BINARY || k == LT_COMPARE || k == LT_WHERE;
+}
+static bool is_reduction(lt_op op) {
+    return op == LT_OP_SUM || op == LT_OP_MAX || op == LT_OP_ARGMAX;
+}
+/* contractions and windows read each operand element many times */
+static bool is_heavy(lt_op op) { return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD; }
+
+static void decide(fz *z, const bool *root) {
+    lathe_graph *g = z->g;
+    for (int i = 0; i < g->nnodes; i++) {
+        const lathe_node *n = g->nodes[i];
+        bool leaf = lt_ops[n->op].kind == LT_LEAF;
+        bool contains = !leaf && (is_reduction(n->op) || is_heavy(n->op));
+        for (int k = 0; k < n->nin && !leaf; k++)
+            if (z->f->buf_of[n->in[k]->id] < 0 && z->contains[n->in[k]->id]) contains = true;
+        z->contains[i] = contains;
+        bool mat;
+        if (leaf) mat = !(n->op == LT_OP_CONST && n->numel == 1) || root[i];
+        else if (root[i] || z->uses[i] != 1 || z->consumer[i] < 0) mat = true;
+        else {
+            const lathe_node *c = g->nodes[z->consumer[i]];
+            if (contains)
+                mat = !(is_pointwise(c->op) && c->rank == n->rank &&
+                        !memcmp(c->shape, n->shape, sizeof(int64_t) * (size_t)n->rank));
+            else if (is_heavy(c->op)) mat = !is_index_op(n->op);
+            else mat = false;
+        }
+        z->f->buf_of[i] = mat ? 0 : -1; /* numbered below */
+    }
+}
+
+static int add_buf(lt_fused *f, const lathe_node *n) {
+    lt_kbuf *b = &f->bufs[f->nbufs];
+    memset(b, 0, sizeof *b);
+    b->kind = n->op == LT_OP_INPUT ? B_INPUT : n->op == LT_OP_PARAM ? B_PARAM : n->op == LT_OP_BUFFER ? B_BUFFER
+              : n->op == LT_OP_CONST ? B_CONST : B_TEMP;
+    b->dtype = n->dtype;
+    b->rank = n->rank;
+    memcpy(b->shape, n->shape, sizeof b->shape);
+    b->numel = n->numel;
+    b->node = n->id;
+    b->name = n->name;
+    b->data = n->data;
+    return f->nbufs++;
+}
+
+/* Extend the lifetime of every buffer e loads to step. */
+static void mark_loads(const lt_expr *e, int step, lt_buf *plan) {
+    if (!e) return;
+    if (e->kind == X_LOAD && plan[e->buf].last < step) plan[e->buf].last = step;
+    mark_loads(e->a, step, plan);
+    mark_loads(e->b, step, plan);
+    mark_loads(e->c, step, plan);
+    mark_loads(e->body, step, plan);
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) mark_loads(e->lo[i], step, plan), mark_loads(e->hi[i], step, plan);
+}
+
+/* How e reads buf: 0 not at all, 1 only at the kernel's own element, 2 other
+ * elements too (an index that is not the identity, or inside a reduction). */
+static int reads(const lt_expr *e, int buf, bool in_reduce) {
+    if (!e) return 0;
+    int r = 0;
+    if (e->kind == X_LOAD && e->buf == buf) r = e->ident && !in_reduce ? 1 : 2;
+    bool inner = in_reduce || e->kind == X_REDUCE;
+    const lt_expr *kids[3] = {e->a, e->b, e->c};
+    for (int i = 0; i < 3; i++) {
+        int k = reads(kids[i], buf, in_reduce);
+        r = k > r ? k : r;
+    }
+    int k = reads(e->body, buf, inner);
+    r = k > r ? k : r;
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) {
+        int a = reads(e->lo[i], buf, true), b = reads(e->hi[i], buf, true);
+        r = a > r ? a : r;
+        r = b > r ? b : r;
+    }
+    return r;
+}
+
+lt_fused *lt_fuse(const lathe_graph *src) {
+    lt_fused *f = calloc(1, sizeof *f);
+    if (!f) return NULL;
+    lathe_graph *d = lt_decompose(src);
+    f->g = d ? lathe_simplify(d) : NULL;
+    lathe_graph_free(d);
+    if (!f->g) {
+        free(f);
+        return NULL;
+    }
+    lathe_graph *g = f->g;
+    if (g->status != LATHE_OK) return f;
+    int n = g->nnodes;
+    fz z = {f, g, NULL, NULL, NULL, -1, 0, NULL, 0};
+    z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
+    z.uses = calloc((size_t)n + 1, sizeof(int));
+    z.contains = calloc((size_t)n + 1, sizeof(bool));
+    z.fused = malloc(sizeof(int) * (size_t)(n + 1));
+    bool *root = calloc((size_t)n + 1, sizeof(bool));
+    f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
+    f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
+    f->ks = calloc((size_t)n + 1, sizeof *f->ks);
+    if (!z.consumer || !z.uses || !z.contains || !z.fused || !root || !f->buf_of || !f->bufs || !f->ks) {
+        lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) z.consumer[i] = -1;
+    for (int i = 0; i < n; i++) {
+        const lathe_node *m = g->nodes[i];
+        for (int k = 0; k < m->nin; k++) {
+            int o = m->in[k]->id;
+            z.uses[o]++;
+            z.consumer[o] = z.uses[o] == 1 ? i : -1;
+        }
+    }
+    for (int i = 0; i < g->nout; i++) root[g->outputs[i].node->id] = true;
+    for (int i = 0; i < g->nupd; i++) root[g->updates[i].value->id] = true;
+    decide(&z, root);
+    /* buffers: leaves first (in node order), then one per kernel */
+    for (int i = 0; i < n; i++)
+        if (f->buf_of[i] == 0) f->buf_of[i] = -2;
+    for (int i = 0; i < n; i++)
+        if (f->buf_of[i] == -2 && lt_ops[g->nodes[i]->op].kind == LT_LEAF) f->buf_of[i] = add_buf(f, g->nodes[i]);
+    for (int i = 0; i < n && g->status == LATHE_OK; i++) {
+        if (f->buf_of[i] != -2) continue;
+        const lathe_node *m = g->nodes[i];
+        f->buf_of[i] = add_buf(f, m);
+        lt_kernel *k = &f->ks[f->nk++];
+        k->buf = f->buf_of[i];
+        k->rank = m->rank;
+        memcpy(k->shape, m->shape, sizeof k->shape);
+        z.root = i;
+        z.nextvar = m->rank;
+        z.nfused = 0;
+        lt_expr *idx[LATHE_MAX_RANK];
+        for (int dd = 0; dd < m->rank; dd++) idx[dd] = xvar(&z, dd);
+        k->value = value(&z, i, idx);
+        k->nvars = z.nextvar;
+        if (z.nextvar > f->nvars) f->nvars = z.nextvar;
+        k->nnodes = z.nfused + 1;
+        k->nodes = malloc(sizeof(int) * (size_t)k->nnodes);
+        if (!k->nodes) {
+            lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+            break;
+        }
+        for (int j = 0; j < z.nfused; j++) k->nodes[j] = z.fused[z.nfused - 1 - j];
+        k->nodes[z.nfused] = i;
+        /* parallel range: leading dims until there are enough chunks */
+        k->outer = 0;
+        k->range = 1;
+        while (k->outer < k->rank && k->range < 64) k->range *= k->shape[k->outer++];
+    }
+    /* lifetimes */
+    f->plan = calloc((size_t)f->nbufs + 1, sizeof *f->plan);
+    if (!f->plan) {
+        lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int b = 0; b < f->nbufs; b++) {
+        lt_kbuf *kb = &f->bufs[b];
+        lt_buf *p = &f->plan[b];
+        p->size = kb->numel * (int64_t)lathe_dtype_size(kb->dtype);
+        p->first = kb->kind == B_TEMP ? 0 : -1;
+        p->last = kb->kind == B_TEMP ? 0 : LT_PLAN_FOREVER;
+        p->inplace_of = -1;
+        p->shared_with = -1;
+    }
+    for (int s = 0; s < f->nk; s++) {
+        lt_kernel *k = &f->ks[s];
+        f->plan[k->buf].first = s;
+        if (f->plan[k->buf].last < s) f->plan[k->buf].last = s;
+        mark_loads(k->value, s, f->plan);
+    }
+    for (int i = 0; i < g->nout; i++) f->plan[f->buf_of[g->outputs[i].node->id]].last = LT_PLAN_FOREVER;
+    for (int i = 0; i < g->nupd; i++) f->plan[f->buf_of[g->updates[i].value->id]].last = LT_PLAN_FOREVER;
+    /* in place: a temp read only at the kernel's own element, for the last time */
+    for (int s = 0; s < f->nk; s++) {
+        lt_kernel *k = &f->ks[s];
+        for (int b = 0; b < f->nbufs; b++) {
+            lt_buf *p = &f->plan[b];
+            if (f->bufs[b].kind != B_TEMP || p->last != s || p->first >= s || b == k->buf) continue;
+            if (p->size == f->plan[k->buf].size && reads(k->value, b, false) == 1) {
+                f->plan[k->buf].inplace_of = b;
+                break;
+            }
+        }
+    }
+    f->arena_size = lt_plan(f->plan, f->nbufs);
+    if (f->arena_size < 0) lt_fail(g, LATHE_ERR_NOMEM, "memory plan: the arena size overflows");
+done:
+    free(z.consumer);
+    free(z.uses);
+    free(z.contains);
+    free(z.fused);
+    free(root);
+    return f;
+}
+
+void lt_fused_free(lt_fused *f) {
+    if (!f) return;
+    for (lt_xchunk *c = f->arena, *nx; c; c = nx) {
+        nx = c->next;
+        free(c);
+    }
+    for (int i = 0; i < f->nk; i++) free(f->ks[i].nodes);
+    free(f->ks);
+    free(f->bufs);
+    free(f->buf_of);
+    free(f->plan);
+    lathe_graph_free(f->g);
+    free(f);
+}
+
+static const char *bkind_name(lt_bkind k) {
+    static const char *n[] = {"input", "param", "buffer", "const", "temp"};
+    return n[k];
+}
+
+static void buf_label(const lt_fused *f, int b, char *s, size_t len) {
+    const lt_kbuf *kb = &f->bufs[b];
+    char ts[160];
+    lt_type_str(kb->dtype, kb->rank, kb->shape, ts, sizeof ts);
+    if (kb->name) snprintf(s, len, "#%d %s '%s' %s", b, bkind_name(kb->kind), kb->name, ts);
+    else snprintf(s, len, "#%d %%%d %s %s", b, kb->node, lt_ops[f->g->nodes[kb->node]->op].name, ts);
+}
+
+static void collect_loads(const lt_expr *e, bool *seen) {
+    if (!e) return;
+    if (e->kind == X_LOAD) seen[e->buf] = true;
+    collect_loads(e->a, seen);
+    collect_loads(e->b, seen);
+    collect_loads(e->c, seen);
+    collect_loads(e->body, seen);
+    if (e->kind == X_REDUCE)
+        for (int i = 0; i < e->nvars; i++) collect_loads(e->lo[i], seen), collect_loads(e->hi[i], seen);
+}
+
+/* Which graph nodes are backward: created after the first gradient output's
+ * forward part is unknowable after simplification, so a node counts as
+ * backward when it reaches a gradient output and no plain output. */
+void lt_fused_print(FILE *out, const lt_fused *f) {
+    const lathe_graph *g = f->g;
+    int n = g->nnodes;
+    /* forward / backward: reaches only gradient outputs */
+    unsigned char *reach = calloc((size_t)n + 1, 1); /* bit 1: plain output/update, bit 2: gradient */
+    bool *seen = calloc((size_t)f->nbufs + 1, sizeof(bool));
+    if (!reach || !seen) {
+        free(reach);
+        free(seen);
+        return;
+    }
+    size_t plen = strlen(LATHE_GRAD_PREFIX);
+    for (int i = 0; i < g->nout; i++)
+        reach[g->outputs[i].node->id] |= strncmp(g->outputs[i].name, LATHE_GRAD_PREFIX, plen) == 0 ? 2 : 1;
+    for (int i = 0; i < g->nupd; i++) reach[g->updates[i].value->id] |= 1;
+    for (int i = n - 1; i >= 0; i--)
+        for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
+    fprintf(out, "# %d kernels, %d buffers; forward nodes are marked F, backward B\n", f->nk, f->nbufs);
+    for (int s = 0; s < f->nk; s++) {
+        const lt_kernel *k = &f->ks[s];
+        char lb[256], ts[160];
+        buf_label(f, k->buf, lb, sizeof lb);
+        lt_type_str(f->bufs[k->buf].dtype, k->rank, k->shape, ts, sizeof ts);
+        fprintf(out, "kernel k%d: writes %s\n", s, lb);
+        fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
+        fprintf(out, "  nodes:");
+        for (int j = 0; j < k->nnodes; j++) {
+            const lathe_node *m = g->nodes[k->nodes[j]];
+            fprintf(out, " %%%d %s%s", m->id, lt_ops[m->op].name, reach[m->id] == 2 ? "(B)" : "(F)");
+        }
+        fputc('\n', out);
+        memset(seen, 0, (size_t)f->nbufs * sizeof(bool));
+        collect_loads(k->value, seen);
+        fprintf(out, "  reads:");
+        for (int b = 0; b < f->nbufs; b++)
+            if (seen[b]) {
+                buf_label(f, b, lb, sizeof lb);
+                fprintf(out, " [%s]", lb);
+            }
+        fputc('\n', out);
+    }
+    free(reach);
+    free(seen);
+}
+
+void lt_fused_print_plan(FILE *out, const lt_fused *f) {
+    char *store = calloc((size_t)f->nbufs + 1, 256);
+    if (!store) return;
+    lt_buf *p = malloc(((size_t)f->nbufs + 1) * sizeof *p);
+    if (p) {
+        memcpy(p, f->plan, (size_t)f->nbufs * sizeof *p);
+        for (int b = 0; b < f->nbufs; b++) {
+            buf_label(f, b, store + 256 * (size_t)b, 256);
+            p[b].label = store + 256 * (size_t)b;
+        }
+        lt_plan_print(out, p, f->nbufs, f->arena_size);
+        free(p);
+    }
+    free(store);
+}
