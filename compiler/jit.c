@@ -7,8 +7,12 @@
  *     lt_fuse        decompose composites, simplify, fuse into kernels, plan
  *     lt_lower       kernels to LLVM IR, LLVMVerifyModule
  *     optimize       the new pass manager's default<O3> for the host CPU
- *     LLJIT          machine code in process; look up each kernel
+ *     emit           object code, by the host's target machine
+ *     LLJIT          link the objects in process; look up each kernel
  *
+ * The kernels are split into one module per thread, each with its own
+ * context and target machine, so optimization and code generation run in
+ * parallel; LLJIT then only links.
  * The same lathe_program answers for the reference evaluator
  * (LATHE_BACKEND_EVAL), so any user can compare the two.  One LLVMContext per
  * compilation; ownership of the module moves to the JIT (see add_module). */
@@ -22,6 +26,8 @@
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
+
+#include <omp.h>
 
 #include "kernel.h"
 #include "lathe_compiler.h"
@@ -62,11 +68,10 @@ static lathe_status llvm_err(lathe_program *p, LLVMErrorRef e, const char *what)
 
 /* A target machine for this host: its real CPU name and features. */
 static LLVMTargetMachineRef host_machine(char *err, size_t errlen) {
-    static int inited;
-    if (!inited) {
+#pragma omp critical(lathe_llvm_init)
+    {
         LLVMInitializeNativeTarget();
         LLVMInitializeNativeAsmPrinter();
-        inited = 1;
     }
     char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
     char *msg = NULL;
@@ -82,9 +87,9 @@ static LLVMTargetMachineRef host_machine(char *err, size_t errlen) {
     return tm;
 }
 
-/* Build and optimize the module of f in ctx. */
-static lathe_status build_module(lathe_program *p, const lt_fused *f, LLVMContextRef ctx, LLVMModuleRef *out,
-                                 LLVMTargetMachineRef tm) {
+/* Build and optimize the module of kernels [first, last) of f in ctx. */
+static lathe_status build_module(lathe_program *p, const lt_fused *f, int first, int last, LLVMContextRef ctx,
+                                 LLVMModuleRef *out, LLVMTargetMachineRef tm) {
     LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("lathe", ctx);
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(mod, triple);
@@ -92,11 +97,12 @@ static lathe_status build_module(lathe_program *p, const lt_fused *f, LLVMContex
     LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(mod, td);
     LLVMDisposeTargetData(td);
-    lathe_status st = lt_lower(f, ctx, mod, p->err, sizeof p->err);
+    lathe_status st = lt_lower(f, first, last, ctx, mod, p->err, sizeof p->err);
     if (st == LATHE_OK) {
         LLVMPassBuilderOptionsRef opt = LLVMCreatePassBuilderOptions();
         LLVMPassBuilderOptionsSetLoopVectorization(opt, 1);
         LLVMPassBuilderOptionsSetSLPVectorization(opt, 1);
+        LLVMPassBuilderOptionsSetLoopUnrolling(opt, 0); /* code size: compile time */
         LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, opt);
         LLVMDisposePassBuilderOptions(opt);
         if (e) st = llvm_err(p, e, "LLVM optimization");
@@ -115,13 +121,44 @@ static lathe_status compile_jit(lathe_program *p) {
     if (p->f->g->status != LATHE_OK)
         return perr(p, p->f->g->status, "%s", lathe_graph_error(p->f->g));
     const lt_fused *f = p->f;
-    LLVMTargetMachineRef tm = host_machine(p->err, sizeof p->err);
-    if (!tm) return LATHE_ERR_UNSUPPORTED;
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
-    LLVMModuleRef mod = NULL;
-    lathe_status st = build_module(p, f, ctx, &mod, tm);
-    LLVMDisposeTargetMachine(tm);
+    /* one part per thread: lower, optimize and emit an object in parallel */
+    int nparts = omp_get_max_threads();
+    if (nparts > f->nk) nparts = f->nk > 0 ? f->nk : 1;
+    if (nparts > 64) nparts = 64;
+    LLVMMemoryBufferRef objs[64] = {0};
+    lathe_status pst[64];
+    char (*perrs)[1024] = calloc(64, sizeof *perrs);
+    if (!perrs) return perr(p, LATHE_ERR_NOMEM, "out of memory");
+    LLVMTargetMachineRef tm0 = host_machine(p->err, sizeof p->err); /* LLVM's targets, before the threads */
+    if (!tm0) return LATHE_ERR_UNSUPPORTED;
+    LLVMDisposeTargetMachine(tm0);
+#pragma omp parallel for num_threads(nparts) schedule(static, 1)
+    for (int part = 0; part < nparts; part++) {
+        lathe_program tmp = {0};
+        pst[part] = LATHE_OK;
+        LLVMTargetMachineRef ptm = host_machine(tmp.err, sizeof tmp.err);
+        LLVMContextRef pctx = LLVMContextCreate();
+        LLVMModuleRef pmod = NULL;
+        int first = (int)((int64_t)f->nk * part / nparts), last = (int)((int64_t)f->nk * (part + 1) / nparts);
+        if (!ptm) pst[part] = LATHE_ERR_UNSUPPORTED;
+        else pst[part] = build_module(&tmp, f, first, last, pctx, &pmod, ptm);
+        if (pst[part] == LATHE_OK) {
+            char *msg = NULL;
+            if (LLVMTargetMachineEmitToMemoryBuffer(ptm, pmod, LLVMObjectFile, &msg, &objs[part])) {
+                pst[part] = perr(&tmp, LATHE_ERR_UNSUPPORTED, "emitting code: %s", msg ? msg : "?");
+                objs[part] = NULL;
+            }
+            LLVMDisposeMessage(msg);
+        }
+        snprintf(perrs[part], sizeof perrs[part], "%s", tmp.err);
+        if (pmod) LLVMDisposeModule(pmod);
+        LLVMContextDispose(pctx);
+        if (ptm) LLVMDisposeTargetMachine(ptm);
+    }
+    lathe_status st = LATHE_OK;
+    for (int part = 0; part < nparts && st == LATHE_OK; part++)
+        if (pst[part] != LATHE_OK) st = perr(p, pst[part], "%s", perrs[part]);
+    free(perrs);
     if (st == LATHE_OK) {
         LLVMOrcJITTargetMachineBuilderRef jtmb;
         LLVMErrorRef e = LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
@@ -132,18 +169,14 @@ static lathe_status compile_jit(lathe_program *p) {
         }
         if (e) st = llvm_err(p, e, "creating the LLVM JIT");
     }
-    if (st == LATHE_OK) {
-        /* the JIT takes the module (and the context through tsm) */
-        LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod, tsc);
-        mod = NULL;
-        LLVMErrorRef e = LLVMOrcLLJITAddLLVMIRModule(p->jit, LLVMOrcLLJITGetMainJITDylib(p->jit), tsm);
-        if (e) {
-            LLVMOrcDisposeThreadSafeModule(tsm);
-            st = llvm_err(p, e, "adding the module to the JIT");
-        }
+    for (int part = 0; part < nparts; part++) {
+        if (!objs[part]) continue;
+        if (st == LATHE_OK) {
+            /* the JIT takes the object buffer */
+            LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(p->jit, LLVMOrcLLJITGetMainJITDylib(p->jit), objs[part]);
+            if (e) st = llvm_err(p, e, "adding code to the JIT");
+        } else LLVMDisposeMemoryBuffer(objs[part]);
     }
-    if (mod) LLVMDisposeModule(mod);
-    LLVMOrcDisposeThreadSafeContext(tsc); /* modules keep it alive as needed */
     if (st != LATHE_OK) return st;
     p->kernels = calloc((size_t)f->nk + 1, sizeof *p->kernels);
     if (!p->kernels) return perr(p, LATHE_ERR_NOMEM, "out of memory");
@@ -308,7 +341,7 @@ lathe_status lathe_dump_stage(lathe_graph *g, const char *stage, FILE *out) {
         if (!tm) st = LATHE_ERR_UNSUPPORTED;
         LLVMContextRef ctx = LLVMContextCreate();
         LLVMModuleRef mod = NULL;
-        if (st == LATHE_OK) st = build_module(&tmp, f, ctx, &mod, tm);
+        if (st == LATHE_OK) st = build_module(&tmp, f, 0, f->nk, ctx, &mod, tm);
         if (st == LATHE_OK && !strcmp(stage, "llvm")) {
             char *s = LLVMPrintModuleToString(mod);
             fputs(s, out);

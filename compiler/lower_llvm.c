@@ -34,6 +34,8 @@ typedef struct {
     int *memo_scope;
     int scopes[64];
     int nscope, next_scope;
+    LLVMMetadataRef tbaa_root, *tbaa; /* one TBAA type per buffer: distinct buffers never alias */
+    unsigned tbaa_kind;
 } cg;
 
 static LLVMTypeRef ty(cg *c, lathe_dtype t) {
@@ -105,6 +107,25 @@ static void emit_loop(cg *c, int var, LLVMValueRef lo, LLVMValueRef hi, body_fn 
 }
 
 static LLVMValueRef gen(cg *c, const lt_expr *e);
+
+/* Tag a load or store of buffer buf with its own TBAA type, so LLVM knows
+ * different buffers do not alias (they are disjoint in the plan, except a
+ * buffer computed in place of another, which shares its type). */
+static LLVMValueRef tag(cg *c, LLVMValueRef inst, int buf) {
+    int sw = c->f->plan[buf].shared_with;
+    while (sw >= 0) buf = sw, sw = c->f->plan[buf].shared_with;
+    if (!c->tbaa[buf]) {
+        char name[32];
+        snprintf(name, sizeof name, "lathe.buf%d", buf);
+        LLVMMetadataRef ops[3] = {LLVMMDStringInContext2(c->ctx, name, strlen(name)), c->tbaa_root,
+                                  LLVMValueAsMetadata(k64(c, 0))};
+        LLVMMetadataRef type = LLVMMDNodeInContext2(c->ctx, ops, 3);
+        LLVMMetadataRef acc[3] = {type, type, LLVMValueAsMetadata(k64(c, 0))};
+        c->tbaa[buf] = LLVMMDNodeInContext2(c->ctx, acc, 3);
+    }
+    LLVMSetMetadata(inst, c->tbaa_kind, LLVMMetadataAsValue(c->ctx, c->tbaa[buf]));
+    return inst;
+}
 
 static LLVMValueRef elem_ptr(cg *c, int buf, LLVMValueRef idx, LLVMTypeRef *mty) {
     const lt_kbuf *kb = &c->f->bufs[buf];
@@ -295,7 +316,7 @@ static LLVMValueRef gen(cg *c, const lt_expr *e) {
     case X_LOAD: {
         LLVMTypeRef mty;
         LLVMValueRef p = elem_ptr(c, e->buf, gen(c, e->a), &mty);
-        v = LLVMBuildLoad2(c->b, mty, p, "");
+        v = tag(c, LLVMBuildLoad2(c->b, mty, p, ""), e->buf);
         if (e->t == LATHE_BOOL) v = LLVMBuildICmp(c->b, LLVMIntNE, v, LLVMConstInt(c->i8, 0, 0), "");
         break;
     }
@@ -334,7 +355,7 @@ static void out_body(cg *c, void *arg) {
     LLVMTypeRef mty;
     LLVMValueRef p = elem_ptr(c, k->buf, lin, &mty);
     if (c->f->bufs[k->buf].dtype == LATHE_BOOL) v = LLVMBuildZExt(c->b, v, c->i8, "");
-    LLVMBuildStore(c->b, v, p);
+    tag(c, LLVMBuildStore(c->b, v, p), k->buf);
 }
 
 static void outer_body(cg *c, void *arg) {
@@ -374,7 +395,8 @@ static void lower_kernel(cg *c, const lt_kernel *k, int index) {
     LLVMBuildBr(c->b, start);
 }
 
-lathe_status lt_lower(const lt_fused *f, LLVMContextRef ctx, LLVMModuleRef mod, char *err, size_t errlen) {
+lathe_status lt_lower(const lt_fused *f, int first, int last, LLVMContextRef ctx, LLVMModuleRef mod, char *err,
+                      size_t errlen) {
     cg c = {0};
     c.ctx = ctx;
     c.mod = mod;
@@ -389,12 +411,16 @@ lathe_status lt_lower(const lt_fused *f, LLVMContextRef ctx, LLVMModuleRef mod, 
     c.vars = calloc((size_t)f->nvars + 2, sizeof *c.vars);
     c.memo = calloc((size_t)f->nexpr + 1, sizeof *c.memo);
     c.memo_scope = calloc((size_t)f->nexpr + 1, sizeof *c.memo_scope);
+    c.tbaa = calloc((size_t)f->nbufs + 1, sizeof *c.tbaa);
+    c.tbaa_kind = LLVMGetMDKindIDInContext(ctx, "tbaa", 4);
+    LLVMMetadataRef root_name = LLVMMDStringInContext2(ctx, "lathe.arena", 11);
+    c.tbaa_root = LLVMMDNodeInContext2(ctx, &root_name, 1);
     lathe_status st = LATHE_OK;
-    if (!c.vars || !c.memo || !c.memo_scope) {
+    if (!c.vars || !c.memo || !c.memo_scope || !c.tbaa) {
         snprintf(err, errlen, "out of memory");
         st = LATHE_ERR_NOMEM;
     }
-    for (int i = 0; i < f->nk && st == LATHE_OK; i++) {
+    for (int i = first; i < last && st == LATHE_OK; i++) {
         memset(c.memo, 0, (size_t)f->nexpr * sizeof *c.memo);
         lower_kernel(&c, &f->ks[i], i);
     }
@@ -408,5 +434,6 @@ lathe_status lt_lower(const lt_fused *f, LLVMContextRef ctx, LLVMModuleRef mod, 
     free(c.vars);
     free(c.memo);
     free(c.memo_scope);
+    free(c.tbaa);
     return st;
 }
