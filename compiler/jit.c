@@ -16,6 +16,7 @@
  * The same lathe_program answers for the reference evaluator
  * (LATHE_BACKEND_EVAL), so any user can compare the two.  One LLVMContext per
  * compilation; ownership of the module moves to the JIT (see add_module). */
+#include <math.h>
 #include <string.h>
 
 #include <llvm-c/Analysis.h>
@@ -32,17 +33,26 @@
 #include "kernel.h"
 #include "lathe_compiler.h"
 #include "lathe_runtime.h"
+#include "lathe_train.h"
 #include "lower_llvm.h"
 
+/* Both backends keep every named tensor (inputs, params, buffers, outputs)
+ * in an arena described by one table, so setting, reading, initializing,
+ * optimizing and checkpointing work the same way on both.  The JIT's arena
+ * is its memory plan; the evaluator's holds just the named tensors, copied
+ * to and from the evaluator around each run. */
 struct lathe_program {
     lathe_backend backend;
     lathe_graph *g;            /* the caller's graph (not owned) */
     char err[1024];
     int threads;
+    lathe_rt_tensor *tensors;
+    int ntensors;
+    const lathe_node **tnode;  /* per tensor: its node in g */
     /* JIT */
     lt_fused *f;
     LLVMOrcLLJITRef jit;
-    lathe_rt_program rt;
+    lathe_rt_program rt;       /* rt.arena is the arena of both backends */
     lathe_rt_kernel *kernels;
     lathe_rt_copy *copies;
     /* evaluator */
@@ -113,6 +123,12 @@ static lathe_status build_module(lathe_program *p, const lt_fused *f, int first,
     }
     *out = mod;
     return LATHE_OK;
+}
+
+static const lathe_node *find_leaf(const lathe_graph *g, const char *name) {
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->name && strcmp(g->nodes[i]->name, name) == 0) return g->nodes[i];
+    return NULL;
 }
 
 static lathe_status compile_jit(lathe_program *p) {
@@ -200,6 +216,12 @@ static lathe_status compile_jit(lathe_program *p) {
     p->rt.arena = lathe_rt_alloc_arena(f->arena_size);
     if (!p->rt.arena) return perr(p, LATHE_ERR_NOMEM, "out of memory for a %lld-byte arena", (long long)f->arena_size);
     p->rt.arena_size = f->arena_size;
+    for (int i = 0; i < p->ntensors; i++) { /* where the plan put each named tensor */
+        const lathe_rt_tensor *t = &p->tensors[i];
+        const lathe_node *n = t->kind == LATHE_RT_OUTPUT ? lathe_graph_find_output(f->g, t->name) : find_leaf(f->g, t->name);
+        LT_ASSERT(n && f->buf_of[n->id] >= 0);
+        p->tensors[i].offset = f->plan[f->buf_of[n->id]].offset;
+    }
     p->rt.kernels = p->kernels;
     p->rt.nkernels = f->nk;
     p->rt.copies = p->copies;
@@ -208,6 +230,87 @@ static lathe_status compile_jit(lathe_program *p) {
         if (f->bufs[b].kind == B_CONST)
             memcpy(p->rt.arena + f->plan[b].offset, f->bufs[b].data, (size_t)f->plan[b].size);
     return LATHE_OK;
+}
+
+/* PyTorch's default initialization of a parameter or buffer, from the op
+ * that uses it: kaiming-uniform(a = sqrt(5)) weights and uniform(+-1/sqrt(fan_in))
+ * biases for conv2d and linear (both bounds are 1/sqrt(fan_in)); batch norm's
+ * weight 1, bias 0, running_var 1, running_mean 0. */
+static void init_rule(const lathe_graph *g, const lathe_node *leaf, lathe_rt_tensor *t) {
+    t->init = LATHE_INIT_CONST;
+    t->init_a = 0;
+    for (int i = leaf->id + 1; i < g->nnodes; i++) {
+        const lathe_node *n = g->nodes[i];
+        for (int k = 0; k < n->nin; k++) {
+            if (n->in[k] != leaf) continue;
+            const lathe_node *w = n->nin > 1 ? n->in[1] : NULL;
+            if ((n->op == LT_OP_CONV2D || n->op == LT_OP_LINEAR) && (k == 1 || k == 2)) {
+                int64_t fan_in = 1;
+                for (int d = 1; d < w->rank; d++) fan_in *= w->shape[d];
+                t->init = LATHE_INIT_UNIFORM;
+                t->init_a = 1.0 / sqrt((double)(fan_in ? fan_in : 1));
+                return;
+            }
+            if (n->op == LT_OP_BATCH_NORM2D) {
+                t->init_a = k == 1 || k == 4 ? 1 : 0;
+                return;
+            }
+        }
+    }
+    if (leaf->op == LT_OP_PARAM && leaf->rank >= 2) { /* some other use: as a linear layer's weight */
+        int64_t fan_in = leaf->numel / (leaf->shape[0] ? leaf->shape[0] : 1);
+        t->init = LATHE_INIT_UNIFORM;
+        t->init_a = 1.0 / sqrt((double)(fan_in ? fan_in : 1));
+    }
+}
+
+/* The table of named tensors of g: leaves, then outputs. */
+static lathe_status build_table(lathe_program *p) {
+    const lathe_graph *g = p->g;
+    p->tensors = calloc((size_t)(g->nnodes + g->nout + 1), sizeof *p->tensors);
+    p->tnode = calloc((size_t)(g->nnodes + g->nout + 1), sizeof *p->tnode);
+    if (!p->tensors || !p->tnode) return perr(p, LATHE_ERR_NOMEM, "out of memory");
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < (pass ? g->nout : g->nnodes); i++) {
+            const lathe_node *n = pass ? g->outputs[i].node : g->nodes[i];
+            if (!pass && (!n->name || n->op == LT_OP_CONST)) continue;
+            lathe_rt_tensor *t = &p->tensors[p->ntensors];
+            p->tnode[p->ntensors++] = n;
+            t->name = pass ? g->outputs[i].name : n->name;
+            t->kind = pass ? LATHE_RT_OUTPUT : n->op == LT_OP_INPUT ? LATHE_RT_INPUT : n->op == LT_OP_PARAM ? LATHE_RT_PARAM : LATHE_RT_BUFFER;
+            t->dtype = (int)n->dtype;
+            t->rank = n->rank;
+            memcpy(t->shape, n->shape, sizeof t->shape);
+            t->numel = n->numel;
+            t->requires_grad = !pass && n->requires_grad;
+            t->grad_offset = -1;
+            if (!pass && n->op != LT_OP_INPUT) init_rule(g, n, t);
+        }
+    return LATHE_OK;
+}
+
+/* Gradient offsets, once every tensor has its offset. */
+static void link_grads(lathe_program *p) {
+    size_t plen = strlen(LATHE_GRAD_PREFIX);
+    for (int i = 0; i < p->ntensors; i++) {
+        lathe_rt_tensor *o = &p->tensors[i];
+        if (o->kind != LATHE_RT_OUTPUT || strncmp(o->name, LATHE_GRAD_PREFIX, plen) != 0) continue;
+        for (int j = 0; j < p->ntensors; j++)
+            if (p->tensors[j].kind == LATHE_RT_PARAM && strcmp(p->tensors[j].name, o->name + plen) == 0)
+                p->tensors[j].grad_offset = o->offset;
+    }
+}
+
+/* The evaluator's arena: the named tensors one after another. */
+static lathe_status eval_arena(lathe_program *p) {
+    int64_t off = 0;
+    for (int i = 0; i < p->ntensors; i++) {
+        p->tensors[i].offset = off;
+        off += (p->tensors[i].numel * (int64_t)lathe_dtype_size((lathe_dtype)p->tensors[i].dtype) + 63) & ~(int64_t)63;
+    }
+    p->rt.arena = lathe_rt_alloc_arena(off);
+    p->rt.arena_size = off;
+    return p->rt.arena ? LATHE_OK : perr(p, LATHE_ERR_NOMEM, "out of memory");
 }
 
 lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend) {
@@ -220,12 +323,13 @@ lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend) {
     }
     p->backend = backend;
     p->g = g;
-    lathe_status st;
-    if (backend == LATHE_BACKEND_EVAL) {
+    lathe_status st = build_table(p);
+    if (st == LATHE_OK && backend == LATHE_BACKEND_EVAL) {
         p->ev = lathe_eval_new(g);
-        st = p->ev ? LATHE_OK : lathe_graph_status(g);
+        st = p->ev ? eval_arena(p) : lathe_graph_status(g);
         if (!p->ev) perr(p, st, "%s", lathe_graph_error(g));
-    } else st = compile_jit(p);
+    } else if (st == LATHE_OK) st = compile_jit(p);
+    if (st == LATHE_OK) link_grads(p);
     if (st != LATHE_OK) {
         lt_fail(g, st, "compile: %s", p->err);
         lathe_program_free(p);
@@ -242,58 +346,47 @@ void lathe_program_free(lathe_program *p) {
     free(p->copies);
     lt_fused_free(p->f);
     lathe_eval_free(p->ev);
+    free(p->tensors);
+    free(p->tnode);
     free(p);
+}
+
+int lathe_program_num_tensors(const lathe_program *p) { return p->ntensors; }
+const lathe_rt_tensor *lathe_program_tensors(const lathe_program *p) { return p->tensors; }
+uint8_t *lathe_program_arena(lathe_program *p) { return p->rt.arena; }
+void lathe_program_init(lathe_program *p, uint64_t seed) { lathe_rt_init(p->rt.arena, p->tensors, p->ntensors, seed); }
+lathe_optimizer *lathe_program_optimizer(lathe_program *p, const lathe_optim_config *cfg) {
+    return lathe_optim_new(cfg, p->rt.arena, p->tensors, p->ntensors, p->err, sizeof p->err);
 }
 
 const char *lathe_program_error(const lathe_program *p) { return p->err; }
 void lathe_program_set_threads(lathe_program *p, int threads) { p->threads = threads; }
 int64_t lathe_program_arena_bytes(const lathe_program *p) { return p->f ? p->f->arena_size : 0; }
 
-/* The buffer of a leaf by name, or of an output by name (outputs first when
- * want_output). */
-static const lathe_node *find_node(const lathe_program *p, const char *name, bool outputs_first) {
-    const lathe_graph *g = p->backend == LATHE_BACKEND_JIT ? p->f->g : p->g;
-    if (outputs_first) {
-        lathe_node *o = lathe_graph_find_output(g, name);
-        if (o) return o;
-    }
-    for (int i = 0; i < lathe_graph_num_nodes(g); i++) {
-        lathe_node *n = lathe_graph_node(g, i);
-        if (n->name && strcmp(n->name, name) == 0) return n;
-    }
-    return NULL;
+/* The tensor `name`: outputs first when outputs_first, else leaves only. */
+static int find_tensor(const lathe_program *p, const char *name, bool outputs_first) {
+    for (int pass = outputs_first ? 0 : 1; pass < 2; pass++)
+        for (int i = 0; i < p->ntensors; i++)
+            if ((p->tensors[i].kind == LATHE_RT_OUTPUT) == (pass == 0) && strcmp(p->tensors[i].name, name) == 0) return i;
+    return -1;
 }
+
+static size_t tensor_bytes(const lathe_rt_tensor *t) { return (size_t)t->numel * lathe_dtype_size((lathe_dtype)t->dtype); }
 
 lathe_status lathe_program_set(lathe_program *p, const char *name, const void *data, size_t nbytes) {
-    if (p->backend == LATHE_BACKEND_EVAL) {
-        lathe_status st = lathe_eval_set(p->ev, name, data, nbytes);
-        if (st) perr(p, st, "%s", lathe_eval_error(p->ev));
-        return st;
-    }
-    const lathe_node *n = find_node(p, name, false);
-    if (!n || n->op == LT_OP_CONST) return perr(p, LATHE_ERR_NAME, "set: no input, param or buffer named '%s'", name);
-    int b = p->f->buf_of[n->id];
-    size_t want = (size_t)p->f->plan[b].size;
+    int i = find_tensor(p, name, false);
+    if (i < 0) return perr(p, LATHE_ERR_NAME, "set: no input, param or buffer named '%s'", name);
+    size_t want = tensor_bytes(&p->tensors[i]);
     if (nbytes != want) {
         char ts[160];
-        lathe_node_type_str(n, ts, sizeof ts);
+        lathe_node_type_str(p->tnode[i], ts, sizeof ts);
         return perr(p, LATHE_ERR_ARG, "set '%s' (%s): %zu bytes given, %zu expected", name, ts, nbytes, want);
     }
-    if (nbytes) memcpy(p->rt.arena + p->f->plan[b].offset, data, nbytes);
+    if (nbytes) memcpy(p->rt.arena + p->tensors[i].offset, data, nbytes);
     return LATHE_OK;
 }
 
-lathe_status lathe_program_run(lathe_program *p) {
-    if (p->backend == LATHE_BACKEND_EVAL) {
-        lathe_status st = lathe_eval_run(p->ev);
-        if (st) perr(p, st, "%s", lathe_eval_error(p->ev));
-        return st;
-    }
-    lathe_rt_run(&p->rt, p->threads);
-    return LATHE_OK;
-}
-
-static void to_dtype(lathe_dtype t, const double *v, int64_t n, void *out) {
+static void from_doubles(lathe_dtype t, const double *v, int64_t n, void *out) {
     for (int64_t i = 0; i < n; i++) switch (t) {
         case LATHE_F32: ((float *)out)[i] = (float)v[i]; break;
         case LATHE_F64: ((double *)out)[i] = v[i]; break;
@@ -302,24 +395,42 @@ static void to_dtype(lathe_dtype t, const double *v, int64_t n, void *out) {
         }
 }
 
+/* The evaluator reads the leaves from the arena and writes back the outputs
+ * and the updated buffers. */
+static lathe_status eval_run(lathe_program *p) {
+    for (int i = 0; i < p->ntensors; i++) {
+        const lathe_rt_tensor *t = &p->tensors[i];
+        if (t->kind == LATHE_RT_OUTPUT) continue;
+        lathe_status st = lathe_eval_set(p->ev, t->name, p->rt.arena + t->offset, tensor_bytes(t));
+        if (st) return perr(p, st, "%s", lathe_eval_error(p->ev));
+    }
+    lathe_status st = lathe_eval_run(p->ev);
+    if (st) return perr(p, st, "%s", lathe_eval_error(p->ev));
+    for (int i = 0; i < p->ntensors; i++) {
+        const lathe_rt_tensor *t = &p->tensors[i];
+        if (t->kind != LATHE_RT_OUTPUT && t->kind != LATHE_RT_BUFFER) continue;
+        const double *v = t->kind == LATHE_RT_OUTPUT ? lathe_eval_value(p->ev, p->tnode[i]) : lathe_eval_leaf(p->ev, t->name);
+        from_doubles((lathe_dtype)t->dtype, v, t->numel, p->rt.arena + t->offset);
+    }
+    return LATHE_OK;
+}
+
+lathe_status lathe_program_run(lathe_program *p) {
+    if (p->backend == LATHE_BACKEND_EVAL) return eval_run(p);
+    lathe_rt_run(&p->rt, p->threads);
+    return LATHE_OK;
+}
+
 lathe_status lathe_program_get(lathe_program *p, const char *name, void *out, size_t nbytes) {
-    const lathe_node *n = find_node(p, name, true);
-    if (!n) return perr(p, LATHE_ERR_NAME, "get: no output or tensor named '%s'", name);
-    size_t want = (size_t)n->numel * lathe_dtype_size(n->dtype);
+    int i = find_tensor(p, name, true);
+    if (i < 0) return perr(p, LATHE_ERR_NAME, "get: no output or tensor named '%s'", name);
+    size_t want = tensor_bytes(&p->tensors[i]);
     if (nbytes != want) {
         char ts[160];
-        lathe_node_type_str(n, ts, sizeof ts);
+        lathe_node_type_str(p->tnode[i], ts, sizeof ts);
         return perr(p, LATHE_ERR_ARG, "get '%s' (%s): %zu bytes given, %zu expected", name, ts, nbytes, want);
     }
-    if (p->backend == LATHE_BACKEND_EVAL) {
-        const double *v = lt_ops[n->op].kind == LT_LEAF && n->op != LT_OP_CONST ? lathe_eval_leaf(p->ev, name)
-                                                                              : lathe_eval_value(p->ev, n);
-        if (!v) return perr(p, LATHE_ERR_ARG, "get '%s': %s", name, lathe_eval_error(p->ev));
-        to_dtype(n->dtype, v, n->numel, out);
-        return LATHE_OK;
-    }
-    int b = p->f->buf_of[n->id];
-    if (want) memcpy(out, p->rt.arena + p->f->plan[b].offset, want);
+    if (want) memcpy(out, p->rt.arena + p->tensors[i].offset, want);
     return LATHE_OK;
 }
 

@@ -14,6 +14,7 @@
 #define LATHE_COMPILER_H
 
 #include "lathe.h"
+#include "lathe_train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -93,6 +94,22 @@ void lathe_program_set_threads(lathe_program *p, int threads);
 int64_t lathe_program_arena_bytes(const lathe_program *p);
 /* Message of the last failed call on p; "" if none. */
 const char *lathe_program_error(const lathe_program *p);
+
+/* The program's named tensors, like model.named_parameters() plus inputs,
+ * buffers and outputs: name, kind, dtype, shape, requires_grad, where it is
+ * in the arena, where its gradient is.  Valid until lathe_program_free. */
+int lathe_program_num_tensors(const lathe_program *p);
+const lathe_rt_tensor *lathe_program_tensors(const lathe_program *p);
+/* The arena those offsets refer to (both backends keep one). */
+uint8_t *lathe_program_arena(lathe_program *p);
+/* PyTorch's default initialization of every parameter and buffer, from a
+ * seed (see lathe_rt_init). */
+void lathe_program_init(lathe_program *p, uint64_t seed);
+/* An optimizer over all the program's parameters (see lathe_optim_new):
+ * after lathe_program_run, lathe_optim_step updates the ones that require
+ * grad.  NULL with the message in lathe_program_error.  Free it before the
+ * program. */
+lathe_optimizer *lathe_program_optimizer(lathe_program *p, const lathe_optim_config *cfg);
 
 /* Print a compiler stage of g for `lathe dump`: "fused" (kernels, the nodes
  * fused into each, what they read, their iteration space), "plan" (every

@@ -364,6 +364,19 @@ lathe_status lathe_set_requires_grad(lathe_node *n, bool rg) {
     return LATHE_OK;
 }
 
+int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool rg) {
+    int k = 0;
+    size_t len = strlen(prefix);
+    for (int i = 0; i < g->nnodes; i++) {
+        lathe_node *n = g->nodes[i];
+        if (n->op == LT_OP_PARAM && strncmp(n->name, prefix, len) == 0 && lt_is_float(n->dtype)) {
+            n->requires_grad = rg;
+            k++;
+        }
+    }
+    return k;
+}
+
 void lathe_no_grad_begin(lathe_graph *g) { g->no_grad_depth++; }
 void lathe_no_grad_end(lathe_graph *g) {
     if (g->no_grad_depth > 0) g->no_grad_depth--;

@@ -139,6 +139,10 @@ lathe_node *lathe_scalar(lathe_graph *g, lathe_dtype dtype, double v);
  * or freezing: param.requires_grad = False).  Values computed from it see the
  * change, since requires_grad of non-leaves is derived, not stored. */
 lathe_status lathe_set_requires_grad(lathe_node *leaf, bool requires_grad);
+/* Freeze (false) or unfreeze (true) every parameter whose name starts with
+ * prefix ("" for all; "layer4." for a stage; "fc." for the classifier).
+ * Returns how many parameters matched. */
+int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requires_grad);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
  * no_grad region or is a comparison, argmax or integer result. */

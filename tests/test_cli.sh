@@ -92,6 +92,25 @@ check "grad without a loss says so" contains "$TMP/out" "nothing is marked for d
 "$LATHE" dump "$DATA/mlp_loss.ir" --stage grad --loss nope >"$TMP/out" 2>&1
 check "unknown --loss exits 1" [ $? -eq 1 ]
 check "unknown --loss is named" contains "$TMP/out" "no output named 'nope'"
+# compiler stages: kernels, memory plan, LLVM IR, assembly
+"$LATHE" dump "$DATA/mlp_loss.ir" --loss loss --stage fused >"$TMP/f.txt"
+check "fused exits 0" [ $? -eq 0 ]
+check "fused lists kernels" contains "$TMP/f.txt" "kernel k0: writes"
+check "fused marks backward nodes" contains "$TMP/f.txt" "matmul(B)"
+check "fused shows an epilogue in one kernel" contains "$TMP/f.txt" "matmul(F) %8 add(F) %9 relu(F)"
+check "fused names what a kernel reads" contains "$TMP/f.txt" "[#2 param 'fc1.weight' f32[5,3]]"
+"$LATHE" dump "$DATA/mlp_loss.ir" --loss loss --stage plan >"$TMP/p.txt"
+check "plan exits 0" [ $? -eq 0 ]
+check "plan has a total" contains "$TMP/p.txt" "total: "
+check "plan shows lifetimes" contains "$TMP/p.txt" "in..out"
+"$LATHE" dump "$DATA/seed_q_grad.ir" --stage llvm >"$TMP/l.ll"
+check "llvm exits 0" [ $? -eq 0 ]
+check "llvm defines kernels" contains "$TMP/l.ll" "define void @lathe_k0(ptr"
+"$LATHE" dump "$DATA/seed_q_grad.ir" --stage asm >"$TMP/a.s"
+check "asm exits 0" [ $? -eq 0 ]
+check "asm has the kernel symbol" contains "$TMP/a.s" "lathe_k0:"
+"$LATHE" dump "$DATA/seed_q.ir" --stage plan --format dot >"$TMP/out" 2>&1
+check "dot of a plan exits 2" [ $? -eq 2 ]
 "$LATHE" dump "$DATA/seed_q.ir" --stage fuzed >"$TMP/out" 2>&1
 check "unknown stage exits 2" [ $? -eq 2 ]
 

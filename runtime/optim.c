@@ -1,0 +1,212 @@
+/* optim.c - parameter initialization and optimizers, following PyTorch's
+ * update rules line by line (torch/optim/sgd.py, adam.py, adamw.py, 1.13),
+ * computed in the parameter's own dtype as PyTorch does. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lathe_train.h"
+
+const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (ts[i].name && strcmp(ts[i].name, name) == 0) return &ts[i];
+    return NULL;
+}
+
+/* ---- initialization ------------------------------------------------------------- */
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed) {
+    for (int i = 0; i < n; i++) {
+        const lathe_rt_tensor *t = &ts[i];
+        if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
+        if (t->init == LATHE_INIT_NONE) continue;
+        uint64_t s = seed ^ name_hash(t->name);
+        uint8_t *p = arena + t->offset;
+        for (int64_t j = 0; j < t->numel; j++) {
+            double v = t->init_a;
+            if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * ((double)(splitmix(&s) >> 11) / 9007199254740992.0) - 1.0);
+            switch (t->dtype) {
+            case LATHE_RT_F32: ((float *)p)[j] = (float)v; break;
+            case LATHE_RT_F64: ((double *)p)[j] = v; break;
+            case LATHE_RT_I64: ((int64_t *)p)[j] = (int64_t)v; break;
+            case LATHE_RT_BOOL: ((bool *)p)[j] = v != 0; break;
+            }
+        }
+    }
+}
+
+/* ---- optimizers ---------------------------------------------------------------------- */
+
+lathe_optim_config lathe_sgd_config(double lr, double momentum) {
+    return (lathe_optim_config){.kind = LATHE_SGD, .lr = lr, .momentum = momentum};
+}
+lathe_optim_config lathe_adam_config(double lr) {
+    return (lathe_optim_config){.kind = LATHE_ADAM, .lr = lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
+}
+lathe_optim_config lathe_adamw_config(double lr) {
+    lathe_optim_config c = lathe_adam_config(lr);
+    c.kind = LATHE_ADAMW;
+    c.weight_decay = 0.01;
+    return c;
+}
+
+typedef struct {
+    const lathe_rt_tensor *t;
+    void *p;
+    const void *g;
+    void *s1, *s2;     /* momentum buffer, or exp_avg and exp_avg_sq */
+    bool has_s1;       /* SGD: the momentum buffer exists (after the first step) */
+} slot;
+
+struct lathe_optimizer {
+    lathe_optim_config cfg;
+    slot *slots;
+    int n;
+    int64_t steps;
+};
+
+lathe_optimizer *lathe_optim_new(const lathe_optim_config *cfg, uint8_t *arena, const lathe_rt_tensor *ts, int n,
+                                 char *err, size_t errlen) {
+    const lathe_optim_config *c = cfg;
+    const char *bad = NULL;
+    if (!(c->lr >= 0)) bad = "learning rate must be >= 0";
+    else if (!(c->weight_decay >= 0)) bad = "weight_decay must be >= 0";
+    else if (c->kind == LATHE_SGD && !(c->momentum >= 0)) bad = "momentum must be >= 0";
+    else if (c->kind == LATHE_SGD && c->nesterov && (c->momentum <= 0 || c->dampening != 0))
+        bad = "nesterov momentum requires a momentum and zero dampening";
+    else if (c->kind != LATHE_SGD && !(c->beta1 >= 0 && c->beta1 < 1 && c->beta2 >= 0 && c->beta2 < 1))
+        bad = "betas must be in [0, 1)";
+    else if (c->kind != LATHE_SGD && !(c->eps >= 0)) bad = "eps must be >= 0";
+    if (bad) {
+        snprintf(err, errlen, "optimizer: %s", bad);
+        return NULL;
+    }
+    lathe_optimizer *o = calloc(1, sizeof *o);
+    if (!o || !(o->slots = calloc((size_t)n + 1, sizeof *o->slots))) {
+        free(o);
+        snprintf(err, errlen, "optimizer: out of memory");
+        return NULL;
+    }
+    o->cfg = *c;
+    for (int i = 0; i < n; i++) {
+        const lathe_rt_tensor *t = &ts[i];
+        if (t->kind != LATHE_RT_PARAM || !t->requires_grad || t->grad_offset < 0) continue;
+        if (t->dtype != LATHE_RT_F32 && t->dtype != LATHE_RT_F64) continue;
+        slot *s = &o->slots[o->n++];
+        s->t = t;
+        s->p = arena + t->offset;
+        s->g = arena + t->grad_offset;
+        size_t bytes = (size_t)t->numel * (t->dtype == LATHE_RT_F32 ? 4 : 8) + 8;
+        bool two = c->kind != LATHE_SGD;
+        if (two || c->momentum != 0) s->s1 = calloc(1, bytes);
+        if (two) s->s2 = calloc(1, bytes);
+        if ((two || c->momentum != 0) && !s->s1) goto oom;
+        if (two && !s->s2) goto oom;
+    }
+    return o;
+oom:
+    lathe_optim_free(o);
+    snprintf(err, errlen, "optimizer: out of memory for its state");
+    return NULL;
+}
+
+void lathe_optim_free(lathe_optimizer *o) {
+    if (!o) return;
+    for (int i = 0; i < o->n; i++) free(o->slots[i].s1), free(o->slots[i].s2);
+    free(o->slots);
+    free(o);
+}
+
+/* The rules, once for float and once for double. */
+#define SGD_STEP(T)                                                                                   \
+    static void sgd_##T(const lathe_optim_config *c, slot *s) {                                       \
+        T *p = s->p, *buf = s->s1;                                                                    \
+        const T *g = s->g;                                                                            \
+        T lr = (T)c->lr, wd = (T)c->weight_decay, mom = (T)c->momentum, damp = (T)(1 - c->dampening); \
+        int64_t n = s->t->numel;                                                                      \
+        bool first = !s->has_s1;                                                                      \
+        _Pragma("omp parallel for if (n > 65536)")                                                    \
+        for (int64_t i = 0; i < n; i++) {                                                             \
+            T d = g[i];                                                                               \
+            if (wd != 0) d = d + wd * p[i];                                                           \
+            if (mom != 0) {                                                                           \
+                buf[i] = first ? d : mom * buf[i] + damp * d;                                         \
+                d = c->nesterov ? d + mom * buf[i] : buf[i];                                          \
+            }                                                                                         \
+            p[i] = p[i] - lr * d;                                                                     \
+        }                                                                                             \
+        if (mom != 0) s->has_s1 = true;                                                               \
+    }
+SGD_STEP(float)
+SGD_STEP(double)
+
+#define ADAM_STEP(T, SQRT)                                                                       \
+    static void adam_##T(const lathe_optim_config *c, slot *s, int64_t step) {                        \
+        T *p = s->p, *m = s->s1, *v = s->s2;                                                          \
+        const T *g = s->g;                                                                            \
+        /* scalars are Python floats in PyTorch: computed in double, then cast */                    \
+        T wd = (T)c->weight_decay, b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;               \
+        T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), shrink = (T)(1 - c->lr * c->weight_decay); \
+        bool decoupled = c->kind == LATHE_ADAMW;                                                      \
+        double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);          \
+        T step_size = (T)(c->lr / bc1), bc2_sqrt = (T)sqrt(bc2);                                      \
+        int64_t n = s->t->numel;                                                                      \
+        _Pragma("omp parallel for if (n > 65536)")                                                    \
+        for (int64_t i = 0; i < n; i++) {                                                             \
+            T gi = g[i];                                                                              \
+            if (decoupled) p[i] = p[i] * shrink;                                                      \
+            else if (wd != 0) gi = gi + wd * p[i];                                                    \
+            m[i] = m[i] * b1 + omb1 * gi;                                                             \
+            v[i] = v[i] * b2 + omb2 * gi * gi;                                                        \
+            T denom = SQRT(v[i]) / bc2_sqrt + eps;                                                    \
+            p[i] = p[i] - step_size * (m[i] / denom);                                                 \
+        }                                                                                             \
+    }
+ADAM_STEP(float, sqrtf)
+ADAM_STEP(double, sqrt)
+
+void lathe_optim_step(lathe_optimizer *o) {
+    o->steps++;
+    for (int i = 0; i < o->n; i++) {
+        slot *s = &o->slots[i];
+        bool f32 = s->t->dtype == LATHE_RT_F32;
+        if (o->cfg.kind == LATHE_SGD) f32 ? sgd_float(&o->cfg, s) : sgd_double(&o->cfg, s);
+        else f32 ? adam_float(&o->cfg, s, o->steps) : adam_double(&o->cfg, s, o->steps);
+    }
+}
+
+int64_t lathe_optim_steps(const lathe_optimizer *o) { return o->steps; }
+void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps) {
+    o->steps = steps;
+    if (o->cfg.kind == LATHE_SGD)
+        for (int i = 0; i < o->n; i++) o->slots[i].has_s1 = steps > 0 && o->slots[i].s1;
+}
+const lathe_optim_config *lathe_optim_get_config(const lathe_optimizer *o) { return &o->cfg; }
+
+void *lathe_optim_state(lathe_optimizer *o, const char *name, const char *which, bool **exists) {
+    for (int i = 0; i < o->n; i++) {
+        slot *s = &o->slots[i];
+        if (strcmp(s->t->name, name) != 0) continue;
+        if (o->cfg.kind == LATHE_SGD && !strcmp(which, "momentum_buffer") && s->s1) {
+            if (exists) *exists = &s->has_s1;
+            return s->s1;
+        }
+        if (o->cfg.kind != LATHE_SGD && !strcmp(which, "exp_avg")) return s->s1;
+        if (o->cfg.kind != LATHE_SGD && !strcmp(which, "exp_avg_sq")) return s->s2;
+    }
+    return NULL;
+}

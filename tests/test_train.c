@@ -1,0 +1,220 @@
+/* test_train.c - parameters, initialization, freezing and the optimizers,
+ * against hand-computed two-step sequences, on both backends. */
+#include <math.h>
+#include <string.h>
+
+#include "lathe_compiler.h"
+#include "lathe_models.h"
+#include "testutil.h"
+
+/* loss = sum(w * x) + sum(b): grad w = x, grad b = 1 (both constant) */
+static lathe_graph *linear_loss(lathe_dtype t, bool freeze_b) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", t, LATHE_DIMS(3));
+    lathe_node *w = lathe_param(g, "w", t, LATHE_DIMS(3), true);
+    lathe_node *b = lathe_param(g, "b", t, LATHE_DIMS(2), !freeze_b);
+    lathe_param(g, "unused", t, LATHE_DIMS(2), true); /* requires grad but gets none */
+    lathe_node *loss = lathe_add(g, lathe_sum(g, lathe_mul(g, w, x), 0, NULL, false), lathe_sum(g, b, 0, NULL, false));
+    lathe_output(g, "loss", loss);
+    lathe_backward(g, 1, &loss, NULL);
+    assert_graph_ok(g);
+    return g;
+}
+
+static const double W0[3] = {1, -2, 0.5}, X[3] = {0.5, 1, -2}, B0[2] = {3, -1};
+
+typedef struct {
+    const char *label;
+    lathe_optim_config cfg;
+    double w2[3];   /* w after two steps, by hand */
+    double b2[2];
+} optim_case;
+
+/* Hand derivations, g = x = (0.5, 1, -2) for w, g = 1 for b, lr = 0.1:
+ * SGD, no momentum: p2 = p0 - 2 lr g.
+ * momentum 0.9: buf1 = g, buf2 = 0.9 g + g = 1.9 g: p2 = p0 - 0.1 g - 0.19 g = p0 - 0.29 g.
+ * dampening 0.5: buf2 = 0.9 g + 0.5 g = 1.4 g: p2 = p0 - 0.24 g.
+ * nesterov: d1 = g + 0.9 g = 1.9 g, d2 = g + 0.9 * 1.9 g = 2.71 g: p2 = p0 - 0.461 g.
+ * weight decay 0.1, no momentum: d = g + 0.1 p; p1 = p0 - 0.1 (g + 0.1 p0) = 0.99 p0 - 0.1 g;
+ *   p2 = 0.99 p1 - 0.1 g = 0.9801 p0 - 0.199 g.
+ * Adam with a constant gradient g: m_hat = g and v_hat = g^2, so every step
+ * moves p by lr g / (|g| + eps) = lr sign(g) / (1 + eps/|g|):
+ * p2 = p0 - 0.2 sign(g) / (1 + 1e-8/|g|), |g| = 0.5, 1, 2 for w and 1 for b.
+ * AdamW with weight decay 0.01 first shrinks p by 1 - lr wd = 0.999:
+ * p1 = 0.999 p0 - 0.1 sign(g) / (1 + eps/|g|), p2 = 0.999 p1 - the same. */
+#define E 1e-8
+#define A(g) (0.1 / (1 + E / (g)))
+static const optim_case cases[] = {
+    {"sgd", {LATHE_SGD, 0.1, 0, 0, false, 0, 0, 0, 0}, {1 - 0.1, -2 - 0.2, 0.5 + 0.4}, {3 - 0.2, -1 - 0.2}},
+    {"sgd momentum", {LATHE_SGD, 0.1, 0.9, 0, false, 0, 0, 0, 0}, {1 - 0.145, -2 - 0.29, 0.5 + 0.58}, {3 - 0.29, -1 - 0.29}},
+    {"sgd dampening", {LATHE_SGD, 0.1, 0.9, 0.5, false, 0, 0, 0, 0}, {1 - 0.12, -2 - 0.24, 0.5 + 0.48}, {3 - 0.24, -1 - 0.24}},
+    {"sgd nesterov", {LATHE_SGD, 0.1, 0.9, 0, true, 0, 0, 0, 0}, {1 - 0.2305, -2 - 0.461, 0.5 + 0.922}, {3 - 0.461, -1 - 0.461}},
+    {"sgd weight decay", {LATHE_SGD, 0.1, 0, 0, false, 0.1, 0, 0, 0},
+     {0.9801 - 0.0995, -1.9602 - 0.199, 0.49005 + 0.398}, {2.9403 - 0.199, -0.9801 - 0.199}},
+    {"adam", {LATHE_ADAM, 0.1, 0, 0, false, 0, 0.9, 0.999, E},
+     {1 - 2 * A(0.5), -2 - 2 * A(1), 0.5 + 2 * A(2)}, {3 - 2 * A(1), -1 - 2 * A(1)}},
+    {"adamw", {LATHE_ADAMW, 0.1, 0, 0, false, 0.01, 0.9, 0.999, E},
+     {(1 * 0.999 - A(0.5)) * 0.999 - A(0.5), (-2 * 0.999 - A(1)) * 0.999 - A(1), (0.5 * 0.999 + A(2)) * 0.999 + A(2)},
+     {(3 * 0.999 - A(1)) * 0.999 - A(1), (-1 * 0.999 - A(1)) * 0.999 - A(1)}},
+};
+
+static void test_optimizers_two_steps(void **state) {
+    (void)state;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int be = 0; be < 2; be++)
+            for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+                lathe_graph *g = linear_loss((lathe_dtype)t, false);
+                lathe_program *p = lathe_compile(g, be ? LATHE_BACKEND_EVAL : LATHE_BACKEND_JIT);
+                assert_non_null(p);
+                lathe_optimizer *o = lathe_program_optimizer(p, &cases[c].cfg);
+                assert_non_null(o);
+                float f[3];
+                for (int i = 0; i < 3; i++) f[i] = (float)X[i];
+                if (t == LATHE_F32) {
+                    lathe_program_set(p, "x", f, 12);
+                    for (int i = 0; i < 3; i++) f[i] = (float)W0[i];
+                    lathe_program_set(p, "w", f, 12);
+                    lathe_program_set(p, "b", (float[]){3, -1}, 8);
+                } else {
+                    lathe_program_set(p, "x", X, 24);
+                    lathe_program_set(p, "w", W0, 24);
+                    lathe_program_set(p, "b", B0, 16);
+                }
+                for (int s = 0; s < 2; s++) {
+                    assert_int_equal(lathe_program_run(p), LATHE_OK);
+                    lathe_optim_step(o);
+                }
+                assert_int_equal(lathe_optim_steps(o), 2);
+                double w[3], b[2], tol = t == LATHE_F32 ? 2e-6 : 1e-14;
+                if (t == LATHE_F32) {
+                    float fw[3], fb[2];
+                    lathe_program_get(p, "w", fw, 12);
+                    lathe_program_get(p, "b", fb, 8);
+                    for (int i = 0; i < 3; i++) w[i] = fw[i];
+                    for (int i = 0; i < 2; i++) b[i] = fb[i];
+                } else {
+                    lathe_program_get(p, "w", w, 24);
+                    lathe_program_get(p, "b", b, 16);
+                }
+                for (int i = 0; i < 3; i++)
+                    if (fabs(w[i] - cases[c].w2[i]) > tol * (1 + fabs(w[i])))
+                        fail_msg("%s (%s, %s): w[%d] = %.17g, want %.17g", cases[c].label, be ? "eval" : "jit",
+                                 lathe_dtype_name((lathe_dtype)t), i, w[i], cases[c].w2[i]);
+                for (int i = 0; i < 2; i++)
+                    if (fabs(b[i] - cases[c].b2[i]) > tol * (1 + fabs(b[i])))
+                        fail_msg("%s: b[%d] = %.17g, want %.17g", cases[c].label, i, b[i], cases[c].b2[i]);
+                lathe_optim_free(o);
+                lathe_program_free(p);
+                lathe_graph_free(g);
+            }
+}
+
+/* Frozen parameters and parameters without a gradient are given to the
+ * optimizer and left untouched, as in the seed's finetuning. */
+static void test_frozen_untouched(void **state) {
+    (void)state;
+    lathe_graph *g = linear_loss(LATHE_F64, true);
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_JIT);
+    lathe_optim_config cfg = lathe_sgd_config(0.1, 0.9);
+    cfg.weight_decay = 0.5; /* would move them if they were touched */
+    lathe_optimizer *o = lathe_program_optimizer(p, &cfg);
+    lathe_program_set(p, "x", X, 24);
+    lathe_program_set(p, "w", W0, 24);
+    lathe_program_set(p, "b", B0, 16);
+    lathe_program_set(p, "unused", (double[]){7, 8}, 16);
+    lathe_program_run(p);
+    lathe_optim_step(o);
+    double b[2], u[2], w[3];
+    lathe_program_get(p, "b", b, 16);
+    lathe_program_get(p, "unused", u, 16);
+    lathe_program_get(p, "w", w, 24);
+    assert_true(b[0] == 3 && b[1] == -1);
+    assert_true(u[0] == 7 && u[1] == 8);
+    assert_true(w[0] != 1);
+    bool *exists;
+    assert_null(lathe_optim_state(o, "b", "momentum_buffer", &exists));
+    assert_non_null(lathe_optim_state(o, "w", "momentum_buffer", &exists));
+    assert_true(*exists);
+    lathe_optim_free(o);
+    lathe_program_free(p);
+    lathe_graph_free(g);
+}
+
+static void test_bad_config(void **state) {
+    (void)state;
+    lathe_graph *g = linear_loss(LATHE_F32, false);
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_JIT);
+    lathe_optim_config c = lathe_sgd_config(-1, 0);
+    assert_null(lathe_program_optimizer(p, &c));
+    assert_non_null(strstr(lathe_program_error(p), "learning rate must be >= 0"));
+    c = lathe_sgd_config(0.1, 0);
+    c.nesterov = true;
+    assert_null(lathe_program_optimizer(p, &c));
+    assert_non_null(strstr(lathe_program_error(p), "nesterov"));
+    c = lathe_adam_config(0.1);
+    c.beta1 = 1;
+    assert_null(lathe_program_optimizer(p, &c));
+    assert_non_null(strstr(lathe_program_error(p), "betas"));
+    lathe_program_free(p);
+    lathe_graph_free(g);
+}
+
+/* named_parameters() with requires_grad, PyTorch's default init, freezing
+ * by prefix, on a reduced-width ResNet-18. */
+static void test_resnet_params_and_init(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2, 3, 16, 16));
+    lathe_resnet_config cfg = {LATHE_F32, 10, 4, true};
+    lathe_node *y = lathe_resnet18(g, x, &cfg);
+    assert_non_null(y);
+    assert_int_equal(lathe_set_requires_grad_prefix(g, "layer1.", false), 12);
+    lathe_output(g, "logits", y);
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_JIT);
+    assert_non_null(p);
+    const lathe_rt_tensor *ts = lathe_program_tensors(p);
+    int n = lathe_program_num_tensors(p), np = 0;
+    const char *first[] = {"conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight", "layer1.0.bn1.weight"};
+    for (int i = 0; i < n; i++) {
+        if (ts[i].kind != LATHE_RT_PARAM) continue;
+        if (np < 5) assert_string_equal(ts[i].name, first[np]);
+        assert_true(ts[i].requires_grad == (strncmp(ts[i].name, "layer1.", 7) != 0));
+        np++;
+    }
+    assert_int_equal(np, 62); /* torchvision's resnet18 has 62 parameter tensors */
+    assert_non_null(lathe_rt_find(ts, n, "layer2.0.downsample.0.weight"));
+    assert_non_null(lathe_rt_find(ts, n, "layer4.1.bn2.num_batches_tracked"));
+    lathe_program_init(p, 42);
+    uint8_t *arena = lathe_program_arena(p);
+    const lathe_rt_tensor *cw = lathe_rt_find(ts, n, "conv1.weight"), *fcb = lathe_rt_find(ts, n, "fc.bias");
+    const lathe_rt_tensor *bw = lathe_rt_find(ts, n, "bn1.weight"), *rv = lathe_rt_find(ts, n, "bn1.running_var");
+    double bound = 1 / sqrt(3 * 7 * 7), fcbound = 1 / sqrt(32);
+    assert_true(fabs(cw->init_a - bound) < 1e-15);
+    assert_true(fabs(fcb->init_a - fcbound) < 1e-15);
+    const float *v = (const float *)(arena + cw->offset);
+    double lo = 1, hi = -1;
+    for (int64_t i = 0; i < cw->numel; i++) lo = fmin(lo, v[i]), hi = fmax(hi, v[i]);
+    assert_true(lo >= -bound && hi <= bound && hi - lo > bound); /* spread over the range */
+    for (int64_t i = 0; i < bw->numel; i++) assert_true(((const float *)(arena + bw->offset))[i] == 1.0f);
+    for (int64_t i = 0; i < rv->numel; i++) assert_true(((const float *)(arena + rv->offset))[i] == 1.0f);
+    /* same seed, same bits; another seed, other bits */
+    float *copy = malloc((size_t)cw->numel * 4);
+    memcpy(copy, v, (size_t)cw->numel * 4);
+    lathe_program_init(p, 42);
+    assert_memory_equal(copy, v, (size_t)cw->numel * 4);
+    lathe_program_init(p, 43);
+    assert_true(memcmp(copy, v, (size_t)cw->numel * 4) != 0);
+    free(copy);
+    lathe_program_free(p);
+    lathe_graph_free(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_optimizers_two_steps),
+        cmocka_unit_test(test_frozen_untouched),
+        cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_resnet_params_and_init),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
