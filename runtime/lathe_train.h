@@ -90,6 +90,8 @@ void lathe_optim_free(lathe_optimizer *o);
 void lathe_optim_step(lathe_optimizer *o);
 /* Steps taken so far. */
 int64_t lathe_optim_steps(const lathe_optimizer *o);
+/* Set the step count (checkpoint loading; it does not create momentum
+ * buffers: lathe_optim_state's *exists flag does that). */
 void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps);
 /* The state of the optimizer, for checkpoints: for parameter `name`, the
  * buffer `which` ("momentum_buffer" for SGD; "exp_avg", "exp_avg_sq" for

@@ -190,11 +190,7 @@ void lathe_optim_step(lathe_optimizer *o) {
 }
 
 int64_t lathe_optim_steps(const lathe_optimizer *o) { return o->steps; }
-void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps) {
-    o->steps = steps;
-    if (o->cfg.kind == LATHE_SGD)
-        for (int i = 0; i < o->n; i++) o->slots[i].has_s1 = steps > 0 && o->slots[i].s1;
-}
+void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps) { o->steps = steps; }
 const lathe_optim_config *lathe_optim_get_config(const lathe_optimizer *o) { return &o->cfg; }
 
 void *lathe_optim_state(lathe_optimizer *o, const char *name, const char *which, bool **exists) {
