@@ -162,6 +162,31 @@ static double load1(void) {
     return l;
 }
 
+/* Busy and total jiffies of all CPUs, from /proc/stat; false if unreadable. */
+static bool cpu_jiffies(double *busy, double *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return false;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]);
+    fclose(f);
+    if (n < 5) return false;
+    *total = 0;
+    for (int i = 0; i < 8; i++) *total += (double)v[i];
+    *busy = *total - (double)v[3] - (double)v[4]; /* less idle and iowait */
+    return true;
+}
+
+/* Cores' worth of CPU that other processes used over the last half second
+ * (this one sleeps meanwhile); -1 if unknown. */
+static double others_busy(void) {
+    double b0, t0, b1, t1;
+    if (!cpu_jiffies(&b0, &t0)) return -1;
+    nanosleep(&(struct timespec){0, 500000000}, NULL);
+    if (!cpu_jiffies(&b1, &t1) || t1 <= t0) return -1;
+    return (b1 - b0) / (t1 - t0) * omp_get_num_procs();
+}
+
 static void print_machine(const options *o) {
     char model[256] = "unknown";
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -196,10 +221,11 @@ static void print_machine(const options *o) {
            o->quick ? "   [--quick]" : "");
     printf("date: %s   load average: %s\n", date, load);
     LLVMDisposeMessage(host);
-    if (load1() > 0.5 * omp_get_num_procs())
-        printf("warning: the machine is busy (load %.2f on %d cores): figures are noisy, and OpenMP barriers\n"
-               "         wait for descheduled threads when threads > idle cores\n",
-               load1(), omp_get_num_procs());
+    double busy = others_busy();
+    if (busy >= 0) printf("other processes' CPU use at the start: %.2f of %d cores\n", busy, omp_get_num_procs());
+    if (busy > 0.25)
+        printf("warning: the machine is busy: figures are noisy, and OpenMP barriers wait for descheduled\n"
+               "         threads when threads > idle cores\n");
 }
 
 /* ---- 1. fused elementwise bandwidth -------------------------------------------------- */
@@ -268,7 +294,7 @@ static int bench_elementwise(const options *o) {
     p = lathe_compile(g, LATHE_BACKEND_JIT);
     double tc = now() - t0;
     if (!p) {
-        fprintf(stderr, "bench_jit: elementwise compile: %s\n", lathe_graph_error(g));
+        fprintf(stderr, "bench_jit: elementwise chain: %s\n", lathe_graph_error(g));
         goto done;
     }
     lathe_program_set_threads(p, o->threads);
@@ -305,6 +331,7 @@ static int bench_elementwise(const options *o) {
     /* baselines: memcpy, and a one-op C loop, on the same threads */
     double *tv = malloc((size_t)o->repeat * sizeof *tv), *tl = malloc((size_t)o->repeat * sizeof *tl);
     if (!tv || !tl) {
+        fprintf(stderr, "bench_jit: out of memory\n");
         free(tv);
         free(tl);
         goto done;
@@ -332,7 +359,7 @@ static int bench_elementwise(const options *o) {
     printf("%-44s %8.2f ms  %7.2f GB/s\n",
            o->threads > 1 ? "baseline memcpy (OpenMP, 1 chunk per thread)" : "baseline memcpy (1 thread)", mc_s * 1e3,
            bytes / mc_s / 1e9);
-    printf("%-44s %8.2f ms  %7.2f GB/s\n", "reference C loop y=max(2.5x,0.1) (OpenMP)", loop_s * 1e3, bytes / loop_s / 1e9);
+    printf("%-44s %8.2f ms  %7.2f GB/s\n", "C loop y=max(2.5x,0.1), same threads", loop_s * 1e3, bytes / loop_s / 1e9);
     printf("ratio JIT / memcpy: %.1f%%   JIT / C loop: %.1f%%   (bytes = read + written, GB = 1e9 B)\n",
            100 * mc_s / jit_s, 100 * loop_s / jit_s);
     rc = 0;
@@ -382,7 +409,7 @@ static int bench_resnet(const options *o) {
         p = lathe_compile(g, LATHE_BACKEND_JIT);
         tc[i] = now() - t0;
         if (!p) {
-            fprintf(stderr, "bench_jit: resnet18 compile: %s\n", lathe_graph_error(g));
+            fprintf(stderr, "bench_jit: resnet18: %s\n", lathe_graph_error(g));
             goto done;
         }
     }
@@ -531,7 +558,7 @@ static int bench_vs_eval(const options *o) {
         pr[0] = lathe_compile(g, LATHE_BACKEND_EVAL);
         pr[1] = pr[0] ? lathe_compile(g, LATHE_BACKEND_JIT) : NULL;
         if (!pr[0] || !pr[1]) {
-            fprintf(stderr, "bench_jit: %s: compile: %s\n", graphs[i].label, lathe_graph_error(g));
+            fprintf(stderr, "bench_jit: %s: %s\n", graphs[i].label, lathe_graph_error(g));
             goto next;
         }
         lathe_program_set_threads(pr[1], o->threads);
@@ -614,6 +641,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    setvbuf(stdout, NULL, _IOLBF, 0); /* figures and errors in order when both go to a terminal or file */
     if (o.threads == 0) o.threads = omp_get_max_threads();
     if (o.repeat < 0) o.repeat = o.quick ? 3 : 5;
     if (o.size_mb < 0) o.size_mb = o.quick ? 16 : 64;
@@ -624,7 +652,8 @@ int main(int argc, char **argv) {
     if (o.sections & 2) fails += bench_elementwise(&o);
     if (o.sections & 4) fails += bench_resnet(&o);
     if (o.sections & 8) fails += bench_vs_eval(&o);
-    printf("\nload average at the end: %.2f\n", load1());
+    double busy = others_busy();
+    printf("\nload average at the end: %.2f; other processes' CPU use: %.2f cores\n", load1(), busy);
     if (fails) fprintf(stderr, "bench_jit: %d section(s) failed\n", fails);
     else printf("\nall sections ran\n");
     return fails ? 1 : 0;

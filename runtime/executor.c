@@ -29,8 +29,11 @@ void lathe_rt_run(const lathe_rt_program *p, int threads) {
             int tid = omp_get_thread_num(), n = omp_get_num_threads();
             for (int i = 0; i < p->nkernels; i++) {
                 const lathe_rt_kernel *k = &p->kernels[i];
-                if (k->range < 2 * n) { /* too small to split */
+                if (k->range < 2 * n) {
+                    /* too small to split: thread 0 runs it, and runs on into
+                     * the next small kernels with no barrier between them */
                     if (tid == 0) run_share(k, p->arena, 0, 1);
+                    if (i + 1 < p->nkernels && p->kernels[i + 1].range < 2 * n) continue;
                 } else run_share(k, p->arena, tid, n);
 #pragma omp barrier
             }
