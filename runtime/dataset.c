@@ -1,0 +1,706 @@
+/* dataset.c - datasets: IDX and safetensors loading, gathering, shuffling.
+ *
+ * An IDX file is read through zlib's gzread, which decompresses gzip and
+ * passes any other file through unchanged; whether a file is gzip is decided
+ * here from its first two bytes (1f 8b), only so that messages can say
+ * "uncompressed byte" where that is what they count.  The header is read
+ * and checked whole before any data: the element count is checked for
+ * overflow and the converted size against LATHE_DS_MAX_BYTES before anything
+ * is allocated, and for load_idx both headers are checked (and the two N
+ * compared) before either file's data is read.  Data is then streamed in
+ * chunks and converted as it arrives, big-endian to native, into a buffer
+ * that grows with what has actually been read, so a header that promises
+ * more than the file holds costs no more memory than the file's real data.
+ * The file is read to its end, which is how zlib gets to check the gzip
+ * trailer (CRC and length) and how trailing bytes are found.
+ *
+ * The permutation is SplitMix64 driving Fisher-Yates, with rejection instead
+ * of a plain modulo so every permutation is equally likely; dataset.h gives
+ * the algorithm to the bit, since resumed runs depend on it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zlib.h>
+
+#include "dataset.h"
+
+#define CHUNK ((int64_t)1 << 20)   /* bytes read per gzread; a multiple of every element size */
+#define NAME_SHOWN 120             /* longest part of a name quoted in a message */
+#define SHOW(s) (int)(strlen(s) < NAME_SHOWN ? strlen(s) : NAME_SHOWN), (s)
+
+static void put_err(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void format_shape(char *buf, size_t len, int rank, const int64_t *shape) {
+    size_t at = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < rank && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, "%s%" PRId64, i ? ", " : "", shape[i]);
+    if (at < len) snprintf(buf + at, len - at, "]");
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* ---- the dataset ---- */
+
+struct lathe_dataset {
+    int n;
+    int64_t count;         /* N */
+    lathe_st_tensor *t;    /* n; names and data below, or in st */
+    char **source;         /* n, owned: the file each tensor came from */
+    char **name;           /* n, owned, or NULL entries when st owns the names */
+    void **data;           /* n, owned, or NULL entries when st owns the data */
+    lathe_st_file *st;     /* load_safetensors: the file, which owns names and data */
+};
+
+void lathe_ds_free(lathe_dataset *d) {
+    if (!d) return;
+    for (int i = 0; i < d->n; i++) {
+        if (d->source) free(d->source[i]);
+        if (d->name) free(d->name[i]);
+        if (d->data) free(d->data[i]);
+    }
+    free(d->t);
+    free(d->source);
+    free(d->name);
+    free(d->data);
+    lathe_st_free(d->st);
+    free(d);
+}
+
+/* A dataset of n zeroed entries; NULL when out of memory. */
+static lathe_dataset *ds_new(int n) {
+    lathe_dataset *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    d->n = n;
+    d->t = calloc((size_t)n, sizeof *d->t);
+    d->source = calloc((size_t)n, sizeof *d->source);
+    d->name = calloc((size_t)n, sizeof *d->name);
+    d->data = calloc((size_t)n, sizeof *d->data);
+    if (!d->t || !d->source || !d->name || !d->data) {
+        lathe_ds_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+int64_t lathe_ds_count(const lathe_dataset *d) { return d ? d->count : 0; }
+
+int lathe_ds_num_tensors(const lathe_dataset *d) { return d ? d->n : 0; }
+
+const lathe_st_tensor *lathe_ds_tensor(const lathe_dataset *d, int i) {
+    return d && i >= 0 && i < d->n ? &d->t[i] : NULL;
+}
+
+static int find_index(const lathe_dataset *d, const char *name) {
+    if (!d || !name) return -1;
+    for (int i = 0; i < d->n; i++)
+        if (strcmp(d->t[i].name, name) == 0) return i;
+    return -1;
+}
+
+const lathe_st_tensor *lathe_ds_find(const lathe_dataset *d, const char *name) {
+    int i = find_index(d, name);
+    return i < 0 ? NULL : &d->t[i];
+}
+
+const char *lathe_ds_source(const lathe_dataset *d, int i) {
+    return d && i >= 0 && i < d->n ? d->source[i] : NULL;
+}
+
+int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t) {
+    if (!t) return 0;
+    int64_t b = (int64_t)lathe_st_dtype_size(t->dtype);
+    for (int i = 1; i < t->rank; i++) b *= t->shape[i];
+    return b;
+}
+
+/* The index of tensor `name`, or -1 with a message listing what there is. */
+static int lookup(const lathe_dataset *d, const char *name, char *err, size_t errlen) {
+    if (!d) {
+        put_err(err, errlen, "no dataset (NULL)");
+        return -1;
+    }
+    int i = find_index(d, name);
+    if (i >= 0) return i;
+    char have[512];
+    size_t at = 0;
+    have[0] = 0;
+    for (int k = 0; k < d->n && at < sizeof have; k++)
+        at += (size_t)snprintf(have + at, sizeof have - at, "%s'%.*s' from %s", k ? ", " : "",
+                               SHOW(d->t[k].name), d->source[k]);
+    if (name)
+        put_err(err, errlen, "%s: no tensor named '%.*s' in the dataset (it has %s)", d->source[0],
+                SHOW(name), have);
+    else
+        put_err(err, errlen, "%s: no tensor name given (NULL); the dataset has %s", d->source[0], have);
+    return -1;
+}
+
+/* 0 when every tensor has rank >= 1 and the same first dim (then d->count
+ * is set), else -1 with a message naming the file and both tensors. */
+static int check_first_dims(lathe_dataset *d, char *err, size_t errlen) {
+    char s0[256], s1[256];
+    for (int i = 0; i < d->n; i++) {
+        if (d->t[i].rank < 1) {
+            put_err(err, errlen,
+                    "%s: tensor '%.*s' is a scalar; every tensor of a dataset has its samples along "
+                    "its first dim",
+                    d->source[i], SHOW(d->t[i].name));
+            return -1;
+        }
+        if (d->t[i].shape[0] != d->t[0].shape[0]) {
+            format_shape(s0, sizeof s0, d->t[0].rank, d->t[0].shape);
+            format_shape(s1, sizeof s1, d->t[i].rank, d->t[i].shape);
+            put_err(err, errlen,
+                    "%s: tensor '%.*s' has %" PRId64 " samples (shape %s) but tensor '%.*s' has %" PRId64
+                    " (shape %s); every tensor of a dataset needs the same first dim",
+                    d->source[i], SHOW(d->t[i].name), d->t[i].shape[0], s1, SHOW(d->t[0].name),
+                    d->t[0].shape[0], s0);
+            return -1;
+        }
+    }
+    d->count = d->n ? d->t[0].shape[0] : 0;
+    return 0;
+}
+
+/* ---- IDX ---- */
+
+static const struct {
+    int code;
+    const char *name;
+    int size;
+    bool integer;
+} idx_types[] = {
+    {0x08, "unsigned byte", 1, true}, {0x09, "signed byte", 1, true}, {0x0B, "int16", 2, true},
+    {0x0C, "int32", 4, true},         {0x0D, "float32", 4, false},    {0x0E, "float64", 8, false},
+};
+#define NIDX_TYPES (int)(sizeof idx_types / sizeof idx_types[0])
+
+typedef struct {
+    const char *path;
+    char *err;
+    size_t errlen;
+    gzFile gz;
+    bool gzip;
+    const char *byte;      /* "byte" or "uncompressed byte", in messages */
+    int type;              /* index into idx_types */
+    int rank;
+    int64_t shape[LATHE_ST_MAX_RANK];
+    int64_t elements;
+    int64_t header;        /* header bytes: 4 + 4 x rank */
+    int64_t pos;           /* bytes of (uncompressed) data read so far */
+} idx_file;
+
+static void ifail(idx_file *f, const char *fmt, ...) {
+    if (!f->err || !f->errlen) return;
+    int k = snprintf(f->err, f->errlen, "%s: ", f->path);
+    if (k < 0 || (size_t)k >= f->errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->err + k, f->errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+}
+
+static void idx_close(idx_file *f) {
+    if (f->gz) gzclose(f->gz);
+    f->gz = NULL;
+}
+
+/* Read up to len bytes at f->pos; the count read (short only at the end of
+ * the data), or -1 with a message on a read or gzip error. */
+static int64_t idx_read(idx_file *f, void *buf, int64_t len) {
+    int64_t got = 0;
+    while (got < len) {
+        unsigned want = (unsigned)(len - got > CHUNK ? CHUNK : len - got);
+        int k = gzread(f->gz, (char *)buf + got, want);
+        if (k > 0) got += k;
+        if (k == (int)want) continue;
+        int errnum = Z_OK;
+        const char *msg = gzerror(f->gz, &errnum);
+        if (errnum == Z_ERRNO) {
+            ifail(f, "read error after %s %" PRId64 ": %s", f->byte, f->pos + got, strerror(errno));
+            return -1;
+        }
+        if (errnum == Z_MEM_ERROR) {
+            ifail(f, "out of memory in zlib");
+            return -1;
+        }
+        if (msg && msg[0] == '<' && strstr(msg, ": ")) msg = strstr(msg, ": ") + 2; /* zlib's "<fd:3>: " */
+        if (errnum != Z_OK || k < 0) {
+            /* zlib inflates ahead of what has been asked for, so where it
+             * stopped in the compressed file is the position that means
+             * something, not f->pos. */
+            ifail(f, "corrupt gzip data: %s (zlib error %d), detected at compressed byte %lld",
+                  msg && *msg ? msg : "unknown error", errnum, (long long)gzoffset(f->gz));
+            return -1;
+        }
+        break; /* end of file */
+    }
+    f->pos += got;
+    return got;
+}
+
+/* Open path and read and check its header into f, for reading as dtype
+ * (F32 or I64: the size limit depends on it); false with a message. */
+static bool idx_open(idx_file *f, const char *path, int dtype, char *err, size_t errlen) {
+    *f = (idx_file){.path = path ? path : "(null)", .err = err, .errlen = errlen, .byte = "byte"};
+    if (!path) {
+        ifail(f, "no path");
+        return false;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
+    if (fd < 0) {
+        ifail(f, "cannot open: %s", strerror(errno));
+        return false;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        ifail(f, "cannot stat: %s", strerror(errno));
+        close(fd);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ifail(f, "not a regular file");
+        close(fd);
+        return false;
+    }
+    unsigned char m[2];
+    ssize_t k;
+    do k = pread(fd, m, 2, 0);
+    while (k < 0 && errno == EINTR);
+    if (k < 0) {
+        ifail(f, "read error: %s", strerror(errno));
+        close(fd);
+        return false;
+    }
+    f->gzip = k == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    if (f->gzip) f->byte = "uncompressed byte";
+    if (!(f->gz = gzdopen(fd, "rb"))) { /* from now on gzclose closes fd */
+        ifail(f, "out of memory");
+        close(fd);
+        return false;
+    }
+    gzbuffer(f->gz, 1u << 18);
+
+    unsigned char h[4 + 4 * LATHE_ST_MAX_RANK];
+    int64_t got = idx_read(f, h, 4);
+    if (got < 0) return false;
+    const char *what = f->gzip ? "the uncompressed data" : "the file";
+    if (got >= 2 && (h[0] || h[1])) {
+        ifail(f, "not an IDX file: %ss 0-1 are %02x %02x, expected the magic 00 00", f->byte, h[0], h[1]);
+        return false;
+    }
+    if (got >= 3) {
+        for (f->type = 0; f->type < NIDX_TYPES && idx_types[f->type].code != h[2]; f->type++) {}
+        if (f->type == NIDX_TYPES) {
+            ifail(f, "unknown IDX type 0x%02X at %s 2 (expected 0x08, 0x09, 0x0B, 0x0C, 0x0D or 0x0E)", h[2],
+                  f->byte);
+            return false;
+        }
+    }
+    if (got >= 4 && (h[3] == 0 || h[3] > LATHE_ST_MAX_RANK)) {
+        ifail(f, "IDX dims byte (%s 3) is %d, expected 1 to %d", f->byte, h[3], LATHE_ST_MAX_RANK);
+        return false;
+    }
+    if (got < 4) {
+        ifail(f, "truncated header: %s has %" PRId64 " bytes, an IDX header has at least 4", what, got);
+        return false;
+    }
+    f->rank = h[3];
+    f->header = 4 + 4 * (int64_t)f->rank;
+    got = idx_read(f, h + 4, 4 * (int64_t)f->rank);
+    if (got < 0) return false;
+    if (got < 4 * (int64_t)f->rank) {
+        ifail(f, "truncated header: %d dims need a %" PRId64 "-byte header, %s has %" PRId64 " bytes", f->rank,
+              f->header, what, f->pos);
+        return false;
+    }
+    bool overflow = false;
+    f->elements = 1;
+    for (int i = 0; i < f->rank; i++) {
+        const unsigned char *p = h + 4 + 4 * i;
+        f->shape[i] = (int64_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+        if (!overflow && f->shape[i] && f->elements > INT64_MAX / f->shape[i]) overflow = true;
+        if (!overflow) f->elements *= f->shape[i];
+    }
+    for (int i = 0; i < f->rank; i++)
+        if (f->shape[i] == 0) overflow = false, f->elements = 0;
+    if (overflow) {
+        char s[256];
+        format_shape(s, sizeof s, f->rank, f->shape);
+        ifail(f, "IDX dims %s (%ss 4-%" PRId64 "): the element count overflows 64 bits", s, f->byte,
+              f->header - 1);
+        return false;
+    }
+    if (f->elements > LATHE_DS_MAX_BYTES / (int64_t)lathe_st_dtype_size(dtype)) {
+        char s[256];
+        format_shape(s, sizeof s, f->rank, f->shape);
+        ifail(f, "IDX dims %s hold %" PRId64 " elements, which as %s would take more than the %" PRId64
+                 "-byte (16 GiB) limit",
+              s, f->elements, lathe_st_dtype_name(dtype), LATHE_DS_MAX_BYTES);
+        return false;
+    }
+    return true;
+}
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Convert k big-endian elements of IDX type code at s into out[0..k) of
+ * dtype (F32 or I64; I64 only from integer types). */
+static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool scale, void *out) {
+    float *f = out;
+    int64_t *l = out;
+    for (int64_t i = 0; i < k; i++) {
+        int64_t v = 0;   /* integer types */
+        double x = 0;    /* float types */
+        bool integer = true;
+        switch (code) {
+        case 0x08: v = s[i]; break;
+        case 0x09: v = (int64_t)s[i] - (s[i] & 0x80 ? 256 : 0); break;
+        case 0x0B: {
+            int64_t u = (int64_t)s[2 * i] << 8 | s[2 * i + 1];
+            v = u - (u & 0x8000 ? 65536 : 0);
+            break;
+        }
+        case 0x0C: {
+            int64_t u = be32(s + 4 * i);
+            v = u - (u & 0x80000000 ? (int64_t)1 << 32 : 0);
+            break;
+        }
+        case 0x0D: {
+            uint32_t u = be32(s + 4 * i);
+            float y;
+            memcpy(&y, &u, 4);
+            x = y, integer = false;
+            break;
+        }
+        default: { /* 0x0E */
+            uint64_t u = (uint64_t)be32(s + 8 * i) << 32 | be32(s + 8 * i + 4);
+            memcpy(&x, &u, 8);
+            integer = false;
+            break;
+        }
+        }
+        if (dtype == LATHE_ST_I64) l[i] = v;
+        else if (!integer) f[i] = (float)x;
+        else if (code == 0x08 && scale) f[i] = (float)v / 255.0f;
+        else f[i] = (float)v;
+    }
+}
+
+/* Read the data of f (opened for dtype) as dtype
+ * into *t (name set by the caller); the buffer goes to *data.  False with a
+ * message. */
+static bool idx_data(idx_file *f, int dtype, bool scale, lathe_st_tensor *t, void **data) {
+    int esize = idx_types[f->type].size;
+    int64_t osize = (int64_t)lathe_st_dtype_size(dtype);
+    char s[256];
+    format_shape(s, sizeof s, f->rank, f->shape);
+    int64_t need = f->elements * esize, done = 0, cap = 0, trailing = 0;
+    unsigned char *chunk = malloc((size_t)CHUNK);
+    unsigned char *out = NULL;
+    if (!chunk) goto oom;
+    while (done < need) {
+        int64_t want = need - done < CHUNK ? need - done : CHUNK;
+        int64_t got = idx_read(f, chunk, want);
+        if (got < 0) goto fail;
+        int64_t k = got / esize, have = (done / esize + k) * osize;
+        if (have > cap) { /* grow with what has been read, up to the final size */
+            int64_t full = f->elements * osize;
+            int64_t ncap = cap * 2 > have ? cap * 2 : have;
+            if (ncap > full) ncap = full;
+            unsigned char *p = realloc(out, (size_t)ncap);
+            if (!p) goto oom;
+            out = p, cap = ncap;
+        }
+        if (k) convert(chunk, k, idx_types[f->type].code, dtype, scale, out + done / esize * osize);
+        done += got;
+        if (got < want) {
+            ifail(f, "truncated data: IDX dims %s of %s need %" PRId64 " bytes of data after the %" PRId64
+                     "-byte header, %s has %" PRId64,
+                  s, idx_types[f->type].name, need, f->header, f->gzip ? "the uncompressed data" : "the file",
+                  done);
+            goto fail;
+        }
+    }
+    for (int64_t got; (got = idx_read(f, chunk, CHUNK)) != 0; trailing += got)
+        if (got < 0) goto fail;
+    if (trailing) {
+        ifail(f, "trailing data: %" PRId64 " bytes after the end of the IDX data at %s %" PRId64, trailing,
+              f->byte, f->header + need);
+        goto fail;
+    }
+    free(chunk);
+    chunk = NULL;
+    if (!out && !(out = malloc((size_t)osize))) goto oom; /* no elements: data is still not NULL */
+    t->dtype = dtype;
+    t->rank = f->rank;
+    memcpy(t->shape, f->shape, sizeof t->shape);
+    t->data = out;
+    *data = out;
+    return true;
+oom:
+    ifail(f, "out of memory");
+fail:
+    free(chunk);
+    free(out);
+    return false;
+}
+
+lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_path, const char *image_name,
+                                 const char *label_name, bool scale, char *err, size_t errlen) {
+    idx_file im = {0}, lb = {0};
+    lathe_dataset *d = NULL;
+    char s0[256], s1[256];
+    if (err && errlen) err[0] = 0;
+    if (!image_name || !label_name || strcmp(image_name, label_name) == 0) {
+        const char *a = image_name ? image_name : "(null)", *b = label_name ? label_name : "(null)";
+        put_err(err, errlen, "%s: the image and label tensors need two different names, got '%.*s' and '%.*s'",
+                images_path ? images_path : "(null)", SHOW(a), SHOW(b));
+        return NULL;
+    }
+    if (!idx_open(&im, images_path, LATHE_ST_F32, err, errlen)) goto fail;
+    if (!idx_open(&lb, labels_path, LATHE_ST_I64, err, errlen)) goto fail;
+    format_shape(s1, sizeof s1, lb.rank, lb.shape);
+    if (lb.rank != 1) {
+        ifail(&lb, "labels must be 1-D (N), but the IDX dims are %s", s1);
+        goto fail;
+    }
+    if (!idx_types[lb.type].integer) {
+        ifail(&lb, "labels must have an integer IDX type (0x08, 0x09, 0x0B or 0x0C), not %s (0x%02X)",
+              idx_types[lb.type].name, idx_types[lb.type].code);
+        goto fail;
+    }
+    if (im.shape[0] != lb.shape[0]) {
+        format_shape(s0, sizeof s0, im.rank, im.shape);
+        put_err(err, errlen,
+                "%s: %" PRId64 " labels, but the images file %s has %" PRId64 " images (dims %s); "
+                "images and labels need the same N",
+                lb.path, lb.shape[0], im.path, im.shape[0], s0);
+        goto fail;
+    }
+    if (!(d = ds_new(2))) {
+        put_err(err, errlen, "%s: out of memory", im.path);
+        goto fail;
+    }
+    if (!(d->source[0] = dup_str(im.path)) || !(d->source[1] = dup_str(lb.path)) ||
+        !(d->name[0] = dup_str(image_name)) || !(d->name[1] = dup_str(label_name))) {
+        put_err(err, errlen, "%s: out of memory", im.path);
+        goto fail;
+    }
+    d->t[0].name = d->name[0];
+    d->t[1].name = d->name[1];
+    if (!idx_data(&im, LATHE_ST_F32, scale, &d->t[0], &d->data[0])) goto fail;
+    if (!idx_data(&lb, LATHE_ST_I64, false, &d->t[1], &d->data[1])) goto fail;
+    d->count = im.shape[0];
+    idx_close(&im);
+    idx_close(&lb);
+    return d;
+fail:
+    idx_close(&im);
+    idx_close(&lb);
+    lathe_ds_free(d);
+    return NULL;
+}
+
+/* ---- safetensors and memory ---- */
+
+lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    lathe_st_file *st = lathe_st_read(path, err, errlen);
+    if (!st) return NULL;
+    int n = lathe_st_count(st);
+    if (n == 0) {
+        put_err(err, errlen, "%s: no tensors; a dataset needs at least one", path);
+        lathe_st_free(st);
+        return NULL;
+    }
+    lathe_dataset *d = ds_new(n);
+    if (!d) {
+        put_err(err, errlen, "%s: out of memory", path);
+        lathe_st_free(st);
+        return NULL;
+    }
+    d->st = st;
+    for (int i = 0; i < n; i++) {
+        d->t[i] = *lathe_st_at(st, i);
+        if (!(d->source[i] = dup_str(path))) {
+            put_err(err, errlen, "%s: out of memory", path);
+            lathe_ds_free(d);
+            return NULL;
+        }
+    }
+    if (check_first_dims(d, err, errlen) != 0) {
+        lathe_ds_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, const char *what, char *err,
+                                     size_t errlen) {
+    what = what ? what : "<memory>";
+    if (err && errlen) err[0] = 0;
+    if (n < 1 || !tensors) {
+        put_err(err, errlen, "%s: no tensors; a dataset needs at least one", what);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        const lathe_st_tensor *t = &tensors[i];
+        if (!t->name) {
+            put_err(err, errlen, "%s: tensor %d has no name (NULL)", what, i);
+            return NULL;
+        }
+        for (int k = 0; k < i; k++)
+            if (strcmp(tensors[k].name, t->name) == 0) {
+                put_err(err, errlen, "%s: two tensors named '%.*s'", what, SHOW(t->name));
+                return NULL;
+            }
+        if (lathe_st_dtype_size(t->dtype) == 0) {
+            put_err(err, errlen, "%s: tensor '%.*s' has unknown dtype %d", what, SHOW(t->name), t->dtype);
+            return NULL;
+        }
+        if (t->rank < 1 || t->rank > LATHE_ST_MAX_RANK) {
+            put_err(err, errlen, "%s: tensor '%.*s' has rank %d; a dataset tensor has rank 1 to %d (samples first)",
+                    what, SHOW(t->name), t->rank, LATHE_ST_MAX_RANK);
+            return NULL;
+        }
+        int64_t bytes = (int64_t)lathe_st_dtype_size(t->dtype);
+        bool zero = false;
+        for (int k = 0; k < t->rank; k++) {
+            if (t->shape[k] < 0) {
+                put_err(err, errlen, "%s: tensor '%.*s' has negative dim %" PRId64, what, SHOW(t->name), t->shape[k]);
+                return NULL;
+            }
+            zero |= t->shape[k] == 0;
+        }
+        for (int k = 0; k < t->rank && !zero; k++) {
+            if (bytes > INT64_MAX / t->shape[k] || (uint64_t)bytes * (uint64_t)t->shape[k] > SIZE_MAX) {
+                put_err(err, errlen, "%s: tensor '%.*s': size overflows", what, SHOW(t->name));
+                return NULL;
+            }
+            bytes *= t->shape[k];
+        }
+        if (!zero && !t->data) {
+            put_err(err, errlen, "%s: tensor '%.*s' has no data (NULL)", what, SHOW(t->name));
+            return NULL;
+        }
+    }
+    lathe_dataset *d = ds_new(n);
+    if (!d) goto oom;
+    for (int i = 0; i < n; i++) {
+        d->t[i] = tensors[i];
+        int64_t bytes = lathe_ds_sample_bytes(&tensors[i]) * tensors[i].shape[0];
+        if (!(d->source[i] = dup_str(what)) || !(d->name[i] = dup_str(tensors[i].name)) ||
+            !(d->data[i] = malloc(bytes ? (size_t)bytes : 1)))
+            goto oom;
+        if (bytes) memcpy(d->data[i], tensors[i].data, (size_t)bytes);
+        d->t[i].name = d->name[i];
+        d->t[i].data = d->data[i];
+    }
+    if (check_first_dims(d, err, errlen) == 0) return d;
+    lathe_ds_free(d);
+    return NULL;
+oom:
+    put_err(err, errlen, "%s: out of memory", what);
+    lathe_ds_free(d);
+    return NULL;
+}
+
+/* ---- using a dataset ---- */
+
+int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx, int64_t batch, void *out,
+                    char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    int i = lookup(d, name, err, errlen);
+    if (i < 0) return -1;
+    const lathe_st_tensor *t = &d->t[i];
+    if (batch < 0 || (batch > 0 && (!idx || !out))) {
+        put_err(err, errlen, "%s: gather from tensor '%.*s': %s", d->source[i], SHOW(name),
+                batch < 0 ? "negative batch size" : !idx ? "no indices (NULL)" : "no output buffer (NULL)");
+        return -1;
+    }
+    for (int64_t k = 0; k < batch; k++)
+        if (idx[k] < 0 || idx[k] >= d->count) {
+            put_err(err, errlen,
+                    "%s: gather from tensor '%.*s': index %" PRId64 " (idx[%" PRId64 "]) is outside [0, %" PRId64 ")",
+                    d->source[i], SHOW(name), idx[k], k, d->count);
+            return -1;
+        }
+    size_t sb = (size_t)lathe_ds_sample_bytes(t);
+    const unsigned char *src = t->data;
+    for (int64_t k = 0; k < batch; k++) memcpy((unsigned char *)out + (size_t)k * sb, src + (size_t)idx[k] * sb, sb);
+    return 0;
+}
+
+int lathe_ds_check(const lathe_dataset *d, const char *name, int dtype, int rank, const int64_t *sample_shape,
+                   char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    int i = lookup(d, name, err, errlen);
+    if (i < 0) return -1;
+    const lathe_st_tensor *t = &d->t[i];
+    if (rank < 0 || rank >= LATHE_ST_MAX_RANK || (rank > 0 && !sample_shape)) {
+        put_err(err, errlen, "%s: check of tensor '%.*s': bad expected sample rank %d%s", d->source[i], SHOW(name),
+                rank, rank > 0 && !sample_shape ? " with no shape (NULL)" : "");
+        return -1;
+    }
+    bool same = t->dtype == dtype && t->rank - 1 == rank;
+    for (int k = 0; same && k < rank; k++) same = t->shape[k + 1] == sample_shape[k];
+    if (same) return 0;
+    char have[256], want[256], full[256];
+    format_shape(have, sizeof have, t->rank - 1, t->shape + 1);
+    format_shape(want, sizeof want, rank, sample_shape);
+    format_shape(full, sizeof full, t->rank, t->shape);
+    put_err(err, errlen,
+            "%s: tensor '%.*s' has %s samples of shape %s (tensor shape %s, N = %" PRId64 "), "
+            "expected %s samples of shape %s",
+            d->source[i], SHOW(name), lathe_st_dtype_name(t->dtype), have, full, d->count, lathe_st_dtype_name(dtype),
+            want);
+    return -1;
+}
+
+/* ---- shuffling ---- */
+
+static uint64_t mix(uint64_t z) {
+    z ^= z >> 30;
+    z *= 0xBF58476D1CE4E5B9u;
+    z ^= z >> 27;
+    z *= 0x94D049BB133111EBu;
+    return z ^ (z >> 31);
+}
+
+void lathe_ds_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm) {
+    if (n <= 0 || !perm) return;
+    uint64_t state = mix(mix(seed) + (uint64_t)epoch);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        uint64_t bound = (uint64_t)i + 1, threshold = (0 - bound) % bound, r; /* 2^64 mod bound */
+        do {
+            state += 0x9E3779B97F4A7C15u;
+            r = mix(state);
+        } while (r < threshold);
+        int64_t j = (int64_t)(r % bound), tmp = perm[i];
+        perm[i] = perm[j];
+        perm[j] = tmp;
+    }
+}

@@ -1,0 +1,159 @@
+/* dataset.h - datasets for training: named tensors whose first axis is the
+ * sample, read from IDX files (the MNIST family, raw or gzip-compressed) or
+ * from a safetensors file, with mini-batch gathering and a deterministic
+ * shuffle.
+ *
+ * Worked example: one epoch of shuffled mini-batches from Fashion-MNIST.
+ *
+ *     char err[512];
+ *     lathe_dataset *d = lathe_ds_load_idx(
+ *         "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+ *         "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz",
+ *         "x", "y", true, err, sizeof err);
+ *     if (!d) { fprintf(stderr, "%s\n", err); return 1; }   // names the file
+ *     const int64_t px[2] = {28, 28};
+ *     if (lathe_ds_check(d, "x", LATHE_ST_F32, 2, px, err, sizeof err) != 0 ||
+ *         lathe_ds_check(d, "y", LATHE_ST_I64, 0, NULL, err, sizeof err) != 0)
+ *         fprintf(stderr, "%s\n", err);       // "... has F32 samples [28, 28], expected ..."
+ *     int64_t n = lathe_ds_count(d), *perm = malloc(n * sizeof *perm);
+ *     lathe_ds_permutation(n, seed, epoch, perm);   // same order on any machine
+ *     for (int64_t b = 0; b + 64 <= n; b += 64) {
+ *         lathe_ds_gather(d, "x", perm + b, 64, x_in, err, sizeof err);  // 64 x 28 x 28 floats
+ *         lathe_ds_gather(d, "y", perm + b, 64, y_in, err, sizeof err);  // 64 int64 labels
+ *         ...run a step...
+ *     }
+ *     free(perm);
+ *     lathe_ds_free(d);
+ *
+ * IDX (http://yann.lecun.com/exdb/mnist/): two zero bytes, a type byte (0x08
+ * unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32,
+ * 0x0E float64), a byte with the number of dims (1..8), the dims as
+ * big-endian u32, then the elements, big-endian, row-major, and nothing
+ * after them.  A file whose first two bytes are 1f 8b is read as gzip (by
+ * content, whatever its name); any other file is read as it is.  As with
+ * gunzip, concatenated gzip members are one stream, and bytes after the last
+ * member that do not start another are ignored (zlib's gzread skips them);
+ * trailing bytes inside the uncompressed data are refused.
+ *
+ * Tensors use safetensors.h's lathe_st_tensor and its dtype numbers
+ * (LATHE_ST_F32, LATHE_ST_F64, LATHE_ST_I64, LATHE_ST_BOOL).  Errors are
+ * return values (NULL or -1) with a message in err (errlen bytes; err may be
+ * NULL) that starts with the file it is about; nothing here exits or aborts
+ * on bad input.  Depends on zlib (and cJSON through safetensors.c). */
+#ifndef LATHE_DATASET_H
+#define LATHE_DATASET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safetensors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An IDX file whose tensor would take more than this many bytes in memory
+ * (after conversion to float32 or int64) is refused before anything is
+ * allocated: 16 GiB, so a corrupt header cannot exhaust a 24 GiB machine. */
+#define LATHE_DS_MAX_BYTES ((int64_t)16 << 30)
+
+/* A dataset: tensors with a common first dim N (the samples); opaque. */
+typedef struct lathe_dataset lathe_dataset;
+
+/* Load an images file and a labels file (IDX, raw or gzip) as a dataset of
+ * two tensors, named image_name and label_name (which must differ):
+ *   images: the images file's dims (N, ...), any IDX type, as F32.  With
+ *           scale, unsigned-byte elements become v / 255.0f (so 255 is
+ *           exactly 1.0f, as torchvision's ToTensor); without it, and for
+ *           every other type, elements keep their value (float64 rounds).
+ *   labels: the labels file must be 1-D (N) of an integer type (unsigned or
+ *           signed byte, int16, int32), as I64.  Label values are not
+ *           checked against a class count: the loss does that.
+ * Refused, with a message naming the file (and, for the format, the byte
+ * offset, counted in the uncompressed data for gzip): a file that cannot be
+ * opened or is not a regular file; magic other than 00 00; an unknown type
+ * byte; a dims byte of 0 or over 8; a truncated header; dims whose element
+ * count overflows or whose tensor would exceed LATHE_DS_MAX_BYTES; truncated
+ * data (with the expected and actual byte counts); trailing bytes after the
+ * data; a corrupt or truncated gzip stream (with zlib's message); labels
+ * that are not 1-D or not integers; images and labels with different N.
+ * NULL on error; free the result with lathe_ds_free. */
+lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_path, const char *image_name,
+                                 const char *label_name, bool scale, char *err, size_t errlen);
+
+/* Load every tensor of a safetensors file (read and validated by
+ * lathe_st_read) as a dataset.  Refused: anything lathe_st_read refuses, a
+ * file with no tensors, a scalar tensor, and tensors whose first dims
+ * differ.  NULL on error; free with lathe_ds_free. */
+lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t errlen);
+
+/* A dataset of copies of n tensors held in memory (synthetic data, tests).
+ * `what` names the source in messages (NULL: "<memory>").  Refused: n < 1,
+ * a NULL or duplicate name, an unknown dtype, rank outside 1..8, a negative
+ * dim, a size that overflows, NULL data for a non-empty tensor, first dims
+ * that differ.  The caller keeps what it passed; the dataset owns its
+ * copies.  NULL on error; free with lathe_ds_free. */
+lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, const char *what, char *err,
+                                     size_t errlen);
+
+/* N, the number of samples (0 for NULL). */
+int64_t lathe_ds_count(const lathe_dataset *d);
+
+/* The number of tensors (0 for NULL). */
+int lathe_ds_num_tensors(const lathe_dataset *d);
+
+/* Tensor i, 0 <= i < lathe_ds_num_tensors(d) (NULL otherwise): name, dtype,
+ * rank >= 1, shape with shape[0] = N, data (never NULL, aligned for its
+ * element type).  For load_idx, tensor 0 is the images, 1 the labels; for
+ * load_safetensors, the file's order.  Everything belongs to d and stays
+ * valid until lathe_ds_free(d). */
+const lathe_st_tensor *lathe_ds_tensor(const lathe_dataset *d, int i);
+
+/* The tensor named name, or NULL.  Owned by d as for lathe_ds_tensor. */
+const lathe_st_tensor *lathe_ds_find(const lathe_dataset *d, const char *name);
+
+/* The file a tensor was read from ("<memory>" or the `what` given to
+ * lathe_ds_from_tensors), or NULL when i is out of range.  Owned by d. */
+const char *lathe_ds_source(const lathe_dataset *d, int i);
+
+/* Bytes of one sample of t: shape[1] x ... x shape[rank-1] x the dtype's
+ * size (0 for NULL). */
+int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t);
+
+/* Copy samples idx[0], ..., idx[batch-1] of tensor `name`, in that order,
+ * into out, which holds batch x lathe_ds_sample_bytes bytes and belongs to
+ * the caller (an index may repeat).  Every index is checked before anything
+ * is copied: 0, or -1 with a message (no such tensor, batch < 0, NULL idx or
+ * out, an index outside [0, N)) and out untouched. */
+int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx, int64_t batch, void *out,
+                    char *err, size_t errlen);
+
+/* Check that tensor `name` exists and that its samples have this dtype and
+ * shape: rank dims sample_shape[0..rank) (the tensor's shape without N; rank
+ * 0 for scalar samples such as labels, when sample_shape may be NULL).  0, or
+ * -1 with a message naming the tensor's file and both sample shapes. */
+int lathe_ds_check(const lathe_dataset *d, const char *name, int dtype, int rank, const int64_t *sample_shape,
+                   char *err, size_t errlen);
+
+/* Free d and everything it owns.  NULL is allowed. */
+void lathe_ds_free(lathe_dataset *d);
+
+/* A permutation of 0..n-1 into perm (n elements, the caller's), the same for
+ * the same (n, seed, epoch) on any machine, so a resumed run sees the same
+ * data order.  The algorithm, exactly (all arithmetic mod 2^64):
+ *     mix(z):  z ^= z >> 30; z *= 0xBF58476D1CE4E5B9;
+ *              z ^= z >> 27; z *= 0x94D049BB133111EB; z ^= z >> 31
+ *     state = mix(mix(seed) + (uint64_t)epoch)
+ *     next():  state += 0x9E3779B97F4A7C15; return mix(state)   (SplitMix64)
+ *     perm[i] = i for every i
+ *     for i = n-1 down to 1:                                    (Fisher-Yates)
+ *         do r = next() while r < 2^64 mod (i+1)                (no modulo bias)
+ *         j = r mod (i+1); swap perm[i] and perm[j]
+ * n <= 0 writes nothing. */
+void lathe_ds_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
