@@ -373,17 +373,24 @@ static int find_tensor(const lathe_program *p, const char *name, bool outputs_fi
 
 static size_t tensor_bytes(const lathe_rt_tensor *t) { return (size_t)t->numel * lathe_dtype_size((lathe_dtype)t->dtype); }
 
+/* The tensor *i for set (leaves) or get (outputs first), its byte count
+ * checked. */
+static lathe_status tensor_for(lathe_program *p, bool get, const char *name, size_t nbytes, int *i) {
+    const char *verb = get ? "get" : "set";
+    if ((*i = find_tensor(p, name, get)) < 0)
+        return perr(p, LATHE_ERR_NAME, "%s: no %s named '%s'", verb, get ? "output or tensor" : "input, param or buffer", name);
+    size_t want = tensor_bytes(&p->tensors[*i]);
+    if (nbytes == want) return LATHE_OK;
+    char ts[160];
+    lathe_node_type_str(p->tnode[*i], ts, sizeof ts);
+    return perr(p, LATHE_ERR_ARG, "%s '%s' (%s): %zu bytes given, %zu expected", verb, name, ts, nbytes, want);
+}
+
 lathe_status lathe_program_set(lathe_program *p, const char *name, const void *data, size_t nbytes) {
-    int i = find_tensor(p, name, false);
-    if (i < 0) return perr(p, LATHE_ERR_NAME, "set: no input, param or buffer named '%s'", name);
-    size_t want = tensor_bytes(&p->tensors[i]);
-    if (nbytes != want) {
-        char ts[160];
-        lathe_node_type_str(p->tnode[i], ts, sizeof ts);
-        return perr(p, LATHE_ERR_ARG, "set '%s' (%s): %zu bytes given, %zu expected", name, ts, nbytes, want);
-    }
-    if (nbytes) memcpy(p->rt.arena + p->tensors[i].offset, data, nbytes);
-    return LATHE_OK;
+    int i;
+    lathe_status st = tensor_for(p, false, name, nbytes, &i);
+    if (st == LATHE_OK && nbytes) memcpy(p->rt.arena + p->tensors[i].offset, data, nbytes);
+    return st;
 }
 
 static void from_doubles(lathe_dtype t, const double *v, int64_t n, void *out) {
@@ -422,16 +429,10 @@ lathe_status lathe_program_run(lathe_program *p) {
 }
 
 lathe_status lathe_program_get(lathe_program *p, const char *name, void *out, size_t nbytes) {
-    int i = find_tensor(p, name, true);
-    if (i < 0) return perr(p, LATHE_ERR_NAME, "get: no output or tensor named '%s'", name);
-    size_t want = tensor_bytes(&p->tensors[i]);
-    if (nbytes != want) {
-        char ts[160];
-        lathe_node_type_str(p->tnode[i], ts, sizeof ts);
-        return perr(p, LATHE_ERR_ARG, "get '%s' (%s): %zu bytes given, %zu expected", name, ts, nbytes, want);
-    }
-    if (want) memcpy(out, p->rt.arena + p->tensors[i].offset, want);
-    return LATHE_OK;
+    int i;
+    lathe_status st = tensor_for(p, true, name, nbytes, &i);
+    if (st == LATHE_OK && nbytes) memcpy(out, p->rt.arena + p->tensors[i].offset, nbytes);
+    return st;
 }
 
 /* ---- dumps -------------------------------------------------------------------------- */
