@@ -61,10 +61,13 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
     }
     case LT_OP_SOFTMAX: {
         int64_t ax = n->attr[0].v[0];
+        if (x->shape[ax] == 0) return x; /* empty along the axis: nothing to normalize */
         lathe_node *e = lathe_exp(g, lathe_sub(g, x, keep_axis(g, LT_OP_MAX, x, ax)));
         return lathe_div(g, e, keep_axis(g, LT_OP_SUM, e, ax));
     }
-    case LT_OP_LOG_SOFTMAX: return log_softmax(g, x, n->attr[0].v[0]);
+    case LT_OP_LOG_SOFTMAX:
+        if (x->shape[n->attr[0].v[0]] == 0) return x;
+        return log_softmax(g, x, n->attr[0].v[0]);
     case LT_OP_CROSS_ENTROPY: return nll(g, log_softmax(g, x, 1), in[1], n->attr[0].v[0]);
     case LT_OP_NLL_LOSS: return nll(g, x, in[1], n->attr[0].v[0]);
     case LT_OP_MSE_LOSS: {

@@ -623,7 +623,11 @@ lt_fused *lt_fuse(const lathe_graph *src) {
     lt_fused *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     lathe_graph *d = lt_decompose(src);
-    f->g = d ? lathe_simplify(d) : NULL;
+    f->g = d && d->status == LATHE_OK ? lathe_simplify(d) : NULL;
+    if (d && d->status != LATHE_OK) { /* keep the decomposition's error */
+        f->g = d;
+        d = NULL;
+    }
     lathe_graph_free(d);
     if (!f->g) {
         free(f);

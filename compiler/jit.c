@@ -205,27 +205,59 @@ static lathe_status compile_jit(lathe_program *p) {
         p->kernels[i].fn = (lathe_kernel_fn)(uintptr_t)addr;
         p->kernels[i].range = f->ks[i].range;
     }
-    /* updates: after the kernels, each buffer takes its new value */
+    /* Updates are simultaneous: after the kernels, every new value (and every
+     * output that is itself an updated buffer) is first copied to a staging
+     * area after the planned arena, then every buffer takes its value from
+     * there, so no update reads another's result. */
     const lathe_graph *g = f->g;
-    p->copies = calloc((size_t)g->nupd + 1, sizeof *p->copies);
-    if (!p->copies) return perr(p, LATHE_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < g->nupd; i++) {
-        int sb = f->buf_of[g->updates[i].value->id], db = f->buf_of[g->updates[i].buffer->id];
-        p->copies[i] = (lathe_rt_copy){f->plan[sb].offset, f->plan[db].offset, f->plan[db].size};
+    p->copies = calloc((size_t)(2 * g->nupd + g->nout + 1), sizeof *p->copies);
+    int64_t *out_stage = calloc((size_t)g->nout + 1, sizeof *out_stage);
+    if (!p->copies || !out_stage) {
+        free(out_stage);
+        return perr(p, LATHE_ERR_NOMEM, "out of memory");
     }
-    p->rt.arena = lathe_rt_alloc_arena(f->arena_size);
-    if (!p->rt.arena) return perr(p, LATHE_ERR_NOMEM, "out of memory for a %lld-byte arena", (long long)f->arena_size);
-    p->rt.arena_size = f->arena_size;
+    int nc = 0;
+    int64_t stage = (f->arena_size + 63) & ~(int64_t)63;
+    for (int i = 0; i < g->nupd; i++) {
+        int sb = f->buf_of[g->updates[i].value->id];
+        p->copies[nc++] = (lathe_rt_copy){f->plan[sb].offset, stage, f->plan[sb].size};
+        stage += (f->plan[sb].size + 63) & ~(int64_t)63;
+    }
+    for (int i = 0; i < g->nout; i++) {
+        out_stage[i] = -1;
+        for (int u = 0; u < g->nupd; u++)
+            if (g->updates[u].buffer == g->outputs[i].node) {
+                int sb = f->buf_of[g->outputs[i].node->id];
+                out_stage[i] = stage;
+                p->copies[nc++] = (lathe_rt_copy){f->plan[sb].offset, stage, f->plan[sb].size};
+                stage += (f->plan[sb].size + 63) & ~(int64_t)63;
+                break;
+            }
+    }
+    for (int i = 0; i < g->nupd; i++) {
+        int db = f->buf_of[g->updates[i].buffer->id];
+        p->copies[nc++] = (lathe_rt_copy){p->copies[i].dst, f->plan[db].offset, f->plan[db].size};
+    }
+    p->rt.arena = lathe_rt_alloc_arena(stage);
+    if (!p->rt.arena) {
+        free(out_stage);
+        return perr(p, LATHE_ERR_NOMEM, "out of memory for a %lld-byte arena", (long long)stage);
+    }
+    p->rt.arena_size = stage;
     for (int i = 0; i < p->ntensors; i++) { /* where the plan put each named tensor */
         const lathe_rt_tensor *t = &p->tensors[i];
         const lathe_node *n = t->kind == LATHE_RT_OUTPUT ? lathe_graph_find_output(f->g, t->name) : find_leaf(f->g, t->name);
         LT_ASSERT(n && f->buf_of[n->id] >= 0);
         p->tensors[i].offset = f->plan[f->buf_of[n->id]].offset;
+        if (t->kind == LATHE_RT_OUTPUT) /* an updated buffer as an output: its value from the run */
+            for (int o = 0; o < g->nout; o++)
+                if (!strcmp(g->outputs[o].name, t->name) && out_stage[o] >= 0) p->tensors[i].offset = out_stage[o];
     }
+    free(out_stage);
     p->rt.kernels = p->kernels;
     p->rt.nkernels = f->nk;
     p->rt.copies = p->copies;
-    p->rt.ncopies = g->nupd;
+    p->rt.ncopies = nc;
     for (int b = 0; b < f->nbufs; b++)
         if (f->bufs[b].kind == B_CONST)
             memcpy(p->rt.arena + f->plan[b].offset, f->bufs[b].data, (size_t)f->plan[b].size);

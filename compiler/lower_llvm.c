@@ -6,10 +6,14 @@
  * and reduction accumulators live in allocas that mem2reg promotes, which
  * keeps the emitter short.  Buffers are at constant offsets in the arena.
  *
- * Floating-point flags are chosen per instruction: arithmetic may contract
- * into FMA; a reduction's accumulation may also reassociate (its order is
- * fixed at compile time, so results do not depend on the thread count);
- * nothing assumes no NaNs or infinities.  exp, log, tanh, sigmoid and rsqrt
+ * Floating-point flags are chosen per instruction.  Inside a reduction
+ * (the inner loops that compute one element) arithmetic may contract into
+ * FMA and the accumulation may reassociate: that code runs the same way for
+ * every element, whatever thread computes it.  Arithmetic in the loops over
+ * elements does NOT contract: their vectorized body and scalar remainder
+ * would contract differently, and since the thread count moves the chunk
+ * boundaries, an element could round differently on 1 and 2 threads.
+ * Nothing assumes no NaNs or infinities.  exp, log, tanh, sigmoid and rsqrt
  * come from mathlib.c, never libm. */
 #include <math.h>
 #include <string.h>
@@ -35,6 +39,7 @@ typedef struct {
     int scopes[64];
     int nscope, next_scope;
     LLVMMetadataRef tbaa_root, *tbaa; /* one TBAA type per buffer: distinct buffers never alias */
+    int in_reduce;                    /* depth of reductions being emitted */
     unsigned tbaa_kind;
 } cg;
 
@@ -64,7 +69,8 @@ static LLVMValueRef flags(LLVMValueRef v, LLVMFastMathFlags fl) {
     if (LLVMCanValueUseFastMathFlags(v)) LLVMSetFastMathFlags(v, fl);
     return v;
 }
-#define CONTRACT LLVMFastMathAllowContract
+/* FMA contraction only inside reductions (see the file's comment) */
+#define CONTRACT (c->in_reduce ? LLVMFastMathAllowContract : 0)
 
 static LLVMValueRef intrinsic(cg *c, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n) {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -255,7 +261,7 @@ static void reduce_body(cg *c, void *arg) {
     LLVMValueRef nacc;
     switch (e->rk) {
     case R_SUM:
-        nacc = fl ? flags(LLVMBuildFAdd(c->b, acc, v, ""), CONTRACT | LLVMFastMathAllowReassoc) : LLVMBuildAdd(c->b, acc, v, "");
+        nacc = fl ? flags(LLVMBuildFAdd(c->b, acc, v, ""), LLVMFastMathAllowReassoc | LLVMFastMathAllowContract) : LLVMBuildAdd(c->b, acc, v, "");
         break;
     case R_MAX:
         if (fl) { /* NaN propagates: once acc is NaN it stays */
@@ -300,8 +306,11 @@ static LLVMValueRef gen_reduce(cg *c, const lt_expr *e) {
         LLVMBuildStore(c->b, k64(c, 0), r.best_idx);
         LLVMBuildStore(c->b, k64(c, 0), r.pos);
     }
+    LLVMValueRef lo0 = e->nvars ? gen(c, e->lo[0]) : NULL, hi0 = e->nvars ? gen(c, e->hi[0]) : NULL;
+    c->in_reduce++;
     if (e->nvars == 0) reduce_body(c, &r);
-    else emit_loop(c, e->vars[0], gen(c, e->lo[0]), gen(c, e->hi[0]), reduce_body, &r);
+    else emit_loop(c, e->vars[0], lo0, hi0, reduce_body, &r);
+    c->in_reduce--;
     return e->rk >= R_ARGMAX ? LLVMBuildLoad2(c->b, c->i64, r.best_idx, "") : LLVMBuildLoad2(c->b, t, r.acc, "");
 }
 

@@ -1,15 +1,18 @@
 /* test_random_graphs.c - random valid graphs, in the manner of NNSmith: the
  * JIT against the reference evaluator, forward and backward, and 1 thread
- * against 2 threads bit for bit.
+ * against 2 threads bit for bit.  At the end, reduced reproducers of the
+ * bugs the generator found.
  *
- * Generator.  A graph is grown from a seed (xorshift, testutil's rng): one to
- * three inputs (f32 or f64 for the whole graph, rank 0-4, dims 1-5, some
- * requiring grad) and maybe a parameter, then 5-25 ops, each made by an op
- * generator picked at random from `gens`.  A generator picks operands among
- * the values made so far (preferring values nothing uses yet, so graphs stay
- * connected) or makes new leaves (inputs, params, buffers, consts) whose
- * shapes satisfy the op's rule (infer.c): broadcast-compatible shapes, axis
- * lists, permutations, factorizations of numel, windows that fit, and so on.
+ * Generator.  A graph is grown from a seed (xorshift, testutil's rng; the
+ * same seed gives the same graph): one to three inputs (f32 or f64 for the
+ * graph, rank 0-4, dims 1-5, some requiring grad) and maybe a parameter,
+ * then 5-25 ops, each made by an op generator picked at random from `gens`.
+ * A generator picks operands among the values made so far (preferring values
+ * nothing uses yet, so graphs stay connected) or makes new leaves (inputs,
+ * params, buffers, consts) whose shapes satisfy the op's rule (infer.c):
+ * broadcast-compatible shapes, axis lists, permutations, factorizations of
+ * numel, windows that fit, and so on.  Casts make islands of the other float
+ * dtype; a few slices and concats make empty tensors.
  *
  * Every float value carries an interval [lo, hi] that holds for any input
  * values the test binds (inputs and params in [-1, 1], or [0.5, 2] for the
@@ -17,32 +20,37 @@
  * the graphs numerically safe by construction, not by luck: log, sqrt, rsqrt,
  * a divisor and pow's base get an operand whose interval is >= 0.25 (or are
  * made so first: abs(x) + c, exp(x), x^2 + c or sigmoid(x) + c), exp gets
- * |x| <= 1.25, and a value about to be multiplied or contracted is first
- * scaled by a power of two (exact) so that nothing grows past a few hundred.
+ * |x| <= 3, and a value about to be multiplied or contracted is first scaled
+ * by a power of two (exact) so that nothing grows past a few hundred.
  * Labels are in range by construction too: a labels input is bound to
- * [0, C), or labels are argmax over at most C classes.  Comparisons are built
- * only as where's condition and argmax only as labels or cast to float, so
- * no bool or i64 value dangles; every sink left at the end is gathered into
- * the outputs, so every op built reaches an output (the coverage below counts
- * only such ops).
+ * [0, C), or labels are argmax over at most C classes.  Comparisons and
+ * argmax feed where, a cast or a loss; whatever bool or i64 value is left
+ * unused is cast to float, and every sink is gathered into the outputs, so
+ * every op built reaches an output (the coverage below counts only such ops).
+ * Plain buffers may also take a computed value as their update.
  *
  * Each graph gets one or two float outputs, and when one requires grad, the
  * loss sum(y1 * C1) [+ sum(y2 * C2)] with random constant tensors C (a random
  * cotangent: a constant one would hide permutation bugs in gradients) goes to
- * lathe_backward.  Both backends are compiled, bound to the same values and
- * run; every output (gradients included) and every buffer must agree.  The
- * JIT program then runs again with 2 threads and must give the same bits.
- * On a mismatch the graph is printed as text IR (replay it with
- * `lathe dump FILE --stage fused`, or rerun this graph alone with
- * LATHE_RANDOM_GRAPHS_SEED=S LATHE_RANDOM_GRAPHS=1).
+ * lathe_backward.  The text form must parse back to the same text.  Both
+ * backends are compiled, bound to the same values and run; every output
+ * (gradients included) and every buffer must agree (see close_enough for the
+ * tolerances).  The JIT program then runs again with 2 threads and must give
+ * the same bits.  On a mismatch the graph is printed as text IR (replay it
+ * with `lathe dump FILE --stage fused`, or rerun this graph alone with
+ * LATHE_RANDOM_GRAPHS_SEED=S LATHE_RANDOM_GRAPHS=1); the run goes on and
+ * fails at the end with the list of failing seeds.
  *
  * Environment: LATHE_RANDOM_GRAPHS (count, default 200),
- * LATHE_RANDOM_GRAPHS_SEED (first seed, default 1), LATHE_RANDOM_GRAPHS_VERBOSE. */
+ * LATHE_RANDOM_GRAPHS_SEED (first seed, default 1), LATHE_RANDOM_GRAPHS_VERBOSE
+ * (print every graph). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "lathe_compiler.h"
 #include "testutil.h"
@@ -570,8 +578,21 @@ static val *g_reduce(gen *s) {
     val *x = pick(s, 0, MAXR, k != 0); /* mean and max need elements */
     if (!x) return NULL;
     int n;
-    int64_t axes[LATHE_MAX_RANK];
-    int64_t count = rand_axes(s, x, &n, axes);
+    int64_t axes[LATHE_MAX_RANK], count;
+    if (rk(x) < MAXR && x->n->numel > 0 && chance(s, 0.15)) {
+        /* over dims a broadcast made (a pattern simplify rewrites), and maybe more */
+        int64_t shp[LATHE_MAX_RANK], d = ri(s, 2, 3);
+        if (x->n->numel * d > NCAP) d = 1;
+        shp[0] = d;
+        memcpy(shp + 1, sh(x), sizeof(int64_t) * (size_t)rk(x));
+        x = push(s, lathe_broadcast_to(s->g, use(x), rk(x) + 1, shp), x->lo, x->hi);
+        if (!x) return NULL;
+        n = 1, axes[0] = chance(s, 0.3) ? -rk(x) : 0, count = d;
+        if (rk(x) > 1 && chance(s, 0.3)) {
+            axes[n] = ri(s, 1, rk(x) - 1);
+            count *= sh(x)[axes[n++]];
+        }
+    } else count = rand_axes(s, x, &n, axes);
     bool keep = chance(s, 0.4);
     lathe_node *xn = use(x);
     switch (k) {
@@ -1200,14 +1221,21 @@ typedef struct {
  * f64 values) are run by the evaluator on the same inputs, and noise is the
  * larger of max |ref - twin64| and 2^-29 max |ref - twin32| over the result
  * (2^-29: the ratio of the unit roundoffs).  Then an element must satisfy
- *     |jit - ref| <= rtol |ref| + atol scale + NOISE_K noise
- * with scale the result's largest |ref|, and (rtol, atol) = (1e-3, 1e-4) for
- * graphs with any f32 value and (1e-9, 1e-12) for pure f64 ones.  Interval
- * bounds (see the top) keep every op well conditioned, so the noise term is
- * small except where a result truly cancels.  A wrong index, window, stride,
- * accumulation or gradient rule is off by O(scale), far above all three
- * terms: breaking the JIT on purpose (an off-by-one in a pool's window, a
- * dropped FMA term, a wrong reduction start) fails dozens of graphs. */
+ *     |jit - ref| <= rtol |ref| + atol scale + NOISE_K noise + cfloor M
+ * with scale the result's largest |ref|, M the largest magnitude among the
+ * values the result is computed from (its cone, read from a twin), and
+ * (rtol, atol, cfloor) = (1e-3, 1e-4, 1e-5) when that cone holds an f32
+ * value, (1e-9, 1e-12, 1e-13) when it is all f64.  The last term is for a
+ * cancelling result whose twin happens to cancel just as well.  Interval
+ * bounds (see the top) keep every op well conditioned, so over the default
+ * run the largest error is well under 1% of its tolerance; yet a wrong
+ * index, window, bound, count or reduction start is off by O(scale), far
+ * above every term.  Breaking the compiler on purpose, one change at a time
+ * (max_pool padding as 0 instead of -inf; conv2d_backward_input's q < Q as
+ * q < Q + 1; adaptive pooling's bin end one short; argmax keeping the last
+ * tie; max reductions starting at 0; simplify's sum-of-broadcast count
+ * missing the new leading dims; avg_pool's excluded padding counted on the
+ * left) failed 2 to 19 graphs in 100 to 200 each. */
 enum { NOISE_K = 8 };
 static bool close_enough(bool f32tol, double u, double v, double scale, double noise, double cmag, stats *st) {
     if (isnan(u) || isnan(v)) return isnan(u) && isnan(v);
@@ -1364,7 +1392,7 @@ static bool check_graph(uint64_t seed, stats *st) {
     lathe_graph *tw[2] = {NULL, NULL};
     lathe_eval *tev[2] = {NULL, NULL};
     bindings b = {0};
-    result res[MAX_LEAVES + 8];
+    result res[2 * MAX_LEAVES + 8];
     int nres = 0;
     void **bits = NULL;
     if (*why) goto bad; /* autodiff failed */
@@ -1406,7 +1434,7 @@ static bool check_graph(uint64_t seed, stats *st) {
         snprintf(why, sizeof why, "evaluator run: %s", lathe_program_error(ref));
         goto bad;
     }
-    nres = results(g, res, MAX_LEAVES + 8);
+    nres = results(g, res, 2 * MAX_LEAVES + 8);
     bits = calloc((size_t)nres, sizeof *bits);
     /* the twins in the other precisions, for the noise of each result */
     for (int k = 0; k < 2; k++) {
@@ -1500,6 +1528,10 @@ done:
     return ok;
 }
 
+/* 200 graphs take about 25 s on 2 idle cores (60 s under ASan and UBSan);
+ * nearly all of it is LLVM compiling the kernels. */
+enum { DEFAULT_GRAPHS = 200 };
+
 static long env_long(const char *name, long dflt) {
     const char *v = getenv(name);
     return v && *v ? strtol(v, NULL, 0) : dflt;
@@ -1508,7 +1540,7 @@ static long env_long(const char *name, long dflt) {
 static void test_random_graphs(void **state) {
     (void)state;
     verbose = getenv("LATHE_RANDOM_GRAPHS_VERBOSE") != NULL;
-    long count = env_long("LATHE_RANDOM_GRAPHS", 200), first = env_long("LATHE_RANDOM_GRAPHS_SEED", 1);
+    long count = env_long("LATHE_RANDOM_GRAPHS", DEFAULT_GRAPHS), first = env_long("LATHE_RANDOM_GRAPHS_SEED", 1);
     stats *st = calloc(1, sizeof *st);
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1540,12 +1572,169 @@ static void test_random_graphs(void **state) {
     /* the generator builds valid graphs: a refused builder call is a generator bug */
     if (fails * 100 > built + fails) fail_msg("%ld of %ld builder calls failed", fails, built + fails);
     /* every forward op, over a run of the default size */
-    if (count >= 200 && missing) fail_msg("%d forward ops never generated", missing);
+    if (count >= DEFAULT_GRAPHS && missing) fail_msg("%d forward ops never generated", missing);
+}
+
+/* ---- reduced reproducers of bugs the generator found ---------------------------
+ * Each is the smallest graph that shows the bug; they fail until it is fixed. */
+
+/* Compile text IR with both backends, bind x (and the buffers) to small
+ * values, run once, and require every output and buffer to agree.  The JIT
+ * compile runs in a child process, since an internal error aborts. */
+static void both_agree(const char *label, const char *ir) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        lathe_graph *g = lathe_graph_new();
+        if (lathe_parse(g, ir, strlen(ir), label) != LATHE_OK) _exit(3);
+        lathe_program *p = lathe_compile(g, LATHE_BACKEND_JIT);
+        _exit(p ? 0 : 4);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("%s: the JIT compile %s (status %d)", label, WIFSIGNALED(status) ? "crashed" : "failed",
+                 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    lathe_graph *g = lathe_graph_new();
+    assert_int_equal(lathe_parse(g, ir, strlen(ir), label), LATHE_OK);
+    lathe_program *jit = lathe_compile(g, LATHE_BACKEND_JIT), *ref = lathe_compile(g, LATHE_BACKEND_EVAL);
+    assert_non_null(jit);
+    assert_non_null(ref);
+    result res[16];
+    int nres = results(g, res, 16);
+    for (int i = 0; i < lathe_graph_num_nodes(g); i++) { /* leaves: 1, 2, 3, ... */
+        lathe_node *n = lathe_graph_node(g, i);
+        if (!lathe_node_name(n)) continue;
+        float v[64];
+        for (int64_t j = 0; j < n->numel && j < 64; j++) v[j] = (float)(j + 1 + 10 * i);
+        assert_int_equal(lathe_program_set(jit, lathe_node_name(n), v, sizeof(float) * (size_t)n->numel), LATHE_OK);
+        assert_int_equal(lathe_program_set(ref, lathe_node_name(n), v, sizeof(float) * (size_t)n->numel), LATHE_OK);
+    }
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    char why[256] = "";
+    for (int i = 0; i < nres && !*why; i++) {
+        float x[64], y[64];
+        size_t nb = sizeof(float) * (size_t)res[i].n->numel;
+        assert_int_equal(lathe_program_get(jit, res[i].name, x, nb), LATHE_OK);
+        assert_int_equal(lathe_program_get(ref, res[i].name, y, nb), LATHE_OK);
+        for (int64_t e = 0; e < res[i].n->numel && !*why; e++)
+            if (x[e] != y[e])
+                snprintf(why, sizeof why, "%s: %s[%lld]: jit %g, evaluator %g", label, res[i].name, (long long)e, x[e], y[e]);
+    }
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+    lathe_graph_free(g);
+    if (*why) fail_msg("%s", why);
+}
+
+/* Updates take values computed by the run, all at once: b takes a's old
+ * value.  The JIT applies the update copies one after another
+ * (runtime/executor.c memmoves p->copies in order), so b reads the a that
+ * the first update already wrote (a + x instead of a).  Found
+ * as random graph 1117 (a running-variance buffer passed through an
+ * identity permute into another buffer's update).  Swapping the two update
+ * lines hides it. */
+static void regression_update_reads_old_buffer(void **state) {
+    (void)state;
+    both_agree("update-order",
+               "%0 = buffer \"a\" f32[3]\n"
+               "%1 = buffer \"b\" f32[3]\n"
+               "%2 = input \"x\" f32[3]\n"
+               "%3 = add %0, %2 : f32[3]\n"
+               "output \"y\" %3\n"
+               "update %0 %3\n"
+               "update %1 %0\n");
+}
+
+/* The same aliasing through an output: y is the buffer's value during the
+ * run (a, from the evaluator), but the JIT's output shares the buffer's
+ * storage and reads back the updated a + x. */
+static void regression_output_of_updated_buffer(void **state) {
+    (void)state;
+    both_agree("output-aliases-buffer",
+               "%0 = buffer \"a\" f32[3]\n"
+               "%1 = input \"x\" f32[3]\n"
+               "%2 = add %0, %1 : f32[3]\n"
+               "output \"y\" %0\n"
+               "update %0 %2\n");
+}
+
+/* softmax (and log_softmax) over a zero-length axis is valid (the result is
+ * empty) and the evaluator runs it, but the JIT aborts the process:
+ * "internal error at compiler/jit.c:222: n && f->buf_of[n->id] >= 0".  The
+ * decomposition builds max over the empty axis, which the max builder
+ * refuses, and the output is left without a buffer.  Found as random graph
+ * 1789 (log_softmax over an empty slice, even as dead code). */
+static void regression_softmax_empty_axis(void **state) {
+    (void)state;
+    both_agree("softmax-empty-axis",
+               "%0 = input \"x\" f32[0,3]\n"
+               "%1 = softmax %0 axis=0 : f32[0,3]\n"
+               "output \"y\" %1\n");
+}
+
+/* Run text IR on the JIT with 1 and with 2 threads, leaves bound to
+ * sin(1 + j + 7 i) (f64), and require the same bits. */
+static void same_bits_1_2_threads(const char *label, const char *ir) {
+    lathe_graph *g = lathe_graph_new();
+    assert_int_equal(lathe_parse(g, ir, strlen(ir), label), LATHE_OK);
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_JIT);
+    assert_non_null(p);
+    double out[2][64];
+    for (int pass = 0; pass < 2; pass++) {
+        lathe_program_set_threads(p, pass + 1);
+        for (int i = 0; i < lathe_graph_num_nodes(g); i++) {
+            lathe_node *n = lathe_graph_node(g, i);
+            if (!lathe_node_name(n)) continue;
+            double v[64];
+            for (int64_t j = 0; j < n->numel && j < 64; j++) v[j] = sin(1.0 + (double)j + 7.0 * i);
+            assert_int_equal(lathe_program_set(p, lathe_node_name(n), v, sizeof(double) * (size_t)n->numel), LATHE_OK);
+        }
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        lathe_node *y = lathe_graph_output(g, 0);
+        assert_int_equal(lathe_program_get(p, "y", out[pass], sizeof(double) * (size_t)y->numel), LATHE_OK);
+    }
+    char why[256] = "";
+    for (int64_t e = 0; e < lathe_graph_output(g, 0)->numel && !*why; e++)
+        if (memcmp(&out[0][e], &out[1][e], sizeof(double)))
+            snprintf(why, sizeof why, "%s: y[%lld]: 1 thread %.17g, 2 threads %.17g", label, (long long)e, out[0][e], out[1][e]);
+    lathe_program_free(p);
+    lathe_graph_free(g);
+    if (*why) fail_msg("%s", why);
+}
+
+/* "Results are the same bits for any count" does not hold: the kernel's
+ * loop is vectorized with a scalar remainder, the backend contracts
+ * (p*s)*a + (q*s)*b into an FMA differently in the two, and the thread
+ * count moves the chunk boundaries, so an element that is in the vector
+ * body on 1 thread is in the remainder on 2 (here 20 elements: 5 vectors
+ * of 4 on one thread, 2 vectors and 2 left over per thread on two).
+ * Found as random graph 1895 (a batch-norm gradient, 1 ulp apart). */
+static void regression_threads_fma_remainder(void **state) {
+    (void)state;
+    same_bits_1_2_threads("fma-remainder",
+                          "%0 = input \"v\" f64[1,1,1,1]\n"
+                          "%1 = exp %0 : f64[1,1,1,1]\n"
+                          "%2 = input \"p\" f64[1,1,1,1]\n"
+                          "%3 = input \"q\" f64[1,1,1,1]\n"
+                          "%4 = input \"a\" f64[2,1,5,2]\n"
+                          "%5 = input \"b\" f64[2,1,5,2]\n"
+                          "%6 = mul %2, %1 : f64[1,1,1,1]\n"
+                          "%7 = mul %6, %4 : f64[2,1,5,2]\n"
+                          "%8 = mul %3, %1 : f64[1,1,1,1]\n"
+                          "%9 = mul %8, %5 : f64[2,1,5,2]\n"
+                          "%10 = add %7, %9 : f64[2,1,5,2]\n"
+                          "output \"y\" %10\n");
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_graphs),
+        cmocka_unit_test(regression_update_reads_old_buffer),
+        cmocka_unit_test(regression_output_of_updated_buffer),
+        cmocka_unit_test(regression_softmax_empty_axis),
+        cmocka_unit_test(regression_threads_fma_remainder),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
