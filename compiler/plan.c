@@ -276,6 +276,17 @@ static void row(FILE *out, const int *w, const char *idx, const char *off, const
     fprintf(out, "%s\n", line);
 }
 
+/* The text of buffer i's columns (sizes as declared in lt_plan_print). */
+static void cells(int i, const lt_buf *b, char idx[16], char off[24], char size[24], char hum[24], char life[40],
+                  char shr[32]) {
+    snprintf(idx, 16, "%d", i);
+    snprintf(off, 24, "%lld", (long long)b->offset);
+    snprintf(size, 24, "%lld", (long long)b->size);
+    human(hum, 24, b->size);
+    lifetime(life, 40, b);
+    sharing(shr, 32, b);
+}
+
 void lt_plan_print(FILE *out, const lt_buf *bufs, int n, int64_t total) {
     /* column widths: #, offset, size, human size, lifetime, in-place */
     int w[6] = {1, 6, 4, 0, 8, 0};
@@ -284,12 +295,7 @@ void lt_plan_print(FILE *out, const lt_buf *bufs, int n, int64_t total) {
     bool sum_ok = true;
     for (int i = 0; i < n; i++) {
         const lt_buf *b = &bufs[i];
-        snprintf(idx, sizeof idx, "%d", i);
-        snprintf(off, sizeof off, "%lld", (long long)b->offset);
-        snprintf(size, sizeof size, "%lld", (long long)b->size);
-        human(hum, sizeof hum, b->size);
-        lifetime(life, sizeof life, b);
-        sharing(shr, sizeof shr, b);
+        cells(i, b, idx, off, size, hum, life, shr);
         w[0] = width(w[0], idx);
         w[1] = width(w[1], off);
         w[2] = width(w[2], size);
@@ -302,12 +308,7 @@ void lt_plan_print(FILE *out, const lt_buf *bufs, int n, int64_t total) {
     row(out, w, "#", "offset", "size", "", "lifetime", w[5] ? "in-place" : "", "label");
     for (int i = 0; i < n; i++) {
         const lt_buf *b = &bufs[i];
-        snprintf(idx, sizeof idx, "%d", i);
-        snprintf(off, sizeof off, "%lld", (long long)b->offset);
-        snprintf(size, sizeof size, "%lld", (long long)b->size);
-        human(hum, sizeof hum, b->size);
-        lifetime(life, sizeof life, b);
-        sharing(shr, sizeof shr, b);
+        cells(i, b, idx, off, size, hum, life, shr);
         row(out, w, idx, off, size, hum, life, shr, b->label ? b->label : "");
     }
     if (total < 0) {

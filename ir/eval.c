@@ -282,19 +282,22 @@ static void concat(lathe_eval *ev, const lathe_node *n, double *y) {
         }
 }
 
+/* Offset in the whole tensor (strides full_st) of element i of its slice
+ * (shape part; attrs axis, start, end, step in attr as slice stores them):
+ * index start + k * step along the axis. */
+static int64_t slice_offset(const lt_attr *attr, const lathe_node *part, int64_t i, const int64_t *full_st) {
+    int64_t idx[LATHE_MAX_RANK], off = 0;
+    unravel(part->rank, part->shape, i, idx);
+    idx[attr[0].v[0]] = attr[1].v[0] + idx[attr[0].v[0]] * attr[3].v[0];
+    for (int d = 0; d < part->rank; d++) off += idx[d] * full_st[d];
+    return off;
+}
+
 /* y is x with index start + i * step along axis */
 static void slice(const lathe_node *n, const lathe_node *xn, const double *x, double *y) {
-    int axis = (int)n->attr[0].v[0];
-    int64_t start = n->attr[1].v[0], step = n->attr[3].v[0];
     int64_t xs[LATHE_MAX_RANK];
     lt_strides(xn->rank, xn->shape, xs);
-    for (int64_t i = 0; i < n->numel; i++) {
-        int64_t idx[LATHE_MAX_RANK], off = 0;
-        unravel(n->rank, n->shape, i, idx);
-        idx[axis] = start + idx[axis] * step;
-        for (int d = 0; d < n->rank; d++) off += idx[d] * xs[d];
-        y[i] = x[off];
-    }
+    for (int64_t i = 0; i < n->numel; i++) y[i] = x[slice_offset(n->attr, n, i, xs)];
 }
 
 /* ---- contractions ----------------------------------------------------------------- */
@@ -437,18 +440,10 @@ static void adaptive_avg_pool2d(const lathe_node *n, const lathe_node *xn, const
 /* gy is slice's result; y is gy's shape with `size` along axis: zero except
  * y[..., start + i*step, ...] = gy[..., i, ...] */
 static void slice_backward(const lathe_node *n, const lathe_node *gn, const double *gy, double *y) {
-    int axis = (int)n->attr[0].v[0];
-    int64_t start = n->attr[1].v[0], step = n->attr[3].v[0];
     int64_t ys[LATHE_MAX_RANK];
     lt_strides(n->rank, n->shape, ys);
     for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
-    for (int64_t i = 0; i < gn->numel; i++) {
-        int64_t idx[LATHE_MAX_RANK], off = 0;
-        unravel(gn->rank, gn->shape, i, idx);
-        idx[axis] = start + idx[axis] * step;
-        for (int d = 0; d < n->rank; d++) off += idx[d] * ys[d];
-        y[off] = gy[i];
-    }
+    for (int64_t i = 0; i < gn->numel; i++) y[slice_offset(n->attr, gn, i, ys)] = gy[i];
 }
 
 /* gy is (N, K, P, Q), w is (K, C/groups, R, S); y is (N, C, H, W).  For

@@ -110,6 +110,11 @@ static lathe_status norm_axis(lathe_graph *g, const char *op, const lathe_node *
     return LATHE_OK;
 }
 
+/* Elements of start:end:step with 0 <= start <= end and step >= 1. */
+static int64_t slice_len(int64_t start, int64_t end, int64_t step) {
+    return end == start ? 0 : (end - start - 1) / step + 1;
+}
+
 static lathe_status check_bool_attr(lathe_graph *g, const char *op, const char *name, int64_t v) {
     if (v == 0 || v == 1) return LATHE_OK;
     return fail(g, LATHE_ERR_ARG, "%s: %s must be true or false, got %lld", op, name, (long long)v);
@@ -513,7 +518,7 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->dtype = x->dtype;
         out->rank = x->rank;
         memcpy(out->shape, x->shape, sizeof out->shape);
-        out->shape[a[0].v[0]] = en == st ? 0 : (en - st - 1) / step + 1;
+        out->shape[a[0].v[0]] = slice_len(st, en, step);
         return LATHE_OK;
     }
     case LT_OP_MATMUL: {
@@ -648,7 +653,7 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
             return fail(g, LATHE_ERR_ARG,
                         "slice_backward: need 0 <= start <= end <= size, got start %lld, end %lld, size %lld (gradient %s)",
                         (long long)st, (long long)en, (long long)size, t.s[0]);
-        int64_t len = en == st ? 0 : (en - st - 1) / step + 1;
+        int64_t len = slice_len(st, en, step);
         if (len != x->shape[ax])
             return fail(g, LATHE_ERR_SHAPE,
                         "slice_backward: slice %lld:%lld:%lld of a size-%lld axis has %lld elements, but gradient %s has %lld along axis %lld",
