@@ -271,6 +271,11 @@ static lathe_status compile_jit(lathe_program *p) {
 static void init_rule(const lathe_graph *g, const lathe_node *leaf, lathe_rt_tensor *t) {
     t->init = LATHE_INIT_CONST;
     t->init_a = 0;
+    if (leaf->init != LATHE_LEAF_INIT_AUTO) { /* lathe_set_init */
+        t->init = leaf->init == LATHE_LEAF_INIT_UNIFORM ? LATHE_INIT_UNIFORM : LATHE_INIT_CONST;
+        t->init_a = leaf->init_a;
+        return;
+    }
     for (int i = leaf->id + 1; i < g->nnodes; i++) {
         const lathe_node *n = g->nodes[i];
         for (int k = 0; k < n->nin; k++) {

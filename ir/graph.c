@@ -8,6 +8,7 @@
  * requires_grad is stored only on leaves; for other nodes it is derived on
  * demand, so freezing a parameter after tracing is seen by everything built
  * from it. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -342,6 +343,20 @@ bool lathe_requires_grad(const lathe_node *n) {
     bool r = rg[n->id];
     free(rg);
     return r;
+}
+
+lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
+    if (n->op != LT_OP_PARAM && n->op != LT_OP_BUFFER) {
+        lt_fail(n->g, LATHE_ERR_ARG, "set_init: node %%%d (%s) is not a param or buffer", n->id, lt_ops[n->op].name);
+        return LATHE_ERR_ARG;
+    }
+    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_CONST || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0)) {
+        lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': bad initializer (kind %d, a %g)", n->name, (int)kind, a);
+        return LATHE_ERR_ARG;
+    }
+    n->init = kind;
+    n->init_a = a;
+    return LATHE_OK;
 }
 
 lathe_status lathe_set_requires_grad(lathe_node *n, bool rg) {

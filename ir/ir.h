@@ -79,6 +79,8 @@ struct lathe_node {
     const char *name;        /* leaves: tensor name */
     bool requires_grad;      /* leaves: the user's flag; derived for others */
     bool no_grad;            /* built inside a no_grad region */
+    lathe_leaf_init init;    /* params and buffers: lathe_set_init */
+    double init_a;
     void *data;              /* const: numel elements of dtype */
     int line, col;           /* where the text defined it; 0 from the C API */
     lathe_graph *g;

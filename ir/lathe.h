@@ -143,6 +143,13 @@ lathe_status lathe_set_requires_grad(lathe_node *leaf, bool requires_grad);
  * prefix ("" for all; "layer4." for a stage; "fc." for the classifier).
  * Returns how many parameters matched. */
 int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requires_grad);
+/* How lathe_program_init (and a trainer) fills a param or buffer.  AUTO, the
+ * default, follows PyTorch's layer defaults from the op that uses it
+ * (kaiming-uniform conv/linear weights, uniform(+-1/sqrt(fan_in)) biases,
+ * batch norm's 1, 0, running mean 0, running var 1); UNIFORM draws from
+ * uniform(-a, a); CONST sets every element to a. */
+typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST } lathe_leaf_init;
+lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
  * no_grad region or is a comparison, argmax or integer result. */

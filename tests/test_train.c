@@ -209,8 +209,39 @@ static void test_resnet_params_and_init(void **state) {
     lathe_graph_free(g);
 }
 
+/* lathe_set_init overrides the rule from the op that uses the leaf. */
+static void test_explicit_init(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2, 3));
+    lathe_node *w = lathe_param(g, "w", LATHE_F32, LATHE_DIMS(4, 3), true);
+    lathe_node *b = lathe_param(g, "b", LATHE_F32, LATHE_DIMS(4), true);
+    assert_int_equal(lathe_set_init(w, LATHE_LEAF_INIT_UNIFORM, 0.25), LATHE_OK);
+    assert_int_equal(lathe_set_init(b, LATHE_LEAF_INIT_CONST, 0.5), LATHE_OK);
+    assert_int_equal(lathe_set_init(x, LATHE_LEAF_INIT_CONST, 0.5), LATHE_ERR_ARG); /* not a param */
+    lathe_graph_clear_error(g);
+    assert_int_equal(lathe_set_init(w, LATHE_LEAF_INIT_UNIFORM, -1), LATHE_ERR_ARG);
+    lathe_graph_clear_error(g);
+    lathe_output(g, "y", lathe_linear(g, x, w, b));
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_EVAL);
+    assert_non_null(p);
+    lathe_program_init(p, 7);
+    const lathe_rt_tensor *ts = lathe_program_tensors(p);
+    int n = lathe_program_num_tensors(p);
+    const lathe_rt_tensor *tw = lathe_rt_find(ts, n, "w"), *tb = lathe_rt_find(ts, n, "b");
+    assert_int_equal(tw->init, LATHE_INIT_UNIFORM);
+    assert_true(tw->init_a == 0.25);
+    const float *wv = (const float *)(lathe_program_arena(p) + tw->offset);
+    for (int i = 0; i < 12; i++) assert_true(wv[i] >= -0.25f && wv[i] <= 0.25f);
+    const float *bv = (const float *)(lathe_program_arena(p) + tb->offset);
+    for (int i = 0; i < 4; i++) assert_true(bv[i] == 0.5f);
+    lathe_program_free(p);
+    lathe_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_explicit_init),
         cmocka_unit_test(test_optimizers_two_steps),
         cmocka_unit_test(test_frozen_untouched),
         cmocka_unit_test(test_bad_config),
