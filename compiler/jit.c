@@ -30,34 +30,12 @@
 
 #include <omp.h>
 
+#include "jit.h"
 #include "kernel.h"
 #include "lathe_compiler.h"
 #include "lathe_runtime.h"
 #include "lathe_train.h"
 #include "lower_llvm.h"
-
-/* Both backends keep every named tensor (inputs, params, buffers, outputs)
- * in an arena described by one table, so setting, reading, initializing,
- * optimizing and checkpointing work the same way on both.  The JIT's arena
- * is its memory plan; the evaluator's holds just the named tensors, copied
- * to and from the evaluator around each run. */
-struct lathe_program {
-    lathe_backend backend;
-    lathe_graph *g;            /* the caller's graph (not owned) */
-    char err[1024];
-    int threads;
-    lathe_rt_tensor *tensors;
-    int ntensors;
-    const lathe_node **tnode;  /* per tensor: its node in g */
-    /* JIT */
-    lt_fused *f;
-    LLVMOrcLLJITRef jit;
-    lathe_rt_program rt;       /* rt.arena is the arena of both backends */
-    lathe_rt_kernel *kernels;
-    lathe_rt_copy *copies;
-    /* evaluator */
-    lathe_eval *ev;
-};
 
 static lathe_status perr(lathe_program *p, lathe_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -76,20 +54,24 @@ static lathe_status llvm_err(lathe_program *p, LLVMErrorRef e, const char *what)
     return LATHE_ERR_UNSUPPORTED;
 }
 
-/* A target machine for this host: its real CPU name and features. */
-static LLVMTargetMachineRef host_machine(char *err, size_t errlen) {
+/* A target machine for cpu (NULL: this host, its real CPU name and
+ * features); PIC code for objects linked into executables. */
+static LLVMTargetMachineRef target_machine(const char *want_cpu, bool pic, char *err, size_t errlen) {
 #pragma omp critical(lathe_llvm_init)
     {
         LLVMInitializeNativeTarget();
         LLVMInitializeNativeAsmPrinter();
     }
-    char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    char *triple = LLVMGetDefaultTargetTriple();
+    char *cpu = want_cpu ? LLVMCreateMessage(want_cpu) : LLVMGetHostCPUName();
+    char *feat = want_cpu ? LLVMCreateMessage("") : LLVMGetHostCPUFeatures();
     char *msg = NULL;
     LLVMTargetRef target;
     LLVMTargetMachineRef tm = NULL;
     if (LLVMGetTargetFromTriple(triple, &target, &msg)) snprintf(err, errlen, "LLVM target %s: %s", triple, msg);
-    else tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
-                                      LLVMCodeModelJITDefault);
+    else tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive,
+                                      pic ? LLVMRelocPIC : LLVMRelocDefault,
+                                      pic ? LLVMCodeModelDefault : LLVMCodeModelJITDefault);
     LLVMDisposeMessage(msg);
     LLVMDisposeMessage(triple);
     LLVMDisposeMessage(cpu);
@@ -108,6 +90,13 @@ static lathe_status build_module(lathe_program *p, const lt_fused *f, int first,
     LLVMSetModuleDataLayout(mod, td);
     LLVMDisposeTargetData(td);
     lathe_status st = lt_lower(f, first, last, ctx, mod, p->err, sizeof p->err);
+    for (int i = first; st == LATHE_OK && p->prefix && i < last; i++) { /* the kernels' symbols */
+        char name[32], to[160];
+        snprintf(name, sizeof name, "lathe_k%d", i);
+        snprintf(to, sizeof to, "%s%d", p->prefix, i);
+        LLVMValueRef fn = LLVMGetNamedFunction(mod, name);
+        if (fn) LLVMSetValueName2(fn, to, strlen(to));
+    }
     if (st == LATHE_OK) {
         LLVMPassBuilderOptionsRef opt = LLVMCreatePassBuilderOptions();
         LLVMPassBuilderOptionsSetLoopVectorization(opt, 1);
@@ -145,14 +134,15 @@ static lathe_status compile_jit(lathe_program *p) {
     lathe_status pst[64];
     char (*perrs)[1024] = calloc(64, sizeof *perrs);
     if (!perrs) return perr(p, LATHE_ERR_NOMEM, "out of memory");
-    LLVMTargetMachineRef tm0 = host_machine(p->err, sizeof p->err); /* LLVM's targets, before the threads */
+    LLVMTargetMachineRef tm0 = target_machine(p->cpu, p->backend == LT_BACKEND_OBJECT, p->err, sizeof p->err); /* LLVM's targets, before the threads */
     if (!tm0) return LATHE_ERR_UNSUPPORTED;
     LLVMDisposeTargetMachine(tm0);
 #pragma omp parallel for num_threads(nparts) schedule(static, 1)
     for (int part = 0; part < nparts; part++) {
         lathe_program tmp = {0};
+        tmp.prefix = p->prefix;
         pst[part] = LATHE_OK;
-        LLVMTargetMachineRef ptm = host_machine(tmp.err, sizeof tmp.err);
+        LLVMTargetMachineRef ptm = target_machine(p->cpu, p->backend == LT_BACKEND_OBJECT, tmp.err, sizeof tmp.err);
         LLVMContextRef pctx = LLVMContextCreate();
         LLVMModuleRef pmod = NULL;
         int first = (int)((int64_t)f->nk * part / nparts), last = (int)((int64_t)f->nk * (part + 1) / nparts);
@@ -175,7 +165,10 @@ static lathe_status compile_jit(lathe_program *p) {
     for (int part = 0; part < nparts && st == LATHE_OK; part++)
         if (pst[part] != LATHE_OK) st = perr(p, pst[part], "%s", perrs[part]);
     free(perrs);
-    if (st == LATHE_OK) {
+    if (p->backend == LT_BACKEND_OBJECT) { /* the caller takes the objects */
+        for (int part = 0; part < nparts; part++) p->objs[part] = objs[part];
+        p->nobjs = nparts;
+    } else if (st == LATHE_OK) {
         LLVMOrcJITTargetMachineBuilderRef jtmb;
         LLVMErrorRef e = LLVMOrcJITTargetMachineBuilderDetectHost(&jtmb);
         if (!e) {
@@ -185,7 +178,7 @@ static lathe_status compile_jit(lathe_program *p) {
         }
         if (e) st = llvm_err(p, e, "creating the LLVM JIT");
     }
-    for (int part = 0; part < nparts; part++) {
+    for (int part = 0; part < nparts && p->backend != LT_BACKEND_OBJECT; part++) {
         if (!objs[part]) continue;
         if (st == LATHE_OK) {
             /* the JIT takes the object buffer */
@@ -197,13 +190,14 @@ static lathe_status compile_jit(lathe_program *p) {
     p->kernels = calloc((size_t)f->nk + 1, sizeof *p->kernels);
     if (!p->kernels) return perr(p, LATHE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < f->nk; i++) {
+        p->kernels[i].range = f->ks[i].range;
+        if (p->backend == LT_BACKEND_OBJECT) continue; /* the functions are linked later */
         char name[32];
         snprintf(name, sizeof name, "lathe_k%d", i);
         LLVMOrcExecutorAddress addr;
         LLVMErrorRef e = LLVMOrcLLJITLookup(p->jit, &addr, name);
         if (e) return llvm_err(p, e, "looking up a kernel");
         p->kernels[i].fn = (lathe_kernel_fn)(uintptr_t)addr;
-        p->kernels[i].range = f->ks[i].range;
     }
     /* Updates are simultaneous: after the kernels, every new value (and every
      * output that is itself an updated buffer) is first copied to a staging
@@ -350,7 +344,9 @@ static lathe_status eval_arena(lathe_program *p) {
     return p->rt.arena ? LATHE_OK : perr(p, LATHE_ERR_NOMEM, "out of memory");
 }
 
-lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend) {
+lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend) { return lt_compile(g, (int)backend, NULL, NULL); }
+
+lathe_program *lt_compile(lathe_graph *g, int backend, const char *cpu, const char *prefix) {
     if (lathe_graph_status(g) != LATHE_OK) return NULL;
     if (lathe_graph_verify(g) != LATHE_OK) return NULL;
     lathe_program *p = calloc(1, sizeof *p);
@@ -360,6 +356,8 @@ lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend) {
     }
     p->backend = backend;
     p->g = g;
+    p->cpu = cpu;
+    p->prefix = prefix;
     lathe_status st = build_table(p);
     if (st == LATHE_OK && backend == LATHE_BACKEND_EVAL) {
         p->ev = lathe_eval_new(g);
@@ -378,6 +376,8 @@ lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend) {
 void lathe_program_free(lathe_program *p) {
     if (!p) return;
     if (p->jit) LLVMOrcDisposeLLJIT(p->jit);
+    for (int i = 0; i < p->nobjs; i++)
+        if (p->objs[i]) LLVMDisposeMemoryBuffer(p->objs[i]);
     lathe_rt_free_arena(p->rt.arena);
     free(p->kernels);
     free(p->copies);
@@ -398,6 +398,7 @@ lathe_optimizer *lathe_program_optimizer(lathe_program *p, const lathe_optim_con
 
 const char *lathe_program_error(const lathe_program *p) { return p->err; }
 void lathe_program_set_threads(lathe_program *p, int threads) { p->threads = threads; }
+const lathe_rt_program *lathe_program_rt(const lathe_program *p) { return &p->rt; }
 int64_t lathe_program_arena_bytes(const lathe_program *p) { return p->f ? p->f->arena_size : 0; }
 
 /* The tensor `name`: outputs first when outputs_first, else leaves only. */
@@ -486,7 +487,7 @@ lathe_status lathe_dump_stage(lathe_graph *g, const char *stage, FILE *out) {
     } else if (!strcmp(stage, "plan")) {
         lt_fused_print_plan(out, f);
     } else {
-        LLVMTargetMachineRef tm = host_machine(tmp.err, sizeof tmp.err);
+        LLVMTargetMachineRef tm = target_machine(NULL, false, tmp.err, sizeof tmp.err);
         if (!tm) st = LATHE_ERR_UNSUPPORTED;
         LLVMContextRef ctx = LLVMContextCreate();
         LLVMModuleRef mod = NULL;

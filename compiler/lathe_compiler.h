@@ -90,6 +90,10 @@ lathe_status lathe_program_get(lathe_program *p, const char *name, void *out, si
 /* Threads for runs (0: OpenMP's default).  Results are the same bits for any
  * count. */
 void lathe_program_set_threads(lathe_program *p, int threads);
+/* The program as the runtime runs it (kernels, copies, arena), for
+ * lathe_trainer_main and other runtime drivers.  Valid until
+ * lathe_program_free. */
+const lathe_rt_program *lathe_program_rt(const lathe_program *p);
 /* Size of the program's arena: its peak memory (0 for the evaluator). */
 int64_t lathe_program_arena_bytes(const lathe_program *p);
 /* Message of the last failed call on p; "" if none. */
@@ -110,6 +114,39 @@ void lathe_program_init(lathe_program *p, uint64_t seed);
  * grad.  NULL with the message in lathe_program_error.  Free it before the
  * program. */
 lathe_optimizer *lathe_program_optimizer(lathe_program *p, const lathe_optim_config *cfg);
+
+/* ---- native trainers ------------------------------------------------------ */
+
+/* A model ready for training: its training graph (forward with batch norm
+ * in training mode, the one-element output "loss", backward added) and
+ * optionally its evaluation graph (per-sample "loss" and, for classifiers,
+ * "correct" outputs), at the same batch size. */
+typedef struct {
+    const char *name;            /* the model's name */
+    const char *source;          /* the file it came from */
+    int64_t batch;
+    int ninputs;                 /* inputs in declaration order */
+    const char *const *inputs;
+    const bool *raw;             /* per input: pixels not scaled to [0, 1] (NULL: none raw) */
+    const char *label;           /* the loss's target input, or NULL */
+    bool classify;               /* the eval graph has "correct" */
+    lathe_graph *train, *eval;   /* eval may be NULL; both must outlive the call */
+    const char *cpu;             /* LLVM CPU name ("znver4", "x86-64-v3"); NULL: this host */
+} lathe_trainer_spec;
+
+/* `lathe compile`: compile both graphs into object code for s->cpu, write
+ * their tables as C with a main() calling lathe_trainer_main (and
+ * lathe_trainer_step_main for `TRAINER step ...`), and link them with the
+ * runtime library by the C compiler ($CC, default cc) into the executable
+ * out.  The trainer needs no LLVM at run time.  $LATHE_RUNTIME_LIB and
+ * $LATHE_RUNTIME_INC override where the runtime library and its headers are
+ * (default: this build's).  The message of a failure is in err. */
+lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen);
+
+/* `lathe train` (step false) and `lathe step` (step true): JIT-compile both
+ * graphs for this host and run lathe_trainer_main or lathe_trainer_step_main
+ * on argv.  Returns the exit status. */
+int lathe_trainer_jit_main(const lathe_trainer_spec *s, bool step, int argc, char **argv);
 
 /* Print a compiler stage of g for `lathe dump`: "fused" (kernels, the nodes
  * fused into each, what they read, their iteration space), "plan" (every

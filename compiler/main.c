@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "lathe_compiler.h"
+#include "lathe_desc.h"
+#include "lathe_trainer.h"
+#include "safetensors.h"
 
 static const char *main_usage =
     "usage: lathe VERB [options] [args]\n"
@@ -16,7 +19,14 @@ static const char *main_usage =
     "Lathe is a static computation-graph compiler for training neural networks.\n"
     "\n"
     "verbs:\n"
-    "  dump FILE    read a text IR file, check it, and print it back (text or DOT)\n"
+    "  compile MODEL -o TRAINER   compile a model into a standalone native trainer\n"
+    "  train MODEL [flags]        train a model in process (JIT), as a trainer would\n"
+    "  step MODEL --batch B.safetensors -o OUT.safetensors\n"
+    "                             one training step: loss, outputs, gradients, new parameters\n"
+    "  dump FILE                  check a model and print it at a compiler stage (text or DOT)\n"
+    "\n"
+    "MODEL and FILE: a model description (NAME.lathe) or Lathe's text IR (any other\n"
+    "name).  'lathe VERB --help' describes each verb.\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (or 'lathe VERB --help' for a verb)\n"
@@ -24,10 +34,12 @@ static const char *main_usage =
 
 static const char *dump_usage =
     "usage: lathe dump FILE [--stage STAGE] [--loss NAME] [--format text|dot] [-o OUT]\n"
+    "                       [-D NAME=VALUE] [--batch B] [--eval]\n"
     "\n"
-    "Reads FILE (Lathe's text IR; '-' reads standard input), checks every op's\n"
-    "operands, shapes and attributes, verifies the graph, runs the compiler up to\n"
-    "the chosen stage, and prints the graph.\n"
+    "Reads FILE (a model description NAME.lathe, or Lathe's text IR; '-' reads text\n"
+    "IR from standard input), checks every op's operands, shapes and attributes,\n"
+    "verifies the graph, runs the compiler up to the chosen stage, and prints the\n"
+    "graph.  A description is traced in training mode, its loss marked for backward.\n"
     "\n"
     "options:\n"
     "  -s, --stage STAGE      traced: the graph as read (default)\n"
@@ -51,9 +63,39 @@ static const char *dump_usage =
     "                         the direction of the forward pass, leaves that require\n"
     "                         grad drawn blue (render with: dot -Tpng -o g.png)\n"
     "  -o, --output OUT       write to OUT instead of standard output\n"
+    "  -D, --define NAME=VALUE  descriptions: override the constant 'let NAME'\n"
+    "  -b, --batch B          descriptions: the batch size (default: the file's)\n"
+    "  -e, --eval             descriptions: the evaluation graph (batch norm on running\n"
+    "                         statistics, per-sample loss and correct outputs)\n"
     "  -h, --help             show this help\n"
     "\n"
     "Errors name FILE:LINE:COLUMN and what was expected; the exit status is 1.\n";
+
+static const char *compile_usage =
+    "usage: lathe compile MODEL -o TRAINER [--batch B] [-D NAME=VALUE]... [--target-cpu CPU]\n"
+    "\n"
+    "Compiles MODEL (a .lathe description, or text IR with an output 'loss') into the\n"
+    "standalone executable TRAINER: the training program (forward, backward, buffer\n"
+    "updates) and the evaluation program are compiled to machine code by LLVM and\n"
+    "linked with Lathe's runtime by the C compiler ($CC, default cc).  TRAINER needs no\n"
+    "LLVM at run time; run 'TRAINER --help' for its flags (the same as lathe train's),\n"
+    "and 'TRAINER step ...' for lathe step's.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output TRAINER     the executable to write (required)\n"
+    "  -b, --batch B            the batch size compiled in (default: the description's)\n"
+    "  -D, --define NAME=VALUE  override the description's constant 'let NAME'\n"
+    "  --target-cpu CPU         the CPU to compile for, as LLVM names it (znver4,\n"
+    "                           skylake-avx512, x86-64-v3, x86-64; default: this host)\n"
+    "  -h, --help               show this help\n";
+
+static const char *train_usage_head =
+    "usage: lathe train MODEL [-D NAME=VALUE]... [--batch B] --data SPEC [options]\n"
+    "\n"
+    "JIT-compiles MODEL for this host and trains it in process: the same flags and\n"
+    "the same results as a trainer from 'lathe compile MODEL'.  -D NAME=VALUE\n"
+    "overrides the description's constant 'let NAME'; --batch sets the batch size.\n"
+    "The trainer's flags:\n\n";
 
 static char *read_all(FILE *f, size_t *len) {
     size_t cap = 1 << 16, n = 0;
@@ -73,18 +115,232 @@ static char *read_all(FILE *f, size_t *len) {
     return buf;
 }
 
+/* ---- models: descriptions or text IR ------------------------------------------ */
+
+enum { MAX_DEFINES = 64 };
+typedef struct {
+    const char *defs[MAX_DEFINES];
+    int ndefs;
+    int64_t batch; /* 0: the file's */
+} model_opts;
+
+/* Take -D NAME=VALUE (-DNAME=VALUE, --define NAME=VALUE, --define=NAME=VALUE)
+ * out of argv, in place.  The new argc, or -1 after a message. */
+static int take_defines(int argc, char **argv, model_opts *mo, const char *verb) {
+    int k = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "--")) { /* the rest are operands */
+            while (i < argc) argv[k++] = argv[i++];
+            break;
+        }
+        if (!strcmp(a, "-D") || !strcmp(a, "--define")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "lathe %s: %s needs NAME=VALUE\n", verb, a);
+                return -1;
+            }
+            v = argv[++i];
+        } else if (!strncmp(a, "-D", 2)) v = a + 2;
+        else if (!strncmp(a, "--define=", 9)) v = a + 9;
+        if (!v) {
+            argv[k++] = argv[i];
+            continue;
+        }
+        if (!strchr(v, '=') || mo->ndefs == MAX_DEFINES) {
+            fprintf(stderr, "lathe %s: -D %s: expected NAME=VALUE%s\n", verb, v, mo->ndefs == MAX_DEFINES ? " (too many)" : "");
+            return -1;
+        }
+        mo->defs[mo->ndefs++] = v;
+    }
+    argv[k] = NULL;
+    return k;
+}
+
+typedef struct {
+    lathe_graph *train, *eval;
+    lathe_desc_info info;
+    const char *inputs[16];
+    bool raw[16];
+    lathe_trainer_spec spec;
+} model;
+
+static void model_free(model *m) {
+    lathe_graph_free(m->train);
+    lathe_graph_free(m->eval);
+}
+
+/* Trace path (training, with backward; and the evaluation graph when
+ * want_eval and the description has a loss) into m.  0, or 1 after a
+ * message. */
+static int load_model(const char *verb, const char *path, const model_opts *mo, bool want_eval, model *m) {
+    memset(m, 0, sizeof *m);
+    lathe_desc_options o = {.training = true, .batch = mo->batch, .ndefines = mo->ndefs, .defines = mo->defs};
+    m->train = lathe_graph_new();
+    if (!m->train) return fprintf(stderr, "lathe %s: out of memory\n", verb), 1;
+    lathe_status st;
+    lathe_graph *bad = m->train;
+    if (lathe_desc_is_description(path)) {
+        st = lathe_desc_parse_file(m->train, path, &o, &m->info);
+        if (st == LATHE_OK && want_eval && m->info.has_loss) {
+            o.training = false;
+            if (!(m->eval = lathe_graph_new())) st = LATHE_ERR_NOMEM;
+            else if ((st = lathe_desc_parse_file(m->eval, path, &o, NULL)) != LATHE_OK) bad = m->eval;
+        }
+    } else {
+        if (mo->ndefs || mo->batch) {
+            fprintf(stderr, "lathe %s: %s is text IR, which has no constants or batch size to set (-D, --batch)\n", verb, path);
+            model_free(m);
+            return 1;
+        }
+        st = lathe_parse_file(m->train, path);
+        const char *slash = strrchr(path, '/');
+        snprintf(m->info.model, sizeof m->info.model, "%s", slash ? slash + 1 : path);
+        for (int i = 0; st == LATHE_OK && i < lathe_graph_num_nodes(m->train); i++) {
+            lathe_node *n = lathe_graph_node(m->train, i);
+            if (strcmp(lathe_node_op(n), "input") != 0 || m->info.ninputs == 16) continue;
+            snprintf(m->info.inputs[m->info.ninputs++].name, 64, "%s", lathe_node_name(n));
+            if (lathe_node_rank(n) > 0 && !m->info.batch) m->info.batch = lathe_node_shape(n)[0];
+            char ts[160];
+            lathe_node_type_str(n, ts, sizeof ts);
+            if (!strncmp(ts, "i64", 3)) snprintf(m->info.label, sizeof m->info.label, "%s", lathe_node_name(n));
+        }
+        lathe_node *loss = lathe_graph_find_output(m->train, "loss");
+        m->info.has_loss = loss != NULL;
+        if (st == LATHE_OK && loss && lathe_graph_num_marks(m->train) == 0) st = lathe_mark_backward(m->train, loss, NULL);
+    }
+    if (st == LATHE_OK && lathe_graph_num_marks(m->train) > 0) st = lathe_backward_marked(m->train);
+    if (st != LATHE_OK) {
+        fprintf(stderr, "lathe %s: %s\n", verb, *lathe_graph_error(bad) ? lathe_graph_error(bad) : lathe_status_name(st));
+        model_free(m);
+        return 1;
+    }
+    for (int i = 0; i < m->info.ninputs; i++) {
+        m->inputs[i] = m->info.inputs[i].name;
+        m->raw[i] = m->info.inputs[i].raw;
+    }
+    m->spec = (lathe_trainer_spec){m->info.model, path, m->info.batch, m->info.ninputs, m->inputs, m->raw,
+                                   m->info.label[0] ? m->info.label : NULL, m->info.classify, m->train, m->eval, NULL};
+    return 0;
+}
+
+static bool parse_batch(const char *verb, const char *s, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || v < 1) {
+        fprintf(stderr, "lathe %s: --batch %s: expected a positive integer\n", verb, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static int cmd_compile(int argc, char **argv) {
+    static const struct option opts[] = {{"output", required_argument, 0, 'o'}, {"batch", required_argument, 0, 'b'},
+                                         {"target-cpu", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    model_opts mo = {0};
+    if ((argc = take_defines(argc, argv, &mo, "compile")) < 0) return 2;
+    const char *out = NULL, *cpu = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:b:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'b': if (!parse_batch("compile", optarg, &mo.batch)) return 2; break;
+        case 'c': cpu = optarg; break;
+        case 'h': fputs(compile_usage, stdout); return 0;
+        default: fputs(compile_usage, stderr); return 2;
+        }
+    }
+    if (optind != argc - 1 || !out) {
+        fprintf(stderr, "lathe compile: expected one MODEL and -o TRAINER\n%s", compile_usage);
+        return 2;
+    }
+    model m;
+    if (load_model("compile", argv[optind], &mo, true, &m)) return 1;
+    if (!m.info.has_loss) {
+        fprintf(stderr, "lathe compile: %s has no loss to train (a 'loss' statement, or an output 'loss' in text IR)\n",
+                argv[optind]);
+        model_free(&m);
+        return 1;
+    }
+    m.spec.cpu = cpu;
+    char err[4096];
+    lathe_status st = lathe_build_trainer(&m.spec, out, err, sizeof err);
+    if (st != LATHE_OK) fprintf(stderr, "lathe compile: %s\n", err);
+    else fprintf(stderr, "lathe compile: wrote %s (%s, batch %lld)\n", out, m.info.model, (long long)m.info.batch);
+    model_free(&m);
+    return st == LATHE_OK ? 0 : 1;
+}
+
+/* lathe train and lathe step: MODEL is the first operand; the rest goes to
+ * the driver with MODEL removed. */
+static int cmd_train_or_step(int argc, char **argv, bool step) {
+    const char *verb = step ? "step" : "train";
+    model_opts mo = {0};
+    if ((argc = take_defines(argc, argv, &mo, verb)) < 0) return 2;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            if (!step) {
+                fputs(train_usage_head, stdout);
+                lathe_trainer_usage(stdout, "lathe train MODEL");
+                return 0;
+            }
+            char *h[] = {"lathe step", "--help", NULL};
+            return lathe_trainer_step_main(NULL, 2, h);
+        }
+    int mi = 1;
+    if (argc < 2 || argv[1][0] == '-') {
+        fprintf(stderr, "lathe %s: expected MODEL first (try lathe %s --help)\n", verb, verb);
+        return 2;
+    }
+    const char *path = argv[mi];
+    for (int i = mi; i < argc; i++) argv[i] = argv[i + 1];
+    argc--;
+    char prog[64];
+    snprintf(prog, sizeof prog, "lathe %s", verb);
+    argv[0] = prog;
+    /* the batch size: --batch N for train; the batch file's first input for step */
+    for (int i = 1; i < argc; i++) {
+        const char *v = !strcmp(argv[i], "--batch") && i + 1 < argc ? argv[i + 1] : !strncmp(argv[i], "--batch=", 8) ? argv[i] + 8 : NULL;
+        if (v && !step && !parse_batch(verb, v, &mo.batch)) return 2;
+        if (v && step) { /* peek at the batch file */
+            model probe;
+            if (load_model(verb, path, &mo, false, &probe)) return 1;
+            char err[1024];
+            lathe_st_file *f = probe.info.ninputs ? lathe_st_read(v, err, sizeof err) : NULL;
+            const lathe_st_tensor *t = f ? lathe_st_find(f, probe.info.inputs[0].name) : NULL;
+            if (t && t->rank > 0 && probe.info.batch_dim[0]) mo.batch = t->shape[0];
+            lathe_st_free(f);
+            model_free(&probe);
+        }
+    }
+    model m;
+    if (load_model(verb, path, &mo, !step, &m)) return 1;
+    int rc = lathe_trainer_jit_main(&m.spec, step, argc, argv);
+    model_free(&m);
+    return rc;
+}
+
 static int cmd_dump(int argc, char **argv) {
     static const struct option opts[] = {{"format", required_argument, 0, 'f'},
                                          {"stage", required_argument, 0, 's'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"eval", no_argument, 0, 'e'},
                                          {"loss", required_argument, 0, 'l'},
                                          {"output", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     const char *format = "text", *out_path = NULL, *stage = "traced", *loss = NULL;
+    model_opts mo = {0};
+    bool eval = false;
+    if ((argc = take_defines(argc, argv, &mo, "dump")) < 0) return 2;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "f:o:s:l:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:o:s:l:b:eh", opts, NULL)) != -1) {
         switch (c) {
+        case 'b': if (!parse_batch("dump", optarg, &mo.batch)) return 2; break;
+        case 'e': eval = true; break;
         case 'f': format = optarg; break;
         case 's': stage = optarg; break;
         case 'l': loss = optarg; break;
@@ -125,6 +381,13 @@ static int cmd_dump(int argc, char **argv) {
         char *src = read_all(stdin, &len);
         st = src ? lathe_parse(g, src, len, "<stdin>") : LATHE_ERR_NOMEM;
         free(src);
+    } else if (lathe_desc_is_description(path)) {
+        lathe_desc_options o = {.training = !eval, .batch = mo.batch, .ndefines = mo.ndefs, .defines = mo.defs};
+        st = lathe_desc_parse_file(g, path, &o, NULL);
+    } else if (mo.ndefs || mo.batch || eval) {
+        fprintf(stderr, "lathe dump: -D, --batch and --eval are for model descriptions (.lathe); %s is text IR\n", path);
+        lathe_graph_free(g);
+        return 2;
     } else {
         st = lathe_parse_file(g, path);
     }
@@ -191,6 +454,9 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(verb, "dump")) return cmd_dump(argc - 1, argv + 1);
+    if (!strcmp(verb, "compile")) return cmd_compile(argc - 1, argv + 1);
+    if (!strcmp(verb, "train")) return cmd_train_or_step(argc - 1, argv + 1, false);
+    if (!strcmp(verb, "step")) return cmd_train_or_step(argc - 1, argv + 1, true);
     fprintf(stderr, "lathe: unknown verb '%s'\n%s", verb, main_usage);
     return 2;
 }

@@ -21,6 +21,11 @@ static const char *state_names[2][2] = {{"momentum_buffer", NULL}, {"exp_avg", "
 
 int lathe_rt_save(const char *path, const uint8_t *arena, const lathe_rt_tensor *ts, int n, lathe_optimizer *opt,
                   char *err, size_t errlen) {
+    return lathe_rt_save_meta(path, arena, ts, n, opt, NULL, NULL, 0, err, errlen);
+}
+
+int lathe_rt_save_meta(const char *path, const uint8_t *arena, const lathe_rt_tensor *ts, int n, lathe_optimizer *opt,
+                       const char *const *keys, const char *const *values, int nmeta, char *err, size_t errlen) {
     lathe_st_tensor *out = calloc((size_t)(3 * n + 2), sizeof *out);
     char **names = calloc((size_t)(3 * n + 2), sizeof *names);
     int64_t step = opt ? lathe_optim_steps(opt) : 0;
@@ -53,9 +58,14 @@ int lathe_rt_save(const char *path, const uint8_t *arena, const lathe_rt_tensor 
         }
     }
     if (opt) out[k++] = (lathe_st_tensor){"optimizer.step", LATHE_ST_I64, 0, {0}, &step};
-    const char *keys[2] = {"format", "optimizer"};
-    const char *vals[2] = {"lathe", opt ? opt_name(lathe_optim_get_config(opt)->kind) : "none"};
-    rc = lathe_st_write(path, out, k, keys, vals, 2, err, errlen);
+    const char *mk[18] = {"format", "optimizer"};
+    const char *mv[18] = {"lathe", opt ? opt_name(lathe_optim_get_config(opt)->kind) : "none"};
+    if (nmeta < 0 || nmeta > 16) {
+        snprintf(err, errlen, "save %s: %d metadata entries (at most 16)", path, nmeta);
+        goto done;
+    }
+    for (int i = 0; i < nmeta; i++) mk[2 + i] = keys[i], mv[2 + i] = values[i];
+    rc = lathe_st_write(path, out, k, mk, mv, 2 + nmeta, err, errlen);
 done:
     for (int i = 0; i < 3 * n + 2 && names; i++) free(names[i]);
     free(names);

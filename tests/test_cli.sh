@@ -114,5 +114,28 @@ check "dot of a plan exits 2" [ $? -eq 2 ]
 "$LATHE" dump "$DATA/seed_q.ir" --stage fuzed >"$TMP/out" 2>&1
 check "unknown stage exits 2" [ $? -eq 2 ]
 
+# the training verbs: help, and command-line errors (exit 2)
+for v in compile train step; do
+    "$LATHE" $v --help >"$TMP/vhelp" 2>&1
+    check "$v help exits 0" [ $? -eq 0 ]
+    check "$v help shows usage" contains "$TMP/vhelp" "usage: lathe $v MODEL"
+done
+check "step help lists --params-prefix" contains "$TMP/vhelp" "--params-prefix"
+"$LATHE" train --help >"$TMP/vhelp" 2>&1
+for f in --data --eval --epochs --steps --batch --optimizer --lr --momentum --weight-decay --nesterov --seed \
+    --shuffle --load --save --threads; do
+    check "train help lists $f" contains "$TMP/vhelp" "  $f"
+done
+"$LATHE" compile "$DATA/mlp_loss.ir" >"$TMP/out" 2>&1
+check "compile without -o exits 2" [ $? -eq 2 ]
+"$LATHE" train --data x >"$TMP/out" 2>&1
+check "train without a model exits 2" [ $? -eq 2 ]
+check "train without a model says so" contains "$TMP/out" "expected MODEL first"
+"$LATHE" compile "$DATA/mlp_loss.ir" -D width=3 -o "$TMP/t" >"$TMP/out" 2>&1
+check "-D on text IR is refused" contains "$TMP/out" "text IR, which has no constants"
+"$LATHE" compile "$DATA/seed_q.ir" -o "$TMP/t" >"$TMP/out" 2>&1
+check "compile of a model without a loss exits 1" [ $? -eq 1 ]
+check "compile of a model without a loss says so" contains "$TMP/out" "has no loss to train"
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

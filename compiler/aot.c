@@ -1,0 +1,253 @@
+/* aot.c - native trainers: a model's training and evaluation programs
+ * compiled to object code by LLVM's target machine, their tables written as
+ * C data with a main() that calls the runtime's lathe_trainer_main, and the
+ * whole linked by the system C compiler with the runtime library - no LLVM
+ * at run time.  Also `lathe train` and `lathe step`: the same programs
+ * JIT-compiled in process, handed to the same driver. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <llvm-c/Core.h>
+
+#include "jit.h"
+#include "lathe_trainer.h"
+
+#ifndef LATHE_RUNTIME_LIB
+#define LATHE_RUNTIME_LIB "liblathe_runtime.a"
+#endif
+#ifndef LATHE_RUNTIME_INC
+#define LATHE_RUNTIME_INC "."
+#endif
+#ifndef LATHE_RUNTIME_LDFLAGS
+#define LATHE_RUNTIME_LDFLAGS ""
+#endif
+
+static void cstr(FILE *o, const char *s) {
+    fputc('"', o);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') fprintf(o, "\\%c", c);
+        else if (c < 32 || c >= 127) fprintf(o, "\\%03o", c);
+        else fputc(c, o);
+    }
+    fputc('"', o);
+}
+
+/* The tables of program p as C data named NAME_*, and its lathe_rt_compiled. */
+static void write_program(FILE *o, const lathe_program *p, const char *name, const char *prefix) {
+    const lt_fused *f = p->f;
+    for (int i = 0; i < f->nk; i++) fprintf(o, "void %s%d(uint8_t *, int64_t, int64_t);\n", prefix, i);
+    fprintf(o, "static const lathe_rt_kernel %s_kernels[] = {\n", name);
+    for (int i = 0; i < f->nk; i++) fprintf(o, "    {%s%d, %lld},\n", prefix, i, (long long)p->kernels[i].range);
+    fprintf(o, "    {0, 0}};\nstatic const lathe_rt_copy %s_copies[] = {\n", name);
+    for (int i = 0; i < p->rt.ncopies; i++)
+        fprintf(o, "    {%lld, %lld, %lld},\n", (long long)p->copies[i].src, (long long)p->copies[i].dst,
+                (long long)p->copies[i].bytes);
+    fprintf(o, "    {0, 0, 0}};\nstatic const lathe_rt_tensor %s_tensors[] = {\n", name);
+    for (int i = 0; i < p->ntensors; i++) {
+        const lathe_rt_tensor *t = &p->tensors[i];
+        fputs("    {", o);
+        cstr(o, t->name);
+        fprintf(o, ", %d, %d, %d, {", (int)t->kind, t->dtype, t->rank);
+        for (int d = 0; d < 6; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        fprintf(o, "}, %lld, %lld, %d, %lld, %d, %a},\n", (long long)t->numel, (long long)t->offset, t->requires_grad,
+                (long long)t->grad_offset, (int)t->init, t->init_a);
+    }
+    fputs("};\n", o);
+    int nconst = 0;
+    for (int b = 0; b < f->nbufs; b++) {
+        if (f->bufs[b].kind != B_CONST) continue;
+        fprintf(o, "static const unsigned char %s_const%d[] = {", name, b);
+        const unsigned char *d = f->bufs[b].data;
+        for (int64_t k = 0; k < f->plan[b].size; k++) fprintf(o, "%s%s%u", k ? "," : "", k % 24 ? "" : "\n    ", d[k]);
+        fputs("};\n", o);
+        nconst++;
+    }
+    fprintf(o, "static const lathe_rt_const %s_consts[] = {\n", name);
+    for (int b = 0; b < f->nbufs; b++)
+        if (f->bufs[b].kind == B_CONST)
+            fprintf(o, "    {%lld, %lld, %s_const%d},\n", (long long)f->plan[b].offset, (long long)f->plan[b].size, name, b);
+    fprintf(o, "    {0, 0, 0}};\n");
+    fprintf(o, "#define %s_PROGRAM {{0, %lld, %s_kernels, %d, %s_copies, %d}, %s_tensors, %d, %s_consts, %d}\n\n", name,
+            (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, name, p->ntensors, name, nconst);
+}
+
+/* Run argv, waiting; 0 when it exits with 0. */
+static int run_cmd(char *const *argv, char *err, size_t errlen) {
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "cannot start %s: %s", argv[0], strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        fprintf(stderr, "lathe: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            snprintf(err, errlen, "waiting for %s: %s", argv[0], strerror(errno));
+            return -1;
+        }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    snprintf(err, errlen, "%s failed (exit status %d); the command was:", argv[0],
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    for (int i = 0; argv[i]; i++) {
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " %s", argv[i]);
+    }
+    return -1;
+}
+
+static lathe_status compile_both(const lathe_trainer_spec *s, int backend, lathe_program **tr, lathe_program **ev,
+                                 char *err, size_t errlen) {
+    *tr = *ev = NULL;
+    *tr = lt_compile(s->train, backend, s->cpu, backend == LT_BACKEND_OBJECT ? "lathe_train_k" : NULL);
+    if (*tr && s->eval) *ev = lt_compile(s->eval, backend, s->cpu, backend == LT_BACKEND_OBJECT ? "lathe_eval_k" : NULL);
+    if (*tr && (*ev || !s->eval)) return LATHE_OK;
+    lathe_graph *g = *tr ? s->eval : s->train;
+    snprintf(err, errlen, "%s", lathe_graph_error(g));
+    lathe_program_free(*tr);
+    *tr = NULL;
+    return lathe_graph_status(g) != LATHE_OK ? lathe_graph_status(g) : LATHE_ERR_UNSUPPORTED;
+}
+
+static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
+    fputs("static const char *const model_inputs[] = {", o);
+    for (int i = 0; i < s->ninputs; i++) {
+        cstr(o, s->inputs[i]);
+        fputs(", ", o);
+    }
+    fputs("0};\nstatic const bool model_raw[] = {", o);
+    for (int i = 0; i < s->ninputs; i++) fprintf(o, "%d, ", s->raw ? s->raw[i] : 0);
+    fputs("0};\nstatic const lathe_trainer_model model = {", o);
+    cstr(o, s->name);
+    fputs(", ", o);
+    cstr(o, s->source ? s->source : "");
+    fprintf(o, ", %lld, %d, model_inputs, model_raw, ", (long long)s->batch, s->ninputs);
+    if (s->label) cstr(o, s->label);
+    else fputs("0", o);
+    fprintf(o, ", %d, train_PROGRAM, %s};\n", s->classify, eval ? "eval_PROGRAM" : "{{0}, 0, 0, 0, 0}");
+    fputs("int main(int argc, char **argv) {\n"
+          "    if (argc > 1 && !strcmp(argv[1], \"step\")) return lathe_trainer_step_main(&model, argc - 1, argv + 1);\n"
+          "    return lathe_trainer_main(&model, argc, argv);\n}\n", o);
+}
+
+lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen) {
+    lathe_program *tr, *ev;
+    lathe_status st = compile_both(s, LT_BACKEND_OBJECT, &tr, &ev, err, errlen);
+    if (st != LATHE_OK) return st;
+    char dir[] = "/tmp/lathe-XXXXXX";
+    char paths[130][4200];
+    int npaths = 0;
+    if (!mkdtemp(dir)) {
+        snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
+        st = LATHE_ERR_IO;
+        goto done;
+    }
+    /* the objects */
+    for (int k = 0; k < 2 && st == LATHE_OK; k++) {
+        lathe_program *p = k ? ev : tr;
+        for (int i = 0; p && i < p->nobjs; i++) {
+            if (!p->objs[i]) continue;
+            snprintf(paths[npaths], sizeof paths[npaths], "%s/%s%d.o", dir, k ? "eval" : "train", i);
+            FILE *o = fopen(paths[npaths], "wb");
+            size_t len = LLVMGetBufferSize(p->objs[i]);
+            if (!o || fwrite(LLVMGetBufferStart(p->objs[i]), 1, len, o) != len || fclose(o) != 0) {
+                snprintf(err, errlen, "writing %s: %s", paths[npaths], strerror(errno));
+                st = LATHE_ERR_IO;
+            }
+            npaths++;
+        }
+    }
+    /* the tables and main() */
+    snprintf(paths[npaths], sizeof paths[npaths], "%s/model.c", dir);
+    FILE *o = st == LATHE_OK ? fopen(paths[npaths], "w") : NULL;
+    npaths++;
+    if (st == LATHE_OK && !o) {
+        snprintf(err, errlen, "writing %s: %s", paths[npaths - 1], strerror(errno));
+        st = LATHE_ERR_IO;
+    }
+    if (o) {
+        fputs("/* generated by lathe compile */\n#include <stdbool.h>\n#include <stdint.h>\n#include <string.h>\n"
+              "#include \"lathe_trainer.h\"\n",
+              o);
+        write_program(o, tr, "train", "lathe_train_k");
+        if (ev) write_program(o, ev, "eval", "lathe_eval_k");
+        write_model(o, s, ev != NULL);
+        if (fclose(o) != 0) {
+            snprintf(err, errlen, "writing %s: %s", paths[npaths - 1], strerror(errno));
+            st = LATHE_ERR_IO;
+        }
+    }
+    if (st == LATHE_OK) { /* link: cc model.c *.o -I runtime runtime.a -fopenmp -lcjson -lz -lm -o out */
+        const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+        const char *lib = getenv("LATHE_RUNTIME_LIB") ? getenv("LATHE_RUNTIME_LIB") : LATHE_RUNTIME_LIB;
+        const char *inc = getenv("LATHE_RUNTIME_INC") ? getenv("LATHE_RUNTIME_INC") : LATHE_RUNTIME_INC;
+        char incflag[4200];
+        snprintf(incflag, sizeof incflag, "-I%s", inc);
+        char *argv[160];
+        int n = 0;
+        argv[n++] = (char *)cc;
+        argv[n++] = "-O1";
+        argv[n++] = "-w";
+        argv[n++] = incflag;
+        argv[n++] = paths[npaths - 1];
+        for (int i = 0; i < npaths - 1; i++) argv[n++] = paths[i];
+        argv[n++] = (char *)lib;
+        char ldflags[] = LATHE_RUNTIME_LDFLAGS; /* sanitizers of this build, space-separated */
+        for (char *save = NULL, *t = strtok_r(ldflags, " ", &save); t && n < 140; t = strtok_r(NULL, " ", &save))
+            argv[n++] = t;
+        argv[n++] = "-fopenmp";
+        argv[n++] = "-lcjson";
+        argv[n++] = "-lz";
+        argv[n++] = "-lm";
+        argv[n++] = "-o";
+        argv[n++] = (char *)out;
+        argv[n] = NULL;
+        if (run_cmd(argv, err, errlen) != 0) st = LATHE_ERR_IO;
+    }
+    for (int i = 0; i < npaths; i++) unlink(paths[i]);
+    rmdir(dir);
+done:
+    lathe_program_free(tr);
+    lathe_program_free(ev);
+    return st;
+}
+
+/* The JIT-compiled programs as the driver's model. */
+static void as_model(const lathe_trainer_spec *s, lathe_program *tr, lathe_program *ev, lathe_trainer_model *m) {
+    memset(m, 0, sizeof *m);
+    m->name = s->name;
+    m->source = s->source;
+    m->batch = s->batch;
+    m->ninputs = s->ninputs;
+    m->inputs = s->inputs;
+    m->raw = s->raw;
+    m->label = s->label;
+    m->classify = s->classify;
+    m->train = (lathe_rt_compiled){tr->rt, tr->tensors, tr->ntensors, NULL, 0};
+    if (ev) m->eval = (lathe_rt_compiled){ev->rt, ev->tensors, ev->ntensors, NULL, 0};
+}
+
+int lathe_trainer_jit_main(const lathe_trainer_spec *s, bool step, int argc, char **argv) {
+    lathe_program *tr, *ev;
+    char err[2048];
+    if (compile_both(s, LATHE_BACKEND_JIT, &tr, &ev, err, sizeof err) != LATHE_OK) {
+        fprintf(stderr, "%s: %s\n", argc > 0 ? argv[0] : "lathe", err);
+        return 1;
+    }
+    lathe_trainer_model m;
+    as_model(s, tr, ev, &m);
+    int rc = step ? lathe_trainer_step_main(&m, argc, argv) : lathe_trainer_main(&m, argc, argv);
+    lathe_program_free(tr);
+    lathe_program_free(ev);
+    return rc;
+}

@@ -1,0 +1,82 @@
+/* lathe_trainer.h - the training driver shared by native trainers (`lathe
+ * compile`) and `lathe train` (the JIT): flags, data, the training loop,
+ * progress, evaluation, checkpoints and resuming, and `lathe step`.
+ *
+ * A compiled model is plain data: the training program (forward, backward
+ * and buffer updates at a fixed batch), optionally an evaluation program
+ * (batch norm on running statistics; per-sample "loss" and "correct"
+ * outputs), their tensor tables and the constants to put in a fresh arena.
+ * A native trainer's generated main() is one call:
+ *
+ *     int main(int argc, char **argv) { return lathe_trainer_main(&model, argc, argv); }
+ *
+ * so a native trainer and `lathe train` read the same flags and, for the
+ * same machine code, give the same bits.  Depends on the runtime only (no IR,
+ * no LLVM). */
+#ifndef LATHE_TRAINER_H
+#define LATHE_TRAINER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lathe_runtime.h"
+#include "lathe_train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* bytes of data that a fresh arena holds at offset (constants of the graph) */
+typedef struct {
+    int64_t offset, bytes;
+    const void *data;
+} lathe_rt_const;
+
+/* One compiled program: its kernels and copies (prog.arena NULL: the driver
+ * allocates prog.arena_size bytes and copies the constants in; otherwise the
+ * arena is used as it is), its named tensors. */
+typedef struct {
+    lathe_rt_program prog;
+    const lathe_rt_tensor *tensors;
+    int ntensors;
+    const lathe_rt_const *consts;
+    int nconsts;
+} lathe_rt_compiled;
+
+typedef struct {
+    const char *name;            /* the model's name, for messages */
+    const char *source;          /* the description it was compiled from */
+    int64_t batch;               /* the compiled batch size */
+    int ninputs;                 /* the model's inputs in declaration order */
+    const char *const *inputs;
+    const bool *raw;             /* per input: integer pixel data is not scaled to [0, 1] */
+    const char *label;           /* the input that holds the loss's targets, or NULL */
+    bool classify;               /* evaluation reports accuracy ("correct" output) */
+    lathe_rt_compiled train;     /* outputs "loss" (one element) and the gradients */
+    lathe_rt_compiled eval;      /* eval.tensors NULL: none */
+} lathe_trainer_model;
+
+/* The trainer's command line (see lathe_trainer_usage): train the model, print
+ * progress on standard error and a summary on standard output.  Returns the
+ * exit status: 0 done, 1 bad data, a failed load or save, or a NaN/Inf loss
+ * (the message names the step; no checkpoint is written with it), 2 a bad
+ * command line, 130 interrupted (SIGINT: the step finishes, the checkpoint
+ * of --save is written, the run can be resumed with --load). */
+int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv);
+
+/* `lathe step`'s command line (--params, --batch, -o, the optimizer flags;
+ * --help prints them): one training step whose results are written to a safetensors
+ * file: "loss", the model's outputs, "grad.NAME" for every trainable
+ * parameter, and every parameter and buffer after the step under its own
+ * name.  Exit status as lathe_trainer_main. */
+int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv);
+
+/* Usage text of the training flags (for --help of `lathe train` and of a
+ * native trainer); prog names the command. */
+void lathe_trainer_usage(FILE *out, const char *prog);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

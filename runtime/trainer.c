@@ -1,0 +1,847 @@
+/* trainer.c - the training driver of native trainers and `lathe train`: the
+ * command line, datasets fitted to the model's inputs, the training loop
+ * with progress, evaluation, checkpoints that resume bit-exactly, and
+ * `lathe step`.
+ *
+ * Resuming: a checkpoint written here holds, besides the parameters,
+ * buffers and optimizer state (checkpoint.c), the run's position: the
+ * optimizer's step count is the number of batches trained, and the metadata
+ * "trainer.seed", "trainer.shuffle", "trainer.batch" and "trainer.samples"
+ * fix the data order (the shuffle of epoch e is lathe_ds_permutation(seed,
+ * e)).  --epochs and --steps are totals, so a run stopped at any step and
+ * resumed with the same flags ends with the same bits as one that was never
+ * stopped. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <omp.h>
+
+#include "dataset.h"
+#include "lathe_checkpoint.h"
+#include "lathe_trainer.h"
+#include "safetensors.h"
+
+typedef struct {
+    const char *data, *eval_data, *load, *save;
+    bool eval, shuffle, strict, nesterov;
+    int64_t epochs, steps, batch, save_every, log_every;
+    uint64_t seed;
+    bool seed_given;
+    int threads;
+    lathe_optim_config opt;
+    const char *optimizer;
+    double lr, momentum, weight_decay;
+    bool momentum_given, wd_given;
+} flags;
+
+/* An arena and the program running in it. */
+typedef struct {
+    const lathe_rt_compiled *c;
+    lathe_rt_program prog;
+    uint8_t *owned;
+} runner;
+
+static volatile sig_atomic_t interrupted;
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void fail(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(const char *prog, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+void lathe_trainer_usage(FILE *out, const char *prog) {
+    fprintf(out,
+            "usage: %s --data SPEC [options]\n"
+            "\n"
+            "Trains the model: mini-batches of the compiled size in order (or shuffled),\n"
+            "forward, backward and an optimizer step each; the last partial batch of an\n"
+            "epoch is dropped.  Progress goes to standard error (a bar on a terminal, else\n"
+            "a line every --log-every steps), the summary to standard output.\n"
+            "\n"
+            "data (SPEC): a directory in the MNIST layout (train-images-idx3-ubyte[.gz],\n"
+            "  train-labels-idx1-ubyte[.gz], t10k-* for --eval), such as Debian's\n"
+            "  /usr/share/datasets/fashion-mnist; IMAGES,LABELS: two IDX files (raw or\n"
+            "  gzip), fed to the model's first non-label input and its label input; or a\n"
+            "  FILE.safetensors holding one tensor per model input, named after it, samples\n"
+            "  along the first axis.  Unsigned-byte pixels are scaled to [0, 1] unless the\n"
+            "  description marks the input raw.\n"
+            "\n"
+            "options:\n"
+            "  --data SPEC            the training set (required)\n"
+            "  --eval                 after each epoch, the loss and accuracy on the test\n"
+            "                         set: --eval-data, or the t10k files of a --data directory\n"
+            "  --eval-data SPEC       the test set (implies --eval)\n"
+            "  --epochs N             train N epochs in all (default 1)\n"
+            "  --steps N              stop after N steps in all (batches), even mid-epoch\n"
+            "  --batch B              must equal the compiled batch size (checked)\n"
+            "  --optimizer NAME       sgd (default), adam or adamw\n"
+            "  --lr X                 learning rate (default 0.01 for sgd, 0.001 otherwise)\n"
+            "  --momentum X           SGD momentum (default 0)\n"
+            "  --nesterov             SGD with Nesterov momentum\n"
+            "  --weight-decay X       L2 penalty (sgd, adam) or decoupled decay (adamw;\n"
+            "                         default 0.01 there, else 0)\n"
+            "  --seed N               initialization and shuffling seed (default 0)\n"
+            "  --shuffle              a new order of the samples every epoch\n"
+            "  --load FILE            start from a checkpoint (or a state_dict file): a\n"
+            "                         checkpoint of --save resumes exactly where it stopped,\n"
+            "                         data order included\n"
+            "  --no-strict            --load: load the tensors that match, report the rest\n"
+            "  --save FILE            write a checkpoint (atomically) after every epoch, every\n"
+            "                         --save-every steps, at the end and on Ctrl-C\n"
+            "  --save-every N         also save every N steps\n"
+            "  --threads N            threads (default: all cores; results do not depend on it)\n"
+            "  --log-every N          steps between log lines when not on a terminal (default 100)\n"
+            "  -h, --help             show this help\n",
+            prog);
+}
+
+static bool parse_int(const char *s, int64_t lo, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo) return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_num(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v)) return false;
+    *out = v;
+    return true;
+}
+
+/* The optimizer flags, shared by training and `lathe step`.  1: handled, 0:
+ * not an optimizer flag, -1: bad value. */
+enum { O_OPTIMIZER = 1000, O_LR, O_MOMENTUM, O_WD, O_NESTEROV, O_THREADS };
+static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
+    switch (c) {
+    case O_OPTIMIZER: f->optimizer = arg; return 1;
+    case O_LR: if (parse_num(arg, &f->lr)) return 1; break;
+    case O_MOMENTUM: f->momentum_given = true; if (parse_num(arg, &f->momentum)) return 1; break;
+    case O_WD: f->wd_given = true; if (parse_num(arg, &f->weight_decay)) return 1; break;
+    case O_NESTEROV: f->nesterov = true; return 1;
+    case O_THREADS: {
+        int64_t t;
+        if (parse_int(arg, 1, &t) && t <= 1024) {
+            f->threads = (int)t;
+            return 1;
+        }
+        break;
+    }
+    default: return 0;
+    }
+    fail(prog, "bad value '%s' for an option", arg);
+    return -1;
+}
+
+static bool make_optim(flags *f, const char *prog) {
+    const char *o = f->optimizer ? f->optimizer : "sgd";
+    if (!strcmp(o, "sgd")) f->opt = lathe_sgd_config(f->lr >= 0 ? f->lr : 0.01, f->momentum);
+    else if (!strcmp(o, "adam")) f->opt = lathe_adam_config(f->lr >= 0 ? f->lr : 1e-3);
+    else if (!strcmp(o, "adamw")) f->opt = lathe_adamw_config(f->lr >= 0 ? f->lr : 1e-3);
+    else {
+        fail(prog, "--optimizer %s: expected sgd, adam or adamw", o);
+        return false;
+    }
+    if (f->opt.kind != LATHE_SGD && (f->momentum_given || f->nesterov)) {
+        fail(prog, "--momentum and --nesterov are SGD's; --optimizer %s has betas", o);
+        return false;
+    }
+    f->opt.nesterov = f->nesterov;
+    if (f->wd_given) f->opt.weight_decay = f->weight_decay;
+    return true;
+}
+
+static const char *opt_label(const lathe_optim_config *c, char *buf, size_t len) {
+    if (c->kind == LATHE_SGD)
+        snprintf(buf, len, "sgd lr %g momentum %g%s weight decay %g", c->lr, c->momentum, c->nesterov ? " nesterov" : "",
+                 c->weight_decay);
+    else snprintf(buf, len, "%s lr %g weight decay %g", c->kind == LATHE_ADAM ? "adam" : "adamw", c->lr, c->weight_decay);
+    return buf;
+}
+
+/* ---- programs ------------------------------------------------------------------------ */
+
+static bool runner_init(runner *r, const lathe_rt_compiled *c, const char *prog) {
+    r->c = c;
+    r->prog = c->prog;
+    r->owned = NULL;
+    if (r->prog.arena) return true;
+    if (!(r->owned = lathe_rt_alloc_arena(c->prog.arena_size))) {
+        fail(prog, "out of memory for a %lld-byte arena", (long long)c->prog.arena_size);
+        return false;
+    }
+    r->prog.arena = r->owned;
+    for (int i = 0; i < c->nconsts; i++) memcpy(r->owned + c->consts[i].offset, c->consts[i].data, (size_t)c->consts[i].bytes);
+    return true;
+}
+
+static const lathe_rt_tensor *find(const runner *r, const char *name, lathe_rt_kind kind) {
+    for (int i = 0; i < r->c->ntensors; i++)
+        if (r->c->tensors[i].kind == kind && !strcmp(r->c->tensors[i].name, name)) return &r->c->tensors[i];
+    return NULL;
+}
+
+static size_t dsize(int dtype) { return dtype == LATHE_RT_F32 ? 4 : dtype == LATHE_RT_BOOL ? 1 : 8; }
+
+static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t i) {
+    const uint8_t *p = arena + t->offset;
+    switch (t->dtype) {
+    case LATHE_RT_F32: return ((const float *)p)[i];
+    case LATHE_RT_F64: return ((const double *)p)[i];
+    case LATHE_RT_I64: return (double)((const int64_t *)p)[i];
+    default: return ((const bool *)p)[i];
+    }
+}
+
+/* ---- data ------------------------------------------------------------------------------ */
+
+static void type_str(int dtype, int rank, const int64_t *shape, char *buf, size_t len) {
+    static const char *names[] = {"f32", "f64", "i64", "bool"};
+    int k = snprintf(buf, len, "%s[", names[dtype & 3]);
+    for (int d = 0; d < rank && k < (int)len; d++) k += snprintf(buf + k, len - (size_t)k, d ? ", %lld" : "%lld", (long long)shape[d]);
+    if (k < (int)len) snprintf(buf + k, len - (size_t)k, "]");
+}
+
+static bool exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* path + name, or path + name + ".gz" when only that exists */
+static void idx_file(char *out, size_t len, const char *dir, const char *name) {
+    snprintf(out, len, "%s/%s", dir, name);
+    if (!exists(out)) {
+        snprintf(out, len, "%s/%s.gz", dir, name);
+        if (!exists(out)) snprintf(out, len, "%s/%s", dir, name); /* the loader names it */
+    }
+}
+
+/* Load SPEC (see the usage) for the model; test: the t10k files of a
+ * directory.  Checks that every input is there with samples that fit. */
+static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, const char *spec, bool test,
+                                const char *prog) {
+    char err[1024] = "", images[4096], labels[4096];
+    lathe_dataset *d = NULL;
+    size_t n = strlen(spec);
+    struct stat st;
+    const char *image_input = NULL;
+    bool raw = false;
+    for (int i = 0; i < m->ninputs; i++)
+        if (!m->label || strcmp(m->inputs[i], m->label) != 0) {
+            image_input = m->inputs[i];
+            raw = m->raw && m->raw[i];
+            break;
+        }
+    bool is_st = n > 12 && !strcmp(spec + n - 12, ".safetensors");
+    if (is_st) d = lathe_ds_load_safetensors(spec, err, sizeof err);
+    else {
+        const char *comma = strchr(spec, ',');
+        if (comma) {
+            snprintf(images, sizeof images, "%.*s", (int)(comma - spec), spec);
+            snprintf(labels, sizeof labels, "%s", comma + 1);
+        } else if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
+            idx_file(images, sizeof images, spec, test ? "t10k-images-idx3-ubyte" : "train-images-idx3-ubyte");
+            idx_file(labels, sizeof labels, spec, test ? "t10k-labels-idx1-ubyte" : "train-labels-idx1-ubyte");
+        } else {
+            fail(prog, "--%s %s: expected a directory of IDX files, IMAGES,LABELS (two IDX files) or a .safetensors file%s",
+                 test ? "eval-data" : "data", spec, exists(spec) ? "" : " (no such file or directory)");
+            return NULL;
+        }
+        if (m->ninputs != 2 || !m->label || !image_input) {
+            fail(prog, "IDX data feeds a model with one input and one label input; %s has %d inputs%s: use a .safetensors file",
+                 m->name, m->ninputs, m->label ? "" : " and no label");
+            return NULL;
+        }
+        d = lathe_ds_load_idx(images, labels, image_input, m->label, !raw, err, sizeof err);
+    }
+    if (!d) {
+        fail(prog, "%s", err);
+        return NULL;
+    }
+    for (int i = 0; i < m->ninputs; i++) {
+        const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
+        const lathe_st_tensor *s = lathe_ds_find(d, m->inputs[i]);
+        char want[256], got[256];
+        if (!t) continue; /* an input the program does not read */
+        type_str(t->dtype, t->rank - 1, t->shape + 1, want, sizeof want);
+        if (!s) {
+            fail(prog, "%s: no tensor named '%s' (the model's input %s, samples of %s)", is_st ? spec : images,
+                 m->inputs[i], m->inputs[i], want);
+            lathe_ds_free(d);
+            return NULL;
+        }
+        int64_t per = 1, want_per = t->numel / (t->shape[0] ? t->shape[0] : 1);
+        for (int k = 1; k < s->rank; k++) per *= s->shape[k];
+        if (s->dtype != t->dtype || per != want_per || t->rank < 1) {
+            type_str(s->dtype, s->rank - 1, s->shape + 1, got, sizeof got);
+            const char *src = "";
+            for (int k = 0; k < lathe_ds_num_tensors(d); k++)
+                if (lathe_ds_tensor(d, k) == s) src = lathe_ds_source(d, k);
+            fail(prog, "%s: samples of '%s' are %s (%lld elements); the model's input '%s' takes %s (%lld elements)", src,
+                 m->inputs[i], got, (long long)per, m->inputs[i], want, (long long)want_per);
+            lathe_ds_free(d);
+            return NULL;
+        }
+    }
+    if (lathe_ds_count(d) < (test ? 1 : m->batch)) {
+        fail(prog, "%s: %lld samples, fewer than one batch of %lld", spec, (long long)lathe_ds_count(d), (long long)m->batch);
+        lathe_ds_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+static bool gather(const lathe_trainer_model *m, runner *r, const lathe_dataset *d, const int64_t *idx, const char *prog) {
+    char err[512];
+    for (int i = 0; i < m->ninputs; i++) {
+        const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
+        if (t && lathe_ds_gather(d, m->inputs[i], idx, m->batch, r->prog.arena + t->offset, err, sizeof err) != 0) {
+            fail(prog, "%s", err);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- evaluation -------------------------------------------------------------------------- */
+
+/* Copy parameters and buffers by name from the training arena. */
+static void sync_eval(runner *ev, const runner *tr) {
+    for (int i = 0; i < ev->c->ntensors; i++) {
+        const lathe_rt_tensor *t = &ev->c->tensors[i];
+        if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
+        const lathe_rt_tensor *s = find(tr, t->name, t->kind);
+        if (s && s->numel == t->numel && s->dtype == t->dtype)
+            memcpy(ev->prog.arena + t->offset, tr->prog.arena + s->offset, (size_t)t->numel * dsize(t->dtype));
+    }
+}
+
+/* Mean loss and accuracy over every sample of d: full batches, and the last
+ * one padded with copies of the last sample, which are not counted. */
+static bool evaluate(const lathe_trainer_model *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
+                     double *loss, double *acc, const char *prog) {
+    sync_eval(ev, tr);
+    const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT);
+    int64_t n = lathe_ds_count(d), B = m->batch;
+    int64_t *idx = malloc(sizeof *idx * (size_t)B);
+    if (!idx) return false;
+    double lsum = 0, csum = 0;
+    for (int64_t b0 = 0; b0 < n; b0 += B) {
+        int64_t rows = n - b0 < B ? n - b0 : B;
+        for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < rows ? i : rows - 1);
+        if (!gather(m, ev, d, idx, prog)) {
+            free(idx);
+            return false;
+        }
+        lathe_rt_run(&ev->prog, threads);
+        for (int64_t i = 0; lt && i < rows; i++)
+            lsum += lt->numel == B ? scalar_at(ev->prog.arena, lt, i) : scalar_at(ev->prog.arena, lt, 0);
+        for (int64_t i = 0; ct && i < rows; i++) csum += scalar_at(ev->prog.arena, ct, i);
+    }
+    free(idx);
+    *loss = lt ? lsum / (double)n : NAN;
+    *acc = ct ? csum / (double)n : NAN;
+    return true;
+}
+
+/* ---- checkpoints -------------------------------------------------------------------------- */
+
+static bool save(const char *path, const runner *tr, lathe_optimizer *opt, const flags *f, int64_t samples,
+                 const char *prog) {
+    char err[1024], seed[32], batch[32], nsamp[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)f->seed);
+    snprintf(batch, sizeof batch, "%lld", (long long)f->batch);
+    snprintf(nsamp, sizeof nsamp, "%lld", (long long)samples);
+    const char *keys[] = {"trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples"};
+    const char *vals[] = {seed, f->shuffle ? "1" : "0", batch, nsamp};
+    if (lathe_rt_save_meta(path, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, keys, vals, 4, err, sizeof err)) {
+        fail(prog, "%s", err);
+        return false;
+    }
+    return true;
+}
+
+/* --load: the tensors, the optimizer state, and the run's position. */
+static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, const char *prog) {
+    char err[1024];
+    lathe_load_report rep;
+    if (lathe_rt_load(f->load, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, f->strict, &rep, err, sizeof err)) {
+        fail(prog, "%s", err);
+        return false;
+    }
+    if (rep.missing || rep.unexpected || rep.mismatched)
+        fprintf(stderr, "%s: --load %s: %d loaded, %d missing, %d unexpected, %d mismatched:\n%s", prog, f->load,
+                rep.loaded, rep.missing, rep.unexpected, rep.mismatched, rep.text);
+    lathe_st_file *sf = lathe_st_read(f->load, err, sizeof err);
+    if (!sf) {
+        fail(prog, "%s", err);
+        return false;
+    }
+    const char *seed = lathe_st_meta(sf, "trainer.seed"), *shuf = lathe_st_meta(sf, "trainer.shuffle");
+    const char *batch = lathe_st_meta(sf, "trainer.batch"), *nsamp = lathe_st_meta(sf, "trainer.samples");
+    bool ok = true;
+    if (seed && shuf && batch && nsamp) {
+        int64_t b = 0, ns = 0;
+        parse_int(batch, 0, &b);
+        parse_int(nsamp, 0, &ns);
+        unsigned long long s = strtoull(seed, NULL, 10);
+        if (b != f->batch || ns != samples) {
+            fail(prog, "--load %s: the run was at batch %lld on %lld samples; this one is batch %lld on %lld samples",
+                 f->load, (long long)b, (long long)ns, (long long)f->batch, (long long)samples);
+            ok = false;
+        } else {
+            if ((f->seed_given && s != f->seed) || (shuf[0] == '1') != f->shuffle)
+                fprintf(stderr, "%s: --load %s: resuming with the checkpoint's seed %llu and %s\n", prog, f->load, s,
+                        shuf[0] == '1' ? "--shuffle" : "no shuffle");
+            f->seed = s;
+            f->shuffle = shuf[0] == '1';
+        }
+    } else lathe_optim_set_steps(opt, 0); /* parameters only: a new run from them */
+    lathe_st_free(sf);
+    return ok;
+}
+
+/* ---- the training loop ------------------------------------------------------------------------ */
+
+static void fmt_time(double s, char *buf, size_t len) {
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(buf, len, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, len, "%ld:%02ld", t / 60, t % 60);
+}
+
+static void progress(bool tty, int64_t epoch, int64_t epochs, int64_t step, int64_t spe, double loss, double rate,
+                     double eta) {
+    char e[32];
+    fmt_time(eta, e, sizeof e);
+    if (tty) {
+        int w = 24, fill = (int)(w * step / (spe ? spe : 1));
+        char bar[32];
+        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '-';
+        bar[w] = 0;
+        fprintf(stderr, "\repoch %lld/%lld [%s] %lld/%lld  loss %.4f  %.0f samples/s  ETA %s ", (long long)epoch,
+                (long long)epochs, bar, (long long)step, (long long)spe, loss, rate, e);
+    } else
+        fprintf(stderr, "epoch %lld/%lld step %lld/%lld loss %.4f %.0f samples/s ETA %s\n", (long long)epoch,
+                (long long)epochs, (long long)step, (long long)spe, loss, rate, e);
+    fflush(stderr);
+}
+
+static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
+    runner tr = {0}, ev = {0};
+    lathe_dataset *d = NULL, *td = NULL;
+    lathe_optimizer *opt = NULL;
+    int64_t *perm = NULL, *idx = NULL;
+    int rc = 1;
+    char err[1024], ol[160];
+    if (!runner_init(&tr, &m->train, prog)) goto done;
+    const lathe_rt_tensor *loss_t = find(&tr, "loss", LATHE_RT_OUTPUT);
+    if (!loss_t || loss_t->numel != 1) {
+        fail(prog, "%s has no one-element output 'loss' to train", m->name);
+        goto done;
+    }
+    if (f->eval && !m->eval.tensors) {
+        fail(prog, "--eval: %s was compiled without an evaluation program", m->name);
+        goto done;
+    }
+    if (!(d = load_data(m, &tr, f->data, false, prog))) goto done;
+    if (f->eval) {
+        if (!runner_init(&ev, &m->eval, prog)) goto done;
+        if (!(td = load_data(m, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
+    }
+    int64_t n = lathe_ds_count(d), spe = n / m->batch;
+    lathe_rt_init(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->seed);
+    if (!(opt = lathe_optim_new(&f->opt, tr.prog.arena, tr.c->tensors, tr.c->ntensors, err, sizeof err))) {
+        fail(prog, "%s", err);
+        goto done;
+    }
+    if (f->load && !load(f, &tr, opt, n, prog)) goto done;
+    int64_t total = f->epochs * spe;
+    if (f->steps >= 0 && f->steps < total) total = f->steps;
+    int64_t step = lathe_optim_steps(opt);
+    perm = malloc(sizeof *perm * (size_t)n);
+    idx = malloc(sizeof *idx * (size_t)m->batch);
+    if (!perm || !idx) {
+        fail(prog, "out of memory");
+        goto done;
+    }
+    int64_t nparams = 0, ntrain = 0;
+    for (int i = 0; i < tr.c->ntensors; i++)
+        if (tr.c->tensors[i].kind == LATHE_RT_PARAM) {
+            nparams += tr.c->tensors[i].numel;
+            if (tr.c->tensors[i].grad_offset >= 0) ntrain += tr.c->tensors[i].numel;
+        }
+    int threads = f->threads ? f->threads : omp_get_max_threads();
+    fprintf(stderr, "%s: %lld parameters (%lld trained), batch %lld, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
+            m->name, (long long)nparams, (long long)ntrain, (long long)m->batch, (long long)n, (long long)spe,
+            opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
+    if (step > 0) fprintf(stderr, "%s: resuming at step %lld (epoch %lld, batch %lld)\n", prog, (long long)step,
+                          (long long)(step / spe + 1), (long long)(step % spe));
+    bool tty = isatty(STDERR_FILENO);
+    struct sigaction sa = {0}, old_sa;
+    sa.sa_handler = on_sigint;
+    sigaction(SIGINT, &sa, &old_sa);
+    interrupted = 0;
+    double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN;
+    int64_t start = step, epochs_done = 0;
+    rc = 0;
+    while (step < total && !interrupted) {
+        int64_t epoch = step / spe, s0 = step;
+        if (f->shuffle) lathe_ds_permutation(n, f->seed, epoch, perm);
+        else for (int64_t i = 0; i < n; i++) perm[i] = i;
+        double lsum = 0, te = now();
+        int64_t nl = 0;
+        while (step < total && step / spe == epoch && !interrupted) {
+            int64_t b = step % spe;
+            memcpy(idx, perm + b * m->batch, sizeof *idx * (size_t)m->batch);
+            if (!gather(m, &tr, d, idx, prog)) {
+                rc = 1;
+                goto stop;
+            }
+            lathe_rt_run(&tr.prog, f->threads);
+            double l = scalar_at(tr.prog.arena, loss_t, 0);
+            if (!isfinite(l)) {
+                if (tty) fputc('\n', stderr);
+                fail(prog, "the loss is %s at step %lld (epoch %lld, batch %lld): stopping before the update%s%s%s", isnan(l) ? "NaN" : "infinite",
+                     (long long)step + 1, (long long)epoch + 1, (long long)b + 1, f->save ? "; the last checkpoint " : "",
+                     f->save ? f->save : "", f->save ? " is kept" : "");
+                rc = 1;
+                goto stop;
+            }
+            lathe_optim_step(opt);
+            step++;
+            lsum += l;
+            nl++;
+            last_loss = l;
+            double t = now(), rate = (double)((step - s0) * m->batch) / (t - te > 1e-9 ? t - te : 1e-9);
+            double eta = (double)(total - step) * (double)m->batch / (rate > 0 ? rate : 1);
+            bool end = step == total || step % spe == 0;
+            if (tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end))) {
+                progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
+                last_draw = t;
+            }
+            if (f->save && f->save_every > 0 && step % f->save_every == 0 && !save(f->save, &tr, opt, f, n, prog)) {
+                rc = 1;
+                goto stop;
+            }
+        }
+        if (tty) fputc('\n', stderr);
+        if (step % spe != 0) break; /* stopped mid-epoch */
+        epochs_done++;
+        epoch_loss = nl ? lsum / (double)nl : NAN;
+        if (f->eval) {
+            double te0 = now();
+            if (!evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
+                rc = 1;
+                goto stop;
+            }
+            fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
+            if (m->classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
+            fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
+        }
+        if (f->save && !save(f->save, &tr, opt, f, n, prog)) {
+            rc = 1;
+            goto stop;
+        }
+    }
+stop:
+    sigaction(SIGINT, &old_sa, NULL);
+    if (rc == 0) {
+        if (f->save && (interrupted || step % spe != 0) && !save(f->save, &tr, opt, f, n, prog)) rc = 1;
+        double t = now() - t0;
+        int64_t trained = (step - start) * m->batch;
+        printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n", m->name,
+               (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained, (long long)epochs_done,
+               epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9), last_loss);
+        if (!isnan(test_loss)) {
+            printf("test loss %.4f", test_loss);
+            if (m->classify) printf(", test accuracy %.2f%%", 100 * test_acc);
+            printf("\n");
+        }
+        if (f->save) printf("saved %s at step %lld\n", f->save, (long long)step);
+        if (interrupted) {
+            fprintf(stderr, "%s: interrupted at step %lld; resume with --load %s\n", prog, (long long)step,
+                    f->save ? f->save : "(nothing saved: no --save)");
+            rc = 130;
+        }
+    }
+done:
+    free(perm);
+    free(idx);
+    lathe_optim_free(opt);
+    lathe_ds_free(d);
+    lathe_ds_free(td);
+    lathe_rt_free_arena(tr.owned);
+    lathe_rt_free_arena(ev.owned);
+    return rc;
+}
+
+static void flags_default(flags *f, const lathe_trainer_model *m) {
+    memset(f, 0, sizeof *f);
+    f->epochs = 1;
+    f->steps = -1;
+    f->batch = m ? m->batch : 0;
+    f->strict = true;
+    f->log_every = 100;
+    f->lr = -1;
+}
+
+int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
+    enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
+           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY };
+    static const struct option opts[] = {
+        {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
+        {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
+        {"steps", required_argument, 0, O_STEPS}, {"batch", required_argument, 0, O_BATCH},
+        {"optimizer", required_argument, 0, O_OPTIMIZER}, {"lr", required_argument, 0, O_LR},
+        {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
+        {"nesterov", no_argument, 0, O_NESTEROV}, {"seed", required_argument, 0, O_SEED},
+        {"shuffle", no_argument, 0, O_SHUFFLE}, {"load", required_argument, 0, O_LOAD},
+        {"no-strict", no_argument, 0, O_NOSTRICT}, {"save", required_argument, 0, O_SAVE},
+        {"save-every", required_argument, 0, O_SAVE_EVERY}, {"threads", required_argument, 0, O_THREADS},
+        {"log-every", required_argument, 0, O_LOG_EVERY}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *prog = argc > 0 ? argv[0] : "trainer";
+    flags f;
+    flags_default(&f, m);
+    int c;
+    optind = 1;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int64_t v;
+        int r = optim_flag(c, optarg, &f, prog);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        switch (c) {
+        case O_DATA: f.data = optarg; break;
+        case O_EVAL: f.eval = true; break;
+        case O_EVAL_DATA: f.eval_data = optarg, f.eval = true; break;
+        case O_SHUFFLE: f.shuffle = true; break;
+        case O_LOAD: f.load = optarg; break;
+        case O_NOSTRICT: f.strict = false; break;
+        case O_SAVE: f.save = optarg; break;
+        case O_EPOCHS: case O_STEPS: case O_BATCH: case O_SEED: case O_SAVE_EVERY: case O_LOG_EVERY:
+            if (!parse_int(optarg, c == O_BATCH ? 1 : 0, &v)) {
+                const char *name = "?";
+                for (int k = 0; opts[k].name; k++)
+                    if (opts[k].val == c) name = opts[k].name;
+                fail(prog, "bad value '%s' for --%s (expected an integer >= %d)", optarg, name, c == O_BATCH ? 1 : 0);
+                return 2;
+            }
+            if (c == O_EPOCHS) f.epochs = v;
+            else if (c == O_STEPS) f.steps = v;
+            else if (c == O_BATCH) f.batch = v;
+            else if (c == O_SEED) f.seed = (uint64_t)v, f.seed_given = true;
+            else if (c == O_SAVE_EVERY) f.save_every = v;
+            else f.log_every = v;
+            break;
+        case 'h': lathe_trainer_usage(stdout, prog); return 0;
+        default: lathe_trainer_usage(stderr, prog); return 2;
+        }
+    }
+    if (optind < argc) {
+        fail(prog, "unexpected argument '%s'", argv[optind]);
+        return 2;
+    }
+    if (!f.data) {
+        fail(prog, "--data is required (try --help)");
+        return 2;
+    }
+    if (f.batch != m->batch) {
+        fail(prog, "--batch %lld: %s was compiled for batch %lld; compile it again with --batch %lld", (long long)f.batch,
+             m->name, (long long)m->batch, (long long)f.batch);
+        return 2;
+    }
+    if (!make_optim(&f, prog)) return 2;
+    return train(m, &f, prog);
+}
+
+/* ---- lathe step -------------------------------------------------------------------------------- */
+
+static const char *step_usage =
+    "usage: lathe step MODEL --batch B.safetensors -o OUT.safetensors [options]\n"
+    "\n"
+    "One training step of MODEL (a .lathe description or text IR), for checking a\n"
+    "compiled model against another framework.  B.safetensors holds one tensor per\n"
+    "model input, named after it, with the input's exact dtype and shape.  OUT gets\n"
+    "'loss', the model's outputs, 'grad.NAME' (the gradient of every trainable\n"
+    "parameter NAME) and every parameter and buffer after the optimizer step\n"
+    "(buffers such as batch norm's running statistics after the forward pass).\n"
+    "\n"
+    "options:\n"
+    "  --params P.safetensors  every parameter and buffer, named PREFIX + its name\n"
+    "                          (default: PyTorch's initialization with seed 0)\n"
+    "  --params-prefix PREFIX  the prefix of those names (default none)\n"
+    "  --batch B.safetensors   the inputs (required)\n"
+    "  -o, --output OUT        where to write the results (required)\n"
+    "  --optimizer NAME        sgd (default), adam or adamw\n"
+    "  --lr X, --momentum X, --nesterov, --weight-decay X   as for lathe train\n"
+    "  --threads N             threads (results do not depend on it)\n"
+    "  -D NAME=VALUE           override the description's 'let NAME' constant\n"
+    "  -h, --help              show this help\n";
+
+int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv) {
+    enum { O_PARAMS = 2000, O_BATCHFILE, O_OUT, O_PREFIX };
+    static const struct option opts[] = {
+        {"params", required_argument, 0, O_PARAMS}, {"batch", required_argument, 0, O_BATCHFILE},
+        {"output", required_argument, 0, 'o'}, {"params-prefix", required_argument, 0, O_PREFIX},
+        {"optimizer", required_argument, 0, O_OPTIMIZER}, {"lr", required_argument, 0, O_LR},
+        {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
+        {"nesterov", no_argument, 0, O_NESTEROV}, {"threads", required_argument, 0, O_THREADS},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *prog = argc > 0 ? argv[0] : "step";
+    const char *params = NULL, *batch = NULL, *out = NULL, *prefix = "";
+    flags f;
+    flags_default(&f, m);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        int r = optim_flag(c, optarg, &f, prog);
+        if (r < 0) return 2;
+        if (r > 0) continue;
+        switch (c) {
+        case O_PARAMS: params = optarg; break;
+        case O_BATCHFILE: batch = optarg; break;
+        case 'o': out = optarg; break;
+        case O_PREFIX: prefix = optarg; break;
+        case 'h': fputs(step_usage, stdout); return 0;
+        default: return 2;
+        }
+    }
+    if (optind < argc || !batch || !out) {
+        fail(prog, optind < argc ? "unexpected argument '%s'" : "--batch FILE and -o OUT are required%s",
+             optind < argc ? argv[optind] : "");
+        return 2;
+    }
+    if (!make_optim(&f, prog)) return 2;
+    runner tr;
+    if (!runner_init(&tr, &m->train, prog)) return 1;
+    int rc = 1, nout = 0;
+    char err[1024];
+    lathe_optimizer *opt = NULL;
+    lathe_st_file *pf = NULL, *bf = NULL;
+    lathe_st_tensor *ts = NULL;
+    char **names = NULL;
+    const lathe_rt_compiled *cp = &m->train;
+    lathe_rt_init(tr.prog.arena, cp->tensors, cp->ntensors, 0);
+    if (params) { /* every parameter and buffer, as PREFIX + name */
+        if (!(pf = lathe_st_read(params, err, sizeof err))) {
+            fail(prog, "%s", err);
+            goto done;
+        }
+        for (int i = 0; i < cp->ntensors; i++) {
+            const lathe_rt_tensor *t = &cp->tensors[i];
+            if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
+            char key[512], want[256], got[256];
+            snprintf(key, sizeof key, "%s%s", prefix, t->name);
+            const lathe_st_tensor *s = lathe_st_find(pf, key);
+            type_str(t->dtype, t->rank, t->shape, want, sizeof want);
+            if (!s) {
+                fail(prog, "--params %s: no tensor '%s' (the model's %s %s)", params, key,
+                     t->kind == LATHE_RT_PARAM ? "parameter" : "buffer", want);
+                goto done;
+            }
+            type_str(s->dtype, s->rank, s->shape, got, sizeof got);
+            if (strcmp(got, want) != 0) {
+                fail(prog, "--params %s: '%s' is %s; the model's %s is %s", params, key, got, t->name, want);
+                goto done;
+            }
+            memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * dsize(t->dtype));
+        }
+    }
+    if (!(bf = lathe_st_read(batch, err, sizeof err))) {
+        fail(prog, "%s", err);
+        goto done;
+    }
+    for (int i = 0; i < cp->ntensors; i++) {
+        const lathe_rt_tensor *t = &cp->tensors[i];
+        if (t->kind != LATHE_RT_INPUT) continue;
+        const lathe_st_tensor *s = lathe_st_find(bf, t->name);
+        char want[256], got[256];
+        type_str(t->dtype, t->rank, t->shape, want, sizeof want);
+        if (!s) {
+            fail(prog, "--batch %s: no tensor '%s' (the model's input %s)", batch, t->name, want);
+            goto done;
+        }
+        type_str(s->dtype, s->rank, s->shape, got, sizeof got);
+        if (strcmp(got, want) != 0) {
+            fail(prog, "--batch %s: '%s' is %s; the model's input takes %s", batch, t->name, got, want);
+            goto done;
+        }
+        memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * dsize(t->dtype));
+    }
+    if (!(opt = lathe_optim_new(&f.opt, tr.prog.arena, cp->tensors, cp->ntensors, err, sizeof err))) {
+        fail(prog, "%s", err);
+        goto done;
+    }
+    lathe_rt_run(&tr.prog, f.threads);
+    /* outputs (gradients included) are copied before the step changes the arena */
+    ts = calloc((size_t)cp->ntensors * 2 + 1, sizeof *ts);
+    names = calloc((size_t)cp->ntensors + 1, sizeof *names);
+    if (!ts || !names) goto done;
+    for (int i = 0; i < cp->ntensors; i++) {
+        const lathe_rt_tensor *t = &cp->tensors[i];
+        if (t->kind != LATHE_RT_OUTPUT) continue;
+        size_t bytes = (size_t)t->numel * dsize(t->dtype);
+        void *copy = malloc(bytes ? bytes : 1);
+        if (!copy) goto done;
+        memcpy(copy, tr.prog.arena + t->offset, bytes);
+        names[i] = copy;
+        ts[nout] = (lathe_st_tensor){t->name, t->dtype, t->rank, {0}, copy};
+        memcpy(ts[nout].shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+        nout++;
+    }
+    const lathe_rt_tensor *lt = find(&tr, "loss", LATHE_RT_OUTPUT);
+    if (lt && !isfinite(scalar_at(tr.prog.arena, lt, 0)))
+        fprintf(stderr, "%s: warning: the loss is not finite\n", prog);
+    lathe_optim_step(opt);
+    for (int i = 0; i < cp->ntensors; i++) {
+        const lathe_rt_tensor *t = &cp->tensors[i];
+        if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
+        ts[nout] = (lathe_st_tensor){t->name, t->dtype, t->rank, {0}, tr.prog.arena + t->offset};
+        memcpy(ts[nout].shape, t->shape, sizeof(int64_t) * (size_t)t->rank);
+        nout++;
+    }
+    const char *keys[] = {"format", "optimizer"};
+    char ol[160];
+    const char *vals[] = {"lathe step", opt_label(&f.opt, ol, sizeof ol)};
+    if (lathe_st_write(out, ts, nout, keys, vals, 2, err, sizeof err) != 0) {
+        fail(prog, "%s", err);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; names && i < cp->ntensors; i++) free(names[i]);
+    free(names);
+    free(ts);
+    lathe_st_free(pf);
+    lathe_st_free(bf);
+    lathe_optim_free(opt);
+    lathe_rt_free_arena(tr.owned);
+    return rc;
+}

@@ -1,0 +1,904 @@
+/* test_desc.c - the model description language (compiler/desc.c).
+ *
+ * Each example file is checked against something independent of the parser:
+ * fashion_cnn.lathe against the same network built by hand with the C API
+ * (leaves, forward values, gradients, evaluation outputs), resnet18.lathe
+ * against the names and shapes in the PyTorch fixture and against
+ * lathe_resnet18, and against PyTorch's logits and loss; autograd_basics
+ * against the hand-computed gradients 9a^2 and -2b.  Bad descriptions are
+ * one table of source, status and expected message pieces; a fuzz loop
+ * truncates and mutates the examples, each in a buffer of exactly its
+ * length so the sanitizers catch any read past the end. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lathe_compiler.h"
+#include "lathe_desc.h"
+#include "lathe_models.h"
+#include "safetensors.h"
+#include "testutil.h"
+
+/* ---- helpers ------------------------------------------------------------------------ */
+
+static const char *example_path(const char *name, char *buf, size_t cap) {
+    const char *src = getenv("LATHE_SRC");
+    snprintf(buf, cap, "%s/examples/%s", src ? src : ".", name);
+    return buf;
+}
+
+static lathe_graph *parse_example(const char *name, const lathe_desc_options *opt, lathe_desc_info *info) {
+    char path[4096];
+    lathe_graph *g = lathe_graph_new();
+    if (lathe_desc_parse_file(g, example_path(name, path, sizeof path), opt, info) != LATHE_OK)
+        fail_msg("%s: %s", name, lathe_graph_error(g));
+    assert_int_equal(lathe_graph_verify(g), LATHE_OK);
+    return g;
+}
+
+static lathe_graph *parse_src(const char *src, const lathe_desc_options *opt, lathe_desc_info *info) {
+    lathe_graph *g = lathe_graph_new();
+    if (lathe_desc_parse(g, src, strlen(src), "t.lathe", opt, info) != LATHE_OK)
+        fail_msg("parse failed: %s", lathe_graph_error(g));
+    assert_int_equal(lathe_graph_verify(g), LATHE_OK);
+    return g;
+}
+
+static bool is_leaf(const lathe_node *n) {
+    return !strcmp(lathe_node_op(n), "param") || !strcmp(lathe_node_op(n), "buffer") ||
+           !strcmp(lathe_node_op(n), "input");
+}
+
+/* Same inputs, params and buffers in the same order: op, name, type, flags. */
+static void assert_same_leaves(lathe_graph *a, lathe_graph *b, const char *label) {
+    int i = 0, j = 0, na = lathe_graph_num_nodes(a), nb = lathe_graph_num_nodes(b), k = 0;
+    for (;; i++, j++, k++) {
+        while (i < na && !is_leaf(lathe_graph_node(a, i))) i++;
+        while (j < nb && !is_leaf(lathe_graph_node(b, j))) j++;
+        if (i == na || j == nb) break;
+        const lathe_node *x = lathe_graph_node(a, i), *y = lathe_graph_node(b, j);
+        char tx[96], ty[96];
+        lathe_node_type_str(x, tx, sizeof tx);
+        lathe_node_type_str(y, ty, sizeof ty);
+        if (strcmp(lathe_node_name(x), lathe_node_name(y)) || strcmp(lathe_node_op(x), lathe_node_op(y)) ||
+            strcmp(tx, ty) || x->requires_grad != y->requires_grad)
+            fail_msg("%s: leaf %d: %s %s %s vs %s %s %s", label, k, lathe_node_op(x), lathe_node_name(x), tx,
+                     lathe_node_op(y), lathe_node_name(y), ty);
+    }
+    if (i != na || j != nb) fail_msg("%s: leaf counts differ after %d leaves", label, k);
+}
+
+static lathe_eval *run_eval(lathe_graph *g, uint64_t seed) {
+    lathe_eval *ev = lathe_eval_new(g);
+    if (!ev) fail_msg("eval: %s", lathe_graph_error(g));
+    bind_random(ev, g, seed);
+    if (lathe_eval_run(ev) != LATHE_OK) fail_msg("eval run: %s", lathe_eval_error(ev));
+    return ev;
+}
+
+/* The output `name` of both graphs: same type, same values to the bit. */
+static void assert_same_output(lathe_graph *a, lathe_eval *ea, lathe_graph *b, lathe_eval *eb, const char *name) {
+    const lathe_node *x = lathe_graph_find_output(a, name), *y = lathe_graph_find_output(b, name);
+    if (!x || !y) fail_msg("output '%s' missing (%p, %p)", name, (void *)x, (void *)y);
+    char tx[96], ty[96];
+    lathe_node_type_str(x, tx, sizeof tx);
+    lathe_node_type_str(y, ty, sizeof ty);
+    if (strcmp(tx, ty)) fail_msg("output '%s': %s vs %s", name, tx, ty);
+    const double *u = lathe_eval_value(ea, x), *v = lathe_eval_value(eb, y);
+    for (int64_t i = 0; i < lathe_node_numel(x); i++)
+        if (memcmp(&u[i], &v[i], sizeof u[i]))
+            fail_msg("output '%s'[%lld]: %.17g vs %.17g", name, (long long)i, u[i], v[i]);
+}
+
+/* ---- 1. fashion_cnn.lathe against the network built by hand ------------------------------- */
+
+static lathe_node *hb_conv(lathe_graph *g, const char *name, lathe_node *x, int64_t cout) {
+    char w[64], b[64];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    int64_t cin = lathe_node_shape(x)[1];
+    lathe_node *pw = lathe_param(g, w, LATHE_F32, LATHE_DIMS(cout, cin, 3, 3), true);
+    lathe_node *pb = lathe_param(g, b, LATHE_F32, LATHE_DIMS(cout), true);
+    return lathe_conv2d(g, x, pw, pb, 1, 1, 1, 1);
+}
+
+static lathe_node *hb_bn(lathe_graph *g, const char *name, lathe_node *x, bool training) {
+    char s[5][64];
+    const char *suffix[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+    for (int i = 0; i < 5; i++) snprintf(s[i], sizeof s[i], "%s.%s", name, suffix[i]);
+    int64_t c = lathe_node_shape(x)[1];
+    lathe_node *w = lathe_param(g, s[0], LATHE_F32, LATHE_DIMS(c), true);
+    lathe_node *b = lathe_param(g, s[1], LATHE_F32, LATHE_DIMS(c), true);
+    lathe_node *rm = lathe_buffer(g, s[2], LATHE_F32, LATHE_DIMS(c)),
+               *rv = lathe_buffer(g, s[3], LATHE_F32, LATHE_DIMS(c));
+    lathe_node *nbt = lathe_buffer(g, s[4], LATHE_I64, 0, NULL);
+    if (training) {
+        lathe_no_grad_begin(g);
+        lathe_update(g, nbt, lathe_add(g, nbt, lathe_scalar(g, LATHE_I64, 1)));
+        lathe_no_grad_end(g);
+    }
+    return lathe_batch_norm2d(g, x, w, b, rm, rv, training, 0.1, 1e-5);
+}
+
+static lathe_node *hb_linear(lathe_graph *g, const char *name, lathe_node *x, int64_t nin, int64_t nout) {
+    char w[64], b[64];
+    snprintf(w, sizeof w, "%s.weight", name);
+    snprintf(b, sizeof b, "%s.bias", name);
+    lathe_node *pw = lathe_param(g, w, LATHE_F32, LATHE_DIMS(nout, nin), true);
+    return lathe_linear(g, x, pw, lathe_param(g, b, LATHE_F32, LATHE_DIMS(nout), true));
+}
+
+static lathe_graph *fashion_by_hand(int64_t n, bool training) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *image = lathe_input(g, "image", LATHE_F32, LATHE_DIMS(n, 1, 28, 28));
+    lathe_node *label = lathe_input(g, "label", LATHE_I64, LATHE_DIMS(n));
+    lathe_node *h = lathe_relu(g, hb_bn(g, "bn1", hb_conv(g, "conv1", image, 32), training));
+    h = lathe_max_pool2d(g, h, 2, 2, 0);
+    h = lathe_relu(g, hb_bn(g, "bn2", hb_conv(g, "conv2", h, 64), training));
+    h = lathe_max_pool2d(g, h, 2, 2, 0);
+    h = lathe_relu(g, hb_linear(g, "fc1", lathe_flatten(g, h, 1, -1), 3136, 128));
+    lathe_node *logits = hb_linear(g, "fc2", h, 128, 10);
+    lathe_output(g, "logits", logits);
+    if (training) {
+        lathe_node *loss = lathe_cross_entropy(g, logits, label, LATHE_REDUCE_MEAN);
+        lathe_output(g, "loss", loss);
+        lathe_backward(g, 1, &loss, NULL);
+    } else {
+        lathe_output(g, "loss", lathe_cross_entropy(g, logits, label, LATHE_REDUCE_NONE));
+        lathe_output(g, "correct", lathe_cast(g, lathe_eq(g, lathe_argmax(g, logits, 1, false), label), LATHE_F32));
+    }
+    assert_graph_ok(g);
+    return g;
+}
+
+static void test_fashion_cnn(void **state) {
+    (void)state;
+    for (int training = 1; training >= 0; training--) {
+        lathe_desc_options opt = {.training = training, .batch = 4};
+        lathe_desc_info info;
+        lathe_graph *d = parse_example("fashion_cnn.lathe", &opt, &info), *h = fashion_by_hand(4, training);
+        assert_string_equal(info.model, "fashion_cnn");
+        assert_string_equal(info.batch_dim, "N");
+        assert_int_equal(info.batch, 4);
+        assert_int_equal(info.ninputs, 2);
+        assert_string_equal(info.inputs[0].name, "image");
+        assert_false(info.inputs[0].raw);
+        assert_string_equal(info.inputs[1].name, "label");
+        assert_true(info.has_loss && info.classify);
+        assert_string_equal(info.label, "label");
+        assert_int_equal(lathe_graph_num_marks(d), training);
+        assert_int_equal(lathe_graph_num_updates(d), training ? 6 : 0);
+        if (training) assert_int_equal(lathe_backward_marked(d), LATHE_OK);
+        assert_same_leaves(d, h, training ? "fashion training" : "fashion eval");
+        lathe_eval *ed = run_eval(d, 7), *eh = run_eval(h, 7);
+        assert_same_output(d, ed, h, eh, "logits");
+        assert_same_output(d, ed, h, eh, "loss");
+        if (training) {
+            int ngrads = 0;
+            for (int i = 0; i < lathe_graph_num_outputs(h); i++) {
+                const char *name = lathe_graph_output_name(h, i);
+                if (strncmp(name, "grad.", 5)) continue;
+                assert_same_output(d, ed, h, eh, name);
+                ngrads++;
+            }
+            assert_int_equal(ngrads, 12);
+            assert_int_equal(lathe_graph_num_outputs(d), 2 + 12);
+            const double *ra = lathe_eval_leaf(ed, "bn2.running_mean"), *rb = lathe_eval_leaf(eh, "bn2.running_mean");
+            assert_memory_equal(ra, rb, 64 * sizeof(double));
+            assert_true(lathe_eval_leaf(ed, "bn1.num_batches_tracked")[0] ==
+                        lathe_eval_leaf(eh, "bn1.num_batches_tracked")[0]);
+        } else {
+            assert_same_output(d, ed, h, eh, "correct");
+            assert_int_equal(lathe_node_rank(lathe_graph_find_output(d, "loss")), 1);
+        }
+        lathe_eval_free(ed);
+        lathe_eval_free(eh);
+        lathe_graph_free(d);
+        lathe_graph_free(h);
+    }
+}
+
+/* ---- 2. resnet18.lathe: torchvision's names, and PyTorch's numbers --------------------------- */
+
+static lathe_st_file *fixture(void) {
+    char path[4096], err[512];
+    const char *src = getenv("LATHE_SRC");
+    snprintf(path, sizeof path, "%s/tests/fixtures/resnet_w4.safetensors", src ? src : ".");
+    lathe_st_file *f = lathe_st_read(path, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    return f;
+}
+
+static const char *const resnet_w4_defines[] = {"width=4", "size=64", "classes=10"};
+
+static void test_resnet18_names(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = true, .batch = 4, .ndefines = 3, .defines = resnet_w4_defines};
+    lathe_desc_info info;
+    lathe_graph *d = parse_example("resnet18.lathe", &opt, &info);
+    assert_string_equal(info.model, "resnet18");
+    /* every param and buffer is an "init.NAME" of the fixture, with its shape, and back */
+    lathe_st_file *f = fixture();
+    int nleaves = 0, ninit = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) {
+        const lathe_node *n = lathe_graph_node(d, i);
+        if (!is_leaf(n) || !strcmp(lathe_node_op(n), "input")) continue;
+        char key[300];
+        snprintf(key, sizeof key, "init.%s", lathe_node_name(n));
+        const lathe_st_tensor *t = lathe_st_find(f, key);
+        if (!t) fail_msg("the fixture has no '%s'", key);
+        assert_int_equal(t->rank, lathe_node_rank(n));
+        assert_int_equal(t->dtype, (int)lathe_node_dtype(n)); /* LATHE_ST_* follow lathe_dtype */
+        for (int k = 0; k < t->rank; k++) assert_int_equal(t->shape[k], lathe_node_shape(n)[k]);
+        nleaves++;
+    }
+    for (int i = 0; i < lathe_st_count(f); i++) ninit += strncmp(lathe_st_at(f, i)->name, "init.", 5) == 0;
+    assert_int_equal(nleaves, ninit);
+    assert_int_equal(nleaves, 122);
+    /* and lathe_resnet18's, in order */
+    lathe_graph *h = lathe_graph_new();
+    lathe_node *x = lathe_input(h, "x", LATHE_F32, LATHE_DIMS(4, 3, 64, 64));
+    lathe_input(h, "labels", LATHE_I64, LATHE_DIMS(4));
+    lathe_resnet_config cfg = {LATHE_F32, 10, 4, true};
+    assert_non_null(lathe_resnet18(h, x, &cfg));
+    assert_same_leaves(d, h, "resnet18 w4");
+    lathe_graph_free(h);
+
+    /* PyTorch's logits and loss from the fixture's initial weights and batch */
+    lathe_eval *ev = lathe_eval_new(d);
+    assert_non_null(ev);
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) {
+        const lathe_node *n = lathe_graph_node(d, i);
+        if (!is_leaf(n)) continue;
+        char key[300];
+        snprintf(key, sizeof key, strcmp(lathe_node_op(n), "input") ? "init.%s" : "%s", lathe_node_name(n));
+        const lathe_st_tensor *t = lathe_st_find(f, key);
+        assert_non_null(t);
+        size_t nb = (size_t)lathe_node_numel(n) * lathe_dtype_size(lathe_node_dtype(n));
+        if (lathe_eval_set(ev, lathe_node_name(n), t->data, nb)) fail_msg("%s", lathe_eval_error(ev));
+    }
+    if (lathe_eval_run(ev)) fail_msg("%s", lathe_eval_error(ev));
+    const char *outs[] = {"logits", "loss"};
+    for (int k = 0; k < 2; k++) {
+        const lathe_st_tensor *t = lathe_st_find(f, outs[k]);
+        const lathe_node *n = lathe_graph_find_output(d, outs[k]);
+        assert_non_null(t);
+        assert_non_null(n);
+        const double *v = lathe_eval_value(ev, n);
+        double scale = 0, e = 0;
+        for (int64_t i = 0; i < lathe_node_numel(n); i++) {
+            double ref = ((const float *)t->data)[i];
+            scale = fmax(scale, fabs(ref));
+            e = fmax(e, fabs(v[i] - ref));
+        }
+        if (e > 1e-4 * scale) fail_msg("%s: max error %g, scale %g", outs[k], e, scale);
+    }
+    lathe_eval_free(ev);
+    lathe_st_free(f);
+    lathe_graph_free(d);
+
+    /* the defaults: torchvision's resnet18 at 224x224 */
+    d = parse_example("resnet18.lathe", NULL, &info);
+    int np = 0, nbuf = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) {
+        np += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "param");
+        nbuf += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "buffer");
+    }
+    assert_int_equal(np, 62);   /* torchvision's resnet18 has 62 parameter tensors */
+    assert_int_equal(nbuf, 60); /* 20 batch norms x 3 */
+    assert_int_equal(info.batch, 8);
+    const lathe_node *in = lathe_graph_find(d, "x"), *w = lathe_graph_find(d, "layer4.1.conv2.weight");
+    assert_int_equal(lathe_node_shape(in)[0], 8);
+    assert_int_equal(lathe_node_shape(in)[3], 224);
+    assert_int_equal(lathe_node_shape(w)[0], 512);
+    assert_int_equal(lathe_node_shape(lathe_graph_find(d, "fc.weight"))[0], 1000);
+    assert_null(lathe_graph_find(d, "layer1.0.downsample.0.weight"));
+    assert_non_null(lathe_graph_find(d, "layer2.0.downsample.1.num_batches_tracked"));
+    lathe_graph_free(d);
+}
+
+/* ---- 3. the seed, mlp ------------------------------------------------------------------ */
+
+static void test_autograd_basics(void **state) {
+    (void)state;
+    lathe_desc_info info;
+    lathe_graph *g = parse_example("autograd_basics.lathe", NULL, &info);
+    assert_false(info.has_loss);
+    assert_string_equal(info.batch_dim, "");
+    assert_int_equal(lathe_graph_num_marks(g), 1);
+    assert_int_equal(lathe_backward_marked(g), LATHE_OK);
+    lathe_eval *ev = lathe_eval_new(g);
+    assert_non_null(ev);
+    assert_int_equal(lathe_eval_set(ev, "a", (float[]){2, 3}, 8), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "b", (float[]){6, 4}, 8), LATHE_OK);
+    assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+    float q[2], ga[2], gb[2];
+    assert_int_equal(lathe_eval_get(ev, lathe_graph_find_output(g, "Q"), q, 8), LATHE_OK);
+    assert_int_equal(lathe_eval_get(ev, lathe_graph_find_output(g, "grad.a"), ga, 8), LATHE_OK);
+    assert_int_equal(lathe_eval_get(ev, lathe_graph_find_output(g, "grad.b"), gb, 8), LATHE_OK);
+    /* Q = 3a^3 - b^2 = [24 - 36, 81 - 16]; dQ/da = 9a^2; dQ/db = -2b */
+    assert_true(q[0] == -12 && q[1] == 65);
+    assert_true(ga[0] == 36 && ga[1] == 81);
+    assert_true(gb[0] == -12 && gb[1] == -8);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    /* evaluation mode marks nothing */
+    lathe_desc_options opt = {.training = false};
+    g = parse_example("autograd_basics.lathe", &opt, NULL);
+    assert_int_equal(lathe_graph_num_marks(g), 0);
+    lathe_graph_free(g);
+}
+
+static void test_mlp(void **state) {
+    (void)state;
+    const char *defs[] = {"hidden=32"};
+    lathe_desc_options opt = {.training = true, .batch = 3, .ndefines = 1, .defines = defs};
+    lathe_desc_info info;
+    lathe_graph *g = parse_example("mlp.lathe", &opt, &info);
+    assert_int_equal(lathe_node_shape(lathe_graph_find(g, "fc1.weight"))[0], 32);
+    assert_int_equal(lathe_node_shape(lathe_graph_find(g, "fc1.weight"))[1], 784);
+    assert_int_equal(lathe_backward_marked(g), LATHE_OK);
+    const char *grads[] = {"grad.fc1.weight", "grad.fc1.bias", "grad.fc2.weight", "grad.fc2.bias"};
+    for (int i = 0; i < 4; i++) assert_non_null(lathe_graph_find_output(g, grads[i]));
+    lathe_eval *ev = run_eval(g, 3);
+    const double *gw = lathe_eval_value(ev, lathe_graph_find_output(g, "grad.fc2.bias"));
+    double s = 0;
+    for (int i = 0; i < 10; i++) s += gw[i];
+    assert_true(fabs(s) < 1e-6); /* cross-entropy: softmax - onehot sums to 0 per sample */
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    opt.training = false;
+    g = parse_example("mlp.lathe", &opt, &info);
+    assert_int_equal(lathe_node_shape(lathe_graph_find_output(g, "correct"))[0], 3);
+    assert_int_equal(lathe_graph_num_marks(g), 0);
+    lathe_graph_free(g);
+}
+
+/* ---- 4. the language's features ----------------------------------------------------------- */
+
+static const char feature_src[] =
+    "# every statement kind\n"
+    "model features\n"
+    "let width = 3\n"
+    "let scale = 0.5\n"
+    "batch B = 2\n"
+    "input x: f32[B, width] requires_grad\n"
+    "input img: f32[B, 2, width + 1, 8 / 2] raw\n"
+    "input t: f32[B, 4]\n"
+    "param w: f32[width, 4] init=uniform(scale)\n"
+    "param fw: f32[4] init=const(0.25) frozen\n"
+    "buffer counter: f32[4] init=zeros\n"
+    "\n"
+    "block act_block(x, hidden=4, act=1) {\n"
+    "    h = linear(x, hidden) as lin\n"
+    "    if act == 1 {\n"
+    "        h = relu(h)\n"
+    "    } else if act == 2 {\n"
+    "        h = tanh(h)\n"
+    "    } else {\n"
+    "        return -h\n"
+    "    }\n"
+    "    return h\n"
+    "}\n"
+    "block twice(x) {\n"
+    "    return act_block(act_block(x) as first, act=2) as second\n"
+    "}\n"
+    "a = act_block(x) as blk.0\n"
+    "b = act_block(x, act=2, hidden=4) as blk.1\n"
+    "c = act_block(x, 4, 3) as blk.2\n"
+    "no_grad {\n"
+    "    d = matmul(x, w)\n"
+    "}\n"
+    "e = (a + b + c) * fw + d * 2 - 1\n"
+    "f = twice(a) as deep.1\n"
+    "k = shape(img, 2)\n"
+    "s = reshape(img, [B, channels(img) * k * 4])\n"
+    "m = where(x > 0, x, 0.1 * x)\n"
+    "cat = concat([a, b], axis=1)\n"
+    "r = sum(cat, axes=[1], keepdim=true) + mean(cat, 1, true) + max(cat, axis=-1, keepdim=true)\n"
+    "p = pow(x, 2) + 2 ** x + x ** x\n"
+    "z = tensor([1, 2, 3, 4], dtype=f32) * counter\n"
+    "if rank(x) == 2 and not (width < 3 or width > 3) {\n"
+    "    output ok = sum(x)\n"
+    "}\n"
+    "freeze blk.1.\n"
+    "freeze deep.\n"
+    "unfreeze deep.1.second.\n"
+    "output e\n"
+    "output d\n"
+    "output f\n"
+    "output s\n"
+    "output m\n"
+    "output r\n"
+    "output p\n"
+    "output z\n"
+    "output c\n"
+    "loss mse_loss(e, t)\n";
+
+static void test_features(void **state) {
+    (void)state;
+    lathe_desc_info info;
+    lathe_graph *g = parse_src(feature_src, NULL, &info);
+    assert_string_equal(info.model, "features");
+    assert_string_equal(info.batch_dim, "B");
+    assert_int_equal(info.ninputs, 3);
+    assert_false(info.inputs[0].raw);
+    assert_true(info.inputs[1].raw);
+    assert_true(info.has_loss);
+    assert_false(info.classify);
+    assert_string_equal(info.label, "t");
+    lathe_node *x = lathe_graph_find(g, "x"), *w = lathe_graph_find(g, "w"), *fw = lathe_graph_find(g, "fw");
+    assert_true(lathe_requires_grad(x));
+    assert_int_equal(w->init, LATHE_LEAF_INIT_UNIFORM);
+    assert_true(w->init_a == 0.5);
+    assert_true(lathe_requires_grad(w));
+    assert_int_equal(fw->init, LATHE_LEAF_INIT_CONST);
+    assert_true(fw->init_a == 0.25);
+    assert_false(lathe_requires_grad(fw));
+    const lathe_node *counter = lathe_graph_find(g, "counter");
+    assert_string_equal(lathe_node_op(counter), "buffer");
+    assert_int_equal(counter->init, LATHE_LEAF_INIT_CONST);
+    assert_true(counter->init_a == 0);
+    /* blocks, defaults, keyword arguments, nested prefixes, freeze / unfreeze */
+    const char *names[] = {"blk.0.lin.weight", "blk.1.lin.bias", "blk.2.lin.weight", "deep.1.first.lin.weight",
+                           "deep.1.second.lin.bias"};
+    const bool rg[] = {true, false, true, false, true};
+    for (int i = 0; i < 5; i++) {
+        const lathe_node *n = lathe_graph_find(g, names[i]);
+        if (!n) fail_msg("no '%s'", names[i]);
+        assert_true(lathe_requires_grad(n) == rg[i]);
+    }
+    assert_int_equal(lathe_node_shape(lathe_graph_find(g, "blk.0.lin.weight"))[1], 3);
+    /* if / else if / else and return inside a branch */
+    assert_string_equal(lathe_node_op(lathe_graph_find_output(g, "c")), "neg");
+    assert_string_equal(lathe_node_op(lathe_graph_find_output(g, "f")), "tanh");
+    /* no_grad */
+    assert_false(lathe_requires_grad(lathe_graph_find_output(g, "d")));
+    assert_true(lathe_requires_grad(lathe_graph_find_output(g, "e")));
+    /* numbers from shapes, reshape, comparisons, reductions */
+    const lathe_node *s = lathe_graph_find_output(g, "s"), *r = lathe_graph_find_output(g, "r");
+    assert_int_equal(lathe_node_shape(s)[1], 32);
+    assert_int_equal(lathe_node_rank(r), 2);
+    assert_int_equal(lathe_node_shape(r)[1], 1);
+    assert_non_null(lathe_graph_find_output(g, "ok"));
+    /* training: the loss is marked */
+    assert_int_equal(lathe_graph_num_marks(g), 1);
+    lathe_eval *ev = run_eval(g, 11);
+    const double *m = lathe_eval_value(ev, lathe_graph_find_output(g, "m")), *xv = lathe_eval_leaf(ev, "x");
+    for (int i = 0; i < 6; i++) assert_true(fabs(m[i] - (xv[i] > 0 ? xv[i] : (float)0.1 * (float)xv[i])) < 1e-6);
+    const double *z = lathe_eval_value(ev, lathe_graph_find_output(g, "z")), *cv = lathe_eval_leaf(ev, "counter");
+    for (int i = 0; i < 4; i++) assert_true(fabs(z[i] - (i + 1) * cv[i]) < 1e-6);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+
+    /* defines and the batch option */
+    const char *defs[] = {"width=5", "scale=0.125", "B=9"};
+    lathe_desc_options opt = {.training = false, .ndefines = 3, .defines = defs};
+    const char *src = "let width = 3\nlet scale = 0.5\nbatch B = 2\ninput x: f32[B, width]\n"
+                      "param w: f32[width] init=uniform(scale)\noutput y = x * w\n";
+    g = parse_src(src, &opt, &info);
+    assert_int_equal(lathe_node_shape(lathe_graph_find(g, "x"))[0], 9);
+    assert_int_equal(lathe_node_shape(lathe_graph_find(g, "x"))[1], 5);
+    assert_true(lathe_graph_find(g, "w")->init_a == 0.125);
+    assert_int_equal(info.batch, 9);
+    lathe_graph_free(g);
+    opt.batch = 6; /* the option wins over a define of the batch name */
+    g = parse_src(src, &opt, &info);
+    assert_int_equal(lathe_node_shape(lathe_graph_find(g, "x"))[0], 6);
+    lathe_graph_free(g);
+}
+
+static void test_eval_losses(void **state) {
+    (void)state;
+    lathe_desc_options eval = {.training = false};
+    lathe_desc_info info;
+    /* mse: per sample, averaged over the non-batch axes */
+    lathe_graph *g =
+        parse_src("batch N = 3\ninput y: f32[N, 2, 2]\ninput t: f32[N, 2, 2]\nloss mse_loss(y, t)\n", &eval, &info);
+    assert_false(info.classify);
+    assert_null(lathe_graph_find_output(g, "correct"));
+    lathe_eval *ev = run_eval(g, 5);
+    const double *l = lathe_eval_value(ev, lathe_graph_find_output(g, "loss"));
+    const double *y = lathe_eval_leaf(ev, "y"), *t = lathe_eval_leaf(ev, "t");
+    for (int i = 0; i < 3; i++) {
+        double want = 0;
+        for (int k = 0; k < 4; k++) want += (y[4 * i + k] - t[4 * i + k]) * (y[4 * i + k] - t[4 * i + k]) / 4;
+        assert_true(fabs(l[i] - want) < 1e-6);
+    }
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    /* nll_loss: per sample, and correct */
+    g = parse_src("batch N = 4\ninput x: f32[N, 3]\ninput lab: i64[N]\nloss nll_loss(log_softmax(x, 1), lab)\n", &eval,
+                  &info);
+    assert_true(info.classify);
+    assert_string_equal(info.label, "lab");
+    ev = run_eval(g, 6);
+    const double *c = lathe_eval_value(ev, lathe_graph_find_output(g, "correct"));
+    const double *xv = lathe_eval_leaf(ev, "x"), *lab = lathe_eval_leaf(ev, "lab");
+    for (int i = 0; i < 4; i++) {
+        int best = 0;
+        for (int k = 1; k < 3; k++)
+            if (xv[3 * i + k] > xv[3 * i + best]) best = k;
+        assert_true(c[i] == (best == (int)lab[i]));
+    }
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    /* any other loss is output as it is */
+    g = parse_src("input x: f32[4]\nloss mean(x * x)\n", &eval, &info);
+    assert_int_equal(lathe_node_rank(lathe_graph_find_output(g, "loss")), 0);
+    assert_true(info.has_loss && !info.classify);
+    lathe_graph_free(g);
+    /* training: a number cotangent, and marks for both */
+    g = parse_src("input a: f32[2] requires_grad\nq = a * a\nbackward q, 2\nloss sum(q)\n", NULL, NULL);
+    assert_int_equal(lathe_graph_num_marks(g), 2);
+    lathe_graph_free(g);
+    assert_true(lathe_desc_is_description("x/y.lathe"));
+    assert_false(lathe_desc_is_description("y.ir"));
+    assert_false(lathe_desc_is_description(".lathe"));
+}
+
+/* ---- 5. bad descriptions --------------------------------------------------------------------- */
+
+typedef struct {
+    const char *src;
+    const char *define;     /* one "NAME=VALUE", or NULL */
+    lathe_status status;
+    const char *msg[3];     /* pieces the message must contain */
+} bad_case;
+
+#define X2 "input x: f32[2, 3]\n"
+#define X4 "input x: f32[2, 3, 8, 8]\n"
+
+static const bad_case bad_cases[] = {
+    /* tokens and syntax */
+    {X2 "y = x $ 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '$'", "\n  y = x $ 2\n        ^"}},
+    {X2 "y = x ! 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '!' (write 'not' or '!=')"}},
+    {"let a = 1.2.3\n", 0, LATHE_ERR_PARSE, {"t.lathe:1:9: malformed number '1.2.3'"}},
+    {"let a = 1e999\n", 0, LATHE_ERR_PARSE, {"t.lathe:1:9: number '1e999' is out of range"}},
+    {"let a = 3\nfoo bar\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:5: expected '=' after 'foo', got 'bar'"}},
+    {"let loss = 3\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:1:5: 'loss' is a keyword and cannot be used as the constant's name"}},
+    {X2 "y = relu(x) relu(x)\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:2:13: expected end of line after the statement, got 'relu'"}},
+    {X2 "y = relu(x\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:3:1: unexpected end of file, expected ',' or ')' after the arguments of relu"}},
+    {X2 "y = (x + \n", 0, LATHE_ERR_PARSE, {"t.lathe:3:1: unexpected end of file, expected an expression"}},
+    {X2 "y = x\nelse {\n}\n", 0, LATHE_ERR_PARSE, {"t.lathe:3:1: 'else' must follow the '}' of an 'if'"}},
+    {X2 "}\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:1: '}' without a matching '{'"}},
+    /* declarations */
+    {"input x f32[2]\n", 0, LATHE_ERR_PARSE, {"t.lathe:1:9: expected ':' and the input's type, got 'f32'"}},
+    {"input x: f16[2]\n", 0, LATHE_ERR_PARSE, {"t.lathe:1:10: unknown dtype 'f16' (expected f32, f64, i64 or bool)"}},
+    {"input x: f32[2.5]\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:14: a dimension must be a non-negative integer, got the number 2.5"}},
+    {"input x: f32[1, 1, 1, 1, 1, 1, 1]\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:32: a type has at most 6 dimensions"}},
+    {"input x: f32[2] rw\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:1:17: expected raw, requires_grad or end of line, got 'rw'"}},
+    {"input l: i64[2] requires_grad\n",
+     0,
+     LATHE_ERR_DTYPE,
+     {"t.lathe:1:17: set_requires_grad 'l': only floating-point tensors can require grad"}},
+    {"param w: f32[2] init=normal(1)\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:1:22: expected an initializer: auto, zeros, ones, uniform(A) or const(V), got 'normal'"}},
+    {"param w: f32[2] init=uniform(-1)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:30: uniform(A) draws from [-A, A]: A must be >= 0, got -1"}},
+    {"buffer b: f32[2] frozen\n", 0, LATHE_ERR_PARSE, {"t.lathe:1:18: expected init=... or end of line, got 'frozen'"}},
+    {"param w: f32[2]\nparam w: f32[2]\n", 0, LATHE_ERR_NAME, {"t.lathe:2:7: param: duplicate name 'w'"}},
+    {"batch N = 2\nbatch M = 3\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:1: the batch dimension is already declared"}},
+    {"batch N = 0\n", 0, LATHE_ERR_ARG, {"t.lathe:1:11: the batch size must be a positive integer, got the number 0"}},
+    {"let a = 1\na = 2\n", 0, LATHE_ERR_NAME, {"t.lathe:2:1: 'a' is already defined as a constant at line 1"}},
+    {"let a = 1\nlet a = 2\n", 0, LATHE_ERR_NAME, {"t.lathe:2:5: 'a' is already defined as a constant at line 1"}},
+    /* names and calls */
+    {X2 "y = relu(xx)\n", 0, LATHE_ERR_NAME, {"t.lathe:2:10: unknown name 'xx' (did you mean 'x'?)"}},
+    {X2 "y = rleu(x)\n", 0, LATHE_ERR_NAME, {"t.lathe:2:5: unknown function 'rleu' (did you mean 'relu'?)"}},
+    {X2 "y = linear(x, 4)\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:2:5: linear creates parameters and needs a name: write linear(...) as NAME"}},
+    {X2 "y = relu(x) as r\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:2:16: 'as' names the parameters of a layer or block; relu has none"}},
+    {X2 "y = x as r\n", 0, LATHE_ERR_NAME, {"t.lathe:2:7: 'as' names a layer or block call", "'x' is not a call"}},
+    {X2 "y = linear(x, 4) as fc..w\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:21: malformed name 'fc..w'"}},
+    {X2 "y = relu(x, 1)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:13: too many arguments: relu(x) takes 1"}},
+    {X2 "y = softmax(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: missing argument 'axis' of softmax(x, axis)"}},
+    {X4 "y = conv2d(x, 4, 3, strid=2) as c\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:21: conv2d has no argument 'strid' (did you mean 'stride'?); it takes conv2d(x, out_channels, kernel, "
+      "stride=1"}},
+    {X2 "y = linear(x, 3, out_features=4) as fc\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:18: argument 'out_features' of linear is given twice"}},
+    {X4 "y = max_pool2d(x, kernel=2, 2)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:29: a positional argument cannot follow a keyword argument"}},
+    {X2 "y = linear(x, 2.5) as fc\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:15: linear: argument 'out_features' must be an integer, got the number 2.5"}},
+    {X4 "y = conv2d(x, 4, [3, 3, 3]) as c\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:18: conv2d: argument 'kernel' must be an integer or a list of at most 2 integers, got a list of 3"}},
+    {X4 "y = conv2d(x, 4, 3, groups=2) as c\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:28: conv2d: groups 2 must divide the 3 input and 4 output channels"}},
+    {X2 "y = batch_norm(x) as bn\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:16: batch_norm: x must be (N, C, H, W), got f32[2,3]"}},
+    {X2 "y = reshape(x, [[1]])\n", 0, LATHE_ERR_ARG, {"t.lathe:2:17: lists cannot be nested"}},
+    {X2 "n = channels(relu(sum(x)))\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: channels: f32[] has no axis 1"}},
+    /* shapes and dtypes from the builders, at the call or operator */
+    {X2 "input y: f32[4]\nz = x + y\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:3:7: add: cannot broadcast f32[2,3], f32[4]", "\n  z = x + y\n        ^"}},
+    {X2 "z = matmul(x, x)\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:5: matmul:"}},
+    {X4 "y = conv2d(x, 4, 9) as c\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:5: conv2d"}},
+    {X2 "input l: i64[2]\nz = x + l\n", 0, LATHE_ERR_DTYPE, {"t.lathe:3:7: add:"}},
+    {X2 "y = linear(x, 4) as fc\nz = linear(x, 4) as fc\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:3:5: param: duplicate name 'fc.weight'"}},
+    {X2 "z = x // 2\n", 0, LATHE_ERR_ARG, {"t.lathe:2:7: '//' works on numbers only"}},
+    {X2 "z = not x\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: 'not' works on numbers only, got a tensor f32[2,3]"}},
+    {"let a = 1 / (2 - 2)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:11: division by zero"}},
+    /* blocks and control flow */
+    {"block f(x) {\n    return x\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:3:1: unterminated block: expected '}' to close the '{' at line 1, column 12"}},
+    {X2 "if 1 {\n    y = x\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:4:1: unterminated block: expected '}' to close the '{' at line 2, column 6"}},
+    {"block f(x) {\n    y = x\n}\n" X2 "z = f(x)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:5:5: block 'f' ended without 'return'"}},
+    {X2 "return x\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:1: 'return' outside a block"}},
+    {"block f(x) {\n    input y: f32[2]\n    return x\n}\n",
+     0,
+     LATHE_ERR_PARSE,
+     {"t.lathe:2:5: 'input' is only allowed at the top level, not inside a block"}},
+    {"block f(x) {\n    return f(x)\n}\n" X2 "y = f(x)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:12: blocks are nested more than 32 calls deep (does 'f' call itself?)",
+      "called at t.lathe:2:12\n  ... 27 more block calls\n  in block 'f' called at t.lathe:2:12\n  in block 'f' called "
+      "at t.lathe:5:5"}},
+    {"block f(x, n=1, m) {\n    return x\n}\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:17: parameter 'm' needs a default, as the ones before it have"}},
+    {"block relu(x) {\n    return x\n}\n", 0, LATHE_ERR_NAME, {"t.lathe:1:7: 'relu' is a built-in function"}},
+    {"block f(x) {\n    return x\n}\nblock f(y) {\n    return y\n}\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:4:7: block 'f' is already defined"}},
+    {"block f(x, n) {\n    y = x + zz\n    return y\n}\n" X2 "z = f(x, 3) as a.b\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:2:13: unknown name 'zz'", "\n  in block 'f' as a.b called at t.lathe:6:5"}},
+    {"block f(x, n) {\n    return linear(x, n) as fc\n}\n" X2 "z = f(x, 3) as a\nw = f(x, 3) as a\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:2:12: param: duplicate name 'a.fc.weight'", "in block 'f' as a called at t.lathe:6:5"}},
+    {"block f(x) {\n    return x\n}\n" X2 "y = f(x, 2)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:5:10: too many arguments: f(x) takes 1"}},
+    {X2 "if x {\n}\n", 0, LATHE_ERR_ARG, {"t.lathe:2:4: 'if' needs a number as its condition, got a tensor f32[2,3]"}},
+    /* statements */
+    {X2 "loss x\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:6: the loss must have one element to train, got f32[2,3]"}},
+    {X2 "loss sum(x)\nloss sum(x)\n", 0, LATHE_ERR_PARSE, {"t.lathe:3:1: the model already has a 'loss'"}},
+    {"input q: f32[2] requires_grad\nbackward q, [1.0]\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:13: the cotangent must be a number or a list of 2 numbers, got a list of 1"}},
+    {"let n = 3\noutput n\n", 0, LATHE_ERR_ARG, {"t.lathe:2:8: an output must be a tensor, got the number 3"}},
+    {X2 "output y\n", 0, LATHE_ERR_NAME, {"t.lathe:2:8: unknown name 'y' (write output NAME = EXPR to define it)"}},
+    {X2 "output x\noutput x\n", 0, LATHE_ERR_NAME, {"t.lathe:3:8: output: duplicate name 'x'"}},
+    {X2 "y = linear(x, 4) as fc\nfreeze fd.\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:3:8: freeze 'fd.': no floating-point parameter name starts with it"}},
+    /* defines */
+    {"let width = 3\ninput x: f32[width]\n",
+     "widht=4",
+     LATHE_ERR_NAME,
+     {"t.lathe: unknown define 'widht': the file has no 'let widht' (did you mean 'width'?)"}},
+    {"let width = 3\n", "width=abc", LATHE_ERR_ARG, {"t.lathe: bad define 'width=abc': expected NAME=NUMBER"}},
+    {"let width = 3\n", "3d=1", LATHE_ERR_ARG, {"t.lathe: bad define '3d=1'"}},
+    {"let width = 3\ninput x: f32[width]\n",
+     "width=2.5",
+     LATHE_ERR_ARG,
+     {"t.lathe:2:14: a dimension must be a non-negative integer, got the number 2.5"}},
+};
+
+static void test_bad_descriptions(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_cases / sizeof bad_cases[0]; i++) {
+        const bad_case *c = &bad_cases[i];
+        lathe_graph *g = lathe_graph_new();
+        lathe_desc_options opt = {.training = true, .ndefines = c->define != NULL, .defines = &c->define};
+        lathe_status st = lathe_desc_parse(g, c->src, strlen(c->src), "t.lathe", &opt, NULL);
+        const char *m = lathe_graph_error(g);
+        if (st != c->status || lathe_graph_status(g) != st)
+            fail_msg("bad case %zu (%s): status '%s', expected '%s'; message:\n%s", i, c->msg[0], lathe_status_name(st),
+                     lathe_status_name(c->status), m);
+        for (int k = 0; k < 3 && c->msg[k]; k++)
+            if (!strstr(m, c->msg[k])) fail_msg("bad case %zu: message lacks '%s':\n%s", i, c->msg[k], m);
+        lathe_graph_free(g);
+    }
+    print_message("%zu bad descriptions\n", sizeof bad_cases / sizeof bad_cases[0]);
+}
+
+static void test_api_misuse(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_desc_info info = {.ninputs = 5};
+    assert_int_equal(lathe_desc_parse_file(g, "/nonexistent/x.lathe", NULL, &info), LATHE_ERR_IO);
+    assert_int_equal(info.ninputs, 0);
+    assert_non_null(strstr(lathe_graph_error(g), "/nonexistent/x.lathe"));
+    lathe_graph_free(g);
+    g = lathe_graph_new();
+    lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2));
+    assert_int_equal(lathe_desc_parse(g, "", 0, "t.lathe", NULL, NULL), LATHE_ERR_ARG);
+    lathe_graph_free(g);
+    g = lathe_graph_new();
+    lathe_desc_options opt = {.ndefines = 1, .defines = NULL};
+    assert_int_equal(lathe_desc_parse(g, "", 0, "t.lathe", &opt, NULL), LATHE_ERR_ARG);
+    lathe_graph_free(g);
+    /* an empty description is a valid, empty model named after the file */
+    g = lathe_graph_new();
+    assert_int_equal(lathe_desc_parse(g, NULL, 0, "dir/empty.lathe", NULL, &info), LATHE_OK);
+    assert_string_equal(info.model, "empty");
+    lathe_graph_free(g);
+    /* a NUL byte */
+    g = lathe_graph_new();
+    assert_int_equal(lathe_desc_parse(g, "input x: f32[2]\0\n", 17, "t.lathe", NULL, NULL), LATHE_ERR_PARSE);
+    assert_non_null(strstr(lathe_graph_error(g), "t.lathe:1:16: unexpected byte 0x00"));
+    lathe_graph_free(g);
+    /* block calls are bounded: 2^14 calls */
+    char calls[2048];
+    size_t n = (size_t)snprintf(calls, sizeof calls, "block f0(x) {\n    return x\n}\n");
+    for (int i = 1; i <= 14; i++)
+        n += (size_t)snprintf(calls + n, sizeof calls - n, "block f%d(x) {\n    return f%d(f%d(x))\n}\n", i, i - 1, i - 1);
+    snprintf(calls + n, sizeof calls - n, "input x: f32[2]\ny = f14(x)\n");
+    g = lathe_graph_new();
+    assert_int_equal(lathe_desc_parse(g, calls, strlen(calls), "t.lathe", NULL, NULL), LATHE_ERR_ARG);
+    assert_non_null(strstr(lathe_graph_error(g), "more than 10000 block calls in all"));
+    lathe_graph_free(g);
+    /* a long line is cut around the column, and the caret still points at it */
+    char line[1024];
+    n = (size_t)snprintf(line, sizeof line, "let a = ");
+    for (int i = 0; i < 100; i++) n += (size_t)snprintf(line + n, sizeof line - n, "1 + ");
+    snprintf(line + n, sizeof line - n, "oops + 1\n");
+    g = lathe_graph_new();
+    assert_int_equal(lathe_desc_parse(g, line, strlen(line), "t.lathe", NULL, NULL), LATHE_ERR_NAME);
+    const char *m = lathe_graph_error(g), *l = strstr(m, "\n  ..."), *caret = l ? strchr(l + 1, '\n') : NULL;
+    assert_non_null(strstr(m, "t.lathe:1:409: unknown name 'oops'"));
+    assert_non_null(caret);
+    size_t col = strlen(caret + 1) - 1;
+    assert_true(caret[1 + col] == '^');
+    assert_memory_equal(l + 1 + col, "oops", 4);
+    lathe_graph_free(g);
+    /* nesting is bounded */
+    char deep[600];
+    size_t k = (size_t)snprintf(deep, sizeof deep, "let a = ");
+    for (int i = 0; i < 200; i++) deep[k++] = '(';
+    deep[k++] = '1';
+    for (int i = 0; i < 200; i++) deep[k++] = ')';
+    g = lathe_graph_new();
+    assert_int_equal(lathe_desc_parse(g, deep, k, "t.lathe", NULL, NULL), LATHE_ERR_PARSE);
+    assert_non_null(strstr(lathe_graph_error(g), "nesting is too deep"));
+    lathe_graph_free(g);
+}
+
+/* ---- 6. fuzz ------------------------------------------------------------------------------------ */
+
+static int fuzz_runs;
+
+static void fuzz_one(const char *src, size_t len, bool training) {
+    char *buf = malloc(len ? len : 1); /* exactly len bytes: a read past the end is caught */
+    assert_non_null(buf);
+    memcpy(buf, src, len);
+    lathe_graph *g = lathe_graph_new();
+    lathe_desc_options opt = {.training = training, .batch = 2};
+    lathe_desc_info info;
+    lathe_status st = lathe_desc_parse(g, buf, len, "fuzz.lathe", &opt, &info);
+    const char *m = lathe_graph_error(g);
+    if (st == LATHE_OK) {
+        if (m[0]) fail_msg("ok with a message: %s", m);
+        if (lathe_graph_verify(g) != LATHE_OK) fail_msg("traced graph fails verify: %s", lathe_graph_error(g));
+    } else {
+        if (lathe_graph_status(g) != st) fail_msg("status %d but graph has %d", st, lathe_graph_status(g));
+        if (strncmp(m, "fuzz.lathe:", 11) != 0 || strlen(m) < 16) fail_msg("bad message for status %d: '%s'", st, m);
+    }
+    lathe_graph_free(g);
+    free(buf);
+    fuzz_runs++;
+}
+
+static char *read_example(const char *name, size_t *len) {
+    char path[4096];
+    FILE *f = fopen(example_path(name, path, sizeof path), "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    char *buf = malloc(1 << 16);
+    assert_non_null(buf);
+    *len = fread(buf, 1, 1 << 16, f);
+    fclose(f);
+    return buf;
+}
+
+static void test_fuzz(void **state) {
+    (void)state;
+    static const char *files[] = {"autograd_basics.lathe", "mlp.lathe", "fashion_cnn.lathe", "resnet18.lathe"};
+    static const char repl[] = {'\0', '(', ')', '[', ']', '{', '}', ',', '\n',
+                                '#',  '-', '9', '=', ':', ' ', '.', '*', 'x'};
+    for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+        size_t len;
+        char *t = read_example(files[f], &len);
+        for (size_t k = 0; k <= len; k++) fuzz_one(t, k, k % 2);
+        char *m = malloc(len);
+        assert_non_null(m);
+        rng r = {100 + f};
+        for (int i = 0; i < 150; i++) {
+            size_t pos = (size_t)rng_uniform(&r, 0, (double)len);
+            for (size_t v = 0; v < sizeof repl + 3; v++) {
+                memcpy(m, t, len);
+                size_t n = len;
+                if (v < sizeof repl) m[pos] = repl[v];
+                else if (v == sizeof repl) m[pos] ^= 0x20;
+                else if (v == sizeof repl + 1) m[pos] = (char)rng_uniform(&r, 0, 256);
+                else {
+                    memmove(m + pos, m + pos + 1, len - pos - 1); /* delete the byte */
+                    n--;
+                }
+                fuzz_one(m, n, v % 2);
+            }
+        }
+        free(m);
+        free(t);
+    }
+    /* the feature file too: every statement kind */
+    size_t len = sizeof feature_src - 1;
+    for (size_t k = 0; k <= len; k += 3) fuzz_one(feature_src, k, true);
+    print_message("%d fuzzed descriptions\n", fuzz_runs);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fashion_cnn),
+        cmocka_unit_test(test_resnet18_names),
+        cmocka_unit_test(test_autograd_basics),
+        cmocka_unit_test(test_mlp),
+        cmocka_unit_test(test_features),
+        cmocka_unit_test(test_eval_losses),
+        cmocka_unit_test(test_bad_descriptions),
+        cmocka_unit_test(test_api_misuse),
+        cmocka_unit_test(test_fuzz),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,308 @@
+/* test_trainer.c - native trainers and `lathe train`/`lathe step`, end to end,
+ * through the command line (LATHE_BIN) on a small Fashion-MNIST subset the
+ * test writes itself (IDX, raw and gzip):
+ *   - compile, train, evaluate: accuracy well above chance; ldd shows no LLVM;
+ *   - the native trainer and `lathe train` (another thread count) write
+ *     identical checkpoints; safetensors data equals the same IDX data;
+ *   - a run stopped mid-epoch and resumed equals one never stopped, bit for bit;
+ *   - `lathe step` on the ResNet-18 description matches PyTorch's fixture;
+ *   - bad data, batch sizes and a NaN loss give their errors. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "safetensors.h"
+#include "testutil.h"
+
+static char tmp[256];
+static const char *lathe_bin, *src_dir;
+static const char *FMNIST = "/usr/share/datasets/fashion-mnist";
+
+/* Run a shell command with stdout and stderr into TMP/out; its exit status. */
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, " >%s/out 2>&1", tmp);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* TMP/out's text (static buffer). */
+static const char *out_text(void) {
+    static char buf[65536];
+    char path[300];
+    snprintf(path, sizeof path, "%s/out", tmp);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    buf[n] = 0;
+    if (f) fclose(f);
+    return buf;
+}
+
+static void expect_out(const char *want) {
+    const char *t = out_text();
+    if (!strstr(t, want)) fail_msg("expected '%s' in the output:\n%s", want, t);
+}
+
+static bool same_file(const char *a, const char *b) {
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "cmp -s %s/%s %s/%s", tmp, a, tmp, b);
+    return system(cmd) == 0;
+}
+
+/* n records of rec bytes after a header of hdr bytes from a gzip IDX file. */
+static unsigned char *read_gz(const char *name, int hdr, int rec, int skip, int n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", FMNIST, name);
+    gzFile z = gzopen(path, "rb");
+    if (!z) fail_msg("cannot open %s (Debian's dataset-fashion-mnist)", path);
+    unsigned char *buf = malloc((size_t)(hdr + rec * (skip + n)));
+    int want = hdr + rec * (skip + n);
+    assert_int_equal(gzread(z, buf, (unsigned)want), want);
+    gzclose(z);
+    memmove(buf, buf + hdr + rec * skip, (size_t)(rec * n));
+    return buf;
+}
+
+static void put_be32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)(v >> 24), p[1] = (unsigned char)(v >> 16), p[2] = (unsigned char)(v >> 8), p[3] = (unsigned char)v;
+}
+
+/* An IDX file: images (u8, n x h x w) raw, or labels (u8, n) gzip. */
+static void write_idx(const char *name, const unsigned char *data, int n, int h, int w, bool gz) {
+    unsigned char hdr[16] = {0, 0, 8, (unsigned char)(h ? 3 : 1)};
+    put_be32(hdr + 4, (uint32_t)n);
+    put_be32(hdr + 8, (uint32_t)h);
+    put_be32(hdr + 12, (uint32_t)w);
+    int hl = h ? 16 : 8;
+    size_t bytes = (size_t)n * (size_t)(h ? h * w : 1);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    if (gz) {
+        gzFile z = gzopen(path, "wb");
+        gzwrite(z, hdr, (unsigned)hl);
+        gzwrite(z, data, (unsigned)bytes);
+        gzclose(z);
+    } else {
+        FILE *f = fopen(path, "wb");
+        fwrite(hdr, 1, (size_t)hl, f);
+        fwrite(data, 1, bytes, f);
+        fclose(f);
+    }
+}
+
+enum { NTRAIN = 1024, NTEST = 512, BATCH = 32 };
+
+/* The subset: train-images.idx, train-labels.idx.gz, test-*, and the same
+ * training data as train.safetensors (pixels / 255 as f32). */
+static int setup(void **state) {
+    (void)state;
+    lathe_bin = getenv("LATHE_BIN");
+    src_dir = getenv("LATHE_SRC");
+    if (!lathe_bin || !src_dir) fail_msg("LATHE_BIN and LATHE_SRC must be set (meson test sets them)");
+    snprintf(tmp, sizeof tmp, "/tmp/lathe-test-trainer-XXXXXX");
+    if (!mkdtemp(tmp)) fail_msg("mkdtemp");
+    unsigned char *ti = read_gz("train-images-idx3-ubyte.gz", 16, 784, 0, NTRAIN);
+    unsigned char *tl = read_gz("train-labels-idx1-ubyte.gz", 8, 1, 0, NTRAIN);
+    unsigned char *ei = read_gz("t10k-images-idx3-ubyte.gz", 16, 784, 0, NTEST);
+    unsigned char *el = read_gz("t10k-labels-idx1-ubyte.gz", 8, 1, 0, NTEST);
+    write_idx("train-images.idx", ti, NTRAIN, 28, 28, false);
+    write_idx("train-labels.idx.gz", tl, NTRAIN, 0, 0, true);
+    write_idx("test-images.idx", ei, NTEST, 28, 28, false);
+    write_idx("test-labels.idx", el, NTEST, 0, 0, false);
+    write_idx("small-images.idx", ti, NTRAIN, 27, 27, false);            /* wrong sample shape */
+    float *x = malloc(sizeof *x * NTRAIN * 784);
+    int64_t *y = malloc(sizeof *y * NTRAIN);
+    for (int i = 0; i < NTRAIN * 784; i++) x[i] = (float)ti[i] / 255.0f;
+    for (int i = 0; i < NTRAIN; i++) y[i] = tl[i];
+    lathe_st_tensor ts[2] = {{"image", LATHE_ST_F32, 4, {NTRAIN, 1, 28, 28}, x}, {"label", LATHE_ST_I64, 1, {NTRAIN}, y}};
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/train.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    /* bad files: a wrong magic number, truncated data */
+    snprintf(path, sizeof path, "%s/bad-magic.idx", tmp);
+    FILE *f = fopen(path, "wb");
+    fwrite("\x12\x34\x08\x03", 1, 4, f);
+    fclose(f);
+    write_idx("trunc-images.idx", ti, NTRAIN, 28, 28, false);
+    snprintf(path, sizeof path, "%s/trunc-images.idx", tmp);
+    assert_int_equal(truncate(path, 16 + 784 * 100 + 5), 0);
+    free(ti), free(tl), free(ei), free(el), free(x), free(y);
+    /* the native trainer, compiled once */
+    if (run("%s compile %s/examples/fashion_cnn.lathe --batch %d -o %s/fashion", lathe_bin, src_dir, BATCH, tmp) != 0)
+        fail_msg("lathe compile failed:\n%s", out_text());
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+#define TRAIN_FLAGS "--data %s/train-images.idx,%s/train-labels.idx.gz --lr 0.05 --momentum 0.9 --shuffle --seed 3"
+
+/* compile, train two epochs, evaluate: above chance, no LLVM in the trainer */
+static void test_end_to_end(void **state) {
+    (void)state;
+    int rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --eval-data %s/test-images.idx,%s/test-labels.idx --threads 1 "
+                 "--save %s/ck_aot",
+                 tmp, tmp, tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("trainer failed (%d):\n%s", rc, out_text());
+    const char *t = out_text(), *a = NULL;
+    for (const char *p = strstr(t, "test accuracy "); p; p = strstr(p + 1, "test accuracy ")) a = p; /* the summary's */
+    assert_non_null(a);
+    double acc = atof(a + strlen("test accuracy "));
+    if (acc < 50) fail_msg("test accuracy %.2f%% after 64 steps; chance is 10%%\n%s", acc, t);
+    expect_out("epoch 2: train loss");
+    expect_out("64 steps (2048 samples, 2 full epochs)");
+    assert_int_equal(run("ldd %s/fashion", tmp), 0);
+    if (strstr(out_text(), "LLVM")) fail_msg("the trainer links LLVM:\n%s", out_text());
+}
+
+/* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
+ * same data as safetensors */
+static void test_jit_equals_native(void **state) {
+    (void)state;
+    int rc = run("%s train %s/examples/fashion_cnn.lathe --batch %d " TRAIN_FLAGS " --epochs 2 --threads 2 --save %s/ck_jit",
+                 lathe_bin, src_dir, BATCH, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("ck_aot", "ck_jit"));
+    rc = run("%s/fashion --data %s/train.safetensors --lr 0.05 --momentum 0.9 --shuffle --seed 3 --epochs 2 --save %s/ck_st",
+             tmp, tmp, tmp);
+    if (rc != 0) fail_msg("trainer on safetensors failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("ck_aot", "ck_st"));
+}
+
+/* stopped at step 40 (mid second epoch) and resumed == never stopped */
+static void test_resume(void **state) {
+    (void)state;
+    int rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --steps 40 --save %s/ck_half", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("first half failed (%d):\n%s", rc, out_text());
+    assert_false(same_file("ck_aot", "ck_half"));
+    rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --load %s/ck_half --save %s/ck_half", tmp, tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
+    expect_out("resuming at step 40 (epoch 2, batch 8)");
+    assert_true(same_file("ck_aot", "ck_half"));
+}
+
+static void test_bad_inputs(void **state) {
+    (void)state;
+    const char *model = "fashion";
+    assert_int_equal(run("%s/%s --data %s/bad-magic.idx,%s/train-labels.idx.gz", tmp, model, tmp, tmp), 1);
+    expect_out("bad-magic.idx");
+    expect_out("magic");
+    assert_int_equal(run("%s/%s --data %s/trunc-images.idx,%s/train-labels.idx.gz", tmp, model, tmp, tmp), 1);
+    expect_out("trunc-images.idx");
+    expect_out("truncated");
+    assert_int_equal(run("%s/%s --data %s/small-images.idx,%s/train-labels.idx.gz", tmp, model, tmp, tmp), 1);
+    expect_out("small-images.idx: samples of 'image' are f32[27, 27] (729 elements); the model's input 'image' takes "
+               "f32[1, 28, 28] (784 elements)");
+    assert_int_equal(run("%s/%s --data %s/nonexistent", tmp, model, tmp), 1);
+    expect_out("no such file or directory");
+    assert_int_equal(run("%s/%s --data %s/train.safetensors --batch 16", tmp, model, tmp), 2);
+    expect_out("--batch 16: fashion_cnn was compiled for batch 32; compile it again with --batch 16");
+    assert_int_equal(run("%s/%s --data %s/train.safetensors --optimizer rmsprop", tmp, model, tmp), 2);
+    expect_out("expected sgd, adam or adamw");
+    assert_int_equal(run("%s/%s", tmp, model), 2);
+    expect_out("--data is required");
+    assert_int_equal(run("%s/%s --help", tmp, model), 0);
+    expect_out("--save-every N");
+    /* a NaN or Inf loss stops the run; the checkpoint of the step before survives */
+    int rc = run("%s/%s --data %s/train.safetensors --lr 1e30 --save %s/ck_nan --save-every 1", tmp, model, tmp, tmp);
+    assert_int_equal(rc, 1);
+    const char *t = out_text(), *at = strstr(t, " at step ");
+    if (!strstr(t, "the loss is") || !at) fail_msg("no NaN message:\n%s", t);
+    long bad_step = atol(at + strlen(" at step "));
+    expect_out("the last checkpoint");
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/ck_nan", tmp);
+    lathe_st_file *f = lathe_st_read(path, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    const lathe_st_tensor *st = lathe_st_find(f, "optimizer.step");
+    assert_non_null(st);
+    assert_int_equal(*(const int64_t *)st->data, bad_step - 1);
+    lathe_st_free(f);
+}
+
+/* lathe step on ResNet-18 (width 4) against PyTorch: loss, logits, every
+ * gradient, and the parameters after one SGD step computed from PyTorch's
+ * gradients (p - lr * g: the momentum buffer starts as the gradient). */
+static void test_step_parity(void **state) {
+    (void)state;
+    char fix[512], path[512], err[512];
+    snprintf(fix, sizeof fix, "%s/tests/fixtures/resnet_w4.safetensors", src_dir);
+    int rc = run("%s step %s/examples/resnet18.lathe -D width=4 -D size=64 -D classes=10 --params %s --params-prefix init. "
+                 "--batch %s --lr 0.01 --momentum 0.9 -o %s/step.safetensors",
+                 lathe_bin, src_dir, fix, fix, tmp);
+    if (rc != 0) fail_msg("lathe step failed (%d):\n%s", rc, out_text());
+    lathe_st_file *ref = lathe_st_read(fix, err, sizeof err);
+    snprintf(path, sizeof path, "%s/step.safetensors", tmp);
+    lathe_st_file *got = lathe_st_read(path, err, sizeof err);
+    assert_non_null(ref);
+    if (!got) fail_msg("%s", err);
+    int ngrad = 0, nparam = 0;
+    for (int i = 0; i < lathe_st_count(got); i++) {
+        const lathe_st_tensor *g = lathe_st_at(got, i);
+        char key[512];
+        const lathe_st_tensor *r = NULL;
+        bool updated = false;
+        if (!strcmp(g->name, "loss") || !strcmp(g->name, "logits") || !strncmp(g->name, "grad.", 5)) r = lathe_st_find(ref, g->name);
+        else {
+            snprintf(key, sizeof key, "init.%s", g->name);
+            r = lathe_st_find(ref, key);
+            snprintf(key, sizeof key, "grad.%s", g->name);
+            updated = lathe_st_find(ref, key) != NULL;
+        }
+        if (!r) fail_msg("%s: no reference", g->name);
+        if (g->dtype != LATHE_ST_F32) continue; /* num_batches_tracked: checked below */
+        int64_t n = 1;
+        for (int d = 0; d < g->rank; d++) n *= g->shape[d];
+        const float *gv = g->data, *rv = r->data, *grad = NULL;
+        if (updated) {
+            snprintf(key, sizeof key, "grad.%s", g->name);
+            grad = lathe_st_find(ref, key)->data;
+        } else if (strncmp(g->name, "grad.", 5) && strcmp(g->name, "loss") && strcmp(g->name, "logits"))
+            continue; /* running statistics: their update is test_parity's */
+        double maxref = 0, maxerr = 0;
+        for (int64_t k = 0; k < n; k++) {
+            double want = grad ? (double)rv[k] - 0.01 * (double)grad[k] : rv[k];
+            maxref = fmax(maxref, fabs(want));
+            maxerr = fmax(maxerr, fabs((double)gv[k] - want));
+        }
+        /* gradients: 1e-3 of the tensor's scale (test_parity holds the tight
+         * fp64 rule); updated parameters: the step moves them by 0.01 g */
+        if (maxerr > 1e-3 * maxref + 1e-6) fail_msg("%s: max error %g, scale %g", g->name, maxerr, maxref);
+        if (!strncmp(g->name, "grad.", 5)) ngrad++;
+        if (grad) nparam++;
+    }
+    assert_int_equal(ngrad, 62);
+    assert_int_equal(nparam, 62);
+    const lathe_st_tensor *nbt = lathe_st_find(got, "layer4.1.bn2.num_batches_tracked");
+    assert_non_null(nbt);
+    assert_int_equal(*(const int64_t *)nbt->data, 1);
+    lathe_st_free(ref);
+    lathe_st_free(got);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_end_to_end),
+        cmocka_unit_test(test_jit_equals_native),
+        cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_step_parity),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
