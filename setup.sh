@@ -24,6 +24,9 @@ fi
 ninja -C build >/dev/null
 
 if [ "${1:-}" != "--no-run" ]; then
-    # The main job: the seed's Q = 3a^3 - b^2, traced, printed and evaluated.
-    ./build/autograd_basics
+    # The main job: compile the Fashion-MNIST CNN into a native trainer, train
+    # one epoch (SGD lr 0.05, momentum 0.9, batch 64), print the test accuracy.
+    ./build/lathe compile examples/fashion_cnn.lathe -o build/fashion_cnn
+    ./build/fashion_cnn --data /usr/share/datasets/fashion-mnist --epochs 1 \
+        --lr 0.05 --momentum 0.9 --shuffle --eval
 fi

@@ -137,5 +137,25 @@ check "-D on text IR is refused" contains "$TMP/out" "text IR, which has no cons
 check "compile of a model without a loss exits 1" [ $? -eq 1 ]
 check "compile of a model without a loss says so" contains "$TMP/out" "has no loss to train"
 
+# descriptions at every stage
+EX=$(dirname "$0")/../examples
+for st in traced grad opt fused plan llvm asm; do
+    "$LATHE" dump "$EX/fashion_cnn.lathe" --stage $st --batch 2 >"$TMP/d_$st" 2>&1
+    check "dump fashion_cnn.lathe --stage $st exits 0" [ $? -eq 0 ]
+done
+check "traced description names the bn buffers" contains "$TMP/d_traced" 'buffer "bn2.running_var" f32[64]'
+check "traced description has the batch" contains "$TMP/d_traced" 'input "image" f32[2,1,28,28]'
+check "grad stage of a description has gradients" contains "$TMP/d_grad" 'output "grad.conv1.weight"'
+"$LATHE" dump "$EX/fashion_cnn.lathe" --eval >"$TMP/d_eval" 2>&1
+check "eval graph has correct" contains "$TMP/d_eval" 'output "correct"'
+check "eval graph uses running statistics" contains "$TMP/d_eval" 'training=false'
+"$LATHE" dump "$EX/resnet18.lathe" -D width=4 -D size=32 --format dot >"$TMP/d_dot" 2>&1
+check "dot of resnet18.lathe" contains "$TMP/d_dot" "layer4.1.conv2.weight"
+"$LATHE" dump "$EX/resnet18.lathe" -D widht=4 >"$TMP/out" 2>&1
+check "a misspelled define exits 1" [ $? -eq 1 ]
+check "a misspelled define is named" contains "$TMP/out" "did you mean 'width'"
+"$LATHE" dump "$DATA/seed_q.ir" --eval >"$TMP/out" 2>&1
+check "--eval on text IR exits 2" [ $? -eq 2 ]
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -197,6 +197,16 @@ static void test_resume(void **state) {
     assert_true(same_file("ck_aot", "ck_half"));
 }
 
+/* --target-cpu: a trainer for the baseline x86-64 runs here too */
+static void test_target_cpu(void **state) {
+    (void)state;
+    int rc = run("%s compile %s/examples/mlp.lathe --batch 16 --target-cpu x86-64 -o %s/mlp_generic", lathe_bin, src_dir, tmp);
+    if (rc != 0) fail_msg("compile failed (%d):\n%s", rc, out_text());
+    rc = run("%s/mlp_generic --data %s/train.safetensors --steps 8 --lr 0.1", tmp, tmp);
+    if (rc != 0) fail_msg("the x86-64 trainer failed (%d):\n%s", rc, out_text());
+    expect_out("8 steps (128 samples, 0 full epochs)");
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     const char *model = "fashion";
@@ -301,6 +311,7 @@ int main(void) {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_target_cpu),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_step_parity),
     };
