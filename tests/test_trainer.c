@@ -197,6 +197,21 @@ static void test_resume(void **state) {
     assert_true(same_file("ck_aot", "ck_half"));
 }
 
+/* Ctrl-C at any moment: the step finishes, the checkpoint is written, exit
+ * 130; resuming gives the bits of the run that was never stopped */
+static void test_interrupt(void **state) {
+    (void)state;
+    int rc = run("sh -c '%s/fashion " TRAIN_FLAGS " --epochs 2 --save %s/ck_int & pid=$!; sleep 1.5; kill -INT $pid; "
+                 "wait $pid; exit $?'",
+                 tmp, tmp, tmp, tmp);
+    if (rc == 130) {
+        expect_out("interrupted at step");
+        rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --load %s/ck_int --save %s/ck_int", tmp, tmp, tmp, tmp, tmp);
+    }
+    if (rc != 0) fail_msg("interrupted run failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("ck_aot", "ck_int"));
+}
+
 /* --target-cpu: a trainer for the baseline x86-64 runs here too */
 static void test_target_cpu(void **state) {
     (void)state;
@@ -311,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_target_cpu),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_step_parity),
