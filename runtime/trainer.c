@@ -114,7 +114,11 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --save-every N         also save every N steps\n"
             "  --threads N            threads (default: all cores; results do not depend on it)\n"
             "  --log-every N          steps between log lines when not on a terminal (default 100)\n"
-            "  -h, --help             show this help\n",
+            "  -h, --help             show this help\n"
+            "\n"
+            "A native trainer also takes one step and writes its results (loss, outputs,\n"
+            "gradients, new parameters): TRAINER step --batch B.safetensors -o OUT.safetensors\n"
+            "[--params P.safetensors] (see lathe step --help).\n",
             prog);
 }
 

@@ -129,6 +129,9 @@ static int setup(void **state) {
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/train.safetensors", tmp);
     assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    ts[0].shape[0] = ts[1].shape[0] = BATCH; /* one batch, for step */
+    snprintf(path, sizeof path, "%s/batch.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
     /* bad files: a wrong magic number, truncated data */
     snprintf(path, sizeof path, "%s/bad-magic.idx", tmp);
     FILE *f = fopen(path, "wb");
@@ -195,6 +198,26 @@ static void test_resume(void **state) {
     if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
     expect_out("resuming at step 40 (epoch 2, batch 8)");
     assert_true(same_file("ck_aot", "ck_half"));
+}
+
+/* TRAINER step and lathe step write the same file */
+static void test_trainer_step(void **state) {
+    (void)state;
+    int rc = run("%s/fashion step --batch %s/batch.safetensors --lr 0.1 -o %s/step_aot", tmp, tmp, tmp);
+    if (rc != 0) fail_msg("TRAINER step failed (%d):\n%s", rc, out_text());
+    rc = run("%s step %s/examples/fashion_cnn.lathe --batch %s/batch.safetensors --lr 0.1 -o %s/step_jit", lathe_bin,
+             src_dir, tmp, tmp);
+    if (rc != 0) fail_msg("lathe step failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("step_aot", "step_jit"));
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/step_aot", tmp);
+    lathe_st_file *f = lathe_st_read(path, err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    const char *names[] = {"loss", "logits", "grad.conv1.weight", "grad.fc2.bias", "conv1.weight", "bn2.running_var",
+                           "bn2.num_batches_tracked"};
+    for (int i = 0; i < 7; i++)
+        if (!lathe_st_find(f, names[i])) fail_msg("no '%s' in lathe step's output", names[i]);
+    lathe_st_free(f);
 }
 
 /* Ctrl-C at any moment: the step finishes, the checkpoint is written, exit
@@ -326,6 +349,7 @@ int main(void) {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_trainer_step),
         cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_target_cpu),
         cmocka_unit_test(test_bad_inputs),
