@@ -27,6 +27,20 @@
 #ifndef LATHE_RUNTIME_LDFLAGS
 #define LATHE_RUNTIME_LDFLAGS ""
 #endif
+#ifndef LATHE_KNOWN_CPUS
+#define LATHE_KNOWN_CPUS "" /* unknown: every name is passed to LLVM */
+#endif
+
+/* Is cpu one of LLVM's CPU names for this target (" a b c ")? */
+static bool known_cpu(const char *cpu) {
+    const char *list = LATHE_KNOWN_CPUS;
+    size_t n = strlen(cpu);
+    if (!*cpu || strchr(cpu, ' ')) return false;
+    if (!strchr(list, ' ') || strlen(list) < 2) return true;
+    for (const char *p = strstr(list, cpu); p; p = strstr(p + 1, cpu))
+        if (p[-1] == ' ' && p[n] == ' ') return true;
+    return false;
+}
 
 static void cstr(FILE *o, const char *s) {
     fputc('"', o);
@@ -44,20 +58,22 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
     const lt_fused *f = p->f;
     for (int i = 0; i < f->nk; i++) fprintf(o, "void %s%d(uint8_t *, int64_t, int64_t);\n", prefix, i);
     fprintf(o, "static const lathe_rt_kernel %s_kernels[] = {\n", name);
-    for (int i = 0; i < f->nk; i++) fprintf(o, "    {%s%d, %lld},\n", prefix, i, (long long)p->kernels[i].range);
-    fprintf(o, "    {0, 0}};\nstatic const lathe_rt_copy %s_copies[] = {\n", name);
+    for (int i = 0; i < f->nk; i++)
+        fprintf(o, "    {.fn = %s%d, .range = %lld},\n", prefix, i, (long long)p->kernels[i].range);
+    fprintf(o, "    {0}};\nstatic const lathe_rt_copy %s_copies[] = {\n", name);
     for (int i = 0; i < p->rt.ncopies; i++)
-        fprintf(o, "    {%lld, %lld, %lld},\n", (long long)p->copies[i].src, (long long)p->copies[i].dst,
-                (long long)p->copies[i].bytes);
-    fprintf(o, "    {0, 0, 0}};\nstatic const lathe_rt_tensor %s_tensors[] = {\n", name);
+        fprintf(o, "    {.src = %lld, .dst = %lld, .bytes = %lld},\n", (long long)p->copies[i].src,
+                (long long)p->copies[i].dst, (long long)p->copies[i].bytes);
+    fprintf(o, "    {0}};\nstatic const lathe_rt_tensor %s_tensors[] = {\n", name);
     for (int i = 0; i < p->ntensors; i++) {
         const lathe_rt_tensor *t = &p->tensors[i];
-        fputs("    {", o);
+        fputs("    {.name = ", o);
         cstr(o, t->name);
-        fprintf(o, ", %d, %d, %d, {", (int)t->kind, t->dtype, t->rank);
+        fprintf(o, ", .kind = %d, .dtype = %d, .rank = %d, .shape = {", (int)t->kind, t->dtype, t->rank);
         for (int d = 0; d < 6; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        fprintf(o, "}, %lld, %lld, %d, %lld, %d, %a},\n", (long long)t->numel, (long long)t->offset, t->requires_grad,
-                (long long)t->grad_offset, (int)t->init, t->init_a);
+        fprintf(o, "}, .numel = %lld, .offset = %lld, .requires_grad = %d, .grad_offset = %lld, .init = %d, .init_a = %a},\n",
+                (long long)t->numel, (long long)t->offset, t->requires_grad, (long long)t->grad_offset, (int)t->init,
+                t->init_a);
     }
     fputs("};\n", o);
     int nconst = 0;
@@ -72,10 +88,14 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
     fprintf(o, "static const lathe_rt_const %s_consts[] = {\n", name);
     for (int b = 0; b < f->nbufs; b++)
         if (f->bufs[b].kind == B_CONST)
-            fprintf(o, "    {%lld, %lld, %s_const%d},\n", (long long)f->plan[b].offset, (long long)f->plan[b].size, name, b);
-    fprintf(o, "    {0, 0, 0}};\n");
-    fprintf(o, "#define %s_PROGRAM {{0, %lld, %s_kernels, %d, %s_copies, %d}, %s_tensors, %d, %s_consts, %d}\n\n", name,
-            (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, name, p->ntensors, name, nconst);
+            fprintf(o, "    {.offset = %lld, .bytes = %lld, .data = %s_const%d},\n", (long long)f->plan[b].offset,
+                    (long long)f->plan[b].size, name, b);
+    fprintf(o, "    {0}};\n");
+    fprintf(o,
+            "#define %s_PROGRAM {.prog = {.arena = 0, .arena_size = %lld, .kernels = %s_kernels, .nkernels = %d, "
+            ".copies = %s_copies, .ncopies = %d}, .tensors = %s_tensors, .ntensors = %d, .consts = %s_consts, "
+            ".nconsts = %d}\n\n",
+            name, (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, name, p->ntensors, name, nconst);
 }
 
 /* Run argv, waiting; 0 when it exits with 0. */
@@ -97,8 +117,8 @@ static int run_cmd(char *const *argv, char *err, size_t errlen) {
             return -1;
         }
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
-    snprintf(err, errlen, "%s failed (exit status %d); the command was:", argv[0],
-             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    if (WIFEXITED(status)) snprintf(err, errlen, "%s failed (exit status %d); the command was:", argv[0], WEXITSTATUS(status));
+    else snprintf(err, errlen, "%s was killed by signal %d; the command was:", argv[0], WIFSIGNALED(status) ? WTERMSIG(status) : 0);
     for (int i = 0; argv[i]; i++) {
         size_t n = strlen(err);
         snprintf(err + n, errlen - n, " %s", argv[i]);
@@ -127,26 +147,43 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
     }
     fputs("0};\nstatic const bool model_raw[] = {", o);
     for (int i = 0; i < s->ninputs; i++) fprintf(o, "%d, ", s->raw ? s->raw[i] : 0);
-    fputs("0};\nstatic const lathe_trainer_model model = {", o);
+    fputs("0};\nstatic const lathe_trainer_model model = {.name = ", o);
     cstr(o, s->name);
-    fputs(", ", o);
+    fputs(", .source = ", o);
     cstr(o, s->source ? s->source : "");
-    fprintf(o, ", %lld, %d, model_inputs, model_raw, ", (long long)s->batch, s->ninputs);
+    fprintf(o, ", .batch = %lld, .ninputs = %d, .inputs = model_inputs, .raw = model_raw, .label = ", (long long)s->batch,
+            s->ninputs);
     if (s->label) cstr(o, s->label);
     else fputs("0", o);
-    fprintf(o, ", %d, train_PROGRAM, %s};\n", s->classify, eval ? "eval_PROGRAM" : "{{0}, 0, 0, 0, 0}");
+    fprintf(o, ", .classes = %lld, .classify = %d, .train = train_PROGRAM%s};\n", (long long)s->classes, s->classify,
+            eval ? ", .eval = eval_PROGRAM" : "");
     fputs("int main(int argc, char **argv) {\n"
-          "    if (argc > 1 && !strcmp(argv[1], \"step\")) return lathe_trainer_step_main(&model, argc - 1, argv + 1);\n"
+          "    if (argc > 1 && !strcmp(argv[1], \"step\")) {\n"
+          "        char prog[4096];\n"
+          "        snprintf(prog, sizeof prog, \"%s step\", argv[0]);\n"
+          "        argv[1] = prog;\n"
+          "        return lathe_trainer_step_main(&model, argc - 1, argv + 1);\n"
+          "    }\n"
           "    return lathe_trainer_main(&model, argc, argv);\n}\n", o);
 }
 
 lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen) {
+    if (s->cpu && !known_cpu(s->cpu)) {
+        snprintf(err, errlen, "--target-cpu %s: not a CPU LLVM 19 knows for this target; it knows:%s", s->cpu,
+                 LATHE_KNOWN_CPUS);
+        return LATHE_ERR_ARG;
+    }
     lathe_program *tr, *ev;
     lathe_status st = compile_both(s, LT_BACKEND_OBJECT, &tr, &ev, err, errlen);
     if (st != LATHE_OK) return st;
     char dir[] = "/tmp/lathe-XXXXXX";
-    char paths[130][4200];
+    char (*paths)[4200] = malloc(130 * sizeof *paths);
     int npaths = 0;
+    if (!paths) {
+        snprintf(err, errlen, "out of memory");
+        st = LATHE_ERR_NOMEM;
+        goto done;
+    }
     if (!mkdtemp(dir)) {
         snprintf(err, errlen, "cannot make a temporary directory: %s", strerror(errno));
         st = LATHE_ERR_IO;
@@ -176,7 +213,7 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         st = LATHE_ERR_IO;
     }
     if (o) {
-        fputs("/* generated by lathe compile */\n#include <stdbool.h>\n#include <stdint.h>\n#include <string.h>\n"
+        fputs("/* generated by lathe compile */\n#include <stdbool.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n"
               "#include \"lathe_trainer.h\"\n",
               o);
         write_program(o, tr, "train", "lathe_train_k");
@@ -188,14 +225,16 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         }
     }
     if (st == LATHE_OK) { /* link: cc model.c *.o -I runtime runtime.a -fopenmp -lcjson -lz -lm -o out */
-        const char *cc = getenv("CC") && *getenv("CC") ? getenv("CC") : "cc";
+        /* $CC may be a command with arguments ("ccache gcc"): split on spaces */
+        char cc[1024];
+        snprintf(cc, sizeof cc, "%s", getenv("CC") && *getenv("CC") ? getenv("CC") : "cc");
         const char *lib = getenv("LATHE_RUNTIME_LIB") ? getenv("LATHE_RUNTIME_LIB") : LATHE_RUNTIME_LIB;
         const char *inc = getenv("LATHE_RUNTIME_INC") ? getenv("LATHE_RUNTIME_INC") : LATHE_RUNTIME_INC;
         char incflag[4200];
         snprintf(incflag, sizeof incflag, "-I%s", inc);
         char *argv[160];
         int n = 0;
-        argv[n++] = (char *)cc;
+        for (char *save = NULL, *t = strtok_r(cc, " ", &save); t && n < 8; t = strtok_r(NULL, " ", &save)) argv[n++] = t;
         argv[n++] = "-O1";
         argv[n++] = "-w";
         argv[n++] = incflag;
@@ -217,6 +256,7 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
     for (int i = 0; i < npaths; i++) unlink(paths[i]);
     rmdir(dir);
 done:
+    free(paths);
     lathe_program_free(tr);
     lathe_program_free(ev);
     return st;
@@ -233,6 +273,7 @@ static void as_model(const lathe_trainer_spec *s, lathe_program *tr, lathe_progr
     m->raw = s->raw;
     m->label = s->label;
     m->classify = s->classify;
+    m->classes = s->classes;
     m->train = (lathe_rt_compiled){tr->rt, tr->tensors, tr->ntensors, NULL, 0};
     if (ev) m->eval = (lathe_rt_compiled){ev->rt, ev->tensors, ev->ntensors, NULL, 0};
 }

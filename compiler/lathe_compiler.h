@@ -130,6 +130,7 @@ typedef struct {
     const bool *raw;             /* per input: pixels not scaled to [0, 1] (NULL: none raw) */
     const char *label;           /* the loss's target input, or NULL */
     bool classify;               /* the eval graph has "correct" */
+    int64_t classes;             /* labels must lie in [0, classes); 0: not checked */
     lathe_graph *train, *eval;   /* eval may be NULL; both must outlive the call */
     const char *cpu;             /* LLVM CPU name ("znver4", "x86-64-v3"); NULL: this host */
 } lathe_trainer_spec;
@@ -138,7 +139,8 @@ typedef struct {
  * their tables as C with a main() calling lathe_trainer_main (and
  * lathe_trainer_step_main for `TRAINER step ...`), and link them with the
  * runtime library by the C compiler ($CC, default cc) into the executable
- * out.  The trainer needs no LLVM at run time.  $LATHE_RUNTIME_LIB and
+ * out.  The trainer needs no LLVM at run time.  An s->cpu that LLVM does not
+ * know is refused (LATHE_ERR_ARG).  $LATHE_RUNTIME_LIB and
  * $LATHE_RUNTIME_INC override where the runtime library and its headers are
  * (default: this build's).  The message of a failure is in err. */
 lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen);

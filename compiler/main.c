@@ -87,7 +87,10 @@ static const char *compile_usage =
     "  -D, --define NAME=VALUE  override the description's constant 'let NAME'\n"
     "  --target-cpu CPU         the CPU to compile for, as LLVM names it (znver4,\n"
     "                           skylake-avx512, x86-64-v3, x86-64; default: this host)\n"
-    "  -h, --help               show this help\n";
+    "  -h, --help               show this help\n"
+    "\n"
+    "environment: CC (the C compiler that links, default cc), LATHE_RUNTIME_LIB and\n"
+    "LATHE_RUNTIME_INC (the runtime library and its headers; default: this build's).\n";
 
 static const char *train_usage_head =
     "usage: lathe train MODEL [-D NAME=VALUE]... [--batch B] --data SPEC [options]\n"
@@ -197,7 +200,13 @@ static int load_model(const char *verb, const char *path, const model_opts *mo, 
         snprintf(m->info.model, sizeof m->info.model, "%s", slash ? slash + 1 : path);
         for (int i = 0; st == LATHE_OK && i < lathe_graph_num_nodes(m->train); i++) {
             lathe_node *n = lathe_graph_node(m->train, i);
-            if (strcmp(lathe_node_op(n), "input") != 0 || m->info.ninputs == 16) continue;
+            if (strcmp(lathe_node_op(n), "input") != 0) continue;
+            if (m->info.ninputs == 16 || strlen(lathe_node_name(n)) >= 64) {
+                fprintf(stderr, "lathe %s: %s: input '%s': a trainer takes at most 16 inputs with names under 64 bytes\n",
+                        verb, path, lathe_node_name(n));
+                model_free(m);
+                return 1;
+            }
             snprintf(m->info.inputs[m->info.ninputs++].name, 64, "%s", lathe_node_name(n));
             if (lathe_node_rank(n) > 0 && !m->info.batch) m->info.batch = lathe_node_shape(n)[0];
             char ts[160];
@@ -218,8 +227,19 @@ static int load_model(const char *verb, const char *path, const model_opts *mo, 
         m->inputs[i] = m->info.inputs[i].name;
         m->raw[i] = m->info.inputs[i].raw;
     }
-    m->spec = (lathe_trainer_spec){m->info.model, path, m->info.batch, m->info.ninputs, m->inputs, m->raw,
-                                   m->info.label[0] ? m->info.label : NULL, m->info.classify, m->train, m->eval, NULL};
+    /* the class count, from the classification loss that reads the labels */
+    int64_t classes = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(m->train); i++) {
+        lathe_node *n = lathe_graph_node(m->train, i);
+        if (strcmp(lathe_node_op(n), "cross_entropy") != 0 && strcmp(lathe_node_op(n), "nll_loss") != 0) continue;
+        const char *lname = lathe_node_name(lathe_node_input(n, 1));
+        lathe_node *logits = lathe_node_input(n, 0);
+        if (lname && !strcmp(lname, m->info.label) && lathe_node_rank(logits) >= 2) classes = lathe_node_shape(logits)[1];
+    }
+    m->spec = (lathe_trainer_spec){.name = m->info.model, .source = path, .batch = m->info.batch,
+                                   .ninputs = m->info.ninputs, .inputs = m->inputs, .raw = m->raw,
+                                   .label = m->info.label[0] ? m->info.label : NULL, .classify = m->info.classify,
+                                   .classes = classes, .train = m->train, .eval = m->eval};
     return 0;
 }
 
@@ -273,6 +293,15 @@ static int cmd_compile(int argc, char **argv) {
     return st == LATHE_OK ? 0 : 1;
 }
 
+/* The value of --batch (or an abbreviation getopt_long accepts: --bat 32,
+ * --ba=32) at argv[i], or NULL. */
+static const char *batch_flag(int argc, char **argv, int i) {
+    const char *a = argv[i], *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    if (n < 3 || strncmp(a, "--", 2) != 0 || strncmp(a, "--batch", n) != 0) return NULL;
+    return eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
+}
+
 /* lathe train and lathe step: MODEL is the first operand; the rest goes to
  * the driver with MODEL removed. */
 static int cmd_train_or_step(int argc, char **argv, bool step) {
@@ -302,7 +331,7 @@ static int cmd_train_or_step(int argc, char **argv, bool step) {
     argv[0] = prog;
     /* the batch size: --batch N for train; the batch file's first input for step */
     for (int i = 1; i < argc; i++) {
-        const char *v = !strcmp(argv[i], "--batch") && i + 1 < argc ? argv[i + 1] : !strncmp(argv[i], "--batch=", 8) ? argv[i] + 8 : NULL;
+        const char *v = batch_flag(argc, argv, i);
         if (v && !step && !parse_batch(verb, v, &mo.batch)) return 2;
         if (v && step) { /* peek at the batch file */
             model probe;
@@ -376,6 +405,11 @@ static int cmd_dump(int argc, char **argv) {
         return 1;
     }
     lathe_status st;
+    if (strcmp(path, "-") == 0 && (mo.ndefs || mo.batch || eval)) {
+        fprintf(stderr, "lathe dump: -D, --batch and --eval are for model descriptions (.lathe); '-' reads text IR\n");
+        lathe_graph_free(g);
+        return 2;
+    }
     if (strcmp(path, "-") == 0) {
         size_t len;
         char *src = read_all(stdin, &len);

@@ -64,7 +64,13 @@ int lathe_rt_save_meta(const char *path, const uint8_t *arena, const lathe_rt_te
         snprintf(err, errlen, "save %s: %d metadata entries (at most 16)", path, nmeta);
         goto done;
     }
-    for (int i = 0; i < nmeta; i++) mk[2 + i] = keys[i], mv[2 + i] = values[i];
+    for (int i = 0; i < nmeta; i++) {
+        if (keys[i] && (!strcmp(keys[i], "format") || !strcmp(keys[i], "optimizer"))) {
+            snprintf(err, errlen, "save %s: metadata key '%s' is the checkpoint's own", path, keys[i]);
+            goto done;
+        }
+        mk[2 + i] = keys[i], mv[2 + i] = values[i];
+    }
     rc = lathe_st_write(path, out, k, mk, mv, 2 + nmeta, err, errlen);
 done:
     for (int i = 0; i < 3 * n + 2 && names; i++) free(names[i]);
@@ -138,8 +144,8 @@ int lathe_rt_load(const char *path, uint8_t *arena, const lathe_rt_tensor *ts, i
     }
     /* optimizer state: shapes must match where present */
     const lathe_st_tensor *stp = lathe_st_find(f, "optimizer.step");
-    if (opt && stp && (stp->dtype != LATHE_ST_I64 || stp->rank != 0)) {
-        snprintf(err, errlen, "load %s: 'optimizer.step' must be a rank-0 I64 tensor", path);
+    if (opt && stp && (stp->dtype != LATHE_ST_I64 || stp->rank != 0 || *(const int64_t *)stp->data < 0)) {
+        snprintf(err, errlen, "load %s: 'optimizer.step' must be a rank-0 I64 tensor >= 0", path);
         goto done;
     }
     const char *ofmt = lathe_st_meta(f, "optimizer");

@@ -52,6 +52,7 @@ typedef struct {
     const char *const *inputs;
     const bool *raw;             /* per input: integer pixel data is not scaled to [0, 1] */
     const char *label;           /* the input that holds the loss's targets, or NULL */
+    int64_t classes;             /* label values must lie in [0, classes); 0: not checked */
     bool classify;               /* evaluation reports accuracy ("correct" output) */
     lathe_rt_compiled train;     /* outputs "loss" (one element) and the gradients */
     lathe_rt_compiled eval;      /* eval.tensors NULL: none */

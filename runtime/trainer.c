@@ -32,7 +32,7 @@
 
 typedef struct {
     const char *data, *eval_data, *load, *save;
-    bool eval, shuffle, strict, nesterov;
+    bool eval, shuffle, strict, nesterov, epochs_given;
     int64_t epochs, steps, batch, save_every, log_every;
     uint64_t seed;
     bool seed_given;
@@ -40,7 +40,7 @@ typedef struct {
     lathe_optim_config opt;
     const char *optimizer;
     double lr, momentum, weight_decay;
-    bool momentum_given, wd_given;
+    bool lr_given, momentum_given, wd_given;
 } flags;
 
 /* An arena and the program running in it. */
@@ -91,11 +91,13 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "\n"
             "options:\n"
             "  --data SPEC            the training set (required)\n"
-            "  --eval                 after each epoch, the loss and accuracy on the test\n"
-            "                         set: --eval-data, or the t10k files of a --data directory\n"
+            "  --eval                 after each epoch (and at the end of a run that stops\n"
+            "                         mid-epoch), the loss and accuracy on the test set:\n"
+            "                         --eval-data, or the t10k files of a --data directory\n"
             "  --eval-data SPEC       the test set (implies --eval)\n"
             "  --epochs N             train N epochs in all (default 1)\n"
-            "  --steps N              stop after N steps in all (batches), even mid-epoch\n"
+            "  --steps N              stop after N steps in all (batches), even mid-epoch;\n"
+            "                         alone, it is not limited by the default --epochs 1\n"
             "  --batch B              must equal the compiled batch size (checked)\n"
             "  --optimizer NAME       sgd (default), adam or adamw\n"
             "  --lr X                 learning rate (default 0.01 for sgd, 0.001 otherwise)\n"
@@ -113,7 +115,8 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         --save-every steps, at the end and on Ctrl-C\n"
             "  --save-every N         also save every N steps\n"
             "  --threads N            threads (default: all cores; results do not depend on it)\n"
-            "  --log-every N          steps between log lines when not on a terminal (default 100)\n"
+            "  --log-every N          steps between log lines when not on a terminal (default 100;\n"
+            "                         0: none)\n"
             "  -h, --help             show this help\n"
             "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
@@ -144,11 +147,12 @@ static bool parse_num(const char *s, double *out) {
  * not an optimizer flag, -1: bad value. */
 enum { O_OPTIMIZER = 1000, O_LR, O_MOMENTUM, O_WD, O_NESTEROV, O_THREADS };
 static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
+    const char *name = "--threads";
     switch (c) {
     case O_OPTIMIZER: f->optimizer = arg; return 1;
-    case O_LR: if (parse_num(arg, &f->lr)) return 1; break;
-    case O_MOMENTUM: f->momentum_given = true; if (parse_num(arg, &f->momentum)) return 1; break;
-    case O_WD: f->wd_given = true; if (parse_num(arg, &f->weight_decay)) return 1; break;
+    case O_LR: f->lr_given = true, name = "--lr"; if (parse_num(arg, &f->lr)) return 1; break;
+    case O_MOMENTUM: f->momentum_given = true, name = "--momentum"; if (parse_num(arg, &f->momentum)) return 1; break;
+    case O_WD: f->wd_given = true, name = "--weight-decay"; if (parse_num(arg, &f->weight_decay)) return 1; break;
     case O_NESTEROV: f->nesterov = true; return 1;
     case O_THREADS: {
         int64_t t;
@@ -160,15 +164,15 @@ static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     }
     default: return 0;
     }
-    fail(prog, "bad value '%s' for an option", arg);
+    fail(prog, "bad value '%s' for %s", arg, name);
     return -1;
 }
 
 static bool make_optim(flags *f, const char *prog) {
     const char *o = f->optimizer ? f->optimizer : "sgd";
-    if (!strcmp(o, "sgd")) f->opt = lathe_sgd_config(f->lr >= 0 ? f->lr : 0.01, f->momentum);
-    else if (!strcmp(o, "adam")) f->opt = lathe_adam_config(f->lr >= 0 ? f->lr : 1e-3);
-    else if (!strcmp(o, "adamw")) f->opt = lathe_adamw_config(f->lr >= 0 ? f->lr : 1e-3);
+    if (!strcmp(o, "sgd")) f->opt = lathe_sgd_config(f->lr_given ? f->lr : 0.01, f->momentum);
+    else if (!strcmp(o, "adam")) f->opt = lathe_adam_config(f->lr_given ? f->lr : 1e-3);
+    else if (!strcmp(o, "adamw")) f->opt = lathe_adamw_config(f->lr_given ? f->lr : 1e-3);
     else {
         fail(prog, "--optimizer %s: expected sgd, adam or adamw", o);
         return false;
@@ -179,6 +183,15 @@ static bool make_optim(flags *f, const char *prog) {
     }
     f->opt.nesterov = f->nesterov;
     if (f->wd_given) f->opt.weight_decay = f->weight_decay;
+    const char *bad = f->opt.lr < 0 ? "--lr must be >= 0"
+                      : f->opt.momentum < 0 ? "--momentum must be >= 0"
+                      : f->opt.weight_decay < 0 ? "--weight-decay must be >= 0"
+                      : f->opt.nesterov && f->opt.momentum <= 0 ? "--nesterov needs --momentum > 0"
+                      : NULL;
+    if (bad) {
+        fail(prog, "%s", bad);
+        return false;
+    }
     return true;
 }
 
@@ -314,6 +327,19 @@ static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, c
             return NULL;
         }
     }
+    const lathe_st_tensor *lab = m->label && m->classes > 0 ? lathe_ds_find(d, m->label) : NULL;
+    for (int64_t i = 0; lab && lab->dtype == LATHE_RT_I64 && i < lathe_ds_count(d); i++) {
+        int64_t v = ((const int64_t *)lab->data)[i];
+        if (v < 0 || v >= m->classes) {
+            const char *src = "";
+            for (int k = 0; k < lathe_ds_num_tensors(d); k++)
+                if (lathe_ds_tensor(d, k) == lab) src = lathe_ds_source(d, k);
+            fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", src, (long long)v,
+                 (long long)i, (long long)m->classes, m->name, (long long)m->classes);
+            lathe_ds_free(d);
+            return NULL;
+        }
+    }
     if (lathe_ds_count(d) < (test ? 1 : m->batch)) {
         fail(prog, "%s: %lld samples, fewer than one batch of %lld", spec, (long long)lathe_ds_count(d), (long long)m->batch);
         lathe_ds_free(d);
@@ -355,7 +381,10 @@ static bool evaluate(const lathe_trainer_model *m, runner *ev, const runner *tr,
     const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT);
     int64_t n = lathe_ds_count(d), B = m->batch;
     int64_t *idx = malloc(sizeof *idx * (size_t)B);
-    if (!idx) return false;
+    if (!idx) {
+        fail(prog, "out of memory");
+        return false;
+    }
     double lsum = 0, csum = 0;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         int64_t rows = n - b0 < B ? n - b0 : B;
@@ -378,24 +407,28 @@ static bool evaluate(const lathe_trainer_model *m, runner *ev, const runner *tr,
 /* ---- checkpoints -------------------------------------------------------------------------- */
 
 static bool save(const char *path, const runner *tr, lathe_optimizer *opt, const flags *f, int64_t samples,
-                 const char *prog) {
-    char err[1024], seed[32], batch[32], nsamp[32];
+                 int64_t step, const char *prog) {
+    char err[1024], seed[32], batch[32], nsamp[32], stp[32], ol[160];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)f->seed);
     snprintf(batch, sizeof batch, "%lld", (long long)f->batch);
     snprintf(nsamp, sizeof nsamp, "%lld", (long long)samples);
-    const char *keys[] = {"trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples"};
-    const char *vals[] = {seed, f->shuffle ? "1" : "0", batch, nsamp};
-    if (lathe_rt_save_meta(path, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, keys, vals, 4, err, sizeof err)) {
+    snprintf(stp, sizeof stp, "%lld", (long long)step);
+    const char *keys[] = {"trainer.step", "trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples",
+                          "trainer.optimizer"};
+    const char *vals[] = {stp, seed, f->shuffle ? "1" : "0", batch, nsamp, opt_label(&f->opt, ol, sizeof ol)};
+    if (lathe_rt_save_meta(path, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, keys, vals, 6, err, sizeof err)) {
         fail(prog, "%s", err);
         return false;
     }
     return true;
 }
 
-/* --load: the tensors, the optimizer state, and the run's position. */
-static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, const char *prog) {
+/* --load: the tensors, the optimizer state, and the run's position (*step;
+ * 0 for a file without one, such as a state_dict exported from PyTorch). */
+static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, int64_t *step, const char *prog) {
     char err[1024];
     lathe_load_report rep;
+    *step = 0;
     if (lathe_rt_load(f->load, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, f->strict, &rep, err, sizeof err)) {
         fail(prog, "%s", err);
         return false;
@@ -408,26 +441,41 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, co
         fail(prog, "%s", err);
         return false;
     }
-    const char *seed = lathe_st_meta(sf, "trainer.seed"), *shuf = lathe_st_meta(sf, "trainer.shuffle");
-    const char *batch = lathe_st_meta(sf, "trainer.batch"), *nsamp = lathe_st_meta(sf, "trainer.samples");
+    static const char *keys[] = {"trainer.step", "trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples"};
+    int64_t v[5] = {0};
+    int found = 0;
     bool ok = true;
-    if (seed && shuf && batch && nsamp) {
-        int64_t b = 0, ns = 0;
-        parse_int(batch, 0, &b);
-        parse_int(nsamp, 0, &ns);
-        unsigned long long s = strtoull(seed, NULL, 10);
-        if (b != f->batch || ns != samples) {
+    for (int i = 0; i < 5; i++) {
+        const char *val = lathe_st_meta(sf, keys[i]);
+        if (!val) continue;
+        found++;
+        if (!parse_int(val, 0, &v[i])) {
+            fail(prog, "--load %s: bad metadata %s = '%s'", f->load, keys[i], val);
+            ok = false;
+        }
+    }
+    if (ok && found > 0 && found < 5) {
+        fail(prog, "--load %s: incomplete trainer metadata (%d of 5 entries)", f->load, found);
+        ok = false;
+    }
+    if (ok && found == 5) {
+        if (v[3] != f->batch || v[4] != samples) {
             fail(prog, "--load %s: the run was at batch %lld on %lld samples; this one is batch %lld on %lld samples",
-                 f->load, (long long)b, (long long)ns, (long long)f->batch, (long long)samples);
+                 f->load, (long long)v[3], (long long)v[4], (long long)f->batch, (long long)samples);
             ok = false;
         } else {
-            if ((f->seed_given && s != f->seed) || (shuf[0] == '1') != f->shuffle)
-                fprintf(stderr, "%s: --load %s: resuming with the checkpoint's seed %llu and %s\n", prog, f->load, s,
-                        shuf[0] == '1' ? "--shuffle" : "no shuffle");
-            f->seed = s;
-            f->shuffle = shuf[0] == '1';
+            if ((f->seed_given && (uint64_t)v[1] != f->seed) || (v[2] != 0) != f->shuffle)
+                fprintf(stderr, "%s: --load %s: resuming with the checkpoint's seed %lld and %s\n", prog, f->load,
+                        (long long)v[1], v[2] ? "--shuffle" : "no shuffle");
+            char ol[160];
+            const char *was = lathe_st_meta(sf, "trainer.optimizer");
+            if (was && strcmp(was, opt_label(&f->opt, ol, sizeof ol)) != 0)
+                fprintf(stderr, "%s: --load %s: the run used %s; it goes on with %s\n", prog, f->load, was, ol);
+            f->seed = (uint64_t)v[1];
+            f->shuffle = v[2] != 0;
+            *step = v[0];
         }
-    } else lathe_optim_set_steps(opt, 0); /* parameters only: a new run from them */
+    }
     lathe_st_free(sf);
     return ok;
 }
@@ -485,10 +533,11 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         fail(prog, "%s", err);
         goto done;
     }
-    if (f->load && !load(f, &tr, opt, n, prog)) goto done;
-    int64_t total = f->epochs * spe;
-    if (f->steps >= 0 && f->steps < total) total = f->steps;
-    int64_t step = lathe_optim_steps(opt);
+    int64_t step = 0;
+    if (f->load && !load(f, &tr, opt, n, &step, prog)) goto done;
+    /* --epochs and --steps are totals; --steps alone is not capped by the default epoch */
+    int64_t total = f->epochs > INT64_MAX / spe ? INT64_MAX : f->epochs * spe;
+    if (f->steps >= 0 && (!f->epochs_given || f->steps < total)) total = f->steps;
     perm = malloc(sizeof *perm * (size_t)n);
     idx = malloc(sizeof *idx * (size_t)m->batch);
     if (!perm || !idx) {
@@ -505,15 +554,22 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     fprintf(stderr, "%s: %lld parameters (%lld trained), batch %lld, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
             m->name, (long long)nparams, (long long)ntrain, (long long)m->batch, (long long)n, (long long)spe,
             opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
-    if (step > 0) fprintf(stderr, "%s: resuming at step %lld (epoch %lld, batch %lld)\n", prog, (long long)step,
-                          (long long)(step / spe + 1), (long long)(step % spe));
+    if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
+                          (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
     bool tty = isatty(STDERR_FILENO);
+    /* Ctrl-C: finish the step, save, stop (unless SIGINT was ignored, as
+     * under nohup) */
     struct sigaction sa = {0}, old_sa;
     sa.sa_handler = on_sigint;
-    sigaction(SIGINT, &sa, &old_sa);
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
     interrupted = 0;
+    sigaction(SIGINT, NULL, &old_sa);
+    if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
+    int64_t saved_at = -1, evaluated_at = -1;
     double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN;
     int64_t start = step, epochs_done = 0;
+    if (spe > 0 && total > INT64_MAX - spe) total = INT64_MAX - spe; /* (total + spe - 1) below */
     rc = 0;
     while (step < total && !interrupted) {
         int64_t epoch = step / spe, s0 = step;
@@ -550,9 +606,12 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
                 progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
                 last_draw = t;
             }
-            if (f->save && f->save_every > 0 && step % f->save_every == 0 && !save(f->save, &tr, opt, f, n, prog)) {
-                rc = 1;
-                goto stop;
+            if (f->save && f->save_every > 0 && step % f->save_every == 0) {
+                if (!save(f->save, &tr, opt, f, n, step, prog)) {
+                    rc = 1;
+                    goto stop;
+                }
+                saved_at = step;
             }
         }
         if (tty) fputc('\n', stderr);
@@ -560,6 +619,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         epochs_done++;
         epoch_loss = nl ? lsum / (double)nl : NAN;
         if (f->eval) {
+            evaluated_at = step;
             double te0 = now();
             if (!evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
                 rc = 1;
@@ -569,15 +629,24 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             if (m->classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
             fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
         }
-        if (f->save && !save(f->save, &tr, opt, f, n, prog)) {
-            rc = 1;
-            goto stop;
+        if (f->save && saved_at != step) {
+            if (!save(f->save, &tr, opt, f, n, step, prog)) {
+                rc = 1;
+                goto stop;
+            }
+            saved_at = step;
         }
     }
+    /* a run that ends mid-epoch is evaluated at its end */
+    if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted &&
+        !evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog))
+        rc = 1;
 stop:
-    sigaction(SIGINT, &old_sa, NULL);
     if (rc == 0) {
-        if (f->save && (interrupted || step % spe != 0) && !save(f->save, &tr, opt, f, n, prog)) rc = 1;
+        if (f->save && saved_at != step) {
+            if (save(f->save, &tr, opt, f, n, step, prog)) saved_at = step;
+            else rc = 1;
+        }
         double t = now() - t0;
         int64_t trained = (step - start) * m->batch;
         printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n", m->name,
@@ -588,13 +657,14 @@ stop:
             if (m->classify) printf(", test accuracy %.2f%%", 100 * test_acc);
             printf("\n");
         }
-        if (f->save) printf("saved %s at step %lld\n", f->save, (long long)step);
+        if (saved_at >= 0) printf("saved %s at step %lld\n", f->save, (long long)saved_at);
         if (interrupted) {
             fprintf(stderr, "%s: interrupted at step %lld; resume with --load %s\n", prog, (long long)step,
                     f->save ? f->save : "(nothing saved: no --save)");
             rc = 130;
         }
     }
+    if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &old_sa, NULL);
 done:
     free(perm);
     free(idx);
@@ -657,7 +727,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
                 fail(prog, "bad value '%s' for --%s (expected an integer >= %d)", optarg, name, c == O_BATCH ? 1 : 0);
                 return 2;
             }
-            if (c == O_EPOCHS) f.epochs = v;
+            if (c == O_EPOCHS) f.epochs = v, f.epochs_given = true;
             else if (c == O_STEPS) f.steps = v;
             else if (c == O_BATCH) f.batch = v;
             else if (c == O_SEED) f.seed = (uint64_t)v, f.seed_given = true;
@@ -676,6 +746,19 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         fail(prog, "--data is required (try --help)");
         return 2;
     }
+    struct stat st;
+    if (f.eval && !f.eval_data && !(stat(f.data, &st) == 0 && S_ISDIR(st.st_mode))) {
+        fail(prog, "--eval needs --eval-data SPEC: only a --data directory has its own test files (t10k-*)");
+        return 2;
+    }
+    if (f.save_every && !f.save) {
+        fail(prog, "--save-every needs --save FILE");
+        return 2;
+    }
+    if (!f.strict && !f.load) {
+        fail(prog, "--no-strict is about --load, which is not given");
+        return 2;
+    }
     if (f.batch != m->batch) {
         fail(prog, "--batch %lld: %s was compiled for batch %lld; compile it again with --batch %lld", (long long)f.batch,
              m->name, (long long)m->batch, (long long)f.batch);
@@ -688,10 +771,10 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
 /* ---- lathe step -------------------------------------------------------------------------------- */
 
 static const char *step_usage =
-    "usage: lathe step MODEL --batch B.safetensors -o OUT.safetensors [options]\n"
+    "usage: %s --batch B.safetensors -o OUT.safetensors [options]\n"
     "\n"
-    "One training step of MODEL (a .lathe description or text IR), for checking a\n"
-    "compiled model against another framework.  B.safetensors holds one tensor per\n"
+    "One training step of the model, for checking a compiled model against another\n"
+    "framework.  B.safetensors holds one tensor per\n"
     "model input, named after it, with the input's exact dtype and shape.  OUT gets\n"
     "'loss', the model's outputs, 'grad.NAME' (the gradient of every trainable\n"
     "parameter NAME) and every parameter and buffer after the optimizer step\n"
@@ -706,8 +789,8 @@ static const char *step_usage =
     "  --optimizer NAME        sgd (default), adam or adamw\n"
     "  --lr X, --momentum X, --nesterov, --weight-decay X   as for lathe train\n"
     "  --threads N             threads (results do not depend on it)\n"
-    "  -D NAME=VALUE           override the description's 'let NAME' constant\n"
-    "  -h, --help              show this help\n";
+    "  -h, --help              show this help\n"
+    "%s";
 
 int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_PARAMS = 2000, O_BATCHFILE, O_OUT, O_PREFIX };
@@ -733,7 +816,12 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         case O_BATCHFILE: batch = optarg; break;
         case 'o': out = optarg; break;
         case O_PREFIX: prefix = optarg; break;
-        case 'h': fputs(step_usage, stdout); return 0;
+        case 'h': {
+            bool cli = !strncmp(prog, "lathe step", 10); /* else a native trainer's step */
+            printf(step_usage, cli ? "lathe step MODEL [-D NAME=VALUE]..." : prog,
+                   cli ? "\nMODEL: a .lathe description or text IR; -D NAME=VALUE overrides its 'let NAME'.\n" : "");
+            return 0;
+        }
         default: return 2;
         }
     }
@@ -813,7 +901,10 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         if (t->kind != LATHE_RT_OUTPUT) continue;
         size_t bytes = (size_t)t->numel * dsize(t->dtype);
         void *copy = malloc(bytes ? bytes : 1);
-        if (!copy) goto done;
+        if (!copy) {
+            fail(prog, "out of memory");
+            goto done;
+        }
         memcpy(copy, tr.prog.arena + t->offset, bytes);
         names[i] = copy;
         ts[nout] = (lathe_st_tensor){t->name, t->dtype, t->rank, {0}, copy};
@@ -821,8 +912,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         nout++;
     }
     const lathe_rt_tensor *lt = find(&tr, "loss", LATHE_RT_OUTPUT);
-    if (lt && !isfinite(scalar_at(tr.prog.arena, lt, 0)))
-        fprintf(stderr, "%s: warning: the loss is not finite\n", prog);
+    bool finite = !lt || isfinite(scalar_at(tr.prog.arena, lt, 0));
     lathe_optim_step(opt);
     for (int i = 0; i < cp->ntensors; i++) {
         const lathe_rt_tensor *t = &cp->tensors[i];
@@ -839,7 +929,12 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         goto done;
     }
     rc = 0;
+    if (!finite) { /* written anyway: the file shows where it went wrong */
+        fail(prog, "the loss is not finite (the results are in %s)", out);
+        rc = 1;
+    }
 done:
+    if (rc == 1 && (!ts || !names)) fail(prog, "out of memory");
     for (int i = 0; names && i < cp->ntensors; i++) free(names[i]);
     free(names);
     free(ts);

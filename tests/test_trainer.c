@@ -129,6 +129,10 @@ static int setup(void **state) {
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/train.safetensors", tmp);
     assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    y[5] = 10; /* a label outside the 10 classes */
+    snprintf(path, sizeof path, "%s/badlabel.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    y[5] = tl[5];
     ts[0].shape[0] = ts[1].shape[0] = BATCH; /* one batch, for step */
     snprintf(path, sizeof path, "%s/batch.safetensors", tmp);
     assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
@@ -196,7 +200,7 @@ static void test_resume(void **state) {
     assert_false(same_file("ck_aot", "ck_half"));
     rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --load %s/ck_half --save %s/ck_half", tmp, tmp, tmp, tmp, tmp);
     if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
-    expect_out("resuming at step 40 (epoch 2, batch 8)");
+    expect_out("resuming after step 40 (epoch 2, 8 of 32 batches done)");
     assert_true(same_file("ck_aot", "ck_half"));
 }
 
@@ -224,7 +228,9 @@ static void test_trainer_step(void **state) {
  * 130; resuming gives the bits of the run that was never stopped */
 static void test_interrupt(void **state) {
     (void)state;
-    int rc = run("sh -c '%s/fashion " TRAIN_FLAGS " --epochs 2 --save %s/ck_int & pid=$!; sleep 1.5; kill -INT $pid; "
+    /* set -m: the background job gets SIGINT (a shell without job control
+     * makes background jobs ignore it, which the trainer respects) */
+    int rc = run("sh -c 'set -m; %s/fashion " TRAIN_FLAGS " --epochs 2 --save %s/ck_int & pid=$!; sleep 1.5; kill -INT $pid; "
                  "wait $pid; exit $?'",
                  tmp, tmp, tmp, tmp);
     if (rc == 130) {
@@ -240,9 +246,9 @@ static void test_target_cpu(void **state) {
     (void)state;
     int rc = run("%s compile %s/examples/mlp.lathe --batch 16 --target-cpu x86-64 -o %s/mlp_generic", lathe_bin, src_dir, tmp);
     if (rc != 0) fail_msg("compile failed (%d):\n%s", rc, out_text());
-    rc = run("%s/mlp_generic --data %s/train.safetensors --steps 8 --lr 0.1", tmp, tmp);
+    rc = run("%s/mlp_generic --data %s/train.safetensors --steps 70 --lr 0.1 --log-every 0", tmp, tmp);
     if (rc != 0) fail_msg("the x86-64 trainer failed (%d):\n%s", rc, out_text());
-    expect_out("8 steps (128 samples, 0 full epochs)");
+    expect_out("70 steps (1120 samples, 1 full epoch)"); /* --steps alone goes past the first epoch */
 }
 
 static void test_bad_inputs(void **state) {
@@ -265,6 +271,18 @@ static void test_bad_inputs(void **state) {
     expect_out("expected sgd, adam or adamw");
     assert_int_equal(run("%s/%s", tmp, model), 2);
     expect_out("--data is required");
+    assert_int_equal(run("%s/%s --data %s/badlabel.safetensors", tmp, model, tmp), 1);
+    expect_out("badlabel.safetensors: label 10 of sample 5 is outside [0, 10)");
+    assert_int_equal(run("%s/%s --data %s/train.safetensors --eval", tmp, model, tmp), 2);
+    expect_out("--eval needs --eval-data");
+    assert_int_equal(run("%s/%s --data %s/train.safetensors --lr -1", tmp, model, tmp), 2);
+    expect_out("--lr must be >= 0");
+    assert_int_equal(run("%s/%s --data %s/train.safetensors --nesterov", tmp, model, tmp), 2);
+    expect_out("--nesterov needs --momentum > 0");
+    assert_int_equal(run("%s/%s --data %s/train.safetensors --lr x", tmp, model, tmp), 2);
+    expect_out("bad value 'x' for --lr");
+    assert_int_equal(run("%s compile %s/examples/mlp.lathe --target-cpu bogus -o %s/never", lathe_bin, src_dir, tmp), 1);
+    expect_out("--target-cpu bogus: not a CPU LLVM 19 knows");
     assert_int_equal(run("%s/%s --help", tmp, model), 0);
     expect_out("--save-every N");
     /* a NaN or Inf loss stops the run; the checkpoint of the step before survives */
