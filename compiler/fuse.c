@@ -12,16 +12,28 @@
  *   - a value that contains a reduction (a sum, a matmul, a conv) inlines only
  *     into an elementwise consumer that reads it at the same element, which
  *     fuses epilogues (bias, activation, residual add, batch-norm apply) into
- *     the loop that produces a contraction's output.
+ *     the loop that produces a contraction's output; at most one contraction
+ *     or window goes into a kernel (two convs' gradients added: one is
+ *     materialized).
  * So a chain of elementwise ops becomes one loop, a reduction takes the
  * elementwise ops that feed it, and a conv takes its bias and activation.
  *
  * Expressions are built by value(): the value of node n at a multi-index is
  * a load when n has a buffer, else n's own rule applied to its operands'
  * values at the indices the rule derives (broadcasting, permutation,
- * windows).  Index arithmetic is folded as it is built. */
+ * windows).  Index arithmetic is folded as it is built; a reshaped buffer
+ * is read at the reshape's linear index.
+ *
+ * A contraction (matmul, conv2d and its gradients) or a max-pool (and its
+ * gradient) computed at its kernel's own element, with operands that are
+ * strided views of buffers, also gets a plan for the vector lowering
+ * (kernel.h's lt_contract): the views, a register tile sized for the host's
+ * vector unit, and the kernel's parallel range counted in tiles. */
 #include <math.h>
 #include <string.h>
+
+#include <llvm-c/Core.h>
+#include <llvm-c/TargetMachine.h>
 
 #include "kernel.h"
 #include "lathe_compiler.h"
@@ -38,10 +50,15 @@ typedef struct {
     int *consumer;      /* node -> its single consumer, -1 if none or several */
     int *uses;
     bool *contains;     /* inlined value contains a reduction */
+    bool *heavy;        /* inlined value contains a contraction or a window */
+    bool *heavy_use;    /* some consumer is a contraction or a window */
+    int *size;          /* inlined value's expression size (loads count 1) */
     int root;           /* node of the kernel being built */
     int nextvar;
-    int *fused;         /* nodes inlined into the current kernel */
+    int *fused;         /* nodes inlined into the current kernel, once each */
     int nfused;
+    int *stamp;         /* node -> root of the last kernel that listed it in fused */
+    lt_contract *con;   /* the current kernel's contraction plan, if any */
 } fz;
 
 /* ---- expression construction ------------------------------------------------ */
@@ -169,6 +186,301 @@ static lt_expr *xreduce(fz *z, lt_rkind rk, lathe_dtype t, int n, const int *var
 }
 
 static int newvar(fz *z) { return z->nextvar++; }
+
+/* ---- contraction plans (kernel.h) ------------------------------------------------ */
+
+/* Strides of a view of shape os, strides ost, reshaped to ns, as torch's
+ * view computes them (THTensor_compute_stride); false when the reshape would
+ * need a copy. */
+static bool view_reshape(int orank, const int64_t *os, const int64_t *ost, int nrank, const int64_t *ns, int64_t *nst) {
+    if (orank == 0 || nrank == 0) return false;
+    int vd = nrank - 1;
+    int64_t base = ost[orank - 1], tnum = 1, vnum = 1;
+    for (int td = orank - 1; td >= 0; td--) {
+        tnum *= os[td];
+        if (td == 0 || (os[td - 1] != 1 && ost[td - 1] != tnum * base)) {
+            while (vd >= 0 && (vnum < tnum || ns[vd] == 1)) {
+                nst[vd] = vnum * base;
+                vnum *= ns[vd];
+                vd--;
+            }
+            if (vnum != tnum) return false;
+            if (td > 0) {
+                base = ost[td - 1];
+                tnum = vnum = 1;
+            }
+        }
+    }
+    return vd == -1;
+}
+
+/* Node n as a strided view of a buffer, through the index ops inlined into
+ * the kernel being built; false for anything else. */
+static bool view_of(fz *z, const lathe_node *n, lt_view *v) {
+    int b = z->f->buf_of[n->id];
+    if (b >= 0) {
+        if (n->id == z->root) return false;
+        v->buf = b;
+        v->off = 0;
+        lt_strides(n->rank, n->shape, v->st);
+        return true;
+    }
+    const lathe_node *x = n->nin ? n->in[0] : NULL;
+    lt_view u;
+    if (!x || lt_ops[n->op].kind == LT_LEAF || !view_of(z, x, &u)) return false;
+    *v = u;
+    switch (n->op) {
+    case LT_OP_RESHAPE:
+    case LT_OP_FLATTEN: return view_reshape(x->rank, x->shape, u.st, n->rank, n->shape, v->st);
+    case LT_OP_PERMUTE:
+        for (int i = 0; i < n->rank; i++) v->st[i] = u.st[n->attr[0].v[i]];
+        return true;
+    case LT_OP_BROADCAST_TO:
+        for (int d = 0; d < n->rank; d++) {
+            int xd = d - (n->rank - x->rank);
+            v->st[d] = xd < 0 || x->shape[xd] == 1 ? 0 : u.st[xd];
+        }
+        return true;
+    case LT_OP_SLICE: {
+        int64_t ax = n->attr[0].v[0];
+        v->off = u.off + n->attr[1].v[0] * u.st[ax];
+        v->st[ax] = u.st[ax] * n->attr[3].v[0];
+        return true;
+    }
+    default: return false;
+    }
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+/* Gathers compute a plane's positions and offsets in 32-bit lanes: the
+ * output plane, the input rows and columns (times the divisor), and the
+ * offsets from the plane's start through view v must fit. */
+static bool lanes_fit(const lt_contract *c, const lt_view *v) {
+    int64_t lim = (int64_t)1 << 30;
+    int64_t s2 = v->st[2] < 0 ? -v->st[2] : v->st[2], s3 = v->st[3] < 0 ? -v->st[3] : v->st[3];
+    return c->oh * c->ow < lim && c->oh * c->mu[0] + c->ih * c->dv[0] + c->taps[0] * (c->dbeta[0] < 0 ? -c->dbeta[0] : c->dbeta[0]) < lim &&
+           c->ow * c->mu[1] + c->iw * c->dv[1] + c->taps[1] * (c->dbeta[1] < 0 ? -c->dbeta[1] : c->dbeta[1]) < lim &&
+           c->ih * s2 + c->iw * s3 < lim;
+}
+
+/* The vector unit tiles are sized for: with AVX-512, 32 registers of 64
+ * bytes and mask registers; else (AVX2, and the guess elsewhere) 16 of 32
+ * bytes, masks held in vector registers and masked loads slower.  The code
+ * is correct on any target; LATHE_VECTOR_BYTES=32 or 64 overrides the host's
+ * answer (to test both kinds of tile on one machine). */
+typedef struct {
+    int bytes, regs;
+    bool kmask;
+} vunit;
+
+static vunit host_vunit(void) {
+    const char *env = getenv("LATHE_VECTOR_BYTES");
+    bool wide;
+    if (env && (!strcmp(env, "32") || !strcmp(env, "64"))) wide = !strcmp(env, "64");
+    else {
+        char *feat = LLVMGetHostCPUFeatures();
+        wide = feat && strstr(feat, "+avx512f") != NULL;
+        LLVMDisposeMessage(feat);
+    }
+    return wide ? (vunit){64, 32, true} : (vunit){32, 16, false};
+}
+
+/* A contiguous plan's mask table (lower_llvm.c's make_table: a mask per tap
+ * and vector of the plane, bits with mask registers, else a vector) stays
+ * small constant data. */
+static bool table_fits(const lt_contract *c, const vunit *u) {
+    int64_t nvec = cdiv(c->oh * c->ow, c->vl), nvt = c->kind == LT_C_WGRAD ? nvec : cdiv(nvec, c->tn) * c->tn;
+    int64_t entry = u->kmask ? (c->vl + 7) / 8 : u->bytes;
+    return c->taps[0] * c->taps[1] * nvt * entry <= (256 << 10);
+}
+
+/* Cycles of one reduction step of a register tile: `fma` FMAs at 2 a cycle,
+ * loads at 2 a cycle, a masked load counting 1.5 without mask registers. */
+static double step_cycles(const vunit *u, int fma, int masked, int plain) {
+    double f = fma / 2.0, l = (masked * (u->kmask ? 1.0 : 1.5) + plain) / 2.0;
+    return f > l ? f : l;
+}
+
+/* Register tiles (tm x tn accumulators) that fit the registers with the
+ * step's live loads and masks, scored by cycles (waste included). */
+static void tile_plane(lt_contract *c, const vunit *u) {
+    int64_t nvec = cdiv(c->oh * c->ow, c->vl), taps = c->taps[0] * c->taps[1];
+    double best = -1;
+    for (int kb = 1; kb <= 8 && kb <= c->kog; kb++)
+        for (int nv = 1; nv <= 6 && nv <= nvec; nv++) {
+            int live = kb * nv + nv + 1 + (u->kmask ? 0 : nv);
+            if (live > u->regs && !(kb == 1 && nv == 1)) continue;
+            double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(nvec, nv) * (double)taps;
+            double cost = tiles * ((double)c->cr * (step_cycles(u, kb * nv, nv, kb) + 0.5) + nv + 2);
+            if (best < 0 || cost < best) best = cost, c->tm = kb, c->tn = nv;
+        }
+}
+static void tile_wgrad(lt_contract *c, const vunit *u) {
+    double best = -1;
+    for (int kb = 1; kb <= 8 && kb <= c->kog; kb++)
+        for (int cb = 1; cb <= 8 && cb <= c->cr; cb++) {
+            int live = kb * cb + cb + 1 + (u->kmask ? 0 : 2);
+            if (live > u->regs && !(kb == 1 && cb == 1)) continue;
+            double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(c->cr, cb) * (double)(c->taps[0] * c->taps[1]);
+            double cost = tiles * ((double)c->n * ((double)cdiv(c->oh * c->ow, c->vl) * (step_cycles(u, kb * cb, kb + cb, 0) + 0.5) +
+                                                   2 * kb * cb) + kb * cb * 8);
+            if (best < 0 || cost < best) best = cost, c->tm = kb, c->tn = cb;
+        }
+}
+static void tile_matmul(lt_contract *c, const vunit *u) {
+    double best = -1;
+    int64_t kvec = cdiv(c->k, c->vl), nvec = cdiv(c->ncol, c->vl);
+    for (int mb = 1; mb <= 8 && mb <= c->m; mb++)
+        for (int nb = 1; nb <= 8; nb++) {
+            int live = mb * nb + nb + 1;
+            if (live > u->regs && !(mb == 1 && nb == 1)) continue;
+            double cost;
+            if (c->kind == LT_C_MM_BCAST) {
+                if (nb > nvec) continue;
+                cost = (double)cdiv(c->m, mb) * (double)cdiv(nvec, nb) * ((double)c->k * (step_cycles(u, mb * nb, 0, mb + nb) + 0.5) + 4);
+            } else {
+                if (nb > c->ncol) continue;
+                cost = (double)cdiv(c->m, mb) * (double)cdiv(c->ncol, nb) *
+                       ((double)kvec * (step_cycles(u, mb * nb, 0, mb + nb) + 0.5) + mb * nb * 8 + 4);
+            }
+            if (best < 0 || cost < best) best = cost, c->tm = mb, c->tn = nb;
+        }
+}
+
+/* Whether idx, n's index in the kernel being built, is the kernel's own
+ * element: var d in dim d (or 0, where the dim is 1). */
+static bool at_own_element(const lathe_node *n, lt_expr **idx) {
+    for (int d = 0; d < n->rank; d++) {
+        bool var = idx[d]->kind == X_VAR && idx[d]->var == d;
+        bool zero = n->shape[d] == 1 && idx[d]->kind == X_CONST && idx[d]->i == 0;
+        if (!var && !zero) return false;
+    }
+    return true;
+}
+
+/* Plan the lowering of max_pool2d (vector lanes over the output plane) or
+ * its gradient (each window's arg-max found once, its gradient added where
+ * it points), as plan_contraction does. */
+static void plan_pool(fz *z, const lathe_node *n, lt_expr **idx, const lt_expr *red) {
+    const lathe_node *r = z->g->nodes[z->root];
+    if (z->con || (n->dtype != LATHE_F32 && n->dtype != LATHE_F64) || n->numel == 0) return;
+    if (r->rank != n->rank || memcmp(r->shape, n->shape, sizeof(int64_t) * (size_t)n->rank)) return;
+    if (!at_own_element(n, idx)) return;
+    bool bwd = n->op == LT_OP_MAX_POOL2D_BACKWARD;
+    const lathe_node *x = bwd ? n->in[1] : n->in[0], *y = bwd ? n->in[0] : n;
+    lt_contract c = {0};
+    c.red = red;
+    if (!view_of(z, x, &c.a) || (bwd && !view_of(z, n->in[0], &c.b))) return;
+    const int64_t *k = n->attr[0].v, *st = n->attr[1].v, *pad = n->attr[2].v;
+    c.kind = bwd ? LT_C_POOL_BWD : LT_C_POOL;
+    c.n = x->shape[0], c.groups = 1, c.kog = x->shape[1], c.cr = 1;
+    c.oh = y->shape[2], c.ow = y->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
+    c.taps[0] = k[0], c.taps[1] = k[1];
+    for (int d = 0; d < 2; d++) c.mu[d] = st[d], c.dv[d] = 1, c.beta[d] = -pad[d], c.dbeta[d] = 1;
+    if (c.oh * c.ow == 0 || c.ih * c.iw == 0) return;
+    if (bwd && (c.ih * c.iw * (int64_t)lathe_dtype_size(n->dtype) > (256 << 10) || k[0] * k[1] > 16))
+        return; /* the plane's scratch on the stack, the window unrolled */
+    vunit u = host_vunit();
+    c.vl = u.bytes / (int)lathe_dtype_size(n->dtype);
+    c.contiguous = st[0] == 1 && st[1] == 1 && c.ow == c.iw && c.a.st[3] == 1 && c.a.st[2] == c.iw;
+    int64_t nvec = cdiv(c.oh * c.ow, c.vl);
+    c.tm = 1, c.tn = nvec < 4 ? (int)nvec : 4;
+    if (bwd) c.contiguous = false; /* windows' inputs are gathered */
+    if (c.contiguous && !table_fits(&c, &u)) c.contiguous = false;
+    if (!c.contiguous && !lanes_fit(&c, &c.a)) return;
+    if (bwd && (c.oh * (c.b.st[2] < 0 ? -c.b.st[2] : c.b.st[2]) + c.ow * (c.b.st[3] < 0 ? -c.b.st[3] : c.b.st[3]) >= (int64_t)1 << 30 ||
+                c.ih * c.iw >= (int64_t)1 << 30))
+        return; /* the gradient's offsets and the plane's positions in 32-bit lanes */
+    c.range = c.n * c.kog;
+    z->con = malloc(sizeof *z->con);
+    if (z->con) *z->con = c;
+}
+
+/* Plan the vector lowering of contraction n, whose value at idx is the
+ * reduction red, when it is computed at the kernel's own element and its
+ * operands are strided views of buffers.  Otherwise the kernel keeps the
+ * scalar lowering. */
+static void plan_contraction(fz *z, const lathe_node *n, lt_expr **idx, const lt_expr *red) {
+    const lathe_node *r = z->g->nodes[z->root];
+    if (z->con || (n->dtype != LATHE_F32 && n->dtype != LATHE_F64) || n->numel == 0) return;
+    if (r->rank != n->rank || memcmp(r->shape, n->shape, sizeof(int64_t) * (size_t)n->rank)) return;
+    if (!at_own_element(n, idx)) return;
+    lt_contract c = {0};
+    c.red = red;
+    if (!view_of(z, n->in[0], &c.a) || !view_of(z, n->in[1], &c.b)) return;
+    vunit u = host_vunit();
+    int vl = c.vl = u.bytes / (int)lathe_dtype_size(n->dtype);
+    if (n->op == LT_OP_MATMUL) {
+        const lathe_node *a = n->in[0], *b = n->in[1];
+        int rk = n->rank, ra = a->rank, rb = b->rank;
+        c.nbatch = rk - 2;
+        for (int d = 0; d < c.nbatch; d++) {
+            int da = d - (rk - ra), db = d - (rk - rb);
+            c.batch[d] = n->shape[d];
+            c.a_bst[d] = da < 0 || a->shape[da] == 1 ? 0 : c.a.st[da];
+            c.b_bst[d] = db < 0 || b->shape[db] == 1 ? 0 : c.b.st[db];
+        }
+        c.m = n->shape[rk - 2], c.ncol = n->shape[rk - 1], c.k = a->shape[ra - 1];
+        c.am = c.a.st[ra - 2], c.ak = c.a.st[ra - 1], c.bk = c.b.st[rb - 2], c.bn = c.b.st[rb - 1];
+        if (c.k == 0) return;
+        bool dot = c.ak == 1 && c.bk == 1;
+        if (c.bn == 1 && (c.ncol >= vl / 2 || !dot)) c.kind = LT_C_MM_BCAST;
+        else if (dot) c.kind = LT_C_MM_DOT;
+        else return;
+        tile_matmul(&c, &u);
+        int64_t nb = 1;
+        for (int d = 0; d < c.nbatch; d++) nb *= c.batch[d];
+        c.range = nb * cdiv(c.m, c.tm) * (c.kind == LT_C_MM_BCAST ? cdiv(cdiv(c.ncol, vl), c.tn) : cdiv(c.ncol, c.tn));
+    } else {
+        const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
+        const lathe_node *x = n->in[0];
+        c.groups = n->attr[3].v[0];
+        for (int d = 0; d < 2; d++) {
+            c.mu[d] = st[d], c.dv[d] = 1, c.beta[d] = -pad[d], c.dbeta[d] = dil[d];
+            if (n->op == LT_OP_CONV2D_BACKWARD_INPUT) c.mu[d] = 1, c.dv[d] = st[d], c.beta[d] = pad[d], c.dbeta[d] = -dil[d];
+        }
+        if (n->op == LT_OP_CONV2D) { /* x (N,C,H,W) * w (K,Cg,R,S) -> (N,K,P,Q) */
+            const lathe_node *w = n->in[1];
+            c.kind = LT_C_PLANE;
+            c.n = x->shape[0], c.kog = w->shape[0] / c.groups, c.cr = w->shape[1];
+            c.oh = n->shape[2], c.ow = n->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
+            c.taps[0] = w->shape[2], c.taps[1] = w->shape[3];
+        } else if (n->op == LT_OP_CONV2D_BACKWARD_INPUT) { /* gy (N,K,P,Q), w (K,Cg,R,S) -> (N,C,H,W) */
+            const lathe_node *w = n->in[1];
+            c.kind = LT_C_PLANE;
+            c.bwd = true;
+            c.n = x->shape[0], c.kog = w->shape[1], c.cr = w->shape[0] / c.groups;
+            c.oh = n->shape[2], c.ow = n->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
+            c.taps[0] = w->shape[2], c.taps[1] = w->shape[3];
+        } else if (n->op == LT_OP_CONV2D_BACKWARD_WEIGHT) { /* x (N,C,H,W), gy (N,K,P,Q) -> (K,Cg,R,S) */
+            const lathe_node *gy = n->in[1];
+            c.kind = LT_C_WGRAD;
+            c.n = x->shape[0], c.kog = n->shape[0] / c.groups, c.cr = n->shape[1];
+            c.oh = gy->shape[2], c.ow = gy->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
+            c.taps[0] = n->shape[2], c.taps[1] = n->shape[3];
+            if (c.b.st[3] != 1 || c.b.st[2] != c.ow) return; /* gy's planes are read as vectors */
+        } else return;
+        if (c.cr == 0 || c.oh * c.ow == 0 || c.ih * c.iw == 0) return;
+        c.contiguous = c.mu[0] == 1 && c.mu[1] == 1 && c.dv[0] == 1 && c.dv[1] == 1 && c.ow == c.iw &&
+                       c.a.st[3] == 1 && c.a.st[2] == c.iw;
+        if (!c.contiguous && !lanes_fit(&c, &c.a)) return;
+        if (c.kind == LT_C_PLANE) {
+            tile_plane(&c, &u);
+            c.range = c.n * c.groups * cdiv(c.kog, c.tm);
+        } else {
+            if (c.taps[0] * c.taps[1] > 64) return; /* the taps' accumulators live on the stack */
+            tile_wgrad(&c, &u);
+            c.range = c.groups * cdiv(c.kog, c.tm) * cdiv(c.cr, c.tn);
+        }
+        if (c.contiguous && !table_fits(&c, &u)) { /* gathers instead */
+            c.contiguous = false;
+            if (!lanes_fit(&c, &c.a)) return;
+        }
+    }
+    z->con = malloc(sizeof *z->con);
+    if (z->con) *z->con = c;
+}
 
 /* ---- values of nodes ------------------------------------------------------------- */
 
@@ -299,6 +611,12 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         if (x->rank == n->rank && !memcmp(x->shape, n->shape, sizeof(int64_t) * (size_t)n->rank))
             return opv(z, n, 0, idx);
         lt_expr *lin = linear_index(z, n, idx);
+        if (z->f->buf_of[x->id] >= 0 && x->id != z->root) { /* a buffer: its element lin, no unravelling */
+            lt_expr *e = xnew(z, X_LOAD, x->dtype);
+            e->buf = z->f->buf_of[x->id];
+            e->a = lin;
+            return e;
+        }
         int64_t st[LATHE_MAX_RANK];
         lt_strides(x->rank, x->shape, st);
         for (int d = 0; d < x->rank; d++) oi[d] = d == 0 ? idiv(z, lin, st[0]) : imod(z, idiv(z, lin, st[d]), x->shape[d]);
@@ -353,7 +671,9 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         oj[b->rank - 2] = xvar(z, v);
         oj[b->rank - 1] = idx[r - 1];
         lt_expr *lo = xi(z, 0), *hi = xi(z, K);
-        return xreduce(z, R_SUM, t, 1, &v, &lo, &hi, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)));
+        lt_expr *y = xreduce(z, R_SUM, t, 1, &v, &lo, &hi, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)));
+        plan_contraction(z, n, idx, y);
+        return y;
     }
     case LT_OP_CONV2D: {
         /* y[n,k,p,q] = sum_{c,r,s} x[n, g*Cg + c, p*st - pad + r*dil, ...] * w[k,c,r,s] (+ bias[k]) */
@@ -373,6 +693,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         lt_expr *prod = bin_of(z, LT_OP_MUL, t, xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t)), opv(z, n, 1, oj));
         lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, Cg), xi(z, w->shape[2]), xi(z, w->shape[3])};
         lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+        plan_contraction(z, n, idx, y);
         if (n->nin == 3) {
             lt_expr *bi[1] = {idx[1]};
             y = bin_of(z, LT_OP_ADD, t, y, opv(z, n, 2, bi));
@@ -400,7 +721,9 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         oj[0] = k, oj[1] = imod(z, idx[1], Cg), oj[2] = r, oj[3] = s;
         lt_expr *prod = xsel(z, ok, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)), xf(z, 0, t));
         lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, Kg), xi(z, w->shape[2]), xi(z, w->shape[3])};
-        return xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+        lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+        plan_contraction(z, n, idx, y);
+        return y;
     }
     case LT_OP_CONV2D_BACKWARD_WEIGHT: {
         /* dw[k,c,r,s] = sum_{n,p,q} gy[n,k,p,q] * x[n, g*Cg + c, p*st - pad + r*dil, ...] */
@@ -419,7 +742,9 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         oj[0] = b, oj[1] = idx[0], oj[2] = p, oj[3] = q;
         lt_expr *prod = bin_of(z, LT_OP_MUL, t, xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t)), opv(z, n, 1, oj));
         lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, gy->shape[0]), xi(z, gy->shape[2]), xi(z, gy->shape[3])};
-        return xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+        lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
+        plan_contraction(z, n, idx, y);
+        return y;
     }
     case LT_OP_MAX_POOL2D:
     case LT_OP_AVG_POOL2D: {
@@ -436,7 +761,10 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         lt_expr *body = xsel(z, ok, opv(z, n, 0, oi), xf(z, mx ? -INFINITY : 0, t));
         lt_expr *lo[2] = {xi(z, 0), xi(z, 0)}, *hi[2] = {xi(z, k[0]), xi(z, k[1])};
         lt_expr *y = xreduce(z, mx ? R_MAX : R_SUM, t, 2, vars, lo, hi, body);
-        if (mx) return y;
+        if (mx) {
+            plan_pool(z, n, idx, y);
+            return y;
+        }
         return bin_of(z, LT_OP_DIV, t, y, avg_div(z, h0, w0, k, pad, H, W, n->attr[3].v[0], t));
     }
     case LT_OP_MAX_POOL2D_BACKWARD:
@@ -471,7 +799,9 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         } else {
             body = bin_of(z, LT_OP_DIV, t, g, avg_div(z, h0, w0, k, pad, H, W, n->attr[3].v[0], t));
         }
-        return xreduce(z, R_SUM, t, 2, vars, lo, hi, body);
+        lt_expr *y = xreduce(z, R_SUM, t, 2, vars, lo, hi, body);
+        if (mx) plan_pool(z, n, idx, y);
+        return y;
     }
     case LT_OP_ADAPTIVE_AVG_POOL2D:
     case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD: {
@@ -527,7 +857,10 @@ static lt_expr *value(fz *z, int node, lt_expr **idx) {
         e->ident = ident;
         return e;
     }
-    if (node != z->root) z->fused[z->nfused++] = node;
+    if (node != z->root && z->stamp[node] != z->root) {
+        z->stamp[node] = z->root;
+        z->fused[z->nfused++] = node;
+    }
     return rule(z, n, idx);
 }
 
@@ -547,23 +880,55 @@ static bool is_reduction(lt_op op) {
 /* contractions and windows read each operand element many times */
 static bool is_heavy(lt_op op) { return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD; }
 
+/* elementwise ops as cheap as a load, and index ops */
+static bool cheap(lt_op op) {
+    switch (op) {
+    case LT_OP_ADD: case LT_OP_SUB: case LT_OP_MUL: case LT_OP_MAXIMUM: case LT_OP_MINIMUM:
+    case LT_OP_GT: case LT_OP_GE: case LT_OP_LT: case LT_OP_LE: case LT_OP_EQ: case LT_OP_NE:
+    case LT_OP_WHERE: case LT_OP_NEG: case LT_OP_ABS: case LT_OP_RELU: case LT_OP_CAST:
+        return true;
+    default: return is_index_op(op);
+    }
+}
+
 static void decide(fz *z, const bool *root) {
     lathe_graph *g = z->g;
     for (int i = 0; i < g->nnodes; i++) {
         const lathe_node *n = g->nodes[i];
         bool leaf = lt_ops[n->op].kind == LT_LEAF;
-        bool contains = !leaf && (is_reduction(n->op) || is_heavy(n->op));
-        for (int k = 0; k < n->nin && !leaf; k++)
+        bool contains = !leaf && (is_reduction(n->op) || is_heavy(n->op)), heavy = !leaf && is_heavy(n->op);
+        for (int k = 0; k < n->nin && !leaf; k++) {
             if (z->f->buf_of[n->in[k]->id] < 0 && z->contains[n->in[k]->id]) contains = true;
+            if (z->f->buf_of[n->in[k]->id] < 0 && z->heavy[n->in[k]->id]) heavy = true;
+        }
         z->contains[i] = contains;
+        z->heavy[i] = heavy;
+        z->size[i] = 1;
+        for (int k = 0; k < n->nin && !leaf; k++) {
+            int o = n->in[k]->id;
+            z->size[i] += z->f->buf_of[o] < 0 ? z->size[o] : 1;
+        }
         bool mat;
         if (leaf) mat = !(n->op == LT_OP_CONST && n->numel == 1) || root[i];
-        else if (root[i] || z->uses[i] != 1 || z->consumer[i] < 0) mat = true;
+        else if (root[i] || z->uses[i] == 0) mat = true;
+        else if (z->uses[i] != 1 || z->consumer[i] < 0)
+            /* used more than once: recomputed in each consumer when that is
+             * cheaper than writing it and reading it back (a few cheap
+             * elementwise ops, or an index op), unless a contraction or
+             * window would recompute it at every read */
+            mat = !(cheap(n->op) && !contains && !z->heavy_use[i] && z->size[i] <= 6);
         else {
             const lathe_node *c = g->nodes[z->consumer[i]];
-            if (contains)
+            if (contains) {
                 mat = !(is_pointwise(c->op) && c->rank == n->rank &&
                         !memcmp(c->shape, n->shape, sizeof(int64_t) * (size_t)n->rank));
+                /* one contraction or window per kernel, the one its vector
+                 * plan computes (the first inlined into the consumer) */
+                for (int k = 0; k < c->nin && heavy && !mat; k++) {
+                    int o = c->in[k]->id;
+                    if (o < i && z->f->buf_of[o] < 0 && z->heavy[o]) mat = true;
+                }
+            }
             else if (is_heavy(c->op)) mat = !is_index_op(n->op);
             else mat = false;
         }
@@ -636,26 +1001,32 @@ lt_fused *lt_fuse(const lathe_graph *src) {
     lathe_graph *g = f->g;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
-    fz z = {f, g, NULL, NULL, NULL, -1, 0, NULL, 0};
+    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL};
     z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
     z.uses = calloc((size_t)n + 1, sizeof(int));
     z.contains = calloc((size_t)n + 1, sizeof(bool));
+    z.heavy = calloc((size_t)n + 1, sizeof(bool));
+    z.heavy_use = calloc((size_t)n + 1, sizeof(bool));
+    z.size = calloc((size_t)n + 1, sizeof(int));
+    z.stamp = malloc(sizeof(int) * (size_t)(n + 1));
     z.fused = malloc(sizeof(int) * (size_t)(n + 1));
     bool *root = calloc((size_t)n + 1, sizeof(bool));
     f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
     f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
     f->ks = calloc((size_t)n + 1, sizeof *f->ks);
-    if (!z.consumer || !z.uses || !z.contains || !z.fused || !root || !f->buf_of || !f->bufs || !f->ks) {
+    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.size || !z.stamp || !z.fused || !root ||
+        !f->buf_of || !f->bufs || !f->ks) {
         lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) z.consumer[i] = -1;
+    for (int i = 0; i < n; i++) z.consumer[i] = -1, z.stamp[i] = -1;
     for (int i = 0; i < n; i++) {
         const lathe_node *m = g->nodes[i];
         for (int k = 0; k < m->nin; k++) {
             int o = m->in[k]->id;
             z.uses[o]++;
             z.consumer[o] = z.uses[o] == 1 ? i : -1;
+            if (is_heavy(m->op)) z.heavy_use[o] = true;
         }
     }
     for (int i = 0; i < g->nout; i++) root[g->outputs[i].node->id] = true;
@@ -677,6 +1048,7 @@ lt_fused *lt_fuse(const lathe_graph *src) {
         z.root = i;
         z.nextvar = m->rank;
         z.nfused = 0;
+        z.con = NULL;
         lt_expr *idx[LATHE_MAX_RANK];
         for (int dd = 0; dd < m->rank; dd++) idx[dd] = xvar(&z, dd);
         k->value = value(&z, i, idx);
@@ -690,10 +1062,13 @@ lt_fused *lt_fuse(const lathe_graph *src) {
         }
         for (int j = 0; j < z.nfused; j++) k->nodes[j] = z.fused[z.nfused - 1 - j];
         k->nodes[z.nfused] = i;
-        /* parallel range: leading dims until there are enough chunks */
+        /* parallel range: leading dims until there are enough chunks, or a
+         * contraction's tiles */
         k->outer = 0;
         k->range = 1;
         while (k->outer < k->rank && k->range < 64) k->range *= k->shape[k->outer++];
+        k->con = z.con;
+        if (k->con) k->outer = 0, k->range = k->con->range;
     }
     /* lifetimes */
     f->plan = calloc((size_t)f->nbufs + 1, sizeof *f->plan);
@@ -736,6 +1111,10 @@ done:
     free(z.consumer);
     free(z.uses);
     free(z.contains);
+    free(z.heavy);
+    free(z.heavy_use);
+    free(z.size);
+    free(z.stamp);
     free(z.fused);
     free(root);
     return f;
@@ -747,7 +1126,7 @@ void lt_fused_free(lt_fused *f) {
         nx = c->next;
         free(c);
     }
-    for (int i = 0; i < f->nk; i++) free(f->ks[i].nodes);
+    for (int i = 0; i < f->nk; i++) free(f->ks[i].nodes), free(f->ks[i].con);
     free(f->ks);
     free(f->bufs);
     free(f->buf_of);
@@ -807,7 +1186,14 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
         buf_label(f, k->buf, lb, sizeof lb);
         lt_type_str(f->bufs[k->buf].dtype, k->rank, k->shape, ts, sizeof ts);
         fprintf(out, "kernel k%d: writes %s\n", s, lb);
-        fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
+        if (k->con) {
+            static const char *kind[] = {"plane convolution", "weight-gradient convolution", "matmul, lanes over columns",
+                                         "matmul, lanes over k", "max-pool, lanes over the plane", "max-pool gradient, per window"};
+            static const char *unit[] = {"vectors", "sums", "vectors", "sums", "vectors", "planes"};
+            fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s\n", ts, kind[k->con->kind], (long long)k->range,
+                    k->con->tm, k->con->tn, unit[k->con->kind]);
+        } else
+            fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
         fprintf(out, "  nodes:");
         for (int j = 0; j < k->nnodes; j++) {
             const lathe_node *m = g->nodes[k->nodes[j]];

@@ -72,16 +72,72 @@ typedef struct {
     const void *data;    /* consts */
 } lt_kbuf;
 
+/* ---- contractions ------------------------------------------------------------
+ *
+ * A kernel whose value is a contraction (matmul, conv2d and its two
+ * gradients) or a max-pool (and its gradient) at the kernel's own element,
+ * possibly under an elementwise epilogue (bias, activation, residual, ...),
+ * also gets a plan for the vector lowering (lower_llvm.c): its operands as
+ * strided views of buffers, and a register tile sized for the host's vector
+ * unit (fuse.c; LATHE_VECTOR_BYTES=32 or 64 overrides it).  Its parallel
+ * range then counts tiles instead of leading elements; each output element
+ * is computed by one tile, in an order that does not depend on the split.
+ * The expression tree stays complete: lifetimes and the dumps read it, and
+ * the epilogue is lowered from it. */
+
+/* Element (i0, i1, ...) of an operand is element off + sum_d i_d * st[d] of
+ * buffer buf. */
+typedef struct {
+    int buf;
+    int64_t off;
+    int64_t st[LATHE_MAX_RANK];
+} lt_view;
+
+typedef enum {
+    LT_C_PLANE,    /* conv2d or its input gradient: out (N, KO, OH, OW), lanes over the output plane */
+    LT_C_WGRAD,    /* conv2d's weight gradient: out (K, Cg, R, S), lanes over the gradient's planes */
+    LT_C_MM_BCAST, /* matmul with b's columns contiguous: lanes over the output columns */
+    LT_C_MM_DOT,   /* matmul with a's rows and b's columns contiguous along k: lanes over k */
+    LT_C_POOL,     /* max_pool2d: out (N, C, P, Q), lanes over the output plane */
+    LT_C_POOL_BWD, /* max_pool2d_backward: out (N, C, H, W), each window's arg-max found once */
+} lt_ckind;
+
+typedef struct {
+    lt_ckind kind;
+    const lt_expr *red;   /* the reduction in the kernel's value that the tile computes */
+    lt_view a, b;         /* PLANE: x (or gy) and w; WGRAD: x and gy; matmul: a and b; pools: x and gy */
+    int64_t range;        /* tiles */
+    int vl;               /* lanes of a vector: 64 bytes with AVX-512, else 32 */
+    int tm, tn;           /* register tile: PLANE channels x vectors, WGRAD k x c, BCAST rows x vectors,
+                           * DOT rows x columns, POOL 1 x vectors */
+    /* convolutions (and pools, as one group of kog = C channels, taps the
+     * window): channels per group, output and reduced; planes; taps.  An
+     * output position oh reads input row ih where ih*dv = oh*mu + beta + r*dbeta
+     * (forward: mu = stride, dv = 1, beta = -pad, dbeta = dil; input gradient:
+     * mu = 1, dv = stride, beta = pad, dbeta = -dil); likewise for columns. */
+    int64_t n, groups, kog, cr, oh, ow, ih, iw, taps[2];
+    int64_t mu[2], dv[2], beta[2], dbeta[2];
+    bool bwd;             /* PLANE: the input gradient (weights indexed [k, c] the other way round) */
+    bool contiguous;      /* convolutions and pools: a lane's input is the lane's output position
+                           * plus a per-tap constant, so lanes load as one masked vector, the
+                           * masks a constant table (else: gathers) */
+    /* matmul: out (batch..., m, n); strides of a over (batch..., m, k) and b over (batch..., k, n) */
+    int nbatch;
+    int64_t batch[LATHE_MAX_RANK], a_bst[LATHE_MAX_RANK], b_bst[LATHE_MAX_RANK];
+    int64_t m, ncol, k, am, ak, bk, bn;
+} lt_contract;
+
 typedef struct {
     int buf;             /* the buffer written */
     int rank;
     int64_t shape[LATHE_MAX_RANK];
     int outer;           /* dims [0, outer) are flattened into the parallel range */
-    int64_t range;       /* product of those dims (1 for rank 0) */
+    int64_t range;       /* product of those dims (1 for rank 0); with a plan (con), its tiles */
     lt_expr *value;      /* element value; loop var d is output dim d */
     int *nodes;          /* graph nodes fused into this kernel, in order */
     int nnodes;
     int nvars;           /* loop variables used (output dims + reductions) */
+    lt_contract *con;    /* the vector plan of a contraction kernel (owned), or NULL */
 } lt_kernel;
 
 typedef struct lt_xchunk lt_xchunk;

@@ -5,7 +5,10 @@
  *      against memcpy of the same bytes on the same number of threads;
  *   2. JIT compile time of a ResNet-18 training graph (forward + backward)
  *      and the time of one training step (forward and backward, no optimizer);
- *   3. the JIT against the reference evaluator on small gradient-check graphs.
+ *   3. the JIT against the reference evaluator on small gradient-check graphs;
+ *   4. ("fashion") one training step of the README's Fashion-MNIST CNN, batch
+ *      64, with the time of every kernel on its own and the GFLOP/s of the
+ *      contractions.
  *
  * Every figure is the median of several timed runs after a warm-up run.  Run
  * with --help for the flags.  Exits non-zero when anything fails. */
@@ -19,18 +22,24 @@
 #include <time.h>
 
 #include <llvm-c/Core.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
 #include <omp.h>
 
+#include "kernel.h"
 #include "lathe_compiler.h"
 #include "lathe_models.h"
+#include "lower_llvm.h"
 
 typedef struct {
     int threads;     /* threads used by the JIT and the baselines */
     int repeat;      /* timed runs per figure */
     int64_t size_mb; /* section 1 input size */
     bool quick;
-    unsigned sections; /* bit i: run section i (1..3) */
+    unsigned sections; /* bit i: run section i (1..4) */
 } options;
 
 /* ---- small helpers ------------------------------------------------------------------ */
@@ -581,6 +590,323 @@ static int bench_vs_eval(const options *o) {
     return rc;
 }
 
+/* ---- 4. the Fashion-MNIST CNN's training step ------------------------------------------ */
+
+/* The README's model, traced with the C API: conv 1->32 3x3 pad 1, batch norm
+ * (training, running statistics updated), relu, maxpool 2; conv 32->64 the
+ * same; flatten; linear 3136->128, relu, linear 128->10; cross-entropy;
+ * backward for every parameter.  Names follow a torch.nn.Sequential. */
+static lathe_node *fashion_bn(lathe_graph *g, const char *name, lathe_node *x) {
+    char s[5][64];
+    const char *suffix[] = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"};
+    for (int i = 0; i < 5; i++) snprintf(s[i], sizeof s[i], "%s.%s", name, suffix[i]);
+    int64_t c = lathe_node_shape(x)[1];
+    lathe_node *w = lathe_param(g, s[0], LATHE_F32, D(c), true), *b = lathe_param(g, s[1], LATHE_F32, D(c), true);
+    lathe_node *rm = lathe_buffer(g, s[2], LATHE_F32, D(c)), *rv = lathe_buffer(g, s[3], LATHE_F32, D(c));
+    lathe_node *nbt = lathe_buffer(g, s[4], LATHE_I64, 0, NULL);
+    lathe_no_grad_begin(g);
+    lathe_update(g, nbt, lathe_add(g, nbt, lathe_scalar(g, LATHE_I64, 1)));
+    lathe_no_grad_end(g);
+    return lathe_batch_norm2d(g, x, w, b, rm, rv, true, 0.1, 1e-5);
+}
+
+static lathe_node *fashion_model(lathe_graph *g, int64_t batch) {
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, D(batch, 1, 28, 28));
+    lathe_node *labels = lathe_input(g, "labels", LATHE_I64, D(batch));
+    lathe_node *h = lathe_conv2d(g, x, lathe_param(g, "0.weight", LATHE_F32, D(32, 1, 3, 3), true),
+                                 lathe_param(g, "0.bias", LATHE_F32, D(32), true), 1, 1, 1, 1);
+    h = lathe_max_pool2d(g, lathe_relu(g, fashion_bn(g, "1", h)), 2, 2, 0);
+    h = lathe_conv2d(g, h, lathe_param(g, "4.weight", LATHE_F32, D(64, 32, 3, 3), true),
+                     lathe_param(g, "4.bias", LATHE_F32, D(64), true), 1, 1, 1, 1);
+    h = lathe_max_pool2d(g, lathe_relu(g, fashion_bn(g, "5", h)), 2, 2, 0);
+    h = lathe_flatten(g, h, 1, -1);
+    h = lathe_relu(g, lathe_linear(g, h, lathe_param(g, "9.weight", LATHE_F32, D(128, 3136), true),
+                                   lathe_param(g, "9.bias", LATHE_F32, D(128), true)));
+    h = lathe_linear(g, h, lathe_param(g, "11.weight", LATHE_F32, D(10, 128), true),
+                     lathe_param(g, "11.bias", LATHE_F32, D(10), true));
+    lathe_node *loss = lathe_cross_entropy(g, h, labels, LATHE_REDUCE_MEAN);
+    if (loss) lathe_output(g, "loss", loss);
+    return loss;
+}
+
+/* Floating-point operations of a kernel's contraction (2 per multiply-add,
+ * the nominal count: a strided backward-input counts as its forward); 0 when
+ * it has none. */
+static double kernel_flops(const lt_fused *f, const lt_kernel *k) {
+    double fl = 0;
+    for (int j = 0; j < k->nnodes; j++) {
+        const lathe_node *n = f->g->nodes[k->nodes[j]];
+        const lathe_node *a = n->nin > 0 ? n->in[0] : NULL, *b = n->nin > 1 ? n->in[1] : NULL;
+        switch (n->op) {
+        case LT_OP_MATMUL: fl += 2.0 * (double)n->numel * (double)a->shape[a->rank - 1]; break;
+        case LT_OP_CONV2D: /* y (N,K,P,Q), w (K,Cg,R,S) */
+            fl += 2.0 * (double)n->numel * (double)(b->numel / b->shape[0]);
+            break;
+        case LT_OP_CONV2D_BACKWARD_INPUT: /* gy (N,K,P,Q), w (K,Cg,R,S) */
+            fl += 2.0 * (double)a->numel * (double)(b->numel / b->shape[0]);
+            break;
+        case LT_OP_CONV2D_BACKWARD_WEIGHT: /* x, gy (N,K,P,Q) -> dw (K,Cg,R,S) */
+            fl += 2.0 * (double)b->numel * (double)(n->numel / n->shape[0]);
+            break;
+        default: break;
+        }
+    }
+    return fl;
+}
+
+/* "conv2d+add+relu": the ops fused into k, root last, at most len chars. */
+static void kernel_label(const lt_fused *f, const lt_kernel *k, char *s, size_t len) {
+    size_t used = 0;
+    s[0] = 0;
+    for (int j = 0; j < k->nnodes && used + 1 < len; j++) {
+        const lathe_node *n = f->g->nodes[k->nodes[j]];
+        if (lt_ops[n->op].kind == LT_SHAPE && n->op != LT_OP_SLICE_BACKWARD && j + 1 < k->nnodes) continue;
+        int w = snprintf(s + used, len - used, "%s%s", used ? "+" : "", lt_ops[n->op].name);
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    if (used >= len && len > 4) strcpy(s + len - 4, "...");
+}
+
+/* The same kernels as p's (lt_fuse is deterministic, so the plan and the
+ * offsets are the same), compiled once more in one module here so that each
+ * can be called on its own: fn[i] is lathe_k<i>.  The caller disposes *jit.
+ * The pass pipeline mirrors jit.c's build_module. */
+static bool jit_kernels(const lt_fused *f, LLVMOrcLLJITRef *jit, lathe_kernel_fn *fn) {
+    char err[1024] = "";
+    LLVMInitializeNativeTarget();
+    LLVMInitializeNativeAsmPrinter();
+    char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
+    char *msg = NULL;
+    LLVMTargetRef target;
+    LLVMTargetMachineRef tm = NULL;
+    if (!LLVMGetTargetFromTriple(triple, &target, &msg))
+        tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
+                                     LLVMCodeModelJITDefault);
+    LLVMDisposeMessage(msg);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(feat);
+    bool ok = false;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("lathe", ctx);
+    LLVMMemoryBufferRef obj = NULL;
+    if (!tm) goto out;
+    LLVMSetTarget(mod, triple);
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(mod, td);
+    LLVMDisposeTargetData(td);
+    if (lt_lower(f, 0, f->nk, ctx, mod, err, sizeof err) != LATHE_OK) goto out;
+    LLVMPassBuilderOptionsRef opt = LLVMCreatePassBuilderOptions();
+    LLVMPassBuilderOptionsSetLoopVectorization(opt, 1);
+    LLVMPassBuilderOptionsSetSLPVectorization(opt, 1);
+    LLVMPassBuilderOptionsSetLoopUnrolling(opt, 0);
+    LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, opt);
+    LLVMDisposePassBuilderOptions(opt);
+    if (e) {
+        char *m = LLVMGetErrorMessage(e);
+        snprintf(err, sizeof err, "%s", m);
+        LLVMDisposeErrorMessage(m);
+        goto out;
+    }
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &obj)) {
+        snprintf(err, sizeof err, "%s", msg ? msg : "emitting code");
+        LLVMDisposeMessage(msg);
+        obj = NULL;
+        goto out;
+    }
+    LLVMOrcLLJITBuilderRef b = LLVMOrcCreateLLJITBuilder(); /* the JIT takes b */
+    if ((e = LLVMOrcCreateLLJIT(jit, b))) goto llvm_err;
+    e = LLVMOrcLLJITAddObjectFile(*jit, LLVMOrcLLJITGetMainJITDylib(*jit), obj); /* and obj */
+    obj = NULL;
+    if (e) goto llvm_err;
+    for (int i = 0; i < f->nk; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "lathe_k%d", i);
+        LLVMOrcExecutorAddress addr;
+        if ((e = LLVMOrcLLJITLookup(*jit, &addr, name))) goto llvm_err;
+        fn[i] = (lathe_kernel_fn)(uintptr_t)addr;
+    }
+    ok = true;
+    goto out;
+llvm_err: {
+    char *m = LLVMGetErrorMessage(e);
+    snprintf(err, sizeof err, "%s", m);
+    LLVMDisposeErrorMessage(m);
+}
+out:
+    if (!ok) fprintf(stderr, "bench_jit: compiling kernels one by one: %s\n", err);
+    if (obj) LLVMDisposeMemoryBuffer(obj);
+    LLVMDisposeModule(mod);
+    LLVMContextDispose(ctx);
+    if (tm) LLVMDisposeTargetMachine(tm);
+    LLVMDisposeMessage(triple);
+    return ok;
+}
+
+/* Run kernel fn over [0, range) as the executor does: each of nt threads
+ * its contiguous share, or thread 0 alone when the range is too small. */
+static void run_kernel(lathe_kernel_fn fn, int64_t range, uint8_t *arena, int nt) {
+    if (nt <= 1 || range < 2 * nt) {
+        if (range > 0) fn(arena, 0, range);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int64_t lo = range * t / n, hi = range * (t + 1) / n;
+        if (lo < hi) fn(arena, lo, hi);
+    }
+}
+
+/* Per kernel: the median over `repeat` samples of back-to-back calls lasting
+ * >= min_s, each sample starting from the arena of a real step (kernels that
+ * write in place would otherwise feed on their own output). */
+static int fashion_kernels(const options *o, lathe_graph *g, lathe_program *p, double step_s) {
+    lt_fused *f = lt_fuse(g);
+    if (!f || f->g->status != LATHE_OK) {
+        fprintf(stderr, "bench_jit: fashion: fuse: %s\n", f ? lathe_graph_error(f->g) : "out of memory");
+        lt_fused_free(f);
+        return 1;
+    }
+    int rc = 1;
+    LLVMOrcLLJITRef jit = NULL;
+    lathe_kernel_fn *fn = calloc((size_t)f->nk + 1, sizeof *fn);
+    double *ms = calloc((size_t)f->nk + 1, sizeof *ms), *mn = calloc((size_t)f->nk + 1, sizeof *mn);
+    double *v = calloc((size_t)o->repeat, sizeof *v);
+    size_t asz = (size_t)((f->arena_size + 63) & ~(int64_t)63);
+    uint8_t *snap = aligned_alloc(64, asz ? asz : 64), *arena = aligned_alloc(64, asz ? asz : 64);
+    if (!fn || !ms || !mn || !v || !snap || !arena) {
+        fprintf(stderr, "bench_jit: out of memory\n");
+        goto done;
+    }
+    if (!jit_kernels(f, &jit, fn)) goto done;
+    memcpy(snap, lathe_program_arena(p), (size_t)f->arena_size);
+    double min_s = o->quick ? 0.002 : 0.02, total = 0;
+    for (int i = 0; i < f->nk; i++) {
+        const lt_kernel *k = &f->ks[i];
+        for (int r = 0; r < o->repeat; r++) {
+            memcpy(arena, snap, (size_t)f->arena_size);
+            run_kernel(fn[i], k->range, arena, o->threads); /* warm */
+            int iters = 0;
+            double t0 = now(), t;
+            do {
+                run_kernel(fn[i], k->range, arena, o->threads);
+                iters++;
+                t = now() - t0;
+            } while (t < min_s);
+            v[r] = t / iters;
+        }
+        ms[i] = median(v, o->repeat) * 1e3; /* sorts v */
+        mn[i] = v[0] * 1e3;
+        total += ms[i];
+    }
+    /* all kernels in order, as a step runs them (no buffer updates) */
+    for (int r = 0; r < o->repeat; r++) {
+        memcpy(arena, snap, (size_t)f->arena_size);
+        int iters = 0;
+        double t0 = now(), t;
+        do {
+            for (int i = 0; i < f->nk; i++) run_kernel(fn[i], f->ks[i].range, arena, o->threads);
+            iters++;
+            t = now() - t0;
+        } while (t < min_s * 5);
+        v[r] = t / iters;
+    }
+    double seq = median(v, o->repeat);
+    printf("per kernel (each on its own, %d thread(s), median of %d; sorted by time):\n", o->threads, o->repeat);
+    printf("  %-5s %-34s %-18s %9s %9s %6s %9s\n", "k", "ops (index ops omitted)", "writes", "ms", "min ms", "%", "GFLOP/s");
+    int *order = malloc((size_t)f->nk * sizeof *order);
+    if (!order) goto done;
+    for (int i = 0; i < f->nk; i++) order[i] = i;
+    for (int i = 1; i < f->nk; i++) /* insertion sort, slowest first */
+        for (int j = i; j > 0 && ms[order[j]] > ms[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
+        }
+    double shown = 0;
+    int hidden = 0;
+    for (int r = 0; r < f->nk; r++) {
+        int i = order[r];
+        const lt_kernel *k = &f->ks[i];
+        if (r >= 16 && ms[i] < 0.01 * total) {
+            hidden++;
+            continue;
+        }
+        char lb[64], ts[64], name[16];
+        kernel_label(f, k, lb, sizeof lb);
+        lt_type_str(f->bufs[k->buf].dtype, k->rank, k->shape, ts, sizeof ts);
+        snprintf(name, sizeof name, "k%d", i);
+        double fl = kernel_flops(f, k);
+        char gf[16] = "";
+        if (fl > 0) snprintf(gf, sizeof gf, "%.1f", fl / (ms[i] * 1e-3) / 1e9);
+        printf("  %-5s %-34.34s %-18.18s %9.3f %9.3f %5.1f%% %9s\n", name, lb, ts, ms[i], mn[i], 100 * ms[i] / total, gf);
+        shown += ms[i];
+    }
+    if (hidden) printf("  (%d more kernels, under 1%% each: %.3f ms)\n", hidden, total - shown);
+    printf("  sum of kernels %.3f ms; all of them in order %.3f ms; the step %.3f ms\n", total, seq * 1e3, step_s * 1e3);
+    free(order);
+    rc = 0;
+done:
+    if (jit) LLVMOrcDisposeLLJIT(jit);
+    free(fn);
+    free(ms);
+    free(mn);
+    free(v);
+    free(snap);
+    free(arena);
+    lt_fused_free(f);
+    return rc;
+}
+
+static int bench_fashion(const options *o) {
+    const int64_t batch = 64;
+    printf("\n== 4. Fashion-MNIST CNN training step: f32, batch %lld, 1x28x28 -> conv32 bn relu pool -> conv64 bn"
+           " relu pool\n      -> linear 128 relu -> linear 10 -> cross-entropy, backward for every parameter ==\n",
+           (long long)batch);
+    int rc = 1;
+    lathe_program *p = NULL;
+    lathe_graph *g = lathe_graph_new();
+    if (!g) goto done;
+    lathe_node *loss = fashion_model(g, batch);
+    if (!loss || lathe_backward(g, 1, &loss, NULL) != LATHE_OK) {
+        fprintf(stderr, "bench_jit: fashion: %s\n", lathe_graph_error(g));
+        goto done;
+    }
+    int nk = count_kernels(g);
+    int ncomp = o->quick ? 1 : 3;
+    double tc[3];
+    for (int i = 0; i < ncomp; i++) {
+        lathe_program_free(p);
+        double t0 = now();
+        p = lathe_compile(g, LATHE_BACKEND_JIT);
+        tc[i] = now() - t0;
+        if (!p) {
+            fprintf(stderr, "bench_jit: fashion: %s\n", lathe_graph_error(g));
+            goto done;
+        }
+    }
+    printf("graph: %d nodes, %d kernels; compile (lathe_compile, JIT): %.3f s, median of %d\n",
+           lathe_graph_num_nodes(g), nk, median(tc, ncomp), ncomp);
+    printf("arena: %.1f MB\n", (double)lathe_program_arena_bytes(p) / 1048576.0);
+    lathe_program_set_threads(p, o->threads);
+    if (!bind_random(g, &p, 1, 21, 0.5, 10)) goto done;
+    double step = time_runs(p, o->repeat, o->quick ? 0.05 : 0.5, "fashion step");
+    if (step < 0) goto done;
+    float lv = 0;
+    if (lathe_program_get(p, "loss", &lv, sizeof lv) != LATHE_OK || !isfinite(lv)) {
+        fprintf(stderr, "bench_jit: fashion: loss %g: %s\n", lv, lathe_program_error(p));
+        goto done;
+    }
+    printf("training step (forward + backward, no optimizer): %.3f ms   (loss %.4g)\n", step * 1e3, lv);
+    printf("  one epoch of 60000 samples (938 steps) at this rate: %.1f s\n", 938 * step);
+    rc = fashion_kernels(o, g, p, step);
+done:
+    lathe_program_free(p);
+    lathe_graph_free(g);
+    return rc;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 static void usage(FILE *f) {
@@ -594,13 +920,16 @@ static void usage(FILE *f) {
             "     chunks when threads > 1) and a one-op C loop;\n"
             "  2. JIT compile time of a ResNet-18 training graph (1x3x64x64, 1000 classes,\n"
             "     forward + backward) and its ms per training step;\n"
-            "  3. the JIT against the reference evaluator on small graphs with backward.\n"
+            "  3. the JIT against the reference evaluator on small graphs with backward;\n"
+            "  4. (\"fashion\") a training step of the README's Fashion-MNIST CNN, batch 64,\n"
+            "     and the time and GFLOP/s of each of its kernels on its own.\n"
             "\n"
             "  --threads N   threads for the JIT programs and the baselines (default: OpenMP's\n"
             "                default, normally every core)\n"
             "  --repeat N    timed runs per figure, median reported (default 5)\n"
             "  --size-mb N   input size of the elementwise chain in MB (default 64)\n"
-            "  --section N   run only section N (1, 2 or 3); may be repeated\n"
+            "  --section N   run only section N (1, 2, 3, or 4 = fashion); may be repeated;\n"
+            "                sections 1-3 run by default\n"
             "  --quick       smoke run: 16 MB, 3 repeats, one ResNet compile, short samples\n"
             "                (explicit --size-mb/--repeat still win)\n"
             "  -h, --help    this text\n");
@@ -618,9 +947,10 @@ int main(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         char *end = NULL;
         long v = 0;
+        if (c == 'S' && !strcmp(optarg, "fashion")) optarg = "4";
         if (c == 't' || c == 'r' || c == 's' || c == 'S') {
             v = strtol(optarg, &end, 10);
-            if (!*optarg || *end || v < (c == 't' ? 0 : 1) || v > (c == 'S' ? 3 : 1000000)) {
+            if (!*optarg || *end || v < (c == 't' ? 0 : 1) || v > (c == 'S' ? 4 : 1000000)) {
                 fprintf(stderr, "bench_jit: bad value '%s' for --%s\n", optarg,
                         c == 't' ? "threads" : c == 'r' ? "repeat" : c == 's' ? "size-mb" : "section");
                 return 2;
@@ -652,6 +982,7 @@ int main(int argc, char **argv) {
     if (o.sections & 2) fails += bench_elementwise(&o);
     if (o.sections & 4) fails += bench_resnet(&o);
     if (o.sections & 8) fails += bench_vs_eval(&o);
+    if (o.sections & 16) fails += bench_fashion(&o);
     double busy = others_busy();
     printf("\nload average at the end: %.2f; other processes' CPU use: %.2f cores\n", load1(), busy);
     if (fails) fprintf(stderr, "bench_jit: %d section(s) failed\n", fails);

@@ -1,7 +1,11 @@
 /* test_jit.c - the LLVM JIT against the reference evaluator: every op
  * sample, forward and backward, in f32 and f64; 1 thread against 2 threads
- * bit for bit; runs repeated with new inputs; state updates; errors. */
+ * bit for bit; runs repeated with new inputs; state updates; errors; the
+ * vector tiles of convolutions, matmuls and max-pools over a table of
+ * shapes. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lathe_compiler.h"
@@ -147,6 +151,246 @@ static void test_threads_same_bits(void **state) {
     }
 }
 
+/* ---- vector lowering of contractions and pools ------------------------------------------
+ *
+ * Kernels with a contraction or max-pool plan (kernel.h) are lowered to
+ * explicit vector tiles.  Each case is checked against the evaluator
+ * (forward and every gradient, f32 and f64), for identical bits on 1, 2 and
+ * 3 threads, and that the plan was taken at all, with both kinds of tile
+ * (32- and 64-byte vectors, whatever the host). */
+
+/* The fused dump of g holds `what` `count` times or more. */
+static int count_in_fused(lathe_graph *g, const char *what) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(lathe_dump_stage(g, "fused", f), LATHE_OK);
+    fclose(f);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p++) n++;
+    free(text);
+    return n;
+}
+
+/* y's gradients for a random cotangent appended to g, y an output. */
+static void add_grads(lathe_graph *g, lathe_node *y, lathe_dtype t, uint64_t seed) {
+    rng r = {seed};
+    double *c = malloc((size_t)(y->numel + 1) * sizeof *c);
+    float *cf = malloc((size_t)(y->numel + 1) * sizeof *cf);
+    for (int64_t i = 0; i < y->numel; i++) c[i] = rng_uniform(&r, -1, 1), cf[i] = (float)c[i];
+    lathe_node *cot = lathe_const(g, t, y->rank, y->shape, t == LATHE_F32 ? (void *)cf : (void *)c);
+    free(c);
+    free(cf);
+    if (lathe_backward(g, 1, &y, &cot) != LATHE_OK) fail_msg("backward: %s", lathe_graph_error(g));
+}
+
+/* Compile g with the JIT and the evaluator, bind the same inputs, and check
+ * agreement, then the same bits on 1, 2 and 3 threads. */
+static void check_vector_case(const char *label, lathe_graph *g) {
+    lathe_program *jit = compile_or_fail(label, g, LATHE_BACKEND_JIT);
+    lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
+    bind_both(g, jit, ref, 11);
+    if (lathe_program_run(jit) || lathe_program_run(ref)) fail_msg("%s: run", label);
+    agree(label, g, jit, ref);
+    void *first[64] = {0};
+    int nout = lathe_graph_num_outputs(g);
+    assert_true(nout <= 64);
+    for (int threads = 1; threads <= 3; threads++) {
+        lathe_program_set_threads(jit, threads);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        for (int k = 0; k < nout; k++) {
+            lathe_node *n = lathe_graph_output(g, k);
+            size_t nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+            void *x = malloc(nb + 1);
+            assert_int_equal(lathe_program_get(jit, lathe_graph_output_name(g, k), x, nb), LATHE_OK);
+            if (threads == 1) first[k] = x;
+            else {
+                if (nb && memcmp(first[k], x, nb))
+                    fail_msg("%s: output %s differs between 1 and %d threads", label, lathe_graph_output_name(g, k), threads);
+                free(x);
+            }
+        }
+    }
+    for (int k = 0; k < nout; k++) free(first[k]);
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+}
+
+typedef struct {
+    const char *label;
+    int64_t n, c, h, w, k, r, s;
+    int64_t stride[2], pad[2], dil[2], groups;
+    bool bias, relu, residual;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    /* same padding: lanes load as vectors (masks at the borders), odd plane */
+    {"3x3 s1 p1, 7x9, C3 K5, bias relu", 2, 3, 7, 9, 5, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true, true, false},
+    /* stride 2: gathers; the input gradient's taps skip by stride */
+    {"3x3 s2 p1, 8x8, C4 K6", 2, 4, 8, 8, 6, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, false, false, false},
+    {"1x1 s1 p0, 5x5, C17 K33, bias", 1, 17, 5, 5, 33, 1, 1, {1, 1}, {0, 0}, {1, 1}, 1, true, false, false},
+    {"1x1 s2 p0, 9x9, C8 K16", 2, 8, 9, 9, 16, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1, false, false, false},
+    {"3x3 dil2 p2, 10x10, C4 K4, groups 2", 2, 4, 10, 10, 4, 3, 3, {1, 1}, {2, 2}, {2, 2}, 2, true, false, false},
+    {"3x3 p1 depthwise, 6x6, C8 K8 groups 8", 2, 8, 6, 6, 8, 3, 3, {1, 1}, {1, 1}, {1, 1}, 8, false, true, false},
+    {"3x3 p1, 28x28, C1 K32, bias", 2, 1, 28, 28, 32, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true, false, false},
+    {"3x3 p1, 6x6, C64 K64, residual", 2, 64, 6, 6, 64, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, false, false, true},
+    {"7x7 s2 p3, 16x16, C3 K8", 1, 3, 16, 16, 8, 7, 7, {2, 2}, {3, 3}, {1, 1}, 1, false, true, false},
+    {"3x3 p0 (valid), 9x9, C2 K3", 2, 2, 9, 9, 3, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1, true, false, false},
+    {"2x3 s(1,2) p(0,1) dil(2,1), 7x8, C3 K6 groups 3", 2, 3, 7, 8, 6, 2, 3, {1, 2}, {0, 1}, {2, 1}, 3, false, false, false},
+    {"3x3 p1, 13x11, N3 C5 K7, bias relu residual", 3, 5, 13, 11, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true, true, true},
+};
+
+static lathe_graph *conv_graph(const conv_case *cc, lathe_dtype t) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", t, LATHE_DIMS(cc->n, cc->c, cc->h, cc->w));
+    lathe_set_requires_grad(x, true);
+    lathe_node *w = lathe_param(g, "conv.weight", t, LATHE_DIMS(cc->k, cc->c / cc->groups, cc->r, cc->s), true);
+    lathe_node *b = cc->bias ? lathe_param(g, "conv.bias", t, LATHE_DIMS(cc->k), true) : NULL;
+    lathe_node *y = lathe_conv2d_hw(g, x, w, b, cc->stride, cc->pad, cc->dil, cc->groups);
+    if (cc->relu) y = lathe_relu(g, y);
+    if (cc->residual) {
+        lathe_node *res = lathe_input(g, "res", t, lathe_node_rank(y), lathe_node_shape(y));
+        lathe_set_requires_grad(res, true);
+        y = lathe_add(g, y, res);
+    }
+    lathe_output(g, "y", y);
+    assert_graph_ok(g);
+    add_grads(g, y, t, 5);
+    assert_graph_ok(g);
+    return g;
+}
+
+static void test_vector_convs(void **state) {
+    (void)state;
+    static const char *widths[] = {"32", "64"};
+    for (int wi = 0; wi < 2; wi++) {
+        setenv("LATHE_VECTOR_BYTES", widths[wi], 1);
+        for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
+            for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+                char label[160];
+                snprintf(label, sizeof label, "conv %s/%s/%s-byte vectors", conv_cases[i].label,
+                         t == LATHE_F32 ? "f32" : "f64", widths[wi]);
+                lathe_graph *g = conv_graph(&conv_cases[i], (lathe_dtype)t);
+                /* forward and input gradient are plane kernels, the weight gradient its own */
+                if (count_in_fused(g, "plane convolution") < 2 || count_in_fused(g, "weight-gradient convolution") < 1)
+                    fail_msg("%s: the vector plans were not taken", label);
+                check_vector_case(label, g);
+                lathe_graph_free(g);
+            }
+    }
+    unsetenv("LATHE_VECTOR_BYTES");
+}
+
+typedef struct {
+    const char *label;
+    int ra, rb;
+    int64_t sa[4], sb[4];
+    bool ta, tb; /* operand given transposed (its last two dims swapped) */
+    const char *expect;
+} mm_case;
+
+static const mm_case mm_cases[] = {
+    {"[5,37] @ [37,19]", 2, 2, {5, 37}, {37, 19}, false, false, "matmul, lanes over columns"},
+    {"[6,40] @ [23,40]^T (linear)", 2, 2, {6, 40}, {23, 40}, false, true, "matmul, lanes over k"},
+    {"[3,4,9] @ [9,21]", 3, 2, {3, 4, 9}, {9, 21}, false, false, "matmul, lanes over columns"},
+    {"[1,4,9] @ [2,9,5]", 3, 3, {1, 4, 9}, {2, 9, 5}, false, false, "matmul"},
+    {"[33,7]^T @ [33,18]", 2, 2, {33, 7}, {33, 18}, true, false, "matmul, lanes over columns"},
+    {"[7,1] @ [1,9]", 2, 2, {7, 1}, {1, 9}, false, false, "matmul, lanes over columns"},
+    {"[2,100] @ [100,3]", 2, 2, {2, 100}, {100, 3}, false, false, "matmul"},
+    {"[2,3,17] @ [2,5,17]^T", 3, 3, {2, 3, 17}, {2, 5, 17}, false, true, "matmul, lanes over k"},
+};
+
+static void test_vector_matmuls(void **state) {
+    (void)state;
+    static const char *widths[] = {"32", "64"};
+    for (int wi = 0; wi < 2; wi++) {
+        setenv("LATHE_VECTOR_BYTES", widths[wi], 1);
+        for (size_t i = 0; i < sizeof mm_cases / sizeof mm_cases[0]; i++)
+            for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+                const mm_case *mc = &mm_cases[i];
+                char label[160];
+                snprintf(label, sizeof label, "matmul %s/%s/%s-byte vectors", mc->label, t == LATHE_F32 ? "f32" : "f64",
+                         widths[wi]);
+                lathe_graph *g = lathe_graph_new();
+                lathe_node *a = lathe_input(g, "a", (lathe_dtype)t, mc->ra, mc->sa);
+                lathe_node *b = lathe_param(g, "b", (lathe_dtype)t, mc->rb, mc->sb, true);
+                lathe_set_requires_grad(a, true);
+                lathe_node *av = mc->ta ? lathe_transpose(g, a, mc->ra - 2, mc->ra - 1) : a;
+                lathe_node *bv = mc->tb ? lathe_transpose(g, b, mc->rb - 2, mc->rb - 1) : b;
+                lathe_node *y = lathe_relu(g, lathe_matmul(g, av, bv));
+                lathe_output(g, "y", y);
+                assert_graph_ok(g);
+                add_grads(g, y, (lathe_dtype)t, 9);
+                assert_graph_ok(g);
+                if (count_in_fused(g, mc->expect) < 1) fail_msg("%s: the vector plan was not taken", label);
+                check_vector_case(label, g);
+                lathe_graph_free(g);
+            }
+    }
+    unsetenv("LATHE_VECTOR_BYTES");
+}
+
+typedef struct {
+    const char *label;
+    int64_t n, c, h, w, k[2], st[2], pad[2];
+    bool nan; /* some inputs NaN and -inf */
+} pool_case;
+
+static const pool_case pool_cases[] = {
+    {"k2 s2, 8x8", 2, 4, 8, 8, {2, 2}, {2, 2}, {0, 0}, false},
+    {"k3 s2 p1, 9x7", 2, 3, 9, 7, {3, 3}, {2, 2}, {1, 1}, false},
+    {"k3 s1 p1, 6x6 (vector loads)", 1, 2, 6, 6, {3, 3}, {1, 1}, {1, 1}, false},
+    {"k2 s1, 5x5 (overlapping)", 2, 2, 5, 5, {2, 2}, {1, 1}, {0, 0}, false},
+    {"k(2,3) s(2,1) p(0,1), 4x6", 2, 1, 4, 6, {2, 3}, {2, 1}, {0, 1}, false},
+    {"k2 s2, 28x28, NaN and -inf", 2, 3, 28, 28, {2, 2}, {2, 2}, {0, 0}, true},
+    {"k3 s2 p1, 11x11, NaN and -inf", 1, 2, 11, 11, {3, 3}, {2, 2}, {1, 1}, true},
+};
+
+static void test_vector_pools(void **state) {
+    (void)state;
+    static const char *widths[] = {"32", "64"};
+    for (int wi = 0; wi < 2; wi++) {
+        setenv("LATHE_VECTOR_BYTES", widths[wi], 1);
+        for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++)
+            for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+                const pool_case *pc = &pool_cases[i];
+                char label[160];
+                snprintf(label, sizeof label, "max_pool2d %s/%s/%s-byte vectors", pc->label, t == LATHE_F32 ? "f32" : "f64",
+                         widths[wi]);
+                lathe_graph *g = lathe_graph_new();
+                lathe_node *x = lathe_input(g, "x", (lathe_dtype)t, LATHE_DIMS(pc->n, pc->c, pc->h, pc->w));
+                lathe_set_requires_grad(x, true);
+                lathe_node *h = x;
+                if (pc->nan) { /* x * m + e: m is 1 or NaN, e 0 or -inf */
+                    rng r = {77};
+                    int64_t numel = pc->n * pc->c * pc->h * pc->w;
+                    double *m = malloc((size_t)numel * sizeof *m), *e = malloc((size_t)numel * sizeof *e);
+                    float *mf = malloc((size_t)numel * sizeof *mf), *ef = malloc((size_t)numel * sizeof *ef);
+                    for (int64_t j = 0; j < numel; j++) {
+                        double u = rng_uniform(&r, 0, 1);
+                        m[j] = u < 0.05 ? NAN : 1, e[j] = u > 0.9 ? -INFINITY : 0;
+                        mf[j] = (float)m[j], ef[j] = (float)e[j];
+                    }
+                    bool f = t == LATHE_F32;
+                    h = lathe_add(g, lathe_mul(g, x, lathe_const(g, (lathe_dtype)t, LATHE_DIMS(pc->n, pc->c, pc->h, pc->w), f ? (void *)mf : (void *)m)),
+                                  lathe_const(g, (lathe_dtype)t, LATHE_DIMS(pc->n, pc->c, pc->h, pc->w), f ? (void *)ef : (void *)e));
+                    free(m), free(e), free(mf), free(ef);
+                }
+                lathe_node *y = lathe_max_pool2d_hw(g, lathe_relu(g, h), pc->k, pc->st, pc->pad);
+                lathe_output(g, "y", y);
+                assert_graph_ok(g);
+                add_grads(g, y, (lathe_dtype)t, 13);
+                assert_graph_ok(g);
+                if (count_in_fused(g, "max-pool, lanes") < 1 || count_in_fused(g, "max-pool gradient") < 1)
+                    fail_msg("%s: the pool plans were not taken", label);
+                check_vector_case(label, g);
+                lathe_graph_free(g);
+            }
+    }
+    unsetenv("LATHE_VECTOR_BYTES");
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -177,6 +421,9 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_samples_forward_backward),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_vector_convs),
+        cmocka_unit_test(test_vector_matmuls),
+        cmocka_unit_test(test_vector_pools),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
