@@ -228,46 +228,6 @@ static bool live(const parser *p) { return p->skip == 0 && !p->returned; }
 
 /* ---- messages ------------------------------------------------------------------------ */
 
-/* The source line around byte off, sanitized and cut to fit, and a caret
- * line pointing at off (as ir/text.c shows them). */
-static void show_line(const parser *p, size_t off, char *line, char *caret, size_t cap) {
-    const char *s = p->src;
-    if (off > p->len) off = p->len;
-    size_t b = off, e = off;
-    while (b > 0 && s[b - 1] != '\n') b--;
-    while (e < p->len && s[e] != '\n') e++;
-    if (e > b && s[e - 1] == '\r') e--;
-    size_t width = cap - 8, from = b, to = e, k = 0, c = 0;
-    bool pre = false, post = false;
-    if (to - from > width) {
-        if (off - b > width / 2) {
-            from = off - width / 2;
-            pre = true;
-        }
-        if (to - from > width) {
-            to = from + width;
-            post = true;
-        }
-    }
-    if (pre) {
-        memcpy(line, "...", 3);
-        memcpy(caret, "   ", 3);
-        k = c = 3;
-    }
-    for (size_t i = from; i < to; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        line[k++] = (char)(ch == '\t' || (ch >= 0x20 && ch < 0x7f) ? ch : '?');
-        if (i < off) caret[c++] = ch == '\t' ? '\t' : ' ';
-    }
-    if (post) {
-        memcpy(line + k, "...", 3);
-        k += 3;
-    }
-    line[k] = 0;
-    caret[c++] = '^';
-    caret[c] = 0;
-}
-
 /* Record "FILE:LINE:COL: message", the line, a caret and the block calls that
  * led there; returns false. */
 static bool err(parser *p, lathe_status st, loc at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -277,7 +237,7 @@ static bool err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    show_line(p, at.off, line, caret, sizeof line);
+    lt_show_line(p->src, p->len, at.off, line, caret, sizeof line);
     size_t k = 0;
     for (int i = p->ncalls - 1; i >= 0 && k < sizeof trace; i--) {
         if (p->ncalls > 6 && i == p->ncalls - 4) { /* the innermost three, then the outermost two */

@@ -161,4 +161,9 @@ void lt_requires_grad_all(const lathe_graph *g, bool *out);
 /* Strides of a contiguous row-major shape. */
 void lt_strides(int rank, const int64_t *shape, int64_t *strides);
 
+/* The source line of s (len bytes) around byte off, sanitized and cut to
+ * fit cap bytes (with "..." where cut), and a caret line pointing at off:
+ * the excerpt of every FILE:LINE:COL message (text.c, compiler/desc.c). */
+void lt_show_line(const char *s, size_t len, size_t off, char *line, char *caret, size_t cap);
+
 #endif

@@ -268,14 +268,11 @@ static bool is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <=
 static bool is_namech(int c) { return is_alpha(c) || is_digit(c) || c == '.'; }
 static bool is_numch(int c) { return is_namech(c) || c == '+' || c == '-'; }
 
-/* The source line around byte off, sanitized and cut to fit, and a caret
- * line pointing at off. */
-static void show_line(const parser *p, size_t off, char *line, char *caret, size_t cap) {
-    const char *s = p->src;
-    if (off > p->len) off = p->len;
+void lt_show_line(const char *s, size_t len, size_t off, char *line, char *caret, size_t cap) {
+    if (off > len) off = len;
     size_t b = off, e = off;
     while (b > 0 && s[b - 1] != '\n') b--;
-    while (e < p->len && s[e] != '\n') e++;
+    while (e < len && s[e] != '\n') e++;
     if (e > b && s[e - 1] == '\r') e--;
     size_t width = cap - 8, from = b, to = e;
     bool pre = false, post = false;
@@ -313,7 +310,7 @@ static void show_line(const parser *p, size_t off, char *line, char *caret, size
 static bool errv(parser *p, lathe_status st, loc at, const char *fmt, va_list ap) {
     char msg[sizeof p->g->err], line[200], caret[200];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    show_line(p, at.off, line, caret, sizeof line);
+    lt_show_line(p->src, p->len, at.off, line, caret, sizeof line);
     lt_fail(p->g, st, "%s:%d:%d: %s\n  %s\n  %s", p->file, at.line, at.col, msg, line, caret);
     return false;
 }
