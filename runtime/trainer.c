@@ -260,6 +260,13 @@ static void idx_file(char *out, size_t len, const char *dir, const char *name) {
     }
 }
 
+/* The file tensor t of d was read from. */
+static const char *source_of(const lathe_dataset *d, const lathe_st_tensor *t) {
+    for (int k = 0; k < lathe_ds_num_tensors(d); k++)
+        if (lathe_ds_tensor(d, k) == t) return lathe_ds_source(d, k);
+    return "";
+}
+
 /* Load SPEC (see the usage) for the model; test: the t10k files of a
  * directory.  Checks that every input is there with samples that fit. */
 static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, const char *spec, bool test,
@@ -318,10 +325,8 @@ static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, c
         for (int k = 1; k < s->rank; k++) per *= s->shape[k];
         if (s->dtype != t->dtype || per != want_per || t->rank < 1) {
             type_str(s->dtype, s->rank - 1, s->shape + 1, got, sizeof got);
-            const char *src = "";
-            for (int k = 0; k < lathe_ds_num_tensors(d); k++)
-                if (lathe_ds_tensor(d, k) == s) src = lathe_ds_source(d, k);
-            fail(prog, "%s: samples of '%s' are %s (%lld elements); the model's input '%s' takes %s (%lld elements)", src,
+            fail(prog, "%s: samples of '%s' are %s (%lld elements); the model's input '%s' takes %s (%lld elements)",
+                 source_of(d, s),
                  m->inputs[i], got, (long long)per, m->inputs[i], want, (long long)want_per);
             lathe_ds_free(d);
             return NULL;
@@ -331,10 +336,7 @@ static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, c
     for (int64_t i = 0; lab && lab->dtype == LATHE_RT_I64 && i < lathe_ds_count(d); i++) {
         int64_t v = ((const int64_t *)lab->data)[i];
         if (v < 0 || v >= m->classes) {
-            const char *src = "";
-            for (int k = 0; k < lathe_ds_num_tensors(d); k++)
-                if (lathe_ds_tensor(d, k) == lab) src = lathe_ds_source(d, k);
-            fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", src, (long long)v,
+            fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", source_of(d, lab), (long long)v,
                  (long long)i, (long long)m->classes, m->name, (long long)m->classes);
             lathe_ds_free(d);
             return NULL;
