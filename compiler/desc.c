@@ -258,11 +258,8 @@ static bool err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
 
 /* Move an error a builder recorded to the call's location. */
 static bool relocate(parser *p, loc at) {
-    lathe_graph *g = p->g;
-    lathe_status st = g->status != LATHE_OK ? g->status : LATHE_ERR_ARG;
-    char msg[sizeof g->err];
-    memcpy(msg, g->err, sizeof msg);
-    lathe_graph_clear_error(g);
+    char msg[sizeof p->g->err];
+    lathe_status st = lt_take_error(p->g, msg);
     return err(p, st, at, "%s", msg);
 }
 

@@ -143,6 +143,13 @@ void lathe_graph_clear_error(lathe_graph *g) {
     g->err[0] = 0;
 }
 
+lathe_status lt_take_error(lathe_graph *g, char *msg) {
+    lathe_status st = g->status != LATHE_OK ? g->status : LATHE_ERR_ARG;
+    memcpy(msg, g->err, sizeof g->err);
+    lathe_graph_clear_error(g);
+    return st;
+}
+
 lathe_status lt_failv(lathe_graph *g, lathe_status st, const char *fmt, va_list ap) {
     if (g->status != LATHE_OK) return g->status;
     g->status = st;

@@ -125,6 +125,10 @@ char *lt_strdup(lathe_graph *g, const char *s);
 void *lt_fail(lathe_graph *g, lathe_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 lathe_status lt_failv(lathe_graph *g, lathe_status st, const char *fmt, va_list ap);
+/* Take the recorded error out of g (msg holds sizeof g->err bytes) and clear
+ * it, so a parser can record it again with its location; the status
+ * (LATHE_ERR_ARG if none was recorded). */
+lathe_status lt_take_error(lathe_graph *g, char *msg);
 
 /* "f32[2,3]" into buf. */
 void lt_type_str(lathe_dtype t, int rank, const int64_t *shape, char *buf, size_t len);

@@ -971,11 +971,8 @@ static bool resolve(parser *p) {
 
 /* Take the error lt_make recorded and record it again with the location. */
 static bool relocate(parser *p, loc at) {
-    lathe_graph *g = p->g;
-    lathe_status st = g->status != LATHE_OK ? g->status : LATHE_ERR_ARG;
-    char msg[sizeof g->err];
-    memcpy(msg, g->err, sizeof msg);
-    lathe_graph_clear_error(g);
+    char msg[sizeof p->g->err];
+    lathe_status st = lt_take_error(p->g, msg);
     return err(p, st, at, "%s", msg);
 }
 

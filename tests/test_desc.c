@@ -201,15 +201,6 @@ static void test_fashion_cnn(void **state) {
 
 /* ---- 2. resnet18.lathe: torchvision's names, and PyTorch's numbers --------------------------- */
 
-static lathe_st_file *fixture(void) {
-    char path[4096], err[512];
-    const char *src = getenv("LATHE_SRC");
-    snprintf(path, sizeof path, "%s/tests/fixtures/resnet_w4.safetensors", src ? src : ".");
-    lathe_st_file *f = lathe_st_read(path, err, sizeof err);
-    if (!f) fail_msg("%s", err);
-    return f;
-}
-
 static const char *const resnet_w4_defines[] = {"width=4", "size=64", "classes=10"};
 
 static void test_resnet18_names(void **state) {
@@ -219,7 +210,7 @@ static void test_resnet18_names(void **state) {
     lathe_graph *d = parse_example("resnet18.lathe", &opt, &info);
     assert_string_equal(info.model, "resnet18");
     /* every param and buffer is an "init.NAME" of the fixture, with its shape, and back */
-    lathe_st_file *f = fixture();
+    lathe_st_file *f = resnet_fixture();
     int nleaves = 0, ninit = 0;
     for (int i = 0; i < lathe_graph_num_nodes(d); i++) {
         const lathe_node *n = lathe_graph_node(d, i);

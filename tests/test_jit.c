@@ -35,16 +35,6 @@ static void bind_both(lathe_graph *g, lathe_program *a, lathe_program *b, uint64
     lathe_eval_free(ev);
 }
 
-static double elem(lathe_dtype t, const void *p, int64_t i) {
-    switch (t) {
-    case LATHE_F32: return ((const float *)p)[i];
-    case LATHE_F64: return ((const double *)p)[i];
-    case LATHE_I64: return (double)((const int64_t *)p)[i];
-    case LATHE_BOOL: return ((const bool *)p)[i];
-    }
-    return 0;
-}
-
 /* Every output (and every buffer, after updates) of the JIT program agrees
  * with the evaluator: f64 to 1e-9 relative, f32 to 1e-4 relative (with an
  * absolute floor scaled by the output's magnitude), integers exactly, NaN
@@ -66,9 +56,9 @@ static void agree(const char *label, lathe_graph *g, lathe_program *jit, lathe_p
         if (lathe_program_get(jit, name, x, nb)) fail_msg("%s: get %s: %s", label, name, lathe_program_error(jit));
         if (lathe_program_get(ref, name, y, nb)) fail_msg("%s: get %s: %s", label, name, lathe_program_error(ref));
         double scale = 0;
-        for (int64_t e = 0; e < n->numel; e++) scale = fmax(scale, fabs(elem(n->dtype, y, e)));
+        for (int64_t e = 0; e < n->numel; e++) scale = fmax(scale, fabs(elem_at(n->dtype, y, e)));
         for (int64_t e = 0; e < n->numel; e++) {
-            double u = elem(n->dtype, x, e), v = elem(n->dtype, y, e);
+            double u = elem_at(n->dtype, x, e), v = elem_at(n->dtype, y, e);
             bool ok;
             if (isnan(u) || isnan(v)) ok = isnan(u) && isnan(v);
             else if (n->dtype == LATHE_F64) ok = fabs(u - v) <= 1e-9 * fabs(v) + 1e-12 * (1 + scale);

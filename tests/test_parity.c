@@ -26,15 +26,6 @@
 #include "safetensors.h"
 #include "testutil.h"
 
-static lathe_st_file *fixture(void) {
-    char path[4096], err[512];
-    const char *src = getenv("LATHE_SRC");
-    snprintf(path, sizeof path, "%s/tests/fixtures/resnet_w4.safetensors", src ? src : ".");
-    lathe_st_file *f = lathe_st_read(path, err, sizeof err);
-    if (!f) fail_msg("%s", err);
-    return f;
-}
-
 static lathe_graph *resnet_graph(void) {
     lathe_graph *g = lathe_graph_new();
     lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(4, 3, 64, 64));
@@ -113,7 +104,7 @@ static void compare(const char *label, lathe_program *p, const char *name, lathe
 
 static void test_forward_backward(void **state) {
     (void)state;
-    lathe_st_file *f = fixture();
+    lathe_st_file *f = resnet_fixture();
     lathe_graph *g = resnet_graph();
     for (int be = 1; be >= 0; be--) { /* the evaluator first: the oracle's own agreement */
         const char *label = be ? "evaluator" : "jit";
@@ -142,7 +133,7 @@ static void test_forward_backward(void **state) {
 /* The same network in float64 on the evaluator against PyTorch in float64. */
 static void test_f64_reference(void **state) {
     (void)state;
-    lathe_st_file *f = fixture();
+    lathe_st_file *f = resnet_fixture();
     lathe_graph *g = lathe_graph_new();
     lathe_node *x = lathe_input(g, "x", LATHE_F64, LATHE_DIMS(4, 3, 64, 64));
     lathe_node *labels = lathe_input(g, "labels", LATHE_I64, LATHE_DIMS(4));
@@ -193,7 +184,7 @@ static void test_f64_reference(void **state) {
 }
 
 static void two_steps(const char *tag, lathe_optim_config cfg) {
-    lathe_st_file *f = fixture();
+    lathe_st_file *f = resnet_fixture();
     lathe_graph *g = resnet_graph();
     for (int be = 0; be < 2; be++) {
         char label[64];

@@ -1172,16 +1172,6 @@ static bool bind(gen *s, lathe_program *p, const bindings *b, char *why, size_t 
     return true;
 }
 
-static double elem(lathe_dtype t, const void *p, int64_t i) {
-    switch (t) {
-    case LATHE_F32: return ((const float *)p)[i];
-    case LATHE_F64: return ((const double *)p)[i];
-    case LATHE_I64: return (double)((const int64_t *)p)[i];
-    case LATHE_BOOL: return ((const bool *)p)[i];
-    }
-    return 0;
-}
-
 /* The results compared: every output, then every buffer (after its update). */
 typedef struct {
     const char *name;
@@ -1448,7 +1438,7 @@ static bool check_graph(uint64_t seed, stats *st) {
         for (int i = 0; i < b.n; i++) {
             lathe_node *n = s.leaves[i].n;
             double *d = malloc(sizeof *d * (size_t)(n->numel + 1));
-            for (int64_t j = 0; j < n->numel; j++) d[j] = elem(n->dtype, b.data[i], j);
+            for (int64_t j = 0; j < n->numel; j++) d[j] = elem_at(n->dtype, b.data[i], j);
             lathe_eval_set_f64(tev[k], lathe_node_name(n), d);
             free(d);
         }
@@ -1468,7 +1458,7 @@ static bool check_graph(uint64_t seed, stats *st) {
             snprintf(why, sizeof why, "get %s: %s", res[i].name, lathe_program_error(ref));
         double scale = 0, noise = 0;
         for (int64_t e = 0; e < n->numel; e++) {
-            double v = elem(n->dtype, y, e);
+            double v = elem_at(n->dtype, y, e);
             if (isfinite(v)) scale = fmax(scale, fabs(v));
         }
         for (int k = 0; k < 2; k++) {
@@ -1477,7 +1467,7 @@ static bool check_graph(uint64_t seed, stats *st) {
                                                      : lathe_eval_value(tev[k], lathe_graph_find_output(tw[k], res[i].name));
             double d = 0;
             for (int64_t e = 0; e < n->numel; e++) {
-                double v = elem(n->dtype, y, e);
+                double v = elem_at(n->dtype, y, e);
                 if (isfinite(v) && isfinite(tv[e])) d = fmax(d, fabs(v - tv[e]));
             }
             noise = fmax(noise, k == 0 ? d : ldexp(d, -29));
@@ -1487,7 +1477,7 @@ static bool check_graph(uint64_t seed, stats *st) {
         int tk = tev[0] ? 0 : 1;
         cone(g, n, tw[tk], tev[tk], &in32, &cmag);
         for (int64_t e = 0; e < n->numel && !*why; e++) {
-            double u = elem(n->dtype, x, e), v = elem(n->dtype, y, e);
+            double u = elem_at(n->dtype, x, e), v = elem_at(n->dtype, y, e);
             if (!close_enough(in32, u, v, scale, noise, cmag, st))
                 snprintf(why, sizeof why, "%s %s[%lld]: jit %.10g, evaluator %.10g (scale %.3g, noise %.3g)",
                          res[i].name, lathe_dtype_name(n->dtype), (long long)e, u, v, scale, noise);

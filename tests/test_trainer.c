@@ -307,16 +307,15 @@ static void test_bad_inputs(void **state) {
  * gradients (p - lr * g: the momentum buffer starts as the gradient). */
 static void test_step_parity(void **state) {
     (void)state;
-    char fix[512], path[512], err[512];
-    snprintf(fix, sizeof fix, "%s/tests/fixtures/resnet_w4.safetensors", src_dir);
+    char path[512], err[512];
+    const char *fix = resnet_fixture_path();
     int rc = run("%s step %s/examples/resnet18.lathe -D width=4 -D size=64 -D classes=10 --params %s --params-prefix init. "
                  "--batch %s --lr 0.01 --momentum 0.9 -o %s/step.safetensors",
                  lathe_bin, src_dir, fix, fix, tmp);
     if (rc != 0) fail_msg("lathe step failed (%d):\n%s", rc, out_text());
-    lathe_st_file *ref = lathe_st_read(fix, err, sizeof err);
+    lathe_st_file *ref = resnet_fixture();
     snprintf(path, sizeof path, "%s/step.safetensors", tmp);
     lathe_st_file *got = lathe_st_read(path, err, sizeof err);
-    assert_non_null(ref);
     if (!got) fail_msg("%s", err);
     int ngrad = 0, nparam = 0;
     for (int i = 0; i < lathe_st_count(got); i++) {

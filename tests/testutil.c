@@ -1,5 +1,7 @@
 /* testutil.c - the op sample table and shared helpers (see testutil.h). */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -293,4 +295,28 @@ void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed) {
         if (lathe_eval_set_f64(ev, name, v) != LATHE_OK) fail_msg("bind %s: %s", name, lathe_eval_error(ev));
         free(v);
     }
+}
+
+double elem_at(lathe_dtype t, const void *p, int64_t i) {
+    switch (t) {
+    case LATHE_F32: return ((const float *)p)[i];
+    case LATHE_F64: return ((const double *)p)[i];
+    case LATHE_I64: return (double)((const int64_t *)p)[i];
+    case LATHE_BOOL: return ((const bool *)p)[i];
+    }
+    return 0;
+}
+
+const char *resnet_fixture_path(void) {
+    static char path[4096];
+    const char *src = getenv("LATHE_SRC");
+    snprintf(path, sizeof path, "%s/tests/fixtures/resnet_w4.safetensors", src ? src : ".");
+    return path;
+}
+
+lathe_st_file *resnet_fixture(void) {
+    char err[512];
+    lathe_st_file *f = lathe_st_read(resnet_fixture_path(), err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    return f;
 }

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "ir.h"
+#include "safetensors.h"
 
 typedef struct {
     const char *label;  /* "conv2d/stride2-groups2" */
@@ -46,5 +47,13 @@ void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed);
     do {                                                                                 \
         if (lathe_graph_status(g) != LATHE_OK) fail_msg("graph error: %s", lathe_graph_error(g)); \
     } while (0)
+
+/* Element i of a buffer of dtype t, as a double. */
+double elem_at(lathe_dtype t, const void *p, int64_t i);
+
+/* The PyTorch ResNet fixture (tests/fixtures/resnet_w4.safetensors, under
+ * $LATHE_SRC): its path, and the file read (the test fails if it cannot be). */
+const char *resnet_fixture_path(void);
+lathe_st_file *resnet_fixture(void);
 
 #endif
