@@ -1,0 +1,836 @@
+/* lower_tiles.c - contraction kernels lowered to explicit vector tiles.
+ *
+ * A kernel with a contraction plan (kernel.h's lt_contract) computes register
+ * tiles of its contraction with explicit vector code: the accumulators are
+ * <VL x float> (or double) values, the reduction's innermost step is one
+ * llvm.fma per accumulator, and each step loads a few vectors and scalar
+ * broadcasts that the whole tile reuses.  Padding, tails and partial tiles
+ * are masks (masked loads and stores, and the lanes of gathers); a partial
+ * tile computes its missing rows from clamped indices and does not store
+ * them.  Every output element is computed by one tile, its FMAs in a fixed
+ * order, and partial sums held in lanes are added in a fixed tree, so
+ * results do not depend on the thread count.  The tile's values then go
+ * through the kernel's epilogue (the rest of its expression, lowered by cg_gen
+ * with the contraction's value taken from the tile) or, without one,
+ * straight to the output with masked vector stores. */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Core.h>
+
+#include "kernel.h"
+#include "lower_emit.h"
+
+typedef struct {
+    cg *c;
+    const lt_kernel *k;
+    const lt_contract *p;
+    int vl, esize;
+    LLVMTypeRef et, vt, bt;        /* element, vector, <VL x i1> */
+    LLVMTypeRef mt;                /* a mask as the mask table holds it: iVL bits (64-byte vectors, AVX-512's
+                                    * mask registers), else a vector of VL integers of the element's size */
+    LLVMValueRef zero, iota;       /* <VL x et> 0, <VL x i64> 0, 1, ... */
+    LLVMValueRef table;            /* contiguous convolutions: a mask per (tap, vector) */
+    int64_t nvt;                   /* vectors per tap in the table */
+    bool epi;                      /* the kernel's value is more than the contraction */
+} vk;
+
+static int64_t cdiv64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+typedef struct {
+    LLVMValueRef ctr, i;
+    LLVMBasicBlockRef head, exit;
+} loop;
+
+/* for (i = lo; i < hi; i++) { ... loop_end }: returns i.  A new memo scope. */
+static LLVMValueRef loop_begin(cg *c, loop *l, LLVMValueRef lo, LLVMValueRef hi) {
+    l->ctr = cg_alloca(c, c->i64);
+    LLVMBuildStore(c->b, lo, l->ctr);
+    l->head = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "loop");
+    LLVMBasicBlockRef body = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "body");
+    l->exit = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "exit");
+    LLVMBuildBr(c->b, l->head);
+    LLVMPositionBuilderAtEnd(c->b, l->head);
+    l->i = LLVMBuildLoad2(c->b, c->i64, l->ctr, "");
+    LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, l->i, hi, ""), body, l->exit);
+    LLVMPositionBuilderAtEnd(c->b, body);
+    cg_push_scope(c);
+    return l->i;
+}
+static void loop_end(cg *c, loop *l) {
+    cg_pop_scope(c);
+    LLVMBuildStore(c->b, LLVMBuildNSWAdd(c->b, l->i, k64(c, 1), ""), l->ctr);
+    LLVMBuildBr(c->b, l->head);
+    LLVMPositionBuilderAtEnd(c->b, l->exit);
+}
+
+/* if (cond) { ... if_end } */
+static LLVMBasicBlockRef if_begin(cg *c, LLVMValueRef cond) {
+    LLVMBasicBlockRef then = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "then");
+    LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "endif");
+    LLVMBuildCondBr(c->b, cond, then, done);
+    LLVMPositionBuilderAtEnd(c->b, then);
+    cg_push_scope(c);
+    return done;
+}
+static void if_end(cg *c, LLVMBasicBlockRef done) {
+    cg_pop_scope(c);
+    LLVMBuildBr(c->b, done);
+    LLVMPositionBuilderAtEnd(c->b, done);
+}
+
+/* i64 index arithmetic */
+static LLVMValueRef add_(cg *c, LLVMValueRef a, LLVMValueRef b) { return LLVMBuildNSWAdd(c->b, a, b, ""); }
+static LLVMValueRef addk(cg *c, LLVMValueRef a, int64_t k) { return k ? add_(c, a, k64(c, k)) : a; }
+static LLVMValueRef mulk(cg *c, LLVMValueRef a, int64_t k) { return k == 1 ? a : LLVMBuildNSWMul(c->b, a, k64(c, k), ""); }
+static LLVMValueRef divk(cg *c, LLVMValueRef a, int64_t k) { return k == 1 ? a : LLVMBuildSDiv(c->b, a, k64(c, k), ""); }
+static LLVMValueRef remk(cg *c, LLVMValueRef a, int64_t k) { return k == 1 ? k64(c, 0) : LLVMBuildSRem(c->b, a, k64(c, k), ""); }
+static LLVMValueRef mink(cg *c, LLVMValueRef a, int64_t k) {
+    return LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, a, k64(c, k), ""), a, k64(c, k), "");
+}
+
+static LLVMValueRef call_intr(cg *c, const char *name, LLVMTypeRef *tys, unsigned ntys, LLVMValueRef *args, unsigned n) {
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(c->mod, id, tys, ntys);
+    return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, tys, ntys), fn, args, n, "");
+}
+
+static LLVMValueRef splat(vk *v, LLVMValueRef x) {
+    cg *c = v->c;
+    LLVMTypeRef t = LLVMVectorType(LLVMTypeOf(x), (unsigned)v->vl);
+    LLVMValueRef ins = LLVMBuildInsertElement(c->b, LLVMGetPoison(t), x, LLVMConstInt(c->i32, 0, 0), "");
+    return LLVMBuildShuffleVector(c->b, ins, LLVMGetPoison(t), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)v->vl)), "");
+}
+static LLVMValueRef isplat(vk *v, int64_t k) { return splat(v, k64(v->c, k)); }
+
+/* Vector of buffer buf at element idx: all lanes, or those of mask (others
+ * fill). */
+static LLVMValueRef vload_fill(vk *v, int buf, LLVMValueRef idx, LLVMValueRef mask, LLVMValueRef fill);
+static LLVMValueRef vload(vk *v, int buf, LLVMValueRef idx, LLVMValueRef mask) { return vload_fill(v, buf, idx, mask, v->zero); }
+static LLVMValueRef vload_fill(vk *v, int buf, LLVMValueRef idx, LLVMValueRef mask, LLVMValueRef fill) {
+    cg *c = v->c;
+    LLVMTypeRef mty;
+    LLVMValueRef p = cg_elem_ptr(c, buf, idx, &mty), r;
+    if (!mask) {
+        r = LLVMBuildLoad2(c->b, v->vt, p, "");
+        LLVMSetAlignment(r, (unsigned)v->esize);
+    } else {
+        LLVMTypeRef tys[2] = {v->vt, c->ptr};
+        LLVMValueRef args[4] = {p, LLVMConstInt(c->i32, (unsigned)v->esize, 0), mask, fill};
+        r = call_intr(c, "llvm.masked.load", tys, 2, args, 4);
+    }
+    return cg_tag(c, r, buf);
+}
+static void vstore(vk *v, int buf, LLVMValueRef idx, LLVMValueRef x, LLVMValueRef mask) {
+    cg *c = v->c;
+    LLVMTypeRef mty;
+    LLVMValueRef p = cg_elem_ptr(c, buf, idx, &mty);
+    LLVMTypeRef tys[2] = {v->vt, c->ptr};
+    LLVMValueRef args[4] = {x, p, LLVMConstInt(c->i32, (unsigned)v->esize, 0), mask};
+    cg_tag(c, call_intr(c, "llvm.masked.store", tys, 2, args, 4), buf);
+}
+/* Lanes of buffer buf at elements base + offs[lane], for the lanes of mask
+ * (others fill). */
+static LLVMValueRef vgather_fill(vk *v, int buf, LLVMValueRef base, LLVMValueRef offs, LLVMValueRef mask, LLVMValueRef fill);
+static LLVMValueRef vgather(vk *v, int buf, LLVMValueRef base, LLVMValueRef offs, LLVMValueRef mask) {
+    return vgather_fill(v, buf, base, offs, mask, v->zero);
+}
+static LLVMValueRef vgather_fill(vk *v, int buf, LLVMValueRef base, LLVMValueRef offs, LLVMValueRef mask, LLVMValueRef fill) {
+    cg *c = v->c;
+    LLVMTypeRef mty;
+    LLVMValueRef p = cg_elem_ptr(c, buf, base, &mty);
+    LLVMValueRef ptrs = LLVMBuildGEP2(c->b, v->et, p, &offs, 1, "");
+    LLVMTypeRef tys[2] = {v->vt, LLVMTypeOf(ptrs)};
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(c->i32, (unsigned)v->esize, 0), mask, fill};
+    return cg_tag(c, call_intr(c, "llvm.masked.gather", tys, 2, args, 4), buf);
+}
+/* Element idx of buf in every lane. */
+static LLVMValueRef bcast(vk *v, int buf, LLVMValueRef idx) {
+    LLVMTypeRef mty;
+    LLVMValueRef x = cg_tag(v->c, LLVMBuildLoad2(v->c->b, v->et, cg_elem_ptr(v->c, buf, idx, &mty), ""), buf);
+    return splat(v, x);
+}
+static LLVMValueRef vfma(vk *v, LLVMValueRef a, LLVMValueRef b, LLVMValueRef acc) {
+    LLVMValueRef args[3] = {a, b, acc};
+    return call_intr(v->c, "llvm.fma", &v->vt, 1, args, 3);
+}
+/* acc[i] = fma(a, b, acc[i]), or only in the lanes of mask */
+static void acc_fma(vk *v, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b, LLVMValueRef mask) {
+    cg *c = v->c;
+    LLVMValueRef old = LLVMBuildLoad2(c->b, v->vt, acc, "");
+    LLVMValueRef x = vfma(v, a, b, old);
+    if (mask) x = LLVMBuildSelect(c->b, mask, x, old, "");
+    LLVMBuildStore(c->b, x, acc);
+}
+/* The sum of x's lanes: halves added in a fixed tree. */
+static LLVMValueRef hsum(vk *v, LLVMValueRef x) {
+    cg *c = v->c;
+    for (int w = v->vl / 2; w >= 1; w /= 2) {
+        LLVMValueRef lo[32], hi[32];
+        for (int i = 0; i < w; i++) lo[i] = LLVMConstInt(c->i32, (unsigned)i, 0), hi[i] = LLVMConstInt(c->i32, (unsigned)(w + i), 0);
+        LLVMValueRef a = LLVMBuildShuffleVector(c->b, x, LLVMGetPoison(LLVMTypeOf(x)), LLVMConstVector(lo, (unsigned)w), "");
+        LLVMValueRef b = LLVMBuildShuffleVector(c->b, x, LLVMGetPoison(LLVMTypeOf(x)), LLVMConstVector(hi, (unsigned)w), "");
+        x = LLVMBuildFAdd(c->b, a, b, "");
+    }
+    return LLVMBuildExtractElement(c->b, x, LLVMConstInt(c->i32, 0, 0), "");
+}
+/* Lanes o0 + l < n */
+static LLVMValueRef tail_mask(vk *v, LLVMValueRef o0, int64_t n) {
+    LLVMValueRef o = LLVMBuildAdd(v->c->b, splat(v, o0), v->iota, "");
+    return LLVMBuildICmp(v->c->b, LLVMIntSLT, o, isplat(v, n), "");
+}
+/* Row `row`, vector j of the mask table. */
+static LLVMValueRef table_mask(vk *v, LLVMValueRef row, LLVMValueRef j) {
+    cg *c = v->c;
+    LLVMValueRef i = add_(c, mulk(c, row, v->nvt), j);
+    LLVMValueRef m = LLVMBuildLoad2(c->b, v->mt, LLVMBuildGEP2(c->b, v->mt, v->table, &i, 1, ""), "");
+    if (LLVMGetTypeKind(v->mt) == LLVMIntegerTypeKind) return LLVMBuildBitCast(c->b, m, v->bt, "");
+    return LLVMBuildICmp(c->b, LLVMIntSLT, m, LLVMConstNull(v->mt), "");
+}
+
+/* A contiguous convolution's masks as constant data: row tap (r, s), vector
+ * j, lane l is output position o = j*VL + l of the plane of lanes (oh x
+ * ow), set when o is in the plane and its input (oh + beta + r*dbeta, ow +
+ * ...) is inside the input plane. */
+static void make_table(vk *v, int index, int64_t nvt) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    int64_t rows = p->taps[0] * p->taps[1], ohw = p->oh * p->ow;
+    LLVMValueRef *vals = malloc((size_t)(rows * nvt) * sizeof *vals);
+    if (!vals) return; /* leaves v->table NULL: the caller falls back */
+    for (int64_t row = 0; row < rows; row++)
+        for (int64_t j = 0; j < nvt; j++) {
+            uint64_t bits = 0;
+            for (int l = 0; l < v->vl; l++) {
+                int64_t o = j * v->vl + l;
+                if (o >= ohw) continue;
+                int64_t h = o / p->ow + p->beta[0] + (row / p->taps[1]) * p->dbeta[0];
+                int64_t w = o % p->ow + p->beta[1] + (row % p->taps[1]) * p->dbeta[1];
+                if (h >= 0 && h < p->ih && w >= 0 && w < p->iw) bits |= 1ull << l;
+            }
+            if (LLVMGetTypeKind(v->mt) == LLVMIntegerTypeKind) vals[row * nvt + j] = LLVMConstInt(v->mt, bits, 0);
+            else {
+                LLVMTypeRef it = LLVMGetElementType(v->mt);
+                LLVMValueRef lanes[16];
+                for (int l = 0; l < v->vl; l++) lanes[l] = LLVMConstInt(it, bits >> l & 1 ? ~0ull : 0, 0);
+                vals[row * nvt + j] = LLVMConstVector(lanes, (unsigned)v->vl);
+            }
+        }
+    char name[48];
+    snprintf(name, sizeof name, "lathe_k%d_masks", index);
+    LLVMTypeRef at = LLVMArrayType2(v->mt, (uint64_t)(rows * nvt));
+    v->table = LLVMAddGlobal(c->mod, at, name);
+    LLVMSetInitializer(v->table, LLVMConstArray2(v->mt, vals, (uint64_t)(rows * nvt)));
+    LLVMSetGlobalConstant(v->table, 1);
+    LLVMSetLinkage(v->table, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(v->table, LLVMGlobalUnnamedAddr);
+    v->nvt = nvt;
+    free(vals);
+}
+
+/* Gathers for output positions o0 + l of the plane of lanes and tap (r, s):
+ * each lane's input row ih*dv = oh*mu + beta + r*dbeta and column alike,
+ * offset ih*sh + iw*sw within an input plane, and the mask of the lanes in
+ * the plane whose input exists (inside the input, and a multiple of dv). */
+static void gather_lanes(vk *v, LLVMValueRef o0, LLVMValueRef r, LLVMValueRef s, int64_t sh, int64_t sw,
+                         LLVMValueRef *offs, LLVMValueRef *mask) {
+    /* in 32-bit lanes (fuse.c checks that the plane's offsets fit): x86 has
+     * no 64-bit vector multiply or divide by a constant before AVX-512 */
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    LLVMBuilderRef b = c->b;
+    LLVMTypeRef i32v = LLVMVectorType(c->i32, (unsigned)v->vl);
+    LLVMValueRef io[16];
+    for (int l = 0; l < v->vl; l++) io[l] = LLVMConstInt(c->i32, (unsigned)l, 0);
+#define K32(x) splat(v, LLVMConstInt(c->i32, (unsigned long long)(x), 1))
+    LLVMValueRef o = LLVMBuildAdd(b, splat(v, LLVMBuildTrunc(b, o0, c->i32, "")), LLVMConstVector(io, (unsigned)v->vl), "");
+    LLVMValueRef oh = LLVMBuildUDiv(b, o, K32(p->ow), "");
+    LLVMValueRef ow = LLVMBuildSub(b, o, LLVMBuildMul(b, oh, K32(p->ow), ""), "");
+    LLVMValueRef m = LLVMBuildICmp(b, LLVMIntSLT, o, K32(p->oh * p->ow), "");
+    LLVMValueRef pos[2] = {oh, ow}, tap[2] = {r, s}, in[2];
+    int64_t lim[2] = {p->ih, p->iw};
+    for (int d = 0; d < 2; d++) {
+        LLVMValueRef off = LLVMBuildTrunc(b, add_(c, k64(c, p->beta[d]), mulk(c, tap[d], p->dbeta[d])), c->i32, "");
+        LLVMValueRef num = LLVMBuildAdd(b, LLVMBuildMul(b, pos[d], K32(p->mu[d]), ""), splat(v, off), "");
+        m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntSGE, num, LLVMConstNull(i32v), ""), "");
+        m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntSLT, num, K32(lim[d] * p->dv[d]), ""), "");
+        if (p->dv[d] > 1) {
+            LLVMValueRef rem = LLVMBuildSRem(b, num, K32(p->dv[d]), "");
+            m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntEQ, rem, LLVMConstNull(i32v), ""), "");
+            num = LLVMBuildSDiv(b, num, K32(p->dv[d]), "");
+        }
+        in[d] = num;
+    }
+    *offs = LLVMBuildAdd(b, LLVMBuildMul(b, in[0], K32(sh), ""), LLVMBuildMul(b, in[1], K32(sw), ""), "");
+#undef K32
+    *mask = m;
+}
+
+/* The kernel's value at one element, stored at linear index lin of its
+ * output: raw through the epilogue, whose index variables (c->vars) the
+ * caller has set. */
+static void store_elem(vk *v, LLVMValueRef raw, LLVMValueRef lin) {
+    cg *c = v->c;
+    LLVMValueRef x = raw;
+    if (v->epi) {
+        c->memo[v->p->red->id] = raw;
+        c->memo_scope[v->p->red->id] = c->scopes[c->nscope - 1];
+        x = cg_gen(c, v->k->value);
+    }
+    LLVMTypeRef mty;
+    LLVMValueRef ptr = cg_elem_ptr(c, v->k->buf, lin, &mty);
+    if (c->f->bufs[v->k->buf].dtype == LATHE_BOOL) x = LLVMBuildZExt(c->b, x, c->i8, "");
+    cg_tag(c, LLVMBuildStore(c->b, x, ptr), v->k->buf);
+}
+
+/* A scratch array of n elements, in the entry block. */
+static LLVMValueRef scratch(vk *v, int64_t n) {
+    cg *c = v->c;
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b);
+    LLVMValueRef first = LLVMGetFirstInstruction(c->entry);
+    if (first) LLVMPositionBuilderBefore(c->b, first);
+    else LLVMPositionBuilderAtEnd(c->b, c->entry);
+    LLVMValueRef a = LLVMBuildAlloca(c->b, LLVMArrayType2(v->et, (uint64_t)n), "");
+    LLVMSetAlignment(a, 64);
+    LLVMPositionBuilderAtEnd(c->b, cur);
+    return a;
+}
+static LLVMValueRef scratch_at(vk *v, LLVMValueRef s, LLVMValueRef i) { return LLVMBuildGEP2(v->c->b, v->et, s, &i, 1, ""); }
+
+/* Rows of vectors (acc[i*nv + j], row i at output index row0 + i*rstride,
+ * vector j at + o0 + j*VL) of a tile of `rows` rows, `count` of them real,
+ * each of lanes [o0, olim) of a row: to the output with masked stores, or
+ * through scratch and the epilogue, setting vars with set(i, o). */
+typedef void (*setvars_fn)(vk *v, void *arg, LLVMValueRef i, LLVMValueRef o);
+static void store_rows(vk *v, LLVMValueRef *acc, int rows, int nv, LLVMValueRef count, LLVMValueRef row0,
+                       int64_t rstride, LLVMValueRef o0, int64_t olim, setvars_fn set, void *arg) {
+    cg *c = v->c;
+    if (!v->epi) {
+        LLVMValueRef masks[8];
+        for (int j = 0; j < nv; j++) masks[j] = tail_mask(v, addk(c, o0, (int64_t)j * v->vl), olim);
+        for (int i = 0; i < rows; i++) {
+            LLVMBasicBlockRef done = i ? if_begin(c, LLVMBuildICmp(c->b, LLVMIntSLT, k64(c, i), count, "")) : NULL;
+            for (int j = 0; j < nv; j++) {
+                LLVMValueRef x = LLVMBuildLoad2(c->b, v->vt, acc[i * nv + j], "");
+                vstore(v, v->k->buf, add_(c, addk(c, row0, i * rstride), addk(c, o0, (int64_t)j * v->vl)), x, masks[j]);
+            }
+            if (done) if_end(c, done);
+        }
+        return;
+    }
+    int64_t w = (int64_t)nv * v->vl;
+    LLVMValueRef s = scratch(v, rows * w);
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef st = LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, v->vt, acc[i * nv + j], ""),
+                                             scratch_at(v, s, k64(c, i * w + (int64_t)j * v->vl)));
+            LLVMSetAlignment(st, (unsigned)v->esize);
+        }
+    loop li, lo;
+    LLVMValueRef i = loop_begin(c, &li, k64(c, 0), count);
+    LLVMValueRef hi = mink(c, addk(c, o0, w), olim);
+    LLVMValueRef o = loop_begin(c, &lo, o0, hi);
+    set(v, arg, i, o);
+    LLVMValueRef raw = LLVMBuildLoad2(c->b, v->et, scratch_at(v, s, add_(c, mulk(c, i, w), LLVMBuildSub(c->b, o, o0, ""))), "");
+    store_elem(v, raw, add_(c, add_(c, row0, mulk(c, i, rstride)), o));
+    loop_end(c, &lo);
+    loop_end(c, &li);
+}
+
+/* Scalar results sum[i*nc + j] of a tile (rows x nc, counts rc x cc real),
+ * element (i, j) at output index lin(i, j) = base + i*si + j*sj: stored, or
+ * through scratch and the epilogue. */
+static void store_sums(vk *v, LLVMValueRef *sum, int rows, int nc, LLVMValueRef rc, LLVMValueRef cc, LLVMValueRef base,
+                       int64_t si, int64_t sj, setvars_fn set, void *arg) {
+    cg *c = v->c;
+    LLVMValueRef s = scratch(v, rows * nc);
+    for (int i = 0; i < rows * nc; i++) LLVMBuildStore(c->b, sum[i], scratch_at(v, s, k64(c, i)));
+    loop li, lj;
+    LLVMValueRef i = loop_begin(c, &li, k64(c, 0), rc);
+    LLVMValueRef j = loop_begin(c, &lj, k64(c, 0), cc);
+    if (v->epi) set(v, arg, i, j);
+    LLVMValueRef raw = LLVMBuildLoad2(c->b, v->et, scratch_at(v, s, add_(c, mulk(c, i, nc), j)), "");
+    store_elem(v, raw, add_(c, base, add_(c, mulk(c, i, si), mulk(c, j, sj))));
+    loop_end(c, &lj);
+    loop_end(c, &li);
+}
+
+static void zero_accs(vk *v, LLVMValueRef *acc, int n) {
+    for (int i = 0; i < n; i++) LLVMBuildStore(v->c->b, v->zero, acc[i]);
+}
+
+/* PLANE: out (N, KO, OH, OW); a tile is (n, group, block of tm channels), all
+ * of the plane in chunks of tn vectors; per chunk the reduction runs over
+ * taps (r, s), then reduced channels ci:
+ *   acc[i][j] += a[n, g*cr + ci, lanes of vector j shifted by the tap] * w[ko_i, ci, r, s] */
+typedef struct {
+    LLVMValueRef n, ko0;
+    int64_t ow;
+} plane_vars;
+static void plane_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef o) {
+    plane_vars *pv = arg;
+    cg *c = v->c;
+    c->vars[0] = pv->n;
+    c->vars[1] = add_(c, pv->ko0, i);
+    c->vars[2] = LLVMBuildUDiv(c->b, o, k64(c, pv->ow), "");
+    c->vars[3] = LLVMBuildURem(c->b, o, k64(c, pv->ow), "");
+}
+
+static void lower_plane(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *A = &p->a, *W = &p->b;
+    int kb = p->tm, nv = p->tn, vl = v->vl;
+    int64_t ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl), nch = cdiv64(nvec, nv), nkb = cdiv64(p->kog, kb);
+    int64_t ko_all = p->groups * p->kog;
+    LLVMValueRef kbi = remk(c, t, nkb), ng = divk(c, t, nkb), g = remk(c, ng, p->groups), n = divk(c, ng, p->groups);
+    LLVMValueRef kstart = mulk(c, kbi, kb), gk = mulk(c, g, p->kog);
+    LLVMValueRef kcount = mink(c, LLVMBuildSub(c->b, k64(c, p->kog), kstart, ""), kb);
+    LLVMValueRef wrow[8];
+    for (int i = 0; i < kb; i++) {
+        LLVMValueRef kin = mink(c, addk(c, kstart, i), p->kog - 1); /* clamped */
+        wrow[i] = p->bwd ? addk(c, add_(c, mulk(c, g, p->cr * W->st[0]), mulk(c, kin, W->st[1])), W->off)
+                         : addk(c, mulk(c, add_(c, gk, kin), W->st[0]), W->off);
+    }
+    int64_t wci = p->bwd ? W->st[0] : W->st[1];
+    LLVMValueRef abase = addk(c, add_(c, mulk(c, n, A->st[0]), mulk(c, g, p->cr * A->st[1])), A->off);
+    LLVMValueRef row0 = mulk(c, add_(c, add_(c, mulk(c, n, ko_all), gk), kstart), ohw);
+    LLVMValueRef acc[32];
+    for (int i = 0; i < kb * nv; i++) acc[i] = cg_alloca(c, v->vt);
+    loop lch, lr, ls, lc;
+    LLVMValueRef ch = loop_begin(c, &lch, k64(c, 0), k64(c, nch));
+    LLVMValueRef j0 = mulk(c, ch, nv), o0 = mulk(c, j0, vl);
+    zero_accs(v, acc, kb * nv);
+    LLVMValueRef r = loop_begin(c, &lr, k64(c, 0), k64(c, p->taps[0]));
+    LLVMValueRef s = loop_begin(c, &ls, k64(c, 0), k64(c, p->taps[1]));
+    LLVMValueRef mask[8], aoff[8], offs[8];
+    for (int j = 0; j < nv; j++) {
+        LLVMValueRef oj = addk(c, o0, (int64_t)j * vl);
+        if (p->contiguous) {
+            mask[j] = table_mask(v, add_(c, mulk(c, r, p->taps[1]), s), addk(c, j0, j));
+            LLVMValueRef toff = add_(c, mulk(c, addk(c, mulk(c, r, p->dbeta[0]), p->beta[0]), p->iw),
+                                     addk(c, mulk(c, s, p->dbeta[1]), p->beta[1]));
+            aoff[j] = add_(c, add_(c, abase, oj), toff);
+        } else gather_lanes(v, oj, r, s, A->st[2], A->st[3], &offs[j], &mask[j]);
+    }
+    LLVMValueRef wtap[8];
+    for (int i = 0; i < kb; i++) wtap[i] = add_(c, wrow[i], add_(c, mulk(c, r, W->st[2]), mulk(c, s, W->st[3])));
+    LLVMValueRef ci = loop_begin(c, &lc, k64(c, 0), k64(c, p->cr));
+    LLVMValueRef av[8];
+    for (int j = 0; j < nv; j++)
+        av[j] = p->contiguous ? vload(v, A->buf, add_(c, aoff[j], mulk(c, ci, A->st[1])), mask[j])
+                              : vgather(v, A->buf, add_(c, abase, mulk(c, ci, A->st[1])), offs[j], mask[j]);
+    for (int i = 0; i < kb; i++) {
+        LLVMValueRef w = bcast(v, W->buf, add_(c, wtap[i], mulk(c, ci, wci)));
+        /* the input gradient skips the taps of missing inputs (select); where
+         * lanes load as vectors (stride 1) they read zeros instead, as a
+         * correlation with the zero-padded gradient does (as in PyTorch) */
+        for (int j = 0; j < nv; j++) acc_fma(v, acc[i * nv + j], av[j], w, p->bwd && !p->contiguous ? mask[j] : NULL);
+    }
+    loop_end(c, &lc);
+    loop_end(c, &ls);
+    loop_end(c, &lr);
+    plane_vars pv = {n, add_(c, gk, kstart), p->ow};
+    store_rows(v, acc, kb, nv, kcount, row0, ohw, o0, ohw, plane_set, &pv);
+    loop_end(c, &lch);
+}
+
+/* WGRAD: out (K, Cg, R, S); a tile is (group, tm output channels, tn input
+ * channels), every tap; its reduction runs over images n, then taps, then
+ * vectors j of the gradient's plane:
+ *   acc[tap][i][jj] += gy[n, k_i, lanes of j] * x[n, g*cr + c_jj, lanes of j shifted by the tap]
+ * The accumulators of a tap are registers while its j loop runs, and wait in
+ * the tile's scratch for the next image; so an image's planes, loaded once
+ * from memory, serve every tap from the cache. */
+typedef struct {
+    LLVMValueRef k0, c0, r, s;
+} wgrad_vars;
+static void wgrad_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef j) {
+    wgrad_vars *wv = arg;
+    cg *c = v->c;
+    c->vars[0] = add_(c, wv->k0, i);
+    c->vars[1] = add_(c, wv->c0, j);
+    c->vars[2] = wv->r;
+    c->vars[3] = wv->s;
+}
+
+static void lower_wgrad(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *X = &p->a, *G = &p->b;
+    int kb = p->tm, cb = p->tn, vl = v->vl, na = kb * cb;
+    int64_t taps = p->taps[0] * p->taps[1], ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl);
+    int64_t nkb = cdiv64(p->kog, kb), ncb = cdiv64(p->cr, cb);
+    LLVMValueRef cbi = remk(c, t, ncb), t2 = divk(c, t, ncb), kbi = remk(c, t2, nkb), g = divk(c, t2, nkb);
+    LLVMValueRef kstart = mulk(c, kbi, kb), cstart = mulk(c, cbi, cb), gk = mulk(c, g, p->kog);
+    LLVMValueRef kcount = mink(c, LLVMBuildSub(c->b, k64(c, p->kog), kstart, ""), kb);
+    LLVMValueRef ccount = mink(c, LLVMBuildSub(c->b, k64(c, p->cr), cstart, ""), cb);
+    LLVMValueRef gyrow[8], xrow[8];
+    for (int i = 0; i < kb; i++) gyrow[i] = addk(c, mulk(c, add_(c, gk, mink(c, addk(c, kstart, i), p->kog - 1)), G->st[1]), G->off);
+    for (int j = 0; j < cb; j++)
+        xrow[j] = addk(c, mulk(c, add_(c, mulk(c, g, p->cr), mink(c, addk(c, cstart, j), p->cr - 1)), X->st[1]), X->off);
+    /* the taps' accumulators between images: (tap, i, jj) vectors */
+    LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b);
+    LLVMValueRef first = LLVMGetFirstInstruction(c->entry);
+    if (first) LLVMPositionBuilderBefore(c->b, first);
+    else LLVMPositionBuilderAtEnd(c->b, c->entry);
+    LLVMValueRef part = LLVMBuildAlloca(c->b, LLVMArrayType2(v->vt, (uint64_t)(taps * na)), "");
+    LLVMSetAlignment(part, 64);
+    LLVMPositionBuilderAtEnd(c->b, cur);
+    loop lz, ln, lt, lj, ls;
+    LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, taps * na));
+    LLVMBuildStore(c->b, v->zero, LLVMBuildGEP2(c->b, v->vt, part, &z, 1, ""));
+    loop_end(c, &lz);
+    LLVMValueRef acc[32];
+    for (int i = 0; i < na; i++) acc[i] = cg_alloca(c, v->vt);
+    LLVMValueRef n = loop_begin(c, &ln, k64(c, 0), k64(c, p->n));
+    LLVMValueRef tap = loop_begin(c, &lt, k64(c, 0), k64(c, taps));
+    LLVMValueRef r = divk(c, tap, p->taps[1]), s = remk(c, tap, p->taps[1]);
+    LLVMValueRef slot[32];
+    for (int i = 0; i < na; i++) {
+        LLVMValueRef at = addk(c, mulk(c, tap, na), i);
+        slot[i] = LLVMBuildGEP2(c->b, v->vt, part, &at, 1, "");
+        LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, v->vt, slot[i], ""), acc[i]);
+    }
+    LLVMValueRef toff = k64(c, 0);
+    if (p->contiguous)
+        toff = add_(c, mulk(c, addk(c, mulk(c, r, p->dbeta[0]), p->beta[0]), p->iw), addk(c, mulk(c, s, p->dbeta[1]), p->beta[1]));
+    /* the plane's whole vectors, then its partial last one (gy masked) */
+    int64_t whole = ohw / vl;
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass ? whole == nvec : whole == 0) continue;
+        LLVMValueRef j = pass ? k64(c, whole) : loop_begin(c, &lj, k64(c, 0), k64(c, whole));
+        if (pass) cg_push_scope(c);
+        LLVMValueRef o0 = mulk(c, j, vl), xm, gm = pass ? tail_mask(v, o0, ohw) : NULL, offs = NULL;
+        if (p->contiguous) xm = table_mask(v, tap, j);
+        else gather_lanes(v, o0, r, s, X->st[2], X->st[3], &offs, &xm);
+        LLVMValueRef xv[8];
+        for (int jj = 0; jj < cb; jj++) {
+            LLVMValueRef base = add_(c, add_(c, xrow[jj], mulk(c, n, X->st[0])), toff);
+            xv[jj] = p->contiguous ? vload(v, X->buf, add_(c, base, o0), xm) : vgather(v, X->buf, base, offs, xm);
+        }
+        for (int i = 0; i < kb; i++) {
+            LLVMValueRef gv = vload(v, G->buf, add_(c, add_(c, gyrow[i], mulk(c, n, G->st[0])), o0), gm);
+            for (int jj = 0; jj < cb; jj++) acc_fma(v, acc[i * cb + jj], gv, xv[jj], NULL);
+        }
+        if (pass) cg_pop_scope(c);
+        else loop_end(c, &lj);
+    }
+    for (int i = 0; i < na; i++) LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, v->vt, acc[i], ""), slot[i]);
+    loop_end(c, &lt);
+    loop_end(c, &ln);
+    /* each partial's lanes summed, for the tile's real elements: out (K, Cg,
+     * R, S) holds (k, c, r, s) at (k*Cg + c)*R*S + tap (one loop, so one
+     * copy of the code whatever the tile) */
+    LLVMValueRef at = loop_begin(c, &ls, k64(c, 0), k64(c, taps * na));
+    LLVMValueRef q = remk(c, at, na), i = divk(c, q, cb), jj = remk(c, q, cb);
+    tap = divk(c, at, na);
+    LLVMValueRef real = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, kcount, ""),
+                                     LLVMBuildICmp(c->b, LLVMIntSLT, jj, ccount, ""), "");
+    LLVMBasicBlockRef done = if_begin(c, real);
+    LLVMValueRef sum = hsum(v, LLVMBuildLoad2(c->b, v->vt, LLVMBuildGEP2(c->b, v->vt, part, &at, 1, ""), ""));
+    LLVMValueRef k = add_(c, add_(c, gk, kstart), i), ci = add_(c, cstart, jj);
+    if (v->epi) {
+        wgrad_vars wv = {k, ci, divk(c, tap, p->taps[1]), remk(c, tap, p->taps[1])};
+        wgrad_set(v, &wv, k64(c, 0), k64(c, 0));
+    }
+    store_elem(v, sum, add_(c, mulk(c, add_(c, mulk(c, k, p->cr), ci), taps), tap));
+    if_end(c, done);
+    loop_end(c, &ls);
+}
+
+/* Matmul tiles: (batch, block of tm rows, block of tn vectors or columns). */
+typedef struct {
+    LLVMValueRef bidx[LATHE_MAX_RANK], m0, n0;
+    int nbatch;
+} mm_vars;
+static void mm_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef j) {
+    mm_vars *mv = arg;
+    cg *c = v->c;
+    for (int d = 0; d < mv->nbatch; d++) c->vars[d] = mv->bidx[d];
+    c->vars[mv->nbatch] = add_(c, mv->m0, i);
+    c->vars[mv->nbatch + 1] = v->p->kind == LT_C_MM_BCAST ? j : add_(c, mv->n0, j);
+}
+
+/* The batch index bt unravelled, and a's and b's offsets there. */
+static void mm_batch(vk *v, LLVMValueRef bt, mm_vars *mv, LLVMValueRef *aoff, LLVMValueRef *boff) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    *aoff = k64(c, p->a.off);
+    *boff = k64(c, p->b.off);
+    mv->nbatch = p->nbatch;
+    for (int d = p->nbatch - 1; d >= 0; d--) {
+        mv->bidx[d] = d ? remk(c, bt, p->batch[d]) : bt;
+        bt = divk(c, bt, p->batch[d]);
+        *aoff = add_(c, *aoff, mulk(c, mv->bidx[d], p->a_bst[d]));
+        *boff = add_(c, *boff, mulk(c, mv->bidx[d], p->b_bst[d]));
+    }
+}
+
+/* MM_BCAST: c[m_i, lanes of vector j] += a[m_i, kk] * b[kk, lanes of vector j] */
+static void lower_mm_bcast(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    int mb = p->tm, nv = p->tn, vl = v->vl;
+    int64_t nmb = cdiv64(p->m, mb), nnb = cdiv64(cdiv64(p->ncol, vl), nv);
+    LLVMValueRef mbi = remk(c, t, nmb), t2 = divk(c, t, nmb), nbi = remk(c, t2, nnb), bt = divk(c, t2, nnb);
+    mm_vars mv;
+    LLVMValueRef aoff, boff;
+    mm_batch(v, bt, &mv, &aoff, &boff);
+    LLVMValueRef m0 = mulk(c, mbi, mb), n0 = mulk(c, nbi, (int64_t)nv * vl);
+    LLVMValueRef mcount = mink(c, LLVMBuildSub(c->b, k64(c, p->m), m0, ""), mb);
+    LLVMValueRef arow[8], nmask[8];
+    for (int i = 0; i < mb; i++) arow[i] = add_(c, aoff, mulk(c, mink(c, addk(c, m0, i), p->m - 1), p->am));
+    for (int j = 0; j < nv; j++) nmask[j] = tail_mask(v, addk(c, n0, (int64_t)j * vl), p->ncol);
+    LLVMValueRef acc[32];
+    for (int i = 0; i < mb * nv; i++) acc[i] = cg_alloca(c, v->vt);
+    zero_accs(v, acc, mb * nv);
+    /* tiles whose columns are all inside load without masks */
+    bool ragged = p->ncol % ((int64_t)nv * vl) != 0;
+    LLVMBasicBlockRef join = NULL, other = NULL;
+    if (ragged) {
+        LLVMValueRef full = LLVMBuildICmp(c->b, LLVMIntSLE, addk(c, n0, (int64_t)nv * vl), k64(c, p->ncol), "");
+        LLVMBasicBlockRef whole = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "whole");
+        other = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "ragged");
+        join = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tiled");
+        LLVMBuildCondBr(c->b, full, whole, other);
+        LLVMPositionBuilderAtEnd(c->b, whole);
+    }
+    for (int pass = 0; pass < (ragged ? 2 : 1); pass++) {
+        if (pass) LLVMPositionBuilderAtEnd(c->b, other);
+        cg_push_scope(c);
+        loop lk;
+        LLVMValueRef kk = loop_begin(c, &lk, k64(c, 0), k64(c, p->k));
+        LLVMValueRef bv[8];
+        for (int j = 0; j < nv; j++)
+            bv[j] = vload(v, p->b.buf, add_(c, add_(c, boff, mulk(c, kk, p->bk)), addk(c, n0, (int64_t)j * vl)), pass ? nmask[j] : NULL);
+        for (int i = 0; i < mb; i++) {
+            LLVMValueRef a = bcast(v, p->a.buf, add_(c, arow[i], mulk(c, kk, p->ak)));
+            for (int j = 0; j < nv; j++) acc_fma(v, acc[i * nv + j], a, bv[j], NULL);
+        }
+        loop_end(c, &lk);
+        cg_pop_scope(c);
+        if (ragged) LLVMBuildBr(c->b, join);
+    }
+    if (ragged) LLVMPositionBuilderAtEnd(c->b, join);
+    mv.m0 = m0;
+    mv.n0 = n0;
+    LLVMValueRef row0 = add_(c, mulk(c, bt, p->m * p->ncol), mulk(c, m0, p->ncol));
+    store_rows(v, acc, mb, nv, mcount, row0, p->ncol, n0, p->ncol, mm_set, &mv);
+}
+
+/* MM_DOT: c[m_i, n_j] = sum over lanes of a[m_i, k lanes] * b[k lanes, n_j] */
+static void lower_mm_dot(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    int mb = p->tm, nb = p->tn, vl = v->vl;
+    int64_t nmb = cdiv64(p->m, mb), nnb = cdiv64(p->ncol, nb), kfull = p->k / vl;
+    LLVMValueRef nbi = remk(c, t, nnb), t2 = divk(c, t, nnb), mbi = remk(c, t2, nmb), bt = divk(c, t2, nmb);
+    mm_vars mv;
+    LLVMValueRef aoff, boff;
+    mm_batch(v, bt, &mv, &aoff, &boff);
+    LLVMValueRef m0 = mulk(c, mbi, mb), n0 = mulk(c, nbi, nb);
+    LLVMValueRef mcount = mink(c, LLVMBuildSub(c->b, k64(c, p->m), m0, ""), mb);
+    LLVMValueRef ncount = mink(c, LLVMBuildSub(c->b, k64(c, p->ncol), n0, ""), nb);
+    LLVMValueRef arow[8], bcol[8];
+    for (int i = 0; i < mb; i++) arow[i] = add_(c, aoff, mulk(c, mink(c, addk(c, m0, i), p->m - 1), p->am));
+    for (int j = 0; j < nb; j++) bcol[j] = add_(c, boff, mulk(c, mink(c, addk(c, n0, j), p->ncol - 1), p->bn));
+    LLVMValueRef acc[32];
+    for (int i = 0; i < mb * nb; i++) acc[i] = cg_alloca(c, v->vt);
+    zero_accs(v, acc, mb * nb);
+    for (int pass = 0; pass < 2; pass++) { /* full vectors, then the tail */
+        if (pass == 1 && p->k % vl == 0) break;
+        loop lk;
+        LLVMValueRef kv = pass ? k64(c, kfull) : loop_begin(c, &lk, k64(c, 0), k64(c, kfull));
+        LLVMValueRef k0 = mulk(c, kv, vl), mask = pass ? tail_mask(v, k0, p->k) : NULL;
+        LLVMValueRef bv[8];
+        for (int j = 0; j < nb; j++) bv[j] = vload(v, p->b.buf, add_(c, bcol[j], k0), mask);
+        for (int i = 0; i < mb; i++) {
+            LLVMValueRef a = vload(v, p->a.buf, add_(c, arow[i], k0), mask);
+            for (int j = 0; j < nb; j++) acc_fma(v, acc[i * nb + j], a, bv[j], NULL);
+        }
+        if (!pass) loop_end(c, &lk);
+    }
+    LLVMValueRef sum[32];
+    for (int i = 0; i < mb * nb; i++) sum[i] = hsum(v, LLVMBuildLoad2(c->b, v->vt, acc[i], ""));
+    mv.m0 = m0;
+    mv.n0 = n0;
+    LLVMValueRef base = add_(c, mulk(c, bt, p->m * p->ncol), add_(c, mulk(c, m0, p->ncol), n0));
+    store_sums(v, sum, mb, nb, mcount, ncount, base, p->ncol, 1, mm_set, &mv);
+}
+
+/* POOL: out (N, C, P, Q); a tile is one plane (n, c), in chunks of tn
+ * vectors; missing inputs are -inf, and the maximum follows the scalar
+ * rule: NaN propagates, a NaN input wins, ties keep the first. */
+static LLVMValueRef max_rule(cg *c, LLVMValueRef acc, LLVMValueRef x) {
+    LLVMValueRef m = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUGT, x, acc, ""), x, acc, "");
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, acc, acc, ""), acc, m, "");
+}
+
+static void lower_pool(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *A = &p->a;
+    int nv = p->tn, vl = v->vl;
+    int64_t ohw = p->oh * p->ow, nch = cdiv64(cdiv64(ohw, vl), nv);
+    LLVMValueRef n = divk(c, t, p->kog), ch = remk(c, t, p->kog);
+    LLVMValueRef abase = addk(c, add_(c, mulk(c, n, A->st[0]), mulk(c, ch, A->st[1])), A->off);
+    LLVMValueRef ninf = splat(v, LLVMConstReal(v->et, -INFINITY));
+    LLVMValueRef acc[8];
+    for (int j = 0; j < nv; j++) acc[j] = cg_alloca(c, v->vt);
+    loop lch, lr, ls;
+    LLVMValueRef chk = loop_begin(c, &lch, k64(c, 0), k64(c, nch));
+    LLVMValueRef j0 = mulk(c, chk, nv), o0 = mulk(c, j0, vl);
+    for (int j = 0; j < nv; j++) LLVMBuildStore(c->b, ninf, acc[j]);
+    LLVMValueRef r = loop_begin(c, &lr, k64(c, 0), k64(c, p->taps[0]));
+    LLVMValueRef s = loop_begin(c, &ls, k64(c, 0), k64(c, p->taps[1]));
+    for (int j = 0; j < nv; j++) {
+        LLVMValueRef oj = addk(c, o0, (int64_t)j * vl), x;
+        if (p->contiguous) {
+            LLVMValueRef mask = table_mask(v, add_(c, mulk(c, r, p->taps[1]), s), addk(c, j0, j));
+            LLVMValueRef toff = add_(c, mulk(c, addk(c, r, p->beta[0]), p->iw), addk(c, s, p->beta[1]));
+            x = vload_fill(v, A->buf, add_(c, add_(c, abase, oj), toff), mask, ninf);
+        } else {
+            LLVMValueRef offs, mask;
+            gather_lanes(v, oj, r, s, A->st[2], A->st[3], &offs, &mask);
+            x = vgather_fill(v, A->buf, abase, offs, mask, ninf);
+        }
+        LLVMBuildStore(c->b, max_rule(c, LLVMBuildLoad2(c->b, v->vt, acc[j], ""), x), acc[j]);
+    }
+    loop_end(c, &ls);
+    loop_end(c, &lr);
+    plane_vars pv = {n, ch, p->ow};
+    store_rows(v, acc, 1, nv, k64(c, 1), mulk(c, t, ohw), ohw, o0, ohw, plane_set, &pv);
+    loop_end(c, &lch);
+}
+
+/* POOL_BWD: out (N, C, H, W); a tile is one plane (n, c).  Windows go in
+ * vectors (lanes over the output plane, as POOL): each window's arg-max
+ * (the scalar rule: the first maximum, a NaN winning, the last NaN last)
+ * is found once, with gathers and blends, never branches; then lane by
+ * lane, windows in order, the window's gradient goes to the element it
+ * points at in a scratch plane (added, when windows overlap), which then
+ * goes through the epilogue.  A lane with no real element to point at
+ * writes a spare slot past the plane. */
+static void lower_pool_bwd(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *X = &p->a, *G = &p->b;
+    int vl = v->vl;
+    int64_t ihw = p->ih * p->iw, ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl);
+    LLVMBuilderRef b = c->b;
+    LLVMTypeRef i32v = LLVMVectorType(c->i32, (unsigned)vl);
+#define K32(x) splat(v, LLVMConstInt(c->i32, (unsigned long long)(x), 1))
+    LLVMValueRef n = divk(c, t, p->kog), ch = remk(c, t, p->kog);
+    LLVMValueRef xbase = addk(c, add_(c, mulk(c, n, X->st[0]), mulk(c, ch, X->st[1])), X->off);
+    LLVMValueRef gbase = addk(c, add_(c, mulk(c, n, G->st[0]), mulk(c, ch, G->st[1])), G->off);
+    LLVMValueRef sc = scratch(v, ihw + 1), ninf = splat(v, LLVMConstReal(v->et, -INFINITY));
+    bool overlap = p->mu[0] < p->taps[0] || p->mu[1] < p->taps[1];
+    loop lz, lj, lo;
+    LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, ihw + 1));
+    LLVMBuildStore(b, LLVMConstReal(v->et, 0), scratch_at(v, sc, z));
+    loop_end(c, &lz);
+    LLVMValueRef j = loop_begin(c, &lj, k64(c, 0), k64(c, nvec));
+    LLVMValueRef o0 = mulk(c, j, vl);
+    LLVMValueRef io[16];
+    for (int l = 0; l < vl; l++) io[l] = LLVMConstInt(c->i32, (unsigned)l, 0);
+    LLVMValueRef o = LLVMBuildAdd(b, splat(v, LLVMBuildTrunc(b, o0, c->i32, "")), LLVMConstVector(io, (unsigned)vl), "");
+    LLVMValueRef oh = LLVMBuildUDiv(b, o, K32(p->ow), ""), ow = LLVMBuildSub(b, o, LLVMBuildMul(b, oh, K32(p->ow), ""), "");
+    LLVMValueRef real = LLVMBuildICmp(b, LLVMIntSLT, o, K32(ohw), "");
+    LLVMValueRef best = ninf, bi = LLVMConstNull(i32v);
+    for (int64_t i = 0; i < p->taps[0]; i++)
+        for (int64_t jj = 0; jj < p->taps[1]; jj++) {
+            LLVMValueRef offs, mask;
+            gather_lanes(v, o0, k64(c, i), k64(c, jj), X->st[2], X->st[3], &offs, &mask);
+            LLVMValueRef x = vgather_fill(v, X->buf, xbase, offs, mask, ninf);
+            LLVMValueRef better = LLVMBuildOr(b, LLVMBuildFCmp(b, LLVMRealOGT, x, best, ""),
+                                              LLVMBuildFCmp(b, LLVMRealUNO, x, x, ""), "");
+            best = LLVMBuildSelect(b, better, x, best, "");
+            bi = LLVMBuildSelect(b, better, K32(i * p->taps[1] + jj), bi, "");
+        }
+    LLVMValueRef g;
+    if (G->st[3] == 1 && G->st[2] == p->ow) g = vload(v, G->buf, add_(c, gbase, o0), real);
+    else {
+        LLVMValueRef offs = LLVMBuildAdd(b, LLVMBuildMul(b, oh, K32(G->st[2]), ""), LLVMBuildMul(b, ow, K32(G->st[3]), ""), "");
+        g = vgather(v, G->buf, gbase, offs, real);
+    }
+    LLVMValueRef h = LLVMBuildAdd(b, LLVMBuildMul(b, oh, K32(p->mu[0]), ""), LLVMBuildAdd(b, K32(p->beta[0]), LLVMBuildUDiv(b, bi, K32(p->taps[1]), ""), ""), "");
+    LLVMValueRef w = LLVMBuildAdd(b, LLVMBuildMul(b, ow, K32(p->mu[1]), ""), LLVMBuildAdd(b, K32(p->beta[1]), LLVMBuildURem(b, bi, K32(p->taps[1]), ""), ""), "");
+    LLVMValueRef in = real, pos2[2] = {h, w};
+    int64_t lim[2] = {p->ih, p->iw};
+    for (int d = 0; d < 2; d++) {
+        in = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSGE, pos2[d], LLVMConstNull(i32v), ""), "");
+        in = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSLT, pos2[d], K32(lim[d]), ""), "");
+    }
+    LLVMValueRef pos = LLVMBuildSelect(b, in, LLVMBuildAdd(b, LLVMBuildMul(b, h, K32(p->iw), ""), w, ""), K32(ihw), "");
+    for (int l = 0; l < vl; l++) {
+        LLVMValueRef li = LLVMConstInt(c->i32, (unsigned)l, 0);
+        LLVMValueRef at = scratch_at(v, sc, LLVMBuildSExt(b, LLVMBuildExtractElement(b, pos, li, ""), c->i64, ""));
+        LLVMValueRef gl = LLVMBuildExtractElement(b, g, li, "");
+        LLVMBuildStore(b, overlap ? LLVMBuildFAdd(b, LLVMBuildLoad2(b, v->et, at, ""), gl, "") : gl, at);
+    }
+#undef K32
+    loop_end(c, &lj);
+    o = loop_begin(c, &lo, k64(c, 0), k64(c, ihw));
+    if (v->epi) {
+        c->vars[0] = n;
+        c->vars[1] = ch;
+        c->vars[2] = LLVMBuildUDiv(b, o, k64(c, p->iw), "");
+        c->vars[3] = LLVMBuildURem(b, o, k64(c, p->iw), "");
+    }
+    store_elem(v, LLVMBuildLoad2(b, v->et, scratch_at(v, sc, o), ""), add_(c, mulk(c, t, ihw), o));
+    loop_end(c, &lo);
+}
+
+typedef struct {
+    vk *v;
+} tile_state;
+
+static void tile_body(cg *c, void *arg) {
+    vk *v = ((tile_state *)arg)->v;
+    LLVMValueRef t = c->vars[v->k->nvars];
+    switch (v->p->kind) {
+    case LT_C_PLANE: lower_plane(v, t); break;
+    case LT_C_WGRAD: lower_wgrad(v, t); break;
+    case LT_C_MM_BCAST: lower_mm_bcast(v, t); break;
+    case LT_C_MM_DOT: lower_mm_dot(v, t); break;
+    case LT_C_POOL: lower_pool(v, t); break;
+    case LT_C_POOL_BWD: lower_pool_bwd(v, t); break;
+    }
+}
+
+/* The tile loop of a contraction kernel over [begin, end); false when the
+ * plan cannot be lowered (out of memory), and the caller lowers the
+ * expression instead. */
+bool lt_lower_tiles(cg *c, const lt_kernel *k, int index) {
+    const lt_contract *p = k->con;
+    LT_ASSERT(p->tm >= 1 && p->tm <= 8 && p->tn >= 1 && p->tn <= 8 && p->tm * p->tn <= 32 && p->vl <= 16);
+    vk v = {c, k, p, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, false};
+    lathe_dtype dt = c->f->bufs[p->a.buf].dtype;
+    v.vl = p->vl;
+    v.esize = (int)lathe_dtype_size(dt);
+    v.et = ty(c, dt);
+    v.vt = LLVMVectorType(v.et, (unsigned)v.vl);
+    v.bt = LLVMVectorType(c->i1, (unsigned)v.vl);
+    v.mt = v.vl * v.esize == 64 ? LLVMIntTypeInContext(c->ctx, (unsigned)v.vl)
+                                : LLVMVectorType(LLVMIntTypeInContext(c->ctx, 8 * (unsigned)v.esize), (unsigned)v.vl);
+    v.zero = LLVMConstNull(v.vt);
+    LLVMValueRef io[16];
+    for (int i = 0; i < v.vl; i++) io[i] = k64(c, i);
+    v.iota = LLVMConstVector(io, (unsigned)v.vl);
+    v.epi = k->value != p->red;
+    if (v.vl * v.esize == 64) { /* 512-bit vectors stay whole (x86 splits them where 256 is preferred) */
+        LLVMAddTargetDependentFunctionAttr(c->fn, "min-legal-vector-width", "512");
+        LLVMAddTargetDependentFunctionAttr(c->fn, "prefer-vector-width", "512");
+    }
+    if (p->contiguous && p->kind != LT_C_POOL_BWD) {
+        int64_t nvec = cdiv64(p->oh * p->ow, v.vl);
+        make_table(&v, index, p->kind == LT_C_WGRAD ? nvec : cdiv64(nvec, p->tn) * p->tn);
+        if (!v.table) return false;
+    }
+    tile_state ts = {&v};
+    cg_loop(c, k->nvars, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), tile_body, &ts);
+    return true;
+}
