@@ -27,13 +27,11 @@
  * A contraction (matmul, conv2d and its gradients) or a max-pool (and its
  * gradient) computed at its kernel's own element, with operands that are
  * strided views of buffers, also gets a plan for the vector lowering
- * (kernel.h's lt_contract): the views, a register tile sized for the host's
- * vector unit, and the kernel's parallel range counted in tiles. */
+ * (kernel.h's lt_contract, made by contract.c): the views, a register tile
+ * sized for the host's vector unit, and the kernel's parallel range counted
+ * in tiles.  The dumps of the result are in fuse_print.c. */
 #include <math.h>
 #include <string.h>
-
-#include <llvm-c/Core.h>
-#include <llvm-c/TargetMachine.h>
 
 #include "kernel.h"
 #include "lathe_compiler.h"
@@ -186,301 +184,6 @@ static lt_expr *xreduce(fz *z, lt_rkind rk, lathe_dtype t, int n, const int *var
 }
 
 static int newvar(fz *z) { return z->nextvar++; }
-
-/* ---- contraction plans (kernel.h) ------------------------------------------------ */
-
-/* Strides of a view of shape os, strides ost, reshaped to ns, as torch's
- * view computes them (THTensor_compute_stride); false when the reshape would
- * need a copy. */
-static bool view_reshape(int orank, const int64_t *os, const int64_t *ost, int nrank, const int64_t *ns, int64_t *nst) {
-    if (orank == 0 || nrank == 0) return false;
-    int vd = nrank - 1;
-    int64_t base = ost[orank - 1], tnum = 1, vnum = 1;
-    for (int td = orank - 1; td >= 0; td--) {
-        tnum *= os[td];
-        if (td == 0 || (os[td - 1] != 1 && ost[td - 1] != tnum * base)) {
-            while (vd >= 0 && (vnum < tnum || ns[vd] == 1)) {
-                nst[vd] = vnum * base;
-                vnum *= ns[vd];
-                vd--;
-            }
-            if (vnum != tnum) return false;
-            if (td > 0) {
-                base = ost[td - 1];
-                tnum = vnum = 1;
-            }
-        }
-    }
-    return vd == -1;
-}
-
-/* Node n as a strided view of a buffer, through the index ops inlined into
- * the kernel being built; false for anything else. */
-static bool view_of(fz *z, const lathe_node *n, lt_view *v) {
-    int b = z->f->buf_of[n->id];
-    if (b >= 0) {
-        if (n->id == z->root) return false;
-        v->buf = b;
-        v->off = 0;
-        lt_strides(n->rank, n->shape, v->st);
-        return true;
-    }
-    const lathe_node *x = n->nin ? n->in[0] : NULL;
-    lt_view u;
-    if (!x || lt_ops[n->op].kind == LT_LEAF || !view_of(z, x, &u)) return false;
-    *v = u;
-    switch (n->op) {
-    case LT_OP_RESHAPE:
-    case LT_OP_FLATTEN: return view_reshape(x->rank, x->shape, u.st, n->rank, n->shape, v->st);
-    case LT_OP_PERMUTE:
-        for (int i = 0; i < n->rank; i++) v->st[i] = u.st[n->attr[0].v[i]];
-        return true;
-    case LT_OP_BROADCAST_TO:
-        for (int d = 0; d < n->rank; d++) {
-            int xd = d - (n->rank - x->rank);
-            v->st[d] = xd < 0 || x->shape[xd] == 1 ? 0 : u.st[xd];
-        }
-        return true;
-    case LT_OP_SLICE: {
-        int64_t ax = n->attr[0].v[0];
-        v->off = u.off + n->attr[1].v[0] * u.st[ax];
-        v->st[ax] = u.st[ax] * n->attr[3].v[0];
-        return true;
-    }
-    default: return false;
-    }
-}
-
-static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
-/* Gathers compute a plane's positions and offsets in 32-bit lanes: the
- * output plane, the input rows and columns (times the divisor), and the
- * offsets from the plane's start through view v must fit. */
-static bool lanes_fit(const lt_contract *c, const lt_view *v) {
-    int64_t lim = (int64_t)1 << 30;
-    int64_t s2 = v->st[2] < 0 ? -v->st[2] : v->st[2], s3 = v->st[3] < 0 ? -v->st[3] : v->st[3];
-    return c->oh * c->ow < lim && c->oh * c->mu[0] + c->ih * c->dv[0] + c->taps[0] * (c->dbeta[0] < 0 ? -c->dbeta[0] : c->dbeta[0]) < lim &&
-           c->ow * c->mu[1] + c->iw * c->dv[1] + c->taps[1] * (c->dbeta[1] < 0 ? -c->dbeta[1] : c->dbeta[1]) < lim &&
-           c->ih * s2 + c->iw * s3 < lim;
-}
-
-/* The vector unit tiles are sized for: with AVX-512, 32 registers of 64
- * bytes and mask registers; else (AVX2, and the guess elsewhere) 16 of 32
- * bytes, masks held in vector registers and masked loads slower.  The code
- * is correct on any target; LATHE_VECTOR_BYTES=32 or 64 overrides the host's
- * answer (to test both kinds of tile on one machine). */
-typedef struct {
-    int bytes, regs;
-    bool kmask;
-} vunit;
-
-static vunit host_vunit(void) {
-    const char *env = getenv("LATHE_VECTOR_BYTES");
-    bool wide;
-    if (env && (!strcmp(env, "32") || !strcmp(env, "64"))) wide = !strcmp(env, "64");
-    else {
-        char *feat = LLVMGetHostCPUFeatures();
-        wide = feat && strstr(feat, "+avx512f") != NULL;
-        LLVMDisposeMessage(feat);
-    }
-    return wide ? (vunit){64, 32, true} : (vunit){32, 16, false};
-}
-
-/* A contiguous plan's mask table (lower_llvm.c's make_table: a mask per tap
- * and vector of the plane, bits with mask registers, else a vector) stays
- * small constant data. */
-static bool table_fits(const lt_contract *c, const vunit *u) {
-    int64_t nvec = cdiv(c->oh * c->ow, c->vl), nvt = c->kind == LT_C_WGRAD ? nvec : cdiv(nvec, c->tn) * c->tn;
-    int64_t entry = u->kmask ? (c->vl + 7) / 8 : u->bytes;
-    return c->taps[0] * c->taps[1] * nvt * entry <= (256 << 10);
-}
-
-/* Cycles of one reduction step of a register tile: `fma` FMAs at 2 a cycle,
- * loads at 2 a cycle, a masked load counting 1.5 without mask registers. */
-static double step_cycles(const vunit *u, int fma, int masked, int plain) {
-    double f = fma / 2.0, l = (masked * (u->kmask ? 1.0 : 1.5) + plain) / 2.0;
-    return f > l ? f : l;
-}
-
-/* Register tiles (tm x tn accumulators) that fit the registers with the
- * step's live loads and masks, scored by cycles (waste included). */
-static void tile_plane(lt_contract *c, const vunit *u) {
-    int64_t nvec = cdiv(c->oh * c->ow, c->vl), taps = c->taps[0] * c->taps[1];
-    double best = -1;
-    for (int kb = 1; kb <= 8 && kb <= c->kog; kb++)
-        for (int nv = 1; nv <= 6 && nv <= nvec; nv++) {
-            int live = kb * nv + nv + 1 + (u->kmask ? 0 : nv);
-            if (live > u->regs && !(kb == 1 && nv == 1)) continue;
-            double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(nvec, nv) * (double)taps;
-            double cost = tiles * ((double)c->cr * (step_cycles(u, kb * nv, nv, kb) + 0.5) + nv + 2);
-            if (best < 0 || cost < best) best = cost, c->tm = kb, c->tn = nv;
-        }
-}
-static void tile_wgrad(lt_contract *c, const vunit *u) {
-    double best = -1;
-    for (int kb = 1; kb <= 8 && kb <= c->kog; kb++)
-        for (int cb = 1; cb <= 8 && cb <= c->cr; cb++) {
-            int live = kb * cb + cb + 1 + (u->kmask ? 0 : 2);
-            if (live > u->regs && !(kb == 1 && cb == 1)) continue;
-            double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(c->cr, cb) * (double)(c->taps[0] * c->taps[1]);
-            double cost = tiles * ((double)c->n * ((double)cdiv(c->oh * c->ow, c->vl) * (step_cycles(u, kb * cb, kb + cb, 0) + 0.5) +
-                                                   2 * kb * cb) + kb * cb * 8);
-            if (best < 0 || cost < best) best = cost, c->tm = kb, c->tn = cb;
-        }
-}
-static void tile_matmul(lt_contract *c, const vunit *u) {
-    double best = -1;
-    int64_t kvec = cdiv(c->k, c->vl), nvec = cdiv(c->ncol, c->vl);
-    for (int mb = 1; mb <= 8 && mb <= c->m; mb++)
-        for (int nb = 1; nb <= 8; nb++) {
-            int live = mb * nb + nb + 1;
-            if (live > u->regs && !(mb == 1 && nb == 1)) continue;
-            double cost;
-            if (c->kind == LT_C_MM_BCAST) {
-                if (nb > nvec) continue;
-                cost = (double)cdiv(c->m, mb) * (double)cdiv(nvec, nb) * ((double)c->k * (step_cycles(u, mb * nb, 0, mb + nb) + 0.5) + 4);
-            } else {
-                if (nb > c->ncol) continue;
-                cost = (double)cdiv(c->m, mb) * (double)cdiv(c->ncol, nb) *
-                       ((double)kvec * (step_cycles(u, mb * nb, 0, mb + nb) + 0.5) + mb * nb * 8 + 4);
-            }
-            if (best < 0 || cost < best) best = cost, c->tm = mb, c->tn = nb;
-        }
-}
-
-/* Whether idx, n's index in the kernel being built, is the kernel's own
- * element: var d in dim d (or 0, where the dim is 1). */
-static bool at_own_element(const lathe_node *n, lt_expr **idx) {
-    for (int d = 0; d < n->rank; d++) {
-        bool var = idx[d]->kind == X_VAR && idx[d]->var == d;
-        bool zero = n->shape[d] == 1 && idx[d]->kind == X_CONST && idx[d]->i == 0;
-        if (!var && !zero) return false;
-    }
-    return true;
-}
-
-/* Plan the lowering of max_pool2d (vector lanes over the output plane) or
- * its gradient (each window's arg-max found once, its gradient added where
- * it points), as plan_contraction does. */
-static void plan_pool(fz *z, const lathe_node *n, lt_expr **idx, const lt_expr *red) {
-    const lathe_node *r = z->g->nodes[z->root];
-    if (z->con || (n->dtype != LATHE_F32 && n->dtype != LATHE_F64) || n->numel == 0) return;
-    if (r->rank != n->rank || memcmp(r->shape, n->shape, sizeof(int64_t) * (size_t)n->rank)) return;
-    if (!at_own_element(n, idx)) return;
-    bool bwd = n->op == LT_OP_MAX_POOL2D_BACKWARD;
-    const lathe_node *x = bwd ? n->in[1] : n->in[0], *y = bwd ? n->in[0] : n;
-    lt_contract c = {0};
-    c.red = red;
-    if (!view_of(z, x, &c.a) || (bwd && !view_of(z, n->in[0], &c.b))) return;
-    const int64_t *k = n->attr[0].v, *st = n->attr[1].v, *pad = n->attr[2].v;
-    c.kind = bwd ? LT_C_POOL_BWD : LT_C_POOL;
-    c.n = x->shape[0], c.groups = 1, c.kog = x->shape[1], c.cr = 1;
-    c.oh = y->shape[2], c.ow = y->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
-    c.taps[0] = k[0], c.taps[1] = k[1];
-    for (int d = 0; d < 2; d++) c.mu[d] = st[d], c.dv[d] = 1, c.beta[d] = -pad[d], c.dbeta[d] = 1;
-    if (c.oh * c.ow == 0 || c.ih * c.iw == 0) return;
-    if (bwd && (c.ih * c.iw * (int64_t)lathe_dtype_size(n->dtype) > (256 << 10) || k[0] * k[1] > 16))
-        return; /* the plane's scratch on the stack, the window unrolled */
-    vunit u = host_vunit();
-    c.vl = u.bytes / (int)lathe_dtype_size(n->dtype);
-    c.contiguous = st[0] == 1 && st[1] == 1 && c.ow == c.iw && c.a.st[3] == 1 && c.a.st[2] == c.iw;
-    int64_t nvec = cdiv(c.oh * c.ow, c.vl);
-    c.tm = 1, c.tn = nvec < 4 ? (int)nvec : 4;
-    if (bwd) c.contiguous = false; /* windows' inputs are gathered */
-    if (c.contiguous && !table_fits(&c, &u)) c.contiguous = false;
-    if (!c.contiguous && !lanes_fit(&c, &c.a)) return;
-    if (bwd && (c.oh * (c.b.st[2] < 0 ? -c.b.st[2] : c.b.st[2]) + c.ow * (c.b.st[3] < 0 ? -c.b.st[3] : c.b.st[3]) >= (int64_t)1 << 30 ||
-                c.ih * c.iw >= (int64_t)1 << 30))
-        return; /* the gradient's offsets and the plane's positions in 32-bit lanes */
-    c.range = c.n * c.kog;
-    z->con = malloc(sizeof *z->con);
-    if (z->con) *z->con = c;
-}
-
-/* Plan the vector lowering of contraction n, whose value at idx is the
- * reduction red, when it is computed at the kernel's own element and its
- * operands are strided views of buffers.  Otherwise the kernel keeps the
- * scalar lowering. */
-static void plan_contraction(fz *z, const lathe_node *n, lt_expr **idx, const lt_expr *red) {
-    const lathe_node *r = z->g->nodes[z->root];
-    if (z->con || (n->dtype != LATHE_F32 && n->dtype != LATHE_F64) || n->numel == 0) return;
-    if (r->rank != n->rank || memcmp(r->shape, n->shape, sizeof(int64_t) * (size_t)n->rank)) return;
-    if (!at_own_element(n, idx)) return;
-    lt_contract c = {0};
-    c.red = red;
-    if (!view_of(z, n->in[0], &c.a) || !view_of(z, n->in[1], &c.b)) return;
-    vunit u = host_vunit();
-    int vl = c.vl = u.bytes / (int)lathe_dtype_size(n->dtype);
-    if (n->op == LT_OP_MATMUL) {
-        const lathe_node *a = n->in[0], *b = n->in[1];
-        int rk = n->rank, ra = a->rank, rb = b->rank;
-        c.nbatch = rk - 2;
-        for (int d = 0; d < c.nbatch; d++) {
-            int da = d - (rk - ra), db = d - (rk - rb);
-            c.batch[d] = n->shape[d];
-            c.a_bst[d] = da < 0 || a->shape[da] == 1 ? 0 : c.a.st[da];
-            c.b_bst[d] = db < 0 || b->shape[db] == 1 ? 0 : c.b.st[db];
-        }
-        c.m = n->shape[rk - 2], c.ncol = n->shape[rk - 1], c.k = a->shape[ra - 1];
-        c.am = c.a.st[ra - 2], c.ak = c.a.st[ra - 1], c.bk = c.b.st[rb - 2], c.bn = c.b.st[rb - 1];
-        if (c.k == 0) return;
-        bool dot = c.ak == 1 && c.bk == 1;
-        if (c.bn == 1 && (c.ncol >= vl / 2 || !dot)) c.kind = LT_C_MM_BCAST;
-        else if (dot) c.kind = LT_C_MM_DOT;
-        else return;
-        tile_matmul(&c, &u);
-        int64_t nb = 1;
-        for (int d = 0; d < c.nbatch; d++) nb *= c.batch[d];
-        c.range = nb * cdiv(c.m, c.tm) * (c.kind == LT_C_MM_BCAST ? cdiv(cdiv(c.ncol, vl), c.tn) : cdiv(c.ncol, c.tn));
-    } else {
-        const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
-        const lathe_node *x = n->in[0];
-        c.groups = n->attr[3].v[0];
-        for (int d = 0; d < 2; d++) {
-            c.mu[d] = st[d], c.dv[d] = 1, c.beta[d] = -pad[d], c.dbeta[d] = dil[d];
-            if (n->op == LT_OP_CONV2D_BACKWARD_INPUT) c.mu[d] = 1, c.dv[d] = st[d], c.beta[d] = pad[d], c.dbeta[d] = -dil[d];
-        }
-        if (n->op == LT_OP_CONV2D) { /* x (N,C,H,W) * w (K,Cg,R,S) -> (N,K,P,Q) */
-            const lathe_node *w = n->in[1];
-            c.kind = LT_C_PLANE;
-            c.n = x->shape[0], c.kog = w->shape[0] / c.groups, c.cr = w->shape[1];
-            c.oh = n->shape[2], c.ow = n->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
-            c.taps[0] = w->shape[2], c.taps[1] = w->shape[3];
-        } else if (n->op == LT_OP_CONV2D_BACKWARD_INPUT) { /* gy (N,K,P,Q), w (K,Cg,R,S) -> (N,C,H,W) */
-            const lathe_node *w = n->in[1];
-            c.kind = LT_C_PLANE;
-            c.bwd = true;
-            c.n = x->shape[0], c.kog = w->shape[1], c.cr = w->shape[0] / c.groups;
-            c.oh = n->shape[2], c.ow = n->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
-            c.taps[0] = w->shape[2], c.taps[1] = w->shape[3];
-        } else if (n->op == LT_OP_CONV2D_BACKWARD_WEIGHT) { /* x (N,C,H,W), gy (N,K,P,Q) -> (K,Cg,R,S) */
-            const lathe_node *gy = n->in[1];
-            c.kind = LT_C_WGRAD;
-            c.n = x->shape[0], c.kog = n->shape[0] / c.groups, c.cr = n->shape[1];
-            c.oh = gy->shape[2], c.ow = gy->shape[3], c.ih = x->shape[2], c.iw = x->shape[3];
-            c.taps[0] = n->shape[2], c.taps[1] = n->shape[3];
-            if (c.b.st[3] != 1 || c.b.st[2] != c.ow) return; /* gy's planes are read as vectors */
-        } else return;
-        if (c.cr == 0 || c.oh * c.ow == 0 || c.ih * c.iw == 0) return;
-        c.contiguous = c.mu[0] == 1 && c.mu[1] == 1 && c.dv[0] == 1 && c.dv[1] == 1 && c.ow == c.iw &&
-                       c.a.st[3] == 1 && c.a.st[2] == c.iw;
-        if (!c.contiguous && !lanes_fit(&c, &c.a)) return;
-        if (c.kind == LT_C_PLANE) {
-            tile_plane(&c, &u);
-            c.range = c.n * c.groups * cdiv(c.kog, c.tm);
-        } else {
-            if (c.taps[0] * c.taps[1] > 64) return; /* the taps' accumulators live on the stack */
-            tile_wgrad(&c, &u);
-            c.range = c.groups * cdiv(c.kog, c.tm) * cdiv(c.cr, c.tn);
-        }
-        if (c.contiguous && !table_fits(&c, &u)) { /* gathers instead */
-            c.contiguous = false;
-            if (!lanes_fit(&c, &c.a)) return;
-        }
-    }
-    z->con = malloc(sizeof *z->con);
-    if (z->con) *z->con = c;
-}
 
 /* ---- values of nodes ------------------------------------------------------------- */
 
@@ -672,7 +375,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         oj[b->rank - 1] = idx[r - 1];
         lt_expr *lo = xi(z, 0), *hi = xi(z, K);
         lt_expr *y = xreduce(z, R_SUM, t, 1, &v, &lo, &hi, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)));
-        plan_contraction(z, n, idx, y);
+        if (!z->con) z->con = lt_plan_contraction(z->f, z->root, n, idx, y);
         return y;
     }
     case LT_OP_CONV2D: {
@@ -693,7 +396,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         lt_expr *prod = bin_of(z, LT_OP_MUL, t, xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t)), opv(z, n, 1, oj));
         lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, Cg), xi(z, w->shape[2]), xi(z, w->shape[3])};
         lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
-        plan_contraction(z, n, idx, y);
+        if (!z->con) z->con = lt_plan_contraction(z->f, z->root, n, idx, y);
         if (n->nin == 3) {
             lt_expr *bi[1] = {idx[1]};
             y = bin_of(z, LT_OP_ADD, t, y, opv(z, n, 2, bi));
@@ -722,7 +425,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         lt_expr *prod = xsel(z, ok, bin_of(z, LT_OP_MUL, t, opv(z, n, 0, oi), opv(z, n, 1, oj)), xf(z, 0, t));
         lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, Kg), xi(z, w->shape[2]), xi(z, w->shape[3])};
         lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
-        plan_contraction(z, n, idx, y);
+        if (!z->con) z->con = lt_plan_contraction(z->f, z->root, n, idx, y);
         return y;
     }
     case LT_OP_CONV2D_BACKWARD_WEIGHT: {
@@ -743,7 +446,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         lt_expr *prod = bin_of(z, LT_OP_MUL, t, xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t)), opv(z, n, 1, oj));
         lt_expr *lo[3] = {xi(z, 0), xi(z, 0), xi(z, 0)}, *hi[3] = {xi(z, gy->shape[0]), xi(z, gy->shape[2]), xi(z, gy->shape[3])};
         lt_expr *y = xreduce(z, R_SUM, t, 3, vars, lo, hi, prod);
-        plan_contraction(z, n, idx, y);
+        if (!z->con) z->con = lt_plan_contraction(z->f, z->root, n, idx, y);
         return y;
     }
     case LT_OP_MAX_POOL2D:
@@ -762,7 +465,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         lt_expr *lo[2] = {xi(z, 0), xi(z, 0)}, *hi[2] = {xi(z, k[0]), xi(z, k[1])};
         lt_expr *y = xreduce(z, mx ? R_MAX : R_SUM, t, 2, vars, lo, hi, body);
         if (mx) {
-            plan_pool(z, n, idx, y);
+            if (!z->con) z->con = lt_plan_pool(z->f, z->root, n, idx, y);
             return y;
         }
         return bin_of(z, LT_OP_DIV, t, y, avg_div(z, h0, w0, k, pad, H, W, n->attr[3].v[0], t));
@@ -800,7 +503,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
             body = bin_of(z, LT_OP_DIV, t, g, avg_div(z, h0, w0, k, pad, H, W, n->attr[3].v[0], t));
         }
         lt_expr *y = xreduce(z, R_SUM, t, 2, vars, lo, hi, body);
-        if (mx) plan_pool(z, n, idx, y);
+        if (mx && !z->con) z->con = lt_plan_pool(z->f, z->root, n, idx, y);
         return y;
     }
     case LT_OP_ADAPTIVE_AVG_POOL2D:
@@ -1133,99 +836,4 @@ void lt_fused_free(lt_fused *f) {
     free(f->plan);
     lathe_graph_free(f->g);
     free(f);
-}
-
-static const char *bkind_name(lt_bkind k) {
-    static const char *n[] = {"input", "param", "buffer", "const", "temp"};
-    return n[k];
-}
-
-static void buf_label(const lt_fused *f, int b, char *s, size_t len) {
-    const lt_kbuf *kb = &f->bufs[b];
-    char ts[160];
-    lt_type_str(kb->dtype, kb->rank, kb->shape, ts, sizeof ts);
-    if (kb->name) snprintf(s, len, "#%d %s '%s' %s", b, bkind_name(kb->kind), kb->name, ts);
-    else snprintf(s, len, "#%d %%%d %s %s", b, kb->node, lt_ops[f->g->nodes[kb->node]->op].name, ts);
-}
-
-static void collect_loads(const lt_expr *e, bool *seen) {
-    if (!e) return;
-    if (e->kind == X_LOAD) seen[e->buf] = true;
-    collect_loads(e->a, seen);
-    collect_loads(e->b, seen);
-    collect_loads(e->c, seen);
-    collect_loads(e->body, seen);
-    if (e->kind == X_REDUCE)
-        for (int i = 0; i < e->nvars; i++) collect_loads(e->lo[i], seen), collect_loads(e->hi[i], seen);
-}
-
-/* Which graph nodes are backward: created after the first gradient output's
- * forward part is unknowable after simplification, so a node counts as
- * backward when it reaches a gradient output and no plain output. */
-void lt_fused_print(FILE *out, const lt_fused *f) {
-    const lathe_graph *g = f->g;
-    int n = g->nnodes;
-    /* forward / backward: reaches only gradient outputs */
-    unsigned char *reach = calloc((size_t)n + 1, 1); /* bit 1: plain output/update, bit 2: gradient */
-    bool *seen = calloc((size_t)f->nbufs + 1, sizeof(bool));
-    if (!reach || !seen) {
-        free(reach);
-        free(seen);
-        return;
-    }
-    size_t plen = strlen(LATHE_GRAD_PREFIX);
-    for (int i = 0; i < g->nout; i++)
-        reach[g->outputs[i].node->id] |= strncmp(g->outputs[i].name, LATHE_GRAD_PREFIX, plen) == 0 ? 2 : 1;
-    for (int i = 0; i < g->nupd; i++) reach[g->updates[i].value->id] |= 1;
-    for (int i = n - 1; i >= 0; i--)
-        for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
-    fprintf(out, "# %d kernels, %d buffers; forward nodes are marked F, backward B\n", f->nk, f->nbufs);
-    for (int s = 0; s < f->nk; s++) {
-        const lt_kernel *k = &f->ks[s];
-        char lb[256], ts[160];
-        buf_label(f, k->buf, lb, sizeof lb);
-        lt_type_str(f->bufs[k->buf].dtype, k->rank, k->shape, ts, sizeof ts);
-        fprintf(out, "kernel k%d: writes %s\n", s, lb);
-        if (k->con) {
-            static const char *kind[] = {"plane convolution", "weight-gradient convolution", "matmul, lanes over columns",
-                                         "matmul, lanes over k", "max-pool, lanes over the plane", "max-pool gradient, per window"};
-            static const char *unit[] = {"vectors", "sums", "vectors", "sums", "vectors", "planes"};
-            fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s\n", ts, kind[k->con->kind], (long long)k->range,
-                    k->con->tm, k->con->tn, unit[k->con->kind]);
-        } else
-            fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
-        fprintf(out, "  nodes:");
-        for (int j = 0; j < k->nnodes; j++) {
-            const lathe_node *m = g->nodes[k->nodes[j]];
-            fprintf(out, " %%%d %s%s", m->id, lt_ops[m->op].name, reach[m->id] == 2 ? "(B)" : "(F)");
-        }
-        fputc('\n', out);
-        memset(seen, 0, (size_t)f->nbufs * sizeof(bool));
-        collect_loads(k->value, seen);
-        fprintf(out, "  reads:");
-        for (int b = 0; b < f->nbufs; b++)
-            if (seen[b]) {
-                buf_label(f, b, lb, sizeof lb);
-                fprintf(out, " [%s]", lb);
-            }
-        fputc('\n', out);
-    }
-    free(reach);
-    free(seen);
-}
-
-void lt_fused_print_plan(FILE *out, const lt_fused *f) {
-    char *store = calloc((size_t)f->nbufs + 1, 256);
-    if (!store) return;
-    lt_buf *p = malloc(((size_t)f->nbufs + 1) * sizeof *p);
-    if (p) {
-        memcpy(p, f->plan, (size_t)f->nbufs * sizeof *p);
-        for (int b = 0; b < f->nbufs; b++) {
-            buf_label(f, b, store + 256 * (size_t)b, 256);
-            p[b].label = store + 256 * (size_t)b;
-        }
-        lt_plan_print(out, p, f->nbufs, f->arena_size);
-        free(p);
-    }
-    free(store);
 }

@@ -157,6 +157,16 @@ typedef struct {
     int nvars;
 } lt_fused;
 
+/* contract.c: the vector plan of contraction n (matmul, conv2d, its input
+ * or weight gradient: lt_plan_contraction; max_pool2d or its gradient:
+ * lt_plan_pool) whose value at idx, in the kernel of graph node root being
+ * built by fuse.c, is the reduction red; NULL when the kernel keeps the
+ * scalar lowering (n not at the kernel's own element, operands that are not
+ * strided views of buffers, shapes the tiles do not cover) or out of
+ * memory.  The caller owns the plan. */
+lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
+lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
+
 /* Fuse g (which the caller keeps) into kernels and plan their memory.
  * Returns NULL only when out of memory; errors go to *err (a graph status
  * recorded in the returned program's graph). */

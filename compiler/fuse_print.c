@@ -1,0 +1,103 @@
+/* fuse_print.c - the dumps of fused programs: `lathe dump --stage fused`
+ * (each kernel's graph nodes, what it reads, its iteration space) and
+ * `--stage plan` (each buffer's offset, size and lifetime). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernel.h"
+#include "lathe_compiler.h"
+
+static const char *bkind_name(lt_bkind k) {
+    static const char *n[] = {"input", "param", "buffer", "const", "temp"};
+    return n[k];
+}
+
+static void buf_label(const lt_fused *f, int b, char *s, size_t len) {
+    const lt_kbuf *kb = &f->bufs[b];
+    char ts[160];
+    lt_type_str(kb->dtype, kb->rank, kb->shape, ts, sizeof ts);
+    if (kb->name) snprintf(s, len, "#%d %s '%s' %s", b, bkind_name(kb->kind), kb->name, ts);
+    else snprintf(s, len, "#%d %%%d %s %s", b, kb->node, lt_ops[f->g->nodes[kb->node]->op].name, ts);
+}
+
+static void collect_loads(const lt_expr *e, bool *seen) {
+    if (!e) return;
+    if (e->kind == X_LOAD) seen[e->buf] = true;
+    collect_loads(e->a, seen);
+    collect_loads(e->b, seen);
+    collect_loads(e->c, seen);
+    collect_loads(e->body, seen);
+    if (e->kind == X_REDUCE)
+        for (int i = 0; i < e->nvars; i++) collect_loads(e->lo[i], seen), collect_loads(e->hi[i], seen);
+}
+
+/* Which graph nodes are backward: created after the first gradient output's
+ * forward part is unknowable after simplification, so a node counts as
+ * backward when it reaches a gradient output and no plain output. */
+void lt_fused_print(FILE *out, const lt_fused *f) {
+    const lathe_graph *g = f->g;
+    int n = g->nnodes;
+    /* forward / backward: reaches only gradient outputs */
+    unsigned char *reach = calloc((size_t)n + 1, 1); /* bit 1: plain output/update, bit 2: gradient */
+    bool *seen = calloc((size_t)f->nbufs + 1, sizeof(bool));
+    if (!reach || !seen) {
+        free(reach);
+        free(seen);
+        return;
+    }
+    size_t plen = strlen(LATHE_GRAD_PREFIX);
+    for (int i = 0; i < g->nout; i++)
+        reach[g->outputs[i].node->id] |= strncmp(g->outputs[i].name, LATHE_GRAD_PREFIX, plen) == 0 ? 2 : 1;
+    for (int i = 0; i < g->nupd; i++) reach[g->updates[i].value->id] |= 1;
+    for (int i = n - 1; i >= 0; i--)
+        for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
+    fprintf(out, "# %d kernels, %d buffers; forward nodes are marked F, backward B\n", f->nk, f->nbufs);
+    for (int s = 0; s < f->nk; s++) {
+        const lt_kernel *k = &f->ks[s];
+        char lb[256], ts[160];
+        buf_label(f, k->buf, lb, sizeof lb);
+        lt_type_str(f->bufs[k->buf].dtype, k->rank, k->shape, ts, sizeof ts);
+        fprintf(out, "kernel k%d: writes %s\n", s, lb);
+        if (k->con) {
+            static const char *kind[] = {"plane convolution", "weight-gradient convolution", "matmul, lanes over columns",
+                                         "matmul, lanes over k", "max-pool, lanes over the plane", "max-pool gradient, per window"};
+            static const char *unit[] = {"vectors", "sums", "vectors", "sums", "vectors", "planes"};
+            fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s\n", ts, kind[k->con->kind], (long long)k->range,
+                    k->con->tm, k->con->tn, unit[k->con->kind]);
+        } else
+            fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
+        fprintf(out, "  nodes:");
+        for (int j = 0; j < k->nnodes; j++) {
+            const lathe_node *m = g->nodes[k->nodes[j]];
+            fprintf(out, " %%%d %s%s", m->id, lt_ops[m->op].name, reach[m->id] == 2 ? "(B)" : "(F)");
+        }
+        fputc('\n', out);
+        memset(seen, 0, (size_t)f->nbufs * sizeof(bool));
+        collect_loads(k->value, seen);
+        fprintf(out, "  reads:");
+        for (int b = 0; b < f->nbufs; b++)
+            if (seen[b]) {
+                buf_label(f, b, lb, sizeof lb);
+                fprintf(out, " [%s]", lb);
+            }
+        fputc('\n', out);
+    }
+    free(reach);
+    free(seen);
+}
+
+void lt_fused_print_plan(FILE *out, const lt_fused *f) {
+    char *store = calloc((size_t)f->nbufs + 1, 256);
+    if (!store) return;
+    lt_buf *p = malloc(((size_t)f->nbufs + 1) * sizeof *p);
+    if (p) {
+        memcpy(p, f->plan, (size_t)f->nbufs * sizeof *p);
+        for (int b = 0; b < f->nbufs; b++) {
+            buf_label(f, b, store + 256 * (size_t)b, 256);
+            p[b].label = store + 256 * (size_t)b;
+        }
+        lt_plan_print(out, p, f->nbufs, f->arena_size);
+        free(p);
+    }
+    free(store);
+}
