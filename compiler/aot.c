@@ -15,8 +15,9 @@
 
 #include <llvm-c/Core.h>
 
-#include "jit.h"
+#include "lathe_build.h"
 #include "lathe_trainer.h"
+#include "program.h"
 
 #ifndef LATHE_RUNTIME_LIB
 #define LATHE_RUNTIME_LIB "liblathe_runtime.a"
@@ -27,21 +28,6 @@
 #ifndef LATHE_RUNTIME_LDFLAGS
 #define LATHE_RUNTIME_LDFLAGS ""
 #endif
-#ifndef LATHE_KNOWN_CPUS
-#define LATHE_KNOWN_CPUS "" /* unknown: every name is passed to LLVM */
-#endif
-
-/* Is cpu one of LLVM's CPU names for this target (" a b c ")? */
-static bool known_cpu(const char *cpu) {
-    const char *list = LATHE_KNOWN_CPUS;
-    size_t n = strlen(cpu);
-    if (!*cpu || strchr(cpu, ' ')) return false;
-    if (!strchr(list, ' ') || strlen(list) < 2) return true;
-    for (const char *p = strstr(list, cpu); p; p = strstr(p + 1, cpu))
-        if (p[-1] == ' ' && p[n] == ' ') return true;
-    return false;
-}
-
 static void cstr(FILE *o, const char *s) {
     fputc('"', o);
     for (; *s; s++) {
@@ -55,7 +41,7 @@ static void cstr(FILE *o, const char *s) {
 
 /* The tables of program p as C data named NAME_*, and its lathe_rt_compiled. */
 static void write_program(FILE *o, const lathe_program *p, const char *name, const char *prefix) {
-    const lt_fused *f = p->f;
+    const lt_fused *f = p->b.f;
     for (int i = 0; i < f->nk; i++) fprintf(o, "void %s%d(uint8_t *, int64_t, int64_t);\n", prefix, i);
     fprintf(o, "static const lathe_rt_kernel %s_kernels[] = {\n", name);
     for (int i = 0; i < f->nk; i++)
@@ -70,7 +56,7 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
         fputs("    {.name = ", o);
         cstr(o, t->name);
         fprintf(o, ", .kind = %d, .dtype = %d, .rank = %d, .shape = {", (int)t->kind, t->dtype, t->rank);
-        for (int d = 0; d < 6; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        for (int d = 0; d < LATHE_MAX_RANK; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         fprintf(o, "}, .numel = %lld, .offset = %lld, .requires_grad = %d, .grad_offset = %lld, .init = %d, .init_a = %a},\n",
                 (long long)t->numel, (long long)t->offset, t->requires_grad, (long long)t->grad_offset, (int)t->init,
                 t->init_a);
@@ -126,11 +112,15 @@ static int run_cmd(char *const *argv, char *err, size_t errlen) {
     return -1;
 }
 
+/* Both programs, for target (s->target for objects, this host for the JIT). */
 static lathe_status compile_both(const lathe_trainer_spec *s, int backend, lathe_program **tr, lathe_program **ev,
                                  char *err, size_t errlen) {
     *tr = *ev = NULL;
-    *tr = lt_compile(s->train, backend, s->cpu, backend == LT_BACKEND_OBJECT ? "lathe_train_k" : NULL);
-    if (*tr && s->eval) *ev = lt_compile(s->eval, backend, s->cpu, backend == LT_BACKEND_OBJECT ? "lathe_eval_k" : NULL);
+    lt_target t;
+    lathe_status st = lt_target_init(&t, backend == LT_BACKEND_OBJECT ? &s->target : NULL, err, errlen);
+    if (st != LATHE_OK) return st;
+    *tr = lt_compile(s->train, backend, &t, backend == LT_BACKEND_OBJECT ? "lathe_train_k" : NULL);
+    if (*tr && s->eval) *ev = lt_compile(s->eval, backend, &t, backend == LT_BACKEND_OBJECT ? "lathe_eval_k" : NULL);
     if (*tr && (*ev || !s->eval)) return LATHE_OK;
     lathe_graph *g = *tr ? s->eval : s->train;
     snprintf(err, errlen, "%s", lathe_graph_error(g));
@@ -168,18 +158,19 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
 }
 
 lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen) {
-    if (s->cpu && !known_cpu(s->cpu)) {
-        snprintf(err, errlen, "--target-cpu %s: not a CPU LLVM 19 knows for this target; it knows:%s", s->cpu,
-                 LATHE_KNOWN_CPUS);
-        return LATHE_ERR_ARG;
-    }
     lathe_program *tr, *ev;
     lathe_status st = compile_both(s, LT_BACKEND_OBJECT, &tr, &ev, err, errlen);
     if (st != LATHE_OK) return st;
     char dir[] = "/tmp/lathe-XXXXXX";
-    char (*paths)[4200] = malloc(130 * sizeof *paths);
+    /* the files: each part's object, then model.c; the link's command line:
+     * them, at most MAX_CC_WORDS words of $CC, the sanitizers' flags and a
+     * dozen fixed arguments */
+    enum { PATH_BYTES = 64, MAX_CC_WORDS = 8, MAX_LDFLAGS = 16, FIXED_ARGS = 12 };
+    int maxpaths = tr->b.nparts + (ev ? ev->b.nparts : 0) + 1;
+    char (*paths)[PATH_BYTES] = malloc((size_t)maxpaths * sizeof *paths);
+    char **argv = malloc((size_t)(maxpaths + MAX_CC_WORDS + MAX_LDFLAGS + FIXED_ARGS) * sizeof *argv);
     int npaths = 0;
-    if (!paths) {
+    if (!paths || !argv) {
         snprintf(err, errlen, "out of memory");
         st = LATHE_ERR_NOMEM;
         goto done;
@@ -192,12 +183,12 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
     /* the objects */
     for (int k = 0; k < 2 && st == LATHE_OK; k++) {
         lathe_program *p = k ? ev : tr;
-        for (int i = 0; p && i < p->nobjs; i++) {
-            if (!p->objs[i]) continue;
+        for (int i = 0; p && i < p->b.nparts; i++) {
+            LLVMMemoryBufferRef code = p->b.parts[i].code;
             snprintf(paths[npaths], sizeof paths[npaths], "%s/%s%d.o", dir, k ? "eval" : "train", i);
             FILE *o = fopen(paths[npaths], "wb");
-            size_t len = LLVMGetBufferSize(p->objs[i]);
-            if (!o || fwrite(LLVMGetBufferStart(p->objs[i]), 1, len, o) != len || fclose(o) != 0) {
+            size_t len = LLVMGetBufferSize(code);
+            if (!o || fwrite(LLVMGetBufferStart(code), 1, len, o) != len || fclose(o) != 0) {
                 snprintf(err, errlen, "writing %s: %s", paths[npaths], strerror(errno));
                 st = LATHE_ERR_IO;
             }
@@ -232,9 +223,9 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         const char *inc = getenv("LATHE_RUNTIME_INC") ? getenv("LATHE_RUNTIME_INC") : LATHE_RUNTIME_INC;
         char incflag[4200];
         snprintf(incflag, sizeof incflag, "-I%s", inc);
-        char *argv[160];
         int n = 0;
-        for (char *save = NULL, *t = strtok_r(cc, " ", &save); t && n < 8; t = strtok_r(NULL, " ", &save)) argv[n++] = t;
+        for (char *save = NULL, *t = strtok_r(cc, " ", &save); t && n < MAX_CC_WORDS; t = strtok_r(NULL, " ", &save))
+            argv[n++] = t;
         argv[n++] = "-O1";
         argv[n++] = "-w";
         argv[n++] = incflag;
@@ -242,8 +233,9 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         for (int i = 0; i < npaths - 1; i++) argv[n++] = paths[i];
         argv[n++] = (char *)lib;
         char ldflags[] = LATHE_RUNTIME_LDFLAGS; /* sanitizers of this build, space-separated */
-        for (char *save = NULL, *t = strtok_r(ldflags, " ", &save); t && n < 140; t = strtok_r(NULL, " ", &save))
-            argv[n++] = t;
+        int nld = 0;
+        for (char *save = NULL, *t = strtok_r(ldflags, " ", &save); t && nld < MAX_LDFLAGS; t = strtok_r(NULL, " ", &save))
+            argv[n++] = t, nld++;
         argv[n++] = "-fopenmp";
         argv[n++] = "-lcjson";
         argv[n++] = "-lz";
@@ -257,6 +249,7 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
     rmdir(dir);
 done:
     free(paths);
+    free(argv);
     lathe_program_free(tr);
     lathe_program_free(ev);
     return st;

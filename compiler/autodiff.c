@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "ir.h"
-#include "lathe_compiler.h"
+#include "lathe_autodiff.h"
 
 typedef struct {
     lathe_graph *g;
@@ -446,13 +446,17 @@ lathe_status lathe_backward_marked(lathe_graph *g) {
     return st;
 }
 
-lathe_node *lathe_grad(const lathe_graph *g, const lathe_node *leaf) {
-    if (!leaf || !leaf->name) return NULL;
+int lathe_grad_output(const lathe_graph *g, const lathe_node *leaf) {
+    if (!leaf || !leaf->name) return -1;
     size_t plen = strlen(LATHE_GRAD_PREFIX);
     for (int i = 0; i < g->nout; i++) {
         const char *nm = g->outputs[i].name;
-        if (strncmp(nm, LATHE_GRAD_PREFIX, plen) == 0 && strcmp(nm + plen, leaf->name) == 0)
-            return g->outputs[i].node;
+        if (strncmp(nm, LATHE_GRAD_PREFIX, plen) == 0 && strcmp(nm + plen, leaf->name) == 0) return i;
     }
-    return NULL;
+    return -1;
+}
+
+lathe_node *lathe_grad(const lathe_graph *g, const lathe_node *leaf) {
+    int i = lathe_grad_output(g, leaf);
+    return i >= 0 ? g->outputs[i].node : NULL;
 }

@@ -3,13 +3,10 @@
  * and its gradient, computed at their kernel's own element with operands
  * that are strided views of buffers.  A plan holds the operands as views,
  * the shape of the contraction, and a register tile chosen by a small cost
- * model of the vector unit; fuse.c asks for a plan while it builds a
+ * model of the target's vector unit; fuse.c asks for a plan while it builds a
  * kernel's expression, and lower_tiles.c lowers it. */
 #include <stdlib.h>
 #include <string.h>
-
-#include <llvm-c/Core.h>
-#include <llvm-c/TargetMachine.h>
 
 #include "kernel.h"
 
@@ -88,27 +85,18 @@ static bool lanes_fit(const lt_contract *c, const lt_view *v) {
            c->ih * s2 + c->iw * s3 < lim;
 }
 
-/* The vector unit tiles are sized for: with AVX-512, 32 registers of 64
- * bytes and mask registers; else (AVX2, and the guess elsewhere) 16 of 32
- * bytes, masks held in vector registers and masked loads slower.  The code
- * is correct on any target; LATHE_VECTOR_BYTES=32 or 64 overrides the host's
- * answer (to test both kinds of tile on one machine). */
+/* The vector unit tiles are sized for, from the target (target.h): with
+ * AVX-512, 32 registers of 64 bytes and mask registers; else (AVX2, and
+ * narrower units, which LLVM splits the vectors for) 16 of 32 bytes, masks
+ * held in vector registers and masked loads slower.  The code is correct on
+ * any target; lathe_target.vector_bytes forces either kind of tile (to test
+ * both on one machine). */
 typedef struct {
     int bytes, regs;
     bool kmask;
 } vunit;
 
-static vunit host_vunit(void) {
-    const char *env = getenv("LATHE_VECTOR_BYTES");
-    bool wide;
-    if (env && (!strcmp(env, "32") || !strcmp(env, "64"))) wide = !strcmp(env, "64");
-    else {
-        char *feat = LLVMGetHostCPUFeatures();
-        wide = feat && strstr(feat, "+avx512f") != NULL;
-        LLVMDisposeMessage(feat);
-    }
-    return wide ? (vunit){64, 32, true} : (vunit){32, 16, false};
-}
+static vunit target_vunit(const lt_target *t) { return (vunit){t->tile_bytes, t->tile_regs, t->tile_mask_regs}; }
 
 /* A contiguous plan's mask table (lower_llvm.c's make_table: a mask per tap
  * and vector of the plane, bits with mask registers, else a vector) stays
@@ -205,7 +193,7 @@ lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_e
     if (c.oh * c.ow == 0 || c.ih * c.iw == 0) return NULL;
     if (bwd && (c.ih * c.iw * (int64_t)lathe_dtype_size(n->dtype) > (256 << 10) || k[0] * k[1] > 16))
         return NULL; /* the plane's scratch on the stack, the window unrolled */
-    vunit u = host_vunit();
+    vunit u = target_vunit(f->target);
     c.vl = u.bytes / (int)lathe_dtype_size(n->dtype);
     c.contiguous = st[0] == 1 && st[1] == 1 && c.ow == c.iw && c.a.st[3] == 1 && c.a.st[2] == c.iw;
     int64_t nvec = cdiv(c.oh * c.ow, c.vl);
@@ -234,7 +222,7 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
     lt_contract c = {0};
     c.red = red;
     if (!view_of(f, root, n->in[0], &c.a) || !view_of(f, root, n->in[1], &c.b)) return NULL;
-    vunit u = host_vunit();
+    vunit u = target_vunit(f->target);
     int vl = c.vl = u.bytes / (int)lathe_dtype_size(n->dtype);
     if (n->op == LT_OP_MATMUL) {
         const lathe_node *a = n->in[0], *b = n->in[1];

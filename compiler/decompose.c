@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "ir.h"
-#include "lathe_compiler.h"
+#include "lathe_autodiff.h"
 
 static lathe_node *sc(lathe_graph *g, lathe_dtype t, double v) { return lathe_scalar(g, t, v); }
 

@@ -28,13 +28,13 @@
  * gradient) computed at its kernel's own element, with operands that are
  * strided views of buffers, also gets a plan for the vector lowering
  * (kernel.h's lt_contract, made by contract.c): the views, a register tile
- * sized for the host's vector unit, and the kernel's parallel range counted
+ * sized for the target's vector unit, and the kernel's parallel range counted
  * in tiles.  The dumps of the result are in fuse_print.c. */
 #include <math.h>
 #include <string.h>
 
 #include "kernel.h"
-#include "lathe_compiler.h"
+#include "lathe_autodiff.h"
 
 struct lt_xchunk {
     lt_xchunk *next;
@@ -654,54 +654,11 @@ static int add_buf(lt_fused *f, const lathe_node *n) {
     return f->nbufs++;
 }
 
-/* Extend the lifetime of every buffer e loads to step. */
-static void mark_loads(const lt_expr *e, int step, lt_buf *plan) {
-    if (!e) return;
-    if (e->kind == X_LOAD && plan[e->buf].last < step) plan[e->buf].last = step;
-    mark_loads(e->a, step, plan);
-    mark_loads(e->b, step, plan);
-    mark_loads(e->c, step, plan);
-    mark_loads(e->body, step, plan);
-    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) mark_loads(e->lo[i], step, plan), mark_loads(e->hi[i], step, plan);
-}
-
-/* How e reads buf: 0 not at all, 1 only at the kernel's own element, 2 other
- * elements too (an index that is not the identity, or inside a reduction). */
-static int reads(const lt_expr *e, int buf, bool in_reduce) {
-    if (!e) return 0;
-    int r = 0;
-    if (e->kind == X_LOAD && e->buf == buf) r = e->ident && !in_reduce ? 1 : 2;
-    bool inner = in_reduce || e->kind == X_REDUCE;
-    const lt_expr *kids[3] = {e->a, e->b, e->c};
-    for (int i = 0; i < 3; i++) {
-        int k = reads(kids[i], buf, in_reduce);
-        r = k > r ? k : r;
-    }
-    int k = reads(e->body, buf, inner);
-    r = k > r ? k : r;
-    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) {
-        int a = reads(e->lo[i], buf, true), b = reads(e->hi[i], buf, true);
-        r = a > r ? a : r;
-        r = b > r ? b : r;
-    }
-    return r;
-}
-
-lt_fused *lt_fuse(const lathe_graph *src) {
+lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     lt_fused *f = calloc(1, sizeof *f);
     if (!f) return NULL;
-    lathe_graph *d = lt_decompose(src);
-    f->g = d && d->status == LATHE_OK ? lathe_simplify(d) : NULL;
-    if (d && d->status != LATHE_OK) { /* keep the decomposition's error */
-        f->g = d;
-        d = NULL;
-    }
-    lathe_graph_free(d);
-    if (!f->g) {
-        free(f);
-        return NULL;
-    }
-    lathe_graph *g = f->g;
+    f->g = g;
+    f->target = target;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
     fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL};
@@ -773,43 +730,6 @@ lt_fused *lt_fuse(const lathe_graph *src) {
         k->con = z.con;
         if (k->con) k->outer = 0, k->range = k->con->range;
     }
-    /* lifetimes */
-    f->plan = calloc((size_t)f->nbufs + 1, sizeof *f->plan);
-    if (!f->plan) {
-        lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (int b = 0; b < f->nbufs; b++) {
-        lt_kbuf *kb = &f->bufs[b];
-        lt_buf *p = &f->plan[b];
-        p->size = kb->numel * (int64_t)lathe_dtype_size(kb->dtype);
-        p->first = kb->kind == B_TEMP ? 0 : -1;
-        p->last = kb->kind == B_TEMP ? 0 : LT_PLAN_FOREVER;
-        p->inplace_of = -1;
-        p->shared_with = -1;
-    }
-    for (int s = 0; s < f->nk; s++) {
-        lt_kernel *k = &f->ks[s];
-        f->plan[k->buf].first = s;
-        if (f->plan[k->buf].last < s) f->plan[k->buf].last = s;
-        mark_loads(k->value, s, f->plan);
-    }
-    for (int i = 0; i < g->nout; i++) f->plan[f->buf_of[g->outputs[i].node->id]].last = LT_PLAN_FOREVER;
-    for (int i = 0; i < g->nupd; i++) f->plan[f->buf_of[g->updates[i].value->id]].last = LT_PLAN_FOREVER;
-    /* in place: a temp read only at the kernel's own element, for the last time */
-    for (int s = 0; s < f->nk; s++) {
-        lt_kernel *k = &f->ks[s];
-        for (int b = 0; b < f->nbufs; b++) {
-            lt_buf *p = &f->plan[b];
-            if (f->bufs[b].kind != B_TEMP || p->last != s || p->first >= s || b == k->buf) continue;
-            if (p->size == f->plan[k->buf].size && reads(k->value, b, false) == 1) {
-                f->plan[k->buf].inplace_of = b;
-                break;
-            }
-        }
-    }
-    f->arena_size = lt_plan(f->plan, f->nbufs);
-    if (f->arena_size < 0) lt_fail(g, LATHE_ERR_NOMEM, "memory plan: the arena size overflows");
 done:
     free(z.consumer);
     free(z.uses);
@@ -834,6 +754,5 @@ void lt_fused_free(lt_fused *f) {
     free(f->bufs);
     free(f->buf_of);
     free(f->plan);
-    lathe_graph_free(f->g);
     free(f);
 }

@@ -5,7 +5,8 @@
 #include <string.h>
 
 #include "kernel.h"
-#include "lathe_compiler.h"
+#include "lathe_autodiff.h"
+#include "target.h"
 
 static const char *bkind_name(lt_bkind k) {
     static const char *n[] = {"input", "param", "buffer", "const", "temp"};
@@ -52,6 +53,11 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
     for (int i = n - 1; i >= 0; i--)
         for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
     fprintf(out, "# %d kernels, %d buffers; forward nodes are marked F, backward B\n", f->nk, f->nbufs);
+    if (f->target) {
+        char desc[512];
+        lt_target_describe(f->target, desc, sizeof desc);
+        fprintf(out, "# target %s\n", desc);
+    }
     for (int s = 0; s < f->nk; s++) {
         const lt_kernel *k = &f->ks[s];
         char lb[256], ts[160];

@@ -20,6 +20,7 @@
 
 #include "ir.h"
 #include "plan.h"
+#include "target.h"
 
 typedef enum {
     X_CONST,   /* f (floats) or i (i64, bool) */
@@ -77,9 +78,9 @@ typedef struct {
  * A kernel whose value is a contraction (matmul, conv2d and its two
  * gradients) or a max-pool (and its gradient) at the kernel's own element,
  * possibly under an elementwise epilogue (bias, activation, residual, ...),
- * also gets a plan for the vector lowering (lower_llvm.c): its operands as
- * strided views of buffers, and a register tile sized for the host's vector
- * unit (fuse.c; LATHE_VECTOR_BYTES=32 or 64 overrides it).  Its parallel
+ * also gets a plan for the vector lowering (lower_tiles.c): its operands as
+ * strided views of buffers, and a register tile sized for the target's
+ * vector unit (contract.c, from target.h's tile_bytes).  Its parallel
  * range then counts tiles instead of leading elements; each output element
  * is computed by one tile, in an order that does not depend on the split.
  * The expression tree stays complete: lifetimes and the dumps read it, and
@@ -107,7 +108,7 @@ typedef struct {
     const lt_expr *red;   /* the reduction in the kernel's value that the tile computes */
     lt_view a, b;         /* PLANE: x (or gy) and w; WGRAD: x and gy; matmul: a and b; pools: x and gy */
     int64_t range;        /* tiles */
-    int vl;               /* lanes of a vector: 64 bytes with AVX-512, else 32 */
+    int vl;               /* lanes of a vector of the target's tile_bytes (64 with AVX-512, else 32) */
     int tm, tn;           /* register tile: PLANE channels x vectors, WGRAD k x c, BCAST rows x vectors,
                            * DOT rows x columns, POOL 1 x vectors */
     /* convolutions (and pools, as one group of kog = C channels, taps the
@@ -144,13 +145,14 @@ typedef struct lt_xchunk lt_xchunk;
 
 /* A fused program: the decomposed graph, its buffers and kernels in order. */
 typedef struct {
-    lathe_graph *g;      /* decomposed, simplified graph the kernels come from (owned) */
+    lathe_graph *g;      /* decomposed, simplified graph the kernels come from (not owned) */
+    const lt_target *target; /* the CPU the tiles are sized for (not owned) */
     lt_kbuf *bufs;
     int nbufs;
     int *buf_of;         /* node id -> buffer, -1 when inlined */
     lt_kernel *ks;
     int nk;
-    lt_buf *plan;        /* per buffer: lifetime and offset */
+    lt_buf *plan;        /* per buffer: lifetime and offset (lt_plan_kernels) */
     int64_t arena_size;
     lt_xchunk *arena;
     int nexpr;
@@ -167,10 +169,14 @@ typedef struct {
 lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
 lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
 
-/* Fuse g (which the caller keeps) into kernels and plan their memory.
- * Returns NULL only when out of memory; errors go to *err (a graph status
- * recorded in the returned program's graph). */
-lt_fused *lt_fuse(const lathe_graph *g);
+/* Fuse g (the decomposed graph, which the caller keeps and which must outlive
+ * the result) into kernels, their register tiles sized for target.  Returns
+ * NULL only when out of memory; errors are recorded in g. */
+lt_fused *lt_fuse(lathe_graph *g, const lt_target *target);
+/* plan.c: every buffer's lifetime from the kernels that write and read it,
+ * in-place reuse where a kernel reads a buffer for the last time only at its
+ * own element, and the arena offsets (lt_plan).  Errors are recorded in f->g. */
+lathe_status lt_plan_kernels(lt_fused *f);
 void lt_fused_free(lt_fused *f);
 /* --stage fused and --stage plan */
 void lt_fused_print(FILE *out, const lt_fused *f);

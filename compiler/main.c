@@ -35,11 +35,13 @@ static const char *main_usage =
 static const char *dump_usage =
     "usage: lathe dump FILE [--stage STAGE] [--loss NAME] [--format text|dot] [-o OUT]\n"
     "                       [-D NAME=VALUE] [--batch B] [--eval]\n"
+    "                       [--target-cpu CPU] [--target-features FEATURES]\n"
     "\n"
     "Reads FILE (a model description NAME.lathe, or Lathe's text IR; '-' reads text\n"
     "IR from standard input), checks every op's operands, shapes and attributes,\n"
-    "verifies the graph, runs the compiler up to the chosen stage, and prints the\n"
-    "graph.  A description is traced in training mode, its loss marked for backward.\n"
+    "verifies the graph, runs the compiler up to the chosen stage, and prints what\n"
+    "that stage made: exactly what a compiled program is built from.  A description\n"
+    "is traced in training mode, its loss marked for backward.\n"
     "\n"
     "options:\n"
     "  -s, --stage STAGE      traced: the graph as read (default)\n"
@@ -49,30 +51,42 @@ static const char *dump_usage =
     "                         'grad.' + the input or parameter name\n"
     "                         opt: grad, then simplified (dead code, common\n"
     "                         subexpressions, constants, algebraic identities)\n"
-    "                         fused: the kernels of opt (composites decomposed):\n"
-    "                         each kernel's graph nodes, forward (F) or backward\n"
-    "                         (B), the buffers it reads and its iteration space\n"
+    "                         decomposed: opt with composites (batch norm, softmax,\n"
+    "                         losses, ...) as primitives, simplified again; the node\n"
+    "                         ids that fused and plan cite are this graph's.  From\n"
+    "                         here on, a file with nothing to differentiate is\n"
+    "                         compiled as a forward pass\n"
+    "                         fused: the kernels: the target, then each kernel's\n"
+    "                         graph nodes, forward (F) or backward (B), the buffers it\n"
+    "                         reads, its iteration space and register tiles\n"
     "                         plan: every buffer's arena offset, size and lifetime\n"
     "                         in kernel steps, and the total (peak memory)\n"
     "                         llvm: the kernels as LLVM IR after O3\n"
-    "                         asm: the kernels as machine code for this CPU\n"
+    "                         asm: the kernels as machine code for the target\n"
     "  -l, --loss NAME        differentiate the output NAME (one element) as the loss,\n"
     "                         in addition to the file's 'backward' statements\n"
     "  -f, --format text|dot  text: the IR in canonical form, which parses back into\n"
     "                         an identical graph (default); dot: a Graphviz digraph in\n"
     "                         the direction of the forward pass, leaves that require\n"
-    "                         grad drawn blue (render with: dot -Tpng -o g.png)\n"
+    "                         grad drawn blue (render with: dot -Tpng -o g.png);\n"
+    "                         graph stages only (traced, grad, opt, decomposed)\n"
     "  -o, --output OUT       write to OUT instead of standard output\n"
     "  -D, --define NAME=VALUE  descriptions: override the constant 'let NAME'\n"
     "  -b, --batch B          descriptions: the batch size (default: the file's)\n"
     "  -e, --eval             descriptions: the evaluation graph (batch norm on running\n"
     "                         statistics, per-sample loss and correct outputs)\n"
+    "  --target-cpu CPU       fused, plan, llvm, asm: compile for this CPU, as LLVM\n"
+    "                         names it (znver4, skylake-avx512, x86-64-v3; default:\n"
+    "                         this host), as lathe compile --target-cpu does\n"
+    "  --target-features F    LLVM CPU features to add (+f) or remove (-f), after the\n"
+    "                         CPU's own, comma-separated (+avx512f,-fma)\n"
     "  -h, --help             show this help\n"
     "\n"
     "Errors name FILE:LINE:COLUMN and what was expected; the exit status is 1.\n";
 
 static const char *compile_usage =
     "usage: lathe compile MODEL -o TRAINER [--batch B] [-D NAME=VALUE]... [--target-cpu CPU]\n"
+    "                     [--target-features FEATURES]\n"
     "\n"
     "Compiles MODEL (a .lathe description, or text IR with an output 'loss') into the\n"
     "standalone executable TRAINER: the training program (forward, backward, buffer\n"
@@ -86,7 +100,10 @@ static const char *compile_usage =
     "  -b, --batch B            the batch size compiled in (default: the description's)\n"
     "  -D, --define NAME=VALUE  override the description's constant 'let NAME'\n"
     "  --target-cpu CPU         the CPU to compile for, as LLVM names it (znver4,\n"
-    "                           skylake-avx512, x86-64-v3, x86-64; default: this host)\n"
+    "                           skylake-avx512, x86-64-v3, x86-64; default: this host);\n"
+    "                           register tiles are sized for its vector unit\n"
+    "  --target-features F      LLVM CPU features to add (+f) or remove (-f), after the\n"
+    "                           CPU's own, comma-separated (+avx512f,-fma; default: none)\n"
     "  -h, --help               show this help\n"
     "\n"
     "environment: CC (the C compiler that links, default cc), LATHE_RUNTIME_LIB and\n"
@@ -217,7 +234,7 @@ static int load_model(const char *verb, const char *path, const model_opts *mo, 
         m->info.has_loss = loss != NULL;
         if (st == LATHE_OK && loss && lathe_graph_num_marks(m->train) == 0) st = lathe_mark_backward(m->train, loss, NULL);
     }
-    if (st == LATHE_OK && lathe_graph_num_marks(m->train) > 0) st = lathe_backward_marked(m->train);
+    /* the compiler's pipeline differentiates the marked loss (its grad stage) */
     if (st != LATHE_OK) {
         fprintf(stderr, "lathe %s: %s\n", verb, *lathe_graph_error(bad) ? lathe_graph_error(bad) : lathe_status_name(st));
         model_free(m);
@@ -256,18 +273,21 @@ static bool parse_batch(const char *verb, const char *s, int64_t *out) {
 
 static int cmd_compile(int argc, char **argv) {
     static const struct option opts[] = {{"output", required_argument, 0, 'o'}, {"batch", required_argument, 0, 'b'},
-                                         {"target-cpu", required_argument, 0, 'c'}, {"help", no_argument, 0, 'h'},
+                                         {"target-cpu", required_argument, 0, 'c'},
+                                         {"target-features", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     model_opts mo = {0};
     if ((argc = take_defines(argc, argv, &mo, "compile")) < 0) return 2;
-    const char *out = NULL, *cpu = NULL;
+    const char *out = NULL;
+    lathe_target target = {0};
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'b': if (!parse_batch("compile", optarg, &mo.batch)) return 2; break;
-        case 'c': cpu = optarg; break;
+        case 'c': target.cpu = optarg; break;
+        case 'F': target.features = optarg; break;
         case 'h': fputs(compile_usage, stdout); return 0;
         default: fputs(compile_usage, stderr); return 2;
         }
@@ -284,7 +304,7 @@ static int cmd_compile(int argc, char **argv) {
         model_free(&m);
         return 1;
     }
-    m.spec.cpu = cpu;
+    m.spec.target = target;
     char err[4096];
     lathe_status st = lathe_build_trainer(&m.spec, out, err, sizeof err);
     if (st != LATHE_OK) fprintf(stderr, "lathe compile: %s\n", err);
@@ -358,10 +378,13 @@ static int cmd_dump(int argc, char **argv) {
                                          {"eval", no_argument, 0, 'e'},
                                          {"loss", required_argument, 0, 'l'},
                                          {"output", required_argument, 0, 'o'},
+                                         {"target-cpu", required_argument, 0, 'c'},
+                                         {"target-features", required_argument, 0, 'F'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *format = "text", *out_path = NULL, *stage = "traced", *loss = NULL;
+    const char *format = "text", *out_path = NULL, *stage_name = "traced", *loss = NULL;
     model_opts mo = {0};
+    lathe_target target = {0};
     bool eval = false;
     if ((argc = take_defines(argc, argv, &mo, "dump")) < 0) return 2;
     int c;
@@ -371,9 +394,11 @@ static int cmd_dump(int argc, char **argv) {
         case 'b': if (!parse_batch("dump", optarg, &mo.batch)) return 2; break;
         case 'e': eval = true; break;
         case 'f': format = optarg; break;
-        case 's': stage = optarg; break;
+        case 's': stage_name = optarg; break;
         case 'l': loss = optarg; break;
         case 'o': out_path = optarg; break;
+        case 'c': target.cpu = optarg; break;
+        case 'F': target.features = optarg; break;
         case 'h': fputs(dump_usage, stdout); return 0;
         default: fputs(dump_usage, stderr); return 2;
         }
@@ -382,16 +407,14 @@ static int cmd_dump(int argc, char **argv) {
         fprintf(stderr, "lathe dump: unknown format '%s' (expected text or dot)\n", format);
         return 2;
     }
-    static const char *stages[] = {"traced", "grad", "opt", "fused", "plan", "llvm", "asm"};
-    int stage_no = -1;
-    for (int i = 0; i < 7; i++)
-        if (strcmp(stage, stages[i]) == 0) stage_no = i;
-    if (stage_no < 0) {
-        fprintf(stderr, "lathe dump: unknown stage '%s' (expected traced, grad, opt, fused, plan, llvm or asm)\n", stage);
+    int stage = lathe_stage_from_name(stage_name);
+    if (stage < 0 || stage == LATHE_STAGE_JIT) {
+        fprintf(stderr, "lathe dump: unknown stage '%s' (expected traced, grad, opt, decomposed, fused, plan, llvm or asm)\n",
+                stage_name);
         return 2;
     }
-    if (stage_no >= 3 && strcmp(format, "text") != 0) {
-        fprintf(stderr, "lathe dump: --format dot is for graph stages (traced, grad, opt)\n");
+    if (stage > LATHE_STAGE_DECOMPOSED && strcmp(format, "text") != 0) {
+        fprintf(stderr, "lathe dump: --format dot is for graph stages (traced, grad, opt, decomposed)\n");
         return 2;
     }
     if (optind != argc - 1) {
@@ -426,49 +449,33 @@ static int cmd_dump(int argc, char **argv) {
         st = lathe_parse_file(g, path);
     }
     if (st == LATHE_OK) st = lathe_graph_verify(g);
-    if (st == LATHE_OK && strcmp(stage, "traced") != 0) {
-        if (loss) {
-            lathe_node *l = NULL;
-            for (int i = 0; i < lathe_graph_num_outputs(g); i++)
-                if (strcmp(lathe_graph_output_name(g, i), loss) == 0) l = lathe_graph_output(g, i);
-            if (!l) {
-                fprintf(stderr, "lathe dump: --loss %s: %s has no output named '%s'\n", loss, path, loss);
-                lathe_graph_free(g);
-                return 1;
-            }
-            st = lathe_mark_backward(g, l, NULL);
-        }
-        /* a file without 'backward' compiles its forward pass alone */
-        if (st == LATHE_OK && (stage_no <= 2 || lathe_graph_num_marks(g) > 0)) st = lathe_backward_marked(g);
-        if (st == LATHE_OK && stage_no >= 2) {
-            lathe_graph *s = lathe_simplify(g);
+    if (st == LATHE_OK && stage != LATHE_STAGE_TRACED && loss) {
+        lathe_node *l = NULL;
+        for (int i = 0; i < lathe_graph_num_outputs(g); i++)
+            if (strcmp(lathe_graph_output_name(g, i), loss) == 0) l = lathe_graph_output(g, i);
+        if (!l) {
+            fprintf(stderr, "lathe dump: --loss %s: %s has no output named '%s'\n", loss, path, loss);
             lathe_graph_free(g);
-            g = s;
-            st = g ? lathe_graph_status(g) : LATHE_ERR_NOMEM;
-            if (!g) {
-                fprintf(stderr, "lathe dump: out of memory\n");
-                return 1;
-            }
+            return 1;
         }
+        st = lathe_mark_backward(g, l, NULL);
     }
-    if (st != LATHE_OK) {
-        fprintf(stderr, "lathe dump: %s\n", *lathe_graph_error(g) ? lathe_graph_error(g) : lathe_status_name(st));
-        lathe_graph_free(g);
-        return 1;
-    }
+    /* The gradient of a file that marks nothing to differentiate is an error;
+     * the stages from decomposed on compile its forward pass alone, as the
+     * compiler does. */
+    if (st == LATHE_OK && (stage == LATHE_STAGE_GRAD || stage == LATHE_STAGE_OPT) && lathe_graph_num_marks(g) == 0)
+        st = lathe_backward_marked(g);
     FILE *out = stdout;
-    if (out_path && !(out = fopen(out_path, "w"))) {
+    if (st == LATHE_OK && out_path && !(out = fopen(out_path, "w"))) {
         perror(out_path);
         lathe_graph_free(g);
         return 1;
     }
-    if (stage_no >= 3) {
-        st = lathe_dump_stage(g, stage, out);
-        if (st != LATHE_OK) fprintf(stderr, "lathe dump: %s\n", lathe_graph_error(g));
-    } else
-        st = strcmp(format, "dot") == 0 ? lathe_graph_print_dot(g, out) : lathe_graph_print(g, out);
-    if (out != stdout && fclose(out) != 0) st = LATHE_ERR_IO;
-    if (st != LATHE_OK) fprintf(stderr, "lathe dump: writing failed: %s\n", lathe_status_name(st));
+    if (st == LATHE_OK)
+        st = lathe_dump(g, (lathe_stage)stage, &target, strcmp(format, "dot") == 0 ? LATHE_DUMP_DOT : LATHE_DUMP_TEXT, out);
+    if (out != stdout && fclose(out) != 0 && st == LATHE_OK) st = LATHE_ERR_IO;
+    if (st != LATHE_OK && *lathe_graph_error(g)) fprintf(stderr, "lathe dump: %s\n", lathe_graph_error(g));
+    else if (st != LATHE_OK) fprintf(stderr, "lathe dump: writing failed: %s\n", lathe_status_name(st));
     lathe_graph_free(g);
     return st == LATHE_OK ? 0 : 1;
 }

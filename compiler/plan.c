@@ -27,11 +27,16 @@
  *
  * lt_plan returns -1 on int64 overflow, on invalid input (n < 0, a negative
  * size, first > last, inplace_of outside [-1, n) or naming itself) and when
- * out of memory; the offsets are then unspecified. */
+ * out of memory; the offsets are then unspecified.
+ *
+ * lt_plan_kernels, at the end, plans a fused program (kernel.h): each
+ * buffer's lifetime from the kernels that write and read it, the in-place
+ * hints, then lt_plan. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernel.h"
 #include "plan.h"
 
 typedef struct {
@@ -322,4 +327,77 @@ void lt_plan_print(FILE *out, const lt_buf *bufs, int n, int64_t total) {
     else
         fprintf(out, "total: %lld bytes (%.2f MiB) in %d buffers; sum of sizes overflows\n",
                 (long long)total, (double)total / (1024 * 1024), n);
+}
+
+/* ---- plans of fused programs ------------------------------------------------------ */
+
+/* Extend the lifetime of every buffer e loads to step. */
+static void mark_loads(const lt_expr *e, int step, lt_buf *plan) {
+    if (!e) return;
+    if (e->kind == X_LOAD && plan[e->buf].last < step) plan[e->buf].last = step;
+    mark_loads(e->a, step, plan);
+    mark_loads(e->b, step, plan);
+    mark_loads(e->c, step, plan);
+    mark_loads(e->body, step, plan);
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) mark_loads(e->lo[i], step, plan), mark_loads(e->hi[i], step, plan);
+}
+
+/* How e reads buf: 0 not at all, 1 only at the kernel's own element, 2 other
+ * elements too (an index that is not the identity, or inside a reduction). */
+static int reads(const lt_expr *e, int buf, bool in_reduce) {
+    if (!e) return 0;
+    int r = 0;
+    if (e->kind == X_LOAD && e->buf == buf) r = e->ident && !in_reduce ? 1 : 2;
+    bool inner = in_reduce || e->kind == X_REDUCE;
+    const lt_expr *kids[3] = {e->a, e->b, e->c};
+    for (int i = 0; i < 3; i++) {
+        int k = reads(kids[i], buf, in_reduce);
+        r = k > r ? k : r;
+    }
+    int k = reads(e->body, buf, inner);
+    r = k > r ? k : r;
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) {
+        int a = reads(e->lo[i], buf, true), b = reads(e->hi[i], buf, true);
+        r = a > r ? a : r;
+        r = b > r ? b : r;
+    }
+    return r;
+}
+
+lathe_status lt_plan_kernels(lt_fused *f) {
+    lathe_graph *g = f->g;
+    f->plan = calloc((size_t)f->nbufs + 1, sizeof *f->plan);
+    if (!f->plan) return lt_fail(g, LATHE_ERR_NOMEM, "out of memory"), LATHE_ERR_NOMEM;
+    for (int b = 0; b < f->nbufs; b++) {
+        lt_kbuf *kb = &f->bufs[b];
+        lt_buf *p = &f->plan[b];
+        p->size = kb->numel * (int64_t)lathe_dtype_size(kb->dtype);
+        p->first = kb->kind == B_TEMP ? 0 : -1;
+        p->last = kb->kind == B_TEMP ? 0 : LT_PLAN_FOREVER;
+        p->inplace_of = -1;
+        p->shared_with = -1;
+    }
+    for (int s = 0; s < f->nk; s++) {
+        lt_kernel *k = &f->ks[s];
+        f->plan[k->buf].first = s;
+        if (f->plan[k->buf].last < s) f->plan[k->buf].last = s;
+        mark_loads(k->value, s, f->plan);
+    }
+    for (int i = 0; i < g->nout; i++) f->plan[f->buf_of[g->outputs[i].node->id]].last = LT_PLAN_FOREVER;
+    for (int i = 0; i < g->nupd; i++) f->plan[f->buf_of[g->updates[i].value->id]].last = LT_PLAN_FOREVER;
+    /* in place: a temp read only at the kernel's own element, for the last time */
+    for (int s = 0; s < f->nk; s++) {
+        lt_kernel *k = &f->ks[s];
+        for (int b = 0; b < f->nbufs; b++) {
+            lt_buf *p = &f->plan[b];
+            if (f->bufs[b].kind != B_TEMP || p->last != s || p->first >= s || b == k->buf) continue;
+            if (p->size == f->plan[k->buf].size && reads(k->value, b, false) == 1) {
+                f->plan[k->buf].inplace_of = b;
+                break;
+            }
+        }
+    }
+    f->arena_size = lt_plan(f->plan, f->nbufs);
+    if (f->arena_size < 0) return lt_fail(g, LATHE_ERR_NOMEM, "memory plan: the arena size overflows"), LATHE_ERR_NOMEM;
+    return LATHE_OK;
 }

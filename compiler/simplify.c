@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "ir.h"
-#include "lathe_compiler.h"
+#include "lathe_autodiff.h"
 
 enum { FOLD_MAX_NUMEL = 256 };
 

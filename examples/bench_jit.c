@@ -22,17 +22,11 @@
 #include <time.h>
 
 #include <llvm-c/Core.h>
-#include <llvm-c/Error.h>
-#include <llvm-c/LLJIT.h>
-#include <llvm-c/Target.h>
-#include <llvm-c/TargetMachine.h>
-#include <llvm-c/Transforms/PassBuilder.h>
 #include <omp.h>
 
-#include "kernel.h"
 #include "lathe_compiler.h"
 #include "lathe_models.h"
-#include "lower_llvm.h"
+#include "program.h" /* the program's kernels (section 4) */
 
 typedef struct {
     int threads;     /* threads used by the JIT and the baselines */
@@ -73,22 +67,6 @@ static double rnd(uint64_t *s, double lo, double hi) {
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Number of kernels the fuser makes of g, from `lathe dump --stage fused`'s
- * first line ("# N kernels, M buffers"); -1 when unknown. */
-static int count_kernels(lathe_graph *g) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) return -1;
-    lathe_status st = lathe_dump_stage(g, "fused", f);
-    fclose(f);
-    int nk = -1;
-    if (st != LATHE_OK || !text || sscanf(text, "# %d kernels", &nk) != 1) nk = -1;
-    free(text);
-    if (st != LATHE_OK) lathe_graph_clear_error(g);
-    return nk;
 }
 
 /* Bind every input, param and buffer of g in each of the n programs to the
@@ -298,7 +276,6 @@ static int bench_elementwise(const options *o) {
         fprintf(stderr, "bench_jit: elementwise graph: %s\n", lathe_graph_error(g));
         goto done;
     }
-    int nk = count_kernels(g);
     double t0 = now();
     p = lathe_compile(g, LATHE_BACKEND_JIT);
     double tc = now() - t0;
@@ -361,7 +338,7 @@ static int bench_elementwise(const options *o) {
     free(tv);
     free(tl);
     double ab = (double)lathe_program_arena_bytes(p);
-    printf("kernels: %d (from the fused dump)   arena: %.1f MB = %.3f x (in + out = %.0f MB): %s\n", nk, ab / 1048576.0,
+    printf("kernels: %d   arena: %.1f MB = %.3f x (in + out = %.0f MB): %s\n", p->b.f->nk, ab / 1048576.0,
            ab / bytes, bytes / 1048576.0, ab <= bytes * 1.01 ? "no intermediate buffers" : "INTERMEDIATES ALLOCATED");
     printf("compile: %.3f s   result checked against C on every 997th element\n", tc);
     printf("%-44s %8.2f ms  %7.2f GB/s\n", "JIT fused chain (8 ops)", jit_s * 1e3, bytes / jit_s / 1e9);
@@ -409,7 +386,6 @@ static int bench_resnet(const options *o) {
         goto done;
     }
     double trace_s = now() - t0;
-    int nk = count_kernels(g);
     int ncomp = o->quick ? 1 : 3;
     double tc[3];
     for (int i = 0; i < ncomp; i++) {
@@ -424,20 +400,20 @@ static int bench_resnet(const options *o) {
     }
     double compile_s = median(tc, ncomp);
     printf("graph: %d nodes (%d forward), %d outputs, %d kernels; traced + differentiated in %.3f s\n",
-           lathe_graph_num_nodes(g), fwd_nodes, lathe_graph_num_outputs(g), nk, trace_s);
+           lathe_graph_num_nodes(g), fwd_nodes, lathe_graph_num_outputs(g), p->b.f->nk, trace_s);
     printf("compile (lathe_compile, JIT): %.3f s, median of %d (min %.3f, max %.3f)   [aim <= 1.5 s]\n", compile_s,
            ncomp, tc[0], tc[ncomp - 1]);
     if (!o->quick) { /* where compile time goes, through the dump stages (one module, this thread) */
         double ts[2];
-        const char *stages[2] = {"fused", "llvm"};
+        const lathe_stage stages[2] = {LATHE_STAGE_FUSED, LATHE_STAGE_LLVM};
         for (int i = 0; i < 2; i++) {
             FILE *f = fopen("/dev/null", "w");
             t0 = now();
-            lathe_status st = f ? lathe_dump_stage(g, stages[i], f) : LATHE_ERR_IO;
+            lathe_status st = f ? lathe_dump(g, stages[i], NULL, LATHE_DUMP_TEXT, f) : LATHE_ERR_IO;
             ts[i] = now() - t0;
             if (f) fclose(f);
             if (st != LATHE_OK) {
-                fprintf(stderr, "bench_jit: dump --stage %s: %s\n", stages[i], lathe_graph_error(g));
+                fprintf(stderr, "bench_jit: dump --stage %s: %s\n", lathe_stage_name(stages[i]), lathe_graph_error(g));
                 goto done;
             }
         }
@@ -668,81 +644,6 @@ static void kernel_label(const lt_fused *f, const lt_kernel *k, char *s, size_t 
     if (used >= len && len > 4) strcpy(s + len - 4, "...");
 }
 
-/* The same kernels as p's (lt_fuse is deterministic, so the plan and the
- * offsets are the same), compiled once more in one module here so that each
- * can be called on its own: fn[i] is lathe_k<i>.  The caller disposes *jit.
- * The pass pipeline mirrors jit.c's build_module. */
-static bool jit_kernels(const lt_fused *f, LLVMOrcLLJITRef *jit, lathe_kernel_fn *fn) {
-    char err[1024] = "";
-    LLVMInitializeNativeTarget();
-    LLVMInitializeNativeAsmPrinter();
-    char *triple = LLVMGetDefaultTargetTriple(), *cpu = LLVMGetHostCPUName(), *feat = LLVMGetHostCPUFeatures();
-    char *msg = NULL;
-    LLVMTargetRef target;
-    LLVMTargetMachineRef tm = NULL;
-    if (!LLVMGetTargetFromTriple(triple, &target, &msg))
-        tm = LLVMCreateTargetMachine(target, triple, cpu, feat, LLVMCodeGenLevelAggressive, LLVMRelocDefault,
-                                     LLVMCodeModelJITDefault);
-    LLVMDisposeMessage(msg);
-    LLVMDisposeMessage(cpu);
-    LLVMDisposeMessage(feat);
-    bool ok = false;
-    LLVMContextRef ctx = LLVMContextCreate();
-    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("lathe", ctx);
-    LLVMMemoryBufferRef obj = NULL;
-    if (!tm) goto out;
-    LLVMSetTarget(mod, triple);
-    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(mod, td);
-    LLVMDisposeTargetData(td);
-    if (lt_lower(f, 0, f->nk, ctx, mod, err, sizeof err) != LATHE_OK) goto out;
-    LLVMPassBuilderOptionsRef opt = LLVMCreatePassBuilderOptions();
-    LLVMPassBuilderOptionsSetLoopVectorization(opt, 1);
-    LLVMPassBuilderOptionsSetSLPVectorization(opt, 1);
-    LLVMPassBuilderOptionsSetLoopUnrolling(opt, 0);
-    LLVMErrorRef e = LLVMRunPasses(mod, "default<O3>", tm, opt);
-    LLVMDisposePassBuilderOptions(opt);
-    if (e) {
-        char *m = LLVMGetErrorMessage(e);
-        snprintf(err, sizeof err, "%s", m);
-        LLVMDisposeErrorMessage(m);
-        goto out;
-    }
-    if (LLVMTargetMachineEmitToMemoryBuffer(tm, mod, LLVMObjectFile, &msg, &obj)) {
-        snprintf(err, sizeof err, "%s", msg ? msg : "emitting code");
-        LLVMDisposeMessage(msg);
-        obj = NULL;
-        goto out;
-    }
-    LLVMOrcLLJITBuilderRef b = LLVMOrcCreateLLJITBuilder(); /* the JIT takes b */
-    if ((e = LLVMOrcCreateLLJIT(jit, b))) goto llvm_err;
-    e = LLVMOrcLLJITAddObjectFile(*jit, LLVMOrcLLJITGetMainJITDylib(*jit), obj); /* and obj */
-    obj = NULL;
-    if (e) goto llvm_err;
-    for (int i = 0; i < f->nk; i++) {
-        char name[32];
-        snprintf(name, sizeof name, "lathe_k%d", i);
-        LLVMOrcExecutorAddress addr;
-        if ((e = LLVMOrcLLJITLookup(*jit, &addr, name))) goto llvm_err;
-        fn[i] = (lathe_kernel_fn)(uintptr_t)addr;
-    }
-    ok = true;
-    goto out;
-llvm_err: {
-    char *m = LLVMGetErrorMessage(e);
-    snprintf(err, sizeof err, "%s", m);
-    LLVMDisposeErrorMessage(m);
-}
-out:
-    if (!ok) fprintf(stderr, "bench_jit: compiling kernels one by one: %s\n", err);
-    if (obj) LLVMDisposeMemoryBuffer(obj);
-    LLVMDisposeModule(mod);
-    LLVMContextDispose(ctx);
-    if (tm) LLVMDisposeTargetMachine(tm);
-    LLVMDisposeMessage(triple);
-    return ok;
-}
-
 /* Run kernel fn over [0, range) as the executor does: each of nt threads
  * its contiguous share, or thread 0 alone when the range is too small. */
 static void run_kernel(lathe_kernel_fn fn, int64_t range, uint8_t *arena, int nt) {
@@ -761,36 +662,28 @@ static void run_kernel(lathe_kernel_fn fn, int64_t range, uint8_t *arena, int nt
 /* Per kernel: the median over `repeat` samples of back-to-back calls lasting
  * >= min_s, each sample starting from the arena of a real step (kernels that
  * write in place would otherwise feed on their own output). */
-static int fashion_kernels(const options *o, lathe_graph *g, lathe_program *p, double step_s) {
-    lt_fused *f = lt_fuse(g);
-    if (!f || f->g->status != LATHE_OK) {
-        fprintf(stderr, "bench_jit: fashion: fuse: %s\n", f ? lathe_graph_error(f->g) : "out of memory");
-        lt_fused_free(f);
-        return 1;
-    }
+static int fashion_kernels(const options *o, lathe_program *p, double step_s) {
+    const lt_fused *f = p->b.f; /* the program's own kernels, in its plan's arena */
     int rc = 1;
-    LLVMOrcLLJITRef jit = NULL;
-    lathe_kernel_fn *fn = calloc((size_t)f->nk + 1, sizeof *fn);
     double *ms = calloc((size_t)f->nk + 1, sizeof *ms), *mn = calloc((size_t)f->nk + 1, sizeof *mn);
     double *v = calloc((size_t)o->repeat, sizeof *v);
     size_t asz = (size_t)((f->arena_size + 63) & ~(int64_t)63);
     uint8_t *snap = aligned_alloc(64, asz ? asz : 64), *arena = aligned_alloc(64, asz ? asz : 64);
-    if (!fn || !ms || !mn || !v || !snap || !arena) {
+    if (!ms || !mn || !v || !snap || !arena) {
         fprintf(stderr, "bench_jit: out of memory\n");
         goto done;
     }
-    if (!jit_kernels(f, &jit, fn)) goto done;
+    const lathe_rt_kernel *kt = lathe_program_rt(p)->kernels;
     memcpy(snap, lathe_program_arena(p), (size_t)f->arena_size);
     double min_s = o->quick ? 0.002 : 0.02, total = 0;
     for (int i = 0; i < f->nk; i++) {
-        const lt_kernel *k = &f->ks[i];
         for (int r = 0; r < o->repeat; r++) {
             memcpy(arena, snap, (size_t)f->arena_size);
-            run_kernel(fn[i], k->range, arena, o->threads); /* warm */
+            run_kernel(kt[i].fn, kt[i].range, arena, o->threads); /* warm */
             int iters = 0;
             double t0 = now(), t;
             do {
-                run_kernel(fn[i], k->range, arena, o->threads);
+                run_kernel(kt[i].fn, kt[i].range, arena, o->threads);
                 iters++;
                 t = now() - t0;
             } while (t < min_s);
@@ -806,7 +699,7 @@ static int fashion_kernels(const options *o, lathe_graph *g, lathe_program *p, d
         int iters = 0;
         double t0 = now(), t;
         do {
-            for (int i = 0; i < f->nk; i++) run_kernel(fn[i], f->ks[i].range, arena, o->threads);
+            for (int i = 0; i < f->nk; i++) run_kernel(kt[i].fn, kt[i].range, arena, o->threads);
             iters++;
             t = now() - t0;
         } while (t < min_s * 5);
@@ -848,14 +741,11 @@ static int fashion_kernels(const options *o, lathe_graph *g, lathe_program *p, d
     free(order);
     rc = 0;
 done:
-    if (jit) LLVMOrcDisposeLLJIT(jit);
-    free(fn);
     free(ms);
     free(mn);
     free(v);
     free(snap);
     free(arena);
-    lt_fused_free(f);
     return rc;
 }
 
@@ -873,7 +763,6 @@ static int bench_fashion(const options *o) {
         fprintf(stderr, "bench_jit: fashion: %s\n", lathe_graph_error(g));
         goto done;
     }
-    int nk = count_kernels(g);
     int ncomp = o->quick ? 1 : 3;
     double tc[3];
     for (int i = 0; i < ncomp; i++) {
@@ -887,7 +776,7 @@ static int bench_fashion(const options *o) {
         }
     }
     printf("graph: %d nodes, %d kernels; compile (lathe_compile, JIT): %.3f s, median of %d\n",
-           lathe_graph_num_nodes(g), nk, median(tc, ncomp), ncomp);
+           lathe_graph_num_nodes(g), p->b.f->nk, median(tc, ncomp), ncomp);
     printf("arena: %.1f MB\n", (double)lathe_program_arena_bytes(p) / 1048576.0);
     lathe_program_set_threads(p, o->threads);
     if (!bind_random(g, &p, 1, 21, 0.5, 10)) goto done;
@@ -900,7 +789,7 @@ static int bench_fashion(const options *o) {
     }
     printf("training step (forward + backward, no optimizer): %.3f ms   (loss %.4g)\n", step * 1e3, lv);
     printf("  one epoch of 60000 samples (938 steps) at this rate: %.1f s\n", 938 * step);
-    rc = fashion_kernels(o, g, p, step);
+    rc = fashion_kernels(o, p, step);
 done:
     lathe_program_free(p);
     lathe_graph_free(g);

@@ -366,6 +366,37 @@ lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
     return LATHE_OK;
 }
 
+lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a) {
+    *a = 0;
+    if (leaf->init != LATHE_LEAF_INIT_AUTO) { /* lathe_set_init */
+        *a = leaf->init_a;
+        return leaf->init;
+    }
+    for (int i = leaf->id + 1; i < g->nnodes; i++) {
+        const lathe_node *n = g->nodes[i];
+        for (int k = 0; k < n->nin; k++) {
+            if (n->in[k] != leaf) continue;
+            const lathe_node *w = n->nin > 1 ? n->in[1] : NULL;
+            if ((n->op == LT_OP_CONV2D || n->op == LT_OP_LINEAR) && (k == 1 || k == 2)) {
+                int64_t fan_in = 1;
+                for (int d = 1; d < w->rank; d++) fan_in *= w->shape[d];
+                *a = 1.0 / sqrt((double)(fan_in ? fan_in : 1));
+                return LATHE_LEAF_INIT_UNIFORM;
+            }
+            if (n->op == LT_OP_BATCH_NORM2D) {
+                *a = k == 1 || k == 4 ? 1 : 0;
+                return LATHE_LEAF_INIT_CONST;
+            }
+        }
+    }
+    if (leaf->op == LT_OP_PARAM && leaf->rank >= 2) { /* some other use: as a linear layer's weight */
+        int64_t fan_in = leaf->numel / (leaf->shape[0] ? leaf->shape[0] : 1);
+        *a = 1.0 / sqrt((double)(fan_in ? fan_in : 1));
+        return LATHE_LEAF_INIT_UNIFORM;
+    }
+    return LATHE_LEAF_INIT_CONST;
+}
+
 lathe_status lathe_set_requires_grad(lathe_node *n, bool rg) {
     lathe_graph *g = n->g;
     if (n->op != LT_OP_INPUT && n->op != LT_OP_PARAM) {

@@ -150,6 +150,15 @@ int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requ
  * uniform(-a, a); CONST sets every element to a. */
 typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST } lathe_leaf_init;
 lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
+/* The initializer that param or buffer leaf gets: UNIFORM or CONST, with the
+ * bound or value in *a.  lathe_set_init's when one was set; for AUTO,
+ * PyTorch's default for the first op that uses it: a conv2d or linear
+ * weight or bias draws from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (for
+ * weights, what kaiming-uniform with a = sqrt(5) gives); batch norm's weight
+ * and running_var are 1, its bias and running_mean 0; a param of rank 2 or
+ * more used another way is treated as a linear weight; anything else is 0.
+ * The runtime draws the values (lathe_rt_init). */
+lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
  * no_grad region or is a comparison, argmax or integer result. */

@@ -71,8 +71,12 @@ static void agree(const char *label, lathe_graph *g, lathe_program *jit, lathe_p
     }
 }
 
+/* What the JIT compiles for: this host, its tiles sized for tile_target's
+ * vector_bytes when the vector tests force a width (0: the host's). */
+static lathe_target tile_target;
+
 static lathe_program *compile_or_fail(const char *label, lathe_graph *g, lathe_backend be) {
-    lathe_program *p = lathe_compile(g, be);
+    lathe_program *p = lathe_compile_for(g, be, &tile_target);
     if (!p) fail_msg("%s: compile: %s", label, lathe_graph_error(g));
     return p;
 }
@@ -155,7 +159,7 @@ static int count_in_fused(lathe_graph *g, const char *what) {
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     assert_non_null(f);
-    assert_int_equal(lathe_dump_stage(g, "fused", f), LATHE_OK);
+    assert_int_equal(lathe_dump(g, LATHE_STAGE_FUSED, &tile_target, LATHE_DUMP_TEXT, f), LATHE_OK);
     fclose(f);
     int n = 0;
     for (const char *p = text; (p = strstr(p, what)); p++) n++;
@@ -255,7 +259,7 @@ static void test_vector_convs(void **state) {
     (void)state;
     static const char *widths[] = {"32", "64"};
     for (int wi = 0; wi < 2; wi++) {
-        setenv("LATHE_VECTOR_BYTES", widths[wi], 1);
+        tile_target.vector_bytes = atoi(widths[wi]);
         for (size_t i = 0; i < sizeof conv_cases / sizeof conv_cases[0]; i++)
             for (int t = LATHE_F32; t <= LATHE_F64; t++) {
                 char label[160];
@@ -269,7 +273,7 @@ static void test_vector_convs(void **state) {
                 lathe_graph_free(g);
             }
     }
-    unsetenv("LATHE_VECTOR_BYTES");
+    tile_target.vector_bytes = 0;
 }
 
 typedef struct {
@@ -295,7 +299,7 @@ static void test_vector_matmuls(void **state) {
     (void)state;
     static const char *widths[] = {"32", "64"};
     for (int wi = 0; wi < 2; wi++) {
-        setenv("LATHE_VECTOR_BYTES", widths[wi], 1);
+        tile_target.vector_bytes = atoi(widths[wi]);
         for (size_t i = 0; i < sizeof mm_cases / sizeof mm_cases[0]; i++)
             for (int t = LATHE_F32; t <= LATHE_F64; t++) {
                 const mm_case *mc = &mm_cases[i];
@@ -318,7 +322,7 @@ static void test_vector_matmuls(void **state) {
                 lathe_graph_free(g);
             }
     }
-    unsetenv("LATHE_VECTOR_BYTES");
+    tile_target.vector_bytes = 0;
 }
 
 typedef struct {
@@ -341,7 +345,7 @@ static void test_vector_pools(void **state) {
     (void)state;
     static const char *widths[] = {"32", "64"};
     for (int wi = 0; wi < 2; wi++) {
-        setenv("LATHE_VECTOR_BYTES", widths[wi], 1);
+        tile_target.vector_bytes = atoi(widths[wi]);
         for (size_t i = 0; i < sizeof pool_cases / sizeof pool_cases[0]; i++)
             for (int t = LATHE_F32; t <= LATHE_F64; t++) {
                 const pool_case *pc = &pool_cases[i];
@@ -378,7 +382,7 @@ static void test_vector_pools(void **state) {
                 lathe_graph_free(g);
             }
     }
-    unsetenv("LATHE_VECTOR_BYTES");
+    tile_target.vector_bytes = 0;
 }
 
 static void test_errors(void **state) {

@@ -1,12 +1,10 @@
-/* jit.h - compiled programs inside the compiler (jit.c, aot.c). */
-#ifndef LATHE_JIT_H
-#define LATHE_JIT_H
+/* program.h - compiled programs inside the compiler (program.c, aot.c). */
+#ifndef LATHE_PROGRAM_INTERNAL_H
+#define LATHE_PROGRAM_INTERNAL_H
 
-#include <llvm-c/LLJIT.h>
-
-#include "kernel.h"
-#include "lathe_compiler.h"
+#include "lathe_program.h"
 #include "lathe_runtime.h"
+#include "pipeline.h"
 
 /* lathe_backend values, plus: object code kept for linking (aot.c) */
 enum { LT_BACKEND_OBJECT = 2 };
@@ -19,27 +17,23 @@ enum { LT_BACKEND_OBJECT = 2 };
 struct lathe_program {
     int backend;               /* lathe_backend or LT_BACKEND_OBJECT */
     lathe_graph *g;            /* the caller's graph (not owned) */
-    const char *cpu;           /* LLVM CPU name; NULL: this host */
-    const char *prefix;        /* kernel symbols: prefix + index; NULL: "lathe_k" */
+    lt_target target;          /* the CPU the code is for */
+    lt_build b;                /* the pipeline's products: kernels, plan, code (JIT and objects) */
     char err[1024];
     int threads;
-    lathe_rt_tensor *tensors;
+    lathe_rt_tensor *tensors;  /* the caller's leaves in node order, then its outputs */
     int ntensors;
     const lathe_node **tnode;  /* per tensor: its node in g */
-    /* JIT and objects */
-    lt_fused *f;
-    LLVMOrcLLJITRef jit;
     lathe_rt_program rt;       /* rt.arena is the arena of both backends */
     lathe_rt_kernel *kernels;  /* objects: fn NULL */
     lathe_rt_copy *copies;
-    LLVMMemoryBufferRef objs[64]; /* objects: one per part, kernels in order */
-    int nobjs;
-    /* evaluator */
-    lathe_eval *ev;
+    lathe_eval *ev;            /* the evaluator backend */
 };
 
-/* lathe_compile for a chosen CPU and kernel symbol prefix; backend
- * LT_BACKEND_OBJECT emits PIC objects (p->objs) instead of JIT-linking. */
-lathe_program *lt_compile(lathe_graph *g, int backend, const char *cpu, const char *prefix);
+/* lathe_compile for target t (described once by the caller; the program
+ * keeps a copy) and a kernel symbol prefix (NULL:
+ * "lathe_k"); backend LT_BACKEND_OBJECT stops at machine code (the pipeline's
+ * asm stage: PIC objects in p->b.parts[i].code) instead of JIT-linking. */
+lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const char *prefix);
 
 #endif

@@ -1,0 +1,54 @@
+/* lathe_build.h - trainers from models: `lathe compile` (a standalone
+ * native executable, aot.c) and `lathe train` / `lathe step` (the same
+ * programs JIT-compiled in process), both driven by the runtime's trainer
+ * (runtime/lathe_trainer.h).  Includes lathe_program.h. */
+#ifndef LATHE_BUILD_H
+#define LATHE_BUILD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "lathe_program.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* A model ready for training: its training graph (forward with batch norm
+ * in training mode, the one-element output "loss", marked for backward or
+ * with the backward pass already added) and
+ * optionally its evaluation graph (per-sample "loss" and, for classifiers,
+ * "correct" outputs), at the same batch size. */
+typedef struct {
+    const char *name;            /* the model's name */
+    const char *source;          /* the file it came from */
+    int64_t batch;
+    int ninputs;                 /* inputs in declaration order */
+    const char *const *inputs;
+    const bool *raw;             /* per input: pixels not scaled to [0, 1] (NULL: none raw) */
+    const char *label;           /* the loss's target input, or NULL */
+    bool classify;               /* the eval graph has "correct" */
+    int64_t classes;             /* labels must lie in [0, classes); 0: not checked */
+    lathe_graph *train, *eval;   /* eval may be NULL; both must outlive the call */
+    lathe_target target;         /* lathe_build_trainer's CPU (zeroed: this host); the JIT runs on this host */
+} lathe_trainer_spec;
+
+/* `lathe compile`: compile both graphs into object code for s->target, write
+ * their tables as C with a main() calling lathe_trainer_main (and
+ * lathe_trainer_step_main for `TRAINER step ...`), and link them with the
+ * runtime library by the C compiler ($CC, default cc) into the executable
+ * out.  The trainer needs no LLVM at run time.  A CPU or feature that LLVM
+ * does not know is refused (LATHE_ERR_ARG).  $LATHE_RUNTIME_LIB and
+ * $LATHE_RUNTIME_INC override where the runtime library and its headers are
+ * (default: this build's).  The message of a failure is in err. */
+lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen);
+
+/* `lathe train` (step false) and `lathe step` (step true): JIT-compile both
+ * graphs for this host and run lathe_trainer_main or lathe_trainer_step_main
+ * on argv.  Returns the exit status. */
+int lathe_trainer_jit_main(const lathe_trainer_spec *s, bool step, int argc, char **argv);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

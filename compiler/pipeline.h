@@ -1,0 +1,71 @@
+/* pipeline.h - the compiler's stages in one place (pipeline.c).
+ *
+ * An lt_build holds what one compilation is for and what each stage has
+ * produced so far; lt_build_run takes it up to a stage.  The JIT and the
+ * evaluator backends (program.c), native trainers (aot.c) and `lathe dump`
+ * all go through it, so a dump shows exactly what a program is built from.
+ * Each stage is one call into the file that implements it; see
+ * lt_build_run. */
+#ifndef LATHE_PIPELINE_H
+#define LATHE_PIPELINE_H
+
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/TargetMachine.h>
+
+#include "kernel.h"
+#include "lathe_program.h"
+#include "lathe_runtime.h"
+#include "target.h"
+
+/* A slice of the kernels compiled as one LLVM module, in parallel with the
+ * others (one per thread). */
+typedef struct {
+    int first, last;               /* kernels [first, last) */
+    LLVMContextRef ctx;            /* one context per part: parts compile on different threads */
+    LLVMTargetMachineRef tm;
+    LLVMModuleRef mod;             /* LLVM: the part's kernels, optimized */
+    LLVMMemoryBufferRef code;      /* ASM: object code, or assembly text (asm_text) */
+} lt_part;
+
+typedef struct {
+    /* what to build (set by the caller) */
+    lathe_graph *g;                /* the traced graph (not owned; GRAD appends the backward pass to it) */
+    const lt_target *target;       /* the CPU the code is for (not owned) */
+    bool pic;                      /* code for an executable (aot.c), else for the JIT */
+    bool asm_text;                 /* ASM emits assembly text (dumps), else object code */
+    const char *prefix;            /* kernel symbols: prefix + index; NULL: "lathe_k" */
+    int threads;                   /* parts compiled in parallel (0: OpenMP's default) */
+    /* what the stages produced (owned; lt_build_free frees them) */
+    int done;                      /* the last stage run (a lathe_stage); zeroed: TRACED, the caller's */
+    lathe_graph *opt;              /* OPT: g simplified */
+    lathe_graph *dec;              /* DECOMPOSED: opt with composites decomposed, simplified */
+    lt_fused *f;                   /* FUSED: dec's kernels; PLAN: their buffers' offsets (f->plan) */
+    lt_part *parts;                /* LLVM and ASM, nparts of them */
+    int nparts;
+    LLVMOrcLLJITRef jit;           /* JIT: the linked code */
+    lathe_kernel_fn *fns;          /* JIT: kernel i's function, f->nk of them */
+    char err[1024];                /* the message of a failed stage */
+} lt_build;
+
+/* Run the stages after b->done up to and including upto.  On failure
+ * returns the status with the message in b->err; the products of the stages
+ * that ran stay in b. */
+lathe_status lt_build_run(lt_build *b, lathe_stage upto);
+void lt_build_free(lt_build *b);
+/* Free what a finished program no longer needs: the simplified graph and
+ * the LLVM modules (the code, the JIT, the kernels and the decomposed graph
+ * stay). */
+void lt_build_trim(lt_build *b);
+
+/* jit.c: the LLVM stages.  lt_codegen_lower splits the kernels into
+ * b->threads parts and lowers and optimizes each (LLVM); lt_codegen_emit
+ * makes each part's machine code (ASM); lt_jit_link links the objects in
+ * process with ORC LLJIT and looks up every kernel (JIT). */
+lathe_status lt_codegen_lower(lt_build *b);
+lathe_status lt_codegen_emit(lt_build *b);
+lathe_status lt_jit_link(lt_build *b);
+/* Dispose of the parts' modules, contexts and target machines (keep: false)
+ * or of everything codegen made (keep: the code and the JIT stay). */
+void lt_codegen_free(lt_build *b, bool keep_code);
+
+#endif
