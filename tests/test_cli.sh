@@ -157,5 +157,49 @@ check "a misspelled define is named" contains "$TMP/out" "did you mean 'width'"
 "$LATHE" dump "$DATA/seed_q.ir" --eval >"$TMP/out" 2>&1
 check "--eval on text IR exits 2" [ $? -eq 2 ]
 
+# the decomposed stage: the graph whose node ids the fused and plan dumps cite;
+# every "%N op" a kernel lists is "%N = op" there, and every %N of the plan too
+"$LATHE" dump "$EX/resnet18.lathe" -D width=4 -D size=32 --batch 2 --stage decomposed >"$TMP/dd" 2>&1
+check "dump --stage decomposed exits 0" [ $? -eq 0 ]
+check "the decomposed stage has no composites" sh -c "! grep -q ' = batch_norm2d\| = cross_entropy' '$TMP/dd'"
+"$LATHE" dump "$EX/resnet18.lathe" -D width=4 -D size=32 --batch 2 --stage fused >"$TMP/df" 2>&1
+"$LATHE" dump "$EX/resnet18.lathe" -D width=4 -D size=32 --batch 2 --stage plan >"$TMP/dp" 2>&1
+grep '^  nodes:' "$TMP/df" | sed 's/^  nodes: //; s/([FB]) */\n/g' | grep . | sort -u >"$TMP/cited"
+grep -o '%[0-9]* [a-z_0-9]*' "$TMP/dp" | sort -u >>"$TMP/cited"
+missing=0
+while read -r id op; do
+    grep -q "^$id = $op " "$TMP/dd" || { missing=$((missing + 1)); echo "  not in the decomposed stage: $id $op"; }
+done <"$TMP/cited"
+check "the fused and plan dumps cite nodes" [ "$(wc -l <"$TMP/cited")" -gt 100 ]
+check "every node they cite is in the decomposed stage, with its op" [ "$missing" -eq 0 ]
+"$LATHE" dump "$EX/mlp.lathe" --stage decomposed --format dot >"$TMP/out" 2>&1
+check "decomposed as dot" contains "$TMP/out" "digraph"
+
+# targets: tiles follow --target-cpu, whatever the host
+"$LATHE" dump "$EX/fashion_cnn.lathe" --batch 8 --stage fused --target-cpu x86-64-v3 >"$TMP/t3" 2>&1
+check "fused for x86-64-v3 exits 0" [ $? -eq 0 ]
+"$LATHE" dump "$EX/fashion_cnn.lathe" --batch 8 --stage fused --target-cpu skylake-avx512 >"$TMP/t5" 2>&1
+check "fused for skylake-avx512 exits 0" [ $? -eq 0 ]
+check "the fused dump names its target" contains "$TMP/t3" "# target x86-64-v3: 32-byte vectors, 16 registers, FMA"
+check "AVX-512 tiles are 64 bytes" contains "$TMP/t5" "tiles of 64-byte vectors"
+grep '^  space.*tiles of' "$TMP/t3" >"$TMP/t3t"
+grep '^  space.*tiles of' "$TMP/t5" >"$TMP/t5t"
+check "x86-64-v3 and skylake-avx512 get different tiles" sh -c "[ -s '$TMP/t3t' ] && ! cmp -s '$TMP/t3t' '$TMP/t5t'"
+"$LATHE" dump "$EX/mlp.lathe" --stage asm --target-cpu x86-64-v3 >"$TMP/a3" 2>&1
+"$LATHE" dump "$EX/mlp.lathe" --stage asm --target-cpu skylake-avx512 >"$TMP/a5" 2>&1
+check "AVX2 code has no 512-bit registers" sh -c "grep -q vfmadd '$TMP/a3' && ! grep -q zmm '$TMP/a3'"
+check "AVX-512 code uses them" contains "$TMP/a5" "zmm"
+"$LATHE" dump "$EX/mlp.lathe" --stage fused --target-cpu skylake-avx512 --target-features=-avx512f >"$TMP/out" 2>&1
+check "--target-features removes a feature" contains "$TMP/out" "# target skylake-avx512 with the given features: 32-byte"
+"$LATHE" dump "$EX/mlp.lathe" --stage fused --target-cpu pentium9 >"$TMP/out" 2>&1
+check "an unknown CPU exits 1" [ $? -eq 1 ]
+check "an unknown CPU is named" contains "$TMP/out" "--target-cpu pentium9: not a CPU LLVM 19 knows"
+"$LATHE" dump "$EX/mlp.lathe" --stage fused --target-features +avx9000 >"$TMP/out" 2>&1
+check "an unknown feature is refused" contains "$TMP/out" "'+avx9000' is not +FEATURE or -FEATURE"
+"$LATHE" compile "$EX/mlp.lathe" -o "$TMP/t" --target-features avx2 >"$TMP/out" 2>&1
+check "compile refuses a feature without + or -" contains "$TMP/out" "'avx2' is not +FEATURE or -FEATURE"
+"$LATHE" dump "$EX/mlp.lathe" --stage jit >"$TMP/out" 2>&1
+check "the jit stage has nothing to dump" [ $? -eq 2 ]
+
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

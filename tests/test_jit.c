@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lathe_compiler.h"
+#include "target.h"
 #include "testutil.h"
 
 /* Bind the same random values in both programs (through an evaluator that
@@ -410,6 +411,121 @@ static void test_errors(void **state) {
     lathe_graph_free(g);
 }
 
+/* ---- targets -------------------------------------------------------------------------
+ *
+ * The target description is read from LLVM's code generator (target.c's
+ * probes); these CPUs' vector units are documented facts: x86-64 is SSE2
+ * (16-byte vectors, no FMA), x86-64-v3 is AVX2 with FMA (32-byte vectors,
+ * masks in vector registers), skylake-avx512 has AVX-512 (64-byte vectors,
+ * 32 registers, mask registers), AVX512-BF16 came with cooperlake. */
+static void test_target_descriptions(void **state) {
+    (void)state;
+    static const struct {
+        const char *cpu, *features;
+        int bytes, regs, tile;
+        bool fma, masked, kmask, bf16;
+    } cases[] = {
+        {"x86-64", NULL, 16, 16, 32, false, false, false, false},
+        {"x86-64-v3", NULL, 32, 16, 32, true, true, false, false},
+        {"skylake-avx512", NULL, 64, 32, 64, true, true, true, false},
+        {"cooperlake", NULL, 64, 32, 64, true, true, true, true},
+        {"skylake-avx512", "-avx512f", 32, 16, 32, true, true, false, false},
+        {"x86-64", "+avx2,+fma", 32, 16, 32, true, true, false, false},
+    };
+    char err[4096];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lt_target t;
+        lathe_target opt = {.cpu = cases[i].cpu, .features = cases[i].features};
+        if (lt_target_init(&t, &opt, err, sizeof err) != LATHE_OK) fail_msg("%s: %s", cases[i].cpu, err);
+        char d[512];
+        lt_target_describe(&t, d, sizeof d);
+        if (t.vector_bytes != cases[i].bytes || t.vector_regs != cases[i].regs || t.tile_bytes != cases[i].tile ||
+            t.fma != cases[i].fma || t.masked_loads != cases[i].masked || t.mask_regs != cases[i].kmask ||
+            t.bf16 != cases[i].bf16)
+            fail_msg("%s %s: got %s", cases[i].cpu, cases[i].features ? cases[i].features : "", d);
+    }
+    /* a forced tile width, the host, and what is refused */
+    lt_target t;
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.cpu = "x86-64", .vector_bytes = 64}, err, sizeof err), LATHE_OK);
+    assert_int_equal(t.tile_bytes, 64);
+    assert_int_equal(t.vector_bytes, 16);
+    assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
+    assert_true(t.host && t.vector_bytes >= 16);
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.cpu = "pentium9"}, err, sizeof err), LATHE_ERR_ARG);
+    assert_non_null(strstr(err, "--target-cpu pentium9: not a CPU LLVM 19 knows"));
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.cpu = "x86-64", .features = "+avx9000"}, err, sizeof err),
+                     LATHE_ERR_ARG);
+    assert_non_null(strstr(err, "'+avx9000' is not +FEATURE or -FEATURE"));
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.features = "avx2"}, err, sizeof err), LATHE_ERR_ARG);
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.vector_bytes = 48}, err, sizeof err), LATHE_ERR_ARG);
+    assert_non_null(strstr(err, "vector_bytes 48"));
+    /* the public call records the refusal in the graph */
+    lathe_graph *g = lathe_graph_new();
+    lathe_output(g, "y", lathe_exp(g, lathe_input(g, "x", LATHE_F32, LATHE_DIMS(3))));
+    assert_null(lathe_compile_for(g, LATHE_BACKEND_JIT, &(lathe_target){.cpu = "pentium9"}));
+    assert_non_null(strstr(lathe_graph_error(g), "not a CPU LLVM 19 knows"));
+    lathe_graph_free(g);
+}
+
+/* The register tiles in g's fused dump for target t: its kernels' "space" lines. */
+static char *tile_lines(lathe_graph *g, const lathe_target *t) {
+    char *text = NULL, *lines = NULL;
+    size_t len = 0, llen = 0;
+    FILE *f = open_memstream(&text, &len), *l = open_memstream(&lines, &llen);
+    assert_true(f && l);
+    assert_int_equal(lathe_dump(g, LATHE_STAGE_FUSED, t, LATHE_DUMP_TEXT, f), LATHE_OK);
+    fclose(f);
+    for (char *p = text; p && *p;) {
+        char *e = strchr(p, '\n');
+        if (e) *e = 0;
+        if (!strncmp(p, "  space ", 8) && strstr(p, " tiles of ")) fprintf(l, "%s\n", p); /* kernels, not the target line */
+        p = e ? e + 1 : NULL;
+    }
+    fclose(l);
+    free(text);
+    return lines;
+}
+
+/* Tiles are sized for --target-cpu, not for the host: an AVX2 CPU and an
+ * AVX-512 CPU get different tiles for the same graphs, whatever machine
+ * compiles, and each program gives the evaluator's answers where this host
+ * can run its instructions. */
+static void test_target_tiles(void **state) {
+    (void)state;
+    const lathe_target avx2 = {.cpu = "x86-64-v3"}, avx512 = {.cpu = "skylake-avx512"};
+    lt_target host;
+    char err[4096];
+    assert_int_equal(lt_target_init(&host, NULL, err, sizeof err), LATHE_OK);
+    bool run2 = host.vector_bytes >= 32 && host.fma, run512 = host.vector_bytes == 64 && host.mask_regs;
+    const conv_case *cases[] = {&conv_cases[0], &conv_cases[7]};
+    for (int i = 0; i < 2; i++) {
+        lathe_graph *g = conv_graph(cases[i], LATHE_F32);
+        char *a = tile_lines(g, &avx2), *b = tile_lines(g, &avx512);
+        if (!*a || !*b) fail_msg("%s: no tiled kernels", cases[i]->label);
+        if (!strcmp(a, b)) fail_msg("%s: x86-64-v3 and skylake-avx512 got the same tiles:\n%s", cases[i]->label, a);
+        free(a);
+        free(b);
+        for (int k = 0; k < 2; k++) {
+            const lathe_target *t = k ? &avx512 : &avx2;
+            if (!(k ? run512 : run2)) {
+                print_message("skipping the run for %s: this host's vector unit cannot run it\n", t->cpu);
+                continue;
+            }
+            char label[200];
+            snprintf(label, sizeof label, "%s for %s", cases[i]->label, t->cpu);
+            lathe_program *jit = lathe_compile_for(g, LATHE_BACKEND_JIT, t);
+            if (!jit) fail_msg("%s: compile: %s", label, lathe_graph_error(g));
+            lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
+            bind_both(g, jit, ref, 13);
+            if (lathe_program_run(jit) || lathe_program_run(ref)) fail_msg("%s: run", label);
+            agree(label, g, jit, ref);
+            lathe_program_free(jit);
+            lathe_program_free(ref);
+        }
+        lathe_graph_free(g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
@@ -418,6 +534,8 @@ int main(void) {
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
+        cmocka_unit_test(test_target_descriptions),
+        cmocka_unit_test(test_target_tiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
