@@ -119,7 +119,7 @@ static double step_cycles(const vunit *u, int fma, int masked, int plain) {
 static void tile_plane(lt_contract *c, const vunit *u) {
     int64_t nvec = cdiv(c->oh * c->ow, c->vl), taps = c->taps[0] * c->taps[1];
     double best = -1;
-    for (int kb = 1; kb <= 8 && kb <= c->kog; kb++)
+    for (int kb = 1; kb <= LT_TILE_MAX_DIM && kb <= c->kog; kb++)
         for (int nv = 1; nv <= 6 && nv <= nvec; nv++) {
             int live = kb * nv + nv + 1 + (u->kmask ? 0 : nv);
             if (live > u->regs && !(kb == 1 && nv == 1)) continue;
@@ -130,8 +130,8 @@ static void tile_plane(lt_contract *c, const vunit *u) {
 }
 static void tile_wgrad(lt_contract *c, const vunit *u) {
     double best = -1;
-    for (int kb = 1; kb <= 8 && kb <= c->kog; kb++)
-        for (int cb = 1; cb <= 8 && cb <= c->cr; cb++) {
+    for (int kb = 1; kb <= LT_TILE_MAX_DIM && kb <= c->kog; kb++)
+        for (int cb = 1; cb <= LT_TILE_MAX_DIM && cb <= c->cr; cb++) {
             int live = kb * cb + cb + 1 + (u->kmask ? 0 : 2);
             if (live > u->regs && !(kb == 1 && cb == 1)) continue;
             double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(c->cr, cb) * (double)(c->taps[0] * c->taps[1]);
@@ -143,8 +143,8 @@ static void tile_wgrad(lt_contract *c, const vunit *u) {
 static void tile_matmul(lt_contract *c, const vunit *u) {
     double best = -1;
     int64_t kvec = cdiv(c->k, c->vl), nvec = cdiv(c->ncol, c->vl);
-    for (int mb = 1; mb <= 8 && mb <= c->m; mb++)
-        for (int nb = 1; nb <= 8; nb++) {
+    for (int mb = 1; mb <= LT_TILE_MAX_DIM && mb <= c->m; mb++)
+        for (int nb = 1; nb <= LT_TILE_MAX_DIM; nb++) {
             int live = mb * nb + nb + 1;
             if (live > u->regs && !(mb == 1 && nb == 1)) continue;
             double cost;

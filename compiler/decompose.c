@@ -116,8 +116,9 @@ lathe_graph *lt_decompose(const lathe_graph *src) {
             map[i] = c;
             continue;
         }
-        lathe_node *in[64], **inp = in;
-        if (n->nin > 64 && !(inp = malloc((size_t)n->nin * sizeof *inp))) {
+        enum { INLINE_OPERANDS = 64 }; /* operands on the stack; concat may have more */
+        lathe_node *in[INLINE_OPERANDS], **inp = in;
+        if (n->nin > INLINE_OPERANDS && !(inp = malloc((size_t)n->nin * sizeof *inp))) {
             lt_fail(dst, LATHE_ERR_NOMEM, "out of memory");
             break;
         }

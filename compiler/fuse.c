@@ -175,6 +175,7 @@ static lt_expr *inrange(fz *z, lt_expr *v, int64_t n) {
 
 static lt_expr *xreduce(fz *z, lt_rkind rk, lathe_dtype t, int n, const int *vars, lt_expr **lo, lt_expr **hi,
                         lt_expr *body) {
+    LT_ASSERT(n <= LT_MAX_REDUCE_VARS);
     lt_expr *e = xnew(z, X_REDUCE, t);
     e->rk = rk;
     e->nvars = n;
@@ -348,18 +349,16 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         return xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t));
     }
     case LT_OP_CONCAT: {
-        int64_t ax = n->attr[0].v[0], off = 0;
+        int64_t ax = n->attr[0].v[0];
         lt_expr *acc = NULL;
-        int64_t offs[256];
-        int nin = n->nin < 256 ? n->nin : 256;
-        for (int k = 0; k < nin; k++) offs[k] = off, off += n->in[k]->shape[ax];
-        for (int k = 0; k < nin; k++) { /* the last operand starting at or before idx wins */
+        for (int64_t k = 0, off = 0; k < n->nin; off += n->in[k]->shape[ax], k++) {
+            /* operand k starts at off; the last operand starting at or before idx wins */
             int64_t len = n->in[k]->shape[ax];
             if (len == 0) continue;
             memcpy(oi, idx, sizeof(lt_expr *) * (size_t)n->rank);
-            oi[ax] = clampi(z, isub(z, idx[ax], xi(z, offs[k])), len);
-            lt_expr *v = opv(z, n, k, oi);
-            acc = acc ? xsel(z, icmp(z, LT_OP_GE, idx[ax], xi(z, offs[k])), v, acc) : v;
+            oi[ax] = clampi(z, isub(z, idx[ax], xi(z, off)), len);
+            lt_expr *v = opv(z, n, (int)k, oi);
+            acc = acc ? xsel(z, icmp(z, LT_OP_GE, idx[ax], xi(z, off)), v, acc) : v;
         }
         return acc ? acc : xf(z, 0, t);
     }

@@ -42,6 +42,10 @@ enum { XB_IDIV = LT_OP_COUNT + 1, XB_IMOD, XB_AND, XB_OR };
  * NaN wins. */
 typedef enum { R_SUM, R_MAX, R_ARGMAX, R_ARGMAX_POOL } lt_rkind;
 
+/* Loops of one reduction: at most one per axis of a tensor (a sum over all
+ * of them); convolutions and windows use 3. */
+enum { LT_MAX_REDUCE_VARS = LATHE_MAX_RANK };
+
 typedef struct lt_expr lt_expr;
 struct lt_expr {
     lt_xkind kind;
@@ -55,8 +59,8 @@ struct lt_expr {
     lt_expr *a, *b, *c;
     lt_rkind rk;
     int nvars;
-    int vars[8];
-    lt_expr *lo[8], *hi[8];
+    int vars[LT_MAX_REDUCE_VARS];
+    lt_expr *lo[LT_MAX_REDUCE_VARS], *hi[LT_MAX_REDUCE_VARS];
     lt_expr *body;
 };
 
@@ -93,6 +97,14 @@ typedef struct {
     int64_t off;
     int64_t st[LATHE_MAX_RANK];
 } lt_view;
+
+/* Limits of a register tile: contract.c chooses tiles within them and
+ * lower_tiles.c sizes its arrays by them. */
+enum {
+    LT_TILE_MAX_DIM = 8,    /* tm and tn */
+    LT_TILE_MAX_ACC = 32,   /* tm * tn accumulators: AVX-512's vector registers */
+    LT_TILE_MAX_LANES = 16, /* vl: a 64-byte vector of f32 */
+};
 
 typedef enum {
     LT_C_PLANE,    /* conv2d or its input gradient: out (N, KO, OH, OW), lanes over the output plane */

@@ -53,7 +53,7 @@ static LLVMValueRef flags(LLVMValueRef v, LLVMFastMathFlags fl) {
     return v;
 }
 /* FMA contraction only inside reductions (see the file's comment) */
-#define CONTRACT (c->in_reduce ? LLVMFastMathAllowContract : 0)
+static LLVMFastMathFlags contract(const cg *c) { return c->in_reduce ? LLVMFastMathAllowContract : 0; }
 
 static LLVMValueRef intrinsic(cg *c, const char *name, LLVMTypeRef t, LLVMValueRef *args, unsigned n) {
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
@@ -160,8 +160,8 @@ static LLVMValueRef gen_unary(cg *c, const lt_expr *e) {
     case LT_OP_POW_SCALAR: {
         double p = e->f;
         if (p == 1) return x;
-        if (p == 2) return flags(LLVMBuildFMul(c->b, x, x, ""), CONTRACT);
-        if (p == 3) return flags(LLVMBuildFMul(c->b, flags(LLVMBuildFMul(c->b, x, x, ""), CONTRACT), x, ""), CONTRACT);
+        if (p == 2) return flags(LLVMBuildFMul(c->b, x, x, ""), contract(c));
+        if (p == 3) return flags(LLVMBuildFMul(c->b, flags(LLVMBuildFMul(c->b, x, x, ""), contract(c)), x, ""), contract(c));
         if (p == -1) return LLVMBuildFDiv(c->b, LLVMConstReal(t, 1), x, "");
         LLVMValueRef args[2] = {x, LLVMConstReal(t, p)};
         return intrinsic(c, "llvm.pow", t, args, 2);
@@ -178,10 +178,10 @@ static LLVMValueRef gen_binary(cg *c, const lt_expr *e) {
     bool fl = lt_is_float(ot);
     LLVMTypeRef t = ty(c, ot);
     switch (e->op) {
-    case LT_OP_ADD: return fl ? flags(LLVMBuildFAdd(c->b, a, b, ""), CONTRACT) : LLVMBuildAdd(c->b, a, b, "");
-    case LT_OP_SUB: return fl ? flags(LLVMBuildFSub(c->b, a, b, ""), CONTRACT) : LLVMBuildSub(c->b, a, b, "");
-    case LT_OP_MUL: return fl ? flags(LLVMBuildFMul(c->b, a, b, ""), CONTRACT) : LLVMBuildMul(c->b, a, b, "");
-    case LT_OP_DIV: return flags(LLVMBuildFDiv(c->b, a, b, ""), CONTRACT);
+    case LT_OP_ADD: return fl ? flags(LLVMBuildFAdd(c->b, a, b, ""), contract(c)) : LLVMBuildAdd(c->b, a, b, "");
+    case LT_OP_SUB: return fl ? flags(LLVMBuildFSub(c->b, a, b, ""), contract(c)) : LLVMBuildSub(c->b, a, b, "");
+    case LT_OP_MUL: return fl ? flags(LLVMBuildFMul(c->b, a, b, ""), contract(c)) : LLVMBuildMul(c->b, a, b, "");
+    case LT_OP_DIV: return flags(LLVMBuildFDiv(c->b, a, b, ""), contract(c));
     case LT_OP_POW: {
         LLVMValueRef args[2] = {a, b};
         return intrinsic(c, "llvm.pow", t, args, 2);
@@ -248,7 +248,7 @@ typedef struct {
     const lt_expr *e;
     int level;
     LLVMValueRef acc, best_idx, pos;
-    LLVMValueRef lo[8], hi[8];
+    LLVMValueRef lo[LT_MAX_REDUCE_VARS], hi[LT_MAX_REDUCE_VARS];
 } red_state;
 
 /* Nodes of expression e, counted up to cap. */

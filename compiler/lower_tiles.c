@@ -104,6 +104,8 @@ static LLVMValueRef splat(vk *v, LLVMValueRef x) {
     return LLVMBuildShuffleVector(c->b, ins, LLVMGetPoison(t), LLVMConstNull(LLVMVectorType(c->i32, (unsigned)v->vl)), "");
 }
 static LLVMValueRef isplat(vk *v, int64_t k) { return splat(v, k64(v->c, k)); }
+/* <VL x i32> k, for lane positions computed in 32 bits */
+static LLVMValueRef k32(vk *v, int64_t k) { return splat(v, LLVMConstInt(v->c->i32, (unsigned long long)k, 1)); }
 
 /* Vector of buffer buf at element idx: all lanes, or those of mask (others
  * fill). */
@@ -168,7 +170,7 @@ static void acc_fma(vk *v, LLVMValueRef acc, LLVMValueRef a, LLVMValueRef b, LLV
 static LLVMValueRef hsum(vk *v, LLVMValueRef x) {
     cg *c = v->c;
     for (int w = v->vl / 2; w >= 1; w /= 2) {
-        LLVMValueRef lo[32], hi[32];
+        LLVMValueRef lo[LT_TILE_MAX_LANES], hi[LT_TILE_MAX_LANES];
         for (int i = 0; i < w; i++) lo[i] = LLVMConstInt(c->i32, (unsigned)i, 0), hi[i] = LLVMConstInt(c->i32, (unsigned)(w + i), 0);
         LLVMValueRef a = LLVMBuildShuffleVector(c->b, x, LLVMGetPoison(LLVMTypeOf(x)), LLVMConstVector(lo, (unsigned)w), "");
         LLVMValueRef b = LLVMBuildShuffleVector(c->b, x, LLVMGetPoison(LLVMTypeOf(x)), LLVMConstVector(hi, (unsigned)w), "");
@@ -213,7 +215,7 @@ static void make_table(vk *v, int index, int64_t nvt) {
             if (LLVMGetTypeKind(v->mt) == LLVMIntegerTypeKind) vals[row * nvt + j] = LLVMConstInt(v->mt, bits, 0);
             else {
                 LLVMTypeRef it = LLVMGetElementType(v->mt);
-                LLVMValueRef lanes[16];
+                LLVMValueRef lanes[LT_TILE_MAX_LANES];
                 for (int l = 0; l < v->vl; l++) lanes[l] = LLVMConstInt(it, bits >> l & 1 ? ~0ull : 0, 0);
                 vals[row * nvt + j] = LLVMConstVector(lanes, (unsigned)v->vl);
             }
@@ -242,29 +244,27 @@ static void gather_lanes(vk *v, LLVMValueRef o0, LLVMValueRef r, LLVMValueRef s,
     const lt_contract *p = v->p;
     LLVMBuilderRef b = c->b;
     LLVMTypeRef i32v = LLVMVectorType(c->i32, (unsigned)v->vl);
-    LLVMValueRef io[16];
+    LLVMValueRef io[LT_TILE_MAX_LANES];
     for (int l = 0; l < v->vl; l++) io[l] = LLVMConstInt(c->i32, (unsigned)l, 0);
-#define K32(x) splat(v, LLVMConstInt(c->i32, (unsigned long long)(x), 1))
     LLVMValueRef o = LLVMBuildAdd(b, splat(v, LLVMBuildTrunc(b, o0, c->i32, "")), LLVMConstVector(io, (unsigned)v->vl), "");
-    LLVMValueRef oh = LLVMBuildUDiv(b, o, K32(p->ow), "");
-    LLVMValueRef ow = LLVMBuildSub(b, o, LLVMBuildMul(b, oh, K32(p->ow), ""), "");
-    LLVMValueRef m = LLVMBuildICmp(b, LLVMIntSLT, o, K32(p->oh * p->ow), "");
+    LLVMValueRef oh = LLVMBuildUDiv(b, o, k32(v, p->ow), "");
+    LLVMValueRef ow = LLVMBuildSub(b, o, LLVMBuildMul(b, oh, k32(v, p->ow), ""), "");
+    LLVMValueRef m = LLVMBuildICmp(b, LLVMIntSLT, o, k32(v, p->oh * p->ow), "");
     LLVMValueRef pos[2] = {oh, ow}, tap[2] = {r, s}, in[2];
     int64_t lim[2] = {p->ih, p->iw};
     for (int d = 0; d < 2; d++) {
         LLVMValueRef off = LLVMBuildTrunc(b, add_(c, k64(c, p->beta[d]), mulk(c, tap[d], p->dbeta[d])), c->i32, "");
-        LLVMValueRef num = LLVMBuildAdd(b, LLVMBuildMul(b, pos[d], K32(p->mu[d]), ""), splat(v, off), "");
+        LLVMValueRef num = LLVMBuildAdd(b, LLVMBuildMul(b, pos[d], k32(v, p->mu[d]), ""), splat(v, off), "");
         m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntSGE, num, LLVMConstNull(i32v), ""), "");
-        m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntSLT, num, K32(lim[d] * p->dv[d]), ""), "");
+        m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntSLT, num, k32(v, lim[d] * p->dv[d]), ""), "");
         if (p->dv[d] > 1) {
-            LLVMValueRef rem = LLVMBuildSRem(b, num, K32(p->dv[d]), "");
+            LLVMValueRef rem = LLVMBuildSRem(b, num, k32(v, p->dv[d]), "");
             m = LLVMBuildAnd(b, m, LLVMBuildICmp(b, LLVMIntEQ, rem, LLVMConstNull(i32v), ""), "");
-            num = LLVMBuildSDiv(b, num, K32(p->dv[d]), "");
+            num = LLVMBuildSDiv(b, num, k32(v, p->dv[d]), "");
         }
         in[d] = num;
     }
-    *offs = LLVMBuildAdd(b, LLVMBuildMul(b, in[0], K32(sh), ""), LLVMBuildMul(b, in[1], K32(sw), ""), "");
-#undef K32
+    *offs = LLVMBuildAdd(b, LLVMBuildMul(b, in[0], k32(v, sh), ""), LLVMBuildMul(b, in[1], k32(v, sw), ""), "");
     *mask = m;
 }
 
@@ -308,7 +308,7 @@ static void store_rows(vk *v, LLVMValueRef *acc, int rows, int nv, LLVMValueRef 
                        int64_t rstride, LLVMValueRef o0, int64_t olim, setvars_fn set, void *arg) {
     cg *c = v->c;
     if (!v->epi) {
-        LLVMValueRef masks[8];
+        LLVMValueRef masks[LT_TILE_MAX_DIM];
         for (int j = 0; j < nv; j++) masks[j] = tail_mask(v, addk(c, o0, (int64_t)j * v->vl), olim);
         for (int i = 0; i < rows; i++) {
             LLVMBasicBlockRef done = i ? if_begin(c, LLVMBuildICmp(c->b, LLVMIntSLT, k64(c, i), count, "")) : NULL;
@@ -388,7 +388,7 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     LLVMValueRef kbi = remk(c, t, nkb), ng = divk(c, t, nkb), g = remk(c, ng, p->groups), n = divk(c, ng, p->groups);
     LLVMValueRef kstart = mulk(c, kbi, kb), gk = mulk(c, g, p->kog);
     LLVMValueRef kcount = mink(c, LLVMBuildSub(c->b, k64(c, p->kog), kstart, ""), kb);
-    LLVMValueRef wrow[8];
+    LLVMValueRef wrow[LT_TILE_MAX_DIM];
     for (int i = 0; i < kb; i++) {
         LLVMValueRef kin = mink(c, addk(c, kstart, i), p->kog - 1); /* clamped */
         wrow[i] = p->bwd ? addk(c, add_(c, mulk(c, g, p->cr * W->st[0]), mulk(c, kin, W->st[1])), W->off)
@@ -397,7 +397,7 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     int64_t wci = p->bwd ? W->st[0] : W->st[1];
     LLVMValueRef abase = addk(c, add_(c, mulk(c, n, A->st[0]), mulk(c, g, p->cr * A->st[1])), A->off);
     LLVMValueRef row0 = mulk(c, add_(c, add_(c, mulk(c, n, ko_all), gk), kstart), ohw);
-    LLVMValueRef acc[32];
+    LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < kb * nv; i++) acc[i] = cg_alloca(c, v->vt);
     loop lch, lr, ls, lc;
     LLVMValueRef ch = loop_begin(c, &lch, k64(c, 0), k64(c, nch));
@@ -405,7 +405,7 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     zero_accs(v, acc, kb * nv);
     LLVMValueRef r = loop_begin(c, &lr, k64(c, 0), k64(c, p->taps[0]));
     LLVMValueRef s = loop_begin(c, &ls, k64(c, 0), k64(c, p->taps[1]));
-    LLVMValueRef mask[8], aoff[8], offs[8];
+    LLVMValueRef mask[LT_TILE_MAX_DIM], aoff[LT_TILE_MAX_DIM], offs[LT_TILE_MAX_DIM];
     for (int j = 0; j < nv; j++) {
         LLVMValueRef oj = addk(c, o0, (int64_t)j * vl);
         if (p->contiguous) {
@@ -415,10 +415,10 @@ static void lower_plane(vk *v, LLVMValueRef t) {
             aoff[j] = add_(c, add_(c, abase, oj), toff);
         } else gather_lanes(v, oj, r, s, A->st[2], A->st[3], &offs[j], &mask[j]);
     }
-    LLVMValueRef wtap[8];
+    LLVMValueRef wtap[LT_TILE_MAX_DIM];
     for (int i = 0; i < kb; i++) wtap[i] = add_(c, wrow[i], add_(c, mulk(c, r, W->st[2]), mulk(c, s, W->st[3])));
     LLVMValueRef ci = loop_begin(c, &lc, k64(c, 0), k64(c, p->cr));
-    LLVMValueRef av[8];
+    LLVMValueRef av[LT_TILE_MAX_DIM];
     for (int j = 0; j < nv; j++)
         av[j] = p->contiguous ? vload(v, A->buf, add_(c, aoff[j], mulk(c, ci, A->st[1])), mask[j])
                               : vgather(v, A->buf, add_(c, abase, mulk(c, ci, A->st[1])), offs[j], mask[j]);
@@ -467,7 +467,7 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     LLVMValueRef kstart = mulk(c, kbi, kb), cstart = mulk(c, cbi, cb), gk = mulk(c, g, p->kog);
     LLVMValueRef kcount = mink(c, LLVMBuildSub(c->b, k64(c, p->kog), kstart, ""), kb);
     LLVMValueRef ccount = mink(c, LLVMBuildSub(c->b, k64(c, p->cr), cstart, ""), cb);
-    LLVMValueRef gyrow[8], xrow[8];
+    LLVMValueRef gyrow[LT_TILE_MAX_DIM], xrow[LT_TILE_MAX_DIM];
     for (int i = 0; i < kb; i++) gyrow[i] = addk(c, mulk(c, add_(c, gk, mink(c, addk(c, kstart, i), p->kog - 1)), G->st[1]), G->off);
     for (int j = 0; j < cb; j++)
         xrow[j] = addk(c, mulk(c, add_(c, mulk(c, g, p->cr), mink(c, addk(c, cstart, j), p->cr - 1)), X->st[1]), X->off);
@@ -483,12 +483,12 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, taps * na));
     LLVMBuildStore(c->b, v->zero, LLVMBuildGEP2(c->b, v->vt, part, &z, 1, ""));
     loop_end(c, &lz);
-    LLVMValueRef acc[32];
+    LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < na; i++) acc[i] = cg_alloca(c, v->vt);
     LLVMValueRef n = loop_begin(c, &ln, k64(c, 0), k64(c, p->n));
     LLVMValueRef tap = loop_begin(c, &lt, k64(c, 0), k64(c, taps));
     LLVMValueRef r = divk(c, tap, p->taps[1]), s = remk(c, tap, p->taps[1]);
-    LLVMValueRef slot[32];
+    LLVMValueRef slot[LT_TILE_MAX_ACC];
     for (int i = 0; i < na; i++) {
         LLVMValueRef at = addk(c, mulk(c, tap, na), i);
         slot[i] = LLVMBuildGEP2(c->b, v->vt, part, &at, 1, "");
@@ -506,7 +506,7 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
         LLVMValueRef o0 = mulk(c, j, vl), xm, gm = pass ? tail_mask(v, o0, ohw) : NULL, offs = NULL;
         if (p->contiguous) xm = table_mask(v, tap, j);
         else gather_lanes(v, o0, r, s, X->st[2], X->st[3], &offs, &xm);
-        LLVMValueRef xv[8];
+        LLVMValueRef xv[LT_TILE_MAX_DIM];
         for (int jj = 0; jj < cb; jj++) {
             LLVMValueRef base = add_(c, add_(c, xrow[jj], mulk(c, n, X->st[0])), toff);
             xv[jj] = p->contiguous ? vload(v, X->buf, add_(c, base, o0), xm) : vgather(v, X->buf, base, offs, xm);
@@ -581,10 +581,10 @@ static void lower_mm_bcast(vk *v, LLVMValueRef t) {
     mm_batch(v, bt, &mv, &aoff, &boff);
     LLVMValueRef m0 = mulk(c, mbi, mb), n0 = mulk(c, nbi, (int64_t)nv * vl);
     LLVMValueRef mcount = mink(c, LLVMBuildSub(c->b, k64(c, p->m), m0, ""), mb);
-    LLVMValueRef arow[8], nmask[8];
+    LLVMValueRef arow[LT_TILE_MAX_DIM], nmask[LT_TILE_MAX_DIM];
     for (int i = 0; i < mb; i++) arow[i] = add_(c, aoff, mulk(c, mink(c, addk(c, m0, i), p->m - 1), p->am));
     for (int j = 0; j < nv; j++) nmask[j] = tail_mask(v, addk(c, n0, (int64_t)j * vl), p->ncol);
-    LLVMValueRef acc[32];
+    LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < mb * nv; i++) acc[i] = cg_alloca(c, v->vt);
     zero_accs(v, acc, mb * nv);
     /* tiles whose columns are all inside load without masks */
@@ -603,7 +603,7 @@ static void lower_mm_bcast(vk *v, LLVMValueRef t) {
         cg_push_scope(c);
         loop lk;
         LLVMValueRef kk = loop_begin(c, &lk, k64(c, 0), k64(c, p->k));
-        LLVMValueRef bv[8];
+        LLVMValueRef bv[LT_TILE_MAX_DIM];
         for (int j = 0; j < nv; j++)
             bv[j] = vload(v, p->b.buf, add_(c, add_(c, boff, mulk(c, kk, p->bk)), addk(c, n0, (int64_t)j * vl)), pass ? nmask[j] : NULL);
         for (int i = 0; i < mb; i++) {
@@ -634,10 +634,10 @@ static void lower_mm_dot(vk *v, LLVMValueRef t) {
     LLVMValueRef m0 = mulk(c, mbi, mb), n0 = mulk(c, nbi, nb);
     LLVMValueRef mcount = mink(c, LLVMBuildSub(c->b, k64(c, p->m), m0, ""), mb);
     LLVMValueRef ncount = mink(c, LLVMBuildSub(c->b, k64(c, p->ncol), n0, ""), nb);
-    LLVMValueRef arow[8], bcol[8];
+    LLVMValueRef arow[LT_TILE_MAX_DIM], bcol[LT_TILE_MAX_DIM];
     for (int i = 0; i < mb; i++) arow[i] = add_(c, aoff, mulk(c, mink(c, addk(c, m0, i), p->m - 1), p->am));
     for (int j = 0; j < nb; j++) bcol[j] = add_(c, boff, mulk(c, mink(c, addk(c, n0, j), p->ncol - 1), p->bn));
-    LLVMValueRef acc[32];
+    LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < mb * nb; i++) acc[i] = cg_alloca(c, v->vt);
     zero_accs(v, acc, mb * nb);
     for (int pass = 0; pass < 2; pass++) { /* full vectors, then the tail */
@@ -645,7 +645,7 @@ static void lower_mm_dot(vk *v, LLVMValueRef t) {
         loop lk;
         LLVMValueRef kv = pass ? k64(c, kfull) : loop_begin(c, &lk, k64(c, 0), k64(c, kfull));
         LLVMValueRef k0 = mulk(c, kv, vl), mask = pass ? tail_mask(v, k0, p->k) : NULL;
-        LLVMValueRef bv[8];
+        LLVMValueRef bv[LT_TILE_MAX_DIM];
         for (int j = 0; j < nb; j++) bv[j] = vload(v, p->b.buf, add_(c, bcol[j], k0), mask);
         for (int i = 0; i < mb; i++) {
             LLVMValueRef a = vload(v, p->a.buf, add_(c, arow[i], k0), mask);
@@ -653,7 +653,7 @@ static void lower_mm_dot(vk *v, LLVMValueRef t) {
         }
         if (!pass) loop_end(c, &lk);
     }
-    LLVMValueRef sum[32];
+    LLVMValueRef sum[LT_TILE_MAX_ACC];
     for (int i = 0; i < mb * nb; i++) sum[i] = hsum(v, LLVMBuildLoad2(c->b, v->vt, acc[i], ""));
     mv.m0 = m0;
     mv.n0 = n0;
@@ -678,7 +678,7 @@ static void lower_pool(vk *v, LLVMValueRef t) {
     LLVMValueRef n = divk(c, t, p->kog), ch = remk(c, t, p->kog);
     LLVMValueRef abase = addk(c, add_(c, mulk(c, n, A->st[0]), mulk(c, ch, A->st[1])), A->off);
     LLVMValueRef ninf = splat(v, LLVMConstReal(v->et, -INFINITY));
-    LLVMValueRef acc[8];
+    LLVMValueRef acc[LT_TILE_MAX_DIM];
     for (int j = 0; j < nv; j++) acc[j] = cg_alloca(c, v->vt);
     loop lch, lr, ls;
     LLVMValueRef chk = loop_begin(c, &lch, k64(c, 0), k64(c, nch));
@@ -722,7 +722,6 @@ static void lower_pool_bwd(vk *v, LLVMValueRef t) {
     int64_t ihw = p->ih * p->iw, ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl);
     LLVMBuilderRef b = c->b;
     LLVMTypeRef i32v = LLVMVectorType(c->i32, (unsigned)vl);
-#define K32(x) splat(v, LLVMConstInt(c->i32, (unsigned long long)(x), 1))
     LLVMValueRef n = divk(c, t, p->kog), ch = remk(c, t, p->kog);
     LLVMValueRef xbase = addk(c, add_(c, mulk(c, n, X->st[0]), mulk(c, ch, X->st[1])), X->off);
     LLVMValueRef gbase = addk(c, add_(c, mulk(c, n, G->st[0]), mulk(c, ch, G->st[1])), G->off);
@@ -734,11 +733,11 @@ static void lower_pool_bwd(vk *v, LLVMValueRef t) {
     loop_end(c, &lz);
     LLVMValueRef j = loop_begin(c, &lj, k64(c, 0), k64(c, nvec));
     LLVMValueRef o0 = mulk(c, j, vl);
-    LLVMValueRef io[16];
+    LLVMValueRef io[LT_TILE_MAX_LANES];
     for (int l = 0; l < vl; l++) io[l] = LLVMConstInt(c->i32, (unsigned)l, 0);
     LLVMValueRef o = LLVMBuildAdd(b, splat(v, LLVMBuildTrunc(b, o0, c->i32, "")), LLVMConstVector(io, (unsigned)vl), "");
-    LLVMValueRef oh = LLVMBuildUDiv(b, o, K32(p->ow), ""), ow = LLVMBuildSub(b, o, LLVMBuildMul(b, oh, K32(p->ow), ""), "");
-    LLVMValueRef real = LLVMBuildICmp(b, LLVMIntSLT, o, K32(ohw), "");
+    LLVMValueRef oh = LLVMBuildUDiv(b, o, k32(v, p->ow), ""), ow = LLVMBuildSub(b, o, LLVMBuildMul(b, oh, k32(v, p->ow), ""), "");
+    LLVMValueRef real = LLVMBuildICmp(b, LLVMIntSLT, o, k32(v, ohw), "");
     LLVMValueRef best = ninf, bi = LLVMConstNull(i32v);
     for (int64_t i = 0; i < p->taps[0]; i++)
         for (int64_t jj = 0; jj < p->taps[1]; jj++) {
@@ -748,30 +747,29 @@ static void lower_pool_bwd(vk *v, LLVMValueRef t) {
             LLVMValueRef better = LLVMBuildOr(b, LLVMBuildFCmp(b, LLVMRealOGT, x, best, ""),
                                               LLVMBuildFCmp(b, LLVMRealUNO, x, x, ""), "");
             best = LLVMBuildSelect(b, better, x, best, "");
-            bi = LLVMBuildSelect(b, better, K32(i * p->taps[1] + jj), bi, "");
+            bi = LLVMBuildSelect(b, better, k32(v, i * p->taps[1] + jj), bi, "");
         }
     LLVMValueRef g;
     if (G->st[3] == 1 && G->st[2] == p->ow) g = vload(v, G->buf, add_(c, gbase, o0), real);
     else {
-        LLVMValueRef offs = LLVMBuildAdd(b, LLVMBuildMul(b, oh, K32(G->st[2]), ""), LLVMBuildMul(b, ow, K32(G->st[3]), ""), "");
+        LLVMValueRef offs = LLVMBuildAdd(b, LLVMBuildMul(b, oh, k32(v, G->st[2]), ""), LLVMBuildMul(b, ow, k32(v, G->st[3]), ""), "");
         g = vgather(v, G->buf, gbase, offs, real);
     }
-    LLVMValueRef h = LLVMBuildAdd(b, LLVMBuildMul(b, oh, K32(p->mu[0]), ""), LLVMBuildAdd(b, K32(p->beta[0]), LLVMBuildUDiv(b, bi, K32(p->taps[1]), ""), ""), "");
-    LLVMValueRef w = LLVMBuildAdd(b, LLVMBuildMul(b, ow, K32(p->mu[1]), ""), LLVMBuildAdd(b, K32(p->beta[1]), LLVMBuildURem(b, bi, K32(p->taps[1]), ""), ""), "");
+    LLVMValueRef h = LLVMBuildAdd(b, LLVMBuildMul(b, oh, k32(v, p->mu[0]), ""), LLVMBuildAdd(b, k32(v, p->beta[0]), LLVMBuildUDiv(b, bi, k32(v, p->taps[1]), ""), ""), "");
+    LLVMValueRef w = LLVMBuildAdd(b, LLVMBuildMul(b, ow, k32(v, p->mu[1]), ""), LLVMBuildAdd(b, k32(v, p->beta[1]), LLVMBuildURem(b, bi, k32(v, p->taps[1]), ""), ""), "");
     LLVMValueRef in = real, pos2[2] = {h, w};
     int64_t lim[2] = {p->ih, p->iw};
     for (int d = 0; d < 2; d++) {
         in = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSGE, pos2[d], LLVMConstNull(i32v), ""), "");
-        in = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSLT, pos2[d], K32(lim[d]), ""), "");
+        in = LLVMBuildAnd(b, in, LLVMBuildICmp(b, LLVMIntSLT, pos2[d], k32(v, lim[d]), ""), "");
     }
-    LLVMValueRef pos = LLVMBuildSelect(b, in, LLVMBuildAdd(b, LLVMBuildMul(b, h, K32(p->iw), ""), w, ""), K32(ihw), "");
+    LLVMValueRef pos = LLVMBuildSelect(b, in, LLVMBuildAdd(b, LLVMBuildMul(b, h, k32(v, p->iw), ""), w, ""), k32(v, ihw), "");
     for (int l = 0; l < vl; l++) {
         LLVMValueRef li = LLVMConstInt(c->i32, (unsigned)l, 0);
         LLVMValueRef at = scratch_at(v, sc, LLVMBuildSExt(b, LLVMBuildExtractElement(b, pos, li, ""), c->i64, ""));
         LLVMValueRef gl = LLVMBuildExtractElement(b, g, li, "");
         LLVMBuildStore(b, overlap ? LLVMBuildFAdd(b, LLVMBuildLoad2(b, v->et, at, ""), gl, "") : gl, at);
     }
-#undef K32
     loop_end(c, &lj);
     o = loop_begin(c, &lo, k64(c, 0), k64(c, ihw));
     if (v->epi) {
@@ -806,7 +804,8 @@ static void tile_body(cg *c, void *arg) {
  * expression instead. */
 bool lt_lower_tiles(cg *c, const lt_kernel *k, int index) {
     const lt_contract *p = k->con;
-    LT_ASSERT(p->tm >= 1 && p->tm <= 8 && p->tn >= 1 && p->tn <= 8 && p->tm * p->tn <= 32 && p->vl <= 16);
+    LT_ASSERT(p->tm >= 1 && p->tm <= LT_TILE_MAX_DIM && p->tn >= 1 && p->tn <= LT_TILE_MAX_DIM &&
+              p->tm * p->tn <= LT_TILE_MAX_ACC && p->vl <= LT_TILE_MAX_LANES);
     vk v = {c, k, p, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, false};
     lathe_dtype dt = c->f->bufs[p->a.buf].dtype;
     v.vl = p->vl;
@@ -817,7 +816,7 @@ bool lt_lower_tiles(cg *c, const lt_kernel *k, int index) {
     v.mt = v.vl * v.esize == 64 ? LLVMIntTypeInContext(c->ctx, (unsigned)v.vl)
                                 : LLVMVectorType(LLVMIntTypeInContext(c->ctx, 8 * (unsigned)v.esize), (unsigned)v.vl);
     v.zero = LLVMConstNull(v.vt);
-    LLVMValueRef io[16];
+    LLVMValueRef io[LT_TILE_MAX_LANES];
     for (int i = 0; i < v.vl; i++) io[i] = k64(c, i);
     v.iota = LLVMConstVector(io, (unsigned)v.vl);
     v.epi = k->value != p->red;

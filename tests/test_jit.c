@@ -119,6 +119,32 @@ static void test_samples_forward_backward(void **state) {
 }
 
 /* Same bits on 1 and 2 threads, for every sample graph with its gradients. */
+/* A concat of more operands than any fixed table holds (fusion once read
+ * only the first 256): every element from its own operand, against the
+ * evaluator. */
+static void test_concat_many(void **state) {
+    (void)state;
+    enum { N = 300 };
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *xs[N];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "x%d", i);
+        xs[i] = lathe_input(g, name, LATHE_F32, LATHE_DIMS(1 + i % 2, 3));
+    }
+    lathe_output(g, "y", lathe_exp(g, lathe_concat(g, N, xs, 0)));
+    assert_graph_ok(g);
+    lathe_program *jit = compile_or_fail("concat of 300", g, LATHE_BACKEND_JIT);
+    lathe_program *ref = compile_or_fail("concat of 300", g, LATHE_BACKEND_EVAL);
+    bind_both(g, jit, ref, 17);
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    agree("concat of 300", g, jit, ref);
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+    lathe_graph_free(g);
+}
+
 static void test_threads_same_bits(void **state) {
     (void)state;
     for (int i = 0; i < nsamples; i++) {
@@ -531,6 +557,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_samples_forward_backward),
         cmocka_unit_test(test_threads_same_bits),
+        cmocka_unit_test(test_concat_many),
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
