@@ -16,7 +16,6 @@
  *
  * Errors name FILE:LINE:COL, show the line with a caret as the text IR
  * parser does (ir/text.c), and list the block calls that led there. */
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -1959,32 +1958,11 @@ lathe_status lathe_desc_parse_file(lathe_graph *g, const char *path, const lathe
                                    lathe_desc_info *info) {
     if (info) memset(info, 0, sizeof *info);
     if (!g || !path) return LATHE_ERR_ARG;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(errno)), LATHE_ERR_IO;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 65536;
-            char *q = cap <= INT_MAX ? realloc(buf, cap) : NULL;
-            if (!q) {
-                free(buf);
-                fclose(f);
-                return lt_fail(g, LATHE_ERR_NOMEM, "%s: out of memory", path), LATHE_ERR_NOMEM;
-            }
-            buf = q;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int e = ferror(f) ? errno : 0;
-    fclose(f);
-    if (e) {
-        free(buf);
-        return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(e)), LATHE_ERR_IO;
-    }
-    lathe_status st = lathe_desc_parse(g, buf, n, path, opt, info);
+    char *buf;
+    size_t n;
+    lathe_status st = lt_read_file(g, path, &buf, &n);
+    if (st != LATHE_OK) return st;
+    st = lathe_desc_parse(g, buf, n, path, opt, info);
     free(buf);
     return st;
 }
