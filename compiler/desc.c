@@ -15,164 +15,22 @@
  * call's `as` name and reads the body again from there.
  *
  * Errors name FILE:LINE:COL, show the line with a caret as the text IR
- * parser does (ir/text.c), and list the block calls that led there. */
+ * parser does (ir/text.c), and list the block calls that led there.
+ *
+ * The built-in functions and layers (their table and handlers) are in
+ * desc_builtins.c; desc.h holds the types and helpers the two files share. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ir.h"
-#include "lathe_desc.h"
-
-enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, NAME_CAP = 256 };
-
-/* ---- built-in functions ------------------------------------------------------------ */
-
-/* id, name, parameters.  "name=default": a default that is not a number, true,
- * false or a dtype ("stride=kernel") means "absent, computed by the function".
- * The layers (they create parameters and need `as NAME`) come last. */
-#define BUILTINS(X)                                                                                \
-    X(RELU, "relu", "x")                                                                           \
-    X(SIGMOID, "sigmoid", "x")                                                                     \
-    X(TANH, "tanh", "x")                                                                           \
-    X(EXP, "exp", "x")                                                                             \
-    X(LOG, "log", "x")                                                                             \
-    X(SQRT, "sqrt", "x")                                                                           \
-    X(RSQRT, "rsqrt", "x")                                                                         \
-    X(ABS, "abs", "x")                                                                             \
-    X(NEG, "neg", "x")                                                                             \
-    X(SOFTMAX, "softmax", "x axis")                                                                \
-    X(LOG_SOFTMAX, "log_softmax", "x axis")                                                        \
-    X(MAX_POOL2D, "max_pool2d", "x kernel stride=kernel padding=0")                                \
-    X(AVG_POOL2D, "avg_pool2d", "x kernel stride=kernel padding=0 count_include_pad=true")         \
-    X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d", "x h w=h")                                       \
-    X(FLATTEN, "flatten", "x start=1 end=-1")                                                      \
-    X(RESHAPE, "reshape", "x shape")                                                               \
-    X(PERMUTE, "permute", "x dims")                                                                \
-    X(TRANSPOSE, "transpose", "x dim0 dim1")                                                       \
-    X(BROADCAST_TO, "broadcast_to", "x shape")                                                     \
-    X(SLICE, "slice", "x axis start end=end step=1")                                               \
-    X(CONCAT, "concat", "xs axis=0")                                                               \
-    X(SUM, "sum", "x axes=all keepdim=false axis=none")                                            \
-    X(MEAN, "mean", "x axes=all keepdim=false axis=none")                                          \
-    X(MAX, "max", "x axes=all keepdim=false axis=none")                                            \
-    X(ARGMAX, "argmax", "x axis keepdim=false")                                                    \
-    X(MATMUL, "matmul", "a b")                                                                     \
-    X(MAXIMUM, "maximum", "a b")                                                                   \
-    X(MINIMUM, "minimum", "a b")                                                                   \
-    X(POW, "pow", "x exponent")                                                                    \
-    X(WHERE, "where", "cond a b")                                                                  \
-    X(CAST, "cast", "x dtype")                                                                     \
-    X(TENSOR, "tensor", "values dtype=f32")                                                        \
-    X(CROSS_ENTROPY, "cross_entropy", "logits labels")                                             \
-    X(NLL_LOSS, "nll_loss", "log_probs labels")                                                    \
-    X(MSE_LOSS, "mse_loss", "input target")                                                        \
-    X(CHANNELS, "channels", "x")                                                                   \
-    X(SHAPE, "shape", "x axis")                                                                    \
-    X(RANK, "rank", "x")                                                                           \
-    X(CONV2D, "conv2d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
-    X(LINEAR, "linear", "x out_features bias=true")                                                \
-    X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")
-
-typedef enum {
-#define X(e, name, params) B_##e,
-    BUILTINS(X)
-#undef X
-    B_COUNT
-} builtin;
-
-static const struct {
-    const char *name, *params;
-} desc_builtins[B_COUNT] = {
-#define X(e, name, params) {name, params},
-    BUILTINS(X)
-#undef X
-};
-
-static bool is_layer(builtin b) { return b >= B_CONV2D; }
+#include "desc.h"
 
 static const char *const keywords[] = {"model", "batch", "let", "input", "param", "buffer", "block", "if",
                                        "else", "no_grad", "freeze", "unfreeze", "output", "loss", "backward",
                                        "return", "as", "and", "or", "not", "true", "false",
                                        "f32", "f64", "i64", "bool"};
-
-/* ---- types ------------------------------------------------------------------------ */
-
-typedef struct {
-    size_t off;     /* byte offset in the source */
-    int line, col;  /* 1-based; col counts bytes */
-} loc;
-
-typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_PUNCT } tkind;
-enum { P_POW = 256, P_FLOORDIV, P_EQ, P_NE, P_LE, P_GE };  /* two-character punctuation */
-
-typedef struct {
-    tkind kind;
-    int op;         /* T_PUNCT: the character or a P_ code */
-    loc at;
-    const char *s;
-    size_t len;
-} token;
-
-/* Where the tokenizer is; saved and restored around block calls. */
-typedef struct {
-    size_t pos, line_start;
-    int line;
-    int depth;      /* open ( and [: inside them a newline is a space */
-    token tok;      /* the current token */
-} lexer;
-
-typedef enum { V_NONE, V_NUM, V_TENSOR, V_LIST, V_DTYPE } vkind;
-
-typedef struct {
-    vkind k;
-    double num;        /* V_NUM (true and false are 1 and 0) */
-    lathe_node *t;     /* V_TENSOR */
-    int first, n;      /* V_LIST: p->items[first .. first + n) */
-    lathe_dtype dtype; /* V_DTYPE */
-    loc at;            /* where the expression starts */
-} value;
-
-typedef struct {
-    const char *s;
-    size_t len;
-    value v;
-    bool constant;     /* let and batch */
-    loc at;
-} var;
-
-typedef struct {
-    const char *s;     /* parameter name */
-    size_t len;
-    bool required;
-    value def;         /* V_NONE: none, or computed by the function */
-    const char *deftext;
-    size_t deflen;
-} pspec;
-
-typedef struct {
-    const char *s;
-    size_t len;
-    loc open;          /* the body's '{' */
-    int nparams;
-    pspec params[MAX_ARGS];
-    lexer body;        /* just after the '{' */
-} blockdef;
-
-/* One call being bound: the callee's parameters and the arguments given. */
-typedef struct {
-    const char *fn;
-    int fnlen;
-    loc at;            /* the function's name */
-    const char *as;    /* `as NAME`, NULL if none */
-    size_t aslen;
-    loc asat;
-    int n;
-    pspec ps[MAX_ARGS];
-    value v[MAX_ARGS]; /* bound arguments or defaults */
-    bool set[MAX_ARGS];
-} call;
 
 typedef struct {
     const char *kw;    /* NULL: positional */
@@ -181,56 +39,13 @@ typedef struct {
     value v;
 } arg;
 
-typedef struct {
-    const char *s;
-    size_t len;
-    double v;
-    bool used;
-} define;
-
-typedef struct {
-    int block;
-    loc at;
-    const char *as;    /* NULL: called without `as` */
-    size_t aslen;
-} callframe;
-
-typedef struct {
-    lathe_graph *g;
-    const char *file, *src;
-    size_t len;
-    lexer lx;
-    bool training;
-    int64_t batch_opt;
-    lathe_desc_info info;
-    var *vars;
-    int nvars, capvars;
-    int base, gend;          /* the running frame's first variable; end of the globals */
-    value *items;            /* list elements; only appended to */
-    int nitems, capitems;
-    blockdef *blocks;
-    int nblocks, capblocks;
-    callframe calls[MAX_CALLS]; /* the running block calls, for messages */
-    int ncalls, totalcalls;
-    int skip;                /* > 0: read without running */
-    bool returned;           /* the running block has executed `return` */
-    value ret;
-    bool in_def;             /* reading a block's definition */
-    int nest, braces;
-    char prefix[NAME_CAP];   /* parameter-name prefix: "" or "layer2.1." */
-    define *defs;
-    int ndefs;
-    bool have_model, have_batch, have_loss;
-} parser;
-
 static bool live(const parser *p) { return p->skip == 0 && !p->returned; }
 
 /* ---- messages ------------------------------------------------------------------------ */
 
 /* Record "FILE:LINE:COL: message", the line, a caret and the block calls that
  * led there; returns false. */
-static bool desc_err(parser *p, lathe_status st, loc at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static bool desc_err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
+bool desc_err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
     char msg[sizeof p->g->err], line[200], caret[200], trace[400] = "";
     va_list ap;
     va_start(ap, fmt);
@@ -256,13 +71,13 @@ static bool desc_err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
 }
 
 /* Move an error a builder recorded to the call's location. */
-static bool desc_relocate(parser *p, loc at) {
+bool desc_relocate(parser *p, loc at) {
     char msg[sizeof p->g->err];
     lathe_status st = lt_take_error(p->g, msg);
     return desc_err(p, st, at, "%s", msg);
 }
 
-static bool desc_oom(parser *p) {
+bool desc_oom(parser *p) {
     lt_fail(p->g, LATHE_ERR_NOMEM, "%s: out of memory", p->file);
     return false;
 }
@@ -404,8 +219,6 @@ static bool is_word(const parser *p, const char *w) {
     return TOK.kind == T_IDENT && TOK.len == strlen(w) && memcmp(TOK.s, w, TOK.len) == 0;
 }
 
-static bool same(const char *a, size_t la, const char *b, size_t lb) { return la == lb && memcmp(a, b, la) == 0; }
-
 static bool is_keyword(const char *s, size_t len) {
     for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
         if (same(s, len, keywords[i], strlen(keywords[i]))) return true;
@@ -487,7 +300,7 @@ static bool number(parser *p, double *out) {
 
 /* ---- values and variables ---------------------------------------------------------------- */
 
-static const char *desc_kind_str(const value *v, char *buf, size_t cap) {
+const char *desc_kind_str(const value *v, char *buf, size_t cap) {
     char ts[96];
     switch (v->k) {
     case V_NUM: snprintf(buf, cap, "the number %g", v->num); break;
@@ -503,7 +316,7 @@ static const char *desc_kind_str(const value *v, char *buf, size_t cap) {
 }
 
 /* An integer that doubles hold exactly. */
-static bool desc_integral(double d, int64_t *out) {
+bool desc_integral(double d, int64_t *out) {
     if (d != floor(d) || fabs(d) > 9007199254740992.0) return false;
     *out = (int64_t)d;
     return true;
@@ -534,7 +347,7 @@ static bool set_var(parser *p, const char *s, size_t len, loc at, value v, bool 
     return true;
 }
 
-static bool desc_built(parser *p, loc at, lathe_node *n, value *out) {
+bool desc_built(parser *p, loc at, lathe_node *n, value *out) {
     if (!n || lathe_graph_status(p->g) != LATHE_OK) return desc_relocate(p, at);
     *out = (value){.k = V_TENSOR, .t = n, .at = at};
     return true;
@@ -545,14 +358,14 @@ static bool status_ok(parser *p, loc at, lathe_status st) {
 }
 
 /* Nodes remember where they were made. */
-static void desc_stamp(parser *p, loc at) {
+void desc_stamp(parser *p, loc at) {
     p->g->cur_line = at.line;
     p->g->cur_col = at.col;
 }
 
 /* Two operands as tensors: a number becomes a scalar of the other's dtype. */
-static bool desc_operands(parser *p, loc at, const char *what, const value *a, const value *b, lathe_node **x,
-                          lathe_node **y) {
+bool desc_operands(parser *p, loc at, const char *what, const value *a, const value *b, lathe_node **x,
+                   lathe_node **y) {
     char k[128];
     for (int i = 0; i < 2; i++) {
         const value *v = i ? b : a;
@@ -589,7 +402,7 @@ static const char *op_name(int op) {
 }
 
 /* a = a OP b; op is a punctuation code, or 'a' / 'o' for and / or. */
-static bool desc_binop(parser *p, int op, loc at, value *a, const value *b) {
+bool desc_binop(parser *p, int op, loc at, value *a, const value *b) {
     if (!live(p)) {
         a->k = V_NONE;
         return true;
@@ -690,33 +503,6 @@ static bool parse_list(parser *p, value *out) {
 
 /* ---- calls: binding and argument types ------------------------------------------------------- */
 
-/* Parameters of a built-in from its spec string. */
-static void desc_builtin_params(builtin b, call *c) {
-    const char *s = desc_builtins[b].params;
-    c->n = 0;
-    while (*s) {
-        pspec *ps = &c->ps[c->n++];
-        *ps = (pspec){.s = s, .required = true};
-        while (*s && *s != ' ' && *s != '=') s++;
-        ps->len = (size_t)(s - ps->s);
-        if (*s == '=') {
-            ps->required = false;
-            ps->deftext = ++s;
-            while (*s && *s != ' ') s++;
-            ps->deflen = (size_t)(s - ps->deftext);
-            char buf[32];
-            snprintf(buf, sizeof buf, "%.*s", (int)ps->deflen, ps->deftext);
-            char *end;
-            double d = strtod(buf, &end);
-            if (!*end) ps->def = (value){.k = V_NUM, .num = d};
-            else if (!strcmp(buf, "true") || !strcmp(buf, "false"))
-                ps->def = (value){.k = V_NUM, .num = buf[0] == 't'};
-            else if (!strcmp(buf, "f32")) ps->def = (value){.k = V_DTYPE, .dtype = LATHE_F32};
-        }
-        while (*s == ' ') s++;
-    }
-}
-
 /* "conv2d(x, out_channels, kernel, stride=1, ...)" */
 static const char *signature(const call *c, char *buf, size_t cap) {
     size_t k = 0;
@@ -770,350 +556,13 @@ static bool bind(parser *p, call *c, const arg *a, int na) {
     return true;
 }
 
-static bool bad_arg(parser *p, const call *c, int i, const char *want) {
-    char k[128];
-    desc_err(p, LATHE_ERR_ARG, c->v[i].at, "%.*s: argument '%.*s' must be %s, got %s", c->fnlen, c->fn,
-             (int)c->ps[i].len, c->ps[i].s, want, desc_kind_str(&c->v[i], k, sizeof k));
-    return false;
-}
-
-static bool desc_arg_tensor(parser *p, const call *c, int i, lathe_node **out) {
-    if (c->v[i].k != V_TENSOR) return bad_arg(p, c, i, "a tensor");
-    *out = c->v[i].t;
-    return true;
-}
-
-static bool arg_num(parser *p, const call *c, int i, double *out) {
-    if (c->v[i].k != V_NUM) return bad_arg(p, c, i, "a number");
-    *out = c->v[i].num;
-    return true;
-}
-
-static bool arg_int(parser *p, const call *c, int i, int64_t *out) {
-    if (c->v[i].k != V_NUM || !desc_integral(c->v[i].num, out)) return bad_arg(p, c, i, "an integer");
-    return true;
-}
-
-/* An integer or a list of at most max integers. */
-static bool arg_ints(parser *p, const call *c, int i, int max, int64_t *out, int *n) {
-    const value *v = &c->v[i];
-    char want[64];
-    snprintf(want, sizeof want, "an integer or a list of at most %d integers", max);
-    if (v->k == V_NUM) {
-        *n = 1;
-        return desc_integral(v->num, out) ? true : bad_arg(p, c, i, want);
-    }
-    if (v->k != V_LIST || v->n > max) return bad_arg(p, c, i, want);
-    for (int k = 0; k < v->n; k++) {
-        const value *e = &p->items[v->first + k];
-        if (e->k != V_NUM || !desc_integral(e->num, &out[k])) return bad_arg(p, c, i, want);
-    }
-    *n = v->n;
-    return true;
-}
-
-/* An integer for both sides, or a list [h, w]. */
-static bool arg_pair(parser *p, const call *c, int i, int64_t out[2]) {
-    int n;
-    if (!arg_ints(p, c, i, 2, out, &n)) return false;
-    if (n == 1) out[1] = out[0];
-    else if (n != 2) return bad_arg(p, c, i, "an integer or a list [h, w]");
-    return true;
-}
-
-static bool arg_bool(parser *p, const call *c, int i, bool *out) {
-    double d;
-    if (!arg_num(p, c, i, &d)) return false;
-    *out = d != 0;
-    return true;
-}
-
 /* The name of a layer's tensor: prefix, the `as` name, '.', suffix. */
-static bool desc_leaf_name(parser *p, const char *as, size_t aslen, loc at, const char *suffix, char *buf) {
+bool desc_leaf_name(parser *p, const char *as, size_t aslen, loc at, const char *suffix, char *buf) {
     int k = snprintf(buf, NAME_CAP, "%s%.*s%s%s", p->prefix, (int)aslen, as, suffix ? "." : "", suffix ? suffix : "");
     if (k < 0 || k >= NAME_CAP)
         return desc_err(p, LATHE_ERR_NAME, at, "the name '%s%.*s' is too long (limit %d bytes)", p->prefix, (int)aslen,
                         as, NAME_CAP - 1);
     return true;
-}
-
-/* A parameter or buffer of the layer being called. */
-static lathe_node *layer_leaf(parser *p, const call *c, const char *suffix, bool buffer, lathe_dtype t, int rank,
-                              const int64_t *shape) {
-    char name[NAME_CAP];
-    if (!desc_leaf_name(p, c->as, c->aslen, c->asat, suffix, name)) return NULL;
-    lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
-                           : lathe_param(p->g, name, t, rank, shape, lt_is_float(t));
-    if (!n) desc_relocate(p, c->at);
-    return n;
-}
-
-/* x of rank 4 exactly, or of rank at least 1 */
-static bool need_rank(parser *p, const call *c, lathe_node *x, int rank, const char *layout) {
-    char ts[96];
-    if (rank == 4 ? lathe_node_rank(x) == 4 : lathe_node_rank(x) >= rank) return true;
-    lathe_node_type_str(x, ts, sizeof ts);
-    return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "%.*s: x must be %s, got %s", c->fnlen, c->fn, layout, ts);
-}
-
-static bool call_conv2d(parser *p, const call *c, value *out) {
-    lathe_node *x, *w, *b = NULL;
-    int64_t cout, k[2], stride[2], pad[2], dil[2], groups;
-    bool bias;
-    if (!desc_arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 4, "(N, C, H, W)") || !arg_int(p, c, 1, &cout) ||
-        !arg_pair(p, c, 2, k) || !arg_pair(p, c, 3, stride) || !arg_pair(p, c, 4, pad) || !arg_pair(p, c, 5, dil) ||
-        !arg_int(p, c, 6, &groups) || !arg_bool(p, c, 7, &bias))
-        return false;
-    int64_t cin = lathe_node_shape(x)[1];
-    if (groups < 1 || cin % groups || cout % groups)
-        return desc_err(p, LATHE_ERR_ARG, c->v[6].at,
-                        "conv2d: groups %lld must divide the %lld input and %lld output channels", (long long)groups,
-                        (long long)cin, (long long)cout);
-    lathe_dtype t = lathe_node_dtype(x);
-    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(cout, cin / groups, k[0], k[1])))) return false;
-    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(cout)))) return false;
-    return desc_built(p, c->at, lathe_conv2d_hw(p->g, x, w, b, stride, pad, dil, groups), out);
-}
-
-static bool call_linear(parser *p, const call *c, value *out) {
-    lathe_node *x, *w, *b = NULL;
-    int64_t nout;
-    bool bias;
-    if (!desc_arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 1, "(..., in_features)") || !arg_int(p, c, 1, &nout) ||
-        !arg_bool(p, c, 2, &bias))
-        return false;
-    int64_t nin = lathe_node_shape(x)[lathe_node_rank(x) - 1];
-    lathe_dtype t = lathe_node_dtype(x);
-    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(nout, nin)))) return false;
-    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(nout)))) return false;
-    return desc_built(p, c->at, lathe_linear(p->g, x, w, b), out);
-}
-
-/* torch.nn.BatchNorm2d: weight, bias, running_mean, running_var and
- * num_batches_tracked, which training increments outside autodiff. */
-static bool call_batch_norm(parser *p, const call *c, value *out) {
-    lathe_node *x;
-    double eps, momentum;
-    if (!desc_arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 4, "(N, C, H, W)") || !arg_num(p, c, 1, &eps) ||
-        !arg_num(p, c, 2, &momentum))
-        return false;
-    int64_t ch = lathe_node_shape(x)[1];
-    lathe_dtype t = lathe_node_dtype(x);
-    lathe_graph *g = p->g;
-    lathe_node *w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(ch));
-    lathe_node *b = w ? layer_leaf(p, c, "bias", false, t, LATHE_DIMS(ch)) : NULL;
-    lathe_node *rm = b ? layer_leaf(p, c, "running_mean", true, t, LATHE_DIMS(ch)) : NULL;
-    lathe_node *rv = rm ? layer_leaf(p, c, "running_var", true, t, LATHE_DIMS(ch)) : NULL;
-    lathe_node *nbt = rv ? layer_leaf(p, c, "num_batches_tracked", true, LATHE_I64, 0, NULL) : NULL;
-    if (!nbt) return false;
-    if (p->training) {
-        lathe_no_grad_begin(g);
-        lathe_update(g, nbt, lathe_add(g, nbt, lathe_scalar(g, LATHE_I64, 1)));
-        lathe_no_grad_end(g);
-    }
-    return desc_built(p, c->at, lathe_batch_norm2d(g, x, w, b, rm, rv, p->training, momentum, eps), out);
-}
-
-/* sum, mean, max: axes (an integer or a list), or axis; neither: every axis. */
-static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
-    lathe_node *x;
-    int64_t axes[LATHE_MAX_RANK];
-    int n = 0;
-    bool keep;
-    if (!desc_arg_tensor(p, c, 0, &x) || !arg_bool(p, c, 2, &keep)) return false;
-    if (c->set[1] && c->set[3]) return desc_err(p, LATHE_ERR_ARG, c->v[3].at, "%s: give axes or axis, not both", c->fn);
-    int k = c->set[3] ? 3 : 1;
-    if (c->set[k] && !arg_ints(p, c, k, LATHE_MAX_RANK, axes, &n)) return false;
-    if (c->set[k] && n == 0) return bad_arg(p, c, k, "a non-empty list of axes");
-    lathe_node *r = b == B_SUM ? lathe_sum(p->g, x, n, axes, keep)
-                    : b == B_MEAN ? lathe_mean(p->g, x, n, axes, keep)
-                                  : lathe_max(p->g, x, n, axes, keep);
-    return desc_built(p, c->at, r, out);
-}
-
-static bool call_pool(parser *p, builtin b, const call *c, value *out) {
-    lathe_node *x;
-    int64_t k[2], s[2], pad[2];
-    bool cip = true;
-    if (!desc_arg_tensor(p, c, 0, &x) || !arg_pair(p, c, 1, k) || !arg_pair(p, c, 3, pad)) return false;
-    if (!c->set[2]) memcpy(s, k, sizeof s);
-    else if (!arg_pair(p, c, 2, s)) return false;
-    if (b == B_AVG_POOL2D && !arg_bool(p, c, 4, &cip)) return false;
-    lathe_node *r =
-        b == B_MAX_POOL2D ? lathe_max_pool2d_hw(p->g, x, k, s, pad) : lathe_avg_pool2d_hw(p->g, x, k, s, pad, cip);
-    return desc_built(p, c->at, r, out);
-}
-
-/* A constant of type t and shape from v: a number (every element) or a list
- * of numel numbers (integers for i64).  what names v in messages. */
-static bool desc_make_const(parser *p, const value *v, lathe_dtype t, int rank, const int64_t *shape, const char *what,
-                            lathe_node **out) {
-    char k[128];
-    int64_t numel = lt_numel(rank, shape);
-    if (v->k != V_NUM && !(v->k == V_LIST && v->n == numel))
-        return desc_err(p, LATHE_ERR_SHAPE, v->at, "%s must be a number or a list of %lld numbers, got %s", what,
-                        (long long)numel, desc_kind_str(v, k, sizeof k));
-    size_t es = lathe_dtype_size(t);
-    unsigned char *data = malloc((size_t)(numel > 0 ? numel : 1) * es);
-    if (!data) return desc_oom(p);
-    for (int64_t i = 0; i < numel; i++) {
-        const value *e = v->k == V_NUM ? v : &p->items[v->first + i];
-        unsigned char *d = data + (size_t)i * es;
-        int64_t q = 0;
-        if (e->k != V_NUM || (t == LATHE_I64 && !desc_integral(e->num, &q))) {
-            free(data);
-            return desc_err(p, LATHE_ERR_ARG, e->at, "%s: expected %s, got %s", what,
-                            t == LATHE_I64 ? "integers" : "numbers", desc_kind_str(e, k, sizeof k));
-        }
-        if (t == LATHE_F32) {
-            float f = (float)e->num;
-            memcpy(d, &f, es);
-        } else if (t == LATHE_F64) {
-            memcpy(d, &e->num, es);
-        } else if (t == LATHE_I64) {
-            memcpy(d, &q, es);
-        } else {
-            *d = e->num != 0;
-        }
-    }
-    desc_stamp(p, v->at);
-    *out = lathe_const(p->g, t, rank, shape, data);
-    free(data);
-    return *out ? true : desc_relocate(p, v->at);
-}
-
-/* Run built-in b on the bound arguments. */
-static bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
-    lathe_graph *g = p->g;
-    lathe_node *x = NULL, *y = NULL, *r = NULL;
-    int64_t i1, i2, i3, ints[LATHE_MAX_RANK], pair[2];
-    int n;
-    bool keep;
-    desc_stamp(p, c->at);
-    switch (b) {
-    case B_RELU:
-    case B_SIGMOID:
-    case B_TANH:
-    case B_EXP:
-    case B_LOG:
-    case B_SQRT:
-    case B_RSQRT:
-    case B_ABS:
-    case B_NEG: {
-        static lathe_node *(*const fn[])(lathe_graph *, lathe_node *) = {
-            lathe_relu, lathe_sigmoid, lathe_tanh, lathe_exp, lathe_log, lathe_sqrt, lathe_rsqrt, lathe_abs, lathe_neg};
-        if (!desc_arg_tensor(p, c, 0, &x)) return false;
-        return desc_built(p, c->at, fn[b - B_RELU](g, x), out);
-    }
-    case B_SOFTMAX:
-    case B_LOG_SOFTMAX:
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1)) return false;
-        return desc_built(p, c->at, b == B_SOFTMAX ? lathe_softmax(g, x, i1) : lathe_log_softmax(g, x, i1), out);
-    case B_MAX_POOL2D:
-    case B_AVG_POOL2D: return call_pool(p, b, c, out);
-    case B_ADAPTIVE_AVG_POOL2D:
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_pair(p, c, 1, pair)) return false;
-        if (c->set[2] && c->v[1].k == V_LIST) return bad_arg(p, c, 2, "absent when h is a list [h, w]");
-        if (c->set[2] && !arg_int(p, c, 2, &pair[1])) return false;
-        return desc_built(p, c->at, lathe_adaptive_avg_pool2d(g, x, pair[0], pair[1]), out);
-    case B_FLATTEN:
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2)) return false;
-        return desc_built(p, c->at, lathe_flatten(g, x, i1, i2), out);
-    case B_RESHAPE:
-    case B_PERMUTE:
-    case B_BROADCAST_TO:
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_ints(p, c, 1, LATHE_MAX_RANK, ints, &n)) return false;
-        r = b == B_RESHAPE   ? lathe_reshape(g, x, n, ints)
-            : b == B_PERMUTE ? lathe_permute(g, x, n, ints)
-                             : lathe_broadcast_to(g, x, n, ints);
-        return desc_built(p, c->at, r, out);
-    case B_TRANSPOSE:
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2)) return false;
-        return desc_built(p, c->at, lathe_transpose(g, x, i1, i2), out);
-    case B_SLICE:
-        i3 = INT64_MAX;
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2) ||
-            (c->set[3] && !arg_int(p, c, 3, &i3)) || !arg_int(p, c, 4, &ints[0]))
-            return false;
-        return desc_built(p, c->at, lathe_slice(g, x, i1, i2, i3, ints[0]), out);
-    case B_CONCAT: {
-        const value *v = &c->v[0];
-        if (v->k != V_LIST || v->n == 0) return bad_arg(p, c, 0, "a non-empty list of tensors");
-        if (!arg_int(p, c, 1, &i1)) return false;
-        lathe_node **xs = malloc((size_t)v->n * sizeof *xs);
-        if (!xs) return desc_oom(p);
-        for (int i = 0; i < v->n; i++) {
-            xs[i] = p->items[v->first + i].t;
-            if (p->items[v->first + i].k != V_TENSOR) {
-                free(xs);
-                return bad_arg(p, c, 0, "a non-empty list of tensors");
-            }
-        }
-        r = lathe_concat(g, v->n, xs, i1);
-        free(xs);
-        return desc_built(p, c->at, r, out);
-    }
-    case B_SUM:
-    case B_MEAN:
-    case B_MAX: return call_reduce(p, b, c, out);
-    case B_ARGMAX:
-        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_bool(p, c, 2, &keep)) return false;
-        return desc_built(p, c->at, lathe_argmax(g, x, i1, keep), out);
-    case B_MATMUL:
-        if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &y)) return false;
-        return desc_built(p, c->at, lathe_matmul(g, x, y), out);
-    case B_MAXIMUM:
-    case B_MINIMUM:
-        if (!desc_operands(p, c->at, desc_builtins[b].name, &c->v[0], &c->v[1], &x, &y)) return false;
-        return desc_built(p, c->at, b == B_MAXIMUM ? lathe_maximum(g, x, y) : lathe_minimum(g, x, y), out);
-    case B_POW:
-        *out = c->v[0];
-        return desc_binop(p, P_POW, c->at, out, &c->v[1]);
-    case B_WHERE:
-        if (!desc_arg_tensor(p, c, 0, &r) || !desc_operands(p, c->at, "where", &c->v[1], &c->v[2], &x, &y))
-            return false;
-        return desc_built(p, c->at, lathe_where(g, r, x, y), out);
-    case B_CAST:
-        if (!desc_arg_tensor(p, c, 0, &x)) return false;
-        if (c->v[1].k != V_DTYPE) return bad_arg(p, c, 1, "a dtype (f32, f64, i64 or bool)");
-        return desc_built(p, c->at, lathe_cast(g, x, c->v[1].dtype), out);
-    case B_TENSOR:
-        if (c->v[1].k != V_DTYPE) return bad_arg(p, c, 1, "a dtype (f32, f64, i64 or bool)");
-        ints[0] = c->v[0].k == V_LIST ? c->v[0].n : 1;
-        if (!desc_make_const(p, &c->v[0], c->v[1].dtype, c->v[0].k == V_LIST, ints, "tensor: the values", &r))
-            return false;
-        return desc_built(p, c->at, r, out);
-    case B_CROSS_ENTROPY:
-    case B_NLL_LOSS:
-    case B_MSE_LOSS:
-        if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &y)) return false;
-        r = b == B_CROSS_ENTROPY ? lathe_cross_entropy(g, x, y, LATHE_REDUCE_MEAN)
-            : b == B_NLL_LOSS    ? lathe_nll_loss(g, x, y, LATHE_REDUCE_MEAN)
-                                 : lathe_mse_loss(g, x, y, LATHE_REDUCE_MEAN);
-        return desc_built(p, c->at, r, out);
-    case B_CHANNELS:
-    case B_SHAPE:
-    case B_RANK: {
-        if (!desc_arg_tensor(p, c, 0, &x)) return false;
-        int rank = lathe_node_rank(x);
-        i1 = b == B_CHANNELS ? 1 : 0;
-        if (b == B_SHAPE && !arg_int(p, c, 1, &i1)) return false;
-        if (i1 < 0) i1 += rank;
-        if (b != B_RANK && (i1 < 0 || i1 >= rank)) {
-            char ts[96];
-            lathe_node_type_str(x, ts, sizeof ts);
-            return desc_err(p, LATHE_ERR_ARG, c->at, "%s: %s has no axis %lld", desc_builtins[b].name, ts,
-                            (long long)(b == B_CHANNELS ? 1 : c->v[1].num));
-        }
-        *out = (value){.k = V_NUM, .num = b == B_RANK ? rank : (double)lathe_node_shape(x)[i1], .at = c->at};
-        return true;
-    }
-    case B_CONV2D: return call_conv2d(p, c, out);
-    case B_LINEAR: return call_linear(p, c, out);
-    case B_BATCH_NORM: return call_batch_norm(p, c, out);
-    case B_COUNT: break;
-    }
-    return desc_err(p, LATHE_ERR_ARG, c->at, "internal: built-in %d has no implementation", (int)b);
 }
 
 /* Run block bi: a new frame with the arguments, the prefix extended by `as`,
@@ -1162,12 +611,6 @@ static bool call_block(parser *p, int bi, const call *c, value *out) {
 static int find_block(const parser *p, const char *s, size_t len) {
     for (int i = 0; i < p->nblocks; i++)
         if (same(p->blocks[i].s, p->blocks[i].len, s, len)) return i;
-    return -1;
-}
-
-static int desc_find_builtin(const char *s, size_t len) {
-    for (int i = 0; i < B_COUNT; i++)
-        if (same(desc_builtins[i].name, strlen(desc_builtins[i].name), s, len)) return i;
     return -1;
 }
 
