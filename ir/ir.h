@@ -1,6 +1,7 @@
 /* ir.h - Lathe's internal IR: node and graph layout, the op table, helpers
  * shared by the IR files (graph.c, infer.c, build.c, text.c, dot.c, verify.c,
- * eval.c).  Not installed; users see only lathe.h. */
+ * eval.c) and used by compiler/ and the tests, which work inside nodes.  Not
+ * installed; users see only lathe.h. */
 #ifndef LATHE_IR_H
 #define LATHE_IR_H
 
