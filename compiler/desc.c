@@ -15,165 +15,22 @@
  * call's `as` name and reads the body again from there.
  *
  * Errors name FILE:LINE:COL, show the line with a caret as the text IR
- * parser does (ir/text.c), and list the block calls that led there. */
-#include <errno.h>
+ * parser does (ir/text.c), and list the block calls that led there.
+ *
+ * The built-in functions and layers (their table and handlers) are in
+ * desc_builtins.c; desc.h holds the types and helpers the two files share. */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ir.h"
-#include "lathe_desc.h"
-
-enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, NAME_CAP = 256 };
-
-/* ---- built-in functions ------------------------------------------------------------ */
-
-/* id, name, parameters.  "name=default": a default that is not a number, true,
- * false or a dtype ("stride=kernel") means "absent, computed by the function".
- * The layers (they create parameters and need `as NAME`) come last. */
-#define BUILTINS(X)                                                                                \
-    X(RELU, "relu", "x")                                                                           \
-    X(SIGMOID, "sigmoid", "x")                                                                     \
-    X(TANH, "tanh", "x")                                                                           \
-    X(EXP, "exp", "x")                                                                             \
-    X(LOG, "log", "x")                                                                             \
-    X(SQRT, "sqrt", "x")                                                                           \
-    X(RSQRT, "rsqrt", "x")                                                                         \
-    X(ABS, "abs", "x")                                                                             \
-    X(NEG, "neg", "x")                                                                             \
-    X(SOFTMAX, "softmax", "x axis")                                                                \
-    X(LOG_SOFTMAX, "log_softmax", "x axis")                                                        \
-    X(MAX_POOL2D, "max_pool2d", "x kernel stride=kernel padding=0")                                \
-    X(AVG_POOL2D, "avg_pool2d", "x kernel stride=kernel padding=0 count_include_pad=true")         \
-    X(ADAPTIVE_AVG_POOL2D, "adaptive_avg_pool2d", "x h w=h")                                       \
-    X(FLATTEN, "flatten", "x start=1 end=-1")                                                      \
-    X(RESHAPE, "reshape", "x shape")                                                               \
-    X(PERMUTE, "permute", "x dims")                                                                \
-    X(TRANSPOSE, "transpose", "x dim0 dim1")                                                       \
-    X(BROADCAST_TO, "broadcast_to", "x shape")                                                     \
-    X(SLICE, "slice", "x axis start end=end step=1")                                               \
-    X(CONCAT, "concat", "xs axis=0")                                                               \
-    X(SUM, "sum", "x axes=all keepdim=false axis=none")                                            \
-    X(MEAN, "mean", "x axes=all keepdim=false axis=none")                                          \
-    X(MAX, "max", "x axes=all keepdim=false axis=none")                                            \
-    X(ARGMAX, "argmax", "x axis keepdim=false")                                                    \
-    X(MATMUL, "matmul", "a b")                                                                     \
-    X(MAXIMUM, "maximum", "a b")                                                                   \
-    X(MINIMUM, "minimum", "a b")                                                                   \
-    X(POW, "pow", "x exponent")                                                                    \
-    X(WHERE, "where", "cond a b")                                                                  \
-    X(CAST, "cast", "x dtype")                                                                     \
-    X(TENSOR, "tensor", "values dtype=f32")                                                        \
-    X(CROSS_ENTROPY, "cross_entropy", "logits labels")                                             \
-    X(NLL_LOSS, "nll_loss", "log_probs labels")                                                    \
-    X(MSE_LOSS, "mse_loss", "input target")                                                        \
-    X(CHANNELS, "channels", "x")                                                                   \
-    X(SHAPE, "shape", "x axis")                                                                    \
-    X(RANK, "rank", "x")                                                                           \
-    X(CONV2D, "conv2d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
-    X(LINEAR, "linear", "x out_features bias=true")                                                \
-    X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")
-
-typedef enum {
-#define X(e, name, params) B_##e,
-    BUILTINS(X)
-#undef X
-    B_COUNT
-} builtin;
-
-static const struct {
-    const char *name, *params;
-} builtins[B_COUNT] = {
-#define X(e, name, params) {name, params},
-    BUILTINS(X)
-#undef X
-};
-
-static bool is_layer(builtin b) { return b >= B_CONV2D; }
+#include "desc.h"
 
 static const char *const keywords[] = {"model", "batch", "let", "input", "param", "buffer", "block", "if",
                                        "else", "no_grad", "freeze", "unfreeze", "output", "loss", "backward",
                                        "return", "as", "and", "or", "not", "true", "false",
                                        "f32", "f64", "i64", "bool"};
-
-/* ---- types ------------------------------------------------------------------------ */
-
-typedef struct {
-    size_t off;     /* byte offset in the source */
-    int line, col;  /* 1-based; col counts bytes */
-} loc;
-
-typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_PUNCT } tkind;
-enum { P_POW = 256, P_FLOORDIV, P_EQ, P_NE, P_LE, P_GE };  /* two-character punctuation */
-
-typedef struct {
-    tkind kind;
-    int op;         /* T_PUNCT: the character or a P_ code */
-    loc at;
-    const char *s;
-    size_t len;
-} token;
-
-/* Where the tokenizer is; saved and restored around block calls. */
-typedef struct {
-    size_t pos, line_start;
-    int line;
-    int depth;      /* open ( and [: inside them a newline is a space */
-    token tok;      /* the current token */
-} lexer;
-
-typedef enum { V_NONE, V_NUM, V_TENSOR, V_LIST, V_DTYPE } vkind;
-
-typedef struct {
-    vkind k;
-    double num;        /* V_NUM (true and false are 1 and 0) */
-    lathe_node *t;     /* V_TENSOR */
-    int first, n;      /* V_LIST: p->items[first .. first + n) */
-    lathe_dtype dtype; /* V_DTYPE */
-    loc at;            /* where the expression starts */
-} value;
-
-typedef struct {
-    const char *s;
-    size_t len;
-    value v;
-    bool constant;     /* let and batch */
-    loc at;
-} var;
-
-typedef struct {
-    const char *s;     /* parameter name */
-    size_t len;
-    bool required;
-    value def;         /* V_NONE: none, or computed by the function */
-    const char *deftext;
-    size_t deflen;
-} pspec;
-
-typedef struct {
-    const char *s;
-    size_t len;
-    loc open;          /* the body's '{' */
-    int nparams;
-    pspec params[MAX_ARGS];
-    lexer body;        /* just after the '{' */
-} blockdef;
-
-/* One call being bound: the callee's parameters and the arguments given. */
-typedef struct {
-    const char *fn;
-    int fnlen;
-    loc at;            /* the function's name */
-    const char *as;    /* `as NAME`, NULL if none */
-    size_t aslen;
-    loc asat;
-    int n;
-    pspec ps[MAX_ARGS];
-    value v[MAX_ARGS]; /* bound arguments or defaults */
-    bool set[MAX_ARGS];
-} call;
 
 typedef struct {
     const char *kw;    /* NULL: positional */
@@ -182,56 +39,13 @@ typedef struct {
     value v;
 } arg;
 
-typedef struct {
-    const char *s;
-    size_t len;
-    double v;
-    bool used;
-} define;
-
-typedef struct {
-    int block;
-    loc at;
-    const char *as;    /* NULL: called without `as` */
-    size_t aslen;
-} callframe;
-
-typedef struct {
-    lathe_graph *g;
-    const char *file, *src;
-    size_t len;
-    lexer lx;
-    bool training;
-    int64_t batch_opt;
-    lathe_desc_info info;
-    var *vars;
-    int nvars, capvars;
-    int base, gend;          /* the running frame's first variable; end of the globals */
-    value *items;            /* list elements; only appended to */
-    int nitems, capitems;
-    blockdef *blocks;
-    int nblocks, capblocks;
-    callframe calls[MAX_CALLS]; /* the running block calls, for messages */
-    int ncalls, totalcalls;
-    int skip;                /* > 0: read without running */
-    bool returned;           /* the running block has executed `return` */
-    value ret;
-    bool in_def;             /* reading a block's definition */
-    int nest, braces;
-    char prefix[NAME_CAP];   /* parameter-name prefix: "" or "layer2.1." */
-    define *defs;
-    int ndefs;
-    bool have_model, have_batch, have_loss;
-} parser;
-
 static bool live(const parser *p) { return p->skip == 0 && !p->returned; }
 
 /* ---- messages ------------------------------------------------------------------------ */
 
 /* Record "FILE:LINE:COL: message", the line, a caret and the block calls that
  * led there; returns false. */
-static bool err(parser *p, lathe_status st, loc at, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static bool err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
+bool desc_err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
     char msg[sizeof p->g->err], line[200], caret[200], trace[400] = "";
     va_list ap;
     va_start(ap, fmt);
@@ -257,13 +71,13 @@ static bool err(parser *p, lathe_status st, loc at, const char *fmt, ...) {
 }
 
 /* Move an error a builder recorded to the call's location. */
-static bool relocate(parser *p, loc at) {
+bool desc_relocate(parser *p, loc at) {
     char msg[sizeof p->g->err];
     lathe_status st = lt_take_error(p->g, msg);
-    return err(p, st, at, "%s", msg);
+    return desc_err(p, st, at, "%s", msg);
 }
 
-static bool oom(parser *p) {
+bool desc_oom(parser *p) {
     lt_fail(p->g, LATHE_ERR_NOMEM, "%s: out of memory", p->file);
     return false;
 }
@@ -273,11 +87,11 @@ static bool grow(parser *p, void **arr, int *cap, int need, size_t elem) {
     if (need <= *cap) return true;
     int c = *cap ? *cap : 16;
     while (c < need) {
-        if (c > INT_MAX / 4) return oom(p);
+        if (c > INT_MAX / 4) return desc_oom(p);
         c *= 2;
     }
     void *q = realloc(*arr, (size_t)c * elem);
-    if (!q) return oom(p);
+    if (!q) return desc_oom(p);
     *arr = q;
     *cap = c;
     return true;
@@ -381,13 +195,14 @@ static bool next(parser *p) {
                     t.op = two[k].op;
                     j++;
                 }
-            if (t.op == '!') return err(p, LATHE_ERR_PARSE, t.at, "unexpected character '!' (write 'not' or '!=')");
+            if (t.op == '!')
+                return desc_err(p, LATHE_ERR_PARSE, t.at, "unexpected character '!' (write 'not' or '!=')");
             if (c == '(' || c == '[') x->depth++;
             if ((c == ')' || c == ']') && x->depth > 0) x->depth--;
         } else if (c > 0x20 && c < 0x7f) {
-            return err(p, LATHE_ERR_PARSE, t.at, "unexpected character '%c'", c);
+            return desc_err(p, LATHE_ERR_PARSE, t.at, "unexpected character '%c'", c);
         } else {
-            return err(p, LATHE_ERR_PARSE, t.at, "unexpected byte 0x%02x", c);
+            return desc_err(p, LATHE_ERR_PARSE, t.at, "unexpected byte 0x%02x", c);
         }
     }
     t.len = j - i;
@@ -403,8 +218,6 @@ static bool is_punct(const parser *p, int op) { return TOK.kind == T_PUNCT && TO
 static bool is_word(const parser *p, const char *w) {
     return TOK.kind == T_IDENT && TOK.len == strlen(w) && memcmp(TOK.s, w, TOK.len) == 0;
 }
-
-static bool same(const char *a, size_t la, const char *b, size_t lb) { return la == lb && memcmp(a, b, la) == 0; }
 
 static bool is_keyword(const char *s, size_t len) {
     for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
@@ -425,9 +238,9 @@ static const char *describe(const token *t, char *buf, size_t len) {
 
 static bool expected(parser *p, const char *what) {
     char b[64];
-    if (TOK.kind == T_EOF) return err(p, LATHE_ERR_PARSE, TOK.at, "unexpected end of file, expected %s", what);
-    if (TOK.kind == T_NL) return err(p, LATHE_ERR_PARSE, TOK.at, "unexpected end of line, expected %s", what);
-    return err(p, LATHE_ERR_PARSE, TOK.at, "expected %s, got %s", what, describe(&TOK, b, sizeof b));
+    if (TOK.kind == T_EOF) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "unexpected end of file, expected %s", what);
+    if (TOK.kind == T_NL) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "unexpected end of line, expected %s", what);
+    return desc_err(p, LATHE_ERR_PARSE, TOK.at, "expected %s, got %s", what, describe(&TOK, b, sizeof b));
 }
 
 static bool expect(parser *p, int op, const char *what) {
@@ -439,8 +252,8 @@ static bool expect(parser *p, int op, const char *what) {
 static bool ident(parser *p, const char *what, const char **s, size_t *len, loc *at) {
     if (TOK.kind != T_IDENT) return expected(p, what);
     if (is_keyword(TOK.s, TOK.len))
-        return err(p, LATHE_ERR_PARSE, TOK.at, "'%.*s' is a keyword and cannot be used as %s", (int)TOK.len,
-                   TOK.s, what);
+        return desc_err(p, LATHE_ERR_PARSE, TOK.at, "'%.*s' is a keyword and cannot be used as %s", (int)TOK.len, TOK.s,
+                        what);
     *s = TOK.s;
     *len = TOK.len;
     if (at) *at = TOK.at;
@@ -456,8 +269,9 @@ static bool dotted(parser *p, const char *what, bool trailing_dot, const char **
     while (j < p->len && (is_alnum((unsigned char)src[j]) || src[j] == '.')) j++;
     for (size_t k = i; k < j; k++)
         if (src[k] == '.' && (k == i || src[k - 1] == '.' || (k + 1 == j && !trailing_dot)))
-            return err(p, LATHE_ERR_PARSE, TOK.at, "malformed name '%.*s' in %s (parts are separated by single dots)",
-                       (int)(j - i > 60 ? 60 : j - i), src + i, what);
+            return desc_err(p, LATHE_ERR_PARSE, TOK.at,
+                            "malformed name '%.*s' in %s (parts are separated by single dots)",
+                            (int)(j - i > 60 ? 60 : j - i), src + i, what);
     *s = src + i;
     *len = j - i;
     *at = TOK.at;
@@ -477,15 +291,16 @@ static bool number(parser *p, double *out) {
     char *end = NULL;
     double d = ok ? strtod(buf, &end) : 0;
     if (!ok || *end)
-        return err(p, LATHE_ERR_PARSE, TOK.at, "malformed number '%.*s'", (int)(TOK.len > 40 ? 40 : TOK.len), TOK.s);
-    if (!isfinite(d)) return err(p, LATHE_ERR_PARSE, TOK.at, "number '%.*s' is out of range", (int)TOK.len, TOK.s);
+        return desc_err(p, LATHE_ERR_PARSE, TOK.at, "malformed number '%.*s'", (int)(TOK.len > 40 ? 40 : TOK.len),
+                        TOK.s);
+    if (!isfinite(d)) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "number '%.*s' is out of range", (int)TOK.len, TOK.s);
     *out = d;
     return next(p);
 }
 
 /* ---- values and variables ---------------------------------------------------------------- */
 
-static const char *kind_str(const value *v, char *buf, size_t cap) {
+const char *desc_kind_str(const value *v, char *buf, size_t cap) {
     char ts[96];
     switch (v->k) {
     case V_NUM: snprintf(buf, cap, "the number %g", v->num); break;
@@ -501,7 +316,7 @@ static const char *kind_str(const value *v, char *buf, size_t cap) {
 }
 
 /* An integer that doubles hold exactly. */
-static bool integral(double d, int64_t *out) {
+bool desc_integral(double d, int64_t *out) {
     if (d != floor(d) || fabs(d) > 9007199254740992.0) return false;
     *out = (int64_t)d;
     return true;
@@ -522,8 +337,8 @@ static bool set_var(parser *p, const char *s, size_t len, loc at, value v, bool 
         var *w = &p->vars[i];
         if (!same(w->s, w->len, s, len)) continue;
         if (w->constant || constant)
-            return err(p, LATHE_ERR_NAME, at, "'%.*s' is already defined as a constant at line %d", (int)len, s,
-                       w->at.line);
+            return desc_err(p, LATHE_ERR_NAME, at, "'%.*s' is already defined as a constant at line %d", (int)len, s,
+                            w->at.line);
         w->v = v;
         return true;
     }
@@ -532,37 +347,38 @@ static bool set_var(parser *p, const char *s, size_t len, loc at, value v, bool 
     return true;
 }
 
-static bool built(parser *p, loc at, lathe_node *n, value *out) {
-    if (!n || lathe_graph_status(p->g) != LATHE_OK) return relocate(p, at);
+bool desc_built(parser *p, loc at, lathe_node *n, value *out) {
+    if (!n || lathe_graph_status(p->g) != LATHE_OK) return desc_relocate(p, at);
     *out = (value){.k = V_TENSOR, .t = n, .at = at};
     return true;
 }
 
 static bool status_ok(parser *p, loc at, lathe_status st) {
-    return st == LATHE_OK && lathe_graph_status(p->g) == LATHE_OK ? true : relocate(p, at);
+    return st == LATHE_OK && lathe_graph_status(p->g) == LATHE_OK ? true : desc_relocate(p, at);
 }
 
 /* Nodes remember where they were made. */
-static void stamp(parser *p, loc at) {
+void desc_stamp(parser *p, loc at) {
     p->g->cur_line = at.line;
     p->g->cur_col = at.col;
 }
 
 /* Two operands as tensors: a number becomes a scalar of the other's dtype. */
-static bool operands(parser *p, loc at, const char *what, const value *a, const value *b, lathe_node **x,
-                     lathe_node **y) {
+bool desc_operands(parser *p, loc at, const char *what, const value *a, const value *b, lathe_node **x,
+                   lathe_node **y) {
     char k[128];
     for (int i = 0; i < 2; i++) {
         const value *v = i ? b : a;
         if (v->k != V_NUM && v->k != V_TENSOR)
-            return err(p, LATHE_ERR_ARG, v->at, "%s needs numbers or tensors, got %s", what, kind_str(v, k, sizeof k));
+            return desc_err(p, LATHE_ERR_ARG, v->at, "%s needs numbers or tensors, got %s", what,
+                            desc_kind_str(v, k, sizeof k));
     }
     if (a->k == V_NUM && b->k == V_NUM)
-        return err(p, LATHE_ERR_ARG, at, "%s needs a tensor operand; both are numbers", what);
-    stamp(p, at);
+        return desc_err(p, LATHE_ERR_ARG, at, "%s needs a tensor operand; both are numbers", what);
+    desc_stamp(p, at);
     *x = a->k == V_TENSOR ? a->t : lathe_scalar(p->g, lathe_node_dtype(b->t), a->num);
     *y = b->k == V_TENSOR ? b->t : lathe_scalar(p->g, lathe_node_dtype(a->t), b->num);
-    return *x && *y ? true : relocate(p, at);
+    return *x && *y ? true : desc_relocate(p, at);
 }
 
 static const char *op_name(int op) {
@@ -586,7 +402,7 @@ static const char *op_name(int op) {
 }
 
 /* a = a OP b; op is a punctuation code, or 'a' / 'o' for and / or. */
-static bool binop(parser *p, int op, loc at, value *a, const value *b) {
+bool desc_binop(parser *p, int op, loc at, value *a, const value *b) {
     if (!live(p)) {
         a->k = V_NONE;
         return true;
@@ -599,7 +415,7 @@ static bool binop(parser *p, int op, loc at, value *a, const value *b) {
         case '*': r = x * y; break;
         case '/':
         case P_FLOORDIV:
-            if (y == 0) return err(p, LATHE_ERR_ARG, at, "division by zero");
+            if (y == 0) return desc_err(p, LATHE_ERR_ARG, at, "division by zero");
             r = op == '/' ? x / y : floor(x / y);
             break;
         case P_POW: r = pow(x, y); break;
@@ -612,22 +428,22 @@ static bool binop(parser *p, int op, loc at, value *a, const value *b) {
         case 'a': r = x != 0 && y != 0; break;
         default: r = x != 0 || y != 0; break;
         }
-        if (!isfinite(r)) return err(p, LATHE_ERR_ARG, at, "%g %s %g is not a finite number", x, op_name(op), y);
+        if (!isfinite(r)) return desc_err(p, LATHE_ERR_ARG, at, "%g %s %g is not a finite number", x, op_name(op), y);
         a->num = r;
         return true;
     }
     if (op == 'a' || op == 'o' || op == P_FLOORDIV)
-        return err(p, LATHE_ERR_ARG, at, "%s works on numbers only", op_name(op));
+        return desc_err(p, LATHE_ERR_ARG, at, "%s works on numbers only", op_name(op));
     lathe_graph *g = p->g;
     lathe_node *x, *y, *r;
     loc start = a->at;
     if (op == P_POW && a->k == V_TENSOR && b->k == V_NUM) {
-        stamp(p, at);
-        if (!built(p, at, lathe_pow_scalar(g, a->t, b->num), a)) return false;
+        desc_stamp(p, at);
+        if (!desc_built(p, at, lathe_pow_scalar(g, a->t, b->num), a)) return false;
         a->at = start;
         return true;
     }
-    if (!operands(p, at, op_name(op), a, b, &x, &y)) return false;
+    if (!desc_operands(p, at, op_name(op), a, b, &x, &y)) return false;
     switch (op) {
     case '+': r = lathe_add(g, x, y); break;
     case '-': r = lathe_sub(g, x, y); break;
@@ -641,7 +457,7 @@ static bool binop(parser *p, int op, loc at, value *a, const value *b) {
     case P_LE: r = lathe_le(g, x, y); break;
     default: r = lathe_ge(g, x, y); break;
     }
-    if (!built(p, at, r, a)) return false;
+    if (!desc_built(p, at, r, a)) return false;
     a->at = start;
     return true;
 }
@@ -653,7 +469,7 @@ static bool parse_unary(parser *p, value *out);
 static bool parse_stmts(parser *p, bool braces, loc open);
 
 static bool enter(parser *p) {
-    if (++p->nest > MAX_NEST) return err(p, LATHE_ERR_PARSE, TOK.at, "nesting is too deep (limit %d)", MAX_NEST);
+    if (++p->nest > MAX_NEST) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "nesting is too deep (limit %d)", MAX_NEST);
     return true;
 }
 
@@ -666,7 +482,7 @@ static bool parse_list(parser *p, value *out) {
     while (ok && !is_punct(p, ']')) {
         value v;
         ok = parse_expr(p, &v);
-        if (ok && v.k == V_LIST) ok = err(p, LATHE_ERR_ARG, v.at, "lists cannot be nested");
+        if (ok && v.k == V_LIST) ok = desc_err(p, LATHE_ERR_ARG, v.at, "lists cannot be nested");
         if (ok) ok = grow(p, (void **)&tmp, &cap, n + 1, sizeof *tmp);
         if (ok) tmp[n++] = v;
         if (ok && is_punct(p, ',')) ok = next(p);
@@ -686,33 +502,6 @@ static bool parse_list(parser *p, value *out) {
 }
 
 /* ---- calls: binding and argument types ------------------------------------------------------- */
-
-/* Parameters of a built-in from its spec string. */
-static void builtin_params(builtin b, call *c) {
-    const char *s = builtins[b].params;
-    c->n = 0;
-    while (*s) {
-        pspec *ps = &c->ps[c->n++];
-        *ps = (pspec){.s = s, .required = true};
-        while (*s && *s != ' ' && *s != '=') s++;
-        ps->len = (size_t)(s - ps->s);
-        if (*s == '=') {
-            ps->required = false;
-            ps->deftext = ++s;
-            while (*s && *s != ' ') s++;
-            ps->deflen = (size_t)(s - ps->deftext);
-            char buf[32];
-            snprintf(buf, sizeof buf, "%.*s", (int)ps->deflen, ps->deftext);
-            char *end;
-            double d = strtod(buf, &end);
-            if (!*end) ps->def = (value){.k = V_NUM, .num = d};
-            else if (!strcmp(buf, "true") || !strcmp(buf, "false"))
-                ps->def = (value){.k = V_NUM, .num = buf[0] == 't'};
-            else if (!strcmp(buf, "f32")) ps->def = (value){.k = V_DTYPE, .dtype = LATHE_F32};
-        }
-        while (*s == ' ') s++;
-    }
-}
 
 /* "conv2d(x, out_channels, kernel, stride=1, ...)" */
 static const char *signature(const call *c, char *buf, size_t cap) {
@@ -742,372 +531,38 @@ static bool bind(parser *p, call *c, const arg *a, int na) {
         int k = pos;
         if (!a[i].kw) {
             if (pos >= c->n)
-                return err(p, LATHE_ERR_ARG, a[i].v.at, "too many arguments: %s takes %d",
-                           signature(c, sig, sizeof sig), c->n);
+                return desc_err(p, LATHE_ERR_ARG, a[i].v.at, "too many arguments: %s takes %d",
+                                signature(c, sig, sizeof sig), c->n);
             pos++;
         } else {
             suggestion s = {a[i].kw, a[i].kwlen, NULL, 0, 99};
             for (k = 0; k < c->n && !same(c->ps[k].s, c->ps[k].len, a[i].kw, a[i].kwlen); k++)
                 consider(&s, c->ps[k].s, c->ps[k].len);
             if (k == c->n)
-                return err(p, LATHE_ERR_ARG, a[i].kwat, "%.*s has no argument '%.*s'%s; it takes %s", c->fnlen, c->fn,
-                           (int)a[i].kwlen, a[i].kw, did_you_mean(&s, sug, sizeof sug), signature(c, sig, sizeof sig));
+                return desc_err(p, LATHE_ERR_ARG, a[i].kwat, "%.*s has no argument '%.*s'%s; it takes %s", c->fnlen,
+                                c->fn, (int)a[i].kwlen, a[i].kw, did_you_mean(&s, sug, sizeof sug),
+                                signature(c, sig, sizeof sig));
         }
         if (c->set[k])
-            return err(p, LATHE_ERR_ARG, a[i].kw ? a[i].kwat : a[i].v.at, "argument '%.*s' of %.*s is given twice",
-                       (int)c->ps[k].len, c->ps[k].s, c->fnlen, c->fn);
+            return desc_err(p, LATHE_ERR_ARG, a[i].kw ? a[i].kwat : a[i].v.at, "argument '%.*s' of %.*s is given twice",
+                            (int)c->ps[k].len, c->ps[k].s, c->fnlen, c->fn);
         c->set[k] = true;
         c->v[k] = a[i].v;
     }
     for (int i = 0; i < c->n; i++)
         if (c->ps[i].required && !c->set[i])
-            return err(p, LATHE_ERR_ARG, c->at, "missing argument '%.*s' of %s", (int)c->ps[i].len, c->ps[i].s,
-                       signature(c, sig, sizeof sig));
-    return true;
-}
-
-static bool bad_arg(parser *p, const call *c, int i, const char *want) {
-    char k[128];
-    err(p, LATHE_ERR_ARG, c->v[i].at, "%.*s: argument '%.*s' must be %s, got %s", c->fnlen, c->fn, (int)c->ps[i].len,
-        c->ps[i].s, want, kind_str(&c->v[i], k, sizeof k));
-    return false;
-}
-
-static bool arg_tensor(parser *p, const call *c, int i, lathe_node **out) {
-    if (c->v[i].k != V_TENSOR) return bad_arg(p, c, i, "a tensor");
-    *out = c->v[i].t;
-    return true;
-}
-
-static bool arg_num(parser *p, const call *c, int i, double *out) {
-    if (c->v[i].k != V_NUM) return bad_arg(p, c, i, "a number");
-    *out = c->v[i].num;
-    return true;
-}
-
-static bool arg_int(parser *p, const call *c, int i, int64_t *out) {
-    if (c->v[i].k != V_NUM || !integral(c->v[i].num, out)) return bad_arg(p, c, i, "an integer");
-    return true;
-}
-
-/* An integer or a list of at most max integers. */
-static bool arg_ints(parser *p, const call *c, int i, int max, int64_t *out, int *n) {
-    const value *v = &c->v[i];
-    char want[64];
-    snprintf(want, sizeof want, "an integer or a list of at most %d integers", max);
-    if (v->k == V_NUM) {
-        *n = 1;
-        return integral(v->num, out) ? true : bad_arg(p, c, i, want);
-    }
-    if (v->k != V_LIST || v->n > max) return bad_arg(p, c, i, want);
-    for (int k = 0; k < v->n; k++) {
-        const value *e = &p->items[v->first + k];
-        if (e->k != V_NUM || !integral(e->num, &out[k])) return bad_arg(p, c, i, want);
-    }
-    *n = v->n;
-    return true;
-}
-
-/* An integer for both sides, or a list [h, w]. */
-static bool arg_pair(parser *p, const call *c, int i, int64_t out[2]) {
-    int n;
-    if (!arg_ints(p, c, i, 2, out, &n)) return false;
-    if (n == 1) out[1] = out[0];
-    else if (n != 2) return bad_arg(p, c, i, "an integer or a list [h, w]");
-    return true;
-}
-
-static bool arg_bool(parser *p, const call *c, int i, bool *out) {
-    double d;
-    if (!arg_num(p, c, i, &d)) return false;
-    *out = d != 0;
+            return desc_err(p, LATHE_ERR_ARG, c->at, "missing argument '%.*s' of %s", (int)c->ps[i].len, c->ps[i].s,
+                            signature(c, sig, sizeof sig));
     return true;
 }
 
 /* The name of a layer's tensor: prefix, the `as` name, '.', suffix. */
-static bool leaf_name(parser *p, const char *as, size_t aslen, loc at, const char *suffix, char *buf) {
+bool desc_leaf_name(parser *p, const char *as, size_t aslen, loc at, const char *suffix, char *buf) {
     int k = snprintf(buf, NAME_CAP, "%s%.*s%s%s", p->prefix, (int)aslen, as, suffix ? "." : "", suffix ? suffix : "");
     if (k < 0 || k >= NAME_CAP)
-        return err(p, LATHE_ERR_NAME, at, "the name '%s%.*s' is too long (limit %d bytes)", p->prefix, (int)aslen, as,
-                   NAME_CAP - 1);
+        return desc_err(p, LATHE_ERR_NAME, at, "the name '%s%.*s' is too long (limit %d bytes)", p->prefix, (int)aslen,
+                        as, NAME_CAP - 1);
     return true;
-}
-
-/* A parameter or buffer of the layer being called. */
-static lathe_node *layer_leaf(parser *p, const call *c, const char *suffix, bool buffer, lathe_dtype t, int rank,
-                              const int64_t *shape) {
-    char name[NAME_CAP];
-    if (!leaf_name(p, c->as, c->aslen, c->asat, suffix, name)) return NULL;
-    lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
-                           : lathe_param(p->g, name, t, rank, shape, lt_is_float(t));
-    if (!n) relocate(p, c->at);
-    return n;
-}
-
-/* x of rank 4 exactly, or of rank at least 1 */
-static bool need_rank(parser *p, const call *c, lathe_node *x, int rank, const char *layout) {
-    char ts[96];
-    if (rank == 4 ? lathe_node_rank(x) == 4 : lathe_node_rank(x) >= rank) return true;
-    lathe_node_type_str(x, ts, sizeof ts);
-    return err(p, LATHE_ERR_SHAPE, c->v[0].at, "%.*s: x must be %s, got %s", c->fnlen, c->fn, layout, ts);
-}
-
-static bool call_conv2d(parser *p, const call *c, value *out) {
-    lathe_node *x, *w, *b = NULL;
-    int64_t cout, k[2], stride[2], pad[2], dil[2], groups;
-    bool bias;
-    if (!arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 4, "(N, C, H, W)") || !arg_int(p, c, 1, &cout) ||
-        !arg_pair(p, c, 2, k) || !arg_pair(p, c, 3, stride) || !arg_pair(p, c, 4, pad) || !arg_pair(p, c, 5, dil) ||
-        !arg_int(p, c, 6, &groups) || !arg_bool(p, c, 7, &bias))
-        return false;
-    int64_t cin = lathe_node_shape(x)[1];
-    if (groups < 1 || cin % groups || cout % groups)
-        return err(p, LATHE_ERR_ARG, c->v[6].at,
-                   "conv2d: groups %lld must divide the %lld input and %lld output channels", (long long)groups,
-                   (long long)cin, (long long)cout);
-    lathe_dtype t = lathe_node_dtype(x);
-    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(cout, cin / groups, k[0], k[1])))) return false;
-    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(cout)))) return false;
-    return built(p, c->at, lathe_conv2d_hw(p->g, x, w, b, stride, pad, dil, groups), out);
-}
-
-static bool call_linear(parser *p, const call *c, value *out) {
-    lathe_node *x, *w, *b = NULL;
-    int64_t nout;
-    bool bias;
-    if (!arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 1, "(..., in_features)") || !arg_int(p, c, 1, &nout) ||
-        !arg_bool(p, c, 2, &bias))
-        return false;
-    int64_t nin = lathe_node_shape(x)[lathe_node_rank(x) - 1];
-    lathe_dtype t = lathe_node_dtype(x);
-    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(nout, nin)))) return false;
-    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(nout)))) return false;
-    return built(p, c->at, lathe_linear(p->g, x, w, b), out);
-}
-
-/* torch.nn.BatchNorm2d: weight, bias, running_mean, running_var and
- * num_batches_tracked, which training increments outside autodiff. */
-static bool call_batch_norm(parser *p, const call *c, value *out) {
-    lathe_node *x;
-    double eps, momentum;
-    if (!arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 4, "(N, C, H, W)") || !arg_num(p, c, 1, &eps) ||
-        !arg_num(p, c, 2, &momentum))
-        return false;
-    int64_t ch = lathe_node_shape(x)[1];
-    lathe_dtype t = lathe_node_dtype(x);
-    lathe_graph *g = p->g;
-    lathe_node *w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(ch));
-    lathe_node *b = w ? layer_leaf(p, c, "bias", false, t, LATHE_DIMS(ch)) : NULL;
-    lathe_node *rm = b ? layer_leaf(p, c, "running_mean", true, t, LATHE_DIMS(ch)) : NULL;
-    lathe_node *rv = rm ? layer_leaf(p, c, "running_var", true, t, LATHE_DIMS(ch)) : NULL;
-    lathe_node *nbt = rv ? layer_leaf(p, c, "num_batches_tracked", true, LATHE_I64, 0, NULL) : NULL;
-    if (!nbt) return false;
-    if (p->training) {
-        lathe_no_grad_begin(g);
-        lathe_update(g, nbt, lathe_add(g, nbt, lathe_scalar(g, LATHE_I64, 1)));
-        lathe_no_grad_end(g);
-    }
-    return built(p, c->at, lathe_batch_norm2d(g, x, w, b, rm, rv, p->training, momentum, eps), out);
-}
-
-/* sum, mean, max: axes (an integer or a list), or axis; neither: every axis. */
-static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
-    lathe_node *x;
-    int64_t axes[LATHE_MAX_RANK];
-    int n = 0;
-    bool keep;
-    if (!arg_tensor(p, c, 0, &x) || !arg_bool(p, c, 2, &keep)) return false;
-    if (c->set[1] && c->set[3]) return err(p, LATHE_ERR_ARG, c->v[3].at, "%s: give axes or axis, not both", c->fn);
-    int k = c->set[3] ? 3 : 1;
-    if (c->set[k] && !arg_ints(p, c, k, LATHE_MAX_RANK, axes, &n)) return false;
-    if (c->set[k] && n == 0) return bad_arg(p, c, k, "a non-empty list of axes");
-    lathe_node *r = b == B_SUM ? lathe_sum(p->g, x, n, axes, keep)
-                    : b == B_MEAN ? lathe_mean(p->g, x, n, axes, keep)
-                                  : lathe_max(p->g, x, n, axes, keep);
-    return built(p, c->at, r, out);
-}
-
-static bool call_pool(parser *p, builtin b, const call *c, value *out) {
-    lathe_node *x;
-    int64_t k[2], s[2], pad[2];
-    bool cip = true;
-    if (!arg_tensor(p, c, 0, &x) || !arg_pair(p, c, 1, k) || !arg_pair(p, c, 3, pad)) return false;
-    if (!c->set[2]) memcpy(s, k, sizeof s);
-    else if (!arg_pair(p, c, 2, s)) return false;
-    if (b == B_AVG_POOL2D && !arg_bool(p, c, 4, &cip)) return false;
-    lathe_node *r =
-        b == B_MAX_POOL2D ? lathe_max_pool2d_hw(p->g, x, k, s, pad) : lathe_avg_pool2d_hw(p->g, x, k, s, pad, cip);
-    return built(p, c->at, r, out);
-}
-
-/* A constant of type t and shape from v: a number (every element) or a list
- * of numel numbers (integers for i64).  what names v in messages. */
-static bool make_const(parser *p, const value *v, lathe_dtype t, int rank, const int64_t *shape, const char *what,
-                       lathe_node **out) {
-    char k[128];
-    int64_t numel = lt_numel(rank, shape);
-    if (v->k != V_NUM && !(v->k == V_LIST && v->n == numel))
-        return err(p, LATHE_ERR_SHAPE, v->at, "%s must be a number or a list of %lld numbers, got %s", what,
-                   (long long)numel, kind_str(v, k, sizeof k));
-    size_t es = lathe_dtype_size(t);
-    unsigned char *data = malloc((size_t)(numel > 0 ? numel : 1) * es);
-    if (!data) return oom(p);
-    for (int64_t i = 0; i < numel; i++) {
-        const value *e = v->k == V_NUM ? v : &p->items[v->first + i];
-        unsigned char *d = data + (size_t)i * es;
-        int64_t q = 0;
-        if (e->k != V_NUM || (t == LATHE_I64 && !integral(e->num, &q))) {
-            free(data);
-            return err(p, LATHE_ERR_ARG, e->at, "%s: expected %s, got %s", what,
-                       t == LATHE_I64 ? "integers" : "numbers", kind_str(e, k, sizeof k));
-        }
-        if (t == LATHE_F32) {
-            float f = (float)e->num;
-            memcpy(d, &f, es);
-        } else if (t == LATHE_F64) {
-            memcpy(d, &e->num, es);
-        } else if (t == LATHE_I64) {
-            memcpy(d, &q, es);
-        } else {
-            *d = e->num != 0;
-        }
-    }
-    stamp(p, v->at);
-    *out = lathe_const(p->g, t, rank, shape, data);
-    free(data);
-    return *out ? true : relocate(p, v->at);
-}
-
-/* Run built-in b on the bound arguments. */
-static bool call_builtin(parser *p, builtin b, const call *c, value *out) {
-    lathe_graph *g = p->g;
-    lathe_node *x = NULL, *y = NULL, *r = NULL;
-    int64_t i1, i2, i3, ints[LATHE_MAX_RANK], pair[2];
-    int n;
-    bool keep;
-    stamp(p, c->at);
-    switch (b) {
-    case B_RELU:
-    case B_SIGMOID:
-    case B_TANH:
-    case B_EXP:
-    case B_LOG:
-    case B_SQRT:
-    case B_RSQRT:
-    case B_ABS:
-    case B_NEG: {
-        static lathe_node *(*const fn[])(lathe_graph *, lathe_node *) = {
-            lathe_relu, lathe_sigmoid, lathe_tanh, lathe_exp, lathe_log, lathe_sqrt, lathe_rsqrt, lathe_abs, lathe_neg};
-        if (!arg_tensor(p, c, 0, &x)) return false;
-        return built(p, c->at, fn[b - B_RELU](g, x), out);
-    }
-    case B_SOFTMAX:
-    case B_LOG_SOFTMAX:
-        if (!arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1)) return false;
-        return built(p, c->at, b == B_SOFTMAX ? lathe_softmax(g, x, i1) : lathe_log_softmax(g, x, i1), out);
-    case B_MAX_POOL2D:
-    case B_AVG_POOL2D: return call_pool(p, b, c, out);
-    case B_ADAPTIVE_AVG_POOL2D:
-        if (!arg_tensor(p, c, 0, &x) || !arg_pair(p, c, 1, pair)) return false;
-        if (c->set[2] && c->v[1].k == V_LIST) return bad_arg(p, c, 2, "absent when h is a list [h, w]");
-        if (c->set[2] && !arg_int(p, c, 2, &pair[1])) return false;
-        return built(p, c->at, lathe_adaptive_avg_pool2d(g, x, pair[0], pair[1]), out);
-    case B_FLATTEN:
-        if (!arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2)) return false;
-        return built(p, c->at, lathe_flatten(g, x, i1, i2), out);
-    case B_RESHAPE:
-    case B_PERMUTE:
-    case B_BROADCAST_TO:
-        if (!arg_tensor(p, c, 0, &x) || !arg_ints(p, c, 1, LATHE_MAX_RANK, ints, &n)) return false;
-        r = b == B_RESHAPE   ? lathe_reshape(g, x, n, ints)
-            : b == B_PERMUTE ? lathe_permute(g, x, n, ints)
-                             : lathe_broadcast_to(g, x, n, ints);
-        return built(p, c->at, r, out);
-    case B_TRANSPOSE:
-        if (!arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2)) return false;
-        return built(p, c->at, lathe_transpose(g, x, i1, i2), out);
-    case B_SLICE:
-        i3 = INT64_MAX;
-        if (!arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2) ||
-            (c->set[3] && !arg_int(p, c, 3, &i3)) || !arg_int(p, c, 4, &ints[0]))
-            return false;
-        return built(p, c->at, lathe_slice(g, x, i1, i2, i3, ints[0]), out);
-    case B_CONCAT: {
-        const value *v = &c->v[0];
-        if (v->k != V_LIST || v->n == 0) return bad_arg(p, c, 0, "a non-empty list of tensors");
-        if (!arg_int(p, c, 1, &i1)) return false;
-        lathe_node **xs = malloc((size_t)v->n * sizeof *xs);
-        if (!xs) return oom(p);
-        for (int i = 0; i < v->n; i++) {
-            xs[i] = p->items[v->first + i].t;
-            if (p->items[v->first + i].k != V_TENSOR) {
-                free(xs);
-                return bad_arg(p, c, 0, "a non-empty list of tensors");
-            }
-        }
-        r = lathe_concat(g, v->n, xs, i1);
-        free(xs);
-        return built(p, c->at, r, out);
-    }
-    case B_SUM:
-    case B_MEAN:
-    case B_MAX: return call_reduce(p, b, c, out);
-    case B_ARGMAX:
-        if (!arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_bool(p, c, 2, &keep)) return false;
-        return built(p, c->at, lathe_argmax(g, x, i1, keep), out);
-    case B_MATMUL:
-        if (!arg_tensor(p, c, 0, &x) || !arg_tensor(p, c, 1, &y)) return false;
-        return built(p, c->at, lathe_matmul(g, x, y), out);
-    case B_MAXIMUM:
-    case B_MINIMUM:
-        if (!operands(p, c->at, builtins[b].name, &c->v[0], &c->v[1], &x, &y)) return false;
-        return built(p, c->at, b == B_MAXIMUM ? lathe_maximum(g, x, y) : lathe_minimum(g, x, y), out);
-    case B_POW:
-        *out = c->v[0];
-        return binop(p, P_POW, c->at, out, &c->v[1]);
-    case B_WHERE:
-        if (!arg_tensor(p, c, 0, &r) || !operands(p, c->at, "where", &c->v[1], &c->v[2], &x, &y)) return false;
-        return built(p, c->at, lathe_where(g, r, x, y), out);
-    case B_CAST:
-        if (!arg_tensor(p, c, 0, &x)) return false;
-        if (c->v[1].k != V_DTYPE) return bad_arg(p, c, 1, "a dtype (f32, f64, i64 or bool)");
-        return built(p, c->at, lathe_cast(g, x, c->v[1].dtype), out);
-    case B_TENSOR:
-        if (c->v[1].k != V_DTYPE) return bad_arg(p, c, 1, "a dtype (f32, f64, i64 or bool)");
-        ints[0] = c->v[0].k == V_LIST ? c->v[0].n : 1;
-        if (!make_const(p, &c->v[0], c->v[1].dtype, c->v[0].k == V_LIST, ints, "tensor: the values", &r)) return false;
-        return built(p, c->at, r, out);
-    case B_CROSS_ENTROPY:
-    case B_NLL_LOSS:
-    case B_MSE_LOSS:
-        if (!arg_tensor(p, c, 0, &x) || !arg_tensor(p, c, 1, &y)) return false;
-        r = b == B_CROSS_ENTROPY ? lathe_cross_entropy(g, x, y, LATHE_REDUCE_MEAN)
-            : b == B_NLL_LOSS    ? lathe_nll_loss(g, x, y, LATHE_REDUCE_MEAN)
-                                 : lathe_mse_loss(g, x, y, LATHE_REDUCE_MEAN);
-        return built(p, c->at, r, out);
-    case B_CHANNELS:
-    case B_SHAPE:
-    case B_RANK: {
-        if (!arg_tensor(p, c, 0, &x)) return false;
-        int rank = lathe_node_rank(x);
-        i1 = b == B_CHANNELS ? 1 : 0;
-        if (b == B_SHAPE && !arg_int(p, c, 1, &i1)) return false;
-        if (i1 < 0) i1 += rank;
-        if (b != B_RANK && (i1 < 0 || i1 >= rank)) {
-            char ts[96];
-            lathe_node_type_str(x, ts, sizeof ts);
-            return err(p, LATHE_ERR_ARG, c->at, "%s: %s has no axis %lld", builtins[b].name, ts,
-                       (long long)(b == B_CHANNELS ? 1 : c->v[1].num));
-        }
-        *out = (value){.k = V_NUM, .num = b == B_RANK ? rank : (double)lathe_node_shape(x)[i1], .at = c->at};
-        return true;
-    }
-    case B_CONV2D: return call_conv2d(p, c, out);
-    case B_LINEAR: return call_linear(p, c, out);
-    case B_BATCH_NORM: return call_batch_norm(p, c, out);
-    case B_COUNT: break;
-    }
-    return err(p, LATHE_ERR_ARG, c->at, "internal: built-in %d has no implementation", (int)b);
 }
 
 /* Run block bi: a new frame with the arguments, the prefix extended by `as`,
@@ -1115,13 +570,13 @@ static bool call_builtin(parser *p, builtin b, const call *c, value *out) {
 static bool call_block(parser *p, int bi, const call *c, value *out) {
     const blockdef *b = &p->blocks[bi];
     if (p->ncalls == MAX_CALLS)
-        return err(p, LATHE_ERR_ARG, c->at, "blocks are nested more than %d calls deep (does '%.*s' call itself?)",
-                   MAX_CALLS, (int)b->len, b->s);
+        return desc_err(p, LATHE_ERR_ARG, c->at, "blocks are nested more than %d calls deep (does '%.*s' call itself?)",
+                        MAX_CALLS, (int)b->len, b->s);
     size_t plen = strlen(p->prefix);
     if (c->as && plen + c->aslen + 2 > sizeof p->prefix)
-        return err(p, LATHE_ERR_NAME, c->asat, "the prefix '%s%.*s' is too long", p->prefix, (int)c->aslen, c->as);
+        return desc_err(p, LATHE_ERR_NAME, c->asat, "the prefix '%s%.*s' is too long", p->prefix, (int)c->aslen, c->as);
     if (++p->totalcalls > MAX_TOTAL_CALLS)
-        return err(p, LATHE_ERR_ARG, c->at, "more than %d block calls in all", MAX_TOTAL_CALLS);
+        return desc_err(p, LATHE_ERR_ARG, c->at, "more than %d block calls in all", MAX_TOTAL_CALLS);
     lexer lx = p->lx;
     int base = p->base, gend = p->gend, nvars = p->nvars;
     bool returned = p->returned;
@@ -1147,7 +602,7 @@ static bool call_block(parser *p, int bi, const call *c, value *out) {
     p->ret = ret;
     p->prefix[plen] = 0;
     if (!ok) return false;
-    if (!did) return err(p, LATHE_ERR_ARG, c->at, "block '%.*s' ended without 'return'", (int)b->len, b->s);
+    if (!did) return desc_err(p, LATHE_ERR_ARG, c->at, "block '%.*s' ended without 'return'", (int)b->len, b->s);
     *out = r;
     out->at = c->at;
     return true;
@@ -1159,19 +614,13 @@ static int find_block(const parser *p, const char *s, size_t len) {
     return -1;
 }
 
-static int find_builtin(const char *s, size_t len) {
-    for (int i = 0; i < B_COUNT; i++)
-        if (same(builtins[i].name, strlen(builtins[i].name), s, len)) return i;
-    return -1;
-}
-
 /* '(' [ARG {',' ARG}] ')' ['as' DOTTED]; ARG is EXPR or NAME '=' EXPR.  The
  * current token is the '('. */
 static bool parse_args(parser *p, call *c, arg *a, int *na) {
     *na = 0;
     if (!next(p)) return false;
     while (!is_punct(p, ')')) {
-        if (*na == MAX_ARGS) return err(p, LATHE_ERR_ARG, TOK.at, "too many arguments (at most %d)", MAX_ARGS);
+        if (*na == MAX_ARGS) return desc_err(p, LATHE_ERR_ARG, TOK.at, "too many arguments (at most %d)", MAX_ARGS);
         arg *x = &a[(*na)++];
         *x = (arg){0};
         if (TOK.kind == T_IDENT) {
@@ -1187,7 +636,7 @@ static bool parse_args(parser *p, call *c, arg *a, int *na) {
             }
         }
         if (!x->kw && *na > 1 && a[*na - 2].kw)
-            return err(p, LATHE_ERR_ARG, TOK.at, "a positional argument cannot follow a keyword argument");
+            return desc_err(p, LATHE_ERR_ARG, TOK.at, "a positional argument cannot follow a keyword argument");
         if (!parse_expr(p, &x->v)) return false;
         if (!is_punct(p, ',')) break;
         if (!next(p)) return false;
@@ -1209,7 +658,7 @@ static bool parse_call(parser *p, token name, value *out) {
     int na;
     if (!parse_args(p, &c, a, &na)) return false;
     *out = (value){.k = V_NONE, .at = name.at};
-    int bi = find_block(p, name.s, name.len), fi = find_builtin(name.s, name.len);
+    int bi = find_block(p, name.s, name.len), fi = desc_find_builtin(name.s, name.len);
     if (bi >= 0) {
         const blockdef *b = &p->blocks[bi];
         c.n = b->nparams;
@@ -1221,22 +670,22 @@ static bool parse_call(parser *p, token name, value *out) {
         if (!live(p)) return true; /* resolved when it runs: a block may be defined later */
         char sug[96];
         suggestion s = {name.s, name.len, NULL, 0, 99};
-        for (int i = 0; i < B_COUNT; i++) consider(&s, builtins[i].name, strlen(builtins[i].name));
+        for (int i = 0; i < B_COUNT; i++) consider(&s, desc_builtins[i].name, strlen(desc_builtins[i].name));
         for (int i = 0; i < p->nblocks; i++) consider(&s, p->blocks[i].s, p->blocks[i].len);
-        return err(p, LATHE_ERR_NAME, name.at, "unknown function '%.*s'%s", (int)name.len, name.s,
-                   did_you_mean(&s, sug, sizeof sug));
+        return desc_err(p, LATHE_ERR_NAME, name.at, "unknown function '%.*s'%s", (int)name.len, name.s,
+                        did_you_mean(&s, sug, sizeof sug));
     }
     if (is_layer(fi) && !c.as)
-        return err(p, LATHE_ERR_NAME, name.at,
-                   "%s creates parameters and needs a name: write %s(...) as NAME (for example 'as %s1')",
-                   builtins[fi].name, builtins[fi].name,
-                   fi == B_CONV2D ? "conv" : fi == B_LINEAR ? "fc" : "bn");
+        return desc_err(p, LATHE_ERR_NAME, name.at,
+                        "%s creates parameters and needs a name: write %s(...) as NAME (for example 'as %s1')",
+                        desc_builtins[fi].name, desc_builtins[fi].name,
+                        fi == B_CONV2D ? "conv" : fi == B_LINEAR ? "fc" : "bn");
     if (!is_layer(fi) && c.as)
-        return err(p, LATHE_ERR_NAME, c.asat, "'as' names the parameters of a layer or block; %s has none",
-                   builtins[fi].name);
-    builtin_params(fi, &c);
+        return desc_err(p, LATHE_ERR_NAME, c.asat, "'as' names the parameters of a layer or block; %s has none",
+                        desc_builtins[fi].name);
+    desc_builtin_params(fi, &c);
     if (!bind(p, &c, a, na)) return false;
-    return live(p) ? call_builtin(p, fi, &c, out) : true;
+    return live(p) ? desc_call_builtin(p, fi, &c, out) : true;
 }
 
 /* NUM | true | false | DTYPE | NAME | CALL | '(' EXPR ')' | LIST */
@@ -1263,9 +712,9 @@ static bool parse_primary(parser *p, value *out) {
     if (!next(p)) return false;
     if (is_punct(p, '(')) return parse_call(p, t, out);
     if (is_word(p, "as"))
-        return err(p, LATHE_ERR_NAME, TOK.at,
-                   "'as' names a layer or block call such as conv2d(...) as conv1; '%.*s' is not a call", (int)t.len,
-                   t.s);
+        return desc_err(p, LATHE_ERR_NAME, TOK.at,
+                        "'as' names a layer or block call such as conv2d(...) as conv1; '%.*s' is not a call",
+                        (int)t.len, t.s);
     if (!live(p)) return true;
     const var *v = lookup(p, t.s, t.len);
     if (!v) {
@@ -1273,8 +722,8 @@ static bool parse_primary(parser *p, value *out) {
         suggestion s = {t.s, t.len, NULL, 0, 99};
         for (int i = p->base; i < p->nvars; i++) consider(&s, p->vars[i].s, p->vars[i].len);
         for (int i = 0; p->ncalls > 0 && i < p->gend; i++) consider(&s, p->vars[i].s, p->vars[i].len);
-        return err(p, LATHE_ERR_NAME, t.at, "unknown name '%.*s'%s", (int)t.len, t.s,
-                   did_you_mean(&s, sug, sizeof sug));
+        return desc_err(p, LATHE_ERR_NAME, t.at, "unknown name '%.*s'%s", (int)t.len, t.s,
+                        did_you_mean(&s, sug, sizeof sug));
     }
     *out = v->v;
     out->at = t.at;
@@ -1287,7 +736,7 @@ static bool parse_power(parser *p, value *out) {
     if (!is_punct(p, P_POW)) return true;
     loc at = TOK.at;
     value b;
-    return next(p) && parse_unary(p, &b) && binop(p, P_POW, at, out, &b);
+    return next(p) && parse_unary(p, &b) && desc_binop(p, P_POW, at, out, &b);
 }
 
 /* '-' UNARY | POWER */
@@ -1300,10 +749,11 @@ static bool parse_unary(parser *p, value *out) {
     char k[128];
     if (out->k == V_NUM) out->num = -out->num;
     else if (out->k != V_TENSOR)
-        return err(p, LATHE_ERR_ARG, at, "unary '-' needs a number or a tensor, got %s", kind_str(out, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, at, "unary '-' needs a number or a tensor, got %s",
+                        desc_kind_str(out, k, sizeof k));
     else {
-        stamp(p, at);
-        if (!built(p, at, lathe_neg(p->g, out->t), out)) return false;
+        desc_stamp(p, at);
+        if (!desc_built(p, at, lathe_neg(p->g, out->t), out)) return false;
     }
     out->at = at;
     return true;
@@ -1316,7 +766,7 @@ static bool parse_term(parser *p, value *out) {
         int op = TOK.op;
         loc at = TOK.at;
         value b;
-        if (!next(p) || !parse_unary(p, &b) || !binop(p, op, at, out, &b)) return false;
+        if (!next(p) || !parse_unary(p, &b) || !desc_binop(p, op, at, out, &b)) return false;
     }
     return true;
 }
@@ -1328,7 +778,7 @@ static bool parse_sum(parser *p, value *out) {
         int op = TOK.op;
         loc at = TOK.at;
         value b;
-        if (!next(p) || !parse_term(p, &b) || !binop(p, op, at, out, &b)) return false;
+        if (!next(p) || !parse_term(p, &b) || !desc_binop(p, op, at, out, &b)) return false;
     }
     return true;
 }
@@ -1343,7 +793,7 @@ static bool parse_cmp(parser *p, value *out) {
     int op = TOK.op;
     loc at = TOK.at;
     value b;
-    return next(p) && parse_sum(p, &b) && binop(p, op, at, out, &b);
+    return next(p) && parse_sum(p, &b) && desc_binop(p, op, at, out, &b);
 }
 
 /* 'not' NOT | CMP */
@@ -1355,7 +805,7 @@ static bool parse_not(parser *p, value *out) {
     if (!live(p)) return true;
     char k[128];
     if (out->k != V_NUM)
-        return err(p, LATHE_ERR_ARG, at, "'not' works on numbers only, got %s", kind_str(out, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, at, "'not' works on numbers only, got %s", desc_kind_str(out, k, sizeof k));
     out->num = out->num == 0;
     out->at = at;
     return true;
@@ -1367,7 +817,7 @@ static bool parse_and(parser *p, value *out) {
     while (is_word(p, "and")) {
         loc at = TOK.at;
         value b;
-        if (!next(p) || !parse_not(p, &b) || !binop(p, 'a', at, out, &b)) return false;
+        if (!next(p) || !parse_not(p, &b) || !desc_binop(p, 'a', at, out, &b)) return false;
     }
     return true;
 }
@@ -1377,7 +827,7 @@ static bool parse_expr(parser *p, value *out) {
     while (is_word(p, "or")) {
         loc at = TOK.at;
         value b;
-        if (!next(p) || !parse_and(p, &b) || !binop(p, 'o', at, out, &b)) return false;
+        if (!next(p) || !parse_and(p, &b) || !desc_binop(p, 'o', at, out, &b)) return false;
     }
     p->nest--;
     return true;
@@ -1387,8 +837,8 @@ static bool parse_expr(parser *p, value *out) {
 
 static bool top_level(parser *p, token t) {
     if (p->in_def || p->ncalls > 0)
-        return err(p, LATHE_ERR_PARSE, t.at, "'%.*s' is only allowed at the top level, not inside a block", (int)t.len,
-                   t.s);
+        return desc_err(p, LATHE_ERR_PARSE, t.at, "'%.*s' is only allowed at the top level, not inside a block",
+                        (int)t.len, t.s);
     return true;
 }
 
@@ -1404,9 +854,9 @@ static void apply_define(parser *p, const char *s, size_t len, double *v) {
 /* A number that must be an integer from lo (0 or 1) to 2^48. */
 static bool int_value(parser *p, const value *v, int64_t lo, const char *what, int64_t *out) {
     char k[128];
-    if (v->k != V_NUM || !integral(v->num, out) || *out < lo || *out > LT_MAX_NUMEL)
-        return err(p, LATHE_ERR_ARG, v->at, "%s must be a %s integer, got %s", what, lo ? "positive" : "non-negative",
-                   kind_str(v, k, sizeof k));
+    if (v->k != V_NUM || !desc_integral(v->num, out) || *out < lo || *out > LT_MAX_NUMEL)
+        return desc_err(p, LATHE_ERR_ARG, v->at, "%s must be a %s integer, got %s", what,
+                        lo ? "positive" : "non-negative", desc_kind_str(v, k, sizeof k));
     return true;
 }
 
@@ -1416,8 +866,8 @@ static bool parse_type(parser *p, lathe_dtype *t, int *rank, int64_t *shape) {
     int i = 0;
     while (i < 4 && !is_word(p, lathe_dtype_name(dtypes[i]))) i++;
     if (TOK.kind == T_IDENT && i == 4)
-        return err(p, LATHE_ERR_PARSE, TOK.at, "unknown dtype '%.*s' (expected f32, f64, i64 or bool)", (int)TOK.len,
-                   TOK.s);
+        return desc_err(p, LATHE_ERR_PARSE, TOK.at, "unknown dtype '%.*s' (expected f32, f64, i64 or bool)",
+                        (int)TOK.len, TOK.s);
     if (i == 4) return expected(p, "a type such as f32[N, 3]");
     *t = dtypes[i];
     *rank = 0;
@@ -1425,7 +875,7 @@ static bool parse_type(parser *p, lathe_dtype *t, int *rank, int64_t *shape) {
     while (!is_punct(p, ']')) {
         value d;
         if (*rank == LATHE_MAX_RANK)
-            return err(p, LATHE_ERR_SHAPE, TOK.at, "a type has at most %d dimensions", LATHE_MAX_RANK);
+            return desc_err(p, LATHE_ERR_SHAPE, TOK.at, "a type has at most %d dimensions", LATHE_MAX_RANK);
         if (!parse_expr(p, &d)) return false;
         if (live(p) && !int_value(p, &d, 0, "a dimension", &shape[*rank])) return false;
         (*rank)++;
@@ -1452,9 +902,9 @@ static bool parse_init(parser *p, lathe_leaf_init *kind, double *a) {
     if (!live(p)) return true;
     char k[128];
     if (v.k != V_NUM)
-        return err(p, LATHE_ERR_ARG, v.at, "%s needs a number, got %s", names[i], kind_str(&v, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, v.at, "%s needs a number, got %s", names[i], desc_kind_str(&v, k, sizeof k));
     if (i == 3 && v.num < 0)
-        return err(p, LATHE_ERR_ARG, v.at, "uniform(A) draws from [-A, A]: A must be >= 0, got %g", v.num);
+        return desc_err(p, LATHE_ERR_ARG, v.at, "uniform(A) draws from [-A, A]: A must be >= 0, got %g", v.num);
     *a = v.num;
     return true;
 }
@@ -1481,14 +931,14 @@ static bool parse_input(parser *p, token kw) {
     }
     if (!live(p)) return true;
     if (p->info.ninputs == (int)(sizeof p->info.inputs / sizeof p->info.inputs[0]))
-        return err(p, LATHE_ERR_ARG, at, "too many inputs (at most %d)", p->info.ninputs);
+        return desc_err(p, LATHE_ERR_ARG, at, "too many inputs (at most %d)", p->info.ninputs);
     if (len >= sizeof p->info.inputs[0].name)
-        return err(p, LATHE_ERR_NAME, at, "the input name is too long (limit %zu bytes)",
-                   sizeof p->info.inputs[0].name - 1);
+        return desc_err(p, LATHE_ERR_NAME, at, "the input name is too long (limit %zu bytes)",
+                        sizeof p->info.inputs[0].name - 1);
     char name[64];
     snprintf(name, sizeof name, "%.*s", (int)len, s);
     value v;
-    if (!built(p, at, lathe_input(p->g, name, t, rank, shape), &v)) return false;
+    if (!desc_built(p, at, lathe_input(p->g, name, t, rank, shape), &v)) return false;
     if (rg && !status_ok(p, rgat, lathe_set_requires_grad(v.t, true))) return false;
     memcpy(p->info.inputs[p->info.ninputs].name, name, sizeof name);
     p->info.inputs[p->info.ninputs++].raw = raw;
@@ -1523,11 +973,11 @@ static bool parse_leaf(parser *p, bool buffer) {
     if (!live(p)) return true;
     char name[NAME_CAP];
     value v;
-    if (!leaf_name(p, s, len, at, NULL, name)) return false;
-    stamp(p, at);
+    if (!desc_leaf_name(p, s, len, at, NULL, name)) return false;
+    desc_stamp(p, at);
     lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
                            : lathe_param(p->g, name, t, rank, shape, !frozen && lt_is_float(t));
-    if (!built(p, at, n, &v)) return false;
+    if (!desc_built(p, at, n, &v)) return false;
     if (has_init && !status_ok(p, initat, lathe_set_init(n, kind, a))) return false;
     return set_var(p, s, len, at, v, false);
 }
@@ -1539,7 +989,7 @@ static bool parse_let(parser *p, token kw, bool batch) {
     loc at;
     value v;
     if (!top_level(p, kw)) return false;
-    if (batch && p->have_batch) return err(p, LATHE_ERR_PARSE, kw.at, "the batch dimension is already declared");
+    if (batch && p->have_batch) return desc_err(p, LATHE_ERR_PARSE, kw.at, "the batch dimension is already declared");
     if (!next(p) || !ident(p, batch ? "the batch dimension's name" : "the constant's name", &s, &len, &at) ||
         !expect(p, '=', batch ? "'=' and the default batch size" : "'=' and the constant's value") ||
         !parse_expr(p, &v))
@@ -1547,15 +997,16 @@ static bool parse_let(parser *p, token kw, bool batch) {
     if (!live(p)) return true;
     char k[128];
     if (v.k != V_NUM)
-        return err(p, LATHE_ERR_ARG, v.at, "'%.*s' must be a number, got %s", (int)len, s, kind_str(&v, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, v.at, "'%.*s' must be a number, got %s", (int)len, s,
+                        desc_kind_str(&v, k, sizeof k));
     apply_define(p, s, len, &v.num);
     if (batch) {
         int64_t n;
         if (p->batch_opt > 0) v.num = (double)p->batch_opt;
         if (!int_value(p, &v, 1, "the batch size", &n)) return false;
         if (len >= sizeof p->info.batch_dim)
-            return err(p, LATHE_ERR_NAME, at, "the batch dimension's name is too long (limit %zu bytes)",
-                       sizeof p->info.batch_dim - 1);
+            return desc_err(p, LATHE_ERR_NAME, at, "the batch dimension's name is too long (limit %zu bytes)",
+                            sizeof p->info.batch_dim - 1);
         snprintf(p->info.batch_dim, sizeof p->info.batch_dim, "%.*s", (int)len, s);
         p->info.batch = n;
         p->have_batch = true;
@@ -1568,22 +1019,23 @@ static bool parse_block(parser *p, token kw) {
     blockdef b = {0};
     loc at;
     if (!top_level(p, kw)) return false;
-    if (p->braces > 0) return err(p, LATHE_ERR_PARSE, kw.at, "blocks are defined at the top level, not inside '{ }'");
+    if (p->braces > 0)
+        return desc_err(p, LATHE_ERR_PARSE, kw.at, "blocks are defined at the top level, not inside '{ }'");
     if (!next(p) || !ident(p, "the block's name", &b.s, &b.len, &at)) return false;
-    if (find_builtin(b.s, b.len) >= 0)
-        return err(p, LATHE_ERR_NAME, at, "'%.*s' is a built-in function; choose another name", (int)b.len, b.s);
+    if (desc_find_builtin(b.s, b.len) >= 0)
+        return desc_err(p, LATHE_ERR_NAME, at, "'%.*s' is a built-in function; choose another name", (int)b.len, b.s);
     if (find_block(p, b.s, b.len) >= 0)
-        return err(p, LATHE_ERR_NAME, at, "block '%.*s' is already defined", (int)b.len, b.s);
+        return desc_err(p, LATHE_ERR_NAME, at, "block '%.*s' is already defined", (int)b.len, b.s);
     if (!expect(p, '(', "'(' and the block's parameters")) return false;
     while (!is_punct(p, ')')) {
         if (b.nparams == MAX_ARGS)
-            return err(p, LATHE_ERR_ARG, TOK.at, "a block takes at most %d parameters", MAX_ARGS);
+            return desc_err(p, LATHE_ERR_ARG, TOK.at, "a block takes at most %d parameters", MAX_ARGS);
         pspec *ps = &b.params[b.nparams++];
         loc pat;
         if (!ident(p, "a parameter name", &ps->s, &ps->len, &pat)) return false;
         for (int i = 0; i < b.nparams - 1; i++)
             if (same(b.params[i].s, b.params[i].len, ps->s, ps->len))
-                return err(p, LATHE_ERR_NAME, pat, "parameter '%.*s' is given twice", (int)ps->len, ps->s);
+                return desc_err(p, LATHE_ERR_NAME, pat, "parameter '%.*s' is given twice", (int)ps->len, ps->s);
         ps->required = true;
         if (is_punct(p, '=')) {
             if (!next(p)) return false;
@@ -1594,8 +1046,8 @@ static bool parse_block(parser *p, token kw) {
             while (ps->deflen && strchr(" \t\r", ps->deftext[ps->deflen - 1])) ps->deflen--;
             ps->required = false;
         } else if (b.nparams > 1 && !b.params[b.nparams - 2].required) {
-            return err(p, LATHE_ERR_ARG, pat, "parameter '%.*s' needs a default, as the ones before it have",
-                       (int)ps->len, ps->s);
+            return desc_err(p, LATHE_ERR_ARG, pat, "parameter '%.*s' needs a default, as the ones before it have",
+                            (int)ps->len, ps->s);
         }
         if (!is_punct(p, ',')) break;
         if (!next(p)) return false;
@@ -1634,8 +1086,9 @@ static bool parse_if(parser *p) {
     bool run = live(p);
     char k[128];
     if (run && c.k != V_NUM)
-        return err(p, LATHE_ERR_ARG, c.at, "'if' needs a number as its condition, got %s (for tensors use where())",
-                   kind_str(&c, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, c.at,
+                        "'if' needs a number as its condition, got %s (for tensors use where())",
+                        desc_kind_str(&c, k, sizeof k));
     bool taken = run && c.num != 0;
     p->skip += !taken;
     bool ok = parse_body(p);
@@ -1671,10 +1124,10 @@ static bool parse_freeze(parser *p, bool freeze) {
     }
     if (!live(p)) return true;
     char prefix[NAME_CAP];
-    if (!leaf_name(p, s, len, at, NULL, prefix)) return false;
+    if (!desc_leaf_name(p, s, len, at, NULL, prefix)) return false;
     if (lathe_set_requires_grad_prefix(p->g, prefix, !freeze) == 0)
-        return err(p, LATHE_ERR_NAME, at, "%s '%s': no floating-point parameter name starts with it (yet)",
-                   freeze ? "freeze" : "unfreeze", prefix);
+        return desc_err(p, LATHE_ERR_NAME, at, "%s '%s': no floating-point parameter name starts with it (yet)",
+                        freeze ? "freeze" : "unfreeze", prefix);
     return true;
 }
 
@@ -1691,14 +1144,14 @@ static bool parse_output(parser *p, token kw) {
     if (!assign) {
         const var *w = lookup(p, s, len);
         if (!w)
-            return err(p, LATHE_ERR_NAME, at, "unknown name '%.*s' (write output NAME = EXPR to define it)", (int)len,
-                       s);
+            return desc_err(p, LATHE_ERR_NAME, at, "unknown name '%.*s' (write output NAME = EXPR to define it)",
+                            (int)len, s);
         v = w->v;
         v.at = at;
     }
     char k[128], name[NAME_CAP];
     if (v.k != V_TENSOR)
-        return err(p, LATHE_ERR_ARG, v.at, "an output must be a tensor, got %s", kind_str(&v, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, v.at, "an output must be a tensor, got %s", desc_kind_str(&v, k, sizeof k));
     snprintf(name, sizeof name, "%.*s", (int)len, s);
     if (!status_ok(p, at, lathe_output(p->g, name, v.t))) return false;
     return !assign || set_var(p, s, len, at, v, false);
@@ -1707,7 +1160,7 @@ static bool parse_output(parser *p, token kw) {
 /* Is the statement's expression one call to a loss (with nothing after it)?
  * Then evaluation rebuilds it per sample. */
 static int loss_call_ahead(parser *p) {
-    int fi = TOK.kind == T_IDENT ? find_builtin(TOK.s, TOK.len) : -1;
+    int fi = TOK.kind == T_IDENT ? desc_find_builtin(TOK.s, TOK.len) : -1;
     if (fi != B_CROSS_ENTROPY && fi != B_NLL_LOSS && fi != B_MSE_LOSS) return -1;
     lexer save = p->lx;
     int depth = 0, r = -1;
@@ -1728,7 +1181,7 @@ static int loss_call_ahead(parser *p) {
 /* loss EXPR: the output "loss" (see lathe_desc_options). */
 static bool parse_loss(parser *p, token kw) {
     if (!top_level(p, kw)) return false;
-    if (p->have_loss) return err(p, LATHE_ERR_PARSE, kw.at, "the model already has a 'loss'");
+    if (p->have_loss) return desc_err(p, LATHE_ERR_PARSE, kw.at, "the model already has a 'loss'");
     if (!next(p)) return false;
     loc at = TOK.at;
     int fi = loss_call_ahead(p);
@@ -1743,12 +1196,12 @@ static bool parse_loss(parser *p, token kw) {
         int na;
         lathe_node *x, *y;
         lathe_graph *g = p->g;
-        builtin_params(fi, &c);
+        desc_builtin_params(fi, &c);
         if (!next(p) || !parse_args(p, &c, a, &na) || !bind(p, &c, a, na)) return false;
         if (!live(p)) return true;
-        if (!arg_tensor(p, &c, 0, &x) || !arg_tensor(p, &c, 1, &y)) return false;
+        if (!desc_arg_tensor(p, &c, 0, &x) || !desc_arg_tensor(p, &c, 1, &y)) return false;
         lathe_reduction red = p->training ? LATHE_REDUCE_MEAN : LATHE_REDUCE_NONE;
-        stamp(p, c.at);
+        desc_stamp(p, c.at);
         lathe_node *l = fi == B_CROSS_ENTROPY ? lathe_cross_entropy(g, x, y, red)
                         : fi == B_NLL_LOSS    ? lathe_nll_loss(g, x, y, red)
                                               : lathe_mse_loss(g, x, y, red);
@@ -1759,7 +1212,7 @@ static bool parse_loss(parser *p, token kw) {
         }
         if (l && !p->training && fi != B_MSE_LOSS)
             correct = lathe_cast(g, lathe_eq(g, lathe_argmax(g, x, 1, false), y), LATHE_F32);
-        if (!built(p, c.at, l, &v)) return false;
+        if (!desc_built(p, c.at, l, &v)) return false;
         p->info.classify = fi != B_MSE_LOSS;
         if (lathe_node_name(y) && !strcmp(lathe_node_op(y), "input"))
             snprintf(p->info.label, sizeof p->info.label, "%s", lathe_node_name(y));
@@ -1767,11 +1220,11 @@ static bool parse_loss(parser *p, token kw) {
     if (!live(p)) return true;
     char k[128];
     if (v.k != V_TENSOR)
-        return err(p, LATHE_ERR_ARG, at, "the loss must be a tensor, got %s", kind_str(&v, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, at, "the loss must be a tensor, got %s", desc_kind_str(&v, k, sizeof k));
     if (p->training && lathe_node_numel(v.t) != 1) {
         lathe_node_type_str(v.t, k, sizeof k);
-        return err(p, LATHE_ERR_SHAPE, at, "the loss must have one element to train, got %s (reduce it with mean())",
-                   k);
+        return desc_err(p, LATHE_ERR_SHAPE, at,
+                        "the loss must have one element to train, got %s (reduce it with mean())", k);
     }
     p->have_loss = p->info.has_loss = true;
     if (!status_ok(p, at, lathe_output(p->g, "loss", v.t))) return false;
@@ -1789,14 +1242,15 @@ static bool parse_backward(parser *p, token kw) {
     if (!live(p)) return true;
     char k[128];
     if (v.k != V_TENSOR)
-        return err(p, LATHE_ERR_ARG, v.at, "backward needs a tensor, got %s", kind_str(&v, k, sizeof k));
+        return desc_err(p, LATHE_ERR_ARG, v.at, "backward needs a tensor, got %s", desc_kind_str(&v, k, sizeof k));
     lathe_dtype t = lathe_node_dtype(v.t);
     if (!lt_is_float(t)) {
         lathe_node_type_str(v.t, k, sizeof k);
-        return err(p, LATHE_ERR_DTYPE, v.at, "backward needs a floating-point value, got %s", k);
+        return desc_err(p, LATHE_ERR_DTYPE, v.at, "backward needs a floating-point value, got %s", k);
     }
     lathe_node *cot = cv.k == V_TENSOR ? cv.t : NULL;
-    if (has_cot && !cot && !make_const(p, &cv, t, lathe_node_rank(v.t), lathe_node_shape(v.t), "the cotangent", &cot))
+    if (has_cot && !cot &&
+        !desc_make_const(p, &cv, t, lathe_node_rank(v.t), lathe_node_shape(v.t), "the cotangent", &cot))
         return false;
     return !p->training || status_ok(p, kw.at, lathe_mark_backward(p->g, v.t, cot));
 }
@@ -1810,10 +1264,10 @@ static bool parse_assign(parser *p) {
     if (!ident(p, "a statement", &s, &len, &at)) return false;
     if (!is_punct(p, '=')) {
         char b[64];
-        return err(p, LATHE_ERR_PARSE, TOK.at,
-                   "expected '=' after '%.*s', got %s (a statement is NAME = EXPR or starts with a keyword such as "
-                   "output)",
-                   (int)len, s, describe(&TOK, b, sizeof b));
+        return desc_err(p, LATHE_ERR_PARSE, TOK.at,
+                        "expected '=' after '%.*s', got %s (a statement is NAME = EXPR or starts with a keyword "
+                        "such as output)",
+                        (int)len, s, describe(&TOK, b, sizeof b));
     }
     if (!next(p) || !parse_expr(p, &v)) return false;
     return !live(p) || set_var(p, s, len, at, v, false);
@@ -1821,14 +1275,14 @@ static bool parse_assign(parser *p) {
 
 static bool parse_stmt(parser *p) {
     token t = TOK;
-    stamp(p, t.at);
+    desc_stamp(p, t.at);
     if (t.kind != T_IDENT) return expected(p, "a statement");
     if (is_word(p, "model")) {
         const char *s;
         size_t len;
         loc at;
         if (!top_level(p, t)) return false;
-        if (p->have_model) return err(p, LATHE_ERR_PARSE, t.at, "the model is already named");
+        if (p->have_model) return desc_err(p, LATHE_ERR_PARSE, t.at, "the model is already named");
         if (!next(p) || !dotted(p, "the model's name", false, &s, &len, &at)) return false;
         if (live(p)) snprintf(p->info.model, sizeof p->info.model, "%.*s", (int)len, s);
         p->have_model = true;
@@ -1848,7 +1302,7 @@ static bool parse_stmt(parser *p) {
     if (is_word(p, "backward")) return parse_backward(p, t);
     if (is_word(p, "return")) {
         value v;
-        if (!p->in_def && p->ncalls == 0) return err(p, LATHE_ERR_PARSE, t.at, "'return' outside a block");
+        if (!p->in_def && p->ncalls == 0) return desc_err(p, LATHE_ERR_PARSE, t.at, "'return' outside a block");
         if (!next(p) || !parse_expr(p, &v)) return false;
         if (live(p)) {
             p->ret = v;
@@ -1857,7 +1311,7 @@ static bool parse_stmt(parser *p) {
         return true;
     }
     if (is_word(p, "else"))
-        return err(p, LATHE_ERR_PARSE, t.at, "'else' must follow the '}' of an 'if' on the same line");
+        return desc_err(p, LATHE_ERR_PARSE, t.at, "'else' must follow the '}' of an 'if' on the same line");
     return parse_assign(p);
 }
 
@@ -1869,12 +1323,13 @@ static bool parse_stmts(parser *p, bool braces, loc open) {
             if (!next(p)) return false;
         if (TOK.kind == T_EOF) {
             if (!braces) return true;
-            return err(p, LATHE_ERR_PARSE, TOK.at,
-                       "unterminated block: expected '}' to close the '{' at line %d, column %d", open.line, open.col);
+            return desc_err(p, LATHE_ERR_PARSE, TOK.at,
+                            "unterminated block: expected '}' to close the '{' at line %d, column %d", open.line,
+                            open.col);
         }
         if (is_punct(p, '}')) {
             if (braces) return true;
-            return err(p, LATHE_ERR_PARSE, TOK.at, "'}' without a matching '{'");
+            return desc_err(p, LATHE_ERR_PARSE, TOK.at, "'}' without a matching '{'");
         }
         if (!parse_stmt(p)) return false;
         if (!end_of_stmt(p)) return expected(p, "end of line after the statement");
@@ -1889,7 +1344,7 @@ static bool read_defines(parser *p, const lathe_desc_options *opt) {
     if (!opt->defines)
         return lt_fail(p->g, LATHE_ERR_ARG, "%s: %d defines but the list is NULL", p->file, opt->ndefines), false;
     p->defs = calloc((size_t)opt->ndefines, sizeof *p->defs);
-    if (!p->defs) return oom(p);
+    if (!p->defs) return desc_oom(p);
     for (int i = 0; i < opt->ndefines; i++) {
         const char *d = opt->defines[i] ? opt->defines[i] : "", *eq = strchr(d, '=');
         size_t n = eq ? (size_t)(eq - d) : 0;
@@ -1959,32 +1414,11 @@ lathe_status lathe_desc_parse_file(lathe_graph *g, const char *path, const lathe
                                    lathe_desc_info *info) {
     if (info) memset(info, 0, sizeof *info);
     if (!g || !path) return LATHE_ERR_ARG;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(errno)), LATHE_ERR_IO;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 65536;
-            char *q = cap <= INT_MAX ? realloc(buf, cap) : NULL;
-            if (!q) {
-                free(buf);
-                fclose(f);
-                return lt_fail(g, LATHE_ERR_NOMEM, "%s: out of memory", path), LATHE_ERR_NOMEM;
-            }
-            buf = q;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    int e = ferror(f) ? errno : 0;
-    fclose(f);
-    if (e) {
-        free(buf);
-        return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(e)), LATHE_ERR_IO;
-    }
-    lathe_status st = lathe_desc_parse(g, buf, n, path, opt, info);
+    char *buf;
+    size_t n;
+    lathe_status st = lt_read_file(g, path, &buf, &n);
+    if (st != LATHE_OK) return st;
+    st = lathe_desc_parse(g, buf, n, path, opt, info);
     free(buf);
     return st;
 }

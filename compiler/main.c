@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ir.h"
 #include "lathe_compiler.h"
 #include "lathe_desc.h"
 #include "lathe_trainer.h"
@@ -116,24 +117,6 @@ static const char *train_usage_head =
     "the same results as a trainer from 'lathe compile MODEL'.  -D NAME=VALUE\n"
     "overrides the description's constant 'let NAME'; --batch sets the batch size.\n"
     "The trainer's flags:\n\n";
-
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n, f);
-        if (n < cap) break;
-        char *p = realloc(buf, cap * 2);
-        if (!p) {
-            free(buf);
-            return NULL;
-        }
-        buf = p;
-        cap *= 2;
-    }
-    *len = n;
-    return buf;
-}
 
 /* ---- models: descriptions or text IR ------------------------------------------ */
 
@@ -435,7 +418,7 @@ static int cmd_dump(int argc, char **argv) {
     }
     if (strcmp(path, "-") == 0) {
         size_t len;
-        char *src = read_all(stdin, &len);
+        char *src = lt_read_all(stdin, &len);
         st = src ? lathe_parse(g, src, len, "<stdin>") : LATHE_ERR_NOMEM;
         free(src);
     } else if (lathe_desc_is_description(path)) {

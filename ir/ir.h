@@ -1,6 +1,7 @@
 /* ir.h - Lathe's internal IR: node and graph layout, the op table, helpers
  * shared by the IR files (graph.c, infer.c, build.c, text.c, dot.c, verify.c,
- * eval.c).  Not installed; users see only lathe.h. */
+ * eval.c) and used by compiler/ and the tests, which work inside nodes.  Not
+ * installed; users see only lathe.h. */
 #ifndef LATHE_IR_H
 #define LATHE_IR_H
 
@@ -169,5 +170,14 @@ void lt_strides(int rank, const int64_t *shape, int64_t *strides);
  * fit cap bytes (with "..." where cut), and a caret line pointing at off:
  * the excerpt of every FILE:LINE:COL message (text.c, compiler/desc.c). */
 void lt_show_line(const char *s, size_t len, size_t off, char *line, char *caret, size_t cap);
+
+/* All of f, read to its end, in a buffer the caller frees; *len gets the byte
+ * count.  NULL only when out of memory: a read error ends the read early and
+ * leaves ferror(f) set, with errno saying why. */
+char *lt_read_all(FILE *f, size_t *len);
+/* The whole file at path in *buf (the caller frees it), for the parsers
+ * (text.c, compiler/desc.c).  On failure *buf is NULL and g records
+ * "PATH: reason": LATHE_ERR_IO, or LATHE_ERR_NOMEM ("PATH: out of memory"). */
+lathe_status lt_read_file(lathe_graph *g, const char *path, char **buf, size_t *len);
 
 #endif

@@ -2,9 +2,53 @@
  *
  * Every op is one line: enum suffix, text name, min and max operand count,
  * kind, and an attribute schema.  The enum, the name table, the arity and
- * kind tables, the text printer and parser, and the verifier are all
- * generated from this list, so adding an op is adding a line here plus its
- * shape rule (infer.c) and its evaluator case (eval.c).
+ * kind tables, the text printer and parser, DOT and the verifier are all
+ * generated from this list.  The rest of an op is written by hand, in these
+ * places, in pipeline order (follow an op of the same kind end to end, e.g.
+ * `grep -rn adaptive_avg_pool2d ir compiler tests README.md`):
+ *
+ *   1. ir/ops.h: its line.  A gradient kernel that only autodiff emits goes
+ *      after the "Gradient kernels" marker, with a name ending in _backward
+ *      (test_eval's adjoint check and test_random_graphs' coverage rely on
+ *      both).
+ *   2. ir/infer.c, lt_infer: its shape and dtype rule and the normalization
+ *      of its attributes; each error names the op and the operand types.
+ *   3. ir/build.c: its builder lathe_NAME, declared in ir/lathe.h's section
+ *      for its kind (a gradient kernel has none: autodiff makes it with
+ *      lt_make).  ir/graph.c, derives_grad: only if its result never carries
+ *      a gradient (as the comparisons and argmax).
+ *   4. ir/eval.c, eval_node (elementwise: unary_op or binary_op): the
+ *      reference kernel, plain loops in double.
+ *   5. compiler/autodiff.c, rule(): its gradient as IR ops, accumulated with
+ *      acc() (a new gradient kernel is an op of its own: steps 1-12 again,
+ *      its own rule included, for second order).
+ *   6. compiler/simplify.c, identity(): its algebraic identities, if it has
+ *      any (constant folding runs the evaluator and needs nothing).
+ *   7. compiler/decompose.c, expand(): a composite's form in primitives; the
+ *      fuser never sees a composite, so steps 8 and 9 are then done.
+ *   8. compiler/fuse.c: rule() builds its value at a multi-index
+ *      (elementwise ops by kind, the others by op), and is_index_op,
+ *      is_pointwise, is_reduction, is_heavy and cheap decide what it inlines
+ *      into.  A contraction or window gets vector code through a contraction
+ *      plan (kernel.h's lt_contract: lt_plan_contraction or lt_plan_pool in
+ *      compiler/contract.c, its lowering in compiler/lower_tiles.c).
+ *   9. compiler/lower_llvm.c, gen_unary or gen_binary: an elementwise op's
+ *      LLVM code (exp, log, tanh and the like as polynomials from
+ *      compiler/mathlib.c, never libm).
+ *  10. ir/graph.c, lathe_leaf_init_of: only for an op with parameters whose
+ *      default initialization follows PyTorch's for that layer.
+ *  11. compiler/desc.h's BUILTINS and compiler/desc_builtins.c's
+ *      desc_call_builtin: if the description language offers it.
+ *  12. tests: a sample in tests/testutil.c's table (test_shapes and test_text
+ *      fail without one; the JIT, autodiff and simplify tests then run it)
+ *      with its type in test_shapes.c's expected_types; a hand-computed
+ *      case in test_eval.c's hand_cases (test_hand_cases fails without one),
+ *      and an adjoint case in adjoint_cases for a gradient kernel; for a
+ *      forward op, a generator in test_random_graphs.c's gens (the full run
+ *      fails on a forward op never generated); its bad inputs and their
+ *      messages in test_shapes.c.
+ *  13. README.md: the "Ops" table, and the Functions list for a language
+ *      function.
  *
  * Attribute schema: space-separated "name:type" items, where type is
  *   i  one integer            b  bool (true/false)      f  float (double)

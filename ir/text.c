@@ -306,6 +306,43 @@ void lt_show_line(const char *s, size_t len, size_t off, char *line, char *caret
     caret[c] = 0;
 }
 
+char *lt_read_all(FILE *f, size_t *len) {
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (cap - n < 65536) {
+            cap = cap ? 2 * cap : 65536;
+            char *q = cap <= SIZE_MAX / 2 ? realloc(buf, cap) : NULL;
+            if (!q) {
+                free(buf);
+                return NULL;
+            }
+            buf = q;
+        }
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    *len = n;
+    return buf;
+}
+
+lathe_status lt_read_file(lathe_graph *g, const char *path, char **buf, size_t *len) {
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(errno)), LATHE_ERR_IO;
+    char *b = lt_read_all(f, len);
+    int e = b && ferror(f) ? errno : 0;
+    fclose(f);
+    if (!b) return lt_fail(g, LATHE_ERR_NOMEM, "%s: out of memory", path), LATHE_ERR_NOMEM;
+    if (e) {
+        free(b);
+        return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(e)), LATHE_ERR_IO;
+    }
+    *buf = b;
+    return LATHE_OK;
+}
+
 /* Record "FILE:LINE:COL: message" plus the line and a caret; returns false. */
 static bool errv(parser *p, lathe_status st, loc at, const char *fmt, va_list ap) {
     char msg[sizeof p->g->err], line[200], caret[200];
@@ -1109,33 +1146,11 @@ lathe_status lathe_parse(lathe_graph *g, const char *src, size_t len, const char
 
 lathe_status lathe_parse_file(lathe_graph *g, const char *path) {
     if (!g || !path) return LATHE_ERR_ARG;
-    FILE *f = fopen(path, "rb");
-    if (!f) return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(errno)), LATHE_ERR_IO;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (cap - n < 65536) {
-            cap = cap ? 2 * cap : 65536;
-            char *q = cap <= SIZE_MAX / 2 ? realloc(buf, cap) : NULL;
-            if (!q) {
-                free(buf);
-                fclose(f);
-                return lt_fail(g, LATHE_ERR_NOMEM, "%s: out of memory", path), LATHE_ERR_NOMEM;
-            }
-            buf = q;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (got == 0) break;
-    }
-    if (ferror(f)) {
-        int e = errno;
-        free(buf);
-        fclose(f);
-        return lt_fail(g, LATHE_ERR_IO, "%s: %s", path, strerror(e)), LATHE_ERR_IO;
-    }
-    fclose(f);
-    lathe_status st = lathe_parse(g, buf, n, path);
+    char *buf;
+    size_t n;
+    lathe_status st = lt_read_file(g, path, &buf, &n);
+    if (st != LATHE_OK) return st;
+    st = lathe_parse(g, buf, n, path);
     free(buf);
     return st;
 }

@@ -99,6 +99,37 @@ check "fused lists kernels" contains "$TMP/f.txt" "kernel k0: writes"
 check "fused marks backward nodes" contains "$TMP/f.txt" "matmul(B)"
 check "fused shows an epilogue in one kernel" contains "$TMP/f.txt" "matmul(F) %8 add(F) %9 relu(F)"
 check "fused names what a kernel reads" contains "$TMP/f.txt" "[#2 param 'fc1.weight' f32[5,3]]"
+# golden fusion cases: tests/data/fuse_*.ir, each with the kernels derived by
+# hand from the rules in compiler/fuse.c's opening comment beside it
+# (fuse_*.expected).  Only the kernel, nodes and reads lines count: the space
+# line of a contraction depends on the host's vector width.  A kernel's nodes
+# are compared as a set, sorted by id: the order they are listed in follows
+# the order the fuser visits operands, which is not a fusion decision (and
+# which C leaves to the compiler where operands are built as arguments).
+kernels() {
+    awk '/^kernel |^  reads:/ { print }
+         /^  nodes:/ {
+             n = (NF - 1) / 2
+             for (i = 1; i <= n; i++) { id[i] = substr($(2 * i), 2) + 0; op[i] = $(2 * i + 1) }
+             for (i = 2; i <= n; i++)
+                 for (j = i; j > 1 && id[j - 1] > id[j]; j--) {
+                     t = id[j]; id[j] = id[j - 1]; id[j - 1] = t
+                     t = op[j]; op[j] = op[j - 1]; op[j - 1] = t
+                 }
+             line = "  nodes:"
+             for (i = 1; i <= n; i++) line = line " %" id[i] " " op[i]
+             print line
+         }' "$1"
+}
+for ir in "$DATA"/fuse_*.ir; do
+    case=$(basename "$ir" .ir)
+    "$LATHE" dump "$ir" --stage fused >"$TMP/$case.txt" 2>&1
+    check "$case: fused exits 0" [ $? -eq 0 ]
+    kernels "$TMP/$case.txt" >"$TMP/$case.got"
+    kernels "$DATA/$case.expected" >"$TMP/$case.want"
+    check "$case: the kernels derived by hand" cmp -s "$TMP/$case.want" "$TMP/$case.got"
+    cmp -s "$TMP/$case.want" "$TMP/$case.got" || diff -u "$TMP/$case.want" "$TMP/$case.got"
+done
 "$LATHE" dump "$DATA/mlp_loss.ir" --loss loss --stage plan >"$TMP/p.txt"
 check "plan exits 0" [ $? -eq 0 ]
 check "plan has a total" contains "$TMP/p.txt" "total: "

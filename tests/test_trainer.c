@@ -4,16 +4,19 @@
  *   - compile, train, evaluate: accuracy well above chance; ldd shows no LLVM;
  *   - the native trainer and `lathe train` (another thread count) write
  *     identical checkpoints; safetensors data equals the same IDX data;
- *   - a run stopped mid-epoch and resumed equals one never stopped, bit for bit;
+ *   - a run stopped mid-epoch and resumed equals one never stopped, bit for bit,
+ *     whether stopped by --steps or by Ctrl-C (SIGINT) mid-run;
  *   - `lathe step` on the ResNet-18 description matches PyTorch's fixture;
  *   - bad data, batch sizes and a NaN loss give their errors. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -224,20 +227,71 @@ static void test_trainer_step(void **state) {
     lathe_st_free(f);
 }
 
-/* Ctrl-C at any moment: the step finishes, the checkpoint is written, exit
- * 130; resuming gives the bits of the run that was never stopped */
+/* Start the 2-epoch training run in the background, output into TMP/out
+ * with a line per step, and send SIGINT once the first line is out: a step
+ * is done, so the trainer's handler is in place and most of the run is still
+ * ahead.  Its wait status. */
+static int train_and_interrupt(void) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "exec %s/fashion " TRAIN_FLAGS " --epochs 2 --log-every 1 --save %s/ck_int >%s/out 2>&1",
+             tmp, tmp, tmp, tmp, tmp);
+    char path[300];
+    snprintf(path, sizeof path, "%s/out", tmp);
+    FILE *f = fopen(path, "w"); /* no progress line left from an earlier run */
+    if (f) fclose(f);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGINT, SIG_DFL); /* whatever the test runner does with it */
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    const struct timespec ms = {0, 1000000};
+    for (int waited = 0; !strstr(out_text(), "epoch 1/2 step "); waited++) {
+        if (waitpid(pid, &status, WNOHANG) == pid) return status; /* ended (or failed) first */
+        if (waited == 600 * 1000) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fail_msg("no progress line from the trainer in 10 minutes:\n%s", out_text());
+        }
+        nanosleep(&ms, NULL);
+    }
+    kill(pid, SIGINT);
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+/* Ctrl-C mid-run: the step finishes, the checkpoint is written, exit 130;
+ * resuming gives the bits of the run that was never stopped.  When the run
+ * ends before the signal lands (the machine was faster than the poll), the
+ * case is not tested: try again, then skip, saying so. */
 static void test_interrupt(void **state) {
     (void)state;
-    /* set -m: the background job gets SIGINT (a shell without job control
-     * makes background jobs ignore it, which the trainer respects) */
-    int rc = run("sh -c 'set -m; %s/fashion " TRAIN_FLAGS " --epochs 2 --save %s/ck_int & pid=$!; sleep 1.5; kill -INT $pid; "
-                 "wait $pid; exit $?'",
-                 tmp, tmp, tmp, tmp);
-    if (rc == 130) {
-        expect_out("interrupted at step");
-        rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --load %s/ck_int --save %s/ck_int", tmp, tmp, tmp, tmp, tmp);
+    enum { STEPS = 64, TRIES = 3 };
+    long long at = -1;
+    for (int try = 1; at < 0; try++) {
+        int st = train_and_interrupt();
+        const char *t = out_text(), *msg = strstr(t, "interrupted at step ");
+        long long step = msg ? atoll(msg + strlen("interrupted at step ")) : -1;
+        int rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        /* too late: the run finished, or stopped after its last step, or the
+         * signal came after the trainer had restored the default action */
+        bool ended = rc == 0 || (rc == 130 && step == STEPS) || (WIFSIGNALED(st) && WTERMSIG(st) == SIGINT);
+        if (rc == 130 && step > 0 && step < STEPS) at = step;
+        else if (!ended) fail_msg("interrupted run failed (status %#x):\n%s", st, t);
+        else if (try == TRIES) {
+            print_message("test_interrupt: SKIPPED: in %d tries the run ended before SIGINT arrived, so the resume "
+                          "from an interrupted run is untested\n", TRIES);
+            skip();
+        }
     }
-    if (rc != 0) fail_msg("interrupted run failed (%d):\n%s", rc, out_text());
+    expect_out("interrupted at step");
+    int rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --load %s/ck_int --save %s/ck_int", tmp, tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("resumed run failed (%d):\n%s", rc, out_text());
+    char want[96];
+    snprintf(want, sizeof want, "resuming after step %lld", at);
+    expect_out(want);
     assert_true(same_file("ck_aot", "ck_int"));
 }
 

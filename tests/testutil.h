@@ -2,9 +2,9 @@
  *
  * The sample table is Lathe's OpInfo: for every op, one or more small graphs
  * that use it, built through the public tracing API.  Tests that must cover
- * every op (text round trip, DOT, evaluator agreement, and later autodiff and
- * the JIT) iterate over it, and test_every_op_has_a_sample fails when an op
- * is added without one. */
+ * every op iterate over it: shapes, text round trip and DOT, evaluator
+ * agreement, autodiff (gradient checks), simplification and the JIT; and
+ * test_every_op_has_a_sample fails when an op is added without one. */
 #ifndef LATHE_TESTUTIL_H
 #define LATHE_TESTUTIL_H
 

@@ -1,0 +1,393 @@
+/* desc_builtins.c - the built-in functions and layers of the description
+ * language: the table (desc.h's BUILTINS: name and parameters, with
+ * defaults) and one handler per entry, called by desc.c once a call's
+ * arguments are bound.  A handler converts its arguments (arg_*, which
+ * name the argument and what it must be on a mistake) and calls the public
+ * tracing API, whose builders check shapes; a layer also creates its
+ * parameters, named after the prefix and the call's `as` name, as
+ * torch.nn's state_dict names them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "desc.h"
+
+const builtin_spec desc_builtins[B_COUNT] = {
+#define X(e, name, params) {name, params},
+    BUILTINS(X)
+#undef X
+};
+
+int desc_find_builtin(const char *s, size_t len) {
+    for (int i = 0; i < B_COUNT; i++)
+        if (same(desc_builtins[i].name, strlen(desc_builtins[i].name), s, len)) return i;
+    return -1;
+}
+
+/* Parameters of a built-in from its spec string. */
+void desc_builtin_params(builtin b, call *c) {
+    const char *s = desc_builtins[b].params;
+    c->n = 0;
+    while (*s) {
+        pspec *ps = &c->ps[c->n++];
+        *ps = (pspec){.s = s, .required = true};
+        while (*s && *s != ' ' && *s != '=') s++;
+        ps->len = (size_t)(s - ps->s);
+        if (*s == '=') {
+            ps->required = false;
+            ps->deftext = ++s;
+            while (*s && *s != ' ') s++;
+            ps->deflen = (size_t)(s - ps->deftext);
+            char buf[32];
+            snprintf(buf, sizeof buf, "%.*s", (int)ps->deflen, ps->deftext);
+            char *end;
+            double d = strtod(buf, &end);
+            if (!*end) ps->def = (value){.k = V_NUM, .num = d};
+            else if (!strcmp(buf, "true") || !strcmp(buf, "false"))
+                ps->def = (value){.k = V_NUM, .num = buf[0] == 't'};
+            else if (!strcmp(buf, "f32")) ps->def = (value){.k = V_DTYPE, .dtype = LATHE_F32};
+        }
+        while (*s == ' ') s++;
+    }
+}
+
+/* ---- arguments ---------------------------------------------------------------------------- */
+
+static bool bad_arg(parser *p, const call *c, int i, const char *want) {
+    char k[128];
+    desc_err(p, LATHE_ERR_ARG, c->v[i].at, "%.*s: argument '%.*s' must be %s, got %s", c->fnlen, c->fn,
+             (int)c->ps[i].len, c->ps[i].s, want, desc_kind_str(&c->v[i], k, sizeof k));
+    return false;
+}
+
+bool desc_arg_tensor(parser *p, const call *c, int i, lathe_node **out) {
+    if (c->v[i].k != V_TENSOR) return bad_arg(p, c, i, "a tensor");
+    *out = c->v[i].t;
+    return true;
+}
+
+static bool arg_num(parser *p, const call *c, int i, double *out) {
+    if (c->v[i].k != V_NUM) return bad_arg(p, c, i, "a number");
+    *out = c->v[i].num;
+    return true;
+}
+
+static bool arg_int(parser *p, const call *c, int i, int64_t *out) {
+    if (c->v[i].k != V_NUM || !desc_integral(c->v[i].num, out)) return bad_arg(p, c, i, "an integer");
+    return true;
+}
+
+/* An integer or a list of at most max integers. */
+static bool arg_ints(parser *p, const call *c, int i, int max, int64_t *out, int *n) {
+    const value *v = &c->v[i];
+    char want[64];
+    snprintf(want, sizeof want, "an integer or a list of at most %d integers", max);
+    if (v->k == V_NUM) {
+        *n = 1;
+        return desc_integral(v->num, out) ? true : bad_arg(p, c, i, want);
+    }
+    if (v->k != V_LIST || v->n > max) return bad_arg(p, c, i, want);
+    for (int k = 0; k < v->n; k++) {
+        const value *e = &p->items[v->first + k];
+        if (e->k != V_NUM || !desc_integral(e->num, &out[k])) return bad_arg(p, c, i, want);
+    }
+    *n = v->n;
+    return true;
+}
+
+/* An integer for both sides, or a list [h, w]. */
+static bool arg_pair(parser *p, const call *c, int i, int64_t out[2]) {
+    int n;
+    if (!arg_ints(p, c, i, 2, out, &n)) return false;
+    if (n == 1) out[1] = out[0];
+    else if (n != 2) return bad_arg(p, c, i, "an integer or a list [h, w]");
+    return true;
+}
+
+static bool arg_bool(parser *p, const call *c, int i, bool *out) {
+    double d = 0; /* always set when arg_num succeeds; GCC cannot tell across files */
+    if (!arg_num(p, c, i, &d)) return false;
+    *out = d != 0;
+    return true;
+}
+
+/* ---- the functions ------------------------------------------------------------------------ */
+
+/* A parameter or buffer of the layer being called. */
+static lathe_node *layer_leaf(parser *p, const call *c, const char *suffix, bool buffer, lathe_dtype t, int rank,
+                              const int64_t *shape) {
+    char name[NAME_CAP];
+    if (!desc_leaf_name(p, c->as, c->aslen, c->asat, suffix, name)) return NULL;
+    lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
+                           : lathe_param(p->g, name, t, rank, shape, lt_is_float(t));
+    if (!n) desc_relocate(p, c->at);
+    return n;
+}
+
+/* x of rank 4 exactly, or of rank at least 1 */
+static bool need_rank(parser *p, const call *c, lathe_node *x, int rank, const char *layout) {
+    char ts[96];
+    if (rank == 4 ? lathe_node_rank(x) == 4 : lathe_node_rank(x) >= rank) return true;
+    lathe_node_type_str(x, ts, sizeof ts);
+    return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "%.*s: x must be %s, got %s", c->fnlen, c->fn, layout, ts);
+}
+
+static bool call_conv2d(parser *p, const call *c, value *out) {
+    lathe_node *x, *w, *b = NULL;
+    int64_t cout, k[2], stride[2], pad[2], dil[2], groups;
+    bool bias;
+    if (!desc_arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 4, "(N, C, H, W)") || !arg_int(p, c, 1, &cout) ||
+        !arg_pair(p, c, 2, k) || !arg_pair(p, c, 3, stride) || !arg_pair(p, c, 4, pad) || !arg_pair(p, c, 5, dil) ||
+        !arg_int(p, c, 6, &groups) || !arg_bool(p, c, 7, &bias))
+        return false;
+    int64_t cin = lathe_node_shape(x)[1];
+    if (groups < 1 || cin % groups || cout % groups)
+        return desc_err(p, LATHE_ERR_ARG, c->v[6].at,
+                        "conv2d: groups %lld must divide the %lld input and %lld output channels", (long long)groups,
+                        (long long)cin, (long long)cout);
+    lathe_dtype t = lathe_node_dtype(x);
+    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(cout, cin / groups, k[0], k[1])))) return false;
+    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(cout)))) return false;
+    return desc_built(p, c->at, lathe_conv2d_hw(p->g, x, w, b, stride, pad, dil, groups), out);
+}
+
+static bool call_linear(parser *p, const call *c, value *out) {
+    lathe_node *x, *w, *b = NULL;
+    int64_t nout;
+    bool bias;
+    if (!desc_arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 1, "(..., in_features)") || !arg_int(p, c, 1, &nout) ||
+        !arg_bool(p, c, 2, &bias))
+        return false;
+    int64_t nin = lathe_node_shape(x)[lathe_node_rank(x) - 1];
+    lathe_dtype t = lathe_node_dtype(x);
+    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(nout, nin)))) return false;
+    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(nout)))) return false;
+    return desc_built(p, c->at, lathe_linear(p->g, x, w, b), out);
+}
+
+/* torch.nn.BatchNorm2d: weight, bias, running_mean, running_var and
+ * num_batches_tracked, which training increments outside autodiff. */
+static bool call_batch_norm(parser *p, const call *c, value *out) {
+    lathe_node *x;
+    double eps, momentum;
+    if (!desc_arg_tensor(p, c, 0, &x) || !need_rank(p, c, x, 4, "(N, C, H, W)") || !arg_num(p, c, 1, &eps) ||
+        !arg_num(p, c, 2, &momentum))
+        return false;
+    int64_t ch = lathe_node_shape(x)[1];
+    lathe_dtype t = lathe_node_dtype(x);
+    lathe_graph *g = p->g;
+    lathe_node *w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(ch));
+    lathe_node *b = w ? layer_leaf(p, c, "bias", false, t, LATHE_DIMS(ch)) : NULL;
+    lathe_node *rm = b ? layer_leaf(p, c, "running_mean", true, t, LATHE_DIMS(ch)) : NULL;
+    lathe_node *rv = rm ? layer_leaf(p, c, "running_var", true, t, LATHE_DIMS(ch)) : NULL;
+    lathe_node *nbt = rv ? layer_leaf(p, c, "num_batches_tracked", true, LATHE_I64, 0, NULL) : NULL;
+    if (!nbt) return false;
+    if (p->training) {
+        lathe_no_grad_begin(g);
+        lathe_update(g, nbt, lathe_add(g, nbt, lathe_scalar(g, LATHE_I64, 1)));
+        lathe_no_grad_end(g);
+    }
+    return desc_built(p, c->at, lathe_batch_norm2d(g, x, w, b, rm, rv, p->training, momentum, eps), out);
+}
+
+/* sum, mean, max: axes (an integer or a list), or axis; neither: every axis. */
+static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
+    lathe_node *x;
+    int64_t axes[LATHE_MAX_RANK];
+    int n = 0;
+    bool keep;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_bool(p, c, 2, &keep)) return false;
+    if (c->set[1] && c->set[3]) return desc_err(p, LATHE_ERR_ARG, c->v[3].at, "%s: give axes or axis, not both", c->fn);
+    int k = c->set[3] ? 3 : 1;
+    if (c->set[k] && !arg_ints(p, c, k, LATHE_MAX_RANK, axes, &n)) return false;
+    if (c->set[k] && n == 0) return bad_arg(p, c, k, "a non-empty list of axes");
+    lathe_node *r = b == B_SUM ? lathe_sum(p->g, x, n, axes, keep)
+                    : b == B_MEAN ? lathe_mean(p->g, x, n, axes, keep)
+                                  : lathe_max(p->g, x, n, axes, keep);
+    return desc_built(p, c->at, r, out);
+}
+
+static bool call_pool(parser *p, builtin b, const call *c, value *out) {
+    lathe_node *x;
+    int64_t k[2], s[2], pad[2];
+    bool cip = true;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_pair(p, c, 1, k) || !arg_pair(p, c, 3, pad)) return false;
+    if (!c->set[2]) memcpy(s, k, sizeof s);
+    else if (!arg_pair(p, c, 2, s)) return false;
+    if (b == B_AVG_POOL2D && !arg_bool(p, c, 4, &cip)) return false;
+    lathe_node *r =
+        b == B_MAX_POOL2D ? lathe_max_pool2d_hw(p->g, x, k, s, pad) : lathe_avg_pool2d_hw(p->g, x, k, s, pad, cip);
+    return desc_built(p, c->at, r, out);
+}
+
+/* A constant of type t and shape from v: a number (every element) or a list
+ * of numel numbers (integers for i64).  what names v in messages. */
+bool desc_make_const(parser *p, const value *v, lathe_dtype t, int rank, const int64_t *shape, const char *what,
+                     lathe_node **out) {
+    char k[128];
+    int64_t numel = lt_numel(rank, shape);
+    if (v->k != V_NUM && !(v->k == V_LIST && v->n == numel))
+        return desc_err(p, LATHE_ERR_SHAPE, v->at, "%s must be a number or a list of %lld numbers, got %s", what,
+                        (long long)numel, desc_kind_str(v, k, sizeof k));
+    size_t es = lathe_dtype_size(t);
+    unsigned char *data = malloc((size_t)(numel > 0 ? numel : 1) * es);
+    if (!data) return desc_oom(p);
+    for (int64_t i = 0; i < numel; i++) {
+        const value *e = v->k == V_NUM ? v : &p->items[v->first + i];
+        unsigned char *d = data + (size_t)i * es;
+        int64_t q = 0;
+        if (e->k != V_NUM || (t == LATHE_I64 && !desc_integral(e->num, &q))) {
+            free(data);
+            return desc_err(p, LATHE_ERR_ARG, e->at, "%s: expected %s, got %s", what,
+                            t == LATHE_I64 ? "integers" : "numbers", desc_kind_str(e, k, sizeof k));
+        }
+        if (t == LATHE_F32) {
+            float f = (float)e->num;
+            memcpy(d, &f, es);
+        } else if (t == LATHE_F64) {
+            memcpy(d, &e->num, es);
+        } else if (t == LATHE_I64) {
+            memcpy(d, &q, es);
+        } else {
+            *d = e->num != 0;
+        }
+    }
+    desc_stamp(p, v->at);
+    *out = lathe_const(p->g, t, rank, shape, data);
+    free(data);
+    return *out ? true : desc_relocate(p, v->at);
+}
+
+/* Run built-in b on the bound arguments. */
+bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
+    lathe_graph *g = p->g;
+    lathe_node *x = NULL, *y = NULL, *r = NULL;
+    int64_t i1, i2, i3, ints[LATHE_MAX_RANK], pair[2];
+    int n;
+    bool keep;
+    desc_stamp(p, c->at);
+    switch (b) {
+    case B_RELU:
+    case B_SIGMOID:
+    case B_TANH:
+    case B_EXP:
+    case B_LOG:
+    case B_SQRT:
+    case B_RSQRT:
+    case B_ABS:
+    case B_NEG: {
+        static lathe_node *(*const fn[])(lathe_graph *, lathe_node *) = {
+            lathe_relu, lathe_sigmoid, lathe_tanh, lathe_exp, lathe_log, lathe_sqrt, lathe_rsqrt, lathe_abs, lathe_neg};
+        if (!desc_arg_tensor(p, c, 0, &x)) return false;
+        return desc_built(p, c->at, fn[b - B_RELU](g, x), out);
+    }
+    case B_SOFTMAX:
+    case B_LOG_SOFTMAX:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1)) return false;
+        return desc_built(p, c->at, b == B_SOFTMAX ? lathe_softmax(g, x, i1) : lathe_log_softmax(g, x, i1), out);
+    case B_MAX_POOL2D:
+    case B_AVG_POOL2D: return call_pool(p, b, c, out);
+    case B_ADAPTIVE_AVG_POOL2D:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_pair(p, c, 1, pair)) return false;
+        if (c->set[2] && c->v[1].k == V_LIST) return bad_arg(p, c, 2, "absent when h is a list [h, w]");
+        if (c->set[2] && !arg_int(p, c, 2, &pair[1])) return false;
+        return desc_built(p, c->at, lathe_adaptive_avg_pool2d(g, x, pair[0], pair[1]), out);
+    case B_FLATTEN:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2)) return false;
+        return desc_built(p, c->at, lathe_flatten(g, x, i1, i2), out);
+    case B_RESHAPE:
+    case B_PERMUTE:
+    case B_BROADCAST_TO:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_ints(p, c, 1, LATHE_MAX_RANK, ints, &n)) return false;
+        r = b == B_RESHAPE   ? lathe_reshape(g, x, n, ints)
+            : b == B_PERMUTE ? lathe_permute(g, x, n, ints)
+                             : lathe_broadcast_to(g, x, n, ints);
+        return desc_built(p, c->at, r, out);
+    case B_TRANSPOSE:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2)) return false;
+        return desc_built(p, c->at, lathe_transpose(g, x, i1, i2), out);
+    case B_SLICE:
+        i3 = INT64_MAX;
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_int(p, c, 2, &i2) ||
+            (c->set[3] && !arg_int(p, c, 3, &i3)) || !arg_int(p, c, 4, &ints[0]))
+            return false;
+        return desc_built(p, c->at, lathe_slice(g, x, i1, i2, i3, ints[0]), out);
+    case B_CONCAT: {
+        const value *v = &c->v[0];
+        if (v->k != V_LIST || v->n == 0) return bad_arg(p, c, 0, "a non-empty list of tensors");
+        if (!arg_int(p, c, 1, &i1)) return false;
+        lathe_node **xs = malloc((size_t)v->n * sizeof *xs);
+        if (!xs) return desc_oom(p);
+        for (int i = 0; i < v->n; i++) {
+            xs[i] = p->items[v->first + i].t;
+            if (p->items[v->first + i].k != V_TENSOR) {
+                free(xs);
+                return bad_arg(p, c, 0, "a non-empty list of tensors");
+            }
+        }
+        r = lathe_concat(g, v->n, xs, i1);
+        free(xs);
+        return desc_built(p, c->at, r, out);
+    }
+    case B_SUM:
+    case B_MEAN:
+    case B_MAX: return call_reduce(p, b, c, out);
+    case B_ARGMAX:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_bool(p, c, 2, &keep)) return false;
+        return desc_built(p, c->at, lathe_argmax(g, x, i1, keep), out);
+    case B_MATMUL:
+        if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &y)) return false;
+        return desc_built(p, c->at, lathe_matmul(g, x, y), out);
+    case B_MAXIMUM:
+    case B_MINIMUM:
+        if (!desc_operands(p, c->at, desc_builtins[b].name, &c->v[0], &c->v[1], &x, &y)) return false;
+        return desc_built(p, c->at, b == B_MAXIMUM ? lathe_maximum(g, x, y) : lathe_minimum(g, x, y), out);
+    case B_POW:
+        *out = c->v[0];
+        return desc_binop(p, P_POW, c->at, out, &c->v[1]);
+    case B_WHERE:
+        if (!desc_arg_tensor(p, c, 0, &r) || !desc_operands(p, c->at, "where", &c->v[1], &c->v[2], &x, &y))
+            return false;
+        return desc_built(p, c->at, lathe_where(g, r, x, y), out);
+    case B_CAST:
+        if (!desc_arg_tensor(p, c, 0, &x)) return false;
+        if (c->v[1].k != V_DTYPE) return bad_arg(p, c, 1, "a dtype (f32, f64, i64 or bool)");
+        return desc_built(p, c->at, lathe_cast(g, x, c->v[1].dtype), out);
+    case B_TENSOR:
+        if (c->v[1].k != V_DTYPE) return bad_arg(p, c, 1, "a dtype (f32, f64, i64 or bool)");
+        ints[0] = c->v[0].k == V_LIST ? c->v[0].n : 1;
+        if (!desc_make_const(p, &c->v[0], c->v[1].dtype, c->v[0].k == V_LIST, ints, "tensor: the values", &r))
+            return false;
+        return desc_built(p, c->at, r, out);
+    case B_CROSS_ENTROPY:
+    case B_NLL_LOSS:
+    case B_MSE_LOSS:
+        if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &y)) return false;
+        r = b == B_CROSS_ENTROPY ? lathe_cross_entropy(g, x, y, LATHE_REDUCE_MEAN)
+            : b == B_NLL_LOSS    ? lathe_nll_loss(g, x, y, LATHE_REDUCE_MEAN)
+                                 : lathe_mse_loss(g, x, y, LATHE_REDUCE_MEAN);
+        return desc_built(p, c->at, r, out);
+    case B_CHANNELS:
+    case B_SHAPE:
+    case B_RANK: {
+        if (!desc_arg_tensor(p, c, 0, &x)) return false;
+        int rank = lathe_node_rank(x);
+        i1 = b == B_CHANNELS ? 1 : 0;
+        if (b == B_SHAPE && !arg_int(p, c, 1, &i1)) return false;
+        if (i1 < 0) i1 += rank;
+        if (b != B_RANK && (i1 < 0 || i1 >= rank)) {
+            char ts[96];
+            lathe_node_type_str(x, ts, sizeof ts);
+            return desc_err(p, LATHE_ERR_ARG, c->at, "%s: %s has no axis %lld", desc_builtins[b].name, ts,
+                            (long long)(b == B_CHANNELS ? 1 : c->v[1].num));
+        }
+        *out = (value){.k = V_NUM, .num = b == B_RANK ? rank : (double)lathe_node_shape(x)[i1], .at = c->at};
+        return true;
+    }
+    case B_CONV2D: return call_conv2d(p, c, out);
+    case B_LINEAR: return call_linear(p, c, out);
+    case B_BATCH_NORM: return call_batch_norm(p, c, out);
+    case B_COUNT: break;
+    }
+    return desc_err(p, LATHE_ERR_ARG, c->at, "internal: built-in %d has no implementation", (int)b);
+}
