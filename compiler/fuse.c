@@ -2,9 +2,11 @@
  * compute them.
  *
  * A value is materialized (gets a buffer and a kernel) when it is a leaf, an
- * output or an update, used more than once, or when inlining it would
- * recompute work.  Everything else is inlined as an expression into its one
- * consumer:
+ * output or an update, or when inlining it would recompute work: a value
+ * used more than once is materialized unless it is a few cheap elementwise
+ * ops or an index op that no contraction or window reads, which each
+ * consumer recomputes.  Everything else is inlined as an expression into its
+ * one consumer:
  *   - elementwise and index ops (reshape, permute, broadcast, slice, concat)
  *     inline into any consumer except that only index ops inline into
  *     contractions and windows (matmul, conv2d, pools and their gradients),
