@@ -34,7 +34,7 @@
 #include "kernel.h"
 #include "lathe_compiler.h"
 #include "lathe_runtime.h"
-#include "lathe_train.h"
+#include "lathe_optim.h"
 #include "lower_llvm.h"
 
 static lathe_status perr(lathe_program *p, lathe_status st, const char *fmt, ...)

@@ -14,7 +14,7 @@
 #define LATHE_COMPILER_H
 
 #include "lathe.h"
-#include "lathe_train.h"
+#include "lathe_optim.h"
 
 #ifdef __cplusplus
 extern "C" {

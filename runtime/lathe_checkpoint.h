@@ -3,7 +3,7 @@
 #ifndef LATHE_CHECKPOINT_H
 #define LATHE_CHECKPOINT_H
 
-#include "lathe_train.h"
+#include "lathe_optim.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -21,7 +21,6 @@
 #include <stdio.h>
 
 #include "lathe_runtime.h"
-#include "lathe_train.h"
 
 #ifdef __cplusplus
 extern "C" {
