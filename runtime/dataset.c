@@ -127,7 +127,7 @@ const char *lathe_ds_source(const lathe_dataset *d, int i) {
 
 int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t) {
     if (!t) return 0;
-    int64_t b = (int64_t)lathe_st_dtype_size(t->dtype);
+    int64_t b = (int64_t)lathe_rt_dtype_size(t->dtype);
     for (int i = 1; i < t->rank; i++) b *= t->shape[i];
     return b;
 }
@@ -260,7 +260,7 @@ static int64_t idx_read(idx_file *f, void *buf, int64_t len) {
 
 /* Open path and read and check its header into f, for reading as dtype
  * (F32 or I64: the size limit depends on it); false with a message. */
-static bool idx_open(idx_file *f, const char *path, int dtype, char *err, size_t errlen) {
+static bool idx_open(idx_file *f, const char *path, lathe_rt_dtype dtype, char *err, size_t errlen) {
     *f = (idx_file){.path = path ? path : "(null)", .err = err, .errlen = errlen, .byte = "byte"};
     if (!path) {
         ifail(f, "no path");
@@ -350,7 +350,7 @@ static bool idx_open(idx_file *f, const char *path, int dtype, char *err, size_t
               f->header - 1);
         return false;
     }
-    if (f->elements > LATHE_DS_MAX_BYTES / (int64_t)lathe_st_dtype_size(dtype)) {
+    if (f->elements > LATHE_DS_MAX_BYTES / (int64_t)lathe_rt_dtype_size(dtype)) {
         char s[256];
         format_shape(s, sizeof s, f->rank, f->shape);
         ifail(f, "IDX dims %s hold %" PRId64 " elements, which as %s would take more than the %" PRId64
@@ -367,7 +367,7 @@ static uint32_t be32(const unsigned char *p) {
 
 /* Convert k big-endian elements of IDX type code at s into out[0..k) of
  * dtype (F32 or I64; I64 only from integer types). */
-static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool scale, void *out) {
+static void convert(const unsigned char *s, int64_t k, int code, lathe_rt_dtype dtype, bool scale, void *out) {
     float *f = out;
     int64_t *l = out;
     for (int64_t i = 0; i < k; i++) {
@@ -401,7 +401,7 @@ static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool
             break;
         }
         }
-        if (dtype == LATHE_ST_I64) l[i] = v;
+        if (dtype == LATHE_RT_I64) l[i] = v;
         else if (!integer) f[i] = (float)x;
         else if (code == 0x08 && scale) f[i] = (float)v / 255.0f;
         else f[i] = (float)v;
@@ -411,9 +411,9 @@ static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool
 /* Read the data of f (opened for dtype) as dtype
  * into *t (name set by the caller); the buffer goes to *data.  False with a
  * message. */
-static bool idx_data(idx_file *f, int dtype, bool scale, lathe_st_tensor *t, void **data) {
+static bool idx_data(idx_file *f, lathe_rt_dtype dtype, bool scale, lathe_st_tensor *t, void **data) {
     int esize = idx_types[f->type].size;
-    int64_t osize = (int64_t)lathe_st_dtype_size(dtype);
+    int64_t osize = (int64_t)lathe_rt_dtype_size(dtype);
     char s[256];
     format_shape(s, sizeof s, f->rank, f->shape);
     int64_t need = f->elements * esize, done = 0, cap = 0, trailing = 0;
@@ -479,8 +479,8 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
                 images_path ? images_path : "(null)", SHOW(a), SHOW(b));
         return NULL;
     }
-    if (!idx_open(&im, images_path, LATHE_ST_F32, err, errlen)) goto fail;
-    if (!idx_open(&lb, labels_path, LATHE_ST_I64, err, errlen)) goto fail;
+    if (!idx_open(&im, images_path, LATHE_RT_F32, err, errlen)) goto fail;
+    if (!idx_open(&lb, labels_path, LATHE_RT_I64, err, errlen)) goto fail;
     format_shape(s1, sizeof s1, lb.rank, lb.shape);
     if (lb.rank != 1) {
         ifail(&lb, "labels must be 1-D (N), but the IDX dims are %s", s1);
@@ -510,8 +510,8 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
     }
     d->t[0].name = d->name[0];
     d->t[1].name = d->name[1];
-    if (!idx_data(&im, LATHE_ST_F32, scale, &d->t[0], &d->data[0])) goto fail;
-    if (!idx_data(&lb, LATHE_ST_I64, false, &d->t[1], &d->data[1])) goto fail;
+    if (!idx_data(&im, LATHE_RT_F32, scale, &d->t[0], &d->data[0])) goto fail;
+    if (!idx_data(&lb, LATHE_RT_I64, false, &d->t[1], &d->data[1])) goto fail;
     d->count = im.shape[0];
     idx_close(&im);
     idx_close(&lb);
@@ -576,8 +576,8 @@ lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, cons
                 put_err(err, errlen, "%s: two tensors named '%.*s'", what, SHOW(t->name));
                 return NULL;
             }
-        if (lathe_st_dtype_size(t->dtype) == 0) {
-            put_err(err, errlen, "%s: tensor '%.*s' has unknown dtype %d", what, SHOW(t->name), t->dtype);
+        if (lathe_rt_dtype_size(t->dtype) == 0) {
+            put_err(err, errlen, "%s: tensor '%.*s' has unknown dtype %d", what, SHOW(t->name), (int)t->dtype);
             return NULL;
         }
         if (t->rank < 1 || t->rank > LATHE_ST_MAX_RANK) {
@@ -585,7 +585,7 @@ lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, cons
                     what, SHOW(t->name), t->rank, LATHE_ST_MAX_RANK);
             return NULL;
         }
-        int64_t bytes = (int64_t)lathe_st_dtype_size(t->dtype);
+        int64_t bytes = (int64_t)lathe_rt_dtype_size(t->dtype);
         bool zero = false;
         for (int k = 0; k < t->rank; k++) {
             if (t->shape[k] < 0) {
@@ -653,8 +653,8 @@ int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx
     return 0;
 }
 
-int lathe_ds_check(const lathe_dataset *d, const char *name, int dtype, int rank, const int64_t *sample_shape,
-                   char *err, size_t errlen) {
+int lathe_ds_check(const lathe_dataset *d, const char *name, lathe_rt_dtype dtype, int rank,
+                   const int64_t *sample_shape, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     int i = lookup(d, name, err, errlen);
     if (i < 0) return -1;

@@ -8,17 +8,33 @@
  * naming the tensors in it (lathe_rt_tensor).  The JIT (compiler/jit.c) fills
  * this in from ORC; a native trainer's generated C holds it as constant data
  * beside its linked object (compiler/aot.c, runtime/trainer.c).  Running a
- * program allocates nothing.  The executor is executor.c, the tensor table
- * tensors.c. */
+ * program allocates nothing.  The executor is executor.c; the dtypes and
+ * the tensor table are tensors.c. */
 #ifndef LATHE_RUNTIME_H
 #define LATHE_RUNTIME_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The element types of every tensor in the runtime: program tensors,
+ * safetensors files, datasets and checkpoints.  The numbering is lathe_dtype's
+ * (ir/lathe.h), so the compiler stores a node's dtype here as it is; the
+ * runtime does not include the IR, so the compiler asserts that the two
+ * agree.  BOOL is one byte (C's bool), 0 or 1. */
+typedef enum { LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL } lathe_rt_dtype;
+#define LATHE_RT_NDTYPES (LATHE_RT_BOOL + 1)   /* how many there are */
+
+/* Bytes per element (4, 8, 8, 1); 0 for anything else. */
+size_t lathe_rt_dtype_size(lathe_rt_dtype dtype);
+
+/* "f32", "f64", "i64", "bool" (lathe_dtype's names); "?" for anything else.
+ * Static storage. */
+const char *lathe_rt_dtype_name(lathe_rt_dtype dtype);
 
 /* A kernel computes the elements of its output whose leading flattened
  * index lies in [begin, end). */
@@ -62,8 +78,6 @@ void lathe_rt_free_arena(uint8_t *arena);
  * the optimizers (lathe_optim.h) and checkpoints (lathe_checkpoint.h) work on
  * that table, so a JIT program and a native trainer share them. */
 
-/* Same numbering as lathe_dtype. */
-enum { LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL };
 typedef enum { LATHE_RT_INPUT, LATHE_RT_PARAM, LATHE_RT_BUFFER, LATHE_RT_OUTPUT } lathe_rt_kind;
 
 /* How PyTorch initializes a tensor by default. */
@@ -76,7 +90,7 @@ typedef enum {
 typedef struct {
     const char *name;
     lathe_rt_kind kind;
-    int dtype;
+    lathe_rt_dtype dtype;
     int rank;
     int64_t shape[6];
     int64_t numel;

@@ -67,7 +67,7 @@ lathe_optimizer *lathe_optim_new(const lathe_optim_config *cfg, uint8_t *arena, 
         s->t = t;
         s->p = arena + t->offset;
         s->g = arena + t->grad_offset;
-        size_t bytes = (size_t)t->numel * (t->dtype == LATHE_RT_F32 ? 4 : 8) + 8;
+        size_t bytes = (size_t)t->numel * lathe_rt_dtype_size(t->dtype) + 8;
         bool two = c->kind != LATHE_SGD;
         if (two || c->momentum != 0) s->s1 = calloc(1, bytes);
         if (two) s->s2 = calloc(1, bytes);

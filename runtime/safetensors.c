@@ -50,17 +50,14 @@ int64_t lathe_st_test_fail_after = -1;
 
 /* ---- dtypes ---- */
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtypes[] = {
-    [LATHE_ST_F32] = {"F32", 4},
-    [LATHE_ST_F64] = {"F64", 8},
-    [LATHE_ST_I64] = {"I64", 8},
-    [LATHE_ST_BOOL] = {"BOOL", 1},
+/* The safetensors names of the runtime's dtypes (their sizes: lathe_rt_dtype_size). */
+static const char *const dtype_names[] = {
+    [LATHE_RT_F32] = "F32",
+    [LATHE_RT_F64] = "F64",
+    [LATHE_RT_I64] = "I64",
+    [LATHE_RT_BOOL] = "BOOL",
 };
-#define NDTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
-static_assert(sizeof dtypes / sizeof dtypes[0] == LATHE_ST_BOOL + 1, "one row per dtype");
+static_assert(sizeof dtype_names / sizeof dtype_names[0] == LATHE_RT_NDTYPES, "one name per dtype");
 
 /* Real safetensors dtypes that Lathe does not read. */
 static const char *const unsupported_dtypes[] = {
@@ -68,12 +65,8 @@ static const char *const unsupported_dtypes[] = {
     "I8", "I16", "I32", "U8", "U16", "U32", "U64", "C64",
 };
 
-const char *lathe_st_dtype_name(int dtype) {
-    return dtype >= 0 && dtype < NDTYPES ? dtypes[dtype].name : "?";
-}
-
-size_t lathe_st_dtype_size(int dtype) {
-    return dtype >= 0 && dtype < NDTYPES ? dtypes[dtype].size : 0;
+const char *lathe_st_dtype_name(lathe_rt_dtype dtype) {
+    return dtype >= 0 && dtype < LATHE_RT_NDTYPES ? dtype_names[dtype] : "?";
 }
 
 /* ---- small helpers ---- */
@@ -131,7 +124,7 @@ static bool add64(int64_t a, int64_t b, int64_t *out) {
 
 /* Bytes of a tensor with this shape and dtype; false on overflow.  A zero
  * dim makes it 0 whatever the others are. */
-static bool tensor_bytes(int rank, const int64_t *shape, int dtype, int64_t *out) {
+static bool tensor_bytes(int rank, const int64_t *shape, lathe_rt_dtype dtype, int64_t *out) {
     int64_t count = 1;
     for (int i = 0; i < rank; i++)
         if (shape[i] == 0) {
@@ -140,7 +133,7 @@ static bool tensor_bytes(int rank, const int64_t *shape, int dtype, int64_t *out
         }
     for (int i = 0; i < rank; i++)
         if (!mul64(count, shape[i], &count)) return false;
-    return mul64(count, (int64_t)dtypes[dtype].size, out);
+    return mul64(count, (int64_t)lathe_rt_dtype_size(dtype), out);
 }
 
 static void format_shape(char *buf, size_t len, int rank, const int64_t *shape) {
@@ -422,7 +415,7 @@ static void tie_numbers(cJSON *node, size_t *k) {
 
 typedef struct {
     const char *name;      /* cJSON's key, copied into the file later */
-    int dtype, rank, index; /* index: position among the entries in the JSON */
+    int dtype, rank, index; /* dtype: a lathe_rt_dtype, -1 until known; index: position among the entries in the JSON */
     int64_t shape[LATHE_ST_MAX_RANK];
     int64_t begin, end;
 } entry;
@@ -486,8 +479,8 @@ static bool read_entry(reader *r, const cJSON *e, entry *out) {
     if (!cJSON_IsString(dt))
         return rfail(r, "tensor '%.*s': \"dtype\" is %s, not a string", SHOW(name), json_kind(dt)), false;
     out->dtype = -1;
-    for (int i = 0; i < NDTYPES; i++)
-        if (!strcmp(dt->valuestring, dtypes[i].name)) out->dtype = i;
+    for (int i = 0; i < LATHE_RT_NDTYPES; i++)
+        if (!strcmp(dt->valuestring, dtype_names[i])) out->dtype = i;
     if (out->dtype < 0) {
         for (size_t i = 0; i < sizeof unsupported_dtypes / sizeof *unsupported_dtypes; i++)
             if (!strcmp(dt->valuestring, unsupported_dtypes[i]))
@@ -538,11 +531,11 @@ static bool read_entry(reader *r, const cJSON *e, entry *out) {
     int64_t bytes;
     if (!tensor_bytes(rank, out->shape, out->dtype, &bytes))
         return rfail(r, "tensor '%.*s': shape %s of %s overflows: its size in bytes does not fit in "
-                        "64 bits", SHOW(name), shape, dtypes[out->dtype].name), false;
+                        "64 bits", SHOW(name), shape, dtype_names[out->dtype]), false;
     if (bytes != out->end - out->begin)
         return rfail(r, "tensor '%.*s': shape %s of %s needs %" PRId64 " bytes but data_offsets [%"
                         PRId64 ", %" PRId64 "] span %" PRId64, SHOW(name), shape,
-                     dtypes[out->dtype].name, bytes, out->begin, out->end, out->end - out->begin),
+                     dtype_names[out->dtype], bytes, out->begin, out->end, out->end - out->begin),
                false;
     return true;
 }
@@ -776,7 +769,7 @@ static int64_t tensor_size(const lathe_st_file *f, int i) {
 /* BOOL bytes must be 0 or 1. */
 static bool check_bools(reader *r, const lathe_st_file *f) {
     for (int i = 0; i < f->n; i++) {
-        if (f->t[i].dtype != LATHE_ST_BOOL) continue;
+        if (f->t[i].dtype != LATHE_RT_BOOL) continue;
         const unsigned char *p = f->t[i].data;
         int64_t bytes = tensor_size(f, i);
         for (int64_t j = 0; j < bytes; j++)
@@ -996,7 +989,7 @@ static unsigned char *build_header(const lathe_st_tensor *t, int n, const int64_
     }
     for (int i = 0; ok && i < n; i++) {
         cJSON *e = cJSON_CreateObject();
-        ok = add(root, t[i].name, e) && add(e, "dtype", cJSON_CreateString(dtypes[t[i].dtype].name)) &&
+        ok = add(root, t[i].name, e) && add(e, "dtype", cJSON_CreateString(dtype_names[t[i].dtype])) &&
              add(e, "shape", int_array(t[i].shape, t[i].rank)) &&
              add(e, "data_offsets", int_array(&offsets[2 * i], 2));
     }
@@ -1027,9 +1020,9 @@ static bool check_write(const char *path, const lathe_st_tensor *t, int n, const
         if (!strcmp(name, "__metadata__"))
             return put_err(err, errlen, "%s: tensor %d: the name \"__metadata__\" is reserved", path, i),
                    false;
-        if (t[i].dtype < 0 || t[i].dtype >= NDTYPES)
+        if (t[i].dtype < 0 || t[i].dtype >= LATHE_RT_NDTYPES)
             return put_err(err, errlen, "%s: tensor '%.*s': unknown dtype %d", path, SHOW(name),
-                           t[i].dtype), false;
+                           (int)t[i].dtype), false;
         if (t[i].rank < 0 || t[i].rank > LATHE_ST_MAX_RANK)
             return put_err(err, errlen, "%s: tensor '%.*s': rank %d is outside 0..%d", path, SHOW(name),
                            t[i].rank, LATHE_ST_MAX_RANK), false;
@@ -1045,7 +1038,7 @@ static bool check_write(const char *path, const lathe_st_tensor *t, int n, const
         at = offsets[2 * i + 1];
         if (bytes > 0 && !t[i].data)
             return put_err(err, errlen, "%s: tensor '%.*s': data is NULL", path, SHOW(name)), false;
-        if (t[i].dtype == LATHE_ST_BOOL)
+        if (t[i].dtype == LATHE_RT_BOOL)
             for (int64_t j = 0; j < bytes; j++)
                 if (((const unsigned char *)t[i].data)[j] > 1)
                     return put_err(err, errlen, "%s: tensor '%.*s': element %" PRId64 " is byte 0x%02x, "

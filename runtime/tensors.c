@@ -1,14 +1,35 @@
-/* tensors.c - the tensor table of a compiled program: lookup by name, and
- * PyTorch's default initialization drawn from a seeded generator.
+/* tensors.c - the runtime's dtypes, and the tensor table of a compiled
+ * program: lookup by name, and PyTorch's default initialization drawn from
+ * a seeded generator.
  *
  * Each tensor gets its own SplitMix64 stream, seeded with the run's seed
  * xor an FNV-1a hash of its name, so its values depend on the seed and its
  * name only - not on the order of the table, nor on which other tensors a
  * model has - and a uniform draw takes the top 53 bits of each output. */
+#include <assert.h>
 #include <stdbool.h>
 #include <string.h>
 
 #include "lathe_runtime.h"
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[] = {
+    [LATHE_RT_F32] = {"f32", sizeof(float)},
+    [LATHE_RT_F64] = {"f64", sizeof(double)},
+    [LATHE_RT_I64] = {"i64", sizeof(int64_t)},
+    [LATHE_RT_BOOL] = {"bool", sizeof(bool)},
+};
+static_assert(sizeof dtypes / sizeof dtypes[0] == LATHE_RT_NDTYPES, "one row per dtype");
+
+size_t lathe_rt_dtype_size(lathe_rt_dtype dtype) {
+    return dtype >= 0 && dtype < LATHE_RT_NDTYPES ? dtypes[dtype].size : 0;
+}
+
+const char *lathe_rt_dtype_name(lathe_rt_dtype dtype) {
+    return dtype >= 0 && dtype < LATHE_RT_NDTYPES ? dtypes[dtype].name : "?";
+}
 
 const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name) {
     for (int i = 0; i < n; i++)

@@ -225,8 +225,6 @@ static const lathe_rt_tensor *find(const runner *r, const char *name, lathe_rt_k
     return NULL;
 }
 
-static size_t dsize(int dtype) { return dtype == LATHE_RT_F32 ? 4 : dtype == LATHE_RT_BOOL ? 1 : 8; }
-
 static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t i) {
     const uint8_t *p = arena + t->offset;
     switch (t->dtype) {
@@ -239,9 +237,8 @@ static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t 
 
 /* ---- data ------------------------------------------------------------------------------ */
 
-static void type_str(int dtype, int rank, const int64_t *shape, char *buf, size_t len) {
-    static const char *names[] = {"f32", "f64", "i64", "bool"};
-    int k = snprintf(buf, len, "%s[", names[dtype & 3]);
+static void type_str(lathe_rt_dtype dtype, int rank, const int64_t *shape, char *buf, size_t len) {
+    int k = snprintf(buf, len, "%s[", lathe_rt_dtype_name(dtype));
     for (int d = 0; d < rank && k < (int)len; d++) k += snprintf(buf + k, len - (size_t)k, d ? ", %lld" : "%lld", (long long)shape[d]);
     if (k < (int)len) snprintf(buf + k, len - (size_t)k, "]");
 }
@@ -371,7 +368,7 @@ static void sync_eval(runner *ev, const runner *tr) {
         if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
         const lathe_rt_tensor *s = find(tr, t->name, t->kind);
         if (s && s->numel == t->numel && s->dtype == t->dtype)
-            memcpy(ev->prog.arena + t->offset, tr->prog.arena + s->offset, (size_t)t->numel * dsize(t->dtype));
+            memcpy(ev->prog.arena + t->offset, tr->prog.arena + s->offset, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
     }
 }
 
@@ -865,7 +862,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
                 fail(prog, "--params %s: '%s' is %s; the model's %s is %s", params, key, got, t->name, want);
                 goto done;
             }
-            memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * dsize(t->dtype));
+            memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
         }
     }
     if (!(bf = lathe_st_read(batch, err, sizeof err))) {
@@ -887,7 +884,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
             fail(prog, "--batch %s: '%s' is %s; the model's input takes %s", batch, t->name, got, want);
             goto done;
         }
-        memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * dsize(t->dtype));
+        memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
     }
     if (!(opt = lathe_optim_new(&f.opt, tr.prog.arena, cp->tensors, cp->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);
@@ -901,7 +898,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
     for (int i = 0; i < cp->ntensors; i++) {
         const lathe_rt_tensor *t = &cp->tensors[i];
         if (t->kind != LATHE_RT_OUTPUT) continue;
-        size_t bytes = (size_t)t->numel * dsize(t->dtype);
+        size_t bytes = (size_t)t->numel * lathe_rt_dtype_size(t->dtype);
         void *copy = malloc(bytes ? bytes : 1);
         if (!copy) {
             fail(prog, "out of memory");
