@@ -58,10 +58,10 @@ int lathe_rt_save_meta(const char *path, const uint8_t *arena, const lathe_rt_te
         }
     }
     if (opt) out[k++] = (lathe_st_tensor){"optimizer.step", LATHE_RT_I64, 0, {0}, &step};
-    const char *mk[18] = {"format", "optimizer"};
-    const char *mv[18] = {"lathe", opt ? opt_name(lathe_optim_get_config(opt)->kind) : "none"};
-    if (nmeta < 0 || nmeta > 16) {
-        snprintf(err, errlen, "save %s: %d metadata entries (at most 16)", path, nmeta);
+    const char *mk[2 + LATHE_RT_MAX_META] = {"format", "optimizer"};
+    const char *mv[2 + LATHE_RT_MAX_META] = {"lathe", opt ? opt_name(lathe_optim_get_config(opt)->kind) : "none"};
+    if (nmeta < 0 || nmeta > LATHE_RT_MAX_META) {
+        snprintf(err, errlen, "save %s: %d metadata entries (at most %d)", path, nmeta, LATHE_RT_MAX_META);
         goto done;
     }
     for (int i = 0; i < nmeta; i++) {

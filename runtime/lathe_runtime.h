@@ -78,6 +78,10 @@ void lathe_rt_free_arena(uint8_t *arena);
  * the optimizers (lathe_optim.h) and checkpoints (lathe_checkpoint.h) work on
  * that table, so a JIT program and a native trainer share them. */
 
+/* The most dims a program tensor has: the IR's LATHE_MAX_RANK (the compiler
+ * asserts that they are equal). */
+enum { LATHE_RT_MAX_RANK = 6 };
+
 typedef enum { LATHE_RT_INPUT, LATHE_RT_PARAM, LATHE_RT_BUFFER, LATHE_RT_OUTPUT } lathe_rt_kind;
 
 /* How PyTorch initializes a tensor by default. */
@@ -92,7 +96,7 @@ typedef struct {
     lathe_rt_kind kind;
     lathe_rt_dtype dtype;
     int rank;
-    int64_t shape[6];
+    int64_t shape[LATHE_RT_MAX_RANK];   /* dims shape[0..rank) */
     int64_t numel;
     int64_t offset;        /* in the arena */
     bool requires_grad;    /* params: trainable; false: frozen */

@@ -42,6 +42,8 @@
 extern "C" {
 #endif
 
+/* The most dims a tensor may have here: in the files read and written, and
+ * in datasets (dataset.h). */
 #define LATHE_ST_MAX_RANK 8
 /* Headers longer than this are refused, as the reference implementation does. */
 #define LATHE_ST_MAX_HEADER (100u * 1000u * 1000u)

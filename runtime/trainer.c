@@ -13,6 +13,7 @@
  * stopped. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +30,8 @@
 #include "lathe_checkpoint.h"
 #include "lathe_trainer.h"
 #include "safetensors.h"
+
+#define MAX_THREADS 1024   /* --threads above this is refused as a mistake */
 
 typedef struct {
     const char *data, *eval_data, *load, *save;
@@ -156,7 +159,7 @@ static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     case O_NESTEROV: f->nesterov = true; return 1;
     case O_THREADS: {
         int64_t t;
-        if (parse_int(arg, 1, &t) && t <= 1024) {
+        if (parse_int(arg, 1, &t) && t <= MAX_THREADS) {
             f->threads = (int)t;
             return 1;
         }
@@ -268,7 +271,7 @@ static const char *source_of(const lathe_dataset *d, const lathe_st_tensor *t) {
  * directory.  Checks that every input is there with samples that fit. */
 static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, const char *spec, bool test,
                                 const char *prog) {
-    char err[1024] = "", images[4096], labels[4096];
+    char err[1024] = "", images[PATH_MAX], labels[PATH_MAX];
     lathe_dataset *d = NULL;
     size_t n = strlen(spec);
     struct stat st;
@@ -441,10 +444,11 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
         return false;
     }
     static const char *keys[] = {"trainer.step", "trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples"};
-    int64_t v[5] = {0};
+    enum { NKEYS = sizeof keys / sizeof keys[0] };   /* all or none of them */
+    int64_t v[NKEYS] = {0};
     int found = 0;
     bool ok = true;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NKEYS; i++) {
         const char *val = lathe_st_meta(sf, keys[i]);
         if (!val) continue;
         found++;
@@ -453,11 +457,11 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
             ok = false;
         }
     }
-    if (ok && found > 0 && found < 5) {
-        fail(prog, "--load %s: incomplete trainer metadata (%d of 5 entries)", f->load, found);
+    if (ok && found > 0 && found < NKEYS) {
+        fail(prog, "--load %s: incomplete trainer metadata (%d of %d entries)", f->load, found, NKEYS);
         ok = false;
     }
-    if (ok && found == 5) {
+    if (ok && found == NKEYS) {
         if (v[3] != f->batch || v[4] != samples) {
             fail(prog, "--load %s: the run was at batch %lld on %lld samples; this one is batch %lld on %lld samples",
                  f->load, (long long)v[3], (long long)v[4], (long long)f->batch, (long long)samples);
