@@ -147,7 +147,7 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
     }
     fputs("0};\nstatic const bool model_raw[] = {", o);
     for (int i = 0; i < s->ninputs; i++) fprintf(o, "%d, ", s->raw ? s->raw[i] : 0);
-    fputs("0};\nstatic const lathe_trainer_model model = {.name = ", o);
+    fputs("0};\nstatic const lathe_trainer_model model = {.info = {.name = ", o);
     cstr(o, s->name);
     fputs(", .source = ", o);
     cstr(o, s->source ? s->source : "");
@@ -155,7 +155,7 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
             s->ninputs);
     if (s->label) cstr(o, s->label);
     else fputs("0", o);
-    fprintf(o, ", .classes = %lld, .classify = %d, .train = train_PROGRAM%s};\n", (long long)s->classes, s->classify,
+    fprintf(o, ", .classes = %lld, .classify = %d}, .train = train_PROGRAM%s};\n", (long long)s->classes, s->classify,
             eval ? ", .eval = eval_PROGRAM" : "");
     fputs("int main(int argc, char **argv) {\n"
           "    if (argc > 1 && !strcmp(argv[1], \"step\")) {\n"
@@ -265,15 +265,15 @@ done:
 /* The JIT-compiled programs as the driver's model. */
 static void as_model(const lathe_trainer_spec *s, lathe_program *tr, lathe_program *ev, lathe_trainer_model *m) {
     memset(m, 0, sizeof *m);
-    m->name = s->name;
-    m->source = s->source;
-    m->batch = s->batch;
-    m->ninputs = s->ninputs;
-    m->inputs = s->inputs;
-    m->raw = s->raw;
-    m->label = s->label;
-    m->classify = s->classify;
-    m->classes = s->classes;
+    m->info.name = s->name;
+    m->info.source = s->source;
+    m->info.batch = s->batch;
+    m->info.ninputs = s->ninputs;
+    m->info.inputs = s->inputs;
+    m->info.raw = s->raw;
+    m->info.label = s->label;
+    m->info.classify = s->classify;
+    m->info.classes = s->classes;
     m->train = (lathe_rt_compiled){tr->rt, tr->tensors, tr->ntensors, NULL, 0};
     if (ev) m->eval = (lathe_rt_compiled){ev->rt, ev->tensors, ev->ntensors, NULL, 0};
 }

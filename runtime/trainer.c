@@ -269,7 +269,7 @@ static const char *source_of(const lathe_dataset *d, const lathe_st_tensor *t) {
 
 /* Load SPEC (see the usage) for the model; test: the t10k files of a
  * directory.  Checks that every input is there with samples that fit. */
-static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, const char *spec, bool test,
+static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, const char *spec, bool test,
                                 const char *prog) {
     char err[1024] = "", images[PATH_MAX], labels[PATH_MAX];
     lathe_dataset *d = NULL;
@@ -350,7 +350,7 @@ static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, c
     return d;
 }
 
-static bool gather(const lathe_trainer_model *m, runner *r, const lathe_dataset *d, const int64_t *idx, const char *prog) {
+static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d, const int64_t *idx, const char *prog) {
     char err[512];
     for (int i = 0; i < m->ninputs; i++) {
         const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
@@ -377,7 +377,7 @@ static void sync_eval(runner *ev, const runner *tr) {
 
 /* Mean loss and accuracy over every sample of d: full batches, and the last
  * one padded with copies of the last sample, which are not counted. */
-static bool evaluate(const lathe_trainer_model *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
+static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
                      double *loss, double *acc, const char *prog) {
     sync_eval(ev, tr);
     const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT);
@@ -518,19 +518,19 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     if (!runner_init(&tr, &m->train, prog)) goto done;
     const lathe_rt_tensor *loss_t = find(&tr, "loss", LATHE_RT_OUTPUT);
     if (!loss_t || loss_t->numel != 1) {
-        fail(prog, "%s has no one-element output 'loss' to train", m->name);
+        fail(prog, "%s has no one-element output 'loss' to train", m->info.name);
         goto done;
     }
     if (f->eval && !m->eval.tensors) {
-        fail(prog, "--eval: %s was compiled without an evaluation program", m->name);
+        fail(prog, "--eval: %s was compiled without an evaluation program", m->info.name);
         goto done;
     }
-    if (!(d = load_data(m, &tr, f->data, false, prog))) goto done;
+    if (!(d = load_data(&m->info, &tr, f->data, false, prog))) goto done;
     if (f->eval) {
         if (!runner_init(&ev, &m->eval, prog)) goto done;
-        if (!(td = load_data(m, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
+        if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
     }
-    int64_t n = lathe_ds_count(d), spe = n / m->batch;
+    int64_t n = lathe_ds_count(d), spe = n / m->info.batch;
     lathe_rt_init(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->seed);
     if (!(opt = lathe_optim_new(&f->opt, tr.prog.arena, tr.c->tensors, tr.c->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);
@@ -542,7 +542,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     int64_t total = f->epochs > INT64_MAX / spe ? INT64_MAX : f->epochs * spe;
     if (f->steps >= 0 && (!f->epochs_given || f->steps < total)) total = f->steps;
     perm = malloc(sizeof *perm * (size_t)n);
-    idx = malloc(sizeof *idx * (size_t)m->batch);
+    idx = malloc(sizeof *idx * (size_t)m->info.batch);
     if (!perm || !idx) {
         fail(prog, "out of memory");
         goto done;
@@ -555,7 +555,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         }
     int threads = f->threads ? f->threads : omp_get_max_threads();
     fprintf(stderr, "%s: %lld parameters (%lld trained), batch %lld, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
-            m->name, (long long)nparams, (long long)ntrain, (long long)m->batch, (long long)n, (long long)spe,
+            m->info.name, (long long)nparams, (long long)ntrain, (long long)m->info.batch, (long long)n, (long long)spe,
             opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
     if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
                           (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
@@ -582,8 +582,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         int64_t nl = 0;
         while (step < total && step / spe == epoch && !interrupted) {
             int64_t b = step % spe;
-            memcpy(idx, perm + b * m->batch, sizeof *idx * (size_t)m->batch);
-            if (!gather(m, &tr, d, idx, prog)) {
+            memcpy(idx, perm + b * m->info.batch, sizeof *idx * (size_t)m->info.batch);
+            if (!gather(&m->info, &tr, d, idx, prog)) {
                 rc = 1;
                 goto stop;
             }
@@ -602,8 +602,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             lsum += l;
             nl++;
             last_loss = l;
-            double t = now(), rate = (double)((step - s0) * m->batch) / (t - te > 1e-9 ? t - te : 1e-9);
-            double eta = (double)(total - step) * (double)m->batch / (rate > 0 ? rate : 1);
+            double t = now(), rate = (double)((step - s0) * m->info.batch) / (t - te > 1e-9 ? t - te : 1e-9);
+            double eta = (double)(total - step) * (double)m->info.batch / (rate > 0 ? rate : 1);
             bool end = step == total || step % spe == 0;
             if (tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end))) {
                 progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
@@ -624,12 +624,12 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         if (f->eval) {
             evaluated_at = step;
             double te0 = now();
-            if (!evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
+            if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
                 rc = 1;
                 goto stop;
             }
             fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
-            if (m->classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
+            if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
             fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
         }
         if (f->save && saved_at != step) {
@@ -642,7 +642,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     }
     /* a run that ends mid-epoch is evaluated at its end */
     if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted &&
-        !evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog))
+        !evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog))
         rc = 1;
 stop:
     if (rc == 0) {
@@ -651,13 +651,14 @@ stop:
             else rc = 1;
         }
         double t = now() - t0;
-        int64_t trained = (step - start) * m->batch;
-        printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n", m->name,
-               (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained, (long long)epochs_done,
-               epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9), last_loss);
+        int64_t trained = (step - start) * m->info.batch;
+        printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n",
+               m->info.name, (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained,
+               (long long)epochs_done, epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9),
+               last_loss);
         if (!isnan(test_loss)) {
             printf("test loss %.4f", test_loss);
-            if (m->classify) printf(", test accuracy %.2f%%", 100 * test_acc);
+            if (m->info.classify) printf(", test accuracy %.2f%%", 100 * test_acc);
             printf("\n");
         }
         if (saved_at >= 0) printf("saved %s at step %lld\n", f->save, (long long)saved_at);
@@ -683,7 +684,7 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
     memset(f, 0, sizeof *f);
     f->epochs = 1;
     f->steps = -1;
-    f->batch = m ? m->batch : 0;
+    f->batch = m ? m->info.batch : 0;
     f->strict = true;
     f->log_every = 100;
     f->lr = -1;
@@ -762,9 +763,9 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         fail(prog, "--no-strict is about --load, which is not given");
         return 2;
     }
-    if (f.batch != m->batch) {
+    if (f.batch != m->info.batch) {
         fail(prog, "--batch %lld: %s was compiled for batch %lld; compile it again with --batch %lld", (long long)f.batch,
-             m->name, (long long)m->batch, (long long)f.batch);
+             m->info.name, (long long)m->info.batch, (long long)f.batch);
         return 2;
     }
     if (!make_optim(&f, prog)) return 2;
