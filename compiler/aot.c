@@ -56,7 +56,7 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
         fputs("    {.name = ", o);
         cstr(o, t->name);
         fprintf(o, ", .kind = %d, .dtype = %d, .rank = %d, .shape = {", (int)t->kind, t->dtype, t->rank);
-        for (int d = 0; d < LATHE_MAX_RANK; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
+        for (int d = 0; d < LATHE_RT_MAX_RANK; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         fprintf(o, "}, .numel = %lld, .offset = %lld, .requires_grad = %d, .grad_offset = %lld, .init = %d, .init_a = %a},\n",
                 (long long)t->numel, (long long)t->offset, t->requires_grad, (long long)t->grad_offset, (int)t->init,
                 t->init_a);
@@ -131,21 +131,21 @@ static lathe_status compile_both(const lathe_trainer_spec *s, int backend, lathe
 
 static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
     fputs("static const char *const model_inputs[] = {", o);
-    for (int i = 0; i < s->ninputs; i++) {
-        cstr(o, s->inputs[i]);
+    for (int i = 0; i < s->info.ninputs; i++) {
+        cstr(o, s->info.inputs[i]);
         fputs(", ", o);
     }
     fputs("0};\nstatic const bool model_raw[] = {", o);
-    for (int i = 0; i < s->ninputs; i++) fprintf(o, "%d, ", s->raw ? s->raw[i] : 0);
-    fputs("0};\nstatic const lathe_trainer_model model = {.name = ", o);
-    cstr(o, s->name);
+    for (int i = 0; i < s->info.ninputs; i++) fprintf(o, "%d, ", s->info.raw ? s->info.raw[i] : 0);
+    fputs("0};\nstatic const lathe_trainer_model model = {.info = {.name = ", o);
+    cstr(o, s->info.name);
     fputs(", .source = ", o);
-    cstr(o, s->source ? s->source : "");
-    fprintf(o, ", .batch = %lld, .ninputs = %d, .inputs = model_inputs, .raw = model_raw, .label = ", (long long)s->batch,
-            s->ninputs);
-    if (s->label) cstr(o, s->label);
+    cstr(o, s->info.source ? s->info.source : "");
+    fprintf(o, ", .batch = %lld, .ninputs = %d, .inputs = model_inputs, .raw = model_raw, .label = ", (long long)s->info.batch,
+            s->info.ninputs);
+    if (s->info.label) cstr(o, s->info.label);
     else fputs("0", o);
-    fprintf(o, ", .classes = %lld, .classify = %d, .train = train_PROGRAM%s};\n", (long long)s->classes, s->classify,
+    fprintf(o, ", .classes = %lld, .classify = %d}, .train = train_PROGRAM%s};\n", (long long)s->info.classes, s->info.classify,
             eval ? ", .eval = eval_PROGRAM" : "");
     fputs("int main(int argc, char **argv) {\n"
           "    if (argc > 1 && !strcmp(argv[1], \"step\")) {\n"
@@ -258,15 +258,7 @@ done:
 /* The JIT-compiled programs as the driver's model. */
 static void as_model(const lathe_trainer_spec *s, lathe_program *tr, lathe_program *ev, lathe_trainer_model *m) {
     memset(m, 0, sizeof *m);
-    m->name = s->name;
-    m->source = s->source;
-    m->batch = s->batch;
-    m->ninputs = s->ninputs;
-    m->inputs = s->inputs;
-    m->raw = s->raw;
-    m->label = s->label;
-    m->classify = s->classify;
-    m->classes = s->classes;
+    m->info = s->info;
     m->train = (lathe_rt_compiled){tr->rt, tr->tensors, tr->ntensors, NULL, 0};
     if (ev) m->eval = (lathe_rt_compiled){ev->rt, ev->tensors, ev->ntensors, NULL, 0};
 }

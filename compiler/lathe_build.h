@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "lathe_program.h"
+#include "lathe_trainer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,15 +21,7 @@ extern "C" {
  * optionally its evaluation graph (per-sample "loss" and, for classifiers,
  * "correct" outputs), at the same batch size. */
 typedef struct {
-    const char *name;            /* the model's name */
-    const char *source;          /* the file it came from */
-    int64_t batch;
-    int ninputs;                 /* inputs in declaration order */
-    const char *const *inputs;
-    const bool *raw;             /* per input: pixels not scaled to [0, 1] (NULL: none raw) */
-    const char *label;           /* the loss's target input, or NULL */
-    bool classify;               /* the eval graph has "correct" */
-    int64_t classes;             /* labels must lie in [0, classes); 0: not checked */
+    lathe_model_info info;       /* name, source, batch, inputs, label, classes (runtime/lathe_trainer.h) */
     lathe_graph *train, *eval;   /* eval may be NULL; both must outlive the call */
     lathe_target target;         /* lathe_build_trainer's CPU (zeroed: this host); the JIT runs on this host */
 } lathe_trainer_spec;

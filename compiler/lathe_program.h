@@ -35,7 +35,7 @@
 #include <stdio.h>
 
 #include "lathe.h"
-#include "lathe_train.h"
+#include "lathe_optim.h"
 
 #ifdef __cplusplus
 extern "C" {

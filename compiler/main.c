@@ -236,10 +236,11 @@ static int load_model(const char *verb, const char *path, const model_opts *mo, 
         lathe_node *logits = lathe_node_input(n, 0);
         if (lname && !strcmp(lname, m->info.label) && lathe_node_rank(logits) >= 2) classes = lathe_node_shape(logits)[1];
     }
-    m->spec = (lathe_trainer_spec){.name = m->info.model, .source = path, .batch = m->info.batch,
-                                   .ninputs = m->info.ninputs, .inputs = m->inputs, .raw = m->raw,
-                                   .label = m->info.label[0] ? m->info.label : NULL, .classify = m->info.classify,
-                                   .classes = classes, .train = m->train, .eval = m->eval};
+    m->spec = (lathe_trainer_spec){.info = {.name = m->info.model, .source = path, .batch = m->info.batch,
+                                            .ninputs = m->info.ninputs, .inputs = m->inputs, .raw = m->raw,
+                                            .label = m->info.label[0] ? m->info.label : NULL,
+                                            .classify = m->info.classify, .classes = classes},
+                                   .train = m->train, .eval = m->eval};
     return 0;
 }
 

@@ -28,6 +28,7 @@
 static_assert(LATHE_RT_F32 == (int)LATHE_F32 && LATHE_RT_F64 == (int)LATHE_F64 && LATHE_RT_I64 == (int)LATHE_I64 &&
                   LATHE_RT_BOOL == (int)LATHE_BOOL,
               "the runtime's dtypes are numbered as the IR's");
+static_assert((int)LATHE_RT_MAX_RANK == (int)LATHE_MAX_RANK, "the runtime's tensor table holds the IR's shapes");
 
 static lathe_status perr(lathe_program *p, lathe_status st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

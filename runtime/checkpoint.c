@@ -57,11 +57,11 @@ int lathe_rt_save_meta(const char *path, const uint8_t *arena, const lathe_rt_te
             k++;
         }
     }
-    if (opt) out[k++] = (lathe_st_tensor){"optimizer.step", LATHE_ST_I64, 0, {0}, &step};
-    const char *mk[18] = {"format", "optimizer"};
-    const char *mv[18] = {"lathe", opt ? opt_name(lathe_optim_get_config(opt)->kind) : "none"};
-    if (nmeta < 0 || nmeta > 16) {
-        snprintf(err, errlen, "save %s: %d metadata entries (at most 16)", path, nmeta);
+    if (opt) out[k++] = (lathe_st_tensor){"optimizer.step", LATHE_RT_I64, 0, {0}, &step};
+    const char *mk[2 + LATHE_RT_MAX_META] = {"format", "optimizer"};
+    const char *mv[2 + LATHE_RT_MAX_META] = {"lathe", opt ? opt_name(lathe_optim_get_config(opt)->kind) : "none"};
+    if (nmeta < 0 || nmeta > LATHE_RT_MAX_META) {
+        snprintf(err, errlen, "save %s: %d metadata entries (at most %d)", path, nmeta, LATHE_RT_MAX_META);
         goto done;
     }
     for (int i = 0; i < nmeta; i++) {
@@ -86,9 +86,8 @@ static bool same_shape(const lathe_st_tensor *s, const lathe_rt_tensor *t) {
     return true;
 }
 
-static void type_str(int dtype, int rank, const int64_t *shape, char *buf, size_t len) {
-    static const char *dn[] = {"f32", "f64", "i64", "bool"};
-    size_t k = (size_t)snprintf(buf, len, "%s[", dtype >= 0 && dtype < 4 ? dn[dtype] : "?");
+static void type_str(lathe_rt_dtype dtype, int rank, const int64_t *shape, char *buf, size_t len) {
+    size_t k = (size_t)snprintf(buf, len, "%s[", lathe_rt_dtype_name(dtype));
     for (int d = 0; d < rank && k < len; d++) k += (size_t)snprintf(buf + k, len - k, d ? ",%lld" : "%lld", (long long)shape[d]);
     if (k < len) snprintf(buf + k, len - k, "]");
 }
@@ -144,7 +143,7 @@ int lathe_rt_load(const char *path, uint8_t *arena, const lathe_rt_tensor *ts, i
     }
     /* optimizer state: shapes must match where present */
     const lathe_st_tensor *stp = lathe_st_find(f, "optimizer.step");
-    if (opt && stp && (stp->dtype != LATHE_ST_I64 || stp->rank != 0 || *(const int64_t *)stp->data < 0)) {
+    if (opt && stp && (stp->dtype != LATHE_RT_I64 || stp->rank != 0 || *(const int64_t *)stp->data < 0)) {
         snprintf(err, errlen, "load %s: 'optimizer.step' must be a rank-0 I64 tensor >= 0", path);
         goto done;
     }
@@ -171,7 +170,7 @@ int lathe_rt_load(const char *path, uint8_t *arena, const lathe_rt_tensor *ts, i
                     goto done;
                 }
                 if (pass) {
-                    memcpy(dst, st->data, (size_t)t->numel * lathe_st_dtype_size(t->dtype));
+                    memcpy(dst, st->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
                     if (exists) *exists = true;
                 }
             }
@@ -182,7 +181,7 @@ int lathe_rt_load(const char *path, uint8_t *arena, const lathe_rt_tensor *ts, i
         if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
         const lathe_st_tensor *s = lathe_st_find(f, t->name);
         if (s && same_shape(s, t)) {
-            memcpy(arena + t->offset, s->data, (size_t)t->numel * lathe_st_dtype_size(t->dtype));
+            memcpy(arena + t->offset, s->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
             rep->loaded++;
         }
     }

@@ -31,25 +31,9 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "fileerr.h"
 
 #define CHUNK ((int64_t)1 << 20)   /* bytes read per gzread; a multiple of every element size */
-#define NAME_SHOWN 120             /* longest part of a name quoted in a message */
-#define SHOW(s) (int)(strlen(s) < NAME_SHOWN ? strlen(s) : NAME_SHOWN), (s)
-
-static void put_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static void format_shape(char *buf, size_t len, int rank, const int64_t *shape) {
-    size_t at = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < rank && at < len; i++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%" PRId64, i ? ", " : "", shape[i]);
-    if (at < len) snprintf(buf + at, len - at, "]");
-}
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
@@ -127,7 +111,7 @@ const char *lathe_ds_source(const lathe_dataset *d, int i) {
 
 int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t) {
     if (!t) return 0;
-    int64_t b = (int64_t)lathe_st_dtype_size(t->dtype);
+    int64_t b = (int64_t)lathe_rt_dtype_size(t->dtype);
     for (int i = 1; i < t->rank; i++) b *= t->shape[i];
     return b;
 }
@@ -135,7 +119,7 @@ int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t) {
 /* The index of tensor `name`, or -1 with a message listing what there is. */
 static int lookup(const lathe_dataset *d, const char *name, char *err, size_t errlen) {
     if (!d) {
-        put_err(err, errlen, "no dataset (NULL)");
+        lt_errf(err, errlen, "no dataset (NULL)");
         return -1;
     }
     int i = find_index(d, name);
@@ -147,10 +131,10 @@ static int lookup(const lathe_dataset *d, const char *name, char *err, size_t er
         at += (size_t)snprintf(have + at, sizeof have - at, "%s'%.*s' from %s", k ? ", " : "",
                                SHOW(d->t[k].name), d->source[k]);
     if (name)
-        put_err(err, errlen, "%s: no tensor named '%.*s' in the dataset (it has %s)", d->source[0],
+        lt_errf(err, errlen, "%s: no tensor named '%.*s' in the dataset (it has %s)", d->source[0],
                 SHOW(name), have);
     else
-        put_err(err, errlen, "%s: no tensor name given (NULL); the dataset has %s", d->source[0], have);
+        lt_errf(err, errlen, "%s: no tensor name given (NULL); the dataset has %s", d->source[0], have);
     return -1;
 }
 
@@ -160,16 +144,16 @@ static int check_first_dims(lathe_dataset *d, char *err, size_t errlen) {
     char s0[256], s1[256];
     for (int i = 0; i < d->n; i++) {
         if (d->t[i].rank < 1) {
-            put_err(err, errlen,
+            lt_errf(err, errlen,
                     "%s: tensor '%.*s' is a scalar; every tensor of a dataset has its samples along "
                     "its first dim",
                     d->source[i], SHOW(d->t[i].name));
             return -1;
         }
         if (d->t[i].shape[0] != d->t[0].shape[0]) {
-            format_shape(s0, sizeof s0, d->t[0].rank, d->t[0].shape);
-            format_shape(s1, sizeof s1, d->t[i].rank, d->t[i].shape);
-            put_err(err, errlen,
+            lt_format_shape(s0, sizeof s0, d->t[0].rank, d->t[0].shape);
+            lt_format_shape(s1, sizeof s1, d->t[i].rank, d->t[i].shape);
+            lt_errf(err, errlen,
                     "%s: tensor '%.*s' has %" PRId64 " samples (shape %s) but tensor '%.*s' has %" PRId64
                     " (shape %s); every tensor of a dataset needs the same first dim",
                     d->source[i], SHOW(d->t[i].name), d->t[i].shape[0], s1, SHOW(d->t[0].name),
@@ -209,13 +193,11 @@ typedef struct {
     int64_t pos;           /* bytes of (uncompressed) data read so far */
 } idx_file;
 
+static void ifail(idx_file *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void ifail(idx_file *f, const char *fmt, ...) {
-    if (!f->err || !f->errlen) return;
-    int k = snprintf(f->err, f->errlen, "%s: ", f->path);
-    if (k < 0 || (size_t)k >= f->errlen) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(f->err + k, f->errlen - (size_t)k, fmt, ap);
+    lt_file_verrf(f->err, f->errlen, f->path, fmt, ap);
     va_end(ap);
 }
 
@@ -260,28 +242,11 @@ static int64_t idx_read(idx_file *f, void *buf, int64_t len) {
 
 /* Open path and read and check its header into f, for reading as dtype
  * (F32 or I64: the size limit depends on it); false with a message. */
-static bool idx_open(idx_file *f, const char *path, int dtype, char *err, size_t errlen) {
+static bool idx_open(idx_file *f, const char *path, lathe_rt_dtype dtype, char *err, size_t errlen) {
     *f = (idx_file){.path = path ? path : "(null)", .err = err, .errlen = errlen, .byte = "byte"};
-    if (!path) {
-        ifail(f, "no path");
-        return false;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
-    if (fd < 0) {
-        ifail(f, "cannot open: %s", strerror(errno));
-        return false;
-    }
     struct stat st;
-    if (fstat(fd, &st) != 0) {
-        ifail(f, "cannot stat: %s", strerror(errno));
-        close(fd);
-        return false;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ifail(f, "not a regular file");
-        close(fd);
-        return false;
-    }
+    int fd = lt_open_file(path, &st, err, errlen);
+    if (fd < 0) return false;
     unsigned char m[2];
     ssize_t k;
     do k = pread(fd, m, 2, 0);
@@ -345,14 +310,14 @@ static bool idx_open(idx_file *f, const char *path, int dtype, char *err, size_t
         if (f->shape[i] == 0) overflow = false, f->elements = 0;
     if (overflow) {
         char s[256];
-        format_shape(s, sizeof s, f->rank, f->shape);
+        lt_format_shape(s, sizeof s, f->rank, f->shape);
         ifail(f, "IDX dims %s (%ss 4-%" PRId64 "): the element count overflows 64 bits", s, f->byte,
               f->header - 1);
         return false;
     }
-    if (f->elements > LATHE_DS_MAX_BYTES / (int64_t)lathe_st_dtype_size(dtype)) {
+    if (f->elements > LATHE_DS_MAX_BYTES / (int64_t)lathe_rt_dtype_size(dtype)) {
         char s[256];
-        format_shape(s, sizeof s, f->rank, f->shape);
+        lt_format_shape(s, sizeof s, f->rank, f->shape);
         ifail(f, "IDX dims %s hold %" PRId64 " elements, which as %s would take more than the %" PRId64
                  "-byte (16 GiB) limit",
               s, f->elements, lathe_st_dtype_name(dtype), LATHE_DS_MAX_BYTES);
@@ -367,7 +332,7 @@ static uint32_t be32(const unsigned char *p) {
 
 /* Convert k big-endian elements of IDX type code at s into out[0..k) of
  * dtype (F32 or I64; I64 only from integer types). */
-static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool scale, void *out) {
+static void convert(const unsigned char *s, int64_t k, int code, lathe_rt_dtype dtype, bool scale, void *out) {
     float *f = out;
     int64_t *l = out;
     for (int64_t i = 0; i < k; i++) {
@@ -401,7 +366,7 @@ static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool
             break;
         }
         }
-        if (dtype == LATHE_ST_I64) l[i] = v;
+        if (dtype == LATHE_RT_I64) l[i] = v;
         else if (!integer) f[i] = (float)x;
         else if (code == 0x08 && scale) f[i] = (float)v / 255.0f;
         else f[i] = (float)v;
@@ -411,11 +376,11 @@ static void convert(const unsigned char *s, int64_t k, int code, int dtype, bool
 /* Read the data of f (opened for dtype) as dtype
  * into *t (name set by the caller); the buffer goes to *data.  False with a
  * message. */
-static bool idx_data(idx_file *f, int dtype, bool scale, lathe_st_tensor *t, void **data) {
+static bool idx_data(idx_file *f, lathe_rt_dtype dtype, bool scale, lathe_st_tensor *t, void **data) {
     int esize = idx_types[f->type].size;
-    int64_t osize = (int64_t)lathe_st_dtype_size(dtype);
+    int64_t osize = (int64_t)lathe_rt_dtype_size(dtype);
     char s[256];
-    format_shape(s, sizeof s, f->rank, f->shape);
+    lt_format_shape(s, sizeof s, f->rank, f->shape);
     int64_t need = f->elements * esize, done = 0, cap = 0, trailing = 0;
     unsigned char *chunk = malloc((size_t)CHUNK);
     unsigned char *out = NULL;
@@ -475,13 +440,13 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
     if (err && errlen) err[0] = 0;
     if (!image_name || !label_name || strcmp(image_name, label_name) == 0) {
         const char *a = image_name ? image_name : "(null)", *b = label_name ? label_name : "(null)";
-        put_err(err, errlen, "%s: the image and label tensors need two different names, got '%.*s' and '%.*s'",
+        lt_errf(err, errlen, "%s: the image and label tensors need two different names, got '%.*s' and '%.*s'",
                 images_path ? images_path : "(null)", SHOW(a), SHOW(b));
         return NULL;
     }
-    if (!idx_open(&im, images_path, LATHE_ST_F32, err, errlen)) goto fail;
-    if (!idx_open(&lb, labels_path, LATHE_ST_I64, err, errlen)) goto fail;
-    format_shape(s1, sizeof s1, lb.rank, lb.shape);
+    if (!idx_open(&im, images_path, LATHE_RT_F32, err, errlen)) goto fail;
+    if (!idx_open(&lb, labels_path, LATHE_RT_I64, err, errlen)) goto fail;
+    lt_format_shape(s1, sizeof s1, lb.rank, lb.shape);
     if (lb.rank != 1) {
         ifail(&lb, "labels must be 1-D (N), but the IDX dims are %s", s1);
         goto fail;
@@ -492,26 +457,26 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
         goto fail;
     }
     if (im.shape[0] != lb.shape[0]) {
-        format_shape(s0, sizeof s0, im.rank, im.shape);
-        put_err(err, errlen,
+        lt_format_shape(s0, sizeof s0, im.rank, im.shape);
+        lt_errf(err, errlen,
                 "%s: %" PRId64 " labels, but the images file %s has %" PRId64 " images (dims %s); "
                 "images and labels need the same N",
                 lb.path, lb.shape[0], im.path, im.shape[0], s0);
         goto fail;
     }
     if (!(d = ds_new(2))) {
-        put_err(err, errlen, "%s: out of memory", im.path);
+        lt_errf(err, errlen, "%s: out of memory", im.path);
         goto fail;
     }
     if (!(d->source[0] = dup_str(im.path)) || !(d->source[1] = dup_str(lb.path)) ||
         !(d->name[0] = dup_str(image_name)) || !(d->name[1] = dup_str(label_name))) {
-        put_err(err, errlen, "%s: out of memory", im.path);
+        lt_errf(err, errlen, "%s: out of memory", im.path);
         goto fail;
     }
     d->t[0].name = d->name[0];
     d->t[1].name = d->name[1];
-    if (!idx_data(&im, LATHE_ST_F32, scale, &d->t[0], &d->data[0])) goto fail;
-    if (!idx_data(&lb, LATHE_ST_I64, false, &d->t[1], &d->data[1])) goto fail;
+    if (!idx_data(&im, LATHE_RT_F32, scale, &d->t[0], &d->data[0])) goto fail;
+    if (!idx_data(&lb, LATHE_RT_I64, false, &d->t[1], &d->data[1])) goto fail;
     d->count = im.shape[0];
     idx_close(&im);
     idx_close(&lb);
@@ -531,13 +496,13 @@ lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t err
     if (!st) return NULL;
     int n = lathe_st_count(st);
     if (n == 0) {
-        put_err(err, errlen, "%s: no tensors; a dataset needs at least one", path);
+        lt_errf(err, errlen, "%s: no tensors; a dataset needs at least one", path);
         lathe_st_free(st);
         return NULL;
     }
     lathe_dataset *d = ds_new(n);
     if (!d) {
-        put_err(err, errlen, "%s: out of memory", path);
+        lt_errf(err, errlen, "%s: out of memory", path);
         lathe_st_free(st);
         return NULL;
     }
@@ -545,7 +510,7 @@ lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t err
     for (int i = 0; i < n; i++) {
         d->t[i] = *lathe_st_at(st, i);
         if (!(d->source[i] = dup_str(path))) {
-            put_err(err, errlen, "%s: out of memory", path);
+            lt_errf(err, errlen, "%s: out of memory", path);
             lathe_ds_free(d);
             return NULL;
         }
@@ -562,47 +527,47 @@ lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, cons
     what = what ? what : "<memory>";
     if (err && errlen) err[0] = 0;
     if (n < 1 || !tensors) {
-        put_err(err, errlen, "%s: no tensors; a dataset needs at least one", what);
+        lt_errf(err, errlen, "%s: no tensors; a dataset needs at least one", what);
         return NULL;
     }
     for (int i = 0; i < n; i++) {
         const lathe_st_tensor *t = &tensors[i];
         if (!t->name) {
-            put_err(err, errlen, "%s: tensor %d has no name (NULL)", what, i);
+            lt_errf(err, errlen, "%s: tensor %d has no name (NULL)", what, i);
             return NULL;
         }
         for (int k = 0; k < i; k++)
             if (strcmp(tensors[k].name, t->name) == 0) {
-                put_err(err, errlen, "%s: two tensors named '%.*s'", what, SHOW(t->name));
+                lt_errf(err, errlen, "%s: two tensors named '%.*s'", what, SHOW(t->name));
                 return NULL;
             }
-        if (lathe_st_dtype_size(t->dtype) == 0) {
-            put_err(err, errlen, "%s: tensor '%.*s' has unknown dtype %d", what, SHOW(t->name), t->dtype);
+        if (lathe_rt_dtype_size(t->dtype) == 0) {
+            lt_errf(err, errlen, "%s: tensor '%.*s' has unknown dtype %d", what, SHOW(t->name), (int)t->dtype);
             return NULL;
         }
         if (t->rank < 1 || t->rank > LATHE_ST_MAX_RANK) {
-            put_err(err, errlen, "%s: tensor '%.*s' has rank %d; a dataset tensor has rank 1 to %d (samples first)",
+            lt_errf(err, errlen, "%s: tensor '%.*s' has rank %d; a dataset tensor has rank 1 to %d (samples first)",
                     what, SHOW(t->name), t->rank, LATHE_ST_MAX_RANK);
             return NULL;
         }
-        int64_t bytes = (int64_t)lathe_st_dtype_size(t->dtype);
+        int64_t bytes = (int64_t)lathe_rt_dtype_size(t->dtype);
         bool zero = false;
         for (int k = 0; k < t->rank; k++) {
             if (t->shape[k] < 0) {
-                put_err(err, errlen, "%s: tensor '%.*s' has negative dim %" PRId64, what, SHOW(t->name), t->shape[k]);
+                lt_errf(err, errlen, "%s: tensor '%.*s' has negative dim %" PRId64, what, SHOW(t->name), t->shape[k]);
                 return NULL;
             }
             zero |= t->shape[k] == 0;
         }
         for (int k = 0; k < t->rank && !zero; k++) {
             if (bytes > INT64_MAX / t->shape[k] || (uint64_t)bytes * (uint64_t)t->shape[k] > SIZE_MAX) {
-                put_err(err, errlen, "%s: tensor '%.*s': size overflows", what, SHOW(t->name));
+                lt_errf(err, errlen, "%s: tensor '%.*s': size overflows", what, SHOW(t->name));
                 return NULL;
             }
             bytes *= t->shape[k];
         }
         if (!zero && !t->data) {
-            put_err(err, errlen, "%s: tensor '%.*s' has no data (NULL)", what, SHOW(t->name));
+            lt_errf(err, errlen, "%s: tensor '%.*s' has no data (NULL)", what, SHOW(t->name));
             return NULL;
         }
     }
@@ -622,7 +587,7 @@ lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, cons
     lathe_ds_free(d);
     return NULL;
 oom:
-    put_err(err, errlen, "%s: out of memory", what);
+    lt_errf(err, errlen, "%s: out of memory", what);
     lathe_ds_free(d);
     return NULL;
 }
@@ -636,13 +601,13 @@ int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx
     if (i < 0) return -1;
     const lathe_st_tensor *t = &d->t[i];
     if (batch < 0 || (batch > 0 && (!idx || !out))) {
-        put_err(err, errlen, "%s: gather from tensor '%.*s': %s", d->source[i], SHOW(name),
+        lt_errf(err, errlen, "%s: gather from tensor '%.*s': %s", d->source[i], SHOW(name),
                 batch < 0 ? "negative batch size" : !idx ? "no indices (NULL)" : "no output buffer (NULL)");
         return -1;
     }
     for (int64_t k = 0; k < batch; k++)
         if (idx[k] < 0 || idx[k] >= d->count) {
-            put_err(err, errlen,
+            lt_errf(err, errlen,
                     "%s: gather from tensor '%.*s': index %" PRId64 " (idx[%" PRId64 "]) is outside [0, %" PRId64 ")",
                     d->source[i], SHOW(name), idx[k], k, d->count);
             return -1;
@@ -653,14 +618,14 @@ int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx
     return 0;
 }
 
-int lathe_ds_check(const lathe_dataset *d, const char *name, int dtype, int rank, const int64_t *sample_shape,
-                   char *err, size_t errlen) {
+int lathe_ds_check(const lathe_dataset *d, const char *name, lathe_rt_dtype dtype, int rank,
+                   const int64_t *sample_shape, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     int i = lookup(d, name, err, errlen);
     if (i < 0) return -1;
     const lathe_st_tensor *t = &d->t[i];
     if (rank < 0 || rank >= LATHE_ST_MAX_RANK || (rank > 0 && !sample_shape)) {
-        put_err(err, errlen, "%s: check of tensor '%.*s': bad expected sample rank %d%s", d->source[i], SHOW(name),
+        lt_errf(err, errlen, "%s: check of tensor '%.*s': bad expected sample rank %d%s", d->source[i], SHOW(name),
                 rank, rank > 0 && !sample_shape ? " with no shape (NULL)" : "");
         return -1;
     }
@@ -668,10 +633,10 @@ int lathe_ds_check(const lathe_dataset *d, const char *name, int dtype, int rank
     for (int k = 0; same && k < rank; k++) same = t->shape[k + 1] == sample_shape[k];
     if (same) return 0;
     char have[256], want[256], full[256];
-    format_shape(have, sizeof have, t->rank - 1, t->shape + 1);
-    format_shape(want, sizeof want, rank, sample_shape);
-    format_shape(full, sizeof full, t->rank, t->shape);
-    put_err(err, errlen,
+    lt_format_shape(have, sizeof have, t->rank - 1, t->shape + 1);
+    lt_format_shape(want, sizeof want, rank, sample_shape);
+    lt_format_shape(full, sizeof full, t->rank, t->shape);
+    lt_errf(err, errlen,
             "%s: tensor '%.*s' has %s samples of shape %s (tensor shape %s, N = %" PRId64 "), "
             "expected %s samples of shape %s",
             d->source[i], SHOW(name), lathe_st_dtype_name(t->dtype), have, full, d->count, lathe_st_dtype_name(dtype),

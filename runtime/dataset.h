@@ -12,8 +12,8 @@
  *         "x", "y", true, err, sizeof err);
  *     if (!d) { fprintf(stderr, "%s\n", err); return 1; }   // names the file
  *     const int64_t px[2] = {28, 28};
- *     if (lathe_ds_check(d, "x", LATHE_ST_F32, 2, px, err, sizeof err) != 0 ||
- *         lathe_ds_check(d, "y", LATHE_ST_I64, 0, NULL, err, sizeof err) != 0)
+ *     if (lathe_ds_check(d, "x", LATHE_RT_F32, 2, px, err, sizeof err) != 0 ||
+ *         lathe_ds_check(d, "y", LATHE_RT_I64, 0, NULL, err, sizeof err) != 0)
  *         fprintf(stderr, "%s\n", err);       // "... has F32 samples [28, 28], expected ..."
  *     int64_t n = lathe_ds_count(d), *perm = malloc(n * sizeof *perm);
  *     lathe_ds_permutation(n, seed, epoch, perm);   // same order on any machine
@@ -35,11 +35,11 @@
  * member that do not start another are ignored (zlib's gzread skips them);
  * trailing bytes inside the uncompressed data are refused.
  *
- * Tensors use safetensors.h's lathe_st_tensor and its dtype numbers
- * (LATHE_ST_F32, LATHE_ST_F64, LATHE_ST_I64, LATHE_ST_BOOL).  Errors are
- * return values (NULL or -1) with a message in err (errlen bytes; err may be
- * NULL) that starts with the file it is about; nothing here exits or aborts
- * on bad input.  Depends on zlib (and cJSON through safetensors.c). */
+ * Tensors use safetensors.h's lathe_st_tensor and the runtime's dtypes
+ * (lathe_rt_dtype: LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL).
+ * Errors are return values (NULL or -1) with a message in err (errlen bytes;
+ * err may be NULL) that starts with the file it is about; nothing here exits
+ * or aborts on bad input.  Depends on zlib (and cJSON through safetensors.c). */
 #ifndef LATHE_DATASET_H
 #define LATHE_DATASET_H
 
@@ -133,8 +133,8 @@ int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx
  * shape: rank dims sample_shape[0..rank) (the tensor's shape without N; rank
  * 0 for scalar samples such as labels, when sample_shape may be NULL).  0, or
  * -1 with a message naming the tensor's file and both sample shapes. */
-int lathe_ds_check(const lathe_dataset *d, const char *name, int dtype, int rank, const int64_t *sample_shape,
-                   char *err, size_t errlen);
+int lathe_ds_check(const lathe_dataset *d, const char *name, lathe_rt_dtype dtype, int rank,
+                   const int64_t *sample_shape, char *err, size_t errlen);
 
 /* Free d and everything it owns.  NULL is allowed. */
 void lathe_ds_free(lathe_dataset *d);

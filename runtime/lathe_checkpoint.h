@@ -3,7 +3,7 @@
 #ifndef LATHE_CHECKPOINT_H
 #define LATHE_CHECKPOINT_H
 
-#include "lathe_train.h"
+#include "lathe_optim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -15,14 +15,18 @@ extern "C" {
 int lathe_rt_save(const char *path, const uint8_t *arena, const lathe_rt_tensor *ts, int n, lathe_optimizer *opt,
                   char *err, size_t errlen);
 
-/* lathe_rt_save with nmeta (at most 16) more metadata strings, such as a
- * trainer's position in its run (keys other than "format" and "optimizer"). */
+/* The most metadata strings lathe_rt_save_meta adds to the checkpoint's own. */
+#define LATHE_RT_MAX_META 16
+
+/* lathe_rt_save with nmeta (at most LATHE_RT_MAX_META) more metadata strings,
+ * such as a trainer's position in its run (keys other than "format" and
+ * "optimizer"). */
 int lathe_rt_save_meta(const char *path, const uint8_t *arena, const lathe_rt_tensor *ts, int n, lathe_optimizer *opt,
                        const char *const *keys, const char *const *values, int nmeta, char *err, size_t errlen);
 
 typedef struct {
     int loaded, missing, unexpected, mismatched;
-    char text[4096];   /* one line per missing, unexpected or mismatched name */
+    char text[4096];   /* one line per missing, unexpected or mismatched name; cut at its size */
 } lathe_load_report;
 
 /* Load path into the table's parameters and buffers (and the optimizer's

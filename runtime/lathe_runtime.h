@@ -1,19 +1,40 @@
-/* lathe_runtime.h - the runtime that runs compiled programs.
+/* lathe_runtime.h - the runtime that runs compiled programs, and the table
+ * of their named tensors.
  *
  * The runtime depends on neither the IR nor LLVM: a compiled program is
  * plain data - kernel functions in order, each with the size of its parallel
- * range, the copies that apply state updates after the kernels, and one
- * arena holding every tensor at an offset planned at compile time.  The JIT
- * (compiler/jit.c) fills this in from ORC; a native trainer will fill it in
- * from its linked object.  Running a program allocates nothing. */
+ * range, the copies that apply state updates after the kernels, one arena
+ * holding every tensor at an offset planned at compile time, and a table
+ * naming the tensors in it (lathe_rt_tensor).  The JIT (compiler/jit.c) fills
+ * this in from ORC; a native trainer's generated C holds it as constant data
+ * beside its linked object (compiler/aot.c, runtime/trainer.c).  Running a
+ * program allocates nothing.  The executor is executor.c; the dtypes and
+ * the tensor table are tensors.c. */
 #ifndef LATHE_RUNTIME_H
 #define LATHE_RUNTIME_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The element types of every tensor in the runtime: program tensors,
+ * safetensors files, datasets and checkpoints.  The numbering is lathe_dtype's
+ * (ir/lathe.h), so the compiler stores a node's dtype here as it is; the
+ * runtime does not include the IR, so the compiler asserts that the two
+ * agree.  BOOL is one byte (C's bool), 0 or 1. */
+typedef enum { LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL } lathe_rt_dtype;
+#define LATHE_RT_NDTYPES (LATHE_RT_BOOL + 1)   /* how many there are */
+
+/* Bytes per element (4, 8, 8, 1); 0 for anything else. */
+size_t lathe_rt_dtype_size(lathe_rt_dtype dtype);
+
+/* "f32", "f64", "i64", "bool" (lathe_dtype's names); "?" for anything else.
+ * Static storage. */
+const char *lathe_rt_dtype_name(lathe_rt_dtype dtype);
 
 /* A kernel computes the elements of its output whose leading flattened
  * index lies in [begin, end). */
@@ -47,6 +68,50 @@ void lathe_rt_run(const lathe_rt_program *p, int threads);
  * lathe_rt_free_arena.  NULL when out of memory. */
 uint8_t *lathe_rt_alloc_arena(int64_t size);
 void lathe_rt_free_arena(uint8_t *arena);
+
+/* ---- the tensor table ----------------------------------------------------------- */
+
+/* A compiled program describes its tensors as plain data (lathe_rt_tensor):
+ * name (PyTorch state_dict names: "conv1.weight", "bn1.running_mean"), kind,
+ * dtype, shape, where it lives in the arena, whether it requires grad, where
+ * its gradient is, and how PyTorch would initialize it.  The functions here,
+ * the optimizers (lathe_optim.h) and checkpoints (lathe_checkpoint.h) work on
+ * that table, so a JIT program and a native trainer share them. */
+
+/* The most dims a program tensor has: the IR's LATHE_MAX_RANK (the compiler
+ * asserts that they are equal). */
+enum { LATHE_RT_MAX_RANK = 6 };
+
+typedef enum { LATHE_RT_INPUT, LATHE_RT_PARAM, LATHE_RT_BUFFER, LATHE_RT_OUTPUT } lathe_rt_kind;
+
+/* How PyTorch initializes a tensor by default. */
+typedef enum {
+    LATHE_INIT_NONE,     /* left as it is (inputs, outputs) */
+    LATHE_INIT_UNIFORM,  /* uniform(-a, a): conv/linear weights (kaiming-uniform, a = sqrt(5)) and biases */
+    LATHE_INIT_CONST,    /* every element a: batch-norm weight 1, bias 0, running_var 1, running_mean 0 */
+} lathe_init_kind;
+
+typedef struct {
+    const char *name;
+    lathe_rt_kind kind;
+    lathe_rt_dtype dtype;
+    int rank;
+    int64_t shape[LATHE_RT_MAX_RANK];   /* dims shape[0..rank) */
+    int64_t numel;
+    int64_t offset;        /* in the arena */
+    bool requires_grad;    /* params: trainable; false: frozen */
+    int64_t grad_offset;   /* params that get a gradient: its arena offset; else -1 */
+    lathe_init_kind init;
+    double init_a;
+} lathe_rt_tensor;
+
+/* The tensor named name (outputs included), or NULL. */
+const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name);
+
+/* Initialize every parameter and buffer as PyTorch's layers do by default,
+ * from a seeded generator: the same seed gives the same bits, and a tensor's
+ * values depend only on the seed and its name. */
+void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,6 @@
 #include <stdio.h>
 
 #include "lathe_runtime.h"
-#include "lathe_train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -44,16 +43,24 @@ typedef struct {
     int nconsts;
 } lathe_rt_compiled;
 
+/* A model as its description declares it, apart from its programs: what
+ * the driver needs to feed it data and to report on it.  The compiler's
+ * lathe_trainer_spec describes a model with the same fields. */
 typedef struct {
     const char *name;            /* the model's name, for messages */
     const char *source;          /* the description it was compiled from */
     int64_t batch;               /* the compiled batch size */
     int ninputs;                 /* the model's inputs in declaration order */
     const char *const *inputs;
-    const bool *raw;             /* per input: integer pixel data is not scaled to [0, 1] */
+    const bool *raw;             /* per input: integer pixel data is not scaled to [0, 1] (NULL: none raw) */
     const char *label;           /* the input that holds the loss's targets, or NULL */
     int64_t classes;             /* label values must lie in [0, classes); 0: not checked */
     bool classify;               /* evaluation reports accuracy ("correct" output) */
+} lathe_model_info;
+
+/* A compiled model: its description and its programs. */
+typedef struct {
+    lathe_model_info info;
     lathe_rt_compiled train;     /* outputs "loss" (one element) and the gradients */
     lathe_rt_compiled eval;      /* eval.tensors NULL: none */
 } lathe_trainer_model;

@@ -1,55 +1,12 @@
-/* optim.c - parameter initialization and optimizers, following PyTorch's
- * update rules line by line (torch/optim/sgd.py, adam.py, adamw.py, 1.13),
- * computed in the parameter's own dtype as PyTorch does. */
+/* optim.c - optimizers, following PyTorch's update rules line by line
+ * (torch/optim/sgd.py, adam.py, adamw.py, 1.13), computed in the parameter's
+ * own dtype as PyTorch does. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "lathe_train.h"
-
-const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (ts[i].name && strcmp(ts[i].name, name) == 0) return &ts[i];
-    return NULL;
-}
-
-/* ---- initialization ------------------------------------------------------------- */
-
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-static uint64_t name_hash(const char *s) {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
-    return h;
-}
-
-void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed) {
-    for (int i = 0; i < n; i++) {
-        const lathe_rt_tensor *t = &ts[i];
-        if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
-        if (t->init == LATHE_INIT_NONE) continue;
-        uint64_t s = seed ^ name_hash(t->name);
-        uint8_t *p = arena + t->offset;
-        for (int64_t j = 0; j < t->numel; j++) {
-            double v = t->init_a;
-            if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * ((double)(splitmix(&s) >> 11) / 9007199254740992.0) - 1.0);
-            switch (t->dtype) {
-            case LATHE_RT_F32: ((float *)p)[j] = (float)v; break;
-            case LATHE_RT_F64: ((double *)p)[j] = v; break;
-            case LATHE_RT_I64: ((int64_t *)p)[j] = (int64_t)v; break;
-            case LATHE_RT_BOOL: ((bool *)p)[j] = v != 0; break;
-            }
-        }
-    }
-}
-
-/* ---- optimizers ---------------------------------------------------------------------- */
+#include "lathe_optim.h"
 
 lathe_optim_config lathe_sgd_config(double lr, double momentum) {
     return (lathe_optim_config){.kind = LATHE_SGD, .lr = lr, .momentum = momentum};
@@ -110,7 +67,7 @@ lathe_optimizer *lathe_optim_new(const lathe_optim_config *cfg, uint8_t *arena, 
         s->t = t;
         s->p = arena + t->offset;
         s->g = arena + t->grad_offset;
-        size_t bytes = (size_t)t->numel * (t->dtype == LATHE_RT_F32 ? 4 : 8) + 8;
+        size_t bytes = (size_t)t->numel * lathe_rt_dtype_size(t->dtype) + 8;
         bool two = c->kind != LATHE_SGD;
         if (two || c->momentum != 0) s->s1 = calloc(1, bytes);
         if (two) s->s2 = calloc(1, bytes);

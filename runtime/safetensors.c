@@ -31,6 +31,7 @@
 
 #include <cJSON.h>
 
+#include "fileerr.h"
 #include "safetensors.h"
 
 /* Tensor bytes are copied as they are: the data is little-endian on disk. */
@@ -46,21 +47,17 @@ int64_t lathe_st_test_fail_after = -1;
 #define ALIGN 64           /* each tensor's data starts at a multiple of this */
 #define MAX_DEPTH 64       /* JSON nesting; a valid header needs 3 */
 #define MAX_NUMBER 63      /* longest number token (cJSON truncates longer ones) */
-#define NAME_SHOWN 120     /* longest part of a name quoted in a message */
 
 /* ---- dtypes ---- */
 
-static const struct {
-    const char *name;
-    size_t size;
-} dtypes[] = {
-    [LATHE_ST_F32] = {"F32", 4},
-    [LATHE_ST_F64] = {"F64", 8},
-    [LATHE_ST_I64] = {"I64", 8},
-    [LATHE_ST_BOOL] = {"BOOL", 1},
+/* The safetensors names of the runtime's dtypes (their sizes: lathe_rt_dtype_size). */
+static const char *const dtype_names[] = {
+    [LATHE_RT_F32] = "F32",
+    [LATHE_RT_F64] = "F64",
+    [LATHE_RT_I64] = "I64",
+    [LATHE_RT_BOOL] = "BOOL",
 };
-#define NDTYPES ((int)(sizeof dtypes / sizeof dtypes[0]))
-static_assert(sizeof dtypes / sizeof dtypes[0] == LATHE_ST_BOOL + 1, "one row per dtype");
+static_assert(sizeof dtype_names / sizeof dtype_names[0] == LATHE_RT_NDTYPES, "one name per dtype");
 
 /* Real safetensors dtypes that Lathe does not read. */
 static const char *const unsupported_dtypes[] = {
@@ -68,26 +65,11 @@ static const char *const unsupported_dtypes[] = {
     "I8", "I16", "I32", "U8", "U16", "U32", "U64", "C64",
 };
 
-const char *lathe_st_dtype_name(int dtype) {
-    return dtype >= 0 && dtype < NDTYPES ? dtypes[dtype].name : "?";
-}
-
-size_t lathe_st_dtype_size(int dtype) {
-    return dtype >= 0 && dtype < NDTYPES ? dtypes[dtype].size : 0;
+const char *lathe_st_dtype_name(lathe_rt_dtype dtype) {
+    return dtype >= 0 && dtype < LATHE_RT_NDTYPES ? dtype_names[dtype] : "?";
 }
 
 /* ---- small helpers ---- */
-
-static void put_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-/* For "%.*s": at most NAME_SHOWN bytes of a name. */
-#define SHOW(s) (int)(strlen(s) < NAME_SHOWN ? strlen(s) : NAME_SHOWN), (s)
 
 /* Index of the first byte of s[0..n) that does not begin a well-formed UTF-8
  * sequence (no overlongs, surrogates or code points past U+10FFFF), or n. */
@@ -131,7 +113,7 @@ static bool add64(int64_t a, int64_t b, int64_t *out) {
 
 /* Bytes of a tensor with this shape and dtype; false on overflow.  A zero
  * dim makes it 0 whatever the others are. */
-static bool tensor_bytes(int rank, const int64_t *shape, int dtype, int64_t *out) {
+static bool tensor_bytes(int rank, const int64_t *shape, lathe_rt_dtype dtype, int64_t *out) {
     int64_t count = 1;
     for (int i = 0; i < rank; i++)
         if (shape[i] == 0) {
@@ -140,14 +122,7 @@ static bool tensor_bytes(int rank, const int64_t *shape, int dtype, int64_t *out
         }
     for (int i = 0; i < rank; i++)
         if (!mul64(count, shape[i], &count)) return false;
-    return mul64(count, (int64_t)dtypes[dtype].size, out);
-}
-
-static void format_shape(char *buf, size_t len, int rank, const int64_t *shape) {
-    size_t at = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < rank && at < len; i++)
-        at += (size_t)snprintf(buf + at, len - at, "%s%" PRId64, i ? ", " : "", shape[i]);
-    if (at < len) snprintf(buf + at, len - at, "]");
+    return mul64(count, (int64_t)lathe_rt_dtype_size(dtype), out);
 }
 
 static void put_le64(unsigned char *p, uint64_t v) {
@@ -233,13 +208,11 @@ typedef struct {
     size_t nnum, numcap;
 } reader;
 
+static void rfail(reader *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void rfail(reader *r, const char *fmt, ...) {
-    if (!r->err || !r->errlen) return;
-    int k = snprintf(r->err, r->errlen, "%s: ", r->what);
-    if (k < 0 || (size_t)k >= r->errlen) return;
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->err + k, r->errlen - (size_t)k, fmt, ap);
+    lt_file_verrf(r->err, r->errlen, r->what, fmt, ap);
     va_end(ap);
 }
 
@@ -422,7 +395,7 @@ static void tie_numbers(cJSON *node, size_t *k) {
 
 typedef struct {
     const char *name;      /* cJSON's key, copied into the file later */
-    int dtype, rank, index; /* index: position among the entries in the JSON */
+    int dtype, rank, index; /* dtype: a lathe_rt_dtype, -1 until known; index: position among the entries in the JSON */
     int64_t shape[LATHE_ST_MAX_RANK];
     int64_t begin, end;
 } entry;
@@ -486,8 +459,8 @@ static bool read_entry(reader *r, const cJSON *e, entry *out) {
     if (!cJSON_IsString(dt))
         return rfail(r, "tensor '%.*s': \"dtype\" is %s, not a string", SHOW(name), json_kind(dt)), false;
     out->dtype = -1;
-    for (int i = 0; i < NDTYPES; i++)
-        if (!strcmp(dt->valuestring, dtypes[i].name)) out->dtype = i;
+    for (int i = 0; i < LATHE_RT_NDTYPES; i++)
+        if (!strcmp(dt->valuestring, dtype_names[i])) out->dtype = i;
     if (out->dtype < 0) {
         for (size_t i = 0; i < sizeof unsupported_dtypes / sizeof *unsupported_dtypes; i++)
             if (!strcmp(dt->valuestring, unsupported_dtypes[i]))
@@ -534,15 +507,15 @@ static bool read_entry(reader *r, const cJSON *e, entry *out) {
                      SHOW(name), out->begin, out->end), false;
 
     char shape[256];
-    format_shape(shape, sizeof shape, rank, out->shape);
+    lt_format_shape(shape, sizeof shape, rank, out->shape);
     int64_t bytes;
     if (!tensor_bytes(rank, out->shape, out->dtype, &bytes))
         return rfail(r, "tensor '%.*s': shape %s of %s overflows: its size in bytes does not fit in "
-                        "64 bits", SHOW(name), shape, dtypes[out->dtype].name), false;
+                        "64 bits", SHOW(name), shape, dtype_names[out->dtype]), false;
     if (bytes != out->end - out->begin)
         return rfail(r, "tensor '%.*s': shape %s of %s needs %" PRId64 " bytes but data_offsets [%"
                         PRId64 ", %" PRId64 "] span %" PRId64, SHOW(name), shape,
-                     dtypes[out->dtype].name, bytes, out->begin, out->end, out->end - out->begin),
+                     dtype_names[out->dtype], bytes, out->begin, out->end, out->end - out->begin),
                false;
     return true;
 }
@@ -776,7 +749,7 @@ static int64_t tensor_size(const lathe_st_file *f, int i) {
 /* BOOL bytes must be 0 or 1. */
 static bool check_bools(reader *r, const lathe_st_file *f) {
     for (int i = 0; i < f->n; i++) {
-        if (f->t[i].dtype != LATHE_ST_BOOL) continue;
+        if (f->t[i].dtype != LATHE_RT_BOOL) continue;
         const unsigned char *p = f->t[i].data;
         int64_t bytes = tensor_size(f, i);
         for (int64_t j = 0; j < bytes; j++)
@@ -870,23 +843,8 @@ lathe_st_file *lathe_st_read(const char *path, char *err, size_t errlen) {
     size_t hlen;
     struct stat st;
     if (err && errlen) err[0] = 0;
-    if (!path) {
-        rfail(&r, "no path");
-        return NULL;
-    }
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block */
-    if (fd < 0) {
-        rfail(&r, "cannot open: %s", strerror(errno));
-        return NULL;
-    }
-    if (fstat(fd, &st) != 0) {
-        rfail(&r, "cannot stat: %s", strerror(errno));
-        goto done;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rfail(&r, "not a regular file");
-        goto done;
-    }
+    int fd = lt_open_file(path, &st, err, errlen);
+    if (fd < 0) return NULL;
     uint64_t size = (uint64_t)st.st_size;
     int64_t got = read_full(fd, first8, size < 8 ? (size_t)size : 8);
     if (got < 0 || (uint64_t)got < (size < 8 ? size : 8)) {
@@ -996,7 +954,7 @@ static unsigned char *build_header(const lathe_st_tensor *t, int n, const int64_
     }
     for (int i = 0; ok && i < n; i++) {
         cJSON *e = cJSON_CreateObject();
-        ok = add(root, t[i].name, e) && add(e, "dtype", cJSON_CreateString(dtypes[t[i].dtype].name)) &&
+        ok = add(root, t[i].name, e) && add(e, "dtype", cJSON_CreateString(dtype_names[t[i].dtype])) &&
              add(e, "shape", int_array(t[i].shape, t[i].rank)) &&
              add(e, "data_offsets", int_array(&offsets[2 * i], 2));
     }
@@ -1021,53 +979,53 @@ static bool check_write(const char *path, const lathe_st_tensor *t, int n, const
     int64_t at = 0;
     for (int i = 0; i < n; i++) {
         const char *name = t[i].name;
-        if (!name) return put_err(err, errlen, "%s: tensor %d has no name", path, i), false;
+        if (!name) return lt_errf(err, errlen, "%s: tensor %d has no name", path, i), false;
         if (utf8_check((const unsigned char *)name, strlen(name)) < strlen(name))
-            return put_err(err, errlen, "%s: tensor %d: name is not valid UTF-8", path, i), false;
+            return lt_errf(err, errlen, "%s: tensor %d: name is not valid UTF-8", path, i), false;
         if (!strcmp(name, "__metadata__"))
-            return put_err(err, errlen, "%s: tensor %d: the name \"__metadata__\" is reserved", path, i),
+            return lt_errf(err, errlen, "%s: tensor %d: the name \"__metadata__\" is reserved", path, i),
                    false;
-        if (t[i].dtype < 0 || t[i].dtype >= NDTYPES)
-            return put_err(err, errlen, "%s: tensor '%.*s': unknown dtype %d", path, SHOW(name),
-                           t[i].dtype), false;
+        if (t[i].dtype < 0 || t[i].dtype >= LATHE_RT_NDTYPES)
+            return lt_errf(err, errlen, "%s: tensor '%.*s': unknown dtype %d", path, SHOW(name),
+                           (int)t[i].dtype), false;
         if (t[i].rank < 0 || t[i].rank > LATHE_ST_MAX_RANK)
-            return put_err(err, errlen, "%s: tensor '%.*s': rank %d is outside 0..%d", path, SHOW(name),
+            return lt_errf(err, errlen, "%s: tensor '%.*s': rank %d is outside 0..%d", path, SHOW(name),
                            t[i].rank, LATHE_ST_MAX_RANK), false;
         for (int d = 0; d < t[i].rank; d++)
             if (t[i].shape[d] < 0)
-                return put_err(err, errlen, "%s: tensor '%.*s': shape[%d] is negative (%" PRId64 ")",
+                return lt_errf(err, errlen, "%s: tensor '%.*s': shape[%d] is negative (%" PRId64 ")",
                                path, SHOW(name), d, t[i].shape[d]), false;
         int64_t bytes;
         if (!tensor_bytes(t[i].rank, t[i].shape, t[i].dtype, &bytes) || (uint64_t)bytes > SIZE_MAX ||
             !add64(at, bytes, &offsets[2 * i + 1]))
-            return put_err(err, errlen, "%s: tensor '%.*s': size overflows", path, SHOW(name)), false;
+            return lt_errf(err, errlen, "%s: tensor '%.*s': size overflows", path, SHOW(name)), false;
         offsets[2 * i] = at;
         at = offsets[2 * i + 1];
         if (bytes > 0 && !t[i].data)
-            return put_err(err, errlen, "%s: tensor '%.*s': data is NULL", path, SHOW(name)), false;
-        if (t[i].dtype == LATHE_ST_BOOL)
+            return lt_errf(err, errlen, "%s: tensor '%.*s': data is NULL", path, SHOW(name)), false;
+        if (t[i].dtype == LATHE_RT_BOOL)
             for (int64_t j = 0; j < bytes; j++)
                 if (((const unsigned char *)t[i].data)[j] > 1)
-                    return put_err(err, errlen, "%s: tensor '%.*s': element %" PRId64 " is byte 0x%02x, "
+                    return lt_errf(err, errlen, "%s: tensor '%.*s': element %" PRId64 " is byte 0x%02x, "
                                    "not a BOOL (0 or 1)", path, SHOW(name), j,
                                    ((const unsigned char *)t[i].data)[j]), false;
     }
     for (int i = 0; i < nmeta; i++) {
         if (!mk[i] || !mv[i])
-            return put_err(err, errlen, "%s: metadata %d has a NULL key or value", path, i), false;
+            return lt_errf(err, errlen, "%s: metadata %d has a NULL key or value", path, i), false;
         if (utf8_check((const unsigned char *)mk[i], strlen(mk[i])) < strlen(mk[i]) ||
             utf8_check((const unsigned char *)mv[i], strlen(mv[i])) < strlen(mv[i]))
-            return put_err(err, errlen, "%s: metadata '%.*s' is not valid UTF-8", path, SHOW(mk[i])),
+            return lt_errf(err, errlen, "%s: metadata '%.*s' is not valid UTF-8", path, SHOW(mk[i])),
                    false;
     }
     bool oom1, oom2;
     const char **names = malloc((n ? (size_t)n : 1) * sizeof *names);
-    if (!names) return put_err(err, errlen, "%s: out of memory", path), false;
+    if (!names) return lt_errf(err, errlen, "%s: out of memory", path), false;
     for (int i = 0; i < n; i++) names[i] = t[i].name;
     const char *dup = find_duplicate(names, n, &oom1), *mdup = find_duplicate(mk, nmeta, &oom2);
-    if (dup) put_err(err, errlen, "%s: duplicate tensor name '%.*s'", path, SHOW(dup));
-    else if (mdup) put_err(err, errlen, "%s: duplicate metadata key '%.*s'", path, SHOW(mdup));
-    else if (oom1 || oom2) put_err(err, errlen, "%s: out of memory", path);
+    if (dup) lt_errf(err, errlen, "%s: duplicate tensor name '%.*s'", path, SHOW(dup));
+    else if (mdup) lt_errf(err, errlen, "%s: duplicate metadata key '%.*s'", path, SHOW(mdup));
+    else if (oom1 || oom2) lt_errf(err, errlen, "%s: out of memory", path);
     free(names);
     return !dup && !mdup && !oom1 && !oom2;
 }
@@ -1113,9 +1071,9 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
                    char *err, size_t errlen) {
     static atomic_uint counter;
     if (err && errlen) err[0] = 0;
-    if (!path || !*path) return put_err(err, errlen, "lathe_st_write: empty path"), -1;
+    if (!path || !*path) return lt_errf(err, errlen, "lathe_st_write: empty path"), -1;
     if (n < 0 || nmeta < 0 || (n > 0 && !tensors) || (nmeta > 0 && (!meta_keys || !meta_values)))
-        return put_err(err, errlen, "%s: bad arguments (n %d, nmeta %d)", path, n, nmeta), -1;
+        return lt_errf(err, errlen, "%s: bad arguments (n %d, nmeta %d)", path, n, nmeta), -1;
 
     int64_t *offsets = malloc((n ? 2 * (size_t)n : 1) * sizeof *offsets);
     unsigned char *head = NULL;
@@ -1124,17 +1082,17 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
     bool created = false; /* tmp exists and is ours to remove */
     size_t hlen = 0;
     if (!offsets) {
-        put_err(err, errlen, "%s: out of memory", path);
+        lt_errf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     if (!check_write(path, tensors, n, meta_keys, meta_values, nmeta, offsets, err, errlen)) goto done;
     head = build_header(tensors, n, offsets, meta_keys, meta_values, nmeta, &hlen);
     if (!head) {
-        put_err(err, errlen, "%s: out of memory building the header", path);
+        lt_errf(err, errlen, "%s: out of memory building the header", path);
         goto done;
     }
     if (hlen - 8 > LATHE_ST_MAX_HEADER) {
-        put_err(err, errlen, "%s: the header would be %zu bytes, over the %u-byte limit readers "
+        lt_errf(err, errlen, "%s: the header would be %zu bytes, over the %u-byte limit readers "
                 "accept", path, hlen - 8, LATHE_ST_MAX_HEADER);
         goto done;
     }
@@ -1144,7 +1102,7 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
     tmp = malloc(tmplen);
     dir = malloc(strlen(path) + 2);
     if (!tmp || !dir) {
-        put_err(err, errlen, "%s: out of memory", path);
+        lt_errf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     for (int tries = 0; fd < 0 && tries < 100; tries++) {
@@ -1153,7 +1111,7 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
         if (fd < 0 && errno != EEXIST) break;
     }
     if (fd < 0) {
-        put_err(err, errlen, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
+        lt_errf(err, errlen, "%s: cannot create the temporary file %s: %s", path, tmp, strerror(errno));
         goto done;
     }
     created = true;
@@ -1163,27 +1121,27 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
     for (int i = 0; w == 0 && i < n; i++)
         w = write_counted(fd, tensors[i].data, (size_t)(offsets[2 * i + 1] - offsets[2 * i]), &written);
     if (w == -2) {
-        put_err(err, errlen, "%s: writing %s stopped by the test hook after %" PRId64 " bytes", path,
+        lt_errf(err, errlen, "%s: writing %s stopped by the test hook after %" PRId64 " bytes", path,
                 tmp, written);
         goto done;
     }
     if (w != 0 || fsync(fd) != 0) {
-        put_err(err, errlen, "%s: cannot %s %s: %s", path, w ? "write" : "fsync", tmp, strerror(errno));
+        lt_errf(err, errlen, "%s: cannot %s %s: %s", path, w ? "write" : "fsync", tmp, strerror(errno));
         goto done;
     }
     int cl = close(fd);
     fd = -1;
     if (cl != 0) {
-        put_err(err, errlen, "%s: cannot close %s: %s", path, tmp, strerror(errno));
+        lt_errf(err, errlen, "%s: cannot close %s: %s", path, tmp, strerror(errno));
         goto done;
     }
     if (rename(tmp, path) != 0) {
-        put_err(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+        lt_errf(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
         goto done;
     }
     created = false; /* renamed: nothing to remove */
     if (sync_dir(path, dir, strlen(path) + 2) != 0) {
-        put_err(err, errlen, "%s: written, but the directory %s could not be fsynced: %s", path, dir,
+        lt_errf(err, errlen, "%s: written, but the directory %s could not be fsynced: %s", path, dir,
                 strerror(errno));
         goto done;
     }

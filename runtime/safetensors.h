@@ -12,8 +12,8 @@
  *
  *     float w[6] = {...};  int64_t step = 1000;
  *     lathe_st_tensor t[2] = {
- *         {.name = "fc.weight", .dtype = LATHE_ST_F32, .rank = 2, .shape = {2, 3}, .data = w},
- *         {.name = "step", .dtype = LATHE_ST_I64, .rank = 0, .data = &step},
+ *         {.name = "fc.weight", .dtype = LATHE_RT_F32, .rank = 2, .shape = {2, 3}, .data = w},
+ *         {.name = "step", .dtype = LATHE_RT_I64, .rank = 0, .data = &step},
  *     };
  *     const char *k[] = {"format"}, *v[] = {"pt"};
  *     char err[256];
@@ -26,8 +26,8 @@
  *     const float *p = fw->data;                          // 6 floats, aligned
  *     lathe_st_free(f);                                   // p is gone now
  *
- * Only F32, F64, I64 and BOOL (one byte, 0 or 1) are supported, with the
- * numbers of lathe_dtype in ir/lathe.h; the runtime does not include the IR.
+ * Only F32, F64, I64 and BOOL (one byte, 0 or 1) are supported: the
+ * runtime's dtypes (lathe_rt_dtype, lathe_runtime.h).
  * The reader validates everything (see lathe_st_read) and never trusts a
  * length it has not checked.  Depends on cJSON. */
 #ifndef LATHE_SAFETENSORS_H
@@ -36,11 +36,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lathe_runtime.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-enum { LATHE_ST_F32, LATHE_ST_F64, LATHE_ST_I64, LATHE_ST_BOOL };
+/* The most dims a tensor may have here: in the files read and written, and
+ * in datasets (dataset.h). */
 #define LATHE_ST_MAX_RANK 8
 /* Headers longer than this are refused, as the reference implementation does. */
 #define LATHE_ST_MAX_HEADER (100u * 1000u * 1000u)
@@ -49,7 +52,7 @@ enum { LATHE_ST_F32, LATHE_ST_F64, LATHE_ST_I64, LATHE_ST_BOOL };
  * Rank 0 is a scalar (one element); a zero in shape makes it empty. */
 typedef struct {
     const char *name;
-    int dtype;                          /* LATHE_ST_F32 ... */
+    lathe_rt_dtype dtype;
     int rank;                           /* 0..LATHE_ST_MAX_RANK */
     int64_t shape[LATHE_ST_MAX_RANK];
     const void *data;                   /* element count x dtype size bytes */
@@ -134,11 +137,9 @@ const char *lathe_st_meta(const lathe_st_file *f, const char *key);
  * allowed. */
 void lathe_st_free(lathe_st_file *f);
 
-/* "F32", "F64", "I64", "BOOL"; "?" for anything else.  Static storage. */
-const char *lathe_st_dtype_name(int dtype);
-
-/* Bytes per element (4, 8, 8, 1); 0 for anything else. */
-size_t lathe_st_dtype_size(int dtype);
+/* The safetensors name of a dtype: "F32", "F64", "I64", "BOOL"; "?" for
+ * anything else.  Static storage.  (Its size: lathe_rt_dtype_size.) */
+const char *lathe_st_dtype_name(lathe_rt_dtype dtype);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
  * stopped. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +30,8 @@
 #include "lathe_checkpoint.h"
 #include "lathe_trainer.h"
 #include "safetensors.h"
+
+#define MAX_THREADS 1024   /* --threads above this is refused as a mistake */
 
 typedef struct {
     const char *data, *eval_data, *load, *save;
@@ -156,7 +159,7 @@ static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     case O_NESTEROV: f->nesterov = true; return 1;
     case O_THREADS: {
         int64_t t;
-        if (parse_int(arg, 1, &t) && t <= 1024) {
+        if (parse_int(arg, 1, &t) && t <= MAX_THREADS) {
             f->threads = (int)t;
             return 1;
         }
@@ -225,8 +228,6 @@ static const lathe_rt_tensor *find(const runner *r, const char *name, lathe_rt_k
     return NULL;
 }
 
-static size_t dsize(int dtype) { return dtype == LATHE_RT_F32 ? 4 : dtype == LATHE_RT_BOOL ? 1 : 8; }
-
 static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t i) {
     const uint8_t *p = arena + t->offset;
     switch (t->dtype) {
@@ -239,9 +240,8 @@ static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t 
 
 /* ---- data ------------------------------------------------------------------------------ */
 
-static void type_str(int dtype, int rank, const int64_t *shape, char *buf, size_t len) {
-    static const char *names[] = {"f32", "f64", "i64", "bool"};
-    int k = snprintf(buf, len, "%s[", names[dtype & 3]);
+static void type_str(lathe_rt_dtype dtype, int rank, const int64_t *shape, char *buf, size_t len) {
+    int k = snprintf(buf, len, "%s[", lathe_rt_dtype_name(dtype));
     for (int d = 0; d < rank && k < (int)len; d++) k += snprintf(buf + k, len - (size_t)k, d ? ", %lld" : "%lld", (long long)shape[d]);
     if (k < (int)len) snprintf(buf + k, len - (size_t)k, "]");
 }
@@ -269,9 +269,9 @@ static const char *source_of(const lathe_dataset *d, const lathe_st_tensor *t) {
 
 /* Load SPEC (see the usage) for the model; test: the t10k files of a
  * directory.  Checks that every input is there with samples that fit. */
-static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, const char *spec, bool test,
+static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, const char *spec, bool test,
                                 const char *prog) {
-    char err[1024] = "", images[4096], labels[4096];
+    char err[1024] = "", images[PATH_MAX], labels[PATH_MAX];
     lathe_dataset *d = NULL;
     size_t n = strlen(spec);
     struct stat st;
@@ -350,7 +350,7 @@ static lathe_dataset *load_data(const lathe_trainer_model *m, const runner *r, c
     return d;
 }
 
-static bool gather(const lathe_trainer_model *m, runner *r, const lathe_dataset *d, const int64_t *idx, const char *prog) {
+static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d, const int64_t *idx, const char *prog) {
     char err[512];
     for (int i = 0; i < m->ninputs; i++) {
         const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
@@ -371,13 +371,13 @@ static void sync_eval(runner *ev, const runner *tr) {
         if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
         const lathe_rt_tensor *s = find(tr, t->name, t->kind);
         if (s && s->numel == t->numel && s->dtype == t->dtype)
-            memcpy(ev->prog.arena + t->offset, tr->prog.arena + s->offset, (size_t)t->numel * dsize(t->dtype));
+            memcpy(ev->prog.arena + t->offset, tr->prog.arena + s->offset, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
     }
 }
 
 /* Mean loss and accuracy over every sample of d: full batches, and the last
  * one padded with copies of the last sample, which are not counted. */
-static bool evaluate(const lathe_trainer_model *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
+static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
                      double *loss, double *acc, const char *prog) {
     sync_eval(ev, tr);
     const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT);
@@ -444,10 +444,11 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
         return false;
     }
     static const char *keys[] = {"trainer.step", "trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples"};
-    int64_t v[5] = {0};
+    enum { NKEYS = sizeof keys / sizeof keys[0] };   /* all or none of them */
+    int64_t v[NKEYS] = {0};
     int found = 0;
     bool ok = true;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NKEYS; i++) {
         const char *val = lathe_st_meta(sf, keys[i]);
         if (!val) continue;
         found++;
@@ -456,11 +457,11 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
             ok = false;
         }
     }
-    if (ok && found > 0 && found < 5) {
-        fail(prog, "--load %s: incomplete trainer metadata (%d of 5 entries)", f->load, found);
+    if (ok && found > 0 && found < NKEYS) {
+        fail(prog, "--load %s: incomplete trainer metadata (%d of %d entries)", f->load, found, NKEYS);
         ok = false;
     }
-    if (ok && found == 5) {
+    if (ok && found == NKEYS) {
         if (v[3] != f->batch || v[4] != samples) {
             fail(prog, "--load %s: the run was at batch %lld on %lld samples; this one is batch %lld on %lld samples",
                  f->load, (long long)v[3], (long long)v[4], (long long)f->batch, (long long)samples);
@@ -517,19 +518,19 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     if (!runner_init(&tr, &m->train, prog)) goto done;
     const lathe_rt_tensor *loss_t = find(&tr, "loss", LATHE_RT_OUTPUT);
     if (!loss_t || loss_t->numel != 1) {
-        fail(prog, "%s has no one-element output 'loss' to train", m->name);
+        fail(prog, "%s has no one-element output 'loss' to train", m->info.name);
         goto done;
     }
     if (f->eval && !m->eval.tensors) {
-        fail(prog, "--eval: %s was compiled without an evaluation program", m->name);
+        fail(prog, "--eval: %s was compiled without an evaluation program", m->info.name);
         goto done;
     }
-    if (!(d = load_data(m, &tr, f->data, false, prog))) goto done;
+    if (!(d = load_data(&m->info, &tr, f->data, false, prog))) goto done;
     if (f->eval) {
         if (!runner_init(&ev, &m->eval, prog)) goto done;
-        if (!(td = load_data(m, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
+        if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
     }
-    int64_t n = lathe_ds_count(d), spe = n / m->batch;
+    int64_t n = lathe_ds_count(d), spe = n / m->info.batch;
     lathe_rt_init(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->seed);
     if (!(opt = lathe_optim_new(&f->opt, tr.prog.arena, tr.c->tensors, tr.c->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);
@@ -541,7 +542,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     int64_t total = f->epochs > INT64_MAX / spe ? INT64_MAX : f->epochs * spe;
     if (f->steps >= 0 && (!f->epochs_given || f->steps < total)) total = f->steps;
     perm = malloc(sizeof *perm * (size_t)n);
-    idx = malloc(sizeof *idx * (size_t)m->batch);
+    idx = malloc(sizeof *idx * (size_t)m->info.batch);
     if (!perm || !idx) {
         fail(prog, "out of memory");
         goto done;
@@ -554,7 +555,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         }
     int threads = f->threads ? f->threads : omp_get_max_threads();
     fprintf(stderr, "%s: %lld parameters (%lld trained), batch %lld, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
-            m->name, (long long)nparams, (long long)ntrain, (long long)m->batch, (long long)n, (long long)spe,
+            m->info.name, (long long)nparams, (long long)ntrain, (long long)m->info.batch, (long long)n, (long long)spe,
             opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
     if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
                           (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
@@ -581,8 +582,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         int64_t nl = 0;
         while (step < total && step / spe == epoch && !interrupted) {
             int64_t b = step % spe;
-            memcpy(idx, perm + b * m->batch, sizeof *idx * (size_t)m->batch);
-            if (!gather(m, &tr, d, idx, prog)) {
+            memcpy(idx, perm + b * m->info.batch, sizeof *idx * (size_t)m->info.batch);
+            if (!gather(&m->info, &tr, d, idx, prog)) {
                 rc = 1;
                 goto stop;
             }
@@ -601,8 +602,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             lsum += l;
             nl++;
             last_loss = l;
-            double t = now(), rate = (double)((step - s0) * m->batch) / (t - te > 1e-9 ? t - te : 1e-9);
-            double eta = (double)(total - step) * (double)m->batch / (rate > 0 ? rate : 1);
+            double t = now(), rate = (double)((step - s0) * m->info.batch) / (t - te > 1e-9 ? t - te : 1e-9);
+            double eta = (double)(total - step) * (double)m->info.batch / (rate > 0 ? rate : 1);
             bool end = step == total || step % spe == 0;
             if (tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end))) {
                 progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
@@ -623,12 +624,12 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         if (f->eval) {
             evaluated_at = step;
             double te0 = now();
-            if (!evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
+            if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
                 rc = 1;
                 goto stop;
             }
             fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
-            if (m->classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
+            if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
             fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
         }
         if (f->save && saved_at != step) {
@@ -641,7 +642,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     }
     /* a run that ends mid-epoch is evaluated at its end */
     if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted &&
-        !evaluate(m, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog))
+        !evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog))
         rc = 1;
 stop:
     if (rc == 0) {
@@ -650,13 +651,14 @@ stop:
             else rc = 1;
         }
         double t = now() - t0;
-        int64_t trained = (step - start) * m->batch;
-        printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n", m->name,
-               (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained, (long long)epochs_done,
-               epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9), last_loss);
+        int64_t trained = (step - start) * m->info.batch;
+        printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n",
+               m->info.name, (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained,
+               (long long)epochs_done, epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9),
+               last_loss);
         if (!isnan(test_loss)) {
             printf("test loss %.4f", test_loss);
-            if (m->classify) printf(", test accuracy %.2f%%", 100 * test_acc);
+            if (m->info.classify) printf(", test accuracy %.2f%%", 100 * test_acc);
             printf("\n");
         }
         if (saved_at >= 0) printf("saved %s at step %lld\n", f->save, (long long)saved_at);
@@ -682,7 +684,7 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
     memset(f, 0, sizeof *f);
     f->epochs = 1;
     f->steps = -1;
-    f->batch = m ? m->batch : 0;
+    f->batch = m ? m->info.batch : 0;
     f->strict = true;
     f->log_every = 100;
     f->lr = -1;
@@ -761,9 +763,9 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         fail(prog, "--no-strict is about --load, which is not given");
         return 2;
     }
-    if (f.batch != m->batch) {
+    if (f.batch != m->info.batch) {
         fail(prog, "--batch %lld: %s was compiled for batch %lld; compile it again with --batch %lld", (long long)f.batch,
-             m->name, (long long)m->batch, (long long)f.batch);
+             m->info.name, (long long)m->info.batch, (long long)f.batch);
         return 2;
     }
     if (!make_optim(&f, prog)) return 2;
@@ -865,7 +867,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
                 fail(prog, "--params %s: '%s' is %s; the model's %s is %s", params, key, got, t->name, want);
                 goto done;
             }
-            memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * dsize(t->dtype));
+            memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
         }
     }
     if (!(bf = lathe_st_read(batch, err, sizeof err))) {
@@ -887,7 +889,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
             fail(prog, "--batch %s: '%s' is %s; the model's input takes %s", batch, t->name, got, want);
             goto done;
         }
-        memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * dsize(t->dtype));
+        memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
     }
     if (!(opt = lathe_optim_new(&f.opt, tr.prog.arena, cp->tensors, cp->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);
@@ -901,7 +903,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
     for (int i = 0; i < cp->ntensors; i++) {
         const lathe_rt_tensor *t = &cp->tensors[i];
         if (t->kind != LATHE_RT_OUTPUT) continue;
-        size_t bytes = (size_t)t->numel * dsize(t->dtype);
+        size_t bytes = (size_t)t->numel * lathe_rt_dtype_size(t->dtype);
         void *copy = malloc(bytes ? bytes : 1);
         if (!copy) {
             fail(prog, "out of memory");

@@ -126,8 +126,8 @@ static void test_mismatches(void **state) {
     assert_int_equal(rep.loaded, 5);
     assert_non_null(strstr(rep.text, "mismatched: fc.bias (f32[10] in the file)"));
     /* a file missing a tensor, and one with an extra tensor */
-    lathe_st_tensor t[2] = {{"conv.weight", LATHE_ST_F32, 4, {3, 2, 3, 3}, lathe_program_arena(p2)},
-                            {"extra", LATHE_ST_F32, 1, {1}, lathe_program_arena(p2)}};
+    lathe_st_tensor t[2] = {{"conv.weight", LATHE_RT_F32, 4, {3, 2, 3, 3}, lathe_program_arena(p2)},
+                            {"extra", LATHE_RT_F32, 1, {1}, lathe_program_arena(p2)}};
     assert_int_equal(lathe_st_write(path, t, 2, NULL, NULL, 0, err, sizeof err), 0);
     assert_int_equal(lathe_rt_load(path, P(p2), NULL, true, NULL, err, sizeof err), -1);
     assert_non_null(strstr(err, "the model's tensor 'bn.weight' is missing from the file"));

@@ -117,13 +117,13 @@ static void test_load_small(void **state) {
             assert_string_equal(lathe_ds_source(d, 0), im);
             assert_string_equal(lathe_ds_source(d, 1), lb);
             assert_string_equal(x->name, "x");
-            assert_int_equal(x->dtype, LATHE_ST_F32);
+            assert_int_equal(x->dtype, LATHE_RT_F32);
             assert_int_equal(x->rank, 3);
             assert_int_equal(x->shape[0], 3);
             assert_int_equal(x->shape[1], 2);
             assert_int_equal(x->shape[2], 2);
             assert_int_equal(lathe_ds_sample_bytes(x), 16);
-            assert_int_equal(y->dtype, LATHE_ST_I64);
+            assert_int_equal(y->dtype, LATHE_RT_I64);
             assert_int_equal(y->rank, 1);
             assert_int_equal(y->shape[0], 3);
             assert_int_equal(lathe_ds_sample_bytes(y), 8);
@@ -456,8 +456,8 @@ static void test_gather_check(void **state) {
     assert_int_equal(lathe_ds_gather(NULL, "y", idx, 1, y, err, sizeof err), -1);
 
     static const int64_t s22[2] = {2, 2}, s122[3] = {1, 2, 2}, s23[2] = {2, 3};
-    assert_int_equal(lathe_ds_check(d, "x", LATHE_ST_F32, 2, s22, err, sizeof err), 0);
-    assert_int_equal(lathe_ds_check(d, "y", LATHE_ST_I64, 0, NULL, err, sizeof err), 0);
+    assert_int_equal(lathe_ds_check(d, "x", LATHE_RT_F32, 2, s22, err, sizeof err), 0);
+    assert_int_equal(lathe_ds_check(d, "y", LATHE_RT_I64, 0, NULL, err, sizeof err), 0);
     char want[1024];
     static const struct {
         const char *name;
@@ -465,18 +465,18 @@ static void test_gather_check(void **state) {
         const int64_t *shape;
         const char *expect;
     } checks[] = {
-        {"x", LATHE_ST_F32, 3, s122,
+        {"x", LATHE_RT_F32, 3, s122,
          "tensor 'x' has F32 samples of shape [2, 2] (tensor shape [3, 2, 2], N = 3), expected F32 samples of "
          "shape [1, 2, 2]"},
-        {"x", LATHE_ST_F32, 2, s23, "has F32 samples of shape [2, 2] (tensor shape [3, 2, 2], N = 3), expected "
+        {"x", LATHE_RT_F32, 2, s23, "has F32 samples of shape [2, 2] (tensor shape [3, 2, 2], N = 3), expected "
                                     "F32 samples of shape [2, 3]"},
-        {"x", LATHE_ST_F64, 2, s22, "has F32 samples of shape [2, 2] (tensor shape [3, 2, 2], N = 3), expected "
+        {"x", LATHE_RT_F64, 2, s22, "has F32 samples of shape [2, 2] (tensor shape [3, 2, 2], N = 3), expected "
                                     "F64 samples of shape [2, 2]"},
-        {"y", LATHE_ST_F32, 0, NULL, "tensor 'y' has I64 samples of shape [] (tensor shape [3], N = 3), expected "
+        {"y", LATHE_RT_F32, 0, NULL, "tensor 'y' has I64 samples of shape [] (tensor shape [3], N = 3), expected "
                                      "F32 samples of shape []"},
-        {"y", LATHE_ST_I64, 1, s22, "expected I64 samples of shape [2]"},
-        {"y", LATHE_ST_I64, 1, NULL, "bad expected sample rank 1 with no shape (NULL)"},
-        {"w", LATHE_ST_I64, 0, NULL, "no tensor named 'w'"},
+        {"y", LATHE_RT_I64, 1, s22, "expected I64 samples of shape [2]"},
+        {"y", LATHE_RT_I64, 1, NULL, "bad expected sample rank 1 with no shape (NULL)"},
+        {"w", LATHE_RT_I64, 0, NULL, "no tensor named 'w'"},
     };
     for (size_t i = 0; i < sizeof checks / sizeof checks[0]; i++) {
         assert_int_equal(lathe_ds_check(d, checks[i].name, checks[i].dtype, checks[i].rank, checks[i].shape, err,
@@ -501,9 +501,9 @@ static void test_safetensors_and_memory(void **state) {
     const int64_t ys[4] = {5, 6, 7, 8};
     const unsigned char ms[4] = {1, 0, 0, 1};
     lathe_st_tensor t[3] = {
-        {.name = "x", .dtype = LATHE_ST_F32, .rank = 2, .shape = {4, 3}, .data = xs},
-        {.name = "y", .dtype = LATHE_ST_I64, .rank = 1, .shape = {4}, .data = ys},
-        {.name = "m", .dtype = LATHE_ST_BOOL, .rank = 1, .shape = {4}, .data = ms},
+        {.name = "x", .dtype = LATHE_RT_F32, .rank = 2, .shape = {4, 3}, .data = xs},
+        {.name = "y", .dtype = LATHE_RT_I64, .rank = 1, .shape = {4}, .data = ys},
+        {.name = "m", .dtype = LATHE_RT_BOOL, .rank = 1, .shape = {4}, .data = ms},
     };
     for (int from_file = 0; from_file < 2; from_file++) {
         lathe_dataset *d;
@@ -529,9 +529,9 @@ static void test_safetensors_and_memory(void **state) {
         assert_int_equal(y[1], 6);
         assert_int_equal(m[0], 1);
         assert_int_equal(m[1], 0);
-        assert_int_equal(lathe_ds_check(d, "x", LATHE_ST_F32, 1, s3, err, sizeof err), 0);
-        assert_int_equal(lathe_ds_check(d, "m", LATHE_ST_BOOL, 0, NULL, err, sizeof err), 0);
-        assert_int_equal(lathe_ds_check(d, "m", LATHE_ST_I64, 0, NULL, err, sizeof err), -1);
+        assert_int_equal(lathe_ds_check(d, "x", LATHE_RT_F32, 1, s3, err, sizeof err), 0);
+        assert_int_equal(lathe_ds_check(d, "m", LATHE_RT_BOOL, 0, NULL, err, sizeof err), 0);
+        assert_int_equal(lathe_ds_check(d, "m", LATHE_RT_I64, 0, NULL, err, sizeof err), -1);
         assert_non_null(strstr(err, from_file ? path : "synthetic"));
         lathe_ds_free(d);
     }
@@ -549,7 +549,7 @@ static void test_safetensors_and_memory(void **state) {
     assert_true(strncmp(err, "<memory>: tensor 'y' has 3 samples", 34) == 0);
 
     const int64_t one = 1;
-    lathe_st_tensor scalar[2] = {t[1], {.name = "step", .dtype = LATHE_ST_I64, .rank = 0, .data = &one}};
+    lathe_st_tensor scalar[2] = {t[1], {.name = "step", .dtype = LATHE_RT_I64, .rank = 0, .data = &one}};
     assert_int_equal(lathe_st_write(path, scalar, 2, NULL, NULL, 0, err, sizeof err), 0);
     assert_null(lathe_ds_load_safetensors(path, err, sizeof err));
     assert_non_null(strstr(err, "tensor 'step' is a scalar; every tensor of a dataset has its samples along"));
@@ -566,7 +566,7 @@ static void test_safetensors_and_memory(void **state) {
     assert_non_null(strstr(err, "mem: two tensors named 'y'"));
     assert_null(lathe_ds_from_tensors(scalar + 1, 1, "mem", err, sizeof err));
     assert_non_null(strstr(err, "has rank 0; a dataset tensor has rank 1 to 8"));
-    lathe_st_tensor nodata = {.name = "z", .dtype = LATHE_ST_F32, .rank = 1, .shape = {2}};
+    lathe_st_tensor nodata = {.name = "z", .dtype = LATHE_RT_F32, .rank = 1, .shape = {2}};
     assert_null(lathe_ds_from_tensors(&nodata, 1, "mem", err, sizeof err));
     assert_non_null(strstr(err, "tensor 'z' has no data (NULL)"));
     nodata.shape[0] = -1;
@@ -670,8 +670,8 @@ static void test_fashion_mnist(void **state) {
     if (!d) fail_msg("%s", err);
     assert_int_equal(lathe_ds_count(d), 10000);
     const int64_t px[2] = {28, 28};
-    if (lathe_ds_check(d, "image", LATHE_ST_F32, 2, px, err, sizeof err) != 0) fail_msg("%s", err);
-    if (lathe_ds_check(d, "label", LATHE_ST_I64, 0, NULL, err, sizeof err) != 0) fail_msg("%s", err);
+    if (lathe_ds_check(d, "image", LATHE_RT_F32, 2, px, err, sizeof err) != 0) fail_msg("%s", err);
+    if (lathe_ds_check(d, "label", LATHE_RT_I64, 0, NULL, err, sizeof err) != 0) fail_msg("%s", err);
     const int64_t *y = lathe_ds_find(d, "label")->data;
     const float *x = lathe_ds_find(d, "image")->data;
     /* The first label, read independently:

@@ -220,7 +220,7 @@ static void test_resnet18_names(void **state) {
         const lathe_st_tensor *t = lathe_st_find(f, key);
         if (!t) fail_msg("the fixture has no '%s'", key);
         assert_int_equal(t->rank, lathe_node_rank(n));
-        assert_int_equal(t->dtype, (int)lathe_node_dtype(n)); /* LATHE_ST_* follow lathe_dtype */
+        assert_int_equal(t->dtype, (int)lathe_node_dtype(n)); /* LATHE_RT_* follow lathe_dtype */
         for (int k = 0; k < t->rank; k++) assert_int_equal(t->shape[k], lathe_node_shape(n)[k]);
         nleaves++;
     }

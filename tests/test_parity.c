@@ -56,7 +56,7 @@ static void load_init(lathe_program *p, lathe_st_file *f) {
         if (t->kind == LATHE_RT_INPUT) snprintf(key, sizeof key, "%s", t->name);
         else snprintf(key, sizeof key, "init.%s", t->name);
         const lathe_st_tensor *s = need(f, key);
-        size_t nb = (size_t)t->numel * lathe_st_dtype_size(s->dtype);
+        size_t nb = (size_t)t->numel * lathe_rt_dtype_size(s->dtype);
         assert_int_equal(s->dtype, t->dtype);
         if (lathe_program_set(p, t->name, s->data, nb)) fail_msg("%s", lathe_program_error(p));
     }
@@ -64,9 +64,9 @@ static void load_init(lathe_program *p, lathe_st_file *f) {
 
 static double as_double(int dtype, const void *p, int64_t i) {
     switch (dtype) {
-    case LATHE_ST_F32: return ((const float *)p)[i];
-    case LATHE_ST_F64: return ((const double *)p)[i];
-    case LATHE_ST_I64: return (double)((const int64_t *)p)[i];
+    case LATHE_RT_F32: return ((const float *)p)[i];
+    case LATHE_RT_F64: return ((const double *)p)[i];
+    case LATHE_RT_I64: return (double)((const int64_t *)p)[i];
     default: return ((const bool *)p)[i];
     }
 }
@@ -80,7 +80,7 @@ static void compare(const char *label, lathe_program *p, const char *name, lathe
     const lathe_st_tensor *ref = strncmp(key, "init.", 5) && strcmp(key, "loss") ? lathe_st_find(f, rkey) : NULL;
     int64_t n = 1;
     for (int d = 0; d < s->rank; d++) n *= s->shape[d];
-    size_t nb = (size_t)n * lathe_st_dtype_size(s->dtype);
+    size_t nb = (size_t)n * lathe_rt_dtype_size(s->dtype);
     void *buf = malloc(nb + 8);
     if (lathe_program_get(p, name, buf, nb)) fail_msg("%s: %s", label, lathe_program_error(p));
     double scale = 0, err = 0, lerr = 0, terr = 0;
@@ -95,7 +95,7 @@ static void compare(const char *label, lathe_program *p, const char *name, lathe
             terr = fmax(terr, fabs(b - r));
         }
     }
-    bool ok = s->dtype == LATHE_ST_I64 ? err == 0 : err <= 1e-4 * fmax(scale, 1e-30);
+    bool ok = s->dtype == LATHE_RT_I64 ? err == 0 : err <= 1e-4 * fmax(scale, 1e-30);
     if (!ok && ref) ok = lerr <= 2 * terr + 1e-5 * scale;
     if (!ok) fail_msg("%s: %s differs from PyTorch's %s: max error %.3g, max |torch| %.3g; against float64: lathe %.3g, torch %.3g",
                       label, name, key, err, scale, lerr, terr);
@@ -151,7 +151,7 @@ static void test_f64_reference(void **state) {
         char key[256];
         snprintf(key, sizeof key, t->kind == LATHE_RT_INPUT ? "%s" : "init.%s", t->name);
         const lathe_st_tensor *s = need(f, key);
-        if (s->dtype == LATHE_ST_I64) {
+        if (s->dtype == LATHE_RT_I64) {
             lathe_program_set(p, t->name, s->data, (size_t)t->numel * 8);
             continue;
         }

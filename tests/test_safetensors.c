@@ -116,7 +116,7 @@ static void assert_same_tensor(const lathe_st_tensor *got, const lathe_st_tensor
     }
     assert_non_null(got->data);
     assert_int_equal((uintptr_t)got->data % 64, 0);
-    size_t bytes = (size_t)count * lathe_st_dtype_size(want->dtype);
+    size_t bytes = (size_t)count * lathe_rt_dtype_size(want->dtype);
     if (bytes) assert_memory_equal(got->data, want->data, bytes);
 }
 
@@ -129,18 +129,18 @@ static void test_round_trip(void **state) {
     unsigned char bools[4] = {1, 0, 0, 1};
     float scalar = 3.5f, one = 1;
     lathe_st_tensor t[] = {
-        {.name = "f32", .dtype = LATHE_ST_F32, .rank = 2, .shape = {2, 3}, .data = fbits},
-        {.name = "f64", .dtype = LATHE_ST_F64, .rank = 1, .shape = {4}, .data = dbits},
-        {.name = "i64", .dtype = LATHE_ST_I64, .rank = 1, .shape = {3}, .data = ints},
-        {.name = "bool", .dtype = LATHE_ST_BOOL, .rank = 2, .shape = {2, 2}, .data = bools},
-        {.name = "scalar", .dtype = LATHE_ST_F32, .rank = 0, .data = &scalar},
-        {.name = "empty", .dtype = LATHE_ST_F64, .rank = 1, .shape = {0}, .data = NULL},
-        {.name = "empty2", .dtype = LATHE_ST_I64, .rank = 3, .shape = {3, 0, 2}, .data = NULL},
-        {.name = "layer1.0.bn1.running_mean", .dtype = LATHE_ST_F32, .rank = 8,
+        {.name = "f32", .dtype = LATHE_RT_F32, .rank = 2, .shape = {2, 3}, .data = fbits},
+        {.name = "f64", .dtype = LATHE_RT_F64, .rank = 1, .shape = {4}, .data = dbits},
+        {.name = "i64", .dtype = LATHE_RT_I64, .rank = 1, .shape = {3}, .data = ints},
+        {.name = "bool", .dtype = LATHE_RT_BOOL, .rank = 2, .shape = {2, 2}, .data = bools},
+        {.name = "scalar", .dtype = LATHE_RT_F32, .rank = 0, .data = &scalar},
+        {.name = "empty", .dtype = LATHE_RT_F64, .rank = 1, .shape = {0}, .data = NULL},
+        {.name = "empty2", .dtype = LATHE_RT_I64, .rank = 3, .shape = {3, 0, 2}, .data = NULL},
+        {.name = "layer1.0.bn1.running_mean", .dtype = LATHE_RT_F32, .rank = 8,
          .shape = {1, 1, 1, 1, 1, 1, 1, 1}, .data = &one},
-        {.name = "\xc3\xbcn\xc3\xaf" "c\xc3\xb8" "d\xc3\xa9 \"q\"\\\n", .dtype = LATHE_ST_F32, .rank = 1,
+        {.name = "\xc3\xbcn\xc3\xaf" "c\xc3\xb8" "d\xc3\xa9 \"q\"\\\n", .dtype = LATHE_RT_F32, .rank = 1,
          .shape = {1}, .data = &one},
-        {.name = "", .dtype = LATHE_ST_BOOL, .rank = 0, .data = bools},
+        {.name = "", .dtype = LATHE_RT_BOOL, .rank = 0, .data = bools},
     };
     int n = (int)(sizeof t / sizeof t[0]);
     const char *keys[] = {"format", "note", "empty"};
@@ -200,8 +200,8 @@ static void test_writer_matches_spec(void **state) {
     float a[2] = {1.0f, -2.0f};
     unsigned char b = 1;
     lathe_st_tensor t[2] = {
-        {.name = "a", .dtype = LATHE_ST_F32, .rank = 1, .shape = {2}, .data = a},
-        {.name = "b", .dtype = LATHE_ST_BOOL, .rank = 0, .data = &b},
+        {.name = "a", .dtype = LATHE_RT_F32, .rank = 1, .shape = {2}, .data = a},
+        {.name = "b", .dtype = LATHE_RT_BOOL, .rank = 0, .data = &b},
     };
     const char *k[] = {"format"}, *v[] = {"pt"};
     char path[512], err[256];
@@ -232,7 +232,7 @@ static void test_writer_matches_spec(void **state) {
     free(got);
 
     /* a large dim prints as an integer, not 1e+16 */
-    lathe_st_tensor big = {.name = "z", .dtype = LATHE_ST_I64, .rank = 2, .shape = {0, 10000000000000000}};
+    lathe_st_tensor big = {.name = "z", .dtype = LATHE_RT_I64, .rank = 2, .shape = {0, 10000000000000000}};
     assert_int_equal(lathe_st_write(path, &big, 1, NULL, NULL, 0, err, sizeof err), 0);
     got = slurp(path, &len);
     static const char bigjson[] =
@@ -278,11 +278,11 @@ static void test_foreign_file(void **state) {
     const char *order[] = {"first", "second", "empty", "flag"};
     for (int i = 0; i < 4; i++) assert_string_equal(lathe_st_at(f, i)->name, order[i]);
     const lathe_st_tensor *t = lathe_st_find(f, "first");
-    assert_int_equal(t->dtype, LATHE_ST_I64);
+    assert_int_equal(t->dtype, LATHE_RT_I64);
     assert_int_equal(t->rank, 0);
     assert_int_equal(*(const int64_t *)t->data, -5);
     t = lathe_st_find(f, "second");
-    assert_int_equal(t->dtype, LATHE_ST_F64);
+    assert_int_equal(t->dtype, LATHE_RT_F64);
     assert_int_equal(t->shape[0], 2);
     assert_true(((const double *)t->data)[0] == 1.0 && ((const double *)t->data)[1] == -0.5);
     t = lathe_st_find(f, "flag");
@@ -533,7 +533,7 @@ typedef struct {
     const char *expect;
 } bad_write;
 
-#define W(nm) {.name = nm, .dtype = LATHE_ST_F32, .rank = 1, .shape = {2}, .data = ones}
+#define W(nm) {.name = nm, .dtype = LATHE_RT_F32, .rank = 1, .shape = {2}, .data = ones}
 
 static const bad_write bad_writes[] = {
     {"duplicate", {W("w"), W("w")}, 2, {0}, {0}, 0, "duplicate tensor name 'w'"},
@@ -552,7 +552,7 @@ static const bad_write bad_writes[] = {
                         {.name = "b", .rank = 1, .shape = {1}, .data = ones}},
      2, {0}, {0}, 0, "tensor 'b': size overflows"},
     {"NULL data", {{.name = "a", .rank = 1, .shape = {2}}}, 1, {0}, {0}, 0, "tensor 'a': data is NULL"},
-    {"bool 2", {{.name = "m", .dtype = LATHE_ST_BOOL, .rank = 1, .shape = {2}, .data = bool2}}, 1, {0}, {0}, 0,
+    {"bool 2", {{.name = "m", .dtype = LATHE_RT_BOOL, .rank = 1, .shape = {2}, .data = bool2}}, 1, {0}, {0}, 0,
      "tensor 'm': element 1 is byte 0x02, not a BOOL (0 or 1)"},
     {"duplicate key", {W("a")}, 1, {"k", "k"}, {"1", "2"}, 2, "duplicate metadata key 'k'"},
     {"NULL value", {W("a")}, 1, {"k"}, {NULL}, 1, "metadata 0 has a NULL key or value"},
@@ -587,11 +587,11 @@ static unsigned char *sample_file(size_t *len) {
     int64_t i[2] = {5, -6};
     unsigned char b[3] = {1, 0, 1};
     lathe_st_tensor t[] = {
-        {.name = "f", .dtype = LATHE_ST_F32, .rank = 2, .shape = {1, 3}, .data = f},
-        {.name = "e", .dtype = LATHE_ST_F32, .rank = 1, .shape = {0}},
-        {.name = "d", .dtype = LATHE_ST_F64, .rank = 1, .shape = {2}, .data = d},
-        {.name = "i", .dtype = LATHE_ST_I64, .rank = 0, .data = i},
-        {.name = "b", .dtype = LATHE_ST_BOOL, .rank = 1, .shape = {3}, .data = b},
+        {.name = "f", .dtype = LATHE_RT_F32, .rank = 2, .shape = {1, 3}, .data = f},
+        {.name = "e", .dtype = LATHE_RT_F32, .rank = 1, .shape = {0}},
+        {.name = "d", .dtype = LATHE_RT_F64, .rank = 1, .shape = {2}, .data = d},
+        {.name = "i", .dtype = LATHE_RT_I64, .rank = 0, .data = i},
+        {.name = "b", .dtype = LATHE_RT_BOOL, .rank = 1, .shape = {3}, .data = b},
     };
     const char *k[] = {"format"}, *v[] = {"pt"};
     char path[512], err[256];
@@ -608,19 +608,19 @@ static void check_accepted(const lathe_st_file *f, size_t len) {
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         const lathe_st_tensor *t = lathe_st_at(f, i);
-        assert_true(t->dtype >= LATHE_ST_F32 && t->dtype <= LATHE_ST_BOOL);
+        assert_true(t->dtype >= LATHE_RT_F32 && t->dtype <= LATHE_RT_BOOL);
         assert_true(t->rank >= 0 && t->rank <= 8);
         int64_t count = 1;
         for (int d = 0; d < t->rank; d++) {
             assert_true(t->shape[d] >= 0);
             count *= t->shape[d];
         }
-        int64_t bytes = count * (int64_t)lathe_st_dtype_size(t->dtype);
+        int64_t bytes = count * (int64_t)lathe_rt_dtype_size(t->dtype);
         total += bytes;
         volatile unsigned char sum = 0;
         for (int64_t j = 0; j < bytes; j++) sum += ((const unsigned char *)t->data)[j];
         (void)sum; /* reading every byte lets ASan check the extent */
-        if (t->dtype == LATHE_ST_BOOL)
+        if (t->dtype == LATHE_RT_BOOL)
             for (int64_t j = 0; j < bytes; j++) assert_true(((const unsigned char *)t->data)[j] <= 1);
         assert_ptr_equal(lathe_st_find(f, t->name), t);
     }
@@ -720,8 +720,8 @@ static void test_atomic_write(void **state) {
     char path[512], err[512], list[512];
     path_in_tmp(path, sizeof path, "ckpt.safetensors");
     float a[4] = {1, 2, 3, 4}, b[6] = {9, 8, 7, 6, 5, 4};
-    lathe_st_tensor ta = {.name = "w", .dtype = LATHE_ST_F32, .rank = 1, .shape = {4}, .data = a};
-    lathe_st_tensor tb = {.name = "w", .dtype = LATHE_ST_F32, .rank = 2, .shape = {2, 3}, .data = b};
+    lathe_st_tensor ta = {.name = "w", .dtype = LATHE_RT_F32, .rank = 1, .shape = {4}, .data = a};
+    lathe_st_tensor tb = {.name = "w", .dtype = LATHE_RT_F32, .rank = 2, .shape = {2, 3}, .data = b};
     const char *k[] = {"v"}, *va[] = {"A"}, *vb[] = {"B"};
     assert_int_equal(lathe_st_write(path, &ta, 1, k, va, 1, err, sizeof err), 0);
     size_t alen, blen;
@@ -776,7 +776,7 @@ static void test_write_missing_dir(void **state) {
     char path[512], err[512], list[512];
     path_in_tmp(path, sizeof path, "no-such-dir/ckpt.safetensors");
     float a = 1;
-    lathe_st_tensor t = {.name = "a", .dtype = LATHE_ST_F32, .data = &a};
+    lathe_st_tensor t = {.name = "a", .dtype = LATHE_RT_F32, .data = &a};
     assert_int_equal(lathe_st_write(path, &t, 1, NULL, NULL, 0, err, sizeof err), -1);
     if (strncmp(err, path, strlen(path)) != 0) fail_msg("message does not start with the path: %s", err);
     assert_non_null(strstr(err, "No such file or directory"));
@@ -792,11 +792,11 @@ static void test_dtype_names(void **state) {
     static const size_t sizes[] = {4, 8, 8, 1};
     for (int i = 0; i < 4; i++) {
         assert_string_equal(lathe_st_dtype_name(i), names[i]);
-        assert_int_equal(lathe_st_dtype_size(i), sizes[i]);
+        assert_int_equal(lathe_rt_dtype_size(i), sizes[i]);
     }
     assert_string_equal(lathe_st_dtype_name(4), "?");
     assert_string_equal(lathe_st_dtype_name(-1), "?");
-    assert_int_equal(lathe_st_dtype_size(4), 0);
+    assert_int_equal(lathe_rt_dtype_size(4), 0);
 }
 
 int main(void) {

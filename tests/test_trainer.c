@@ -128,7 +128,7 @@ static int setup(void **state) {
     int64_t *y = malloc(sizeof *y * NTRAIN);
     for (int i = 0; i < NTRAIN * 784; i++) x[i] = (float)ti[i] / 255.0f;
     for (int i = 0; i < NTRAIN; i++) y[i] = tl[i];
-    lathe_st_tensor ts[2] = {{"image", LATHE_ST_F32, 4, {NTRAIN, 1, 28, 28}, x}, {"label", LATHE_ST_I64, 1, {NTRAIN}, y}};
+    lathe_st_tensor ts[2] = {{"image", LATHE_RT_F32, 4, {NTRAIN, 1, 28, 28}, x}, {"label", LATHE_RT_I64, 1, {NTRAIN}, y}};
     char path[512], err[512];
     snprintf(path, sizeof path, "%s/train.safetensors", tmp);
     assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
@@ -385,7 +385,7 @@ static void test_step_parity(void **state) {
             updated = lathe_st_find(ref, key) != NULL;
         }
         if (!r) fail_msg("%s: no reference", g->name);
-        if (g->dtype != LATHE_ST_F32) continue; /* num_batches_tracked: checked below */
+        if (g->dtype != LATHE_RT_F32) continue; /* num_batches_tracked: checked below */
         int64_t n = 1;
         for (int d = 0; d < g->rank; d++) n *= g->shape[d];
         const float *gv = g->data, *rv = r->data, *grad = NULL;

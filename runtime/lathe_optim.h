@@ -1,19 +1,17 @@
-/* lathe_train.h - parameters, initialization, freezing and optimizers for a
- * compiled program, in the runtime (no IR, no LLVM).
+/* lathe_optim.h - optimizers for a compiled program's parameters, in the
+ * runtime (no IR, no LLVM): SGD, Adam and AdamW by PyTorch's rules
+ * (optim.c).
  *
- * A compiled program describes its tensors as plain data (lathe_rt_tensor):
- * name (PyTorch state_dict names: "conv1.weight", "bn1.running_mean"), kind,
- * dtype, shape, where it lives in the arena, whether it requires grad, where
- * its gradient is, and how PyTorch would initialize it.  The functions here
- * work on that table, so a JIT program and a native trainer share them.
- *
- * Gradients are overwritten by every run of the program (they do not
- * accumulate across runs as .grad does in PyTorch), so there is no zero_grad
- * to call: run, then step. */
-#ifndef LATHE_TRAIN_H
-#define LATHE_TRAIN_H
+ * They work on the program's tensor table (lathe_rt_tensor, lathe_runtime.h):
+ * a parameter that requires grad and has a gradient in the arena is updated;
+ * a frozen one is left alone.  Gradients are overwritten by every run of the
+ * program (they do not accumulate across runs as .grad does in PyTorch), so
+ * there is no zero_grad to call: run, then step. */
+#ifndef LATHE_OPTIM_H
+#define LATHE_OPTIM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lathe_runtime.h"
@@ -21,41 +19,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Same numbering as lathe_dtype. */
-enum { LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL };
-typedef enum { LATHE_RT_INPUT, LATHE_RT_PARAM, LATHE_RT_BUFFER, LATHE_RT_OUTPUT } lathe_rt_kind;
-
-/* How PyTorch initializes a tensor by default. */
-typedef enum {
-    LATHE_INIT_NONE,     /* left as it is (inputs, outputs) */
-    LATHE_INIT_UNIFORM,  /* uniform(-a, a): conv/linear weights (kaiming-uniform, a = sqrt(5)) and biases */
-    LATHE_INIT_CONST,    /* every element a: batch-norm weight 1, bias 0, running_var 1, running_mean 0 */
-} lathe_init_kind;
-
-typedef struct {
-    const char *name;
-    lathe_rt_kind kind;
-    int dtype;
-    int rank;
-    int64_t shape[6];
-    int64_t numel;
-    int64_t offset;        /* in the arena */
-    bool requires_grad;    /* params: trainable; false: frozen */
-    int64_t grad_offset;   /* params that get a gradient: its arena offset; else -1 */
-    lathe_init_kind init;
-    double init_a;
-} lathe_rt_tensor;
-
-/* The tensor named name (outputs included), or NULL. */
-const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name);
-
-/* Initialize every parameter and buffer as PyTorch's layers do by default,
- * from a seeded generator: the same seed gives the same bits, and a tensor's
- * values depend only on the seed and its name. */
-void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed);
-
-/* ---- optimizers -------------------------------------------------------------- */
 
 typedef enum { LATHE_SGD, LATHE_ADAM, LATHE_ADAMW } lathe_optim_kind;
 
@@ -85,6 +48,7 @@ typedef struct lathe_optimizer lathe_optimizer;
  * with a message in err on bad settings (negative lr, momentum, ...). */
 lathe_optimizer *lathe_optim_new(const lathe_optim_config *cfg, uint8_t *arena, const lathe_rt_tensor *ts, int n,
                                  char *err, size_t errlen);
+/* Free o and its state (the arena is the caller's).  NULL is allowed. */
 void lathe_optim_free(lathe_optimizer *o);
 /* One update from the gradients in the arena (after a run). */
 void lathe_optim_step(lathe_optimizer *o);
@@ -99,6 +63,7 @@ void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps);
  * none (frozen, or SGD without momentum, or before the first step for the
  * momentum buffer: *exists tells). */
 void *lathe_optim_state(lathe_optimizer *o, const char *name, const char *which, bool **exists);
+/* The settings o was made with.  Owned by o. */
 const lathe_optim_config *lathe_optim_get_config(const lathe_optimizer *o);
 
 #ifdef __cplusplus

@@ -1,0 +1,71 @@
+/* tensors.c - the runtime's dtypes, and the tensor table of a compiled
+ * program: lookup by name, and PyTorch's default initialization drawn from
+ * a seeded generator.
+ *
+ * Each tensor gets its own SplitMix64 stream, seeded with the run's seed
+ * xor an FNV-1a hash of its name, so its values depend on the seed and its
+ * name only - not on the order of the table, nor on which other tensors a
+ * model has - and a uniform draw takes the top 53 bits of each output. */
+#include <assert.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "lathe_runtime.h"
+
+static const struct {
+    const char *name;
+    size_t size;
+} dtypes[] = {
+    [LATHE_RT_F32] = {"f32", sizeof(float)},
+    [LATHE_RT_F64] = {"f64", sizeof(double)},
+    [LATHE_RT_I64] = {"i64", sizeof(int64_t)},
+    [LATHE_RT_BOOL] = {"bool", sizeof(bool)},
+};
+static_assert(sizeof dtypes / sizeof dtypes[0] == LATHE_RT_NDTYPES, "one row per dtype");
+
+size_t lathe_rt_dtype_size(lathe_rt_dtype dtype) {
+    return dtype >= 0 && dtype < LATHE_RT_NDTYPES ? dtypes[dtype].size : 0;
+}
+
+const char *lathe_rt_dtype_name(lathe_rt_dtype dtype) {
+    return dtype >= 0 && dtype < LATHE_RT_NDTYPES ? dtypes[dtype].name : "?";
+}
+
+const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (ts[i].name && strcmp(ts[i].name, name) == 0) return &ts[i];
+    return NULL;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static uint64_t name_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+    return h;
+}
+
+void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed) {
+    for (int i = 0; i < n; i++) {
+        const lathe_rt_tensor *t = &ts[i];
+        if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
+        if (t->init == LATHE_INIT_NONE) continue;
+        uint64_t s = seed ^ name_hash(t->name);
+        uint8_t *p = arena + t->offset;
+        for (int64_t j = 0; j < t->numel; j++) {
+            double v = t->init_a;
+            if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * ((double)(splitmix(&s) >> 11) / 9007199254740992.0) - 1.0);
+            switch (t->dtype) {
+            case LATHE_RT_F32: ((float *)p)[j] = (float)v; break;
+            case LATHE_RT_F64: ((double *)p)[j] = v; break;
+            case LATHE_RT_I64: ((int64_t *)p)[j] = (int64_t)v; break;
+            case LATHE_RT_BOOL: ((bool *)p)[j] = v != 0; break;
+            }
+        }
+    }
+}
