@@ -29,8 +29,8 @@ typedef struct {
     const lt_contract *p;
     int vl, esize;
     LLVMTypeRef et, vt, bt;        /* element, vector, <VL x i1> */
-    LLVMTypeRef mt;                /* a mask as the mask table holds it: iVL bits (64-byte vectors, AVX-512's
-                                    * mask registers), else a vector of VL integers of the element's size */
+    LLVMTypeRef mt;                /* a mask as the mask table holds it: iVL bits (the target's tiles use
+                                    * mask registers: AVX-512), else a vector of VL integers of the element's size */
     LLVMValueRef zero, iota;       /* <VL x et> 0, <VL x i64> 0, 1, ... */
     LLVMValueRef table;            /* contiguous convolutions: a mask per (tap, vector) */
     int64_t nvt;                   /* vectors per tap in the table */
@@ -238,7 +238,7 @@ static void make_table(vk *v, int index, int64_t nvt) {
  * the plane whose input exists (inside the input, and a multiple of dv). */
 static void gather_lanes(vk *v, LLVMValueRef o0, LLVMValueRef r, LLVMValueRef s, int64_t sh, int64_t sw,
                          LLVMValueRef *offs, LLVMValueRef *mask) {
-    /* in 32-bit lanes (fuse.c checks that the plane's offsets fit): x86 has
+    /* in 32-bit lanes (contract.c checks that the plane's offsets fit): x86 has
      * no 64-bit vector multiply or divide by a constant before AVX-512 */
     cg *c = v->c;
     const lt_contract *p = v->p;
@@ -813,14 +813,18 @@ bool lt_lower_tiles(cg *c, const lt_kernel *k, int index) {
     v.et = ty(c, dt);
     v.vt = LLVMVectorType(v.et, (unsigned)v.vl);
     v.bt = LLVMVectorType(c->i1, (unsigned)v.vl);
-    v.mt = v.vl * v.esize == 64 ? LLVMIntTypeInContext(c->ctx, (unsigned)v.vl)
-                                : LLVMVectorType(LLVMIntTypeInContext(c->ctx, 8 * (unsigned)v.esize), (unsigned)v.vl);
+    /* the target's masks (target.h): bits, as AVX-512's mask registers hold
+     * them, or vectors (the plan's table_fits sized the table the same way) */
+    const lt_target *tg = c->f->target;
+    LT_ASSERT(tg && v.vl * v.esize == tg->tile_bytes);
+    v.mt = tg->tile_mask_regs ? LLVMIntTypeInContext(c->ctx, (unsigned)v.vl)
+                              : LLVMVectorType(LLVMIntTypeInContext(c->ctx, 8 * (unsigned)v.esize), (unsigned)v.vl);
     v.zero = LLVMConstNull(v.vt);
     LLVMValueRef io[LT_TILE_MAX_LANES];
     for (int i = 0; i < v.vl; i++) io[i] = k64(c, i);
     v.iota = LLVMConstVector(io, (unsigned)v.vl);
     v.epi = k->value != p->red;
-    if (v.vl * v.esize == 64) { /* 512-bit vectors stay whole (x86 splits them where 256 is preferred) */
+    if (tg->tile_bytes == 64) { /* 512-bit vectors stay whole (x86 splits them where 256 is preferred) */
         LLVMAddTargetDependentFunctionAttr(c->fn, "min-legal-vector-width", "512");
         LLVMAddTargetDependentFunctionAttr(c->fn, "prefer-vector-width", "512");
     }
