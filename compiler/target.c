@@ -46,7 +46,7 @@ static bool check_features(const char *s, char *err, size_t errlen) {
     for (const char *p = s;;) {
         const char *end = strchr(p, ',');
         size_t n = end ? (size_t)(end - p) : strlen(p);
-        if (n < 2 || (p[0] != '+' && p[0] != '-') || !known(LATHE_KNOWN_FEATURES, p + 1, n - 1)) {
+        if (n < 2 || (p[0] != '+' && p[0] != '-') || memchr(p, ' ', n) || !known(LATHE_KNOWN_FEATURES, p + 1, n - 1)) {
             snprintf(err, errlen, "--target-features %s: '%.*s' is not +FEATURE or -FEATURE with a feature LLVM 19 knows "
                      "for this target; it knows:%s", s, (int)n, p, LATHE_KNOWN_FEATURES);
             return false;

@@ -477,6 +477,11 @@ static void test_target_descriptions(void **state) {
     assert_int_equal(t.vector_bytes, 16);
     assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
     assert_true(t.host && t.vector_bytes >= 16);
+    /* the host's features, then the caller's: the later item wins */
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.features = "-avx512f"}, err, sizeof err), LATHE_OK);
+    assert_true(t.host && t.vector_bytes <= 32 && !t.mask_regs && t.tile_bytes == 32);
+    assert_int_equal(lt_target_init(&t, &(lathe_target){.cpu = "x86-64", .features = "+avx avx2"}, err, sizeof err),
+                     LATHE_ERR_ARG);
     assert_int_equal(lt_target_init(&t, &(lathe_target){.cpu = "pentium9"}, err, sizeof err), LATHE_ERR_ARG);
     assert_non_null(strstr(err, "--target-cpu pentium9: not a CPU LLVM 19 knows"));
     assert_int_equal(lt_target_init(&t, &(lathe_target){.cpu = "x86-64", .features = "+avx9000"}, err, sizeof err),
