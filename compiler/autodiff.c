@@ -83,44 +83,46 @@ static lathe_node *mk(ad *a, lt_op op, int nin, lathe_node *const *in, const lt_
 #define IN(...) ((lathe_node *const[]){__VA_ARGS__})
 
 static void batch_norm_rule(ad *a, lathe_node *y, lathe_node *gy) {
+    lathe_graph *g = a->g;
     lathe_node *x = y->in[0], *w = y->in[1];
     int64_t C = x->shape[1];
     double eps = y->attr[2].f;
     const int64_t axes[3] = {0, 2, 3};
     if (a->rg[y->in[3]->id] || a->rg[y->in[4]->id]) {
-        lt_fail(a->g, LATHE_ERR_UNSUPPORTED,
+        lt_fail(g, LATHE_ERR_UNSUPPORTED,
                 "autodiff: batch_norm2d node %%%d: gradients for running_mean/running_var are not supported",
                 y->id);
         return;
     }
-    lathe_node *w4 = lathe_reshape(a->g, w, LATHE_DIMS(1, C, 1, 1));
+    lathe_node *w4 = lathe_reshape(g, w, LATHE_DIMS(1, C, 1, 1));
     lathe_node *xhat, *rstd;
     if (y->attr[0].v[0]) { /* training: batch statistics */
-        lathe_node *mean = lathe_mean(a->g, x, 3, axes, true);
-        lathe_node *xc = lathe_sub(a->g, x, mean);
-        lathe_node *var = lathe_mean(a->g, lathe_mul(a->g, xc, xc), 3, axes, true);
-        rstd = lathe_rsqrt(a->g, lathe_add(a->g, var, sc(a, x, eps)));
-        xhat = lathe_mul(a->g, xc, rstd);
+        lathe_node *mean = lathe_mean(g, x, 3, axes, true);
+        lathe_node *xc = lathe_sub(g, x, mean);
+        lathe_node *var = lathe_mean(g, lathe_mul(g, xc, xc), 3, axes, true);
+        rstd = lathe_rsqrt(g, lathe_add(g, var, sc(a, x, eps)));
+        xhat = lathe_mul(g, xc, rstd);
         if (a->rg[x->id]) {
             /* dx = w * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
-            lathe_node *mdy = lathe_mean(a->g, gy, 3, axes, true);
-            lathe_node *mdyx = lathe_mean(a->g, lathe_mul(a->g, gy, xhat), 3, axes, true);
-            lathe_node *inner = lathe_sub(a->g, lathe_sub(a->g, gy, mdy), lathe_mul(a->g, xhat, mdyx));
-            acc(a, 0, y, lathe_mul(a->g, lathe_mul(a->g, w4, rstd), inner));
+            lathe_node *mdy = lathe_mean(g, gy, 3, axes, true);
+            lathe_node *mdyx = lathe_mean(g, lathe_mul(g, gy, xhat), 3, axes, true);
+            lathe_node *inner = lathe_sub(g, lathe_sub(g, gy, mdy), lathe_mul(g, xhat, mdyx));
+            acc(a, 0, y, lathe_mul(g, lathe_mul(g, w4, rstd), inner));
         }
     } else { /* eval: running statistics are constants */
-        lathe_node *rm4 = lathe_reshape(a->g, y->in[3], LATHE_DIMS(1, C, 1, 1));
-        lathe_node *rv4 = lathe_reshape(a->g, y->in[4], LATHE_DIMS(1, C, 1, 1));
-        rstd = lathe_rsqrt(a->g, lathe_add(a->g, rv4, sc(a, x, eps)));
-        xhat = lathe_mul(a->g, lathe_sub(a->g, x, rm4), rstd);
-        if (a->rg[x->id]) acc(a, 0, y, lathe_mul(a->g, gy, lathe_mul(a->g, w4, rstd)));
+        lathe_node *rm4 = lathe_reshape(g, y->in[3], LATHE_DIMS(1, C, 1, 1));
+        lathe_node *rv4 = lathe_reshape(g, y->in[4], LATHE_DIMS(1, C, 1, 1));
+        rstd = lathe_rsqrt(g, lathe_add(g, rv4, sc(a, x, eps)));
+        xhat = lathe_mul(g, lathe_sub(g, x, rm4), rstd);
+        if (a->rg[x->id]) acc(a, 0, y, lathe_mul(g, gy, lathe_mul(g, w4, rstd)));
     }
-    if (a->rg[w->id]) acc(a, 1, y, lathe_sum(a->g, lathe_mul(a->g, gy, xhat), 3, axes, false));
-    if (a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(a->g, gy, 3, axes, false));
+    if (a->rg[w->id]) acc(a, 1, y, lathe_sum(g, lathe_mul(g, gy, xhat), 3, axes, false));
+    if (a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(g, gy, 3, axes, false));
 }
 
 /* Apply y's rule to its cotangent gy. */
 static void rule(ad *a, lathe_node *y, lathe_node *gy) {
+    lathe_graph *g = a->g;
     lathe_node *x = y->nin > 0 ? y->in[0] : NULL, *b = y->nin > 1 ? y->in[1] : NULL;
     bool rx = x && a->rg[x->id], rb = b && a->rg[b->id];
     switch (y->op) {
@@ -130,85 +132,87 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         break;
     case LT_OP_SUB:
         if (rx) acc(a, 0, y, unbroadcast(a, gy, x));
-        if (rb) acc(a, 1, y, unbroadcast(a, lathe_neg(a->g, gy), b));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_neg(g, gy), b));
         break;
     case LT_OP_MUL:
-        if (rx) acc(a, 0, y, unbroadcast(a, lathe_mul(a->g, gy, b), x));
-        if (rb) acc(a, 1, y, unbroadcast(a, lathe_mul(a->g, gy, x), b));
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_mul(g, gy, b), x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_mul(g, gy, x), b));
         break;
     case LT_OP_DIV:
-        if (rx) acc(a, 0, y, unbroadcast(a, lathe_div(a->g, gy, b), x));
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_div(g, gy, b), x));
         if (rb) /* -gy * a / (b * b) */
-            acc(a, 1, y, unbroadcast(a, lathe_div(a->g, lathe_mul(a->g, lathe_neg(a->g, gy), x), lathe_mul(a->g, b, b)), b));
+            acc(a, 1, y, unbroadcast(a, lathe_div(g, lathe_mul(g, lathe_neg(g, gy), x), lathe_mul(g, b, b)), b));
         break;
     case LT_OP_POW:
         if (rx) /* gy * b * a^(b-1) */
-            acc(a, 0, y, unbroadcast(a, lathe_mul(a->g, lathe_mul(a->g, gy, b), lathe_pow(a->g, x, lathe_sub(a->g, b, sc(a, b, 1)))), x));
+            acc(a, 0, y, unbroadcast(a, lathe_mul(g, lathe_mul(g, gy, b), lathe_pow(g, x, lathe_sub(g, b, sc(a, b, 1)))), x));
         if (rb) { /* gy * y * log(a), 0 where a == 0 and b >= 0 (PyTorch) */
-            lathe_node *t = lathe_mul(a->g, gy, lathe_mul(a->g, y, lathe_log(a->g, x)));
-            lathe_node *masked = lathe_where(a->g, lathe_eq(a->g, x, sc(a, y, 0)), lathe_where(a->g, lathe_ge(a->g, b, sc(a, y, 0)), sc(a, y, 0), t), t);
+            lathe_node *t = lathe_mul(g, gy, lathe_mul(g, y, lathe_log(g, x)));
+            lathe_node *masked = lathe_where(g, lathe_eq(g, x, sc(a, y, 0)),
+                                             lathe_where(g, lathe_ge(g, b, sc(a, y, 0)), sc(a, y, 0), t), t);
             acc(a, 1, y, unbroadcast(a, masked, b));
         }
         break;
     case LT_OP_MAXIMUM:
     case LT_OP_MINIMUM: {
         /* ties split the gradient evenly, as PyTorch */
-        lathe_node *half = lathe_where(a->g, lathe_eq(a->g, x, b), lathe_mul(a->g, gy, sc(a, y, 0.5)), gy);
+        lathe_node *half = lathe_where(g, lathe_eq(g, x, b), lathe_mul(g, gy, sc(a, y, 0.5)), gy);
         bool mx = y->op == LT_OP_MAXIMUM;
-        if (rx) acc(a, 0, y, unbroadcast(a, lathe_where(a->g, mx ? lathe_lt(a->g, x, b) : lathe_gt(a->g, x, b), sc(a, y, 0), half), x));
-        if (rb) acc(a, 1, y, unbroadcast(a, lathe_where(a->g, mx ? lathe_gt(a->g, x, b) : lathe_lt(a->g, x, b), sc(a, y, 0), half), b));
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_where(g, mx ? lathe_lt(g, x, b) : lathe_gt(g, x, b), sc(a, y, 0), half), x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_where(g, mx ? lathe_gt(g, x, b) : lathe_lt(g, x, b), sc(a, y, 0), half), b));
         break;
     }
     case LT_OP_WHERE: {
         lathe_node *c = y->in[0];
-        if (a->rg[y->in[1]->id]) acc(a, 1, y, unbroadcast(a, lathe_where(a->g, c, gy, sc(a, y, 0)), y->in[1]));
-        if (a->rg[y->in[2]->id]) acc(a, 2, y, unbroadcast(a, lathe_where(a->g, c, sc(a, y, 0), gy), y->in[2]));
+        if (a->rg[y->in[1]->id]) acc(a, 1, y, unbroadcast(a, lathe_where(g, c, gy, sc(a, y, 0)), y->in[1]));
+        if (a->rg[y->in[2]->id]) acc(a, 2, y, unbroadcast(a, lathe_where(g, c, sc(a, y, 0), gy), y->in[2]));
         break;
     }
-    case LT_OP_NEG: acc(a, 0, y, lathe_neg(a->g, gy)); break;
-    case LT_OP_EXP: acc(a, 0, y, lathe_mul(a->g, gy, y)); break;
-    case LT_OP_LOG: acc(a, 0, y, lathe_div(a->g, gy, x)); break;
-    case LT_OP_SQRT: acc(a, 0, y, lathe_div(a->g, gy, lathe_mul(a->g, sc(a, y, 2), y))); break;
+    case LT_OP_NEG: acc(a, 0, y, lathe_neg(g, gy)); break;
+    case LT_OP_EXP: acc(a, 0, y, lathe_mul(g, gy, y)); break;
+    case LT_OP_LOG: acc(a, 0, y, lathe_div(g, gy, x)); break;
+    case LT_OP_SQRT: acc(a, 0, y, lathe_div(g, gy, lathe_mul(g, sc(a, y, 2), y))); break;
     case LT_OP_RSQRT: /* -0.5 * gy * y^3 */
-        acc(a, 0, y, lathe_mul(a->g, lathe_mul(a->g, gy, sc(a, y, -0.5)), lathe_mul(a->g, y, lathe_mul(a->g, y, y))));
+        acc(a, 0, y, lathe_mul(g, lathe_mul(g, gy, sc(a, y, -0.5)), lathe_mul(g, y, lathe_mul(g, y, y))));
         break;
     case LT_OP_ABS: { /* gy * sign(x) */
-        lathe_node *sign = lathe_where(a->g, lathe_gt(a->g, x, sc(a, y, 0)), sc(a, y, 1), lathe_where(a->g, lathe_lt(a->g, x, sc(a, y, 0)), sc(a, y, -1), sc(a, y, 0)));
-        acc(a, 0, y, lathe_mul(a->g, gy, sign));
+        lathe_node *sign = lathe_where(g, lathe_gt(g, x, sc(a, y, 0)), sc(a, y, 1),
+                                       lathe_where(g, lathe_lt(g, x, sc(a, y, 0)), sc(a, y, -1), sc(a, y, 0)));
+        acc(a, 0, y, lathe_mul(g, gy, sign));
         break;
     }
-    case LT_OP_RELU: acc(a, 0, y, lathe_where(a->g, lathe_gt(a->g, y, sc(a, y, 0)), gy, sc(a, y, 0))); break;
-    case LT_OP_SIGMOID: acc(a, 0, y, lathe_mul(a->g, gy, lathe_mul(a->g, y, lathe_sub(a->g, sc(a, y, 1), y)))); break;
-    case LT_OP_TANH: acc(a, 0, y, lathe_mul(a->g, gy, lathe_sub(a->g, sc(a, y, 1), lathe_mul(a->g, y, y)))); break;
+    case LT_OP_RELU: acc(a, 0, y, lathe_where(g, lathe_gt(g, y, sc(a, y, 0)), gy, sc(a, y, 0))); break;
+    case LT_OP_SIGMOID: acc(a, 0, y, lathe_mul(g, gy, lathe_mul(g, y, lathe_sub(g, sc(a, y, 1), y)))); break;
+    case LT_OP_TANH: acc(a, 0, y, lathe_mul(g, gy, lathe_sub(g, sc(a, y, 1), lathe_mul(g, y, y)))); break;
     case LT_OP_POW_SCALAR: {
         double e = y->attr[0].f;
-        if (e == 0) acc(a, 0, y, lathe_broadcast_to(a->g, sc(a, y, 0), x->rank, x->shape));
-        else acc(a, 0, y, lathe_mul(a->g, lathe_mul(a->g, gy, sc(a, y, e)), lathe_pow_scalar(a->g, x, e - 1)));
+        if (e == 0) acc(a, 0, y, lathe_broadcast_to(g, sc(a, y, 0), x->rank, x->shape));
+        else acc(a, 0, y, lathe_mul(g, lathe_mul(g, gy, sc(a, y, e)), lathe_pow_scalar(g, x, e - 1)));
         break;
     }
-    case LT_OP_CAST: acc(a, 0, y, lathe_cast(a->g, gy, x->dtype)); break;
+    case LT_OP_CAST: acc(a, 0, y, lathe_cast(g, gy, x->dtype)); break;
     case LT_OP_SUM: acc(a, 0, y, expand_reduced(a, gy, x, &y->attr[0])); break;
     case LT_OP_MEAN: {
         int64_t count = 1;
         for (int i = 0; i < y->attr[0].n; i++) count *= x->shape[y->attr[0].v[i]];
-        acc(a, 0, y, expand_reduced(a, lathe_div(a->g, gy, sc(a, y, (double)count)), x, &y->attr[0]));
+        acc(a, 0, y, expand_reduced(a, lathe_div(g, gy, sc(a, y, (double)count)), x, &y->attr[0]));
         break;
     }
     case LT_OP_MAX: { /* spread evenly over the maxima, as torch.amax */
-        lathe_node *mask = lathe_eq(a->g, x, expand_reduced(a, y, x, &y->attr[0]));
-        lathe_node *cnt = lathe_sum(a->g, lathe_cast(a->g, mask, y->dtype), y->attr[0].n, y->attr[0].v, true);
+        lathe_node *mask = lathe_eq(g, x, expand_reduced(a, y, x, &y->attr[0]));
+        lathe_node *cnt = lathe_sum(g, lathe_cast(g, mask, y->dtype), y->attr[0].n, y->attr[0].v, true);
         int64_t keep[LATHE_MAX_RANK];
         memcpy(keep, cnt->shape, sizeof keep);
-        lathe_node *gk = same_shape(gy, cnt->rank, keep) ? gy : lathe_reshape(a->g, gy, cnt->rank, keep);
-        acc(a, 0, y, lathe_where(a->g, mask, lathe_div(a->g, gk, cnt), sc(a, y, 0)));
+        lathe_node *gk = same_shape(gy, cnt->rank, keep) ? gy : lathe_reshape(g, gy, cnt->rank, keep);
+        acc(a, 0, y, lathe_where(g, mask, lathe_div(g, gk, cnt), sc(a, y, 0)));
         break;
     }
     case LT_OP_RESHAPE:
-    case LT_OP_FLATTEN: acc(a, 0, y, lathe_reshape(a->g, gy, x->rank, x->shape)); break;
+    case LT_OP_FLATTEN: acc(a, 0, y, lathe_reshape(g, gy, x->rank, x->shape)); break;
     case LT_OP_PERMUTE: {
         int64_t inv[LATHE_MAX_RANK];
         for (int i = 0; i < x->rank; i++) inv[y->attr[0].v[i]] = i;
-        acc(a, 0, y, lathe_permute(a->g, gy, x->rank, inv));
+        acc(a, 0, y, lathe_permute(g, gy, x->rank, inv));
         break;
     }
     case LT_OP_BROADCAST_TO: acc(a, 0, y, unbroadcast(a, gy, x)); break;
@@ -216,7 +220,7 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         int64_t ax = y->attr[0].v[0], off = 0;
         for (int k = 0; k < y->nin; k++) {
             int64_t len = y->in[k]->shape[ax];
-            if (a->rg[y->in[k]->id]) acc(a, k, y, lathe_slice(a->g, gy, ax, off, off + len, 1));
+            if (a->rg[y->in[k]->id]) acc(a, k, y, lathe_slice(g, gy, ax, off, off + len, 1));
             off += len;
         }
         break;
@@ -227,15 +231,15 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         break;
     }
     case LT_OP_MATMUL:
-        if (rx) acc(a, 0, y, unbroadcast(a, lathe_matmul(a->g, gy, lathe_transpose(a->g, b, -1, -2)), x));
-        if (rb) acc(a, 1, y, unbroadcast(a, lathe_matmul(a->g, lathe_transpose(a->g, x, -1, -2), gy), b));
+        if (rx) acc(a, 0, y, unbroadcast(a, lathe_matmul(g, gy, lathe_transpose(g, b, -1, -2)), x));
+        if (rb) acc(a, 1, y, unbroadcast(a, lathe_matmul(g, lathe_transpose(g, x, -1, -2), gy), b));
         break;
     case LT_OP_LINEAR: {
         int64_t out = b->shape[0], inf = b->shape[1], m = x->numel / (inf ? inf : 1);
-        lathe_node *gy2 = lathe_reshape(a->g, gy, LATHE_DIMS(m, out));
-        if (rx) acc(a, 0, y, lathe_reshape(a->g, lathe_matmul(a->g, gy2, b), x->rank, x->shape));
-        if (rb) acc(a, 1, y, lathe_matmul(a->g, lathe_transpose(a->g, gy2, 0, 1), lathe_reshape(a->g, x, LATHE_DIMS(m, inf))));
-        if (y->nin == 3 && a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(a->g, gy2, LATHE_AXES(0), false));
+        lathe_node *gy2 = lathe_reshape(g, gy, LATHE_DIMS(m, out));
+        if (rx) acc(a, 0, y, lathe_reshape(g, lathe_matmul(g, gy2, b), x->rank, x->shape));
+        if (rb) acc(a, 1, y, lathe_matmul(g, lathe_transpose(g, gy2, 0, 1), lathe_reshape(g, x, LATHE_DIMS(m, inf))));
+        if (y->nin == 3 && a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(g, gy2, LATHE_AXES(0), false));
         break;
     }
     case LT_OP_CONV2D: {
@@ -248,7 +252,7 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
             at[4] = (lt_attr){.n = 2, .v = {b->shape[2], b->shape[3]}};
             acc(a, 1, y, mk(a, LT_OP_CONV2D_BACKWARD_WEIGHT, 2, IN(x, gy), at));
         }
-        if (y->nin == 3 && a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(a->g, gy, LATHE_AXES(0, 2, 3), false));
+        if (y->nin == 3 && a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(g, gy, LATHE_AXES(0, 2, 3), false));
         break;
     }
     case LT_OP_MAX_POOL2D:
@@ -267,36 +271,36 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     case LT_OP_BATCH_NORM2D: batch_norm_rule(a, y, gy); break;
     case LT_OP_SOFTMAX: { /* y * (gy - sum(gy * y)) */
         int64_t ax = y->attr[0].v[0];
-        lathe_node *s = lathe_sum(a->g, lathe_mul(a->g, gy, y), 1, &ax, true);
-        acc(a, 0, y, lathe_mul(a->g, y, lathe_sub(a->g, gy, s)));
+        lathe_node *s = lathe_sum(g, lathe_mul(g, gy, y), 1, &ax, true);
+        acc(a, 0, y, lathe_mul(g, y, lathe_sub(g, gy, s)));
         break;
     }
     case LT_OP_LOG_SOFTMAX: { /* gy - exp(y) * sum(gy) */
         int64_t ax = y->attr[0].v[0];
-        acc(a, 0, y, lathe_sub(a->g, gy, lathe_mul(a->g, lathe_exp(a->g, y), lathe_sum(a->g, gy, 1, &ax, true))));
+        acc(a, 0, y, lathe_sub(g, gy, lathe_mul(g, lathe_exp(g, y), lathe_sum(g, gy, 1, &ax, true))));
         break;
     }
     case LT_OP_CROSS_ENTROPY: { /* (softmax(x) - onehot) * scale */
-        lathe_node *d = lathe_sub(a->g, lathe_softmax(a->g, x, 1), one_hot(a, b, x->shape[1], x->dtype));
-        acc(a, 0, y, lathe_mul(a->g, d, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
+        lathe_node *d = lathe_sub(g, lathe_softmax(g, x, 1), one_hot(a, b, x->shape[1], x->dtype));
+        acc(a, 0, y, lathe_mul(g, d, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
         break;
     }
     case LT_OP_NLL_LOSS: { /* -onehot * scale */
-        lathe_node *oh = lathe_neg(a->g, one_hot(a, b, x->shape[1], x->dtype));
-        acc(a, 0, y, lathe_mul(a->g, oh, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
+        lathe_node *oh = lathe_neg(g, one_hot(a, b, x->shape[1], x->dtype));
+        acc(a, 0, y, lathe_mul(g, oh, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
         break;
     }
     case LT_OP_MSE_LOSS: { /* 2 (a - b) * scale */
-        lathe_node *s = y->attr[0].v[0] == LATHE_REDUCE_MEAN ? lathe_div(a->g, gy, sc(a, y, (double)x->numel)) : gy;
-        lathe_node *d = lathe_mul(a->g, lathe_mul(a->g, sc(a, y, 2), lathe_sub(a->g, x, b)), s);
+        lathe_node *s = y->attr[0].v[0] == LATHE_REDUCE_MEAN ? lathe_div(g, gy, sc(a, y, (double)x->numel)) : gy;
+        lathe_node *d = lathe_mul(g, lathe_mul(g, sc(a, y, 2), lathe_sub(g, x, b)), s);
         if (rx) acc(a, 0, y, d);
-        if (rb) acc(a, 1, y, lathe_neg(a->g, d));
+        if (rb) acc(a, 1, y, lathe_neg(g, d));
         break;
     }
     /* Gradient kernels are linear in the cotangent they carry; their
      * adjoints are the forward ops, which gives second order through them. */
     case LT_OP_SLICE_BACKWARD:
-        acc(a, 0, y, lathe_slice(a->g, gy, y->attr[0].v[0], y->attr[1].v[0], y->attr[2].v[0], y->attr[3].v[0]));
+        acc(a, 0, y, lathe_slice(g, gy, y->attr[0].v[0], y->attr[1].v[0], y->attr[2].v[0], y->attr[3].v[0]));
         break;
     case LT_OP_CONV2D_BACKWARD_INPUT: { /* dx = conv^T(dy, w) */
         lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3]};
@@ -322,10 +326,10 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         break;
     }
     case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD:
-        acc(a, 0, y, lathe_adaptive_avg_pool2d(a->g, gy, x->shape[2], x->shape[3]));
+        acc(a, 0, y, lathe_adaptive_avg_pool2d(g, gy, x->shape[2], x->shape[3]));
         break;
     default:
-        lt_fail(a->g, LATHE_ERR_UNSUPPORTED, "autodiff: no gradient rule for op '%s' (node %%%d)",
+        lt_fail(g, LATHE_ERR_UNSUPPORTED, "autodiff: no gradient rule for op '%s' (node %%%d)",
                 lt_ops[y->op].name, y->id);
     }
 }

@@ -211,12 +211,11 @@ static bool next(parser *p) {
     return true;
 }
 
-#define TOK (p->lx.tok)
 
-static bool is_punct(const parser *p, int op) { return TOK.kind == T_PUNCT && TOK.op == op; }
+static bool is_punct(const parser *p, int op) { return p->lx.tok.kind == T_PUNCT && p->lx.tok.op == op; }
 
 static bool is_word(const parser *p, const char *w) {
-    return TOK.kind == T_IDENT && TOK.len == strlen(w) && memcmp(TOK.s, w, TOK.len) == 0;
+    return p->lx.tok.kind == T_IDENT && p->lx.tok.len == strlen(w) && memcmp(p->lx.tok.s, w, p->lx.tok.len) == 0;
 }
 
 static bool is_keyword(const char *s, size_t len) {
@@ -225,7 +224,7 @@ static bool is_keyword(const char *s, size_t len) {
     return false;
 }
 
-static bool end_of_stmt(const parser *p) { return TOK.kind == T_NL || TOK.kind == T_EOF || is_punct(p, '}'); }
+static bool end_of_stmt(const parser *p) { return p->lx.tok.kind == T_NL || p->lx.tok.kind == T_EOF || is_punct(p, '}'); }
 
 /* "'foo'", "end of line", ... for messages */
 static const char *describe(const token *t, char *buf, size_t len) {
@@ -238,9 +237,9 @@ static const char *describe(const token *t, char *buf, size_t len) {
 
 static bool expected(parser *p, const char *what) {
     char b[64];
-    if (TOK.kind == T_EOF) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "unexpected end of file, expected %s", what);
-    if (TOK.kind == T_NL) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "unexpected end of line, expected %s", what);
-    return desc_err(p, LATHE_ERR_PARSE, TOK.at, "expected %s, got %s", what, describe(&TOK, b, sizeof b));
+    if (p->lx.tok.kind == T_EOF) return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "unexpected end of file, expected %s", what);
+    if (p->lx.tok.kind == T_NL) return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "unexpected end of line, expected %s", what);
+    return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "expected %s, got %s", what, describe(&p->lx.tok, b, sizeof b));
 }
 
 static bool expect(parser *p, int op, const char *what) {
@@ -250,31 +249,31 @@ static bool expect(parser *p, int op, const char *what) {
 
 /* A name that is not a keyword; *s and *len point into the source. */
 static bool ident(parser *p, const char *what, const char **s, size_t *len, loc *at) {
-    if (TOK.kind != T_IDENT) return expected(p, what);
-    if (is_keyword(TOK.s, TOK.len))
-        return desc_err(p, LATHE_ERR_PARSE, TOK.at, "'%.*s' is a keyword and cannot be used as %s", (int)TOK.len, TOK.s,
+    if (p->lx.tok.kind != T_IDENT) return expected(p, what);
+    if (is_keyword(p->lx.tok.s, p->lx.tok.len))
+        return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "'%.*s' is a keyword and cannot be used as %s", (int)p->lx.tok.len, p->lx.tok.s,
                         what);
-    *s = TOK.s;
-    *len = TOK.len;
-    if (at) *at = TOK.at;
+    *s = p->lx.tok.s;
+    *len = p->lx.tok.len;
+    if (at) *at = p->lx.tok.at;
     return next(p);
 }
 
 /* A dotted name read as one word from the source: layer2.1, downsample.0, or
  * with trailing_dot a prefix such as layer1. */
 static bool dotted(parser *p, const char *what, bool trailing_dot, const char **s, size_t *len, loc *at) {
-    if (TOK.kind != T_IDENT && TOK.kind != T_NUM) return expected(p, what);
+    if (p->lx.tok.kind != T_IDENT && p->lx.tok.kind != T_NUM) return expected(p, what);
     const char *src = p->src;
-    size_t i = TOK.at.off, j = i;
+    size_t i = p->lx.tok.at.off, j = i;
     while (j < p->len && (is_alnum((unsigned char)src[j]) || src[j] == '.')) j++;
     for (size_t k = i; k < j; k++)
         if (src[k] == '.' && (k == i || src[k - 1] == '.' || (k + 1 == j && !trailing_dot)))
-            return desc_err(p, LATHE_ERR_PARSE, TOK.at,
+            return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at,
                             "malformed name '%.*s' in %s (parts are separated by single dots)",
                             (int)(j - i > 60 ? 60 : j - i), src + i, what);
     *s = src + i;
     *len = j - i;
-    *at = TOK.at;
+    *at = p->lx.tok.at;
     p->lx.pos = j;
     return next(p);
 }
@@ -282,18 +281,18 @@ static bool dotted(parser *p, const char *what, bool trailing_dot, const char **
 /* The value of a T_NUM token: digits, an optional fraction and exponent. */
 static bool number(parser *p, double *out) {
     char buf[64];
-    bool ok = TOK.len < sizeof buf;
+    bool ok = p->lx.tok.len < sizeof buf;
     if (ok) {
-        memcpy(buf, TOK.s, TOK.len);
-        buf[TOK.len] = 0;
+        memcpy(buf, p->lx.tok.s, p->lx.tok.len);
+        buf[p->lx.tok.len] = 0;
     }
-    for (size_t i = 0; ok && i < TOK.len; i++) ok = strchr("0123456789.eE+-", buf[i]) != NULL;
+    for (size_t i = 0; ok && i < p->lx.tok.len; i++) ok = strchr("0123456789.eE+-", buf[i]) != NULL;
     char *end = NULL;
     double d = ok ? strtod(buf, &end) : 0;
     if (!ok || *end)
-        return desc_err(p, LATHE_ERR_PARSE, TOK.at, "malformed number '%.*s'", (int)(TOK.len > 40 ? 40 : TOK.len),
-                        TOK.s);
-    if (!isfinite(d)) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "number '%.*s' is out of range", (int)TOK.len, TOK.s);
+        return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "malformed number '%.*s'", (int)(p->lx.tok.len > 40 ? 40 : p->lx.tok.len),
+                        p->lx.tok.s);
+    if (!isfinite(d)) return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "number '%.*s' is out of range", (int)p->lx.tok.len, p->lx.tok.s);
     *out = d;
     return next(p);
 }
@@ -469,13 +468,13 @@ static bool parse_unary(parser *p, value *out);
 static bool parse_stmts(parser *p, bool braces, loc open);
 
 static bool enter(parser *p) {
-    if (++p->nest > MAX_NEST) return desc_err(p, LATHE_ERR_PARSE, TOK.at, "nesting is too deep (limit %d)", MAX_NEST);
+    if (++p->nest > MAX_NEST) return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "nesting is too deep (limit %d)", MAX_NEST);
     return true;
 }
 
 /* '[' [EXPR {',' EXPR} [',']] ']' */
 static bool parse_list(parser *p, value *out) {
-    loc at = TOK.at;
+    loc at = p->lx.tok.at;
     value *tmp = NULL;
     int n = 0, cap = 0;
     bool ok = next(p);
@@ -620,23 +619,23 @@ static bool parse_args(parser *p, call *c, arg *a, int *na) {
     *na = 0;
     if (!next(p)) return false;
     while (!is_punct(p, ')')) {
-        if (*na == MAX_ARGS) return desc_err(p, LATHE_ERR_ARG, TOK.at, "too many arguments (at most %d)", MAX_ARGS);
+        if (*na == MAX_ARGS) return desc_err(p, LATHE_ERR_ARG, p->lx.tok.at, "too many arguments (at most %d)", MAX_ARGS);
         arg *x = &a[(*na)++];
         *x = (arg){0};
-        if (TOK.kind == T_IDENT) {
+        if (p->lx.tok.kind == T_IDENT) {
             lexer save = p->lx;
             if (!next(p)) return false;
             bool kw = is_punct(p, '=');
             p->lx = save;
             if (kw) {
-                x->kw = TOK.s;
-                x->kwlen = TOK.len;
-                x->kwat = TOK.at;
+                x->kw = p->lx.tok.s;
+                x->kwlen = p->lx.tok.len;
+                x->kwat = p->lx.tok.at;
                 if (!next(p) || !next(p)) return false;
             }
         }
         if (!x->kw && *na > 1 && a[*na - 2].kw)
-            return desc_err(p, LATHE_ERR_ARG, TOK.at, "a positional argument cannot follow a keyword argument");
+            return desc_err(p, LATHE_ERR_ARG, p->lx.tok.at, "a positional argument cannot follow a keyword argument");
         if (!parse_expr(p, &x->v)) return false;
         if (!is_punct(p, ',')) break;
         if (!next(p)) return false;
@@ -690,7 +689,7 @@ static bool parse_call(parser *p, token name, value *out) {
 
 /* NUM | true | false | DTYPE | NAME | CALL | '(' EXPR ')' | LIST */
 static bool parse_primary(parser *p, value *out) {
-    token t = TOK;
+    token t = p->lx.tok;
     *out = (value){.k = V_NONE, .at = t.at};
     if (t.kind == T_NUM) {
         out->k = V_NUM;
@@ -712,7 +711,7 @@ static bool parse_primary(parser *p, value *out) {
     if (!next(p)) return false;
     if (is_punct(p, '(')) return parse_call(p, t, out);
     if (is_word(p, "as"))
-        return desc_err(p, LATHE_ERR_NAME, TOK.at,
+        return desc_err(p, LATHE_ERR_NAME, p->lx.tok.at,
                         "'as' names a layer or block call such as conv2d(...) as conv1; '%.*s' is not a call",
                         (int)t.len, t.s);
     if (!live(p)) return true;
@@ -734,7 +733,7 @@ static bool parse_primary(parser *p, value *out) {
 static bool parse_power(parser *p, value *out) {
     if (!parse_primary(p, out)) return false;
     if (!is_punct(p, P_POW)) return true;
-    loc at = TOK.at;
+    loc at = p->lx.tok.at;
     value b;
     return next(p) && parse_unary(p, &b) && desc_binop(p, P_POW, at, out, &b);
 }
@@ -742,7 +741,7 @@ static bool parse_power(parser *p, value *out) {
 /* '-' UNARY | POWER */
 static bool parse_unary(parser *p, value *out) {
     if (!is_punct(p, '-')) return parse_power(p, out);
-    loc at = TOK.at;
+    loc at = p->lx.tok.at;
     if (!enter(p) || !next(p) || !parse_unary(p, out)) return false;
     p->nest--;
     if (!live(p)) return true;
@@ -763,8 +762,8 @@ static bool parse_unary(parser *p, value *out) {
 static bool parse_term(parser *p, value *out) {
     if (!parse_unary(p, out)) return false;
     while (is_punct(p, '*') || is_punct(p, '/') || is_punct(p, P_FLOORDIV)) {
-        int op = TOK.op;
-        loc at = TOK.at;
+        int op = p->lx.tok.op;
+        loc at = p->lx.tok.at;
         value b;
         if (!next(p) || !parse_unary(p, &b) || !desc_binop(p, op, at, out, &b)) return false;
     }
@@ -775,8 +774,8 @@ static bool parse_term(parser *p, value *out) {
 static bool parse_sum(parser *p, value *out) {
     if (!parse_term(p, out)) return false;
     while (is_punct(p, '+') || is_punct(p, '-')) {
-        int op = TOK.op;
-        loc at = TOK.at;
+        int op = p->lx.tok.op;
+        loc at = p->lx.tok.at;
         value b;
         if (!next(p) || !parse_term(p, &b) || !desc_binop(p, op, at, out, &b)) return false;
     }
@@ -790,8 +789,8 @@ static bool parse_cmp(parser *p, value *out) {
     if (!(is_punct(p, P_EQ) || is_punct(p, P_NE) || is_punct(p, '<') || is_punct(p, '>') || is_punct(p, P_LE) ||
           is_punct(p, P_GE)))
         return true;
-    int op = TOK.op;
-    loc at = TOK.at;
+    int op = p->lx.tok.op;
+    loc at = p->lx.tok.at;
     value b;
     return next(p) && parse_sum(p, &b) && desc_binop(p, op, at, out, &b);
 }
@@ -799,7 +798,7 @@ static bool parse_cmp(parser *p, value *out) {
 /* 'not' NOT | CMP */
 static bool parse_not(parser *p, value *out) {
     if (!is_word(p, "not")) return parse_cmp(p, out);
-    loc at = TOK.at;
+    loc at = p->lx.tok.at;
     if (!enter(p) || !next(p) || !parse_not(p, out)) return false;
     p->nest--;
     if (!live(p)) return true;
@@ -815,7 +814,7 @@ static bool parse_not(parser *p, value *out) {
 static bool parse_and(parser *p, value *out) {
     if (!parse_not(p, out)) return false;
     while (is_word(p, "and")) {
-        loc at = TOK.at;
+        loc at = p->lx.tok.at;
         value b;
         if (!next(p) || !parse_not(p, &b) || !desc_binop(p, 'a', at, out, &b)) return false;
     }
@@ -825,7 +824,7 @@ static bool parse_and(parser *p, value *out) {
 static bool parse_expr(parser *p, value *out) {
     if (!enter(p) || !parse_and(p, out)) return false;
     while (is_word(p, "or")) {
-        loc at = TOK.at;
+        loc at = p->lx.tok.at;
         value b;
         if (!next(p) || !parse_and(p, &b) || !desc_binop(p, 'o', at, out, &b)) return false;
     }
@@ -865,9 +864,9 @@ static bool parse_type(parser *p, lathe_dtype *t, int *rank, int64_t *shape) {
     static const lathe_dtype dtypes[] = {LATHE_F32, LATHE_F64, LATHE_I64, LATHE_BOOL};
     int i = 0;
     while (i < 4 && !is_word(p, lathe_dtype_name(dtypes[i]))) i++;
-    if (TOK.kind == T_IDENT && i == 4)
-        return desc_err(p, LATHE_ERR_PARSE, TOK.at, "unknown dtype '%.*s' (expected f32, f64, i64 or bool)",
-                        (int)TOK.len, TOK.s);
+    if (p->lx.tok.kind == T_IDENT && i == 4)
+        return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "unknown dtype '%.*s' (expected f32, f64, i64 or bool)",
+                        (int)p->lx.tok.len, p->lx.tok.s);
     if (i == 4) return expected(p, "a type such as f32[N, 3]");
     *t = dtypes[i];
     *rank = 0;
@@ -875,7 +874,7 @@ static bool parse_type(parser *p, lathe_dtype *t, int *rank, int64_t *shape) {
     while (!is_punct(p, ']')) {
         value d;
         if (*rank == LATHE_MAX_RANK)
-            return desc_err(p, LATHE_ERR_SHAPE, TOK.at, "a type has at most %d dimensions", LATHE_MAX_RANK);
+            return desc_err(p, LATHE_ERR_SHAPE, p->lx.tok.at, "a type has at most %d dimensions", LATHE_MAX_RANK);
         if (!parse_expr(p, &d)) return false;
         if (live(p) && !int_value(p, &d, 0, "a dimension", &shape[*rank])) return false;
         (*rank)++;
@@ -925,7 +924,7 @@ static bool parse_input(parser *p, token kw) {
         if (is_word(p, "raw")) raw = true;
         else if (is_word(p, "requires_grad")) {
             rg = true;
-            rgat = TOK.at;
+            rgat = p->lx.tok.at;
         } else return expected(p, "raw, requires_grad or end of line");
         if (!next(p)) return false;
     }
@@ -961,7 +960,7 @@ static bool parse_leaf(parser *p, bool buffer) {
         return false;
     while (!end_of_stmt(p)) {
         if (is_word(p, "init")) {
-            initat = TOK.at;
+            initat = p->lx.tok.at;
             has_init = true;
             if (!next(p) || !expect(p, '=', "'=' after init") || !parse_init(p, &kind, &a)) return false;
             continue;
@@ -1029,7 +1028,7 @@ static bool parse_block(parser *p, token kw) {
     if (!expect(p, '(', "'(' and the block's parameters")) return false;
     while (!is_punct(p, ')')) {
         if (b.nparams == MAX_ARGS)
-            return desc_err(p, LATHE_ERR_ARG, TOK.at, "a block takes at most %d parameters", MAX_ARGS);
+            return desc_err(p, LATHE_ERR_ARG, p->lx.tok.at, "a block takes at most %d parameters", MAX_ARGS);
         pspec *ps = &b.params[b.nparams++];
         loc pat;
         if (!ident(p, "a parameter name", &ps->s, &ps->len, &pat)) return false;
@@ -1039,9 +1038,9 @@ static bool parse_block(parser *p, token kw) {
         ps->required = true;
         if (is_punct(p, '=')) {
             if (!next(p)) return false;
-            ps->deftext = TOK.s;
+            ps->deftext = p->lx.tok.s;
             if (!parse_expr(p, &ps->def)) return false;
-            size_t n = (size_t)(p->src + TOK.at.off - ps->deftext);
+            size_t n = (size_t)(p->src + p->lx.tok.at.off - ps->deftext);
             while (ps->deflen < n && ps->deftext[ps->deflen] != '#' && ps->deftext[ps->deflen] != '\n') ps->deflen++;
             while (ps->deflen && strchr(" \t\r", ps->deftext[ps->deflen - 1])) ps->deflen--;
             ps->required = false;
@@ -1053,7 +1052,7 @@ static bool parse_block(parser *p, token kw) {
         if (!next(p)) return false;
     }
     if (!expect(p, ')', "',' or ')' after the block's parameters")) return false;
-    b.open = TOK.at;
+    b.open = p->lx.tok.at;
     if (!expect(p, '{', "'{' and the block's body")) return false;
     b.body = p->lx;
     p->in_def = true;
@@ -1070,7 +1069,7 @@ static bool parse_block(parser *p, token kw) {
 
 /* '{' STMTS '}' */
 static bool parse_body(parser *p) {
-    loc open = TOK.at;
+    loc open = p->lx.tok.at;
     if (!expect(p, '{', "'{'") || !enter(p)) return false;
     p->braces++;
     bool ok = parse_stmts(p, true, open) && next(p);
@@ -1116,7 +1115,7 @@ static bool parse_freeze(parser *p, bool freeze) {
     size_t len = 0;
     loc at;
     if (!next(p)) return false;
-    at = TOK.at;
+    at = p->lx.tok.at;
     if (is_punct(p, '*')) {
         if (!next(p)) return false;
     } else if (!dotted(p, "a parameter-name prefix such as layer1. (or * for all)", true, &s, &len, &at)) {
@@ -1160,12 +1159,12 @@ static bool parse_output(parser *p, token kw) {
 /* Is the statement's expression one call to a loss (with nothing after it)?
  * Then evaluation rebuilds it per sample. */
 static int loss_call_ahead(parser *p) {
-    int fi = TOK.kind == T_IDENT ? desc_find_builtin(TOK.s, TOK.len) : -1;
+    int fi = p->lx.tok.kind == T_IDENT ? desc_find_builtin(p->lx.tok.s, p->lx.tok.len) : -1;
     if (fi != B_CROSS_ENTROPY && fi != B_NLL_LOSS && fi != B_MSE_LOSS) return -1;
     lexer save = p->lx;
     int depth = 0, r = -1;
     lathe_status st = lathe_graph_status(p->g);
-    while (next(p) && TOK.kind != T_EOF) {
+    while (next(p) && p->lx.tok.kind != T_EOF) {
         if (is_punct(p, '(')) depth++;
         else if (is_punct(p, ')') && --depth == 0) {
             if (next(p) && end_of_stmt(p)) r = fi;
@@ -1183,14 +1182,14 @@ static bool parse_loss(parser *p, token kw) {
     if (!top_level(p, kw)) return false;
     if (p->have_loss) return desc_err(p, LATHE_ERR_PARSE, kw.at, "the model already has a 'loss'");
     if (!next(p)) return false;
-    loc at = TOK.at;
+    loc at = p->lx.tok.at;
     int fi = loss_call_ahead(p);
     value v;
     lathe_node *correct = NULL;
     if (fi < 0) {
         if (!parse_expr(p, &v)) return false;
     } else {
-        token name = TOK;
+        token name = p->lx.tok;
         call c = {.fn = name.s, .fnlen = (int)name.len, .at = name.at};
         arg a[MAX_ARGS];
         int na;
@@ -1264,17 +1263,17 @@ static bool parse_assign(parser *p) {
     if (!ident(p, "a statement", &s, &len, &at)) return false;
     if (!is_punct(p, '=')) {
         char b[64];
-        return desc_err(p, LATHE_ERR_PARSE, TOK.at,
+        return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at,
                         "expected '=' after '%.*s', got %s (a statement is NAME = EXPR or starts with a keyword "
                         "such as output)",
-                        (int)len, s, describe(&TOK, b, sizeof b));
+                        (int)len, s, describe(&p->lx.tok, b, sizeof b));
     }
     if (!next(p) || !parse_expr(p, &v)) return false;
     return !live(p) || set_var(p, s, len, at, v, false);
 }
 
 static bool parse_stmt(parser *p) {
-    token t = TOK;
+    token t = p->lx.tok;
     desc_stamp(p, t.at);
     if (t.kind != T_IDENT) return expected(p, "a statement");
     if (is_word(p, "model")) {
@@ -1319,17 +1318,17 @@ static bool parse_stmt(parser *p) {
  * closes the '{' at open (which is left as the current token). */
 static bool parse_stmts(parser *p, bool braces, loc open) {
     for (;;) {
-        while (TOK.kind == T_NL)
+        while (p->lx.tok.kind == T_NL)
             if (!next(p)) return false;
-        if (TOK.kind == T_EOF) {
+        if (p->lx.tok.kind == T_EOF) {
             if (!braces) return true;
-            return desc_err(p, LATHE_ERR_PARSE, TOK.at,
+            return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at,
                             "unterminated block: expected '}' to close the '{' at line %d, column %d", open.line,
                             open.col);
         }
         if (is_punct(p, '}')) {
             if (braces) return true;
-            return desc_err(p, LATHE_ERR_PARSE, TOK.at, "'}' without a matching '{'");
+            return desc_err(p, LATHE_ERR_PARSE, p->lx.tok.at, "'}' without a matching '{'");
         }
         if (!parse_stmt(p)) return false;
         if (!end_of_stmt(p)) return expected(p, "end of line after the statement");
