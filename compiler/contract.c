@@ -295,3 +295,16 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
     if (p) *p = c;
     return p;
 }
+
+double lt_node_flops(const lathe_node *n) {
+    const lathe_node *a = n->nin > 0 ? n->in[0] : NULL, *b = n->nin > 1 ? n->in[1] : NULL;
+    switch (n->op) {
+    case LT_OP_MATMUL: return 2.0 * (double)n->numel * (double)a->shape[a->rank - 1];
+    case LT_OP_CONV2D: return 2.0 * (double)n->numel * (double)(b->numel / b->shape[0]); /* y (N,K,P,Q), w (K,Cg,R,S) */
+    case LT_OP_CONV2D_BACKWARD_INPUT: /* gy (N,K,P,Q), w (K,Cg,R,S) */
+        return 2.0 * (double)a->numel * (double)(b->numel / b->shape[0]);
+    case LT_OP_CONV2D_BACKWARD_WEIGHT: /* x, gy (N,K,P,Q) -> dw (K,Cg,R,S) */
+        return 2.0 * (double)b->numel * (double)(n->numel / n->shape[0]);
+    default: return 0;
+    }
+}

@@ -180,6 +180,10 @@ typedef struct {
  * memory.  The caller owns the plan. */
 lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
 lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
+/* Floating-point operations of contraction node n (a multiply and an add
+ * each per term of its sums: matmul, conv2d and its two gradients); 0 for
+ * other ops.  For benchmarks' GFLOP/s. */
+double lt_node_flops(const lathe_node *n);
 
 /* Fuse g (the decomposed graph, which the caller keeps and which must outlive
  * the result) into kernels, their register tiles sized for target.  Returns

@@ -610,23 +610,7 @@ static lathe_node *fashion_model(lathe_graph *g, int64_t batch) {
  * it has none. */
 static double kernel_flops(const lt_fused *f, const lt_kernel *k) {
     double fl = 0;
-    for (int j = 0; j < k->nnodes; j++) {
-        const lathe_node *n = f->g->nodes[k->nodes[j]];
-        const lathe_node *a = n->nin > 0 ? n->in[0] : NULL, *b = n->nin > 1 ? n->in[1] : NULL;
-        switch (n->op) {
-        case LT_OP_MATMUL: fl += 2.0 * (double)n->numel * (double)a->shape[a->rank - 1]; break;
-        case LT_OP_CONV2D: /* y (N,K,P,Q), w (K,Cg,R,S) */
-            fl += 2.0 * (double)n->numel * (double)(b->numel / b->shape[0]);
-            break;
-        case LT_OP_CONV2D_BACKWARD_INPUT: /* gy (N,K,P,Q), w (K,Cg,R,S) */
-            fl += 2.0 * (double)a->numel * (double)(b->numel / b->shape[0]);
-            break;
-        case LT_OP_CONV2D_BACKWARD_WEIGHT: /* x, gy (N,K,P,Q) -> dw (K,Cg,R,S) */
-            fl += 2.0 * (double)b->numel * (double)(n->numel / n->shape[0]);
-            break;
-        default: break;
-        }
-    }
+    for (int j = 0; j < k->nnodes; j++) fl += lt_node_flops(f->g->nodes[k->nodes[j]]);
     return fl;
 }
 
