@@ -39,6 +39,7 @@ typedef struct {
     const char *workload;
     int threads, steps, warmup;
     int64_t batch, size, n;
+    bool same_batch, ieee;
 } options;
 
 static double now(void) {
@@ -129,6 +130,7 @@ static int train_steps(const options *o, lathe_graph *g, const char *extra) {
     double compile_s = now() - t0;
     if (!p) return fail("compile", lathe_graph_error(g));
     lathe_program_set_threads(p, o->threads);
+    lathe_program_set_ieee_denormals(p, o->ieee);
     lathe_program_init(p, 0);
     lathe_optim_config cfg = lathe_sgd_config(0.01, 0.9);
     lathe_optimizer *opt = lathe_program_optimizer(p, &cfg);
@@ -141,7 +143,7 @@ static int train_steps(const options *o, lathe_graph *g, const char *extra) {
     for (int i = 0; i < o->warmup + o->steps; i++) {
         /* a new batch every step (not timed): a batch seen again and again is
          * memorized, and its vanishing gradients time denormals instead */
-        if (bind_inputs(p, (uint64_t)i + 1)) goto done;
+        if ((i == 0 || !o->same_batch) && bind_inputs(p, (uint64_t)i + 1)) goto done;
         double t = now();
         lathe_program_run(p);
         lathe_optim_step(opt);
@@ -151,9 +153,9 @@ static int train_steps(const options *o, lathe_graph *g, const char *extra) {
     lathe_program_get(p, "loss", &loss, sizeof loss);
     double mn = v[0];
     for (int i = 1; i < o->steps; i++) mn = fmin(mn, v[i]);
-    printf("result workload=%s %s threads=%d steps=%d median_ms=%.3f min_ms=%.3f gflop=%.3f arena_mb=%.1f maxrss_mb=%.1f "
+    printf("result workload=%s %s%s%s threads=%d steps=%d median_ms=%.3f min_ms=%.3f gflop=%.3f arena_mb=%.1f maxrss_mb=%.1f "
            "compile_s=%.3f loss=%.4g\n",
-           o->workload, extra, o->threads, o->steps, 1e3 * median(v, o->steps), 1e3 * mn, program_flops(p) / 1e9,
+           o->workload, extra, o->same_batch ? " same_batch=1" : "", o->ieee ? " ieee_denormals=1" : "", o->threads, o->steps, 1e3 * median(v, o->steps), 1e3 * mn, program_flops(p) / 1e9,
            (double)lathe_program_arena_bytes(p) / 1048576.0, maxrss_mb(), compile_s, loss);
     rc = 0;
 done:
@@ -303,9 +305,11 @@ int main(int argc, char **argv) {
     static const struct option opts[] = {{"threads", required_argument, 0, 't'}, {"steps", required_argument, 0, 's'},
                                          {"warmup", required_argument, 0, 'w'}, {"batch", required_argument, 0, 'b'},
                                          {"size", required_argument, 0, 'z'},   {"n", required_argument, 0, 'n'},
+                                         {"same-batch", no_argument, 0, 'S'},   {"ieee-denormals", no_argument, 0, 'I'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
     static const char *usage =
         "usage: bench_lathe WORKLOAD [--threads T] [--steps N] [--warmup N] [--batch B] [--size S] [--n N]\n"
+        "                            [--same-batch] [--ieee-denormals]\n"
         "\n"
         "One workload, timed; prints one 'result key=value ...' line (bench/run.py reads it).\n"
         "  resnet18   ResNet-18 training step (SGD momentum), --batch (1) x 3 x --size (64)^2\n"
@@ -315,7 +319,9 @@ int main(int argc, char **argv) {
         "  peak       the fp32 FMA peak in GFLOP/s on --threads\n"
         "  target     the target description of this host\n"
         "  spin       burn one core until killed (the busy neighbour)\n"
-        "--threads: 0 (default) is OpenMP's default; --steps: timed steps (5); --warmup: untimed (2).\n";
+        "--threads: 0 (default) is OpenMP's default; --steps: timed steps (5); --warmup: untimed (2).\n"
+        "Training steps: --same-batch trains on one batch again and again (it is memorized, and the\n"
+        "gradients underflow), --ieee-denormals keeps IEEE denormals (default: flush-to-zero).\n";
     options o = {.threads = 0, .steps = 5, .warmup = 2, .batch = 0, .size = 64, .n = 1024};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -326,6 +332,8 @@ int main(int argc, char **argv) {
         case 'b': o.batch = atoll(optarg); break;
         case 'z': o.size = atoll(optarg); break;
         case 'n': o.n = atoll(optarg); break;
+        case 'S': o.same_batch = true; break;
+        case 'I': o.ieee = true; break;
         case 'h': fputs(usage, stdout); return 0;
         default: fputs(usage, stderr); return 2;
         }

@@ -100,6 +100,13 @@ lathe_status lathe_program_get(lathe_program *p, const char *name, void *out, si
 /* Threads for runs (0: OpenMP's default).  Results are the same bits for any
  * count. */
 void lathe_program_set_threads(lathe_program *p, int threads);
+/* Denormal numbers in runs: false (the default) runs kernels with
+ * flush-to-zero and denormals-are-zero (results and operands below the
+ * smallest normal number, 1.2e-38 in f32, are zero: underflowing values
+ * then cost nothing; runtime/fpenv.h); true keeps IEEE denormals, as the
+ * evaluator does.  Optimizers from lathe_program_optimizer follow the
+ * program's setting. */
+void lathe_program_set_ieee_denormals(lathe_program *p, bool ieee);
 /* The program as the runtime runs it (kernels, copies, arena), for
  * lathe_trainer_main and other runtime drivers.  Valid until
  * lathe_program_free. */
@@ -123,8 +130,8 @@ uint8_t *lathe_program_arena(lathe_program *p);
 void lathe_program_init(lathe_program *p, uint64_t seed);
 /* An optimizer over all the program's parameters (see lathe_optim_new):
  * after lathe_program_run, lathe_optim_step updates the ones that require
- * grad.  NULL with the message in lathe_program_error.  Free it before the
- * program. */
+ * grad.  It keeps IEEE denormals if cfg or the program asks for them.  NULL
+ * with the message in lathe_program_error.  Free it before the program. */
 lathe_optimizer *lathe_program_optimizer(lathe_program *p, const lathe_optim_config *cfg);
 
 /* ---- dumps ---------------------------------------------------------------------- */

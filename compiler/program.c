@@ -233,11 +233,14 @@ const lathe_rt_tensor *lathe_program_tensors(const lathe_program *p) { return p-
 uint8_t *lathe_program_arena(lathe_program *p) { return p->rt.arena; }
 void lathe_program_init(lathe_program *p, uint64_t seed) { lathe_rt_init(p->rt.arena, p->tensors, p->ntensors, seed); }
 lathe_optimizer *lathe_program_optimizer(lathe_program *p, const lathe_optim_config *cfg) {
-    return lathe_optim_new(cfg, p->rt.arena, p->tensors, p->ntensors, p->err, sizeof p->err);
+    lathe_optim_config c = *cfg;
+    c.ieee_denormals = c.ieee_denormals || p->rt.ieee_denormals;
+    return lathe_optim_new(&c, p->rt.arena, p->tensors, p->ntensors, p->err, sizeof p->err);
 }
 
 const char *lathe_program_error(const lathe_program *p) { return p->err; }
 void lathe_program_set_threads(lathe_program *p, int threads) { p->threads = threads; }
+void lathe_program_set_ieee_denormals(lathe_program *p, bool ieee) { p->rt.ieee_denormals = ieee; }
 const lathe_rt_program *lathe_program_rt(const lathe_program *p) { return &p->rt; }
 int64_t lathe_program_arena_bytes(const lathe_program *p) { return p->b.f ? p->b.f->arena_size : 0; }
 

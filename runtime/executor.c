@@ -11,6 +11,7 @@
 
 #include <omp.h>
 
+#include "fpenv.h"
 #include "lathe_runtime.h"
 
 static void run_share(const lathe_rt_kernel *k, uint8_t *arena, int tid, int nt) {
@@ -21,11 +22,14 @@ static void run_share(const lathe_rt_kernel *k, uint8_t *arena, int tid, int nt)
 void lathe_rt_run(const lathe_rt_program *p, int threads) {
     int nt = threads > 0 ? threads : omp_get_max_threads();
     if (nt <= 1) {
+        lt_fpenv fe = lt_fp_enter(p->ieee_denormals);
         for (int i = 0; i < p->nkernels; i++)
             if (p->kernels[i].range > 0) p->kernels[i].fn(p->arena, 0, p->kernels[i].range);
+        lt_fp_leave(fe);
     } else {
 #pragma omp parallel num_threads(nt)
         {
+            lt_fpenv fe = lt_fp_enter(p->ieee_denormals);
             int tid = omp_get_thread_num(), n = omp_get_num_threads();
             for (int i = 0; i < p->nkernels; i++) {
                 const lathe_rt_kernel *k = &p->kernels[i];
@@ -37,6 +41,7 @@ void lathe_rt_run(const lathe_rt_program *p, int threads) {
                 } else run_share(k, p->arena, tid, n);
 #pragma omp barrier
             }
+            lt_fp_leave(fe);
         }
     }
     for (int i = 0; i < p->ncopies; i++)

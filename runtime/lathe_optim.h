@@ -29,6 +29,7 @@ typedef struct {
     bool nesterov;                /* SGD */
     double weight_decay;          /* SGD, Adam: added to the gradient; AdamW: decoupled */
     double beta1, beta2, eps;     /* Adam, AdamW */
+    bool ieee_denormals;          /* false (default): flush-to-zero, as kernels run (runtime/fpenv.h) */
 } lathe_optim_config;
 
 /* PyTorch's defaults: SGD(lr, momentum=0, dampening=0, weight_decay=0,

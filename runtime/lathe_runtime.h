@@ -56,12 +56,17 @@ typedef struct {
     int nkernels;
     const lathe_rt_copy *copies;
     int ncopies;
+    /* false (the default): kernels run with flush-to-zero and
+     * denormals-are-zero, results below the smallest normal number are zero
+     * and much faster (see runtime/fpenv.h); true: IEEE denormals */
+    bool ieee_denormals;
 } lathe_rt_program;
 
 /* Run every kernel in order on `threads` threads (0: OpenMP's default), then
  * the copies.  Each kernel's range is split into contiguous chunks, one per
  * thread; every element is computed by one thread in a fixed order, so the
- * results are the same bits for any thread count. */
+ * results are the same bits for any thread count.  The calling thread's
+ * floating-point environment is the same afterwards. */
 void lathe_rt_run(const lathe_rt_program *p, int threads);
 
 /* A zeroed, 64-byte aligned arena of at least size bytes; free with

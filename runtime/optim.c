@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <omp.h>
+
+#include "fpenv.h"
 #include "lathe_optim.h"
 
 lathe_optim_config lathe_sgd_config(double lr, double momentum) {
@@ -88,61 +91,114 @@ void lathe_optim_free(lathe_optimizer *o) {
     free(o);
 }
 
-/* The rules, once for float and once for double. */
-#define SGD_STEP(T)                                                                                   \
-    static void sgd_##T(const lathe_optim_config *c, slot *s) {                                       \
-        T *p = s->p, *buf = s->s1;                                                                    \
-        const T *g = s->g;                                                                            \
-        T lr = (T)c->lr, wd = (T)c->weight_decay, mom = (T)c->momentum, damp = (T)(1 - c->dampening); \
-        int64_t n = s->t->numel;                                                                      \
-        bool first = !s->has_s1;                                                                      \
-        _Pragma("omp parallel for if (n > 65536)")                                                    \
-        for (int64_t i = 0; i < n; i++) {                                                             \
+/* The rules, once for float and once for double.  The arithmetic of every
+ * element is PyTorch's, in its order, so the results are the same bits on
+ * any thread count.  Each rule is a range function over elements [lo, hi)
+ * with the settings that select PyTorch's branches as constant arguments:
+ * inlined into a span function, each call is its own branch-free loop,
+ * vectorized (omp simd: the arrays do not overlap).  Large tensors are split
+ * across the threads (each_share), and every thread runs with the denormal
+ * mode of the configuration (fpenv.h). */
+enum { PARALLEL_MIN = 65536 }; /* elements below which one thread updates a tensor */
+
+typedef void span_fn(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi);
+
+static void each_share(const lathe_optim_config *c, slot *s, int64_t step, span_fn *span) {
+    int64_t n = s->t->numel;
+    if (n <= PARALLEL_MIN) {
+        lt_fpenv fe = lt_fp_enter(c->ieee_denormals);
+        span(c, s, step, 0, n);
+        lt_fp_leave(fe);
+        return;
+    }
+#pragma omp parallel
+    {
+        lt_fpenv fe = lt_fp_enter(c->ieee_denormals);
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        span(c, s, step, n * t / nt, n * (t + 1) / nt);
+        lt_fp_leave(fe);
+    }
+}
+
+#define SGD_RULE(T)                                                                                   \
+    static inline __attribute__((always_inline)) void sgd_range_##T(                                  \
+        T *restrict p, T *restrict buf, const T *restrict g, int64_t lo, int64_t hi, T lr, T wd, T mom, \
+        T damp, const bool decay, const bool momentum, const bool first, const bool nesterov) {        \
+        _Pragma("omp simd") for (int64_t i = lo; i < hi; i++) {                                       \
             T d = g[i];                                                                               \
-            if (wd != 0) d = d + wd * p[i];                                                           \
-            if (mom != 0) {                                                                           \
+            if (decay) d = d + wd * p[i];                                                             \
+            if (momentum) {                                                                           \
                 buf[i] = first ? d : mom * buf[i] + damp * d;                                         \
-                d = c->nesterov ? d + mom * buf[i] : buf[i];                                          \
+                d = nesterov ? d + mom * buf[i] : buf[i];                                             \
             }                                                                                         \
             p[i] = p[i] - lr * d;                                                                     \
         }                                                                                             \
-        if (mom != 0) s->has_s1 = true;                                                               \
-    }
-SGD_STEP(float)
-SGD_STEP(double)
-
-#define ADAM_STEP(T, SQRT)                                                                       \
-    static void adam_##T(const lathe_optim_config *c, slot *s, int64_t step) {                        \
-        T *p = s->p, *m = s->s1, *v = s->s2;                                                          \
+    }                                                                                                 \
+    static void sgd_span_##T(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi) { \
+        (void)step;                                                                                   \
+        T lr = (T)c->lr, wd = (T)c->weight_decay, mom = (T)c->momentum, damp = (T)(1 - c->dampening); \
+        T *p = s->p, *buf = s->s1;                                                                    \
         const T *g = s->g;                                                                            \
-        /* scalars are Python floats in PyTorch: computed in double, then cast */                    \
-        T wd = (T)c->weight_decay, b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;               \
-        T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), shrink = (T)(1 - c->lr * c->weight_decay); \
-        bool decoupled = c->kind == LATHE_ADAMW;                                                      \
-        double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);          \
-        T step_size = (T)(c->lr / bc1), bc2_sqrt = (T)sqrt(bc2);                                      \
-        int64_t n = s->t->numel;                                                                      \
-        _Pragma("omp parallel for if (n > 65536)")                                                    \
-        for (int64_t i = 0; i < n; i++) {                                                             \
+        /* PyTorch's momentum buffer starts as the first gradient */                                  \
+        bool first = !s->has_s1, nest = c->nesterov;                                                  \
+        if (mom == 0) {                                                                               \
+            if (wd != 0) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, true, false, false, false); \
+            else sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, false, false, false, false);     \
+        } else if (wd != 0) {                                                                         \
+            if (first && nest) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, true, true, true, true); \
+            else if (first) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, true, true, true, false); \
+            else if (nest) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, true, true, false, true); \
+            else sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, true, true, false, false);       \
+        } else {                                                                                      \
+            if (first && nest) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, false, true, true, true); \
+            else if (first) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, false, true, true, false); \
+            else if (nest) sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, false, true, false, true); \
+            else sgd_range_##T(p, buf, g, lo, hi, lr, wd, mom, damp, false, true, false, false);      \
+        }                                                                                             \
+    }
+SGD_RULE(float)
+SGD_RULE(double)
+
+#define ADAM_RULE(T, SQRT)                                                                            \
+    static inline __attribute__((always_inline)) void adam_range_##T(                                 \
+        T *restrict p, T *restrict m, T *restrict v, const T *restrict g, int64_t lo, int64_t hi, T wd, T b1, \
+        T b2, T omb1, T omb2, T shrink, T step_size, T bc2_sqrt, T eps, const bool decoupled, const bool decay) { \
+        _Pragma("omp simd") for (int64_t i = lo; i < hi; i++) {                                       \
             T gi = g[i];                                                                              \
             if (decoupled) p[i] = p[i] * shrink;                                                      \
-            else if (wd != 0) gi = gi + wd * p[i];                                                    \
+            else if (decay) gi = gi + wd * p[i];                                                      \
             m[i] = m[i] * b1 + omb1 * gi;                                                             \
             v[i] = v[i] * b2 + omb2 * gi * gi;                                                        \
             T denom = SQRT(v[i]) / bc2_sqrt + eps;                                                    \
             p[i] = p[i] - step_size * (m[i] / denom);                                                 \
         }                                                                                             \
+    }                                                                                                 \
+    static void adam_span_##T(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi) { \
+        /* scalars are Python floats in PyTorch: computed in double, then cast */                    \
+        T wd = (T)c->weight_decay, b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;               \
+        T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), shrink = (T)(1 - c->lr * c->weight_decay); \
+        double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);          \
+        T step_size = (T)(c->lr / bc1), bc2_sqrt = (T)sqrt(bc2);                                      \
+        T *p = s->p, *m = s->s1, *v = s->s2;                                                          \
+        const T *g = s->g;                                                                            \
+        if (c->kind == LATHE_ADAMW)                                                                   \
+            adam_range_##T(p, m, v, g, lo, hi, wd, b1, b2, omb1, omb2, shrink, step_size, bc2_sqrt, eps, true, false); \
+        else if (wd != 0)                                                                             \
+            adam_range_##T(p, m, v, g, lo, hi, wd, b1, b2, omb1, omb2, shrink, step_size, bc2_sqrt, eps, false, true); \
+        else                                                                                          \
+            adam_range_##T(p, m, v, g, lo, hi, wd, b1, b2, omb1, omb2, shrink, step_size, bc2_sqrt, eps, false, false); \
     }
-ADAM_STEP(float, sqrtf)
-ADAM_STEP(double, sqrt)
+ADAM_RULE(float, sqrtf)
+ADAM_RULE(double, sqrt)
 
 void lathe_optim_step(lathe_optimizer *o) {
     o->steps++;
     for (int i = 0; i < o->n; i++) {
         slot *s = &o->slots[i];
-        bool f32 = s->t->dtype == LATHE_RT_F32;
-        if (o->cfg.kind == LATHE_SGD) f32 ? sgd_float(&o->cfg, s) : sgd_double(&o->cfg, s);
-        else f32 ? adam_float(&o->cfg, s, o->steps) : adam_double(&o->cfg, s, o->steps);
+        bool f32 = s->t->dtype == LATHE_RT_F32, sgd = o->cfg.kind == LATHE_SGD;
+        each_share(&o->cfg, s, o->steps, sgd ? (f32 ? sgd_span_float : sgd_span_double)
+                                             : (f32 ? adam_span_float : adam_span_double));
+        if (sgd && o->cfg.momentum != 0) s->has_s1 = true;
     }
 }
 

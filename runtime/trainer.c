@@ -40,6 +40,7 @@ typedef struct {
     uint64_t seed;
     bool seed_given;
     int threads;
+    bool ieee_denormals;  /* --ieee-denormals: kernels and optimizer keep IEEE denormals */
     lathe_optim_config opt;
     const char *optimizer;
     double lr, momentum, weight_decay;
@@ -118,6 +119,9 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         --save-every steps, at the end and on Ctrl-C\n"
             "  --save-every N         also save every N steps\n"
             "  --threads N            threads (default: all cores; results do not depend on it)\n"
+            "  --ieee-denormals       keep IEEE denormal numbers in kernels and the optimizer\n"
+            "                         (default: flush-to-zero: values below 1.2e-38 in f32 are\n"
+            "                         zero, and steps whose values underflow stay fast)\n"
             "  --log-every N          steps between log lines when not on a terminal (default 100;\n"
             "                         0: none)\n"
             "  -h, --help             show this help\n"
@@ -148,7 +152,7 @@ static bool parse_num(const char *s, double *out) {
 
 /* The optimizer flags, shared by training and `lathe step`.  1: handled, 0:
  * not an optimizer flag, -1: bad value. */
-enum { O_OPTIMIZER = 1000, O_LR, O_MOMENTUM, O_WD, O_NESTEROV, O_THREADS };
+enum { O_OPTIMIZER = 1000, O_LR, O_MOMENTUM, O_WD, O_NESTEROV, O_THREADS, O_IEEE };
 static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     const char *name = "--threads";
     switch (c) {
@@ -157,6 +161,7 @@ static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     case O_MOMENTUM: f->momentum_given = true, name = "--momentum"; if (parse_num(arg, &f->momentum)) return 1; break;
     case O_WD: f->wd_given = true, name = "--weight-decay"; if (parse_num(arg, &f->weight_decay)) return 1; break;
     case O_NESTEROV: f->nesterov = true; return 1;
+    case O_IEEE: f->ieee_denormals = true; return 1;
     case O_THREADS: {
         int64_t t;
         if (parse_int(arg, 1, &t) && t <= MAX_THREADS) {
@@ -185,6 +190,7 @@ static bool make_optim(flags *f, const char *prog) {
         return false;
     }
     f->opt.nesterov = f->nesterov;
+    f->opt.ieee_denormals = f->ieee_denormals;
     if (f->wd_given) f->opt.weight_decay = f->weight_decay;
     const char *bad = f->opt.lr < 0 ? "--lr must be >= 0"
                       : f->opt.momentum < 0 ? "--momentum must be >= 0"
@@ -199,18 +205,22 @@ static bool make_optim(flags *f, const char *prog) {
 }
 
 static const char *opt_label(const lathe_optim_config *c, char *buf, size_t len) {
+    const char *ieee = c->ieee_denormals ? ", ieee denormals" : "";
     if (c->kind == LATHE_SGD)
-        snprintf(buf, len, "sgd lr %g momentum %g%s weight decay %g", c->lr, c->momentum, c->nesterov ? " nesterov" : "",
-                 c->weight_decay);
-    else snprintf(buf, len, "%s lr %g weight decay %g", c->kind == LATHE_ADAM ? "adam" : "adamw", c->lr, c->weight_decay);
+        snprintf(buf, len, "sgd lr %g momentum %g%s weight decay %g%s", c->lr, c->momentum, c->nesterov ? " nesterov" : "",
+                 c->weight_decay, ieee);
+    else
+        snprintf(buf, len, "%s lr %g weight decay %g%s", c->kind == LATHE_ADAM ? "adam" : "adamw", c->lr, c->weight_decay,
+                 ieee);
     return buf;
 }
 
 /* ---- programs ------------------------------------------------------------------------ */
 
-static bool runner_init(runner *r, const lathe_rt_compiled *c, const char *prog) {
+static bool runner_init(runner *r, const lathe_rt_compiled *c, const flags *f, const char *prog) {
     r->c = c;
     r->prog = c->prog;
+    r->prog.ieee_denormals = f->ieee_denormals;
     r->owned = NULL;
     if (r->prog.arena) return true;
     if (!(r->owned = lathe_rt_alloc_arena(c->prog.arena_size))) {
@@ -515,7 +525,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     int64_t *perm = NULL, *idx = NULL;
     int rc = 1;
     char err[1024], ol[160];
-    if (!runner_init(&tr, &m->train, prog)) goto done;
+    if (!runner_init(&tr, &m->train, f, prog)) goto done;
     const lathe_rt_tensor *loss_t = find(&tr, "loss", LATHE_RT_OUTPUT);
     if (!loss_t || loss_t->numel != 1) {
         fail(prog, "%s has no one-element output 'loss' to train", m->info.name);
@@ -527,7 +537,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     }
     if (!(d = load_data(&m->info, &tr, f->data, false, prog))) goto done;
     if (f->eval) {
-        if (!runner_init(&ev, &m->eval, prog)) goto done;
+        if (!runner_init(&ev, &m->eval, f, prog)) goto done;
         if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
     }
     int64_t n = lathe_ds_count(d), spe = n / m->info.batch;
@@ -703,7 +713,8 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"shuffle", no_argument, 0, O_SHUFFLE}, {"load", required_argument, 0, O_LOAD},
         {"no-strict", no_argument, 0, O_NOSTRICT}, {"save", required_argument, 0, O_SAVE},
         {"save-every", required_argument, 0, O_SAVE_EVERY}, {"threads", required_argument, 0, O_THREADS},
-        {"log-every", required_argument, 0, O_LOG_EVERY}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"log-every", required_argument, 0, O_LOG_EVERY}, {"ieee-denormals", no_argument, 0, O_IEEE},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
     flags_default(&f, m);
@@ -793,6 +804,7 @@ static const char *step_usage =
     "  --optimizer NAME        sgd (default), adam or adamw\n"
     "  --lr X, --momentum X, --nesterov, --weight-decay X   as for lathe train\n"
     "  --threads N             threads (results do not depend on it)\n"
+    "  --ieee-denormals        keep IEEE denormals (default: flush-to-zero, as lathe train)\n"
     "  -h, --help              show this help\n"
     "%s";
 
@@ -804,7 +816,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         {"optimizer", required_argument, 0, O_OPTIMIZER}, {"lr", required_argument, 0, O_LR},
         {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
         {"nesterov", no_argument, 0, O_NESTEROV}, {"threads", required_argument, 0, O_THREADS},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"ieee-denormals", no_argument, 0, O_IEEE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "step";
     const char *params = NULL, *batch = NULL, *out = NULL, *prefix = "";
     flags f;
@@ -836,7 +848,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
     }
     if (!make_optim(&f, prog)) return 2;
     runner tr;
-    if (!runner_init(&tr, &m->train, prog)) return 1;
+    if (!runner_init(&tr, &m->train, &f, prog)) return 1;
     int rc = 1, nout = 0;
     char err[1024];
     lathe_optimizer *opt = NULL;

@@ -145,6 +145,45 @@ static void test_concat_many(void **state) {
     lathe_graph_free(g);
 }
 
+/* Denormals: kernels flush them by default (flush-to-zero for results,
+ * denormals-are-zero for operands), keep them as IEEE says when asked, on
+ * one thread and on two, and leave the caller's floating-point mode as it
+ * was.  1e-20 * 1e-20 = 1e-40 is a denormal f32 (the smallest normal is
+ * about 1.18e-38); 1e-40 * 2 reads one. */
+static void test_denormals(void **state) {
+    (void)state;
+    enum { N = 64 };
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(N)), *d = lathe_input(g, "d", LATHE_F32, LATHE_DIMS(N));
+    lathe_output(g, "under", lathe_mul(g, x, x));                               /* a denormal result */
+    lathe_output(g, "twice", lathe_mul(g, d, lathe_scalar(g, LATHE_F32, 2)));  /* a denormal operand */
+    assert_graph_ok(g);
+    float xs[N], ds[N], under[N], twice[N];
+    for (int i = 0; i < N; i++) xs[i] = 1e-20f, ds[i] = 1e-40f;
+    assert_true(ds[0] > 0 && ds[0] < 1.1754944e-38f); /* the test's premise: a denormal input */
+    for (int ieee = 0; ieee < 2; ieee++)
+        for (int threads = 1; threads <= 2; threads++) {
+            lathe_program *p = compile_or_fail("denormals", g, LATHE_BACKEND_JIT);
+            if (ieee) lathe_program_set_ieee_denormals(p, true);
+            lathe_program_set_threads(p, threads);
+            assert_int_equal(lathe_program_set(p, "x", xs, sizeof xs), LATHE_OK);
+            assert_int_equal(lathe_program_set(p, "d", ds, sizeof ds), LATHE_OK);
+            unsigned before = __builtin_ia32_stmxcsr();
+            assert_int_equal(lathe_program_run(p), LATHE_OK);
+            assert_int_equal(__builtin_ia32_stmxcsr(), before);
+            assert_int_equal(lathe_program_get(p, "under", under, sizeof under), LATHE_OK);
+            assert_int_equal(lathe_program_get(p, "twice", twice, sizeof twice), LATHE_OK);
+            for (int i = 0; i < N; i++) {
+                float want_u = ieee ? (float)(1e-20f * (double)1e-20f) : 0, want_t = ieee ? 2 * 1e-40f : 0;
+                if (under[i] != want_u || twice[i] != want_t)
+                    fail_msg("%s denormals, %d thread(s): [%d] %g and %g, expected %g and %g", ieee ? "IEEE" : "flushed",
+                             threads, i, under[i], twice[i], want_u, want_t);
+            }
+            lathe_program_free(p);
+        }
+    lathe_graph_free(g);
+}
+
 static void test_threads_same_bits(void **state) {
     (void)state;
     for (int i = 0; i < nsamples; i++) {
@@ -563,6 +602,7 @@ int main(void) {
         cmocka_unit_test(test_samples_forward_backward),
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_concat_many),
+        cmocka_unit_test(test_denormals),
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),

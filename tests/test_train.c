@@ -45,15 +45,15 @@ typedef struct {
 #define E 1e-8
 #define A(g) (0.1 / (1 + E / (g)))
 static const optim_case cases[] = {
-    {"sgd", {LATHE_SGD, 0.1, 0, 0, false, 0, 0, 0, 0}, {1 - 0.1, -2 - 0.2, 0.5 + 0.4}, {3 - 0.2, -1 - 0.2}},
-    {"sgd momentum", {LATHE_SGD, 0.1, 0.9, 0, false, 0, 0, 0, 0}, {1 - 0.145, -2 - 0.29, 0.5 + 0.58}, {3 - 0.29, -1 - 0.29}},
-    {"sgd dampening", {LATHE_SGD, 0.1, 0.9, 0.5, false, 0, 0, 0, 0}, {1 - 0.12, -2 - 0.24, 0.5 + 0.48}, {3 - 0.24, -1 - 0.24}},
-    {"sgd nesterov", {LATHE_SGD, 0.1, 0.9, 0, true, 0, 0, 0, 0}, {1 - 0.2305, -2 - 0.461, 0.5 + 0.922}, {3 - 0.461, -1 - 0.461}},
-    {"sgd weight decay", {LATHE_SGD, 0.1, 0, 0, false, 0.1, 0, 0, 0},
+    {"sgd", {LATHE_SGD, 0.1, 0, 0, false, 0, 0, 0, 0, false}, {1 - 0.1, -2 - 0.2, 0.5 + 0.4}, {3 - 0.2, -1 - 0.2}},
+    {"sgd momentum", {LATHE_SGD, 0.1, 0.9, 0, false, 0, 0, 0, 0, false}, {1 - 0.145, -2 - 0.29, 0.5 + 0.58}, {3 - 0.29, -1 - 0.29}},
+    {"sgd dampening", {LATHE_SGD, 0.1, 0.9, 0.5, false, 0, 0, 0, 0, false}, {1 - 0.12, -2 - 0.24, 0.5 + 0.48}, {3 - 0.24, -1 - 0.24}},
+    {"sgd nesterov", {LATHE_SGD, 0.1, 0.9, 0, true, 0, 0, 0, 0, false}, {1 - 0.2305, -2 - 0.461, 0.5 + 0.922}, {3 - 0.461, -1 - 0.461}},
+    {"sgd weight decay", {LATHE_SGD, 0.1, 0, 0, false, 0.1, 0, 0, 0, false},
      {0.9801 - 0.0995, -1.9602 - 0.199, 0.49005 + 0.398}, {2.9403 - 0.199, -0.9801 - 0.199}},
-    {"adam", {LATHE_ADAM, 0.1, 0, 0, false, 0, 0.9, 0.999, E},
+    {"adam", {LATHE_ADAM, 0.1, 0, 0, false, 0, 0.9, 0.999, E, false},
      {1 - 2 * A(0.5), -2 - 2 * A(1), 0.5 + 2 * A(2)}, {3 - 2 * A(1), -1 - 2 * A(1)}},
-    {"adamw", {LATHE_ADAMW, 0.1, 0, 0, false, 0.01, 0.9, 0.999, E},
+    {"adamw", {LATHE_ADAMW, 0.1, 0, 0, false, 0.01, 0.9, 0.999, E, false},
      {(1 * 0.999 - A(0.5)) * 0.999 - A(0.5), (-2 * 0.999 - A(1)) * 0.999 - A(1), (0.5 * 0.999 + A(2)) * 0.999 + A(2)},
      {(3 * 0.999 - A(1)) * 0.999 - A(1), (-1 * 0.999 - A(1)) * 0.999 - A(1)}},
 };
@@ -111,6 +111,40 @@ static void test_optimizers_two_steps(void **state) {
 
 /* Frozen parameters and parameters without a gradient are given to the
  * optimizer and left untouched, as in the seed's finetuning. */
+/* The optimizer flushes denormals by default, as kernels do (fpenv.h), and
+ * keeps them with ieee_denormals: SGD on p = 0 with the denormal gradient
+ * 1e-39 and lr 0.5 leaves p at +0 (the gradient reads as zero), or gives
+ * p = -(0.5 * 1e-39) in f32, a denormal.  A tensor past the size that is
+ * split across threads checks both paths. */
+static void test_optimizer_denormals(void **state) {
+    (void)state;
+    enum { SMALL = 8, LARGE = 70000 };
+    for (int big = 0; big < 2; big++)
+        for (int ieee = 0; ieee < 2; ieee++) {
+            int64_t n = big ? LARGE : SMALL;
+            uint8_t *arena = lathe_rt_alloc_arena(2 * n * (int64_t)sizeof(float));
+            assert_non_null(arena);
+            float *p = (float *)arena, *gr = p + n;
+            for (int64_t i = 0; i < n; i++) p[i] = 0, gr[i] = 1e-39f;
+            lathe_rt_tensor t = {.name = "w", .kind = LATHE_RT_PARAM, .dtype = LATHE_RT_F32, .rank = 1, .shape = {n},
+                                 .numel = n, .offset = 0, .requires_grad = true, .grad_offset = n * (int64_t)sizeof(float)};
+            lathe_optim_config cfg = lathe_sgd_config(0.5, 0);
+            cfg.ieee_denormals = ieee;
+            char err[256];
+            lathe_optimizer *o = lathe_optim_new(&cfg, arena, &t, 1, err, sizeof err);
+            assert_non_null(o);
+            lathe_optim_step(o);
+            float want = ieee ? -(0.5f * 1e-39f) : 0;
+            for (int64_t i = 0; i < n; i++)
+                if (p[i] != want || signbit(p[i]) != signbit(want))
+                    fail_msg("%s, %lld elements: p[%lld] = %g, expected %g", ieee ? "IEEE" : "flushed", (long long)n,
+                             (long long)i, p[i], want);
+            if (ieee) assert_true(want < 0 && want > -1.1754944e-38f);
+            lathe_optim_free(o);
+            lathe_rt_free_arena(arena);
+        }
+}
+
 static void test_frozen_untouched(void **state) {
     (void)state;
     lathe_graph *g = linear_loss(LATHE_F64, true);
@@ -244,6 +278,7 @@ int main(void) {
         cmocka_unit_test(test_explicit_init),
         cmocka_unit_test(test_optimizers_two_steps),
         cmocka_unit_test(test_frozen_untouched),
+        cmocka_unit_test(test_optimizer_denormals),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_resnet_params_and_init),
     };
