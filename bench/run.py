@@ -141,7 +141,9 @@ def neighbour(a):
         r = {1: [], 2: []}
         for _ in range(a.repeat):
             for t in (1, 2):
-                r[t].append(run(lathe(a.build, "resnet18", "--threads", str(t), "--steps", str(a.steps))))
+                # past the executor's first runs, which use every thread whatever the machine
+                r[t].append(run(lathe(a.build, "resnet18", "--threads", str(t), "--warmup", "24",
+                                      "--steps", str(3 * a.steps))))
     finally:
         spin.kill()
         spin.wait()

@@ -79,9 +79,10 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
     fprintf(o, "    {0}};\n");
     fprintf(o,
             "#define %s_PROGRAM {.prog = {.arena = 0, .arena_size = %lld, .kernels = %s_kernels, .nkernels = %d, "
-            ".copies = %s_copies, .ncopies = %d}, .tensors = %s_tensors, .ntensors = %d, .consts = %s_consts, "
+            ".copies = %s_copies, .ncopies = %d, .sync_offset = %lld}, .tensors = %s_tensors, .ntensors = %d, .consts = %s_consts, "
             ".nconsts = %d}\n\n",
-            name, (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, name, p->ntensors, name, nconst);
+            name, (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, (long long)p->rt.sync_offset, name,
+            p->ntensors, name, nconst);
 }
 
 /* Run argv, waiting; 0 when it exits with 0. */

@@ -67,7 +67,8 @@ static lathe_status list_tensors(lathe_program *p) {
  * (and every output that is itself an updated buffer) is first copied to a
  * staging area after the planned arena, then every buffer takes its value
  * from there, so no update reads another's result.  The copies go to
- * p->copies and the arena's size to p->rt.arena_size. */
+ * p->copies; the executor's per-kernel state goes last; the arena's size to
+ * p->rt.arena_size. */
 static lathe_status place_planned(lathe_program *p) {
     const lt_fused *f = p->b.f;
     const lathe_graph *g = f->g;
@@ -104,7 +105,9 @@ static lathe_status place_planned(lathe_program *p) {
     }
     p->rt.copies = p->copies;
     p->rt.ncopies = nc;
-    p->rt.arena_size = stage;
+    /* the executor's state after everything (never at offset 0, which means none) */
+    p->rt.sync_offset = align64(stage > 64 ? stage : 64);
+    p->rt.arena_size = p->rt.sync_offset + lathe_rt_sync_bytes(f->nk);
     return LATHE_OK;
 }
 

@@ -49,6 +49,11 @@ typedef struct {
     int64_t src, dst, bytes; /* arena offsets: after the kernels, dst takes src */
 } lathe_rt_copy;
 
+/* Bytes of executor state in the arena of a program of nkernels kernels
+ * (at its sync_offset): which chunks of each kernel are taken and done, and
+ * the run times that choose the thread count (executor.c). */
+int64_t lathe_rt_sync_bytes(int nkernels);
+
 typedef struct {
     uint8_t *arena;      /* 64-byte aligned, arena_size bytes */
     int64_t arena_size;
@@ -56,17 +61,25 @@ typedef struct {
     int nkernels;
     const lathe_rt_copy *copies;
     int ncopies;
+    /* arena offset of the executor's state (lathe_rt_sync_bytes), which the
+     * compiler reserves after everything else; 0: none, and the kernels run
+     * on the calling thread alone */
+    int64_t sync_offset;
     /* false (the default): kernels run with flush-to-zero and
      * denormals-are-zero, results below the smallest normal number are zero
      * and much faster (see runtime/fpenv.h); true: IEEE denormals */
     bool ieee_denormals;
 } lathe_rt_program;
 
-/* Run every kernel in order on `threads` threads (0: OpenMP's default), then
- * the copies.  Each kernel's range is split into contiguous chunks, one per
- * thread; every element is computed by one thread in a fixed order, so the
- * results are the same bits for any thread count.  The calling thread's
- * floating-point environment is the same afterwards. */
+/* Run every kernel in order on up to `threads` threads (0: OpenMP's
+ * default), then the copies.  Each kernel's range is split into chunks that
+ * the threads take as they come free, a kernel's chunks only once the kernel
+ * before is complete; every element is computed by one thread in a fixed
+ * order, so the results are the same bits for any thread count.  The first
+ * runs of a program use all the threads; later ones time themselves and
+ * run on one thread instead while that is faster (another process busy on
+ * the machine), trying all of them again now and then (executor.c).  The
+ * calling thread's floating-point environment is the same afterwards. */
 void lathe_rt_run(const lathe_rt_program *p, int threads);
 
 /* A zeroed, 64-byte aligned arena of at least size bytes; free with

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <omp.h>
+#include <stdatomic.h>
 
 #include "fpenv.h"
 #include "lathe_optim.h"
@@ -32,9 +32,16 @@ typedef struct {
     bool has_s1;       /* SGD: the momentum buffer exists (after the first step) */
 } slot;
 
+/* A step's work (see lathe_optim_step). */
+enum {
+    CHUNK = 16384,         /* elements updated per chunk */
+    PARALLEL_MIN = 65536,  /* elements in all, below which one thread steps */
+};
+
 struct lathe_optimizer {
     lathe_optim_config cfg;
     slot *slots;
+    int64_t *first_chunk;  /* slot i's chunks are [first_chunk[i], first_chunk[i + 1]) */
     int n;
     int64_t steps;
 };
@@ -77,6 +84,9 @@ lathe_optimizer *lathe_optim_new(const lathe_optim_config *cfg, uint8_t *arena, 
         if ((two || c->momentum != 0) && !s->s1) goto oom;
         if (two && !s->s2) goto oom;
     }
+    if (!(o->first_chunk = calloc((size_t)o->n + 1, sizeof *o->first_chunk))) goto oom;
+    for (int i = 0; i < o->n; i++)
+        o->first_chunk[i + 1] = o->first_chunk[i] + (o->slots[i].t->numel + CHUNK - 1) / CHUNK;
     return o;
 oom:
     lathe_optim_free(o);
@@ -88,6 +98,7 @@ void lathe_optim_free(lathe_optimizer *o) {
     if (!o) return;
     for (int i = 0; i < o->n; i++) free(o->slots[i].s1), free(o->slots[i].s2);
     free(o->slots);
+    free(o->first_chunk);
     free(o);
 }
 
@@ -97,28 +108,16 @@ void lathe_optim_free(lathe_optimizer *o) {
  * with the settings that select PyTorch's branches as constant arguments:
  * inlined into a span function, each call is its own branch-free loop,
  * vectorized (omp simd: the arrays do not overlap).  Large tensors are split
- * across the threads (each_share), and every thread runs with the denormal
- * mode of the configuration (fpenv.h). */
-enum { PARALLEL_MIN = 65536 }; /* elements below which one thread updates a tensor */
+ * across the threads, and every thread runs with the denormal mode of the
+ * configuration (fpenv.h).
+ *
+ * A step is one parallel region over every parameter: the tensors are cut
+ * into chunks of CHUNK elements, and the threads take chunks as they come
+ * free (no chunk depends on another).  One region and no fixed shares: a
+ * thread the system has descheduled (a busy machine) delays the step by
+ * one chunk and the region's end, not once per tensor. */
 
 typedef void span_fn(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi);
-
-static void each_share(const lathe_optim_config *c, slot *s, int64_t step, span_fn *span) {
-    int64_t n = s->t->numel;
-    if (n <= PARALLEL_MIN) {
-        lt_fpenv fe = lt_fp_enter(c->ieee_denormals);
-        span(c, s, step, 0, n);
-        lt_fp_leave(fe);
-        return;
-    }
-#pragma omp parallel
-    {
-        lt_fpenv fe = lt_fp_enter(c->ieee_denormals);
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        span(c, s, step, n * t / nt, n * (t + 1) / nt);
-        lt_fp_leave(fe);
-    }
-}
 
 #define SGD_RULE(T)                                                                                   \
     static inline __attribute__((always_inline)) void sgd_range_##T(                                  \
@@ -193,13 +192,25 @@ ADAM_RULE(double, sqrt)
 
 void lathe_optim_step(lathe_optimizer *o) {
     o->steps++;
-    for (int i = 0; i < o->n; i++) {
-        slot *s = &o->slots[i];
-        bool f32 = s->t->dtype == LATHE_RT_F32, sgd = o->cfg.kind == LATHE_SGD;
-        each_share(&o->cfg, s, o->steps, sgd ? (f32 ? sgd_span_float : sgd_span_double)
-                                             : (f32 ? adam_span_float : adam_span_double));
-        if (sgd && o->cfg.momentum != 0) s->has_s1 = true;
+    const lathe_optim_config *c = &o->cfg;
+    bool sgd = c->kind == LATHE_SGD;
+    int64_t total = o->first_chunk[o->n];
+    _Atomic int64_t next = 0;
+#pragma omp parallel if (total * CHUNK > PARALLEL_MIN)
+    {
+        lt_fpenv fe = lt_fp_enter(c->ieee_denormals);
+        int i = 0; /* the slot of ticket t: tickets only grow */
+        for (int64_t t; (t = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed)) < total;) {
+            while (t >= o->first_chunk[i + 1]) i++;
+            slot *s = &o->slots[i];
+            bool f32 = s->t->dtype == LATHE_RT_F32;
+            span_fn *span = sgd ? (f32 ? sgd_span_float : sgd_span_double) : (f32 ? adam_span_float : adam_span_double);
+            int64_t lo = (t - o->first_chunk[i]) * CHUNK, hi = lo + CHUNK < s->t->numel ? lo + CHUNK : s->t->numel;
+            span(c, s, o->steps, lo, hi);
+        }
+        lt_fp_leave(fe);
     }
+    for (int i = 0; sgd && c->momentum != 0 && i < o->n; i++) o->slots[i].has_s1 = true;
 }
 
 int64_t lathe_optim_steps(const lathe_optimizer *o) { return o->steps; }

@@ -145,6 +145,65 @@ static void test_concat_many(void **state) {
     lathe_graph_free(g);
 }
 
+/* The executor (runtime/executor.c) claims chunks dynamically, runs small
+ * kernels as one unit, and after its first runs times itself and may run on
+ * one thread: a conv/batch-norm/relu/pool/linear network with its backward
+ * pass, run 100 times on 3 threads with the same inputs, gives the bits of a
+ * one-thread run every time, and they agree with the evaluator. */
+static void test_executor_runs(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2, 3, 9, 9));
+    lathe_node *w = lathe_param(g, "w", LATHE_F32, LATHE_DIMS(8, 3, 3, 3), true);
+    lathe_node *gm = lathe_param(g, "bn.weight", LATHE_F32, LATHE_DIMS(8), true);
+    lathe_node *bt = lathe_param(g, "bn.bias", LATHE_F32, LATHE_DIMS(8), true);
+    lathe_node *rm = lathe_buffer(g, "bn.running_mean", LATHE_F32, LATHE_DIMS(8));
+    lathe_node *rv = lathe_buffer(g, "bn.running_var", LATHE_F32, LATHE_DIMS(8));
+    lathe_node *h = lathe_conv2d(g, x, w, NULL, 1, 1, 1, 1);
+    h = lathe_max_pool2d(g, lathe_relu(g, lathe_batch_norm2d(g, h, gm, bt, rm, rv, true, 0.1, 1e-5)), 2, 2, 0);
+    lathe_node *fw = lathe_param(g, "fc.weight", LATHE_F32, LATHE_DIMS(5, 128), true);
+    lathe_node *y = lathe_linear(g, lathe_flatten(g, h, 1, 3), fw, NULL);
+    lathe_node *loss = lathe_sum(g, lathe_mul(g, y, y), 0, NULL, false);
+    lathe_output(g, "loss", loss);
+    assert_graph_ok(g);
+    assert_int_equal(lathe_backward(g, 1, &loss, NULL), LATHE_OK);
+    lathe_program *jit = compile_or_fail("executor", g, LATHE_BACKEND_JIT);
+    lathe_program *ref = compile_or_fail("executor", g, LATHE_BACKEND_EVAL);
+    bind_both(g, jit, ref, 23);
+    /* the outputs (loss and gradients) do not depend on the running
+     * statistics, which every run updates */
+    int nout = lathe_graph_num_outputs(g);
+    void *want[16] = {0};
+    assert_true(nout <= 16);
+    lathe_program_set_threads(jit, 1);
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    agree("executor", g, jit, ref);
+    for (int k = 0; k < nout; k++) {
+        lathe_node *n = lathe_graph_output(g, k);
+        size_t nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+        want[k] = malloc(nb + 1);
+        assert_int_equal(lathe_program_get(jit, lathe_graph_output_name(g, k), want[k], nb), LATHE_OK);
+    }
+    lathe_program_set_threads(jit, 3);
+    for (int run = 0; run < 100; run++) {
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        for (int k = 0; k < nout; k++) {
+            lathe_node *n = lathe_graph_output(g, k);
+            size_t nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+            void *got = malloc(nb + 1);
+            assert_int_equal(lathe_program_get(jit, lathe_graph_output_name(g, k), got, nb), LATHE_OK);
+            if (nb && memcmp(got, want[k], nb))
+                fail_msg("run %d on 3 threads: output %s differs from one thread's", run, lathe_graph_output_name(g, k));
+            free(got);
+        }
+    }
+    for (int k = 0; k < nout; k++) free(want[k]);
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+    lathe_graph_free(g);
+}
+
 /* Denormals: kernels flush them by default (flush-to-zero for results,
  * denormals-are-zero for operands), keep them as IEEE says when asked, on
  * one thread and on two, and leave the caller's floating-point mode as it
@@ -603,6 +662,7 @@ int main(void) {
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_concat_many),
         cmocka_unit_test(test_denormals),
+        cmocka_unit_test(test_executor_runs),
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
