@@ -225,7 +225,9 @@ static int bench_matmul(const options *o) {
 }
 
 /* Compile time of the ResNet-18 training graph at o->batch and o->size:
- * the first compile in the process (cold) and a second one (warm). */
+ * the first compile in the process (cold, if the code cache,
+ * $LATHE_CACHE_DIR, does not hold it yet) and a second one (warm: the code
+ * from the cache). */
 static int bench_compile(const options *o) {
     char size[64];
     snprintf(size, sizeof size, "size=%lld", (long long)o->size);
@@ -315,7 +317,8 @@ int main(int argc, char **argv) {
         "  resnet18   ResNet-18 training step (SGD momentum), --batch (1) x 3 x --size (64)^2\n"
         "  fashion    the Fashion-MNIST CNN's training step, --batch (64)\n"
         "  matmul     c = a @ b in f32, --n (1024) square\n"
-        "  compile    JIT compile time of the ResNet-18 training graph, first and second\n"
+        "  compile    JIT compile time of the ResNet-18 training graph, first and second (the\n"
+        "             second's code from the cache; set LATHE_CACHE_DIR to an empty directory)\n"
         "  peak       the fp32 FMA peak in GFLOP/s on --threads\n"
         "  target     the target description of this host\n"
         "  spin       burn one core until killed (the busy neighbour)\n"

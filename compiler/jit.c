@@ -52,6 +52,13 @@ static lathe_status lower_part(const lt_build *b, lt_part *p, char *err, size_t 
         if (fn) LLVMSetValueName2(fn, to, strlen(to));
     }
     if (st != LATHE_OK) return st;
+    if (b->use_cache && b->cache.on) { /* the cached object skips O3 and code generation */
+        lt_cache_key(b->target, b->pic, p->mod, p->key);
+        if ((p->code = lt_cache_get(&b->cache, p->key))) {
+            p->cached = true;
+            return LATHE_OK;
+        }
+    }
     LLVMPassBuilderOptionsRef opt = LLVMCreatePassBuilderOptions();
     LLVMPassBuilderOptionsSetLoopVectorization(opt, 1);
     LLVMPassBuilderOptionsSetSLPVectorization(opt, 1);
@@ -62,6 +69,7 @@ static lathe_status lower_part(const lt_build *b, lt_part *p, char *err, size_t 
 }
 
 static lathe_status emit_part(const lt_build *b, lt_part *p, char *err, size_t errlen) {
+    if (p->cached) return LATHE_OK;
     char *msg = NULL;
     lathe_status st = LATHE_OK;
     if (LLVMTargetMachineEmitToMemoryBuffer(p->tm, p->mod, b->asm_text ? LLVMAssemblyFile : LLVMObjectFile, &msg,
@@ -71,6 +79,7 @@ static lathe_status emit_part(const lt_build *b, lt_part *p, char *err, size_t e
         st = LATHE_ERR_UNSUPPORTED;
     }
     LLVMDisposeMessage(msg);
+    if (st == LATHE_OK && b->use_cache && !b->asm_text) lt_cache_put(&b->cache, p->key, p->code);
     return st;
 }
 
@@ -106,6 +115,8 @@ lathe_status lt_codegen_lower(lt_build *b) {
         return LATHE_ERR_NOMEM;
     }
     b->nparts = n;
+    if (b->use_cache && !b->asm_text) lt_cache_open(&b->cache);
+    else b->cache.on = false;
     for (int i = 0; i < n; i++) {
         b->parts[i].first = (int)((int64_t)f->nk * i / n);
         b->parts[i].last = (int)((int64_t)f->nk * (i + 1) / n);
@@ -113,7 +124,11 @@ lathe_status lt_codegen_lower(lt_build *b) {
     return each_part(b, lower_part);
 }
 
-lathe_status lt_codegen_emit(lt_build *b) { return each_part(b, emit_part); }
+lathe_status lt_codegen_emit(lt_build *b) {
+    lathe_status st = each_part(b, emit_part);
+    for (int i = 0; i < b->nparts; i++) b->cache_hits += b->parts[i].cached;
+    return st;
+}
 
 lathe_status lt_jit_link(lt_build *b) {
     LLVMOrcJITTargetMachineBuilderRef jtmb;

@@ -83,7 +83,14 @@ typedef struct lathe_program lathe_program;
  * O3, compiled to machine code and linked in process.  The evaluator
  * backend stops after grad and runs g itself.  g must outlive the program
  * and not change.  NULL on failure, with the error recorded in g (LLVM
- * failures included). */
+ * failures included).
+ *
+ * Machine code is cached on disk, keyed by the kernels' LLVM IR, the target
+ * and LLVM's version (compiler/cache.c), so compiling the same graph again
+ * skips LLVM's optimizer and code generation: $LATHE_CACHE_DIR, else
+ * $XDG_CACHE_HOME/lathe, else ~/.cache/lathe; LATHE_CACHE_DIR=off (or
+ * empty) turns it off.  A damaged entry is recompiled; the cache never makes
+ * a compile fail. */
 lathe_program *lathe_compile(lathe_graph *g, lathe_backend backend);
 /* lathe_compile for the CPU that target describes (NULL: this host).  The
  * program runs only where that CPU's instructions do. */

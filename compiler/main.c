@@ -108,7 +108,9 @@ static const char *compile_usage =
     "  -h, --help               show this help\n"
     "\n"
     "environment: CC (the C compiler that links, default cc), LATHE_RUNTIME_LIB and\n"
-    "LATHE_RUNTIME_INC (the runtime library and its headers; default: this build's).\n";
+    "LATHE_RUNTIME_INC (the runtime library and its headers; default: this build's),\n"
+    "LATHE_CACHE_DIR (compiled code cached there; default $XDG_CACHE_HOME/lathe or\n"
+    "~/.cache/lathe; off: no cache).\n";
 
 static const char *train_usage_head =
     "usage: lathe train MODEL [-D NAME=VALUE]... [--batch B] --data SPEC [options]\n"
@@ -116,6 +118,8 @@ static const char *train_usage_head =
     "JIT-compiles MODEL for this host and trains it in process: the same flags and\n"
     "the same results as a trainer from 'lathe compile MODEL'.  -D NAME=VALUE\n"
     "overrides the description's constant 'let NAME'; --batch sets the batch size.\n"
+    "Compiled code is cached in LATHE_CACHE_DIR (default $XDG_CACHE_HOME/lathe or\n"
+    "~/.cache/lathe; off: no cache), so training the same model again starts at once.\n"
     "The trainer's flags:\n\n";
 
 /* ---- models: descriptions or text IR ------------------------------------------ */

@@ -17,6 +17,22 @@
 #include "lathe_runtime.h"
 #include "target.h"
 
+/* cache.c: object code on disk, keyed by what it depends on. */
+enum { LT_CACHE_KEY = 32 };
+typedef struct {
+    char dir[4096];
+    bool on;
+} lt_cache;
+/* The cache's directory ($LATHE_CACHE_DIR, else $XDG_CACHE_HOME/lathe, else
+ * ~/.cache/lathe; "" or "off": none), created if missing; false: no cache. */
+bool lt_cache_open(lt_cache *c);
+/* The key of mod's object code for target t. */
+void lt_cache_key(const lt_target *t, bool pic, LLVMModuleRef mod, uint8_t key[LT_CACHE_KEY]);
+/* The object cached under key (a new buffer the caller owns), or NULL. */
+LLVMMemoryBufferRef lt_cache_get(const lt_cache *c, const uint8_t key[LT_CACHE_KEY]);
+/* Cache obj under key; failures are ignored. */
+void lt_cache_put(const lt_cache *c, const uint8_t key[LT_CACHE_KEY], LLVMMemoryBufferRef obj);
+
 /* A slice of the kernels compiled as one LLVM module, in parallel with the
  * others (one per thread). */
 typedef struct {
@@ -25,6 +41,8 @@ typedef struct {
     LLVMTargetMachineRef tm;
     LLVMModuleRef mod;             /* LLVM: the part's kernels, optimized */
     LLVMMemoryBufferRef code;      /* ASM: object code, or assembly text (asm_text) */
+    bool cached;                   /* code came from the cache: mod is not optimized, nothing to emit */
+    uint8_t key[LT_CACHE_KEY];     /* the cache key, with use_cache */
 } lt_part;
 
 typedef struct {
@@ -35,6 +53,9 @@ typedef struct {
     bool asm_text;                 /* ASM emits assembly text (dumps), else object code */
     const char *prefix;            /* kernel symbols: prefix + index; NULL: "lathe_k" */
     int threads;                   /* parts compiled in parallel (0: OpenMP's default) */
+    bool use_cache;                /* object code from and to the cache (cache.c); not with asm_text */
+    lt_cache cache;
+    int cache_hits;                /* parts whose code came from the cache */
     /* what the stages produced (owned; lt_build_free frees them) */
     int done;                      /* the last stage run (a lathe_stage); zeroed: TRACED, the caller's */
     lathe_graph *opt;              /* OPT: g simplified */

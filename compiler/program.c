@@ -192,7 +192,8 @@ lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const
     p->backend = backend;
     p->g = g;
     if (t) p->target = *t;
-    p->b = (lt_build){.g = g, .target = &p->target, .pic = backend == LT_BACKEND_OBJECT, .prefix = prefix};
+    p->b = (lt_build){.g = g, .target = &p->target, .pic = backend == LT_BACKEND_OBJECT, .prefix = prefix,
+                      .use_cache = true};
     lathe_stage last = backend == LATHE_BACKEND_EVAL ? LATHE_STAGE_GRAD : backend == LT_BACKEND_OBJECT ? LATHE_STAGE_ASM
                                                                                                      : LATHE_STAGE_JIT;
     lathe_status st = lt_build_run(&p->b, last);

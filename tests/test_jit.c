@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "lathe_compiler.h"
+#include "program.h"
 #include "target.h"
 #include "testutil.h"
 
@@ -655,6 +656,69 @@ static void test_target_tiles(void **state) {
     }
 }
 
+/* The object cache (compiler/cache.c): a second compile of the same graph
+ * takes every part's code from the cache and gives the same bits; a damaged
+ * entry is a miss, recompiled and rewritten; "off" caches nothing. */
+static lathe_program *cache_compile(lathe_graph *g, int *hits) {
+    lathe_program *p = compile_or_fail("cache", g, LATHE_BACKEND_JIT);
+    *hits = p->b.cache_hits;
+    return p;
+}
+
+static void test_cache(void **state) {
+    (void)state;
+    char dir[] = "/tmp/lathe-cache-test-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *was = getenv("LATHE_CACHE_DIR");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("LATHE_CACHE_DIR", dir, 1);
+    lathe_graph *g = conv_graph(&conv_cases[0], LATHE_F32);
+    int h0, h1, h2, h3;
+    lathe_program *a = cache_compile(g, &h0), *b = cache_compile(g, &h1);
+    assert_int_equal(h0, 0);
+    if (h1 != a->b.nparts || h1 < 1) fail_msg("second compile: %d of %d parts from the cache", h1, a->b.nparts);
+    lathe_program *ref = compile_or_fail("cache", g, LATHE_BACKEND_EVAL);
+    bind_both(g, a, ref, 29);
+    bind_both(g, b, ref, 29);
+    assert_int_equal(lathe_program_run(a), LATHE_OK);
+    assert_int_equal(lathe_program_run(b), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    agree("cached code", g, b, ref);
+    for (int k = 0; k < lathe_graph_num_outputs(g); k++) {
+        lathe_node *n = lathe_graph_output(g, k);
+        size_t nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+        void *x = malloc(nb + 1), *y = malloc(nb + 1);
+        assert_int_equal(lathe_program_get(a, lathe_graph_output_name(g, k), x, nb), LATHE_OK);
+        assert_int_equal(lathe_program_get(b, lathe_graph_output_name(g, k), y, nb), LATHE_OK);
+        if (nb && memcmp(x, y, nb)) fail_msg("cached code: output %s differs", lathe_graph_output_name(g, k));
+        free(x);
+        free(y);
+    }
+    /* damage every entry: one byte of each object flipped */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "for f in %s/*.o; do printf '\\377' | dd of=$f bs=1 seek=100 conv=notrunc 2>/dev/null; done", dir);
+    assert_int_equal(system(cmd), 0);
+    lathe_program *c = cache_compile(g, &h2), *d = cache_compile(g, &h3);
+    assert_int_equal(h2, 0);            /* every damaged entry a miss */
+    assert_int_equal(h3, d->b.nparts);  /* and rewritten */
+    bind_both(g, c, ref, 29);
+    assert_int_equal(lathe_program_run(c), LATHE_OK);
+    agree("recompiled after damage", g, c, ref);
+    /* off */
+    setenv("LATHE_CACHE_DIR", "off", 1);
+    lathe_program *e = cache_compile(g, &h0);
+    assert_int_equal(h0, 0);
+    assert_false(e->b.cache.on);
+    lathe_program *progs[] = {a, b, c, d, e, ref};
+    for (size_t i = 0; i < sizeof progs / sizeof progs[0]; i++) lathe_program_free(progs[i]);
+    lathe_graph_free(g);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    if (saved) setenv("LATHE_CACHE_DIR", saved, 1);
+    else unsetenv("LATHE_CACHE_DIR");
+    free(saved);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
@@ -668,6 +732,7 @@ int main(void) {
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
         cmocka_unit_test(test_target_tiles),
+        cmocka_unit_test(test_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
