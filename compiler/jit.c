@@ -43,11 +43,11 @@ static lathe_status lower_part(const lt_build *b, lt_part *p, char *err, size_t 
     LLVMTargetDataRef td = LLVMCreateTargetDataLayout(p->tm);
     LLVMSetModuleDataLayout(p->mod, td);
     LLVMDisposeTargetData(td);
-    lathe_status st = lt_lower(b->f, p->first, p->last, p->ctx, p->mod, err, errlen);
-    for (int i = p->first; st == LATHE_OK && b->prefix && i < p->last; i++) { /* the kernels' symbols */
+    lathe_status st = lt_lower(b->f, &b->bodies, p->kernels, p->nkernels, p->ctx, p->mod, err, errlen);
+    for (int i = 0; st == LATHE_OK && b->prefix && i < p->nkernels; i++) { /* the kernels' symbols */
         char name[32], to[160];
-        snprintf(name, sizeof name, "lathe_k%d", i);
-        snprintf(to, sizeof to, "%s%d", b->prefix, i);
+        snprintf(name, sizeof name, "lathe_k%d", p->kernels[i]);
+        snprintf(to, sizeof to, "%s%d", b->prefix, p->kernels[i]);
         LLVMValueRef fn = LLVMGetNamedFunction(p->mod, name);
         if (fn) LLVMSetValueName2(fn, to, strlen(to));
     }
@@ -105,22 +105,60 @@ static lathe_status each_part(lt_build *b, lathe_status (*step)(const lt_build *
     return st;
 }
 
+/* Bodies to parts: in order of their kernels, each part the next slice of
+ * the estimated work (a contraction's body costs about four others; a
+ * kernel calling a body, next to nothing), a part's kernels in order. */
+static lathe_status split_parts(lt_build *b, int n) {
+    const lt_fused *f = b->f;
+    const lt_bodies *bd = &b->bodies;
+    double *cost = calloc((size_t)f->nk + 1, sizeof *cost), total = 0;
+    int *part = calloc((size_t)f->nk + 1, sizeof *part);
+    if (!cost || !part) {
+        free(cost);
+        free(part);
+        return LATHE_ERR_NOMEM;
+    }
+    for (int i = 0; i < f->nk; i++) {
+        double c = bd->rep[i] == i ? (f->ks[i].con ? 4.0 : 1.0) : 0.05;
+        cost[bd->rep[i]] += c;
+        total += c;
+    }
+    double run = 0;
+    for (int i = 0; i < f->nk; i++) /* a body's part: where its cost starts */
+        if (bd->rep[i] == i) {
+            int p = total > 0 ? (int)(run / total * n) : 0;
+            part[i] = p < n ? p : n - 1;
+            run += cost[i];
+        }
+    lathe_status st = LATHE_OK;
+    for (int i = 0; i < f->nk; i++) b->parts[part[bd->rep[i]]].nkernels++;
+    for (int p = 0; p < n && st == LATHE_OK; p++)
+        if (!(b->parts[p].kernels = malloc(((size_t)b->parts[p].nkernels + 1) * sizeof(int)))) st = LATHE_ERR_NOMEM;
+        else b->parts[p].nkernels = 0;
+    for (int i = 0; i < f->nk && st == LATHE_OK; i++) {
+        lt_part *p = &b->parts[part[bd->rep[i]]];
+        p->kernels[p->nkernels++] = i;
+    }
+    free(cost);
+    free(part);
+    return st;
+}
+
 lathe_status lt_codegen_lower(lt_build *b) {
     const lt_fused *f = b->f;
-    int n = b->threads > 0 ? b->threads : omp_get_max_threads();
-    if (n > f->nk) n = f->nk > 0 ? f->nk : 1;
-    b->parts = calloc((size_t)n, sizeof *b->parts);
-    if (!b->parts) {
+    if (lt_find_bodies(f, &b->bodies) != LATHE_OK) {
         snprintf(b->err, sizeof b->err, "out of memory");
         return LATHE_ERR_NOMEM;
     }
-    b->nparts = n;
+    int n = b->threads > 0 ? b->threads : omp_get_max_threads();
+    if (n > b->bodies.nreps) n = b->bodies.nreps > 0 ? b->bodies.nreps : 1;
+    b->parts = calloc((size_t)n, sizeof *b->parts);
+    if (!b->parts || (b->nparts = n, split_parts(b, n)) != LATHE_OK) {
+        snprintf(b->err, sizeof b->err, "out of memory");
+        return LATHE_ERR_NOMEM;
+    }
     if (b->use_cache && !b->asm_text) lt_cache_open(&b->cache);
     else b->cache.on = false;
-    for (int i = 0; i < n; i++) {
-        b->parts[i].first = (int)((int64_t)f->nk * i / n);
-        b->parts[i].last = (int)((int64_t)f->nk * (i + 1) / n);
-    }
     return each_part(b, lower_part);
 }
 
@@ -171,7 +209,9 @@ void lt_codegen_free(lt_build *b, bool keep_code) {
         if (p->code && !keep_code) LLVMDisposeMemoryBuffer(p->code), p->code = NULL;
     }
     if (keep_code) return;
+    for (int i = 0; i < b->nparts; i++) free(b->parts[i].kernels);
     free(b->parts);
+    lt_bodies_free(&b->bodies);
     b->parts = NULL;
     b->nparts = 0;
     if (b->jit) LLVMOrcDisposeLLJIT(b->jit);

@@ -18,7 +18,9 @@ typedef struct {
     LLVMBuilderRef b;
     LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr;
     const lt_fused *f;
-    LLVMValueRef fn, arena, entry_pos;
+    LLVMValueRef fn, entry_pos;
+    LLVMValueRef begin, end;          /* the body's parallel range [begin, end) */
+    LLVMValueRef *slot_ptr;           /* buffer -> the body's pointer parameter for it (NULL: not a slot) */
     LLVMBasicBlockRef entry;
     LLVMValueRef *vars;
     LLVMValueRef *memo;

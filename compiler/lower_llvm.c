@@ -1,10 +1,13 @@
 /* lower_llvm.c - fused kernels to LLVM IR through the LLVM C API.
  *
- * Each kernel becomes `void lathe_kN(i8 *arena, i64 begin, i64 end)`: a loop
- * over the parallel range [begin, end) of its leading dims, nested loops
- * over the rest, and at each element the kernel's expression.  Loop counters
- * and reduction accumulators live in allocas that mem2reg promotes, which
- * keeps the emitter short.  Buffers are at constant offsets in the arena.
+ * Each kernel becomes `void lathe_kN(i8 *arena, i64 begin, i64 end)`, which
+ * calls its body with the places of its buffers in the arena; kernels that
+ * differ only in those places share one body (share.c), so that LLVM
+ * optimizes and compiles it once.  A body is a loop over the parallel range
+ * [begin, end) of its leading dims, nested loops over the rest, and at each
+ * element the kernel's expression; its buffers are pointer parameters.  Loop
+ * counters and reduction accumulators live in allocas that mem2reg promotes,
+ * which keeps the emitter short.
  *
  * Floating-point flags are chosen per instruction.  Inside a reduction
  * (the inner loops that compute one element) arithmetic may contract into
@@ -115,9 +118,8 @@ LLVMValueRef cg_tag(cg *c, LLVMValueRef inst, int buf) {
 LLVMValueRef cg_elem_ptr(cg *c, int buf, LLVMValueRef idx, LLVMTypeRef *mty) {
     const lt_kbuf *kb = &c->f->bufs[buf];
     *mty = kb->dtype == LATHE_BOOL ? c->i8 : ty(c, kb->dtype);
-    LLVMValueRef off = k64(c, c->f->plan[buf].offset);
-    LLVMValueRef base = LLVMBuildGEP2(c->b, c->i8, c->arena, &off, 1, "");
-    return LLVMBuildGEP2(c->b, *mty, base, &idx, 1, "");
+    LT_ASSERT(c->slot_ptr[buf]);
+    return LLVMBuildGEP2(c->b, *mty, c->slot_ptr[buf], &idx, 1, "");
 }
 
 static LLVMValueRef gen_cast(cg *c, LLVMValueRef v, lathe_dtype from, lathe_dtype to) {
@@ -487,15 +489,34 @@ static void outer_body(cg *c, void *arg) {
     out_body(c, o);
 }
 
-static void lower_kernel(cg *c, const lt_kernel *k, int index) {
+static void add_attr(cg *c, LLVMValueRef fn, unsigned index, const char *name, uint64_t val) {
+    unsigned kind = LLVMGetEnumAttributeKindForName(name, strlen(name));
+    LLVMAddAttributeAtIndex(fn, index, LLVMCreateEnumAttribute(c->ctx, kind, val));
+}
+
+/* The body of kernel index (its own representative): "lathe_bN"(begin,
+ * end, slots...), its buffers 64-byte aligned pointers. */
+static void lower_body(cg *c, const lt_bodies *bd, int index) {
+    const lt_kernel *k = &c->f->ks[index];
+    int s0 = bd->slot_start[index], ns = bd->slot_start[index + 1] - s0;
+    LLVMTypeRef *params = malloc(((size_t)ns + 2) * sizeof *params);
+    LT_ASSERT(params);
+    params[0] = params[1] = c->i64;
+    for (int j = 0; j < ns; j++) params[2 + j] = c->ptr;
     char name[32];
-    snprintf(name, sizeof name, "lathe_k%d", index);
-    LLVMTypeRef params[3] = {c->ptr, c->i64, c->i64};
-    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 3, 0);
+    snprintf(name, sizeof name, "lathe_b%d", index);
+    LLVMTypeRef fty = LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, (unsigned)ns + 2, 0);
+    free(params);
     c->fn = LLVMAddFunction(c->mod, name, fty);
-    unsigned nounwind = LLVMGetEnumAttributeKindForName("nounwind", 8);
-    LLVMAddAttributeAtIndex(c->fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(c->ctx, nounwind, 0));
-    c->arena = LLVMGetParam(c->fn, 0);
+    LLVMSetLinkage(c->fn, LLVMInternalLinkage);
+    add_attr(c, c->fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+    add_attr(c, c->fn, LLVMAttributeFunctionIndex, "noinline", 0); /* one body, however many kernels call it */
+    for (int j = 0; j < ns; j++) {
+        add_attr(c, c->fn, (unsigned)(3 + j), "align", LT_PLAN_ALIGN); /* offsets and the arena are aligned */
+        c->slot_ptr[bd->slots[s0 + j]] = LLVMGetParam(c->fn, (unsigned)(2 + j));
+    }
+    c->begin = LLVMGetParam(c->fn, 0);
+    c->end = LLVMGetParam(c->fn, 1);
     c->entry = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "entry");
     LLVMBasicBlockRef start = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "start");
     LLVMPositionBuilderAtEnd(c->b, start);
@@ -503,15 +524,43 @@ static void lower_kernel(cg *c, const lt_kernel *k, int index) {
     cg_push_scope(c);
     out_state o = {k, 0};
     if (!k->con || !lt_lower_tiles(c, k, index))
-        cg_loop(c, k->nvars, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), outer_body, &o);
+        cg_loop(c, k->nvars, c->begin, c->end, outer_body, &o);
     LLVMBuildRetVoid(c->b);
     cg_pop_scope(c);
     LLVMPositionBuilderAtEnd(c->b, c->entry);
     LLVMBuildBr(c->b, start);
+    for (int j = 0; j < ns; j++) c->slot_ptr[bd->slots[s0 + j]] = NULL;
 }
 
-lathe_status lt_lower(const lt_fused *f, int first, int last, LLVMContextRef ctx, LLVMModuleRef mod, char *err,
-                      size_t errlen) {
+/* "lathe_kN"(arena, begin, end): its body with its buffers' places. */
+static void lower_wrapper(cg *c, const lt_bodies *bd, int index) {
+    int rep = bd->rep[index], s0 = bd->slot_start[index], ns = bd->slot_start[index + 1] - s0;
+    char name[32];
+    snprintf(name, sizeof name, "lathe_b%d", rep);
+    LLVMValueRef body = LLVMGetNamedFunction(c->mod, name);
+    LT_ASSERT(body && ns == bd->slot_start[rep + 1] - bd->slot_start[rep]);
+    snprintf(name, sizeof name, "lathe_k%d", index);
+    LLVMTypeRef params[3] = {c->ptr, c->i64, c->i64};
+    LLVMValueRef fn = LLVMAddFunction(c->mod, name, LLVMFunctionType(LLVMVoidTypeInContext(c->ctx), params, 3, 0));
+    add_attr(c, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+    LLVMPositionBuilderAtEnd(c->b, LLVMAppendBasicBlockInContext(c->ctx, fn, "entry"));
+    LLVMValueRef *args = malloc(((size_t)ns + 2) * sizeof *args);
+    LT_ASSERT(args);
+    args[0] = LLVMGetParam(fn, 1);
+    args[1] = LLVMGetParam(fn, 2);
+    LLVMValueRef arena = LLVMGetParam(fn, 0);
+    for (int j = 0; j < ns; j++) {
+        LLVMValueRef off = k64(c, c->f->plan[bd->slots[s0 + j]].offset);
+        args[2 + j] = LLVMBuildGEP2(c->b, c->i8, arena, &off, 1, "");
+    }
+    LLVMValueRef call = LLVMBuildCall2(c->b, LLVMGlobalGetValueType(body), body, args, (unsigned)ns + 2, "");
+    LLVMSetTailCall(call, 1);
+    LLVMBuildRetVoid(c->b);
+    free(args);
+}
+
+lathe_status lt_lower(const lt_fused *f, const lt_bodies *bodies, const int *kernels, int n, LLVMContextRef ctx,
+                      LLVMModuleRef mod, char *err, size_t errlen) {
     cg c = {0};
     c.ctx = ctx;
     c.mod = mod;
@@ -528,18 +577,21 @@ lathe_status lt_lower(const lt_fused *f, int first, int last, LLVMContextRef ctx
     c.memo = calloc((size_t)f->nexpr + 1, sizeof *c.memo);
     c.memo_scope = calloc((size_t)f->nexpr + 1, sizeof *c.memo_scope);
     c.tbaa = calloc((size_t)f->nbufs + 1, sizeof *c.tbaa);
+    c.slot_ptr = calloc((size_t)f->nbufs + 1, sizeof *c.slot_ptr);
     c.tbaa_kind = LLVMGetMDKindIDInContext(ctx, "tbaa", 4);
     LLVMMetadataRef root_name = LLVMMDStringInContext2(ctx, "lathe.arena", 11);
     c.tbaa_root = LLVMMDNodeInContext2(ctx, &root_name, 1);
     lathe_status st = LATHE_OK;
-    if (!c.vars || !c.memo || !c.memo_scope || !c.tbaa) {
+    if (!c.vars || !c.memo || !c.memo_scope || !c.tbaa || !c.slot_ptr) {
         snprintf(err, errlen, "out of memory");
         st = LATHE_ERR_NOMEM;
     }
-    for (int i = first; i < last && st == LATHE_OK; i++) {
-        memset(c.memo, 0, (size_t)f->nexpr * sizeof *c.memo);
-        lower_kernel(&c, &f->ks[i], i);
-    }
+    for (int i = 0; i < n && st == LATHE_OK; i++) /* the bodies, then the kernels that call them */
+        if (bodies->rep[kernels[i]] == kernels[i]) {
+            memset(c.memo, 0, (size_t)f->nexpr * sizeof *c.memo);
+            lower_body(&c, bodies, kernels[i]);
+        }
+    for (int i = 0; i < n && st == LATHE_OK; i++) lower_wrapper(&c, bodies, kernels[i]);
     char *msg = NULL;
     if (st == LATHE_OK && LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
         snprintf(err, errlen, "LLVM module does not verify: %s", msg ? msg : "?");
@@ -551,5 +603,6 @@ lathe_status lt_lower(const lt_fused *f, int first, int last, LLVMContextRef ctx
     free(c.memo);
     free(c.memo_scope);
     free(c.tbaa);
+    free(c.slot_ptr);
     return st;
 }

@@ -834,6 +834,6 @@ bool lt_lower_tiles(cg *c, const lt_kernel *k, int index) {
         if (!v.table) return false;
     }
     tile_state ts = {&v};
-    cg_loop(c, k->nvars, LLVMGetParam(c->fn, 1), LLVMGetParam(c->fn, 2), tile_body, &ts);
+    cg_loop(c, k->nvars, c->begin, c->end, tile_body, &ts);
     return true;
 }

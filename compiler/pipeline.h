@@ -14,6 +14,7 @@
 
 #include "kernel.h"
 #include "lathe_program.h"
+#include "lower_llvm.h"
 #include "lathe_runtime.h"
 #include "target.h"
 
@@ -36,7 +37,8 @@ void lt_cache_put(const lt_cache *c, const uint8_t key[LT_CACHE_KEY], LLVMMemory
 /* A slice of the kernels compiled as one LLVM module, in parallel with the
  * others (one per thread). */
 typedef struct {
-    int first, last;               /* kernels [first, last) */
+    int *kernels;                  /* the kernels the part defines, with every body they call (share.c) */
+    int nkernels;
     LLVMContextRef ctx;            /* one context per part: parts compile on different threads */
     LLVMTargetMachineRef tm;
     LLVMModuleRef mod;             /* LLVM: the part's kernels, optimized */
@@ -61,6 +63,7 @@ typedef struct {
     lathe_graph *opt;              /* OPT: g simplified */
     lathe_graph *dec;              /* DECOMPOSED: opt with composites decomposed, simplified */
     lt_fused *f;                   /* FUSED: dec's kernels; PLAN: their buffers' offsets (f->plan) */
+    lt_bodies bodies;              /* LLVM: which kernels share a body of code */
     lt_part *parts;                /* LLVM and ASM, nparts of them */
     int nparts;
     LLVMOrcLLJITRef jit;           /* JIT: the linked code */
@@ -78,8 +81,9 @@ void lt_build_free(lt_build *b);
  * stay). */
 void lt_build_trim(lt_build *b);
 
-/* jit.c: the LLVM stages.  lt_codegen_lower splits the kernels into
- * b->threads parts and lowers and optimizes each (LLVM); lt_codegen_emit
+/* jit.c: the LLVM stages.  lt_codegen_lower finds the kernels that share a
+ * body, splits the bodies into b->threads parts, and lowers and optimizes
+ * each part (LLVM); lt_codegen_emit
  * makes each part's machine code (ASM); lt_jit_link links the objects in
  * process with ORC LLJIT and looks up every kernel (JIT). */
 lathe_status lt_codegen_lower(lt_build *b);

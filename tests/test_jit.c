@@ -656,6 +656,47 @@ static void test_target_tiles(void **state) {
     }
 }
 
+/* Kernels that differ only in where their buffers are share one body of
+ * code (share.c): two relu(x + y) over inputs of one shape share, a third
+ * over another shape and a fourth with another op do not; every output
+ * agrees with the evaluator. */
+static void test_shared_bodies(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    const char *names[4][2] = {{"a", "b"}, {"c", "d"}, {"e", "f"}, {"p", "q"}};
+    int64_t len[4] = {100, 100, 101, 100};
+    for (int i = 0; i < 4; i++) {
+        lathe_node *x = lathe_input(g, names[i][0], LATHE_F32, LATHE_DIMS(len[i]));
+        lathe_node *y = lathe_input(g, names[i][1], LATHE_F32, LATHE_DIMS(len[i]));
+        char out[8];
+        snprintf(out, sizeof out, "y%d", i);
+        lathe_output(g, out, i == 3 ? lathe_relu(g, lathe_sub(g, x, y)) : lathe_relu(g, lathe_add(g, x, y)));
+    }
+    assert_graph_ok(g);
+    lathe_program *jit = compile_or_fail("shared bodies", g, LATHE_BACKEND_JIT);
+    lathe_program *ref = compile_or_fail("shared bodies", g, LATHE_BACKEND_EVAL);
+    const lt_fused *f = jit->b.f;
+    const lt_bodies *bd = &jit->b.bodies;
+    assert_int_equal(f->nk, 4);
+    int k[4];
+    for (int i = 0; i < 4; i++) { /* kernel of output i */
+        k[i] = -1;
+        for (int j = 0; j < f->nk; j++)
+            if (f->ks[j].buf == f->buf_of[f->g->outputs[i].node->id]) k[i] = j;
+        assert_true(k[i] >= 0);
+    }
+    assert_int_equal(bd->rep[k[0]], bd->rep[k[1]]);
+    assert_true(bd->rep[k[2]] != bd->rep[k[0]] && bd->rep[k[3]] != bd->rep[k[0]] && bd->rep[k[3]] != bd->rep[k[2]]);
+    assert_int_equal(bd->nreps, 3);
+    bind_both(g, jit, ref, 31);
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    agree("shared bodies", g, jit, ref);
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+    lathe_graph_free(g);
+}
+
 /* The object cache (compiler/cache.c): a second compile of the same graph
  * takes every part's code from the cache and gives the same bits; a damaged
  * entry is a miss, recompiled and rewritten; "off" caches nothing. */
@@ -733,6 +774,7 @@ int main(void) {
         cmocka_unit_test(test_target_descriptions),
         cmocka_unit_test(test_target_tiles),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_shared_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
