@@ -28,6 +28,7 @@
 #include <omp.h>
 
 #include "lathe_compiler.h"
+#include "timing.h"
 #include "lathe_desc.h"
 #include "program.h"
 
@@ -41,22 +42,6 @@ typedef struct {
     int64_t batch, size, n;
     bool same_batch, ieee;
 } options;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static double maxrss_mb(void) {
     struct rusage r;

@@ -25,6 +25,7 @@
 #include <omp.h>
 
 #include "lathe_compiler.h"
+#include "timing.h"
 #include "lathe_models.h"
 #include "program.h" /* the program's kernels (section 4) */
 
@@ -37,23 +38,6 @@ typedef struct {
 } options;
 
 /* ---- small helpers ------------------------------------------------------------------ */
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of n values (sorts them). */
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* xorshift64*: uniform in [lo, hi) */
 static double rnd(uint64_t *s, double lo, double hi) {
