@@ -2,10 +2,13 @@
  * IR and optimized, machine code made for the target, and the code linked
  * in process by ORC LLJIT.
  *
- * The kernels are split into parts, one per thread, each an LLVM module
- * with its own context and target machine, so lowering, the new pass
- * manager's default<O3> and code generation run in parallel; LLJIT then only
- * links the objects.  Native trainers (aot.c) take the objects instead.
+ * Kernels that differ only in where their buffers are share one body
+ * (share.c).  The bodies are split into parts, one per thread, each an LLVM
+ * module with its own context and target machine holding its bodies and the
+ * kernels that call them, so lowering, the new pass manager's default<O3>
+ * and code generation run in parallel; a part whose code is in the on-disk
+ * cache (cache.c) skips the last two.  LLJIT then only links the objects.
+ * Native trainers (aot.c) take the objects instead.
  * Ownership: each part's module stays with the part; an object moves to the
  * JIT when it is added (lt_jit_link). */
 #include <string.h>
@@ -153,7 +156,8 @@ lathe_status lt_codegen_lower(lt_build *b) {
     int n = b->threads > 0 ? b->threads : omp_get_max_threads();
     if (n > b->bodies.nreps) n = b->bodies.nreps > 0 ? b->bodies.nreps : 1;
     b->parts = calloc((size_t)n, sizeof *b->parts);
-    if (!b->parts || (b->nparts = n, split_parts(b, n)) != LATHE_OK) {
+    if (b->parts) b->nparts = n;
+    if (!b->parts || split_parts(b, n) != LATHE_OK) {
         snprintf(b->err, sizeof b->err, "out of memory");
         return LATHE_ERR_NOMEM;
     }
