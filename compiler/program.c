@@ -132,7 +132,7 @@ static void fill_table(lathe_program *p) {
         t->name = leaf ? n->name : g->outputs[i - nleaves].name;
         t->kind = !leaf ? LATHE_RT_OUTPUT : n->op == LT_OP_INPUT ? LATHE_RT_INPUT : n->op == LT_OP_PARAM ? LATHE_RT_PARAM
                                                                                                    : LATHE_RT_BUFFER;
-        t->dtype = (int)n->dtype;
+        t->dtype = (lathe_rt_dtype)n->dtype; /* the same numbering (asserted above) */
         t->rank = n->rank;
         memcpy(t->shape, n->shape, sizeof t->shape);
         t->numel = n->numel;
