@@ -438,12 +438,15 @@ static void lower_plane(vk *v, LLVMValueRef t) {
 }
 
 /* WGRAD: out (K, Cg, R, S); a tile is (group, tm output channels, tn input
- * channels), every tap; its reduction runs over images n, then taps, then
- * vectors j of the gradient's plane:
+ * channels), every tap:
  *   acc[tap][i][jj] += gy[n, k_i, lanes of j] * x[n, g*cr + c_jj, lanes of j shifted by the tap]
- * The accumulators of a tap are registers while its j loop runs, and wait in
- * the tile's scratch for the next image; so an image's planes, loaded once
- * from memory, serve every tap from the cache. */
+ * The reduction over (image n, vector j of the gradient's plane) goes in
+ * chunks that fit the L1 cache: a run of vectors of one image's planes, or,
+ * where the planes are small, whole planes of a few images.  Per chunk the
+ * taps take turns: a tap's accumulators are registers while it runs over
+ * the chunk, and wait in the tile's scratch for the next chunk; so the
+ * chunk's planes, loaded once from memory, serve every tap from L1.  The
+ * order of the FMAs is fixed by the shapes alone. */
 typedef struct {
     LLVMValueRef k0, c0, r, s;
 } wgrad_vars;
@@ -456,13 +459,35 @@ static void wgrad_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef j) {
     c->vars[3] = wv->s;
 }
 
+/* Bytes of the planes one wgrad chunk streams: well inside the smallest L1
+ * data cache of the x86 cores tiles are sized for (32 KiB). */
+enum { LT_WGRAD_CHUNK_BYTES = 16 << 10 };
+
+/* The chunks of lower_wgrad: `img` images of `jv` vectors each (img > 1
+ * only when jv is the whole plane). */
+static void wgrad_chunk(const lt_contract *p, int vl, int esize, int64_t *img, int64_t *jv) {
+    int64_t nvec = cdiv64(p->oh * p->ow, vl);
+    int64_t per = (int64_t)(p->tm + p->tn) * vl * esize; /* bytes per vector position */
+    int64_t fit = LT_WGRAD_CHUNK_BYTES / per;
+    if (fit < 4) fit = 4;
+    if (fit >= nvec) {
+        *jv = nvec;
+        *img = fit / nvec;
+        if (*img > p->n) *img = p->n;
+    } else {
+        *jv = fit;
+        *img = 1;
+    }
+}
+
 static void lower_wgrad(vk *v, LLVMValueRef t) {
     cg *c = v->c;
     const lt_contract *p = v->p;
     const lt_view *X = &p->a, *G = &p->b;
     int kb = p->tm, cb = p->tn, vl = v->vl, na = kb * cb;
-    int64_t taps = p->taps[0] * p->taps[1], ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl);
-    int64_t nkb = cdiv64(p->kog, kb), ncb = cdiv64(p->cr, cb);
+    int64_t taps = p->taps[0] * p->taps[1], ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl), whole = ohw / vl;
+    int64_t nkb = cdiv64(p->kog, kb), ncb = cdiv64(p->cr, cb), img, jv;
+    wgrad_chunk(p, vl, v->esize, &img, &jv);
     LLVMValueRef cbi = remk(c, t, ncb), t2 = divk(c, t, ncb), kbi = remk(c, t2, nkb), g = divk(c, t2, nkb);
     LLVMValueRef kstart = mulk(c, kbi, kb), cstart = mulk(c, cbi, cb), gk = mulk(c, g, p->kog);
     LLVMValueRef kcount = mink(c, LLVMBuildSub(c->b, k64(c, p->kog), kstart, ""), kb);
@@ -471,7 +496,7 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     for (int i = 0; i < kb; i++) gyrow[i] = addk(c, mulk(c, add_(c, gk, mink(c, addk(c, kstart, i), p->kog - 1)), G->st[1]), G->off);
     for (int j = 0; j < cb; j++)
         xrow[j] = addk(c, mulk(c, add_(c, mulk(c, g, p->cr), mink(c, addk(c, cstart, j), p->cr - 1)), X->st[1]), X->off);
-    /* the taps' accumulators between images: (tap, i, jj) vectors */
+    /* the taps' accumulators between chunks: (tap, i, jj) vectors */
     LLVMBasicBlockRef cur = LLVMGetInsertBlock(c->b);
     LLVMValueRef first = LLVMGetFirstInstruction(c->entry);
     if (first) LLVMPositionBuilderBefore(c->b, first);
@@ -479,13 +504,18 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     LLVMValueRef part = LLVMBuildAlloca(c->b, LLVMArrayType2(v->vt, (uint64_t)(taps * na)), "");
     LLVMSetAlignment(part, 64);
     LLVMPositionBuilderAtEnd(c->b, cur);
-    loop lz, ln, lt, lj, ls;
+    loop lz, ln, ljc, lt, li, lj, ls;
     LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, taps * na));
     LLVMBuildStore(c->b, v->zero, LLVMBuildGEP2(c->b, v->vt, part, &z, 1, ""));
     loop_end(c, &lz);
     LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < na; i++) acc[i] = cg_alloca(c, v->vt);
-    LLVMValueRef n = loop_begin(c, &ln, k64(c, 0), k64(c, p->n));
+    /* chunks: images [n0, n0 + img) x vectors [j0, j0 + jv) */
+    LLVMValueRef n0 = mulk(c, loop_begin(c, &ln, k64(c, 0), k64(c, cdiv64(p->n, img))), img);
+    LLVMValueRef nend = mink(c, addk(c, n0, img), p->n);
+    LLVMValueRef j0 = mulk(c, loop_begin(c, &ljc, k64(c, 0), k64(c, cdiv64(nvec, jv))), jv);
+    LLVMValueRef jend = mink(c, addk(c, j0, jv), whole); /* whole vectors; the tail after them */
+    LLVMValueRef tail = whole < nvec ? LLVMBuildICmp(c->b, LLVMIntSGE, addk(c, j0, jv), k64(c, nvec), "") : NULL;
     LLVMValueRef tap = loop_begin(c, &lt, k64(c, 0), k64(c, taps));
     LLVMValueRef r = divk(c, tap, p->taps[1]), s = remk(c, tap, p->taps[1]);
     LLVMValueRef slot[LT_TILE_MAX_ACC];
@@ -497,29 +527,36 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     LLVMValueRef toff = k64(c, 0);
     if (p->contiguous)
         toff = add_(c, mulk(c, addk(c, mulk(c, r, p->dbeta[0]), p->beta[0]), p->iw), addk(c, mulk(c, s, p->dbeta[1]), p->beta[1]));
-    /* the plane's whole vectors, then its partial last one (gy masked) */
-    int64_t whole = ohw / vl;
+    LLVMValueRef n = loop_begin(c, &li, n0, nend);
+    LLVMValueRef xb[LT_TILE_MAX_DIM], gb[LT_TILE_MAX_DIM];
+    for (int jj = 0; jj < cb; jj++) xb[jj] = add_(c, add_(c, xrow[jj], mulk(c, n, X->st[0])), toff);
+    for (int i = 0; i < kb; i++) gb[i] = add_(c, gyrow[i], mulk(c, n, G->st[0]));
+    /* the chunk's whole vectors, then the plane's partial last one (gy masked) */
     for (int pass = 0; pass < 2; pass++) {
-        if (pass ? whole == nvec : whole == 0) continue;
-        LLVMValueRef j = pass ? k64(c, whole) : loop_begin(c, &lj, k64(c, 0), k64(c, whole));
-        if (pass) cg_push_scope(c);
+        if (pass && !tail) continue;
+        LLVMBasicBlockRef done = NULL;
+        LLVMValueRef j;
+        if (pass) {
+            done = if_begin(c, tail);
+            j = k64(c, whole);
+        } else j = loop_begin(c, &lj, j0, jend);
         LLVMValueRef o0 = mulk(c, j, vl), xm, gm = pass ? tail_mask(v, o0, ohw) : NULL, offs = NULL;
         if (p->contiguous) xm = table_mask(v, tap, j);
         else gather_lanes(v, o0, r, s, X->st[2], X->st[3], &offs, &xm);
         LLVMValueRef xv[LT_TILE_MAX_DIM];
-        for (int jj = 0; jj < cb; jj++) {
-            LLVMValueRef base = add_(c, add_(c, xrow[jj], mulk(c, n, X->st[0])), toff);
-            xv[jj] = p->contiguous ? vload(v, X->buf, add_(c, base, o0), xm) : vgather(v, X->buf, base, offs, xm);
-        }
+        for (int jj = 0; jj < cb; jj++)
+            xv[jj] = p->contiguous ? vload(v, X->buf, add_(c, xb[jj], o0), xm) : vgather(v, X->buf, xb[jj], offs, xm);
         for (int i = 0; i < kb; i++) {
-            LLVMValueRef gv = vload(v, G->buf, add_(c, add_(c, gyrow[i], mulk(c, n, G->st[0])), o0), gm);
+            LLVMValueRef gv = vload(v, G->buf, add_(c, gb[i], o0), gm);
             for (int jj = 0; jj < cb; jj++) acc_fma(v, acc[i * cb + jj], gv, xv[jj], NULL);
         }
-        if (pass) cg_pop_scope(c);
+        if (pass) if_end(c, done);
         else loop_end(c, &lj);
     }
+    loop_end(c, &li);
     for (int i = 0; i < na; i++) LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, v->vt, acc[i], ""), slot[i]);
     loop_end(c, &lt);
+    loop_end(c, &ljc);
     loop_end(c, &ln);
     /* each partial's lanes summed, for the tile's real elements: out (K, Cg,
      * R, S) holds (k, c, r, s) at (k*Cg + c)*R*S + tap (one loop, so one

@@ -359,6 +359,8 @@ static const conv_case conv_cases[] = {
     {"3x3 p0 (valid), 9x9, C2 K3", 2, 2, 9, 9, 3, 3, 3, {1, 1}, {0, 0}, {1, 1}, 1, true, false, false},
     {"2x3 s(1,2) p(0,1) dil(2,1), 7x8, C3 K6 groups 3", 2, 3, 7, 8, 6, 2, 3, {1, 2}, {0, 1}, {2, 1}, 3, false, false, false},
     {"3x3 p1, 13x11, N3 C5 K7, bias relu residual", 3, 5, 13, 11, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true, true, true},
+    /* a plane the weight gradient takes in several L1 chunks, the last with the partial vector */
+    {"3x3 p1, 37x29, N2 C3 K4", 2, 3, 37, 29, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, false, false, false},
 };
 
 static lathe_graph *conv_graph(const conv_case *cc, lathe_dtype t) {
