@@ -107,6 +107,20 @@ static bool table_fits(const lt_contract *c, const vunit *u) {
     return c->taps[0] * c->taps[1] * nvt * entry <= (256 << 10);
 }
 
+/* The input gradient of a strided convolution in phases (kernel.h's
+ * lt_contract.phase): each phase of the output (oh, ow) is a plane the
+ * size of the gradient's (ih, iw), read contiguously (the gradient's planes
+ * dense, dilation 1 along strided dims), scattered in 32-bit lanes, its
+ * mask table (a row per phase and tap) small. */
+static bool phase_fits(const lt_contract *c, const vunit *u) {
+    if (c->a.st[3] != 1 || c->a.st[2] != c->iw || c->oh != c->dv[0] * c->ih || c->ow != c->dv[1] * c->iw) return false;
+    for (int d = 0; d < 2; d++)
+        if (c->dv[d] > 1 && c->dbeta[d] != -1) return false;
+    if (c->oh * c->ow >= (int64_t)1 << 30) return false;
+    int64_t nvt = cdiv(cdiv(c->ih * c->iw, c->vl), c->tn) * c->tn, entry = u->kmask ? (c->vl + 7) / 8 : u->bytes;
+    return c->dv[0] * c->dv[1] * c->taps[0] * c->taps[1] * nvt * entry <= (256 << 10);
+}
+
 /* Cycles of one reduction step of a register tile: `fma` FMAs at 2 a cycle,
  * loads at 2 a cycle, a masked load counting 1.5 without mask registers. */
 static double step_cycles(const vunit *u, int fma, int masked, int plain) {
@@ -289,6 +303,10 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         if (c.contiguous && !table_fits(&c, &u)) { /* gathers instead */
             c.contiguous = false;
             if (!lanes_fit(&c, &c.a)) return NULL;
+        }
+        if (c.kind == LT_C_PLANE && c.bwd && !c.contiguous && phase_fits(&c, &u)) {
+            c.phase = true;
+            c.range *= c.dv[0] * c.dv[1];
         }
     }
     lt_contract *p = malloc(sizeof *p);

@@ -68,8 +68,10 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
             static const char *kind[] = {"plane convolution", "weight-gradient convolution", "matmul, lanes over columns",
                                          "matmul, lanes over k", "max-pool, lanes over the plane", "max-pool gradient, per window"};
             static const char *unit[] = {"vectors", "sums", "vectors", "sums", "vectors", "planes"};
-            fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s\n", ts, kind[k->con->kind], (long long)k->range,
+            fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s", ts, kind[k->con->kind], (long long)k->range,
                     k->con->tm, k->con->tn, unit[k->con->kind]);
+            if (k->con->phase) fprintf(out, ", in %lldx%lld phases", (long long)k->con->dv[0], (long long)k->con->dv[1]);
+            fputc('\n', out);
         } else
             fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
         fprintf(out, "  nodes:");

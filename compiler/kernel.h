@@ -134,6 +134,11 @@ typedef struct {
     bool contiguous;      /* convolutions and pools: a lane's input is the lane's output position
                            * plus a per-tap constant, so lanes load as one masked vector, the
                            * masks a constant table (else: gathers) */
+    bool phase;           /* PLANE, input gradient with a stride: the output is taken in its
+                           * dv[0] x dv[1] phases (rows oh = dv*i + a), each a plane the size of
+                           * the gradient's, so a phase's taps read the gradient contiguously
+                           * (per tap a constant shift, masks in a table) and skip the taps
+                           * that do not reach it; the results are scattered to the output */
     /* matmul: out (batch..., m, n); strides of a over (batch..., m, k) and b over (batch..., k, n) */
     int nbatch;
     int64_t batch[LATHE_MAX_RANK], a_bst[LATHE_MAX_RANK], b_bst[LATHE_MAX_RANK];

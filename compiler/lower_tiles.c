@@ -192,26 +192,43 @@ static LLVMValueRef table_mask(vk *v, LLVMValueRef row, LLVMValueRef j) {
     return LLVMBuildICmp(c->b, LLVMIntSLT, m, LLVMConstNull(v->mt), "");
 }
 
-/* A contiguous convolution's masks as constant data: row tap (r, s), vector
- * j, lane l is output position o = j*VL + l of the plane of lanes (oh x
- * ow), set when o is in the plane and its input (oh + beta + r*dbeta, ow +
- * ...) is inside the input plane. */
-static void make_table(vk *v, int index, int64_t nvt) {
+/* Whether lane o of vector row `row` of the mask table reads an input.
+ * Contiguous plans: row is tap (r, s), o a position of the plane of lanes
+ * (oh x ow), set when o is in the plane and its input (oh + beta +
+ * r*dbeta, ow + ...) is inside the input plane.  Phase plans: row is
+ * (phase (a, b), tap (r, s)), o a position (i, j) of the phase's plane (ih x
+ * iw), set when the tap reaches the phase and reads the gradient at (i +
+ * (a + beta + r*dbeta)/dv, ...) inside its plane. */
+static bool lane_in(const lt_contract *p, int64_t row, int64_t o) {
+    int64_t taps = p->taps[0] * p->taps[1], tap = row % taps, ph = row / taps, r = tap / p->taps[1], s = tap % p->taps[1];
+    if (!p->phase) {
+        if (o >= p->oh * p->ow) return false;
+        int64_t h = o / p->ow + p->beta[0] + r * p->dbeta[0], w = o % p->ow + p->beta[1] + s * p->dbeta[1];
+        return h >= 0 && h < p->ih && w >= 0 && w < p->iw;
+    }
+    if (o >= p->ih * p->iw) return false;
+    int64_t pos[2] = {o / p->iw, o % p->iw}, at[2] = {ph / p->dv[1], ph % p->dv[1]}, tp[2] = {r, s}, lim[2] = {p->ih, p->iw};
+    for (int d = 0; d < 2; d++) {
+        int64_t num = at[d] + p->beta[d] + tp[d] * p->dbeta[d];
+        if (num % p->dv[d] != 0) return false;
+        int64_t x = pos[d] + num / p->dv[d];
+        if (x < 0 || x >= lim[d]) return false;
+    }
+    return true;
+}
+
+/* The masks of a contiguous or phase plan as constant data: `rows` rows of
+ * nvt vectors (lane_in), bits with mask registers, else vectors. */
+static void make_table(vk *v, int index, int64_t rows, int64_t nvt) {
     cg *c = v->c;
     const lt_contract *p = v->p;
-    int64_t rows = p->taps[0] * p->taps[1], ohw = p->oh * p->ow;
     LLVMValueRef *vals = malloc((size_t)(rows * nvt) * sizeof *vals);
     if (!vals) return; /* leaves v->table NULL: the caller falls back */
     for (int64_t row = 0; row < rows; row++)
         for (int64_t j = 0; j < nvt; j++) {
             uint64_t bits = 0;
-            for (int l = 0; l < v->vl; l++) {
-                int64_t o = j * v->vl + l;
-                if (o >= ohw) continue;
-                int64_t h = o / p->ow + p->beta[0] + (row / p->taps[1]) * p->dbeta[0];
-                int64_t w = o % p->ow + p->beta[1] + (row % p->taps[1]) * p->dbeta[1];
-                if (h >= 0 && h < p->ih && w >= 0 && w < p->iw) bits |= 1ull << l;
-            }
+            for (int l = 0; l < v->vl; l++)
+                if (lane_in(p, row, j * v->vl + l)) bits |= 1ull << l;
             if (LLVMGetTypeKind(v->mt) == LLVMIntegerTypeKind) vals[row * nvt + j] = LLVMConstInt(v->mt, bits, 0);
             else {
                 LLVMTypeRef it = LLVMGetElementType(v->mt);
@@ -434,6 +451,138 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     loop_end(c, &lr);
     plane_vars pv = {n, add_(c, gk, kstart), p->ow};
     store_rows(v, acc, kb, nv, kcount, row0, ohw, o0, ohw, plane_set, &pv);
+    loop_end(c, &lch);
+}
+
+/* PLANE in phases (the input gradient of a strided convolution,
+ * lt_contract.phase): out (N, KO, OH, OW); a tile is (n, group, block of tm
+ * channels, phase (a, b)), the phase's plane (ih x iw, output rows
+ * dv[0]*i + a) in chunks of tn vectors; per chunk the reduction runs over the
+ * taps that reach the phase, r = rho + dv[0]*tr, then reduced channels ci:
+ *   acc[i][j] += gy[n, g*cr + ci, lanes of vector j shifted by the tap] * w[ci, ko_i, r, s]
+ * The lanes go to the output with masked scatters, or through the
+ * epilogue one by one. */
+typedef struct {
+    LLVMValueRef n, ko0, a, b;
+    const lt_contract *p;
+} phase_vars;
+static void phase_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef o) {
+    phase_vars *pv = arg;
+    cg *c = v->c;
+    c->vars[0] = pv->n;
+    c->vars[1] = add_(c, pv->ko0, i);
+    c->vars[2] = add_(c, mulk(c, LLVMBuildUDiv(c->b, o, k64(c, pv->p->iw), ""), pv->p->dv[0]), pv->a);
+    c->vars[3] = add_(c, mulk(c, LLVMBuildURem(c->b, o, k64(c, pv->p->iw), ""), pv->p->dv[1]), pv->b);
+}
+
+static void lower_plane_phase(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *A = &p->a, *W = &p->b;
+    LLVMBuilderRef bld = c->b;
+    int kb = p->tm, nv = p->tn, vl = v->vl;
+    int64_t nph = p->dv[0] * p->dv[1], taps = p->taps[0] * p->taps[1];
+    int64_t ihw = p->ih * p->iw, ohw = p->oh * p->ow, nvec = cdiv64(ihw, vl), nch = cdiv64(nvec, nv);
+    int64_t nkb = cdiv64(p->kog, kb), ko_all = p->groups * p->kog;
+    LLVMValueRef ph = remk(c, t, nph), t1 = divk(c, t, nph);
+    LLVMValueRef kbi = remk(c, t1, nkb), ng = divk(c, t1, nkb), g = remk(c, ng, p->groups), n = divk(c, ng, p->groups);
+    LLVMValueRef at[2] = {divk(c, ph, p->dv[1]), remk(c, ph, p->dv[1])};
+    LLVMValueRef kstart = mulk(c, kbi, kb), gk = mulk(c, g, p->kog);
+    LLVMValueRef kcount = mink(c, LLVMBuildSub(bld, k64(c, p->kog), kstart, ""), kb);
+    LLVMValueRef wrow[LT_TILE_MAX_DIM];
+    for (int i = 0; i < kb; i++) {
+        LLVMValueRef kin = mink(c, addk(c, kstart, i), p->kog - 1); /* clamped */
+        wrow[i] = addk(c, add_(c, mulk(c, g, p->cr * W->st[0]), mulk(c, kin, W->st[1])), W->off);
+    }
+    LLVMValueRef abase = addk(c, add_(c, mulk(c, n, A->st[0]), mulk(c, g, p->cr * A->st[1])), A->off);
+    LLVMValueRef row0 = mulk(c, add_(c, add_(c, mulk(c, n, ko_all), gk), kstart), ohw);
+    /* the taps that reach the phase: tap = rho + dv*t for t < count (all of
+     * them along a dim without stride) */
+    LLVMValueRef rho[2], cnt[2];
+    for (int d = 0; d < 2; d++) {
+        if (p->dv[d] == 1) {
+            rho[d] = k64(c, 0), cnt[d] = k64(c, p->taps[d]);
+            continue;
+        }
+        rho[d] = remk(c, addk(c, at[d], p->beta[d]), p->dv[d]); /* dbeta is -1: tap = a + beta mod dv */
+        cnt[d] = divk(c, LLVMBuildSub(bld, k64(c, p->taps[d] + p->dv[d] - 1), rho[d], ""), p->dv[d]);
+    }
+    LLVMValueRef acc[LT_TILE_MAX_ACC];
+    for (int i = 0; i < kb * nv; i++) acc[i] = cg_alloca(c, v->vt);
+    loop lch, lr, ls, lc;
+    LLVMValueRef ch = loop_begin(c, &lch, k64(c, 0), k64(c, nch));
+    LLVMValueRef j0 = mulk(c, ch, nv), o0 = mulk(c, j0, vl);
+    zero_accs(v, acc, kb * nv);
+    LLVMValueRef tr = loop_begin(c, &lr, k64(c, 0), cnt[0]);
+    LLVMValueRef ts = loop_begin(c, &ls, k64(c, 0), cnt[1]);
+    LLVMValueRef tap[2] = {add_(c, rho[0], mulk(c, tr, p->dv[0])), add_(c, rho[1], mulk(c, ts, p->dv[1]))}, shift[2];
+    for (int d = 0; d < 2; d++) /* gradient row (column) i + shift: exact division */
+        shift[d] = divk(c, add_(c, addk(c, at[d], p->beta[d]), mulk(c, tap[d], p->dbeta[d])), p->dv[d]);
+    LLVMValueRef toff = add_(c, mulk(c, shift[0], p->iw), shift[1]);
+    LLVMValueRef trow = add_(c, mulk(c, ph, taps), add_(c, mulk(c, tap[0], p->taps[1]), tap[1]));
+    LLVMValueRef mask[LT_TILE_MAX_DIM], aoff[LT_TILE_MAX_DIM], wtap[LT_TILE_MAX_DIM];
+    for (int j = 0; j < nv; j++) {
+        mask[j] = table_mask(v, trow, addk(c, j0, j));
+        aoff[j] = add_(c, add_(c, abase, addk(c, o0, (int64_t)j * vl)), toff);
+    }
+    for (int i = 0; i < kb; i++) wtap[i] = add_(c, wrow[i], add_(c, mulk(c, tap[0], W->st[2]), mulk(c, tap[1], W->st[3])));
+    LLVMValueRef ci = loop_begin(c, &lc, k64(c, 0), k64(c, p->cr));
+    LLVMValueRef av[LT_TILE_MAX_DIM];
+    for (int j = 0; j < nv; j++) av[j] = vload(v, A->buf, add_(c, aoff[j], mulk(c, ci, A->st[1])), mask[j]);
+    for (int i = 0; i < kb; i++) {
+        LLVMValueRef w = bcast(v, W->buf, add_(c, wtap[i], mulk(c, ci, W->st[0])));
+        for (int j = 0; j < nv; j++) acc_fma(v, acc[i * nv + j], av[j], w, NULL);
+    }
+    loop_end(c, &lc);
+    loop_end(c, &ls);
+    loop_end(c, &lr);
+    if (v->epi) {
+        phase_vars pv = {n, add_(c, gk, kstart), at[0], at[1], p};
+        int64_t w = (int64_t)nv * vl;
+        LLVMValueRef sc = scratch(v, kb * w);
+        for (int i = 0; i < kb; i++)
+            for (int j = 0; j < nv; j++) {
+                LLVMValueRef st = LLVMBuildStore(bld, LLVMBuildLoad2(bld, v->vt, acc[i * nv + j], ""),
+                                                 scratch_at(v, sc, k64(c, i * w + (int64_t)j * vl)));
+                LLVMSetAlignment(st, (unsigned)v->esize);
+            }
+        loop li, lo;
+        LLVMValueRef i = loop_begin(c, &li, k64(c, 0), kcount);
+        LLVMValueRef o = loop_begin(c, &lo, o0, mink(c, addk(c, o0, w), ihw));
+        phase_set(v, &pv, i, o);
+        LLVMValueRef raw = LLVMBuildLoad2(bld, v->et, scratch_at(v, sc, add_(c, mulk(c, i, w), LLVMBuildSub(bld, o, o0, ""))), "");
+        store_elem(v, raw, add_(c, add_(c, row0, mulk(c, i, ohw)), add_(c, mulk(c, c->vars[2], p->ow), c->vars[3])));
+        loop_end(c, &lo);
+        loop_end(c, &li);
+    } else {
+        /* lane (i, j) of the phase's plane is output (dv0*i + a, dv1*j + b), in 32 bits (contract.c) */
+        LLVMValueRef io[LT_TILE_MAX_LANES];
+        for (int l = 0; l < vl; l++) io[l] = LLVMConstInt(c->i32, (unsigned)l, 0);
+        LLVMValueRef a32 = LLVMBuildTrunc(bld, at[0], c->i32, ""), b32 = LLVMBuildTrunc(bld, at[1], c->i32, "");
+        LLVMValueRef offs[LT_TILE_MAX_DIM], real[LT_TILE_MAX_DIM];
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef q = LLVMBuildAdd(bld, splat(v, LLVMBuildTrunc(bld, addk(c, o0, (int64_t)j * vl), c->i32, "")),
+                                          LLVMConstVector(io, (unsigned)vl), "");
+            LLVMValueRef qi = LLVMBuildUDiv(bld, q, k32(v, p->iw), ""), qj = LLVMBuildSub(bld, q, LLVMBuildMul(bld, qi, k32(v, p->iw), ""), "");
+            LLVMValueRef h = LLVMBuildAdd(bld, LLVMBuildMul(bld, qi, k32(v, p->dv[0]), ""), splat(v, a32), "");
+            LLVMValueRef wc = LLVMBuildAdd(bld, LLVMBuildMul(bld, qj, k32(v, p->dv[1]), ""), splat(v, b32), "");
+            offs[j] = LLVMBuildAdd(bld, LLVMBuildMul(bld, h, k32(v, p->ow), ""), wc, "");
+            real[j] = LLVMBuildICmp(bld, LLVMIntSLT, q, k32(v, ihw), "");
+        }
+        for (int i = 0; i < kb; i++) {
+            LLVMBasicBlockRef done = i ? if_begin(c, LLVMBuildICmp(bld, LLVMIntSLT, k64(c, i), kcount, "")) : NULL;
+            LLVMTypeRef mty;
+            LLVMValueRef base = cg_elem_ptr(c, v->k->buf, add_(c, row0, k64(c, i * ohw)), &mty);
+            for (int j = 0; j < nv; j++) {
+                LLVMValueRef ptrs = LLVMBuildGEP2(bld, v->et, base, &offs[j], 1, "");
+                LLVMTypeRef tys[2] = {v->vt, LLVMTypeOf(ptrs)};
+                LLVMValueRef args[4] = {LLVMBuildLoad2(bld, v->vt, acc[i * nv + j], ""), ptrs,
+                                        LLVMConstInt(c->i32, (unsigned)v->esize, 0), real[j]};
+                cg_tag(c, call_intr(c, "llvm.masked.scatter", tys, 2, args, 4), v->k->buf);
+            }
+            if (done) if_end(c, done);
+        }
+    }
     loop_end(c, &lch);
 }
 
@@ -827,7 +976,10 @@ static void tile_body(cg *c, void *arg) {
     vk *v = ((tile_state *)arg)->v;
     LLVMValueRef t = c->vars[v->k->nvars];
     switch (v->p->kind) {
-    case LT_C_PLANE: lower_plane(v, t); break;
+    case LT_C_PLANE:
+        if (v->p->phase) lower_plane_phase(v, t);
+        else lower_plane(v, t);
+        break;
     case LT_C_WGRAD: lower_wgrad(v, t); break;
     case LT_C_MM_BCAST: lower_mm_bcast(v, t); break;
     case LT_C_MM_DOT: lower_mm_dot(v, t); break;
@@ -865,9 +1017,11 @@ bool lt_lower_tiles(cg *c, const lt_kernel *k, int index) {
         LLVMAddTargetDependentFunctionAttr(c->fn, "min-legal-vector-width", "512");
         LLVMAddTargetDependentFunctionAttr(c->fn, "prefer-vector-width", "512");
     }
-    if (p->contiguous && p->kind != LT_C_POOL_BWD) {
-        int64_t nvec = cdiv64(p->oh * p->ow, v.vl);
-        make_table(&v, index, p->kind == LT_C_WGRAD ? nvec : cdiv64(nvec, p->tn) * p->tn);
+    if ((p->contiguous || p->phase) && p->kind != LT_C_POOL_BWD) {
+        int64_t taps = p->taps[0] * p->taps[1];
+        int64_t nvec = p->phase ? cdiv64(p->ih * p->iw, v.vl) : cdiv64(p->oh * p->ow, v.vl);
+        make_table(&v, index, p->phase ? p->dv[0] * p->dv[1] * taps : taps,
+                   p->kind == LT_C_WGRAD ? nvec : cdiv64(nvec, p->tn) * p->tn);
         if (!v.table) return false;
     }
     tile_state ts = {&v};

@@ -361,7 +361,27 @@ static const conv_case conv_cases[] = {
     {"3x3 p1, 13x11, N3 C5 K7, bias relu residual", 3, 5, 13, 11, 7, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, true, true, true},
     /* a plane the weight gradient takes in several L1 chunks, the last with the partial vector */
     {"3x3 p1, 37x29, N2 C3 K4", 2, 3, 37, 29, 4, 3, 3, {1, 1}, {1, 1}, {1, 1}, 1, false, false, false},
+    /* input gradients in phases: 1x1 stride 2 (taps reach one phase of four), stride along columns
+     * only with dilated rows, stride 3 with a 2x2 kernel (phases no tap reaches), a plane of many vectors */
+    {"1x1 s2 p0, 8x8, C8 K16, bias", 2, 8, 8, 8, 16, 1, 1, {2, 2}, {0, 0}, {1, 1}, 1, true, false, false},
+    {"3x3 s(1,2) p(2,1) dil(2,1), 6x10, C3 K5", 2, 3, 6, 10, 5, 3, 3, {1, 2}, {2, 1}, {2, 1}, 1, false, false, false},
+    {"2x2 s3 p0, 9x12, C4 K4 groups 2", 1, 4, 9, 12, 4, 2, 2, {3, 3}, {0, 0}, {1, 1}, 2, false, false, false},
+    {"3x3 s2 p1, 40x34, C2 K3", 1, 2, 40, 34, 3, 3, 3, {2, 2}, {1, 1}, {1, 1}, 1, false, false, false},
 };
+
+/* Whether the input gradient of cc is planned in phases: a stride, the
+ * input plane exactly stride times the output's, no dilation along a
+ * strided dim (contract.c's rule, derived again from the shapes). */
+static bool expect_phases(const conv_case *cc) {
+    int64_t hw[2] = {cc->h, cc->w}, rs[2] = {cc->r, cc->s};
+    bool strided = false;
+    for (int d = 0; d < 2; d++) {
+        int64_t out = (hw[d] + 2 * cc->pad[d] - cc->dil[d] * (rs[d] - 1) - 1) / cc->stride[d] + 1;
+        if (hw[d] != cc->stride[d] * out || (cc->stride[d] > 1 && cc->dil[d] != 1)) return false;
+        strided = strided || cc->stride[d] > 1;
+    }
+    return strided;
+}
 
 static lathe_graph *conv_graph(const conv_case *cc, lathe_dtype t) {
     lathe_graph *g = lathe_graph_new();
@@ -397,9 +417,48 @@ static void test_vector_convs(void **state) {
                 /* forward and input gradient are plane kernels, the weight gradient its own */
                 if (count_in_fused(g, "plane convolution") < 2 || count_in_fused(g, "weight-gradient convolution") < 1)
                     fail_msg("%s: the vector plans were not taken", label);
+                if ((count_in_fused(g, "phases") > 0) != expect_phases(&conv_cases[i]))
+                    fail_msg("%s: the input gradient %s planned in phases", label, expect_phases(&conv_cases[i]) ? "was not" : "was");
                 check_vector_case(label, g);
                 lathe_graph_free(g);
             }
+    }
+    tile_target.vector_bytes = 0;
+}
+
+/* The input gradient of a strided convolution in phases, under an
+ * epilogue (the gradient of the relu before it, fused into its kernel):
+ * lanes go through the epilogue one by one instead of scatters. */
+static void test_phase_epilogue(void **state) {
+    (void)state;
+    static const char *widths[] = {"32", "64"};
+    for (int wi = 0; wi < 2; wi++) {
+        tile_target.vector_bytes = atoi(widths[wi]);
+        char label[96];
+        snprintf(label, sizeof label, "relu, 3x3 s2 p1 conv, 12x10, %s-byte vectors", widths[wi]);
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2, 5, 12, 10));
+        lathe_set_requires_grad(x, true);
+        lathe_node *w = lathe_param(g, "conv.weight", LATHE_F32, LATHE_DIMS(7, 5, 3, 3), true);
+        const int64_t st[2] = {2, 2}, pad[2] = {1, 1}, dil[2] = {1, 1};
+        lathe_node *y = lathe_conv2d_hw(g, lathe_relu(g, x), w, NULL, st, pad, dil, 1);
+        lathe_output(g, "y", y);
+        add_grads(g, y, LATHE_F32, 7);
+        assert_graph_ok(g);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        assert_non_null(f);
+        assert_int_equal(lathe_dump(g, LATHE_STAGE_FUSED, &tile_target, LATHE_DUMP_TEXT, f), LATHE_OK);
+        fclose(f);
+        /* the kernel in phases is the one that writes the relu's gradient (a where) */
+        const char *k = strstr(text, "in 2x2 phases");
+        const char *start = k;
+        while (start && start > text && strncmp(start, "kernel k", 8)) start--;
+        if (!k || !strstr(start, "where") || strstr(start, "where") > k) fail_msg("%s: no fused epilogue in phases:\n%s", label, text);
+        free(text);
+        check_vector_case(label, g);
+        lathe_graph_free(g);
     }
     tile_target.vector_bytes = 0;
 }
@@ -771,6 +830,7 @@ int main(void) {
         cmocka_unit_test(test_denormals),
         cmocka_unit_test(test_executor_runs),
         cmocka_unit_test(test_vector_convs),
+        cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
