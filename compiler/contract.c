@@ -295,6 +295,7 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         if (c.kind == LT_C_PLANE) {
             tile_plane(&c, &u);
             c.range = c.n * c.groups * cdiv(c.kog, c.tm);
+            c.n_inner = c.kog * c.cr * c.taps[0] * c.taps[1] > c.cr * c.ih * c.iw; /* a group's weights, an image's input */
         } else {
             if (c.taps[0] * c.taps[1] > 64) return NULL; /* the taps' accumulators live on the stack */
             tile_wgrad(&c, &u);

@@ -178,6 +178,37 @@ static LLVMValueRef hsum(vk *v, LLVMValueRef x) {
     }
     return LLVMBuildExtractElement(c->b, x, LLVMConstInt(c->i32, 0, 0), "");
 }
+/* Lane u of the result: the sum of xs[u]'s lanes, for u < n <= VL (other
+ * lanes 0).  A fixed tree: at each level pairs of vectors, whose lanes run
+ * in segments (one per source, w lanes each), become one vector of
+ * half-width segments, the low halves plus the high halves, until each
+ * segment is one lane; sources stay in order. */
+static LLVMValueRef hsum_each(vk *v, LLVMValueRef *xs, int n) {
+    cg *c = v->c;
+    LLVMValueRef cur[LT_TILE_MAX_LANES];
+    int m = n;
+    for (int u = 0; u < n; u++) cur[u] = xs[u];
+    for (int w = v->vl; w > 1; w /= 2) {
+        /* each vector holds VL/w segments; paired vectors (a, b) give segments [a's..., b's...] of w/2 */
+        int nm = (m + 1) / 2, seg = v->vl / w;
+        for (int pi = 0; pi < nm; pi++) {
+            LLVMValueRef a = cur[2 * pi], b = 2 * pi + 1 < m ? cur[2 * pi + 1] : v->zero;
+            LLVMValueRef lo[LT_TILE_MAX_LANES], hi[LT_TILE_MAX_LANES];
+            for (int sgi = 0; sgi < 2 * seg; sgi++) /* output segment sgi: source segment sgi % seg of a or b */
+                for (int e = 0; e < w / 2; e++) {
+                    int src = (sgi < seg ? 0 : v->vl) + (sgi % seg) * w + e;
+                    lo[sgi * (w / 2) + e] = LLVMConstInt(c->i32, (unsigned)src, 0);
+                    hi[sgi * (w / 2) + e] = LLVMConstInt(c->i32, (unsigned)(src + w / 2), 0);
+                }
+            LLVMValueRef l = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(lo, (unsigned)v->vl), "");
+            LLVMValueRef h = LLVMBuildShuffleVector(c->b, a, b, LLVMConstVector(hi, (unsigned)v->vl), "");
+            cur[pi] = LLVMBuildFAdd(c->b, l, h, "");
+        }
+        m = nm;
+    }
+    return cur[0];
+}
+
 /* Lanes o0 + l < n */
 static LLVMValueRef tail_mask(vk *v, LLVMValueRef o0, int64_t n) {
     LLVMValueRef o = LLVMBuildAdd(v->c->b, splat(v, o0), v->iota, "");
@@ -395,6 +426,27 @@ static void plane_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef o) {
     c->vars[3] = LLVMBuildURem(c->b, o, k64(c, pv->ow), "");
 }
 
+/* A PLANE tile's images, group and channel block from its index t: the
+ * channel block innermost, so a thread's consecutive tiles read one image's
+ * input from the cache; or, with lt_contract.n_inner, the image innermost,
+ * so they read one block of weights (layers whose weights outgrow an
+ * image). */
+static void plane_tile(vk *v, LLVMValueRef t, int64_t nkb, LLVMValueRef *n, LLVMValueRef *g, LLVMValueRef *kbi) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    if (p->n_inner) {
+        LLVMValueRef rest = divk(c, t, p->n);
+        *n = remk(c, t, p->n);
+        *kbi = remk(c, rest, nkb);
+        *g = divk(c, rest, nkb);
+    } else {
+        LLVMValueRef ng = divk(c, t, nkb);
+        *kbi = remk(c, t, nkb);
+        *g = remk(c, ng, p->groups);
+        *n = divk(c, ng, p->groups);
+    }
+}
+
 static void lower_plane(vk *v, LLVMValueRef t) {
     cg *c = v->c;
     const lt_contract *p = v->p;
@@ -402,7 +454,8 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     int kb = p->tm, nv = p->tn, vl = v->vl;
     int64_t ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl), nch = cdiv64(nvec, nv), nkb = cdiv64(p->kog, kb);
     int64_t ko_all = p->groups * p->kog;
-    LLVMValueRef kbi = remk(c, t, nkb), ng = divk(c, t, nkb), g = remk(c, ng, p->groups), n = divk(c, ng, p->groups);
+    LLVMValueRef kbi, g, n;
+    plane_tile(v, t, nkb, &n, &g, &kbi);
     LLVMValueRef kstart = mulk(c, kbi, kb), gk = mulk(c, g, p->kog);
     LLVMValueRef kcount = mink(c, LLVMBuildSub(c->b, k64(c, p->kog), kstart, ""), kb);
     LLVMValueRef wrow[LT_TILE_MAX_DIM];
@@ -485,7 +538,8 @@ static void lower_plane_phase(vk *v, LLVMValueRef t) {
     int64_t ihw = p->ih * p->iw, ohw = p->oh * p->ow, nvec = cdiv64(ihw, vl), nch = cdiv64(nvec, nv);
     int64_t nkb = cdiv64(p->kog, kb), ko_all = p->groups * p->kog;
     LLVMValueRef ph = remk(c, t, nph), t1 = divk(c, t, nph);
-    LLVMValueRef kbi = remk(c, t1, nkb), ng = divk(c, t1, nkb), g = remk(c, ng, p->groups), n = divk(c, ng, p->groups);
+    LLVMValueRef kbi, g, n;
+    plane_tile(v, t1, nkb, &n, &g, &kbi);
     LLVMValueRef at[2] = {divk(c, ph, p->dv[1]), remk(c, ph, p->dv[1])};
     LLVMValueRef kstart = mulk(c, kbi, kb), gk = mulk(c, g, p->kog);
     LLVMValueRef kcount = mink(c, LLVMBuildSub(bld, k64(c, p->kog), kstart, ""), kb);
@@ -708,8 +762,30 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     loop_end(c, &ljc);
     loop_end(c, &ln);
     /* each partial's lanes summed, for the tile's real elements: out (K, Cg,
-     * R, S) holds (k, c, r, s) at (k*Cg + c)*R*S + tap (one loop, so one
-     * copy of the code whatever the tile) */
+     * R, S) holds (k, c, r, s) at (k*Cg + c)*R*S + tap.  Without an
+     * epilogue, a (k, c)'s taps are summed together, VL at a time, into one
+     * vector stored whole; else one by one (one loop, so one copy of the
+     * epilogue whatever the tile) */
+    if (!v->epi) {
+        LLVMValueRef q = loop_begin(c, &ls, k64(c, 0), k64(c, na)), i = divk(c, q, cb), jj = remk(c, q, cb);
+        LLVMValueRef real = LLVMBuildAnd(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, i, kcount, ""),
+                                         LLVMBuildICmp(c->b, LLVMIntSLT, jj, ccount, ""), "");
+        LLVMBasicBlockRef done = if_begin(c, real);
+        LLVMValueRef out0 = mulk(c, add_(c, mulk(c, add_(c, add_(c, gk, kstart), i), p->cr), add_(c, cstart, jj)), taps);
+        for (int64_t t0 = 0; t0 < taps; t0 += vl) {
+            int cnt = taps - t0 < vl ? (int)(taps - t0) : vl;
+            LLVMValueRef vecs[LT_TILE_MAX_LANES], lanes[LT_TILE_MAX_LANES];
+            for (int u = 0; u < cnt; u++) {
+                LLVMValueRef at = add_(c, k64(c, (t0 + u) * na), q);
+                vecs[u] = LLVMBuildLoad2(c->b, v->vt, LLVMBuildGEP2(c->b, v->vt, part, &at, 1, ""), "");
+            }
+            for (int l = 0; l < vl; l++) lanes[l] = LLVMConstInt(c->i1, l < cnt, 0);
+            vstore(v, v->k->buf, addk(c, out0, t0), hsum_each(v, vecs, cnt), LLVMConstVector(lanes, (unsigned)vl));
+        }
+        if_end(c, done);
+        loop_end(c, &ls);
+        return;
+    }
     LLVMValueRef at = loop_begin(c, &ls, k64(c, 0), k64(c, taps * na));
     LLVMValueRef q = remk(c, at, na), i = divk(c, q, cb), jj = remk(c, q, cb);
     tap = divk(c, at, na);
@@ -718,10 +794,8 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     LLVMBasicBlockRef done = if_begin(c, real);
     LLVMValueRef sum = hsum(v, LLVMBuildLoad2(c->b, v->vt, LLVMBuildGEP2(c->b, v->vt, part, &at, 1, ""), ""));
     LLVMValueRef k = add_(c, add_(c, gk, kstart), i), ci = add_(c, cstart, jj);
-    if (v->epi) {
-        wgrad_vars wv = {k, ci, divk(c, tap, p->taps[1]), remk(c, tap, p->taps[1])};
-        wgrad_set(v, &wv, k64(c, 0), k64(c, 0));
-    }
+    wgrad_vars wv = {k, ci, divk(c, tap, p->taps[1]), remk(c, tap, p->taps[1])};
+    wgrad_set(v, &wv, k64(c, 0), k64(c, 0));
     store_elem(v, sum, add_(c, mulk(c, add_(c, mulk(c, k, p->cr), ci), taps), tap));
     if_end(c, done);
     loop_end(c, &ls);
