@@ -71,6 +71,7 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
             fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s", ts, kind[k->con->kind], (long long)k->range,
                     k->con->tm, k->con->tn, unit[k->con->kind]);
             if (k->con->phase) fprintf(out, ", in %lldx%lld phases", (long long)k->con->dv[0], (long long)k->con->dv[1]);
+            if (k->con->n_inner) fprintf(out, ", images innermost");
             fputc('\n', out);
         } else
             fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
