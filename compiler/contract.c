@@ -72,11 +72,6 @@ static bool view_of(const lt_fused *f, int root, const lathe_node *n, lt_view *v
     }
 }
 
-/* Weights (of a group) above this many bytes are read by a run of images'
- * tiles, not a run of channel blocks (lt_contract.n_inner): half the
- * smallest L2 of the x86 cores tiles are sized for (512 KiB). */
-enum { LT_N_INNER_BYTES = 256 << 10 };
-
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Gathers compute a plane's positions and offsets in 32-bit lanes: the
@@ -300,10 +295,10 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         if (c.kind == LT_C_PLANE) {
             tile_plane(&c, &u);
             c.range = c.n * c.groups * cdiv(c.kog, c.tm);
-            /* a group's weights larger than an image's input, and than a share of
-             * L2 (else an image's input stays in L1 across channel blocks) */
-            int64_t wbytes = c.kog * c.cr * c.taps[0] * c.taps[1] * (int64_t)lathe_dtype_size(n->dtype);
-            c.n_inner = c.kog * c.taps[0] * c.taps[1] > c.ih * c.iw && wbytes > LT_N_INNER_BYTES;
+            /* a tile reads its block of weights and its image's input (of the
+             * group) a few times each: the larger stays in the cache across a
+             * run of tiles */
+            c.n_inner = (int64_t)c.tm * c.taps[0] * c.taps[1] > c.ih * c.iw;
         } else {
             if (c.taps[0] * c.taps[1] > 64) return NULL; /* the taps' accumulators live on the stack */
             tile_wgrad(&c, &u);
@@ -313,6 +308,8 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
             c.contiguous = false;
             if (!lanes_fit(&c, &c.a)) return NULL;
         }
+        /* stride 2 along rows of a dense input: de-interleaved vectors, not gathers */
+        c.deint = c.kind == LT_C_WGRAD && !c.contiguous && c.mu[1] == 2 && c.a.st[3] == 1;
         if (c.kind == LT_C_PLANE && c.bwd && !c.contiguous && phase_fits(&c, &u)) {
             c.phase = true;
             c.range *= c.dv[0] * c.dv[1];

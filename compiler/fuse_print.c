@@ -72,6 +72,7 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
                     k->con->tm, k->con->tn, unit[k->con->kind]);
             if (k->con->phase) fprintf(out, ", in %lldx%lld phases", (long long)k->con->dv[0], (long long)k->con->dv[1]);
             if (k->con->n_inner) fprintf(out, ", images innermost");
+            if (k->con->deint) fprintf(out, ", columns de-interleaved");
             fputc('\n', out);
         } else
             fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);

@@ -134,8 +134,12 @@ typedef struct {
     bool contiguous;      /* convolutions and pools: a lane's input is the lane's output position
                            * plus a per-tap constant, so lanes load as one masked vector, the
                            * masks a constant table (else: gathers) */
-    bool n_inner;         /* PLANE: tiles take images innermost (the weights are larger than an
-                           * image's input, so consecutive tiles share weights), else channel blocks */
+    bool deint;           /* WGRAD with stride 2 along columns: lanes over a row of the gradient's
+                           * plane, the input's columns loaded as two vectors and de-interleaved
+                           * (else: gathers) */
+    bool n_inner;         /* PLANE: tiles take images innermost (a tile's block of weights is larger
+                           * than its image's input, so consecutive tiles share weights), else
+                           * channel blocks (consecutive tiles share an image) */
     bool phase;           /* PLANE, input gradient with a stride: the output is taken in its
                            * dv[0] x dv[1] phases (rows oh = dv*i + a), each a plane the size of
                            * the gradient's, so a phase's taps read the gradient contiguously

@@ -683,12 +683,53 @@ static void wgrad_chunk(const lt_contract *p, int vl, int esize, int64_t *img, i
     }
 }
 
+/* WGRAD with stride 2 along columns (lt_contract.deint): vector j of the
+ * gradient's plane is row p = j / nq, columns q0 = (j % nq)*VL + lanes,
+ * which read the input at row p*mu + beta + r*dbeta and columns 2*q + beta
+ * + s*dbeta: two vectors of the row, masked to the input (and the row's
+ * end), whose even lanes are the input's lanes.  xb[jj] is channel jj's
+ * image; xv[jj] gets its lanes. */
+static void wgrad_deint(vk *v, LLVMValueRef j, int64_t nq, LLVMValueRef r, LLVMValueRef s, LLVMValueRef *xb,
+                        LLVMValueRef *xv) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *X = &p->a;
+    LLVMBuilderRef b = c->b;
+    int vl = v->vl, cb = p->tn;
+    LLVMValueRef row = add_(c, mulk(c, divk(c, j, nq), p->mu[0]), add_(c, k64(c, p->beta[0]), mulk(c, r, p->dbeta[0])));
+    LLVMValueRef q0 = mulk(c, remk(c, j, nq), vl);
+    LLVMValueRef start = add_(c, mulk(c, q0, 2), add_(c, k64(c, p->beta[1]), mulk(c, s, p->dbeta[1])));
+    LLVMValueRef rowok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, row, k64(c, 0), ""),
+                                      LLVMBuildICmp(b, LLVMIntSLT, row, k64(c, p->ih), ""), "");
+    LLVMValueRef rowc = LLVMBuildSelect(b, rowok, row, k64(c, 0), ""); /* addresses stay in the plane */
+    LLVMValueRef m[2];
+    for (int h = 0; h < 2; h++) { /* element e = h*VL + lane: column start + e, output column q0 + e/2 */
+        LLVMValueRef e = LLVMBuildAdd(b, v->iota, isplat(v, (int64_t)h * vl), "");
+        LLVMValueRef col = LLVMBuildAdd(b, splat(v, start), e, "");
+        LLVMValueRef q = LLVMBuildAdd(b, splat(v, q0), LLVMBuildLShr(b, e, isplat(v, 1), ""), "");
+        LLVMValueRef ok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, col, isplat(v, 0), ""),
+                                       LLVMBuildICmp(b, LLVMIntSLT, col, isplat(v, p->iw), ""), "");
+        ok = LLVMBuildAnd(b, ok, LLVMBuildICmp(b, LLVMIntSLT, q, isplat(v, p->ow), ""), "");
+        m[h] = LLVMBuildAnd(b, ok, splat(v, rowok), "");
+    }
+    LLVMValueRef ev[LT_TILE_MAX_LANES];
+    for (int l = 0; l < vl; l++) ev[l] = LLVMConstInt(c->i32, (unsigned)(2 * l), 0);
+    LLVMValueRef off = add_(c, mulk(c, rowc, X->st[2]), start);
+    for (int jj = 0; jj < cb; jj++) {
+        LLVMValueRef at = add_(c, xb[jj], off);
+        LLVMValueRef lo = vload(v, X->buf, at, m[0]), hi = vload(v, X->buf, addk(c, at, vl), m[1]);
+        xv[jj] = LLVMBuildShuffleVector(b, lo, hi, LLVMConstVector(ev, (unsigned)vl), "");
+    }
+}
+
 static void lower_wgrad(vk *v, LLVMValueRef t) {
     cg *c = v->c;
     const lt_contract *p = v->p;
     const lt_view *X = &p->a, *G = &p->b;
     int kb = p->tm, cb = p->tn, vl = v->vl, na = kb * cb;
     int64_t taps = p->taps[0] * p->taps[1], ohw = p->oh * p->ow, nvec = cdiv64(ohw, vl), whole = ohw / vl;
+    int64_t nq = cdiv64(p->ow, vl); /* deint: vectors per row of the gradient's plane */
+    if (p->deint) nvec = whole = p->oh * nq;
     int64_t nkb = cdiv64(p->kog, kb), ncb = cdiv64(p->cr, cb), img, jv;
     wgrad_chunk(p, vl, v->esize, &img, &jv);
     LLVMValueRef cbi = remk(c, t, ncb), t2 = divk(c, t, ncb), kbi = remk(c, t2, nkb), g = divk(c, t2, nkb);
@@ -743,10 +784,22 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
             done = if_begin(c, tail);
             j = k64(c, whole);
         } else j = loop_begin(c, &lj, j0, jend);
+        LLVMValueRef xv[LT_TILE_MAX_DIM];
+        if (p->deint) {
+            wgrad_deint(v, j, nq, r, s, xb, xv);
+            LLVMValueRef q0 = mulk(c, remk(c, j, nq), vl), gm = tail_mask(v, q0, p->ow);
+            LLVMValueRef o0 = add_(c, mulk(c, divk(c, j, nq), p->ow), q0);
+            for (int i = 0; i < kb; i++) {
+                LLVMValueRef gv = vload(v, G->buf, add_(c, gb[i], o0), gm);
+                for (int jj = 0; jj < cb; jj++) acc_fma(v, acc[i * cb + jj], gv, xv[jj], NULL);
+            }
+            if (pass) if_end(c, done);
+            else loop_end(c, &lj);
+            continue;
+        }
         LLVMValueRef o0 = mulk(c, j, vl), xm, gm = pass ? tail_mask(v, o0, ohw) : NULL, offs = NULL;
         if (p->contiguous) xm = table_mask(v, tap, j);
         else gather_lanes(v, o0, r, s, X->st[2], X->st[3], &offs, &xm);
-        LLVMValueRef xv[LT_TILE_MAX_DIM];
         for (int jj = 0; jj < cb; jj++)
             xv[jj] = p->contiguous ? vload(v, X->buf, add_(c, xb[jj], o0), xm) : vgather(v, X->buf, xb[jj], offs, xm);
         for (int i = 0; i < kb; i++) {
