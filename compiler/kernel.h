@@ -149,6 +149,11 @@ typedef struct {
     int nbatch;
     int64_t batch[LATHE_MAX_RANK], a_bst[LATHE_MAX_RANK], b_bst[LATHE_MAX_RANK];
     int64_t m, ncol, k, am, ak, bk, bn;
+    /* MM_BCAST in cache blocks (kc > 0): a tile is mc rows by tn vectors of
+     * columns, its reduction in panels of kc, each panel of b packed into a
+     * dense scratch that every tm-row register tile of the block reuses from
+     * L1, the block's partial sums in a scratch between panels */
+    int64_t mc, kc;
 } lt_contract;
 
 typedef struct {

@@ -882,10 +882,102 @@ static void mm_batch(vk *v, LLVMValueRef bt, mm_vars *mv, LLVMValueRef *aoff, LL
     }
 }
 
+/* MM_BCAST in cache blocks (lt_contract.kc): a tile is (batch, block of mc
+ * rows, block of tn vectors of columns).  For each panel of kc rows of b,
+ * the panel's columns are packed into a dense scratch (zeros past the last
+ * column), then each register tile of tm rows of the block adds the panel's
+ * terms to its partial sums, kept in a scratch between panels; the last
+ * panel's sums go out.  Each element's terms are added in k order, as
+ * unblocked. */
+static void lower_mm_blocked(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    LLVMBuilderRef b = c->b;
+    int mb = p->tm, nv = p->tn, vl = v->vl;
+    int64_t w = (int64_t)nv * vl, nmb = cdiv64(p->m, p->mc), nnb = cdiv64(cdiv64(p->ncol, vl), nv);
+    LLVMValueRef nbi = remk(c, t, nnb), t2 = divk(c, t, nnb), mbi = remk(c, t2, nmb), bt = divk(c, t2, nmb);
+    mm_vars mv;
+    LLVMValueRef aoff, boff;
+    mm_batch(v, bt, &mv, &aoff, &boff);
+    LLVMValueRef mstart = mulk(c, mbi, p->mc), n0 = mulk(c, nbi, w);
+    LLVMValueRef mend = mink(c, addk(c, mstart, p->mc), p->m);
+    LLVMValueRef nmask[LT_TILE_MAX_DIM];
+    for (int j = 0; j < nv; j++) nmask[j] = tail_mask(v, addk(c, n0, (int64_t)j * vl), p->ncol);
+    LLVMValueRef bp = scratch(v, p->kc * w), cs = scratch(v, p->mc * w);
+    loop lz, lp, lk, lr, lk2;
+    LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, p->mc * nv));
+    LLVMValueRef zs = LLVMBuildStore(b, v->zero, scratch_at(v, cs, mulk(c, z, vl)));
+    LLVMSetAlignment(zs, (unsigned)v->esize);
+    loop_end(c, &lz);
+    LLVMValueRef acc[LT_TILE_MAX_ACC];
+    for (int i = 0; i < mb * nv; i++) acc[i] = cg_alloca(c, v->vt);
+    LLVMValueRef k0 = mulk(c, loop_begin(c, &lp, k64(c, 0), k64(c, cdiv64(p->k, p->kc))), p->kc);
+    LLVMValueRef klen = mink(c, LLVMBuildSub(b, k64(c, p->k), k0, ""), p->kc);
+    /* the panel, packed */
+    LLVMValueRef kk = loop_begin(c, &lk, k64(c, 0), klen);
+    LLVMValueRef brow = add_(c, add_(c, boff, mulk(c, add_(c, k0, kk), p->bk)), n0);
+    for (int j = 0; j < nv; j++) {
+        LLVMValueRef x = vload(v, p->b.buf, addk(c, brow, (int64_t)j * vl), nmask[j]);
+        LLVMValueRef st = LLVMBuildStore(b, x, scratch_at(v, bp, addk(c, mulk(c, kk, w), (int64_t)j * vl)));
+        LLVMSetAlignment(st, (unsigned)v->esize);
+    }
+    loop_end(c, &lk);
+    LLVMValueRef last = LLVMBuildICmp(b, LLVMIntSGE, addk(c, k0, p->kc), k64(c, p->k), "");
+    /* the block's register tiles */
+    LLVMValueRef m0 = add_(c, mstart, mulk(c, loop_begin(c, &lr, k64(c, 0), divk(c, addk(c, LLVMBuildSub(b, mend, mstart, ""), mb - 1), mb)), mb));
+    LLVMValueRef mcount = mink(c, LLVMBuildSub(b, mend, m0, ""), mb);
+    LLVMValueRef arow[LT_TILE_MAX_DIM], crow = mulk(c, LLVMBuildSub(b, m0, mstart, ""), w);
+    for (int i = 0; i < mb; i++) arow[i] = add_(c, aoff, mulk(c, mink(c, addk(c, m0, i), p->m - 1), p->am));
+    for (int i = 0; i < mb; i++)
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef x = LLVMBuildLoad2(b, v->vt, scratch_at(v, cs, addk(c, crow, i * w + (int64_t)j * vl)), "");
+            LLVMSetAlignment(x, (unsigned)v->esize);
+            LLVMBuildStore(b, x, acc[i * nv + j]);
+        }
+    kk = loop_begin(c, &lk2, k64(c, 0), klen);
+    LLVMValueRef bv[LT_TILE_MAX_DIM];
+    for (int j = 0; j < nv; j++) {
+        bv[j] = LLVMBuildLoad2(b, v->vt, scratch_at(v, bp, addk(c, mulk(c, kk, w), (int64_t)j * vl)), "");
+        LLVMSetAlignment(bv[j], (unsigned)v->esize);
+    }
+    for (int i = 0; i < mb; i++) {
+        LLVMValueRef a = bcast(v, p->a.buf, add_(c, arow[i], mulk(c, add_(c, k0, kk), p->ak)));
+        for (int j = 0; j < nv; j++) acc_fma(v, acc[i * nv + j], a, bv[j], NULL);
+    }
+    loop_end(c, &lk2);
+    LLVMBasicBlockRef out = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "out");
+    LLVMBasicBlockRef keep = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "keep");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "next");
+    LLVMBuildCondBr(b, last, out, keep);
+    LLVMPositionBuilderAtEnd(b, keep);
+    for (int i = 0; i < mb; i++)
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef st = LLVMBuildStore(b, LLVMBuildLoad2(b, v->vt, acc[i * nv + j], ""),
+                                             scratch_at(v, cs, addk(c, crow, i * w + (int64_t)j * vl)));
+            LLVMSetAlignment(st, (unsigned)v->esize);
+        }
+    LLVMBuildBr(b, next);
+    LLVMPositionBuilderAtEnd(b, out);
+    cg_push_scope(c);
+    mv.m0 = m0;
+    mv.n0 = n0;
+    LLVMValueRef row0 = add_(c, mulk(c, bt, p->m * p->ncol), mulk(c, m0, p->ncol));
+    store_rows(v, acc, mb, nv, mcount, row0, p->ncol, n0, p->ncol, mm_set, &mv);
+    cg_pop_scope(c);
+    LLVMBuildBr(b, next);
+    LLVMPositionBuilderAtEnd(b, next);
+    loop_end(c, &lr);
+    loop_end(c, &lp);
+}
+
 /* MM_BCAST: c[m_i, lanes of vector j] += a[m_i, kk] * b[kk, lanes of vector j] */
 static void lower_mm_bcast(vk *v, LLVMValueRef t) {
     cg *c = v->c;
     const lt_contract *p = v->p;
+    if (p->kc) {
+        lower_mm_blocked(v, t);
+        return;
+    }
     int mb = p->tm, nv = p->tn, vl = v->vl;
     int64_t nmb = cdiv64(p->m, mb), nnb = cdiv64(cdiv64(p->ncol, vl), nv);
     LLVMValueRef mbi = remk(c, t, nmb), t2 = divk(c, t, nmb), nbi = remk(c, t2, nnb), bt = divk(c, t2, nnb);

@@ -490,6 +490,10 @@ static const mm_case mm_cases[] = {
     {"[7,1] @ [1,9]", 2, 2, {7, 1}, {1, 9}, false, false, "matmul, lanes over columns"},
     {"[2,100] @ [100,3]", 2, 2, {2, 100}, {100, 3}, false, false, "matmul"},
     {"[2,3,17] @ [2,5,17]^T", 3, 3, {2, 3, 17}, {2, 5, 17}, false, true, "matmul, lanes over k"},
+    /* cache blocks: two blocks of rows (the second short), panels of k (the last short), ragged
+     * columns; its gradient for b blocks a transposed a */
+    {"[130,1100] @ [1100,200]", 2, 2, {130, 1100}, {1100, 200}, false, false, "panels of"},
+    {"[2,40,130] @ [130,150]", 3, 2, {2, 40, 130}, {130, 150}, false, false, "panels of"},
 };
 
 static void test_vector_matmuls(void **state) {
