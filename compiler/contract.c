@@ -176,17 +176,17 @@ static void tile_matmul(lt_contract *c, const vunit *u) {
 
 /* Cache blocks of a large MM_BCAST (lt_contract.mc, kc): a panel of b
  * (kc rows of the tile's tn vectors) fits in L1 beside a's rows, a block
- * of a (mc rows, all of k) in L2, so a thread's consecutive tiles (the next
- * columns of the same rows) read it from there.  Small products keep the
- * plain tiles. */
-enum { LT_MM_PANEL_BYTES = 24 << 10, LT_MM_BLOCK_BYTES = 512 << 10, LT_MM_MAX_MC = 256 };
-static void block_matmul(lt_contract *c, int esize) {
+ * of a (mc rows, all of k) in three quarters of the target's L2, so a
+ * thread's consecutive tiles (the next columns of the same rows) read it
+ * from there.  Small products keep the plain tiles. */
+enum { LT_MM_PANEL_BYTES = 24 << 10, LT_MM_MAX_MC = 256 };
+static void block_matmul(lt_contract *c, int esize, int64_t l2) {
     int64_t w = (int64_t)c->tn * c->vl;
     if (c->k < 64 || c->m < 4 * c->tm || c->ncol < w) return;
     int64_t kc = LT_MM_PANEL_BYTES / (w * esize) / 8 * 8;
     if (kc < 16) kc = 16;
     if (kc > c->k) kc = c->k;
-    int64_t mc = LT_MM_BLOCK_BYTES / (c->k * esize) / c->tm * c->tm;
+    int64_t mc = l2 * 3 / 4 / (c->k * esize) / c->tm * c->tm;
     if (mc > LT_MM_MAX_MC) mc = LT_MM_MAX_MC / c->tm * c->tm;
     if (mc < c->tm) mc = c->tm;
     if (mc > c->m) mc = cdiv(c->m, c->tm) * c->tm;
@@ -279,7 +279,7 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         int64_t nb = 1;
         for (int d = 0; d < c.nbatch; d++) nb *= c.batch[d];
         c.range = nb * cdiv(c.m, c.tm) * (c.kind == LT_C_MM_BCAST ? cdiv(cdiv(c.ncol, vl), c.tn) : cdiv(c.ncol, c.tn));
-        if (c.kind == LT_C_MM_BCAST) block_matmul(&c, (int)lathe_dtype_size(n->dtype));
+        if (c.kind == LT_C_MM_BCAST) block_matmul(&c, (int)lathe_dtype_size(n->dtype), f->target->l2_bytes);
         if (c.kc) c.range = nb * cdiv(c.m, c.mc) * cdiv(cdiv(c.ncol, vl), c.tn);
     } else {
         const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;

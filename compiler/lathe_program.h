@@ -54,6 +54,8 @@ typedef struct {
     int vector_bytes;      /* 0: register tiles sized for the CPU's vector unit; 32 or 64: sized for that
                             * width whatever the CPU has (the code stays correct: LLVM splits or merges
                             * vectors), to test both kinds of tile on one machine */
+    long long l2_bytes;    /* 0: cache blocks sized for the CPU's L2 (this host's, read from Linux; 512 KiB
+                            * for a named CPU); else sized for that many bytes (the code stays correct) */
 } lathe_target;
 
 typedef enum {

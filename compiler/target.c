@@ -135,6 +135,31 @@ static lathe_status probe(lt_target *t, char *err, size_t errlen) {
     return st;
 }
 
+/* This host's per-core L2 in bytes, from sysfs (cpu0's level-2 data or
+ * unified cache); the default where Linux does not say. */
+static int64_t host_l2(void) {
+    for (int i = 0; i < 8; i++) {
+        char path[96], level[16] = "", type[32] = "", size[32] = "";
+        const char *what[3] = {"level", "type", "size"};
+        char *into[3] = {level, type, size};
+        for (int k = 0; k < 3; k++) {
+            snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", i, what[k]);
+            FILE *f = fopen(path, "r");
+            if (!f) break;
+            if (!fgets(into[k], 16, f)) into[k][0] = 0;
+            fclose(f);
+        }
+        if (atoi(level) != 2 || !strncmp(type, "Instruction", 11)) continue;
+        char *end;
+        long long v = strtoll(size, &end, 10);
+        if (v <= 0) break;
+        if (*end == 'K') v <<= 10;
+        else if (*end == 'M') v <<= 20;
+        return v;
+    }
+    return LT_TARGET_L2_DEFAULT;
+}
+
 lathe_status lt_target_init(lt_target *t, const lathe_target *opt, char *err, size_t errlen) {
     memset(t, 0, sizeof *t);
     llvm_init();
@@ -170,6 +195,7 @@ lathe_status lt_target_init(lt_target *t, const lathe_target *opt, char *err, si
     }
     lathe_status st = probe(t, err, errlen);
     if (st != LATHE_OK) return st;
+    t->l2_bytes = opt && opt->l2_bytes > 0 ? (int64_t)opt->l2_bytes : t->host ? host_l2() : LT_TARGET_L2_DEFAULT;
     /* AMX: the last +amx-tile or -amx-tile of the string decides */
     for (const char *p = t->features; *p;) {
         size_t n = strcspn(p, ",");
@@ -186,8 +212,9 @@ lathe_status lt_target_init(lt_target *t, const lathe_target *opt, char *err, si
 }
 
 void lt_target_describe(const lt_target *t, char *buf, size_t len) {
-    snprintf(buf, len, "%s%s%s: %d-byte vectors, %d registers%s%s%s%s%s; tiles of %d-byte vectors", t->cpu,
+    snprintf(buf, len, "%s%s%s: %d-byte vectors, %d registers%s%s%s%s%s; tiles of %d-byte vectors; L2 %lld KiB", t->cpu,
              t->host ? " (this host)" : "", !t->host && *t->features ? " with the given features" : "", t->vector_bytes,
              t->vector_regs, t->fma ? ", FMA" : "", t->masked_loads ? ", masked loads" : "",
-             t->mask_regs ? ", mask registers" : "", t->bf16 ? ", bf16" : "", t->amx ? ", AMX" : "", t->tile_bytes);
+             t->mask_regs ? ", mask registers" : "", t->bf16 ? ", bf16" : "", t->amx ? ", AMX" : "", t->tile_bytes,
+             (long long)(t->l2_bytes >> 10));
 }

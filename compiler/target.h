@@ -23,6 +23,9 @@
 #include "lathe_program.h"
 
 enum { LT_TARGET_NAME = 64, LT_TARGET_FEATURES = 4096 };
+/* The L2 assumed for a CPU other than the host: the smallest of the x86
+ * cores tiles are sized for. */
+#define LT_TARGET_L2_DEFAULT ((int64_t)512 << 10)
 
 typedef struct {
     char triple[LT_TARGET_NAME];
@@ -37,6 +40,9 @@ typedef struct {
     bool mask_regs;                     /* masks in mask registers (AVX-512's k0-k7), not vector registers */
     bool bf16;                          /* bf16 conversion and dot products (AVX512-BF16) */
     bool amx;                           /* AMX tiles (from the feature string only) */
+    int64_t l2_bytes;                   /* one core's L2 cache: lathe_target.l2_bytes, else this
+                                         * host's (from sysfs), else LT_TARGET_L2_DEFAULT; cache
+                                         * blocks are sized from it */
     /* what tiles are sized for: the vector unit above, unless the options
      * forced a width (lathe_target.vector_bytes) */
     int tile_bytes;                     /* 32 or 64 */
