@@ -131,10 +131,11 @@ static double step_cycles(const vunit *u, int fma, int masked, int plain) {
 /* Register tiles (tm x tn accumulators) that fit the registers with the
  * step's live loads and masks, scored by cycles (waste included). */
 static void tile_plane(lt_contract *c, const vunit *u) {
-    int64_t nvec = cdiv(c->oh * c->ow, c->vl), taps = c->taps[0] * c->taps[1];
+    int64_t nvec = cdiv(c->oh * c->ow, c->vl), taps = c->taps[0] * c->taps[1], rowv = nvec;
+    if (c->deint) rowv = cdiv(c->ow, c->vl), nvec = c->oh * rowv; /* a tile's vectors are in one row */
     double best = -1;
     for (int kb = 1; kb <= LT_TILE_MAX_DIM && kb <= c->kog; kb++)
-        for (int nv = 1; nv <= 6 && nv <= nvec; nv++) {
+        for (int nv = 1; nv <= 6 && nv <= rowv; nv++) {
             int live = kb * nv + nv + 1 + (u->kmask ? 0 : nv);
             if (live > u->regs && !(kb == 1 && nv == 1)) continue;
             double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(nvec, nv) * (double)taps;
@@ -314,6 +315,9 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         c.contiguous = c.mu[0] == 1 && c.mu[1] == 1 && c.dv[0] == 1 && c.dv[1] == 1 && c.ow == c.iw &&
                        c.a.st[3] == 1 && c.a.st[2] == c.iw;
         if (!c.contiguous && !lanes_fit(&c, &c.a)) return NULL;
+        /* stride 2 along rows of a dense input: de-interleaved vectors, not gathers */
+        c.deint = !c.contiguous && c.mu[1] == 2 && c.dv[0] == 1 && c.dv[1] == 1 && c.a.st[3] == 1 &&
+                  (c.kind == LT_C_WGRAD || c.ow >= vl); /* a plane's rows hold at least a vector */
         if (c.kind == LT_C_PLANE) {
             tile_plane(&c, &u);
             c.range = c.n * c.groups * cdiv(c.kog, c.tm);
@@ -330,8 +334,6 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
             c.contiguous = false;
             if (!lanes_fit(&c, &c.a)) return NULL;
         }
-        /* stride 2 along rows of a dense input: de-interleaved vectors, not gathers */
-        c.deint = c.kind == LT_C_WGRAD && !c.contiguous && c.mu[1] == 2 && c.a.st[3] == 1;
         if (c.kind == LT_C_PLANE && c.bwd && !c.contiguous && phase_fits(&c, &u)) {
             c.phase = true;
             c.range *= c.dv[0] * c.dv[1];

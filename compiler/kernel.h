@@ -134,9 +134,9 @@ typedef struct {
     bool contiguous;      /* convolutions and pools: a lane's input is the lane's output position
                            * plus a per-tap constant, so lanes load as one masked vector, the
                            * masks a constant table (else: gathers) */
-    bool deint;           /* WGRAD with stride 2 along columns: lanes over a row of the gradient's
-                           * plane, the input's columns loaded as two vectors and de-interleaved
-                           * (else: gathers) */
+    bool deint;           /* stride 2 along columns (WGRAD; PLANE forward, rows of a vector or more):
+                           * lanes over a row of the output (the gradient's) plane, the input's
+                           * columns loaded as two vectors and de-interleaved (else: gathers) */
     bool n_inner;         /* PLANE: tiles take images innermost (a tile's block of weights is larger
                            * than its image's input, so consecutive tiles share weights), else
                            * channel blocks (consecutive tiles share an image) */

@@ -353,11 +353,14 @@ static LLVMValueRef scratch_at(vk *v, LLVMValueRef s, LLVMValueRef i) { return L
  * through scratch and the epilogue, setting vars with set(i, o). */
 typedef void (*setvars_fn)(vk *v, void *arg, LLVMValueRef i, LLVMValueRef o);
 static void store_rows(vk *v, LLVMValueRef *acc, int rows, int nv, LLVMValueRef count, LLVMValueRef row0,
-                       int64_t rstride, LLVMValueRef o0, int64_t olim, setvars_fn set, void *arg) {
+                       int64_t rstride, LLVMValueRef o0, LLVMValueRef olim, setvars_fn set, void *arg) {
     cg *c = v->c;
     if (!v->epi) {
         LLVMValueRef masks[LT_TILE_MAX_DIM];
-        for (int j = 0; j < nv; j++) masks[j] = tail_mask(v, addk(c, o0, (int64_t)j * v->vl), olim);
+        for (int j = 0; j < nv; j++) {
+            LLVMValueRef o = LLVMBuildAdd(c->b, splat(v, addk(c, o0, (int64_t)j * v->vl)), v->iota, "");
+            masks[j] = LLVMBuildICmp(c->b, LLVMIntSLT, o, splat(v, olim), "");
+        }
         for (int i = 0; i < rows; i++) {
             LLVMBasicBlockRef done = i ? if_begin(c, LLVMBuildICmp(c->b, LLVMIntSLT, k64(c, i), count, "")) : NULL;
             for (int j = 0; j < nv; j++) {
@@ -378,7 +381,8 @@ static void store_rows(vk *v, LLVMValueRef *acc, int rows, int nv, LLVMValueRef 
         }
     loop li, lo;
     LLVMValueRef i = loop_begin(c, &li, k64(c, 0), count);
-    LLVMValueRef hi = mink(c, addk(c, o0, w), olim);
+    LLVMValueRef hi = addk(c, o0, w);
+    hi = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, hi, olim, ""), hi, olim, "");
     LLVMValueRef o = loop_begin(c, &lo, o0, hi);
     set(v, arg, i, o);
     LLVMValueRef raw = LLVMBuildLoad2(c->b, v->et, scratch_at(v, s, add_(c, mulk(c, i, w), LLVMBuildSub(c->b, o, o0, ""))), "");
@@ -407,6 +411,40 @@ static void store_sums(vk *v, LLVMValueRef *sum, int rows, int nc, LLVMValueRef 
 
 static void zero_accs(vk *v, LLVMValueRef *acc, int n) {
     for (int i = 0; i < n; i++) LLVMBuildStore(v->c->b, v->zero, acc[i]);
+}
+
+/* Stride 2 along columns (lt_contract.deint): output columns q0 + lanes of
+ * output row `orow` read the input at row orow*mu + beta + r*dbeta and
+ * columns 2*q + beta + s*dbeta, which are the even lanes of two vectors of
+ * the row.  Sets *off (the first element's offset within an input plane)
+ * and the two vectors' masks (inside the input and before the row's end at
+ * ow); deint_load then loads a plane's lanes. */
+static void deint_lanes(vk *v, LLVMValueRef orow, LLVMValueRef q0, LLVMValueRef r, LLVMValueRef s, LLVMValueRef *off,
+                        LLVMValueRef *m) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    LLVMBuilderRef b = c->b;
+    LLVMValueRef row = add_(c, mulk(c, orow, p->mu[0]), add_(c, k64(c, p->beta[0]), mulk(c, r, p->dbeta[0])));
+    LLVMValueRef start = add_(c, mulk(c, q0, 2), add_(c, k64(c, p->beta[1]), mulk(c, s, p->dbeta[1])));
+    LLVMValueRef rowok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, row, k64(c, 0), ""),
+                                      LLVMBuildICmp(b, LLVMIntSLT, row, k64(c, p->ih), ""), "");
+    LLVMValueRef rowc = LLVMBuildSelect(b, rowok, row, k64(c, 0), ""); /* addresses stay in the plane */
+    for (int h = 0; h < 2; h++) { /* element e = h*VL + lane: column start + e, output column q0 + e/2 */
+        LLVMValueRef e = LLVMBuildAdd(b, v->iota, isplat(v, (int64_t)h * v->vl), "");
+        LLVMValueRef col = LLVMBuildAdd(b, splat(v, start), e, "");
+        LLVMValueRef q = LLVMBuildAdd(b, splat(v, q0), LLVMBuildLShr(b, e, isplat(v, 1), ""), "");
+        LLVMValueRef ok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, col, isplat(v, 0), ""),
+                                       LLVMBuildICmp(b, LLVMIntSLT, col, isplat(v, p->iw), ""), "");
+        ok = LLVMBuildAnd(b, ok, LLVMBuildICmp(b, LLVMIntSLT, q, isplat(v, p->ow), ""), "");
+        m[h] = LLVMBuildAnd(b, ok, splat(v, rowok), "");
+    }
+    *off = add_(c, mulk(c, rowc, p->a.st[2]), start);
+}
+static LLVMValueRef deint_load(vk *v, LLVMValueRef at, LLVMValueRef *m) {
+    LLVMValueRef ev[LT_TILE_MAX_LANES];
+    for (int l = 0; l < v->vl; l++) ev[l] = LLVMConstInt(v->c->i32, (unsigned)(2 * l), 0);
+    LLVMValueRef lo = vload(v, v->p->a.buf, at, m[0]), hi = vload(v, v->p->a.buf, addk(v->c, at, v->vl), m[1]);
+    return LLVMBuildShuffleVector(v->c->b, lo, hi, LLVMConstVector(ev, (unsigned)v->vl), "");
 }
 
 /* PLANE: out (N, KO, OH, OW); a tile is (n, group, block of tm channels), all
@@ -470,13 +508,26 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < kb * nv; i++) acc[i] = cg_alloca(c, v->vt);
     loop lch, lr, ls, lc;
+    /* deint: chunks of a row's vectors, rows of lanes [o0, olim) */
+    int64_t ncr = cdiv64(cdiv64(p->ow, vl), nv);
+    if (p->deint) nch = p->oh * ncr;
     LLVMValueRef ch = loop_begin(c, &lch, k64(c, 0), k64(c, nch));
-    LLVMValueRef j0 = mulk(c, ch, nv), o0 = mulk(c, j0, vl);
+    LLVMValueRef j0 = mulk(c, ch, nv), o0 = mulk(c, j0, vl), olim = k64(c, ohw), orow = NULL, q0 = NULL;
+    if (p->deint) {
+        orow = divk(c, ch, ncr);
+        q0 = mulk(c, remk(c, ch, ncr), (int64_t)nv * vl);
+        o0 = add_(c, mulk(c, orow, p->ow), q0);
+        olim = mulk(c, addk(c, orow, 1), p->ow);
+    }
     zero_accs(v, acc, kb * nv);
     LLVMValueRef r = loop_begin(c, &lr, k64(c, 0), k64(c, p->taps[0]));
     LLVMValueRef s = loop_begin(c, &ls, k64(c, 0), k64(c, p->taps[1]));
-    LLVMValueRef mask[LT_TILE_MAX_DIM], aoff[LT_TILE_MAX_DIM], offs[LT_TILE_MAX_DIM];
-    for (int j = 0; j < nv; j++) {
+    LLVMValueRef mask[LT_TILE_MAX_DIM], aoff[LT_TILE_MAX_DIM], offs[LT_TILE_MAX_DIM], dm[LT_TILE_MAX_DIM][2];
+    for (int j = 0; j < nv && p->deint; j++) {
+        deint_lanes(v, orow, addk(c, q0, (int64_t)j * vl), r, s, &aoff[j], dm[j]);
+        aoff[j] = add_(c, abase, aoff[j]);
+    }
+    for (int j = 0; j < nv && !p->deint; j++) {
         LLVMValueRef oj = addk(c, o0, (int64_t)j * vl);
         if (p->contiguous) {
             mask[j] = table_mask(v, add_(c, mulk(c, r, p->taps[1]), s), addk(c, j0, j));
@@ -490,8 +541,9 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     LLVMValueRef ci = loop_begin(c, &lc, k64(c, 0), k64(c, p->cr));
     LLVMValueRef av[LT_TILE_MAX_DIM];
     for (int j = 0; j < nv; j++)
-        av[j] = p->contiguous ? vload(v, A->buf, add_(c, aoff[j], mulk(c, ci, A->st[1])), mask[j])
-                              : vgather(v, A->buf, add_(c, abase, mulk(c, ci, A->st[1])), offs[j], mask[j]);
+        av[j] = p->deint ? deint_load(v, add_(c, aoff[j], mulk(c, ci, A->st[1])), dm[j])
+                : p->contiguous ? vload(v, A->buf, add_(c, aoff[j], mulk(c, ci, A->st[1])), mask[j])
+                                : vgather(v, A->buf, add_(c, abase, mulk(c, ci, A->st[1])), offs[j], mask[j]);
     for (int i = 0; i < kb; i++) {
         LLVMValueRef w = bcast(v, W->buf, add_(c, wtap[i], mulk(c, ci, wci)));
         /* the input gradient skips the taps of missing inputs (select); where
@@ -503,7 +555,7 @@ static void lower_plane(vk *v, LLVMValueRef t) {
     loop_end(c, &ls);
     loop_end(c, &lr);
     plane_vars pv = {n, add_(c, gk, kstart), p->ow};
-    store_rows(v, acc, kb, nv, kcount, row0, ohw, o0, ohw, plane_set, &pv);
+    store_rows(v, acc, kb, nv, kcount, row0, ohw, o0, olim, plane_set, &pv);
     loop_end(c, &lch);
 }
 
@@ -683,43 +735,14 @@ static void wgrad_chunk(const lt_contract *p, int vl, int esize, int64_t *img, i
     }
 }
 
-/* WGRAD with stride 2 along columns (lt_contract.deint): vector j of the
- * gradient's plane is row p = j / nq, columns q0 = (j % nq)*VL + lanes,
- * which read the input at row p*mu + beta + r*dbeta and columns 2*q + beta
- * + s*dbeta: two vectors of the row, masked to the input (and the row's
- * end), whose even lanes are the input's lanes.  xb[jj] is channel jj's
- * image; xv[jj] gets its lanes. */
+/* WGRAD, deint: vector j of the gradient's plane is row j / nq, columns
+ * (j % nq)*VL + lanes; xb[jj] is channel jj's image, xv[jj] gets its lanes. */
 static void wgrad_deint(vk *v, LLVMValueRef j, int64_t nq, LLVMValueRef r, LLVMValueRef s, LLVMValueRef *xb,
                         LLVMValueRef *xv) {
     cg *c = v->c;
-    const lt_contract *p = v->p;
-    const lt_view *X = &p->a;
-    LLVMBuilderRef b = c->b;
-    int vl = v->vl, cb = p->tn;
-    LLVMValueRef row = add_(c, mulk(c, divk(c, j, nq), p->mu[0]), add_(c, k64(c, p->beta[0]), mulk(c, r, p->dbeta[0])));
-    LLVMValueRef q0 = mulk(c, remk(c, j, nq), vl);
-    LLVMValueRef start = add_(c, mulk(c, q0, 2), add_(c, k64(c, p->beta[1]), mulk(c, s, p->dbeta[1])));
-    LLVMValueRef rowok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, row, k64(c, 0), ""),
-                                      LLVMBuildICmp(b, LLVMIntSLT, row, k64(c, p->ih), ""), "");
-    LLVMValueRef rowc = LLVMBuildSelect(b, rowok, row, k64(c, 0), ""); /* addresses stay in the plane */
-    LLVMValueRef m[2];
-    for (int h = 0; h < 2; h++) { /* element e = h*VL + lane: column start + e, output column q0 + e/2 */
-        LLVMValueRef e = LLVMBuildAdd(b, v->iota, isplat(v, (int64_t)h * vl), "");
-        LLVMValueRef col = LLVMBuildAdd(b, splat(v, start), e, "");
-        LLVMValueRef q = LLVMBuildAdd(b, splat(v, q0), LLVMBuildLShr(b, e, isplat(v, 1), ""), "");
-        LLVMValueRef ok = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, col, isplat(v, 0), ""),
-                                       LLVMBuildICmp(b, LLVMIntSLT, col, isplat(v, p->iw), ""), "");
-        ok = LLVMBuildAnd(b, ok, LLVMBuildICmp(b, LLVMIntSLT, q, isplat(v, p->ow), ""), "");
-        m[h] = LLVMBuildAnd(b, ok, splat(v, rowok), "");
-    }
-    LLVMValueRef ev[LT_TILE_MAX_LANES];
-    for (int l = 0; l < vl; l++) ev[l] = LLVMConstInt(c->i32, (unsigned)(2 * l), 0);
-    LLVMValueRef off = add_(c, mulk(c, rowc, X->st[2]), start);
-    for (int jj = 0; jj < cb; jj++) {
-        LLVMValueRef at = add_(c, xb[jj], off);
-        LLVMValueRef lo = vload(v, X->buf, at, m[0]), hi = vload(v, X->buf, addk(c, at, vl), m[1]);
-        xv[jj] = LLVMBuildShuffleVector(b, lo, hi, LLVMConstVector(ev, (unsigned)vl), "");
-    }
+    LLVMValueRef off, m[2];
+    deint_lanes(v, divk(c, j, nq), mulk(c, remk(c, j, nq), v->vl), r, s, &off, m);
+    for (int jj = 0; jj < v->p->tn; jj++) xv[jj] = deint_load(v, add_(c, xb[jj], off), m);
 }
 
 static void lower_wgrad(vk *v, LLVMValueRef t) {
@@ -962,7 +985,7 @@ static void lower_mm_blocked(vk *v, LLVMValueRef t) {
     mv.m0 = m0;
     mv.n0 = n0;
     LLVMValueRef row0 = add_(c, mulk(c, bt, p->m * p->ncol), mulk(c, m0, p->ncol));
-    store_rows(v, acc, mb, nv, mcount, row0, p->ncol, n0, p->ncol, mm_set, &mv);
+    store_rows(v, acc, mb, nv, mcount, row0, p->ncol, n0, k64(c, p->ncol), mm_set, &mv);
     cg_pop_scope(c);
     LLVMBuildBr(b, next);
     LLVMPositionBuilderAtEnd(b, next);
@@ -1023,7 +1046,7 @@ static void lower_mm_bcast(vk *v, LLVMValueRef t) {
     mv.m0 = m0;
     mv.n0 = n0;
     LLVMValueRef row0 = add_(c, mulk(c, bt, p->m * p->ncol), mulk(c, m0, p->ncol));
-    store_rows(v, acc, mb, nv, mcount, row0, p->ncol, n0, p->ncol, mm_set, &mv);
+    store_rows(v, acc, mb, nv, mcount, row0, p->ncol, n0, k64(c, p->ncol), mm_set, &mv);
 }
 
 /* MM_DOT: c[m_i, n_j] = sum over lanes of a[m_i, k lanes] * b[k lanes, n_j] */
@@ -1107,7 +1130,7 @@ static void lower_pool(vk *v, LLVMValueRef t) {
     loop_end(c, &ls);
     loop_end(c, &lr);
     plane_vars pv = {n, ch, p->ow};
-    store_rows(v, acc, 1, nv, k64(c, 1), mulk(c, t, ohw), ohw, o0, ohw, plane_set, &pv);
+    store_rows(v, acc, 1, nv, k64(c, 1), mulk(c, t, ohw), ohw, o0, k64(c, ohw), plane_set, &pv);
     loop_end(c, &lch);
 }
 
