@@ -772,9 +772,13 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     LLVMSetAlignment(part, 64);
     LLVMPositionBuilderAtEnd(c->b, cur);
     loop lz, ln, ljc, lt, li, lj, ls;
-    LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, taps * na));
-    LLVMBuildStore(c->b, v->zero, LLVMBuildGEP2(c->b, v->vt, part, &z, 1, ""));
-    loop_end(c, &lz);
+    /* one chunk (small planes, few images): the taps start from zero, not from the scratch */
+    bool one = cdiv64(p->n, img) == 1 && cdiv64(nvec, jv) == 1;
+    if (!one) {
+        LLVMValueRef z = loop_begin(c, &lz, k64(c, 0), k64(c, taps * na));
+        LLVMBuildStore(c->b, v->zero, LLVMBuildGEP2(c->b, v->vt, part, &z, 1, ""));
+        loop_end(c, &lz);
+    }
     LLVMValueRef acc[LT_TILE_MAX_ACC];
     for (int i = 0; i < na; i++) acc[i] = cg_alloca(c, v->vt);
     /* chunks: images [n0, n0 + img) x vectors [j0, j0 + jv) */
@@ -789,7 +793,7 @@ static void lower_wgrad(vk *v, LLVMValueRef t) {
     for (int i = 0; i < na; i++) {
         LLVMValueRef at = addk(c, mulk(c, tap, na), i);
         slot[i] = LLVMBuildGEP2(c->b, v->vt, part, &at, 1, "");
-        LLVMBuildStore(c->b, LLVMBuildLoad2(c->b, v->vt, slot[i], ""), acc[i]);
+        LLVMBuildStore(c->b, one ? v->zero : LLVMBuildLoad2(c->b, v->vt, slot[i], ""), acc[i]);
     }
     LLVMValueRef toff = k64(c, 0);
     if (p->contiguous)
