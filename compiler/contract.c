@@ -72,6 +72,11 @@ static bool view_of(const lt_fused *f, int root, const lathe_node *n, lt_view *v
     }
 }
 
+bool lt_is_view(const lt_fused *f, const lathe_node *n) {
+    lt_view v;
+    return view_of(f, -1, n, &v);
+}
+
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 /* Gathers compute a plane's positions and offsets in 32-bit lanes: the

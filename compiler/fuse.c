@@ -633,7 +633,12 @@ static void decide(fz *z, const bool *root) {
                     if (o < i && z->f->buf_of[o] < 0 && z->heavy[o]) mat = true;
                 }
             }
-            else if (is_heavy(c->op)) mat = !is_index_op(n->op);
+            else if (is_heavy(c->op)) {
+                /* a contraction's operand: a view of a buffer, else a buffer of its own
+                 * (which its vector plan can read) */
+                z->f->buf_of[i] = -1;
+                mat = !is_index_op(n->op) || !lt_is_view(z->f, n);
+            }
             else mat = false;
         }
         z->f->buf_of[i] = mat ? 0 : -1; /* numbered below */

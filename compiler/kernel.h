@@ -196,6 +196,10 @@ typedef struct {
  * memory.  The caller owns the plan. */
 lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
 lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
+/* Whether graph node n is a strided view of a buffer (a buffer itself, or
+ * index ops over one, as a contraction's plan reads its operands), given
+ * the buffers fusion has decided so far. */
+bool lt_is_view(const lt_fused *f, const lathe_node *n);
 /* Floating-point operations of contraction node n (a multiply and an add
  * each per term of its sums: matmul, conv2d and its two gradients); 0 for
  * other ops.  For benchmarks' GFLOP/s. */

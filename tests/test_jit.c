@@ -441,6 +441,23 @@ static void test_vector_convs(void **state) {
     tile_target.vector_bytes = 0;
 }
 
+/* An operand of a matmul that is not a strided view of a buffer (a
+ * permute then a reshape that merges the permuted dims, used once) gets a
+ * buffer of its own, so the matmul keeps its vector plan. */
+static void test_operand_buffer(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(4, 6, 5));
+    lathe_node *b = lathe_param(g, "b", LATHE_F32, LATHE_DIMS(20, 7), false);
+    const int64_t perm[3] = {1, 0, 2};
+    lathe_node *av = lathe_reshape(g, lathe_permute(g, lathe_exp(g, a), 3, perm), LATHE_DIMS(6, 20));
+    lathe_output(g, "y", lathe_matmul(g, av, b));
+    assert_graph_ok(g);
+    if (count_in_fused(g, "matmul, lanes") < 1) fail_msg("the matmul did not take a vector plan");
+    check_vector_case("permuted, reshaped operand", g);
+    lathe_graph_free(g);
+}
+
 /* The input gradient of a strided convolution in phases, under an
  * epilogue (the gradient of the relu before it, fused into its kernel):
  * lanes go through the epilogue one by one instead of scatters. */
@@ -852,6 +869,7 @@ int main(void) {
         cmocka_unit_test(test_executor_runs),
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_phase_epilogue),
+        cmocka_unit_test(test_operand_buffer),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
