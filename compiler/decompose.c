@@ -7,6 +7,7 @@
  * transposed weight, softmax a max, an exp, a sum and a division, cross
  * entropy a log-softmax and a masked sum, batch norm its statistics and an
  * affine map.  The fuser then puts the pieces back into few kernels. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "ir.h"
@@ -36,6 +37,38 @@ static lathe_node *nll(lathe_graph *g, lathe_node *lp, lathe_node *labels, int64
     if (red == LATHE_REDUCE_NONE) return per;
     lathe_node *s = lathe_sum(g, per, 0, NULL, false);
     return red == LATHE_REDUCE_SUM ? s : lathe_div(g, s, sc(g, lp->dtype, (double)N));
+}
+
+/* Output planes below this many elements fill few vector lanes in a plane
+ * kernel: their weight gradients go through im2col and a matmul. */
+enum { LT_SMALL_PLANE = 16 };
+
+static lathe_node *slice_back(lathe_graph *g, lathe_node *x, int64_t axis, int64_t start, int64_t size) {
+    lt_attr at[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {start}}, {.v = {start + x->shape[axis]}}, {.v = {1}}, {.v = {size}}};
+    return lt_make(g, LT_OP_SLICE_BACKWARD, 1, &x, at);
+}
+
+/* im2col: x (N, C, H, W) to (N*P*Q, C*R*S), element (n*P*Q + p*Q + q, (c*R +
+ * r)*S + s) the input under tap (r, s) of output (p, q): x zero-padded at
+ * (p*st0 + r*dil0, q*st1 + s*dil1). */
+static lathe_node *im2col(lathe_graph *g, lathe_node *x, const int64_t *k, const int64_t *st, const int64_t *pad,
+                          const int64_t *dil, int64_t P, int64_t Q) {
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], R = k[0], S = k[1];
+    lathe_node *xp = x;
+    if (pad[0]) xp = slice_back(g, xp, 2, pad[0], H + 2 * pad[0]);
+    if (pad[1]) xp = slice_back(g, xp, 3, pad[1], W + 2 * pad[1]);
+    lathe_node **taps = malloc((size_t)(R * S) * sizeof *taps);
+    if (!taps) return lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+    const int64_t perm[4] = {0, 2, 3, 1};
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++) {
+            lathe_node *t = lathe_slice(g, xp, 2, r * dil[0], r * dil[0] + (P - 1) * st[0] + 1, st[0]);
+            t = lathe_slice(g, t, 3, s * dil[1], s * dil[1] + (Q - 1) * st[1] + 1, st[1]);
+            taps[r * S + s] = lathe_reshape(g, lathe_permute(g, t, 4, perm), LATHE_DIMS(N, P, Q, C, 1));
+        }
+    lathe_node *col = lathe_concat(g, (int)(R * S), taps, 4);
+    free(taps);
+    return lathe_reshape(g, col, LATHE_DIMS(N * P * Q, C * R * S));
 }
 
 /* The primitive form of composite n, with operands in; NULL if n is
@@ -94,6 +127,16 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
         }
         lathe_node *rstd = lathe_rsqrt(g, lathe_add(g, var, sc(g, t, n->attr[2].f)));
         return lathe_add(g, lathe_mul(g, lathe_mul(g, xc, rstd), w4), b4);
+    }
+    case LT_OP_CONV2D_BACKWARD_WEIGHT: {
+        /* small output planes: dw (K, C*R*S) = gy (K, N*P*Q) @ im2col(x) */
+        lathe_node *gy = in[1];
+        int64_t N = gy->shape[0], K = gy->shape[1], P = gy->shape[2], Q = gy->shape[3];
+        if (n->attr[3].v[0] != 1 || P * Q >= LT_SMALL_PLANE || N * P * Q == 0 || n->numel == 0) return NULL;
+        lathe_node *col = im2col(g, x, n->attr[4].v, n->attr[0].v, n->attr[1].v, n->attr[2].v, P, Q);
+        const int64_t perm[4] = {1, 0, 2, 3};
+        lathe_node *gk = lathe_reshape(g, lathe_permute(g, gy, 4, perm), LATHE_DIMS(K, N * P * Q));
+        return lathe_reshape(g, lathe_matmul(g, gk, col), n->rank, n->shape);
     }
     default:
         return NULL;
