@@ -39,9 +39,11 @@ static lathe_node *nll(lathe_graph *g, lathe_node *lp, lathe_node *labels, int64
     return red == LATHE_REDUCE_SUM ? s : lathe_div(g, s, sc(g, lp->dtype, (double)N));
 }
 
-/* Output planes below this many elements fill few vector lanes in a plane
- * kernel: their weight gradients go through im2col and a matmul. */
-enum { LT_SMALL_PLANE = 16 };
+/* Output planes of at most 16 elements (4x4) leave a weight-gradient
+ * plane kernel little work per tap: their weight gradients go through
+ * im2col and a matmul (measured on ResNet-18: 8x8 planes and larger are
+ * faster as plane kernels). */
+enum { LT_SMALL_PLANE = 17 };
 
 static lathe_node *slice_back(lathe_graph *g, lathe_node *x, int64_t axis, int64_t start, int64_t size) {
     lt_attr at[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {start}}, {.v = {start + x->shape[axis]}}, {.v = {1}}, {.v = {size}}};
