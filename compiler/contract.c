@@ -155,7 +155,11 @@ static void tile_wgrad(lt_contract *c, const vunit *u) {
             int live = kb * cb + cb + 1 + (u->kmask ? 0 : 2);
             if (live > u->regs && !(kb == 1 && cb == 1)) continue;
             double tiles = (double)cdiv(c->kog, kb) * (double)cdiv(c->cr, cb) * (double)(c->taps[0] * c->taps[1]);
-            double cost = tiles * ((double)c->n * ((double)cdiv(c->oh * c->ow, c->vl) * (step_cycles(u, kb * cb, kb + cb, 0) + 0.5) +
+            /* the planes' vectors start anywhere in a cache line (taps shift the input;
+             * planes need not be whole lines): each load touches two lines, a
+             * de-interleaved input's two loads four */
+            int loads = 2 * kb + (c->deint ? 4 : 2) * cb;
+            double cost = tiles * ((double)c->n * ((double)cdiv(c->oh * c->ow, c->vl) * (step_cycles(u, kb * cb, 0, loads) + 0.5) +
                                                    2 * kb * cb) + kb * cb * 8);
             if (best < 0 || cost < best) best = cost, c->tm = kb, c->tn = cb;
         }
