@@ -291,6 +291,11 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         c.range = nb * cdiv(c.m, c.tm) * (c.kind == LT_C_MM_BCAST ? cdiv(cdiv(c.ncol, vl), c.tn) : cdiv(c.ncol, c.tn));
         if (c.kind == LT_C_MM_BCAST) block_matmul(&c, (int)lathe_dtype_size(n->dtype), f->target->l2_bytes);
         if (c.kc) c.range = nb * cdiv(c.m, c.mc) * cdiv(cdiv(c.ncol, vl), c.tn);
+        else if (nb > 1) {
+            c.batch_inner = true;
+            for (int d = 0; d < c.nbatch; d++)
+                if ((c.kind == LT_C_MM_BCAST ? c.b_bst[d] : c.a_bst[d]) != 0) c.batch_inner = false;
+        }
     } else {
         const int64_t *st = n->attr[0].v, *pad = n->attr[1].v, *dil = n->attr[2].v;
         const lathe_node *x = n->in[0];

@@ -73,6 +73,7 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
             if (k->con->phase) fprintf(out, ", in %lldx%lld phases", (long long)k->con->dv[0], (long long)k->con->dv[1]);
             if (k->con->n_inner) fprintf(out, ", images innermost");
             if (k->con->deint) fprintf(out, ", columns de-interleaved");
+            if (k->con->batch_inner) fprintf(out, ", batches innermost");
             if (k->con->kc)
                 fprintf(out, ", blocks of %lld rows, panels of %lld", (long long)k->con->mc, (long long)k->con->kc);
             fputc('\n', out);

@@ -154,6 +154,10 @@ typedef struct {
      * dense scratch that every tm-row register tile of the block reuses from
      * L1, the block's partial sums in a scratch between panels */
     int64_t mc, kc;
+    /* matmul, unblocked: the operand the tile reuses (MM_BCAST: b's columns,
+     * MM_DOT: a's rows) is the same for every batch, so tiles take batches
+     * before moving on, reading it from the cache */
+    bool batch_inner;
 } lt_contract;
 
 typedef struct {

@@ -894,6 +894,12 @@ static void mm_set(vk *v, void *arg, LLVMValueRef i, LLVMValueRef j) {
     c->vars[mv->nbatch + 1] = v->p->kind == LT_C_MM_BCAST ? j : add_(c, mv->n0, j);
 }
 
+static int64_t mm_batches(const lt_contract *p) {
+    int64_t nb = 1;
+    for (int d = 0; d < p->nbatch; d++) nb *= p->batch[d];
+    return nb;
+}
+
 /* The batch index bt unravelled, and a's and b's offsets there. */
 static void mm_batch(vk *v, LLVMValueRef bt, mm_vars *mv, LLVMValueRef *aoff, LLVMValueRef *boff) {
     cg *c = v->c;
@@ -1008,6 +1014,7 @@ static void lower_mm_bcast(vk *v, LLVMValueRef t) {
     int mb = p->tm, nv = p->tn, vl = v->vl;
     int64_t nmb = cdiv64(p->m, mb), nnb = cdiv64(cdiv64(p->ncol, vl), nv);
     LLVMValueRef mbi = remk(c, t, nmb), t2 = divk(c, t, nmb), nbi = remk(c, t2, nnb), bt = divk(c, t2, nnb);
+    if (p->batch_inner) bt = remk(c, t2, mm_batches(p)), nbi = divk(c, t2, mm_batches(p)); /* b's columns shared */
     mm_vars mv;
     LLVMValueRef aoff, boff;
     mm_batch(v, bt, &mv, &aoff, &boff);
@@ -1060,6 +1067,7 @@ static void lower_mm_dot(vk *v, LLVMValueRef t) {
     int mb = p->tm, nb = p->tn, vl = v->vl;
     int64_t nmb = cdiv64(p->m, mb), nnb = cdiv64(p->ncol, nb), kfull = p->k / vl;
     LLVMValueRef nbi = remk(c, t, nnb), t2 = divk(c, t, nnb), mbi = remk(c, t2, nmb), bt = divk(c, t2, nmb);
+    if (p->batch_inner) bt = remk(c, t2, mm_batches(p)), mbi = divk(c, t2, mm_batches(p)); /* a's rows shared */
     mm_vars mv;
     LLVMValueRef aoff, boff;
     mm_batch(v, bt, &mv, &aoff, &boff);

@@ -519,7 +519,7 @@ typedef struct {
 static const mm_case mm_cases[] = {
     {"[5,37] @ [37,19]", 2, 2, {5, 37}, {37, 19}, false, false, "matmul, lanes over columns"},
     {"[6,40] @ [23,40]^T (linear)", 2, 2, {6, 40}, {23, 40}, false, true, "matmul, lanes over k"},
-    {"[3,4,9] @ [9,21]", 3, 2, {3, 4, 9}, {9, 21}, false, false, "matmul, lanes over columns"},
+    {"[3,4,9] @ [9,21]", 3, 2, {3, 4, 9}, {9, 21}, false, false, "batches innermost"},
     {"[1,4,9] @ [2,9,5]", 3, 3, {1, 4, 9}, {2, 9, 5}, false, false, "matmul"},
     {"[33,7]^T @ [33,18]", 2, 2, {33, 7}, {33, 18}, true, false, "matmul, lanes over columns"},
     {"[7,1] @ [1,9]", 2, 2, {7, 1}, {1, 9}, false, false, "matmul, lanes over columns"},
@@ -529,6 +529,8 @@ static const mm_case mm_cases[] = {
      * columns; its gradient for b blocks a transposed a */
     {"[130,1100] @ [1100,200]", 2, 2, {130, 1100}, {1100, 200}, false, false, "panels of"},
     {"[2,40,130] @ [130,150]", 3, 2, {2, 40, 130}, {130, 150}, false, false, "panels of"},
+    /* a shared by the batches of b: tiles take batches before the next rows */
+    {"[7,40] @ [3,6,40]^T", 2, 3, {7, 40}, {3, 6, 40}, false, true, "batches innermost"},
 };
 
 static void test_vector_matmuls(void **state) {
