@@ -73,6 +73,29 @@ static lathe_node *im2col(lathe_graph *g, lathe_node *x, const int64_t *k, const
     return lathe_reshape(g, col, LATHE_DIMS(N * P * Q, C * R * S));
 }
 
+/* col2im, im2col's adjoint: dcol (N*P*Q, C*R*S) to dx (N, C, H, W), each
+ * element of dx the sum of the entries that read it. */
+static lathe_node *col2im(lathe_graph *g, lathe_node *dcol, const int64_t *xs, const int64_t *k, const int64_t *st,
+                          const int64_t *pad, const int64_t *dil, int64_t P, int64_t Q) {
+    int64_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], R = k[0], S = k[1];
+    int64_t Hp = H + 2 * pad[0], Wp = W + 2 * pad[1];
+    lathe_node *d = lathe_reshape(g, dcol, LATHE_DIMS(N, P, Q, C, R * S)), *sum = NULL;
+    const int64_t perm[4] = {0, 3, 1, 2};
+    for (int64_t r = 0; r < R; r++)
+        for (int64_t s = 0; s < S; s++) {
+            lathe_node *t = lathe_reshape(g, lathe_slice(g, d, 4, r * S + s, r * S + s + 1, 1), LATHE_DIMS(N, P, Q, C));
+            t = lathe_permute(g, t, 4, perm); /* (N, C, P, Q) */
+            lt_attr a3[LT_MAX_ATTRS] = {{.v = {3}}, {.v = {s * dil[1]}}, {.v = {s * dil[1] + (Q - 1) * st[1] + 1}}, {.v = {st[1]}}, {.v = {Wp}}};
+            t = lt_make(g, LT_OP_SLICE_BACKWARD, 1, &t, a3);
+            lt_attr a2[LT_MAX_ATTRS] = {{.v = {2}}, {.v = {r * dil[0]}}, {.v = {r * dil[0] + (P - 1) * st[0] + 1}}, {.v = {st[0]}}, {.v = {Hp}}};
+            t = lt_make(g, LT_OP_SLICE_BACKWARD, 1, &t, a2);
+            sum = sum ? lathe_add(g, sum, t) : t;
+        }
+    if (pad[0]) sum = lathe_slice(g, sum, 2, pad[0], pad[0] + H, 1);
+    if (pad[1]) sum = lathe_slice(g, sum, 3, pad[1], pad[1] + W, 1);
+    return sum;
+}
+
 /* The primitive form of composite n, with operands in; NULL if n is
  * primitive. */
 static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) {
@@ -129,6 +152,29 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
         }
         lathe_node *rstd = lathe_rsqrt(g, lathe_add(g, var, sc(g, t, n->attr[2].f)));
         return lathe_add(g, lathe_mul(g, lathe_mul(g, xc, rstd), w4), b4);
+    }
+    case LT_OP_CONV2D: {
+        /* small output planes: y (N, K, P*Q) = w (K, C*R*S) @ im2col(x)^T, per image */
+        lathe_node *w = in[1];
+        int64_t N = n->shape[0], K = n->shape[1], P = n->shape[2], Q = n->shape[3];
+        if (n->attr[3].v[0] != 1 || P * Q >= LT_SMALL_PLANE || n->numel == 0 || w->numel == 0) return NULL;
+        const int64_t k[2] = {w->shape[2], w->shape[3]};
+        lathe_node *col = im2col(g, x, k, n->attr[0].v, n->attr[1].v, n->attr[2].v, P, Q);
+        lathe_node *colt = lathe_transpose(g, lathe_reshape(g, col, LATHE_DIMS(N, P * Q, w->numel / K)), 1, 2);
+        lathe_node *y = lathe_reshape(g, lathe_matmul(g, lathe_reshape(g, w, LATHE_DIMS(K, w->numel / K)), colt), n->rank, n->shape);
+        if (n->nin == 3) y = lathe_add(g, y, lathe_reshape(g, in[2], LATHE_DIMS(1, K, 1, 1)));
+        return y;
+    }
+    case LT_OP_CONV2D_BACKWARD_INPUT: {
+        /* small output planes: dx = col2im(gy (per image P*Q, K) @ w (K, C*R*S)) */
+        lathe_node *w = in[1];
+        int64_t N = x->shape[0], K = x->shape[1], P = x->shape[2], Q = x->shape[3];
+        if (n->attr[3].v[0] != 1 || P * Q >= LT_SMALL_PLANE || n->numel == 0 || w->numel == 0) return NULL;
+        const int64_t k[2] = {w->shape[2], w->shape[3]}, perm[3] = {0, 2, 1};
+        lathe_node *gt = lathe_permute(g, lathe_reshape(g, x, LATHE_DIMS(N, K, P * Q)), 3, perm);
+        lathe_node *dcol = lathe_matmul(g, gt, lathe_reshape(g, w, LATHE_DIMS(K, w->numel / K)));
+        return col2im(g, lathe_reshape(g, dcol, LATHE_DIMS(N * P * Q, w->numel / K)), n->shape, k, n->attr[0].v,
+                      n->attr[1].v, n->attr[2].v, P, Q);
     }
     case LT_OP_CONV2D_BACKWARD_WEIGHT: {
         /* small output planes: dw (K, C*R*S) = gy (K, N*P*Q) @ im2col(x) */

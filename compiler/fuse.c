@@ -639,7 +639,13 @@ static void decide(fz *z, const bool *root) {
                 z->f->buf_of[i] = -1;
                 mat = !is_index_op(n->op) || !lt_is_view(z->f, n);
             }
-            else mat = false;
+            else if (c->op == LT_OP_PERMUTE && z->uses[c->id] == 1 && z->consumer[c->id] >= 0 &&
+                     is_heavy(g->nodes[z->consumer[c->id]]->op) && is_index_op(n->op)) {
+                /* a permuted operand of a contraction that is not a view: its buffer
+                 * before the permute, which the contraction then reads transposed */
+                z->f->buf_of[i] = -1;
+                mat = !lt_is_view(z->f, n);
+            } else mat = false;
         }
         z->f->buf_of[i] = mat ? 0 : -1; /* numbered below */
     }
