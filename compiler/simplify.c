@@ -85,6 +85,13 @@ static lathe_node *cse(simp *s, lathe_node *n) {
     return n;
 }
 
+/* The node in the table equal to n, or NULL (n is not added). */
+static lathe_node *cse_find(const simp *s, const lathe_node *n) {
+    for (size_t i = hash_of(n) & (s->cap - 1); s->table[i]; i = (i + 1) & (s->cap - 1))
+        if (same_node(s->table[i], n)) return s->table[i];
+    return NULL;
+}
+
 /* Drop the node just made (the last one) because an equal one exists. */
 static void pop_last(lathe_graph *g, lathe_node *n) {
     LT_ASSERT(g->nnodes > 0 && g->nodes[g->nnodes - 1] == n);
@@ -198,6 +205,19 @@ static lathe_node *identity(simp *s, const lathe_node *old, lathe_node **in) {
             if (lt_numel(r, sh) != z->numel) return NULL;
             lathe_node *zr = same_type(z, t, r, sh) ? z : lathe_reshape(g, z, r, sh);
             return count == 1 ? zr : lathe_mul(g, zr, lathe_scalar(g, t, (double)count));
+        }
+        if (old->op == LT_OP_SUM && !old->attr[1].v[0] && old->attr[0].n > 0 && x->rank > 0) {
+            /* keepdim=false where the same sum is already kept (batch norm's
+             * gradient takes both): that sum, reshaped */
+            lt_attr at[LT_MAX_ATTRS];
+            memcpy(at, old->attr, sizeof at);
+            at[1].v[0] = 1;
+            lathe_node *k = lt_make(g, LT_OP_SUM, 1, &x, at);
+            if (!k) return NULL;
+            k->no_grad = old->no_grad;
+            lathe_node *e = cse_find(s, k);
+            pop_last(g, k);
+            return e ? lathe_reshape(g, e, r, sh) : NULL;
         }
         break;
     default:

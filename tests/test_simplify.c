@@ -76,6 +76,10 @@ B(b_where_same) { return lathe_where(g, lathe_gt(g, x, k(g, 0)), x, x); }
 B(b_cast_same) { return lathe_cast(g, x, LATHE_F64); }
 B(b_slice_all) { return lathe_slice(g, x, 1, 0, 3, 1); }
 B(b_pow1) { return lathe_pow_scalar(g, x, 1); }
+B(b_sumkeep) { /* the same sum kept and not: one sum */
+    lathe_node *kept = lathe_reshape(g, lathe_sum(g, x, LATHE_AXES(0), true), D(3));
+    return lathe_add(g, kept, lathe_sum(g, x, LATHE_AXES(0), false));
+}
 
 static const struct {
     const char *label;
@@ -105,6 +109,7 @@ static const struct {
     {"cast to the same dtype", b_cast_same, LT_OP_CAST, LT_OP_INPUT, 1},
     {"slice of a whole axis", b_slice_all, LT_OP_SLICE, LT_OP_INPUT, 1},
     {"x**1", b_pow1, LT_OP_POW_SCALAR, LT_OP_INPUT, 1},
+    {"a sum kept and not kept", b_sumkeep, LT_OP_INPUT, LT_OP_SUM, 4},
 };
 
 static void test_identities(void **state) {
