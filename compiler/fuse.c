@@ -615,12 +615,18 @@ static void decide(fz *z, const bool *root) {
         bool mat;
         if (leaf) mat = !(n->op == LT_OP_CONST && n->numel == 1) || root[i];
         else if (root[i] || z->uses[i] == 0) mat = true;
-        else if (z->uses[i] != 1 || z->consumer[i] < 0)
+        else if (z->uses[i] != 1 || z->consumer[i] < 0) {
             /* used more than once: recomputed in each consumer when that is
              * cheaper than writing it and reading it back (a few cheap
              * elementwise ops, or an index op), unless a contraction or
-             * window would recompute it at every read */
+             * window would recompute it at every read; a strided view of a
+             * buffer costs nothing to read, whoever reads it */
             mat = !(cheap(n->op) && !contains && !z->heavy_use[i] && z->size[i] <= 6);
+            if (mat && is_index_op(n->op)) {
+                z->f->buf_of[i] = -1;
+                mat = !lt_is_view(z->f, n);
+            }
+        }
         else {
             const lathe_node *c = g->nodes[z->consumer[i]];
             if (contains) {

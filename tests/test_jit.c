@@ -470,6 +470,24 @@ static void test_operand_buffer(void **state) {
     lathe_graph_free(g);
 }
 
+/* A strided view read by two matmuls (a reshape of an input) stays a view:
+ * no kernel copies it. */
+static void test_shared_view(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(6, 4, 5));
+    lathe_node *b1 = lathe_param(g, "b1", LATHE_F32, LATHE_DIMS(20, 7), false);
+    lathe_node *b2 = lathe_param(g, "b2", LATHE_F32, LATHE_DIMS(20, 3), false);
+    lathe_node *v = lathe_reshape(g, a, LATHE_DIMS(6, 20));
+    lathe_output(g, "y1", lathe_matmul(g, v, b1));
+    lathe_output(g, "y2", lathe_matmul(g, v, b2));
+    assert_graph_ok(g);
+    if (count_in_fused(g, " reshape(F)\n") > 0) fail_msg("the shared reshape was copied by a kernel of its own");
+    if (count_in_fused(g, "matmul, lanes") < 2) fail_msg("the matmuls did not take vector plans");
+    check_vector_case("shared view", g);
+    lathe_graph_free(g);
+}
+
 /* The input gradient of a strided convolution in phases, under an
  * epilogue (the gradient of the relu before it, fused into its kernel):
  * lanes go through the epilogue one by one instead of scatters. */
@@ -884,6 +902,7 @@ int main(void) {
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_operand_buffer),
+        cmocka_unit_test(test_shared_view),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
