@@ -718,6 +718,15 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     for (int i = 0; i < n && g->status == LATHE_OK; i++) {
         if (f->buf_of[i] != -2) continue;
         const lathe_node *m = g->nodes[i];
+        if ((m->op == LT_OP_RESHAPE || m->op == LT_OP_FLATTEN) && root[i]) {
+            /* an output that only renames a kernel's buffer's shape (a weight
+             * gradient from a matmul): that buffer, not a copy */
+            int x = m->in[0]->id;
+            if (f->buf_of[x] >= 0 && f->bufs[f->buf_of[x]].kind == B_TEMP) {
+                f->buf_of[i] = f->buf_of[x];
+                continue;
+            }
+        }
         f->buf_of[i] = add_buf(f, m);
         lt_kernel *k = &f->ks[f->nk++];
         k->buf = f->buf_of[i];

@@ -488,6 +488,23 @@ static void test_shared_view(void **state) {
     lathe_graph_free(g);
 }
 
+/* An output that reshapes a kernel's result is that kernel's buffer (no
+ * copy), and another output of the same value reads it too. */
+static void test_output_alias(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(6, 20));
+    lathe_node *b = lathe_param(g, "b", LATHE_F32, LATHE_DIMS(20, 8), false);
+    lathe_node *y = lathe_matmul(g, a, b);
+    lathe_output(g, "y4", lathe_reshape(g, y, LATHE_DIMS(3, 2, 4, 2)));
+    lathe_output(g, "y", y);
+    lathe_output(g, "z", lathe_exp(g, lathe_reshape(g, y, LATHE_DIMS(48))));
+    assert_graph_ok(g);
+    if (count_in_fused(g, " reshape(F)\n") > 0) fail_msg("the reshaped output was copied by a kernel of its own");
+    check_vector_case("reshaped output", g);
+    lathe_graph_free(g);
+}
+
 /* The input gradient of a strided convolution in phases, under an
  * epilogue (the gradient of the relu before it, fused into its kernel):
  * lanes go through the epilogue one by one instead of scatters. */
@@ -903,6 +920,7 @@ int main(void) {
         cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_operand_buffer),
         cmocka_unit_test(test_shared_view),
+        cmocka_unit_test(test_output_alias),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
