@@ -453,56 +453,47 @@ static void test_vector_convs(void **state) {
     tile_target.vector_bytes = 0;
 }
 
-/* An operand of a matmul that is not a strided view of a buffer (a
- * permute then a reshape that merges the permuted dims, used once) gets a
- * buffer of its own, so the matmul keeps its vector plan. */
-static void test_operand_buffer(void **state) {
+/* Fusion's buffer rules for graph g: at least `matmuls` matmuls with vector
+ * plans, no kernel line matching `absent` (NULL: none), and agreement with
+ * the evaluator.  Frees g. */
+static void check_buffers(const char *label, lathe_graph *g, int matmuls, const char *absent, const char *why) {
+    assert_graph_ok(g);
+    if (count_in_fused(g, "matmul, lanes") < matmuls) fail_msg("%s: the matmuls did not all take vector plans", label);
+    if (absent && count_in_fused(g, absent) > 0) fail_msg("%s: %s", label, why);
+    check_vector_case(label, g);
+    lathe_graph_free(g);
+}
+
+static void test_buffer_rules(void **state) {
     (void)state;
+    /* an operand of a matmul that is not a strided view of a buffer (a permute
+     * then a reshape merging the permuted dims, used once) gets a buffer of its
+     * own, so the matmul keeps its vector plan */
     lathe_graph *g = lathe_graph_new();
     lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(4, 6, 5));
     lathe_node *b = lathe_param(g, "b", LATHE_F32, LATHE_DIMS(20, 7), false);
     const int64_t perm[3] = {1, 0, 2};
     lathe_node *av = lathe_reshape(g, lathe_permute(g, lathe_exp(g, a), 3, perm), LATHE_DIMS(6, 20));
     lathe_output(g, "y", lathe_matmul(g, av, b));
-    assert_graph_ok(g);
-    if (count_in_fused(g, "matmul, lanes") < 1) fail_msg("the matmul did not take a vector plan");
-    check_vector_case("permuted, reshaped operand", g);
-    lathe_graph_free(g);
-}
+    check_buffers("permuted, reshaped operand", g, 1, NULL, NULL);
 
-/* A strided view read by two matmuls (a reshape of an input) stays a view:
- * no kernel copies it. */
-static void test_shared_view(void **state) {
-    (void)state;
-    lathe_graph *g = lathe_graph_new();
-    lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(6, 4, 5));
-    lathe_node *b1 = lathe_param(g, "b1", LATHE_F32, LATHE_DIMS(20, 7), false);
-    lathe_node *b2 = lathe_param(g, "b2", LATHE_F32, LATHE_DIMS(20, 3), false);
+    /* a strided view read by two matmuls (a reshape of an input) stays a view */
+    g = lathe_graph_new();
+    a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(6, 4, 5));
     lathe_node *v = lathe_reshape(g, a, LATHE_DIMS(6, 20));
-    lathe_output(g, "y1", lathe_matmul(g, v, b1));
-    lathe_output(g, "y2", lathe_matmul(g, v, b2));
-    assert_graph_ok(g);
-    if (count_in_fused(g, " reshape(F)\n") > 0) fail_msg("the shared reshape was copied by a kernel of its own");
-    if (count_in_fused(g, "matmul, lanes") < 2) fail_msg("the matmuls did not take vector plans");
-    check_vector_case("shared view", g);
-    lathe_graph_free(g);
-}
+    lathe_output(g, "y1", lathe_matmul(g, v, lathe_param(g, "b1", LATHE_F32, LATHE_DIMS(20, 7), false)));
+    lathe_output(g, "y2", lathe_matmul(g, v, lathe_param(g, "b2", LATHE_F32, LATHE_DIMS(20, 3), false)));
+    check_buffers("shared view", g, 2, " reshape(F)\n", "the shared reshape was copied by a kernel of its own");
 
-/* An output that reshapes a kernel's result is that kernel's buffer (no
- * copy), and another output of the same value reads it too. */
-static void test_output_alias(void **state) {
-    (void)state;
-    lathe_graph *g = lathe_graph_new();
-    lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(6, 20));
-    lathe_node *b = lathe_param(g, "b", LATHE_F32, LATHE_DIMS(20, 8), false);
-    lathe_node *y = lathe_matmul(g, a, b);
+    /* an output that reshapes a kernel's result is that kernel's buffer (no
+     * copy), and other outputs of the same value read it too */
+    g = lathe_graph_new();
+    a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(6, 20));
+    lathe_node *y = lathe_matmul(g, a, lathe_param(g, "b", LATHE_F32, LATHE_DIMS(20, 8), false));
     lathe_output(g, "y4", lathe_reshape(g, y, LATHE_DIMS(3, 2, 4, 2)));
     lathe_output(g, "y", y);
     lathe_output(g, "z", lathe_exp(g, lathe_reshape(g, y, LATHE_DIMS(48))));
-    assert_graph_ok(g);
-    if (count_in_fused(g, " reshape(F)\n") > 0) fail_msg("the reshaped output was copied by a kernel of its own");
-    check_vector_case("reshaped output", g);
-    lathe_graph_free(g);
+    check_buffers("reshaped output", g, 1, " reshape(F)\n", "the reshaped output was copied by a kernel of its own");
 }
 
 /* The input gradient of a strided convolution in phases, under an
@@ -918,9 +909,7 @@ int main(void) {
         cmocka_unit_test(test_executor_runs),
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_phase_epilogue),
-        cmocka_unit_test(test_operand_buffer),
-        cmocka_unit_test(test_shared_view),
-        cmocka_unit_test(test_output_alias),
+        cmocka_unit_test(test_buffer_rules),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
