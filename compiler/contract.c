@@ -329,7 +329,7 @@ lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *
         c.contiguous = c.mu[0] == 1 && c.mu[1] == 1 && c.dv[0] == 1 && c.dv[1] == 1 && c.ow == c.iw &&
                        c.a.st[3] == 1 && c.a.st[2] == c.iw;
         if (!c.contiguous && !lanes_fit(&c, &c.a)) return NULL;
-        /* stride 2 along rows of a dense input: de-interleaved vectors, not gathers */
+        /* stride 2 along a dense input's columns: de-interleaved vectors, not gathers */
         c.deint = !c.contiguous && c.mu[1] == 2 && c.dv[0] == 1 && c.dv[1] == 1 && c.a.st[3] == 1 &&
                   (c.kind == LT_C_WGRAD || c.ow >= vl); /* a plane's rows hold at least a vector */
         if (c.kind == LT_C_PLANE) {
