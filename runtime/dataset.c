@@ -112,8 +112,27 @@ const char *lathe_ds_source(const lathe_dataset *d, int i) {
 int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t) {
     if (!t) return 0;
     int64_t b = (int64_t)lathe_rt_dtype_size(t->dtype);
-    for (int i = 1; i < t->rank; i++) b *= t->shape[i];
+    for (int i = 1; i < t->rank; i++) {
+        if (t->shape[i] < 0) return -1;
+        if (t->shape[i] == 0) return 0;
+    }
+    for (int i = 1; i < t->rank; i++) {
+        if (b > INT64_MAX / t->shape[i]) return -1;
+        b *= t->shape[i];
+    }
     return b;
+}
+
+/* Whether t's samples, and all of them, have a size in bytes that fits
+ * (a tensor with no samples can still claim huge ones); else a message. */
+static bool samples_fit(const lathe_st_tensor *t, const char *what, char *err, size_t errlen) {
+    int64_t sb = lathe_ds_sample_bytes(t);
+    if (sb >= 0 && (sb == 0 || t->shape[0] <= INT64_MAX / sb) && (uint64_t)sb <= SIZE_MAX) return true;
+    char s[256];
+    lt_format_shape(s, sizeof s, t->rank, t->shape);
+    lt_errf(err, errlen, "%s: tensor '%.*s' of shape %s: %s does not fit in 63 bits of bytes", what, SHOW(t->name),
+            s, sb < 0 ? "one sample" : "the whole tensor");
+    return false;
 }
 
 /* The index of tensor `name`, or -1 with a message listing what there is. */
@@ -476,6 +495,7 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
     d->t[0].name = d->name[0];
     d->t[1].name = d->name[1];
     if (!idx_data(&im, LATHE_RT_F32, scale, &d->t[0], &d->data[0])) goto fail;
+    if (!samples_fit(&d->t[0], im.path, err, errlen)) goto fail;
     if (!idx_data(&lb, LATHE_RT_I64, false, &d->t[1], &d->data[1])) goto fail;
     d->count = im.shape[0];
     idx_close(&im);
@@ -570,6 +590,7 @@ lathe_dataset *lathe_ds_from_tensors(const lathe_st_tensor *tensors, int n, cons
             lt_errf(err, errlen, "%s: tensor '%.*s' has no data (NULL)", what, SHOW(t->name));
             return NULL;
         }
+        if (!samples_fit(t, what, err, errlen)) return NULL;
     }
     lathe_dataset *d = ds_new(n);
     if (!d) goto oom;

@@ -118,7 +118,8 @@ const lathe_st_tensor *lathe_ds_find(const lathe_dataset *d, const char *name);
 const char *lathe_ds_source(const lathe_dataset *d, int i);
 
 /* Bytes of one sample of t: shape[1] x ... x shape[rank-1] x the dtype's
- * size (0 for NULL). */
+ * size (0 for NULL); -1 when that does not fit in an int64_t (or a dim is
+ * negative).  A dataset's tensors always fit: loading refuses the others. */
 int64_t lathe_ds_sample_bytes(const lathe_st_tensor *t);
 
 /* Copy samples idx[0], ..., idx[batch-1] of tensor `name`, in that order,

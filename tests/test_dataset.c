@@ -152,6 +152,12 @@ static void test_load_small(void **state) {
     assert_int_equal(lathe_ds_count(NULL), 0);
     assert_int_equal(lathe_ds_num_tensors(NULL), 0);
     assert_int_equal(lathe_ds_sample_bytes(NULL), 0);
+    /* a sample too large to count, in a tensor with no samples: -1, and no dataset */
+    lathe_st_tensor huge = {.name = "x", .dtype = LATHE_RT_F32, .rank = 3, .shape = {0, (int64_t)1 << 40, (int64_t)1 << 40}};
+    assert_int_equal(lathe_ds_sample_bytes(&huge), -1);
+    char err[256];
+    assert_null(lathe_ds_from_tensors(&huge, 1, "mem", err, sizeof err));
+    assert_non_null(strstr(err, "mem: tensor 'x' of shape [0, 1099511627776, 1099511627776]: one sample does not fit"));
 }
 
 /* Every IDX type, as images (F32) and where it is an integer as labels (I64):
@@ -336,6 +342,11 @@ static void test_bad_files(void **state) {
     write_file(lb, "\0\0\x09\x01\x80\0\0\x01" "abc", 11, false);
     expect_refused("16 GiB + 8 labels", im, lb, lb, "IDX dims [2147483649] hold 2147483649 elements, which as I64 "
                                                     "would take more than the 17179869184-byte (16 GiB) limit");
+    /* No images, each of 2^32-1 x 2^32-1 pixels: a sample's size does not fit
+     * (computing it used to overflow) */
+    write_file(im, "\0\0\x08\x03\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff", 16, false);
+    write_file(lb, "\0\0\x08\x01\0\0\0\0", 8, false);
+    expect_refused("empty, huge samples", im, lb, im, "one sample does not fit in 63 bits of bytes");
     unlink(im);
     unlink(lb);
 }
