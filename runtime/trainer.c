@@ -54,10 +54,17 @@ typedef struct {
     uint8_t *owned;
 } runner;
 
+/* The signal that asked the run to stop (SIGINT, SIGTERM or SIGHUP), or 0. */
 static volatile sig_atomic_t interrupted;
-static void on_sigint(int sig) {
-    (void)sig;
-    interrupted = 1;
+static void on_stop_signal(int sig) { interrupted = sig; }
+
+/* What stops a run the way Ctrl-C does: what schedulers, timeout(1),
+ * systemd and a closed terminal send. */
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+enum { NSTOP = (int)(sizeof stop_signals / sizeof stop_signals[0]) };
+
+static const char *signal_name(int sig) {
+    return sig == SIGINT ? "SIGINT (Ctrl-C)" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "a signal";
 }
 
 static double now(void) {
@@ -116,7 +123,8 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         data order included\n"
             "  --no-strict            --load: load the tensors that match, report the rest\n"
             "  --save FILE            write a checkpoint (atomically) after every epoch, every\n"
-            "                         --save-every steps, at the end and on Ctrl-C\n"
+            "                         --save-every steps, at the end and on Ctrl-C, SIGTERM\n"
+            "                         or SIGHUP (the step finishes; exit status 128 + signal)\n"
             "  --save-every N         also save every N steps\n"
             "  --threads N            threads (default: all cores; results do not depend on it)\n"
             "  --ieee-denormals       keep IEEE denormal numbers in kernels and the optimizer\n"
@@ -570,15 +578,18 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
                           (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
     bool tty = isatty(STDERR_FILENO);
-    /* Ctrl-C: finish the step, save, stop (unless SIGINT was ignored, as
-     * under nohup) */
-    struct sigaction sa = {0}, old_sa;
-    sa.sa_handler = on_sigint;
+    /* Ctrl-C, SIGTERM, SIGHUP: finish the step, save, stop (a signal that
+     * was ignored, as SIGHUP under nohup, stays ignored) */
+    struct sigaction sa = {0}, old_sa[NSTOP];
+    sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART;
     sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < NSTOP; i++) sigaddset(&sa.sa_mask, stop_signals[i]);
     interrupted = 0;
-    sigaction(SIGINT, NULL, &old_sa);
-    if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &sa, NULL);
+    for (int i = 0; i < NSTOP; i++) {
+        sigaction(stop_signals[i], NULL, &old_sa[i]);
+        if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &sa, NULL);
+    }
     int64_t saved_at = -1, evaluated_at = -1;
     double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN;
     int64_t start = step, epochs_done = 0;
@@ -673,12 +684,13 @@ stop:
         }
         if (saved_at >= 0) printf("saved %s at step %lld\n", f->save, (long long)saved_at);
         if (interrupted) {
-            fprintf(stderr, "%s: interrupted at step %lld; resume with --load %s\n", prog, (long long)step,
-                    f->save ? f->save : "(nothing saved: no --save)");
-            rc = 130;
+            fprintf(stderr, "%s: interrupted by %s at step %lld; resume with --load %s\n", prog,
+                    signal_name(interrupted), (long long)step, f->save ? f->save : "(nothing saved: no --save)");
+            rc = 128 + interrupted; /* the shell's status for a process the signal ended */
         }
     }
-    if (old_sa.sa_handler != SIG_IGN) sigaction(SIGINT, &old_sa, NULL);
+    for (int i = 0; i < NSTOP; i++)
+        if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &old_sa[i], NULL);
 done:
     free(perm);
     free(idx);
