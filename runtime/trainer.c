@@ -923,7 +923,10 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
     /* outputs (gradients included) are copied before the step changes the arena */
     ts = calloc((size_t)cp->ntensors * 2 + 1, sizeof *ts);
     names = calloc((size_t)cp->ntensors + 1, sizeof *names);
-    if (!ts || !names) goto done;
+    if (!ts || !names) {
+        fail(prog, "out of memory");
+        goto done;
+    }
     for (int i = 0; i < cp->ntensors; i++) {
         const lathe_rt_tensor *t = &cp->tensors[i];
         if (t->kind != LATHE_RT_OUTPUT) continue;
@@ -962,7 +965,6 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         rc = 1;
     }
 done:
-    if (rc == 1 && (!ts || !names)) fail(prog, "out of memory");
     for (int i = 0; names && i < cp->ntensors; i++) free(names[i]);
     free(names);
     free(ts);

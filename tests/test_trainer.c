@@ -225,6 +225,11 @@ static void test_trainer_step(void **state) {
     for (int i = 0; i < 7; i++)
         if (!lathe_st_find(f, names[i])) fail_msg("no '%s' in lathe step's output", names[i]);
     lathe_st_free(f);
+    /* an early failure says what failed, and nothing else */
+    rc = run("%s/fashion step --batch %s/step_aot --lr 0.1 -o %s/step_bad", tmp, tmp, tmp);
+    if (rc == 0) fail_msg("a batch without the model's inputs was accepted:\n%s", out_text());
+    expect_out("no tensor 'image'");
+    if (strstr(out_text(), "out of memory")) fail_msg("a false 'out of memory' after an early failure:\n%s", out_text());
 }
 
 /* Start the 2-epoch training run in the background, output into TMP/out
