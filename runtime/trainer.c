@@ -577,6 +577,10 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
     if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
                           (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
+    if (step > 0 && step >= total) /* --epochs and --steps are totals: say why nothing trains */
+        fprintf(stderr, "%s: the run is already at step %lld, %s the %lld steps asked for (--epochs and --steps count "
+                        "from the first run): nothing to train\n",
+                prog, (long long)step, step == total ? "at" : "past", (long long)total);
     bool tty = isatty(STDERR_FILENO);
     /* Ctrl-C, SIGTERM, SIGHUP: finish the step, save, stop (a signal that
      * was ignored, as SIGHUP under nohup, stays ignored) */

@@ -205,6 +205,10 @@ static void test_resume(void **state) {
     if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
     expect_out("resuming after step 40 (epoch 2, 8 of 32 batches done)");
     assert_true(same_file("ck_aot", "ck_half"));
+    /* a checkpoint already past what is asked: nothing trains, and it says so */
+    rc = run("%s/fashion " TRAIN_FLAGS " --steps 30 --load %s/ck_half", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("a run with nothing to train failed (%d):\n%s", rc, out_text());
+    expect_out("the run is already at step 64, past the 30 steps asked for");
 }
 
 /* TRAINER step and lathe step write the same file */
