@@ -26,6 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1066,6 +1068,57 @@ static int sync_dir(const char *path, char *dir, size_t dirlen) {
     return rc;
 }
 
+/* The file that writing path replaces: path, or where its chain of
+ * symbolic links ends (a link is written through, as editors do, not
+ * replaced by a file).  A new string, or NULL when out of memory or the
+ * chain is too long (a loop). */
+enum { LINK_DEPTH = 40 };
+static char *write_target(const char *path) {
+    char *p = strdup(path);
+    for (int depth = 0; p; depth++) {
+        struct stat st;
+        if (lstat(p, &st) != 0 || !S_ISLNK(st.st_mode)) return p;
+        char link[PATH_MAX];
+        ssize_t k = readlink(p, link, sizeof link - 1);
+        if (k < 0 || depth == LINK_DEPTH) {
+            free(p);
+            return NULL;
+        }
+        link[k] = 0;
+        const char *slash = strrchr(p, '/');
+        size_t dl = link[0] == '/' || !slash ? 0 : (size_t)(slash - p) + 1;
+        char *q = malloc(dl + (size_t)k + 1);
+        if (q) memcpy(q, p, dl), memcpy(q + dl, link, (size_t)k + 1);
+        free(p);
+        p = q;
+    }
+    return NULL;
+}
+
+/* Remove temporaries of target left by writers that died (kill -9, a crash):
+ * TARGET.tmp.PID.K in its directory, PID no longer running.  Best effort. */
+static void remove_stale_temporaries(const char *target) {
+    const char *slash = strrchr(target, '/');
+    const char *base = slash ? slash + 1 : target;
+    size_t bl = strlen(base);
+    char dir[PATH_MAX];
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == target) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - target), target);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (strncmp(e->d_name, base, bl) != 0 || strncmp(e->d_name + bl, ".tmp.", 5) != 0) continue;
+        char *end;
+        long pid = strtol(e->d_name + bl + 5, &end, 10);
+        if (end == e->d_name + bl + 5 || *end != '.' || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive, or not ours to judge */
+        char full[PATH_MAX];
+        if (snprintf(full, sizeof full, "%s/%s", dir, e->d_name) < (int)sizeof full) unlink(full);
+    }
+    closedir(d);
+}
+
 int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
                    const char *const *meta_keys, const char *const *meta_values, int nmeta,
                    char *err, size_t errlen) {
@@ -1077,7 +1130,7 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
 
     int64_t *offsets = malloc((n ? 2 * (size_t)n : 1) * sizeof *offsets);
     unsigned char *head = NULL;
-    char *tmp = NULL, *dir = NULL;
+    char *tmp = NULL, *dir = NULL, *target = NULL;
     int fd = -1, rc = -1;
     bool created = false; /* tmp exists and is ours to remove */
     size_t hlen = 0;
@@ -1097,16 +1150,36 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
         goto done;
     }
 
-    /* A new file beside path; O_EXCL so that nobody else's file is reused. */
-    size_t tmplen = strlen(path) + 48;
+    /* The file replaced: path, or the end of its symbolic links.  An existing
+     * file keeps its mode; one its owner made read-only is not replaced. */
+    target = write_target(path);
+    if (!target) {
+        lt_errf(err, errlen, "%s: out of memory, or symbolic links nested more than %d deep", path, LINK_DEPTH);
+        goto done;
+    }
+    struct stat old;
+    bool existed = stat(target, &old) == 0;
+    if (existed && !S_ISREG(old.st_mode)) {
+        lt_errf(err, errlen, "%s: %s is not a regular file; not replacing it", path, target);
+        goto done;
+    }
+    if (existed && (!(old.st_mode & S_IWUSR) || (access(target, W_OK) != 0 && errno == EACCES))) {
+        /* no write permission for its owner (even for root, as editors do) or for us */
+        lt_errf(err, errlen, "%s: %s is read-only (mode %04o); not replacing it", path, target,
+                (unsigned)(old.st_mode & 07777));
+        goto done;
+    }
+    remove_stale_temporaries(target);
+    /* A new file beside the target; O_EXCL so that nobody else's file is reused. */
+    size_t tmplen = strlen(target) + 48;
     tmp = malloc(tmplen);
-    dir = malloc(strlen(path) + 2);
+    dir = malloc(strlen(target) + 2);
     if (!tmp || !dir) {
         lt_errf(err, errlen, "%s: out of memory", path);
         goto done;
     }
     for (int tries = 0; fd < 0 && tries < 100; tries++) {
-        snprintf(tmp, tmplen, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
+        snprintf(tmp, tmplen, "%s.tmp.%ld.%u", target, (long)getpid(), atomic_fetch_add(&counter, 1));
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (fd < 0 && errno != EEXIST) break;
     }
@@ -1115,6 +1188,11 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
         goto done;
     }
     created = true;
+    if (existed && fchmod(fd, old.st_mode & 07777) != 0) {
+        lt_errf(err, errlen, "%s: cannot give %s the mode of %s (%04o): %s", path, tmp, target,
+                (unsigned)(old.st_mode & 07777), strerror(errno));
+        goto done;
+    }
 
     int64_t written = 0;
     int w = write_counted(fd, head, hlen, &written);
@@ -1135,12 +1213,12 @@ int lathe_st_write(const char *path, const lathe_st_tensor *tensors, int n,
         lt_errf(err, errlen, "%s: cannot close %s: %s", path, tmp, strerror(errno));
         goto done;
     }
-    if (rename(tmp, path) != 0) {
-        lt_errf(err, errlen, "%s: cannot rename %s over it: %s", path, tmp, strerror(errno));
+    if (rename(tmp, target) != 0) {
+        lt_errf(err, errlen, "%s: cannot rename %s over %s: %s", path, tmp, target, strerror(errno));
         goto done;
     }
     created = false; /* renamed: nothing to remove */
-    if (sync_dir(path, dir, strlen(path) + 2) != 0) {
+    if (sync_dir(target, dir, strlen(target) + 2) != 0) {
         lt_errf(err, errlen, "%s: written, but the directory %s could not be fsynced: %s", path, dir,
                 strerror(errno));
         goto done;
@@ -1153,5 +1231,6 @@ done:
     free(head);
     free(tmp);
     free(dir);
+    free(target);
     return rc;
 }

@@ -68,7 +68,12 @@ typedef struct {
  * same directory, which is fsynced, renamed over path, and then the directory
  * is fsynced.  A crash at any point leaves either the old file or the new one,
  * never a mix (a crash may leave the temporary file behind; an error removes
- * it).  The new file gets mode 0666 minus the umask.
+ * it).  A new file gets mode 0666 minus the umask; a file written over
+ * keeps its mode, and a read-only one (no write bit for its owner, or not
+ * writable by the caller) is not replaced
+ * (an error).  A symbolic link is written through: the file it leads to is
+ * replaced, the link stays.  Temporaries of the same file left by writers
+ * that died (PATH.tmp.PID.K, PID no longer running) are removed.
  *
  * Refuses (returning -1, path untouched) a NULL or duplicate name, the
  * name "__metadata__", names and metadata strings that are not UTF-8 (an

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <setjmp.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -781,9 +782,69 @@ static void test_write_missing_dir(void **state) {
     if (strncmp(err, path, strlen(path)) != 0) fail_msg("message does not start with the path: %s", err);
     assert_non_null(strstr(err, "No such file or directory"));
     assert_int_equal(list_dir(list, sizeof list), 0);
-    /* a path that is a directory: the rename fails and the temporary goes */
+    /* a path that is a directory: refused before any temporary is made */
     assert_int_equal(lathe_st_write(tmpdir, &t, 1, NULL, NULL, 0, err, sizeof err), -1);
-    assert_non_null(strstr(err, "cannot rename"));
+    assert_non_null(strstr(err, "is not a regular file; not replacing it"));
+    assert_int_equal(list_dir(list, sizeof list), 0);
+}
+
+static mode_t mode_of(const char *path) {
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return st.st_mode & 07777;
+}
+
+/* Writing over a file keeps its mode and refuses a read-only one; a
+ * symbolic link is written through; temporaries of writers that died are
+ * removed, a live writer's are not. */
+static void test_write_over(void **state) {
+    (void)state;
+    empty_dir();
+    char path[512], link[512], real[512], stale[600], live[600], other[600], err[512];
+    float a = 1, b = 2;
+    lathe_st_tensor ta = {.name = "a", .dtype = LATHE_RT_F32, .data = &a}, tb = {.name = "a", .dtype = LATHE_RT_F32, .data = &b};
+    path_in_tmp(path, sizeof path, "ck");
+    assert_int_equal(lathe_st_write(path, &ta, 1, NULL, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(lathe_st_write(path, &tb, 1, NULL, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(mode_of(path), 0600);
+    assert_int_equal(chmod(path, 0444), 0); /* refused even as root: its owner made it read-only */
+    assert_int_equal(lathe_st_write(path, &ta, 1, NULL, NULL, 0, err, sizeof err), -1);
+    assert_non_null(strstr(err, "is read-only (mode 0444); not replacing it"));
+    assert_int_equal(chmod(path, 0600), 0);
+    /* through a relative symbolic link: the link stays, its target changes */
+    path_in_tmp(real, sizeof real, "real");
+    path_in_tmp(link, sizeof link, "link");
+    assert_int_equal(lathe_st_write(real, &ta, 1, NULL, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(symlink("real", link), 0);
+    assert_int_equal(lathe_st_write(link, &tb, 1, NULL, NULL, 0, err, sizeof err), 0);
+    struct stat st;
+    assert_int_equal(lstat(link, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    lathe_st_file *f = lathe_st_read(real, err, sizeof err);
+    assert_non_null(f);
+    assert_true(((const float *)lathe_st_find(f, "a")->data)[0] == 2);
+    lathe_st_free(f);
+    /* a dead writer's temporary goes on the next write; a live one's (this
+     * process's parent) and another file's stay */
+    pid_t dead = fork();
+    assert_true(dead >= 0);
+    if (dead == 0) _exit(0);
+    waitpid(dead, NULL, 0);
+    snprintf(stale, sizeof stale, "%s.tmp.%ld.0", path, (long)dead);
+    snprintf(live, sizeof live, "%s.tmp.%ld.0", path, (long)getppid());
+    snprintf(other, sizeof other, "%s/real.tmp.%ld.0", tmpdir, (long)dead);
+    const char *made[3] = {stale, live, other};
+    for (int i = 0; i < 3; i++) {
+        FILE *t = fopen(made[i], "w");
+        assert_non_null(t);
+        fclose(t);
+    }
+    assert_int_equal(lathe_st_write(path, &ta, 1, NULL, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(access(stale, F_OK), -1);
+    assert_int_equal(access(live, F_OK), 0);
+    assert_int_equal(access(other, F_OK), 0);
+    empty_dir();
 }
 
 static void test_dtype_names(void **state) {
@@ -812,6 +873,7 @@ int main(void) {
         cmocka_unit_test(test_byte_flip_fuzz),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_write_missing_dir),
+        cmocka_unit_test(test_write_over),
         cmocka_unit_test(test_dtype_names),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
