@@ -12,6 +12,7 @@
  * resumed with the same flags ends with the same bits as one that was never
  * stopped. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -124,7 +126,9 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --no-strict            --load: load the tensors that match, report the rest\n"
             "  --save FILE            write a checkpoint (atomically) after every epoch, every\n"
             "                         --save-every steps, at the end and on Ctrl-C, SIGTERM\n"
-            "                         or SIGHUP (the step finishes; exit status 128 + signal)\n"
+            "                         or SIGHUP (the step finishes; exit status 128 + signal);\n"
+            "                         FILE.lock is held meanwhile, so a second trainer saving\n"
+            "                         to FILE is refused\n"
             "  --save-every N         also save every N steps\n"
             "  --threads N            threads (default: all cores; results do not depend on it)\n"
             "  --ieee-denormals       keep IEEE denormal numbers in kernels and the optimizer\n"
@@ -526,13 +530,38 @@ static void progress(bool tty, int64_t epoch, int64_t epochs, int64_t step, int6
     fflush(stderr);
 }
 
+/* The lock of checkpoint path: an advisory flock on PATH.lock, held for the
+ * run, so that a second trainer saving to the same file is refused instead
+ * of overwriting the first's checkpoints.  Its descriptor, or -1 with a
+ * message. */
+static int lock_checkpoint(const char *path, const char *prog) {
+    size_t len = strlen(path) + 6;
+    char *lp = malloc(len);
+    if (!lp) return fail(prog, "out of memory"), -1;
+    snprintf(lp, len, "%s.lock", path);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        fail(prog, "--save %s: cannot open its lock file %s: %s", path, lp, strerror(errno));
+    } else if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            fail(prog, "--save %s: another trainer is saving to it (it holds %s); refusing to overwrite its "
+                       "checkpoints", path, lp);
+        else fail(prog, "--save %s: cannot lock %s: %s", path, lp, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    free(lp);
+    return fd;
+}
+
 static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     runner tr = {0}, ev = {0};
     lathe_dataset *d = NULL, *td = NULL;
     lathe_optimizer *opt = NULL;
     int64_t *perm = NULL, *idx = NULL;
-    int rc = 1;
+    int rc = 1, lock = -1;
     char err[1024], ol[160];
+    if (f->save && (lock = lock_checkpoint(f->save, prog)) < 0) return 1;
     if (!runner_init(&tr, &m->train, f, prog)) goto done;
     const lathe_rt_tensor *loss_t = find(&tr, "loss", LATHE_RT_OUTPUT);
     if (!loss_t || loss_t->numel != 1) {
@@ -703,6 +732,7 @@ done:
     lathe_ds_free(td);
     lathe_rt_free_arena(tr.owned);
     lathe_rt_free_arena(ev.owned);
+    if (lock >= 0) close(lock); /* releases the lock */
     return rc;
 }
 

@@ -8,12 +8,14 @@
  *     whether stopped by --steps or by Ctrl-C (SIGINT) mid-run;
  *   - `lathe step` on the ResNet-18 description matches PyTorch's fixture;
  *   - bad data, batch sizes and a NaN loss give their errors. */
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -205,6 +207,19 @@ static void test_resume(void **state) {
     if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
     expect_out("resuming after step 40 (epoch 2, 8 of 32 batches done)");
     assert_true(same_file("ck_aot", "ck_half"));
+    /* a second trainer saving to the same file is refused while the first
+     * holds its lock (here: this process), and runs once it is released */
+    char lockpath[512];
+    snprintf(lockpath, sizeof lockpath, "%s/ck_locked.lock", tmp);
+    int lk = open(lockpath, O_RDWR | O_CREAT, 0666);
+    assert_true(lk >= 0);
+    assert_int_equal(flock(lk, LOCK_EX | LOCK_NB), 0);
+    rc = run("%s/fashion " TRAIN_FLAGS " --steps 1 --save %s/ck_locked", tmp, tmp, tmp, tmp);
+    if (rc == 0) fail_msg("a second trainer saved to a locked checkpoint:\n%s", out_text());
+    expect_out("ck_locked: another trainer is saving to it");
+    close(lk);
+    rc = run("%s/fashion " TRAIN_FLAGS " --steps 1 --save %s/ck_locked", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("the run after the lock was released failed (%d):\n%s", rc, out_text());
     /* a checkpoint already past what is asked: nothing trains, and it says so */
     rc = run("%s/fashion " TRAIN_FLAGS " --steps 30 --load %s/ck_half", tmp, tmp, tmp, tmp);
     if (rc != 0) fail_msg("a run with nothing to train failed (%d):\n%s", rc, out_text());
