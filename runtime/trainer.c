@@ -447,6 +447,25 @@ static bool save(const char *path, const runner *tr, lathe_optimizer *opt, const
     return true;
 }
 
+/* A save during the run: on failure (a full disk, say) the previous
+ * checkpoint stays as it was, the failure is reported, and training goes
+ * on to save again at the next save point (the run's exit status will say a
+ * save failed). */
+static void save_or_go_on(const flags *f, const runner *tr, lathe_optimizer *opt, int64_t samples, int64_t step,
+                          int64_t *saved_at, int64_t *failed, const char *prog) {
+    if (save(f->save, tr, opt, f, samples, step, prog)) {
+        *saved_at = step;
+        return;
+    }
+    ++*failed;
+    if (*saved_at >= 0)
+        fprintf(stderr, "%s: step %lld not saved; %s still holds step %lld; training goes on and saves again at the "
+                        "next save point\n", prog, (long long)step, f->save, (long long)*saved_at);
+    else
+        fprintf(stderr, "%s: step %lld not saved; training goes on and saves again at the next save point\n", prog,
+                (long long)step);
+}
+
 /* --load: the tensors, the optimizer state, and the run's position (*step;
  * 0 for a file without one, such as a state_dict exported from PyTorch). */
 static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, int64_t *step, const char *prog) {
@@ -623,7 +642,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         sigaction(stop_signals[i], NULL, &old_sa[i]);
         if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &sa, NULL);
     }
-    int64_t saved_at = -1, evaluated_at = -1;
+    int64_t saved_at = -1, evaluated_at = -1, failed_saves = 0;
     double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN;
     int64_t start = step, epochs_done = 0;
     if (spe > 0 && total > INT64_MAX - spe) total = INT64_MAX - spe; /* (total + spe - 1) below */
@@ -663,13 +682,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
                 progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
                 last_draw = t;
             }
-            if (f->save && f->save_every > 0 && step % f->save_every == 0) {
-                if (!save(f->save, &tr, opt, f, n, step, prog)) {
-                    rc = 1;
-                    goto stop;
-                }
-                saved_at = step;
-            }
+            if (f->save && f->save_every > 0 && step % f->save_every == 0) save_or_go_on(f, &tr, opt, n, step, &saved_at,
+                                                                                  &failed_saves, prog);
         }
         if (tty) fputc('\n', stderr);
         if (step % spe != 0) break; /* stopped mid-epoch */
@@ -686,13 +700,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
             fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
         }
-        if (f->save && saved_at != step) {
-            if (!save(f->save, &tr, opt, f, n, step, prog)) {
-                rc = 1;
-                goto stop;
-            }
-            saved_at = step;
-        }
+        if (f->save && saved_at != step) save_or_go_on(f, &tr, opt, n, step, &saved_at, &failed_saves, prog);
     }
     /* a run that ends mid-epoch is evaluated at its end */
     if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted &&
@@ -716,6 +724,12 @@ stop:
             printf("\n");
         }
         if (saved_at >= 0) printf("saved %s at step %lld\n", f->save, (long long)saved_at);
+        if (failed_saves) { /* the exit status says so, even when a later save caught up */
+            fprintf(stderr, "%s: %lld save%s of %s failed during the run; %s\n", prog, (long long)failed_saves,
+                    failed_saves == 1 ? "" : "s", f->save,
+                    saved_at == step ? "the last one, at the end, holds every step" : "see above");
+            rc = 1;
+        }
         if (interrupted) {
             fprintf(stderr, "%s: interrupted by %s at step %lld; resume with --load %s\n", prog,
                     signal_name(interrupted), (long long)step, f->save ? f->save : "(nothing saved: no --save)");

@@ -220,6 +220,20 @@ static void test_resume(void **state) {
     close(lk);
     rc = run("%s/fashion " TRAIN_FLAGS " --steps 1 --save %s/ck_locked", tmp, tmp, tmp, tmp);
     if (rc != 0) fail_msg("the run after the lock was released failed (%d):\n%s", rc, out_text());
+    /* saves that fail (here: a read-only checkpoint) are reported, training
+     * goes on to the end, and the exit status says a save failed */
+    char ro[512];
+    snprintf(ro, sizeof ro, "%s/ck_ro", tmp);
+    FILE *rof = fopen(ro, "w");
+    assert_non_null(rof);
+    fclose(rof);
+    assert_int_equal(chmod(ro, 0444), 0);
+    rc = run("%s/fashion " TRAIN_FLAGS " --steps 20 --save-every 8 --save %s", tmp, tmp, tmp, ro);
+    if (rc == 0) fail_msg("a run whose saves all failed exited 0:\n%s", out_text());
+    expect_out("step 8 not saved; training goes on and saves again at the next save point");
+    expect_out("step 16 not saved");
+    expect_out("fashion_cnn: 20 steps"); /* the run went to its end */
+    expect_out("2 saves of");
     /* a checkpoint already past what is asked: nothing trains, and it says so */
     rc = run("%s/fashion " TRAIN_FLAGS " --steps 30 --load %s/ck_half", tmp, tmp, tmp, tmp);
     if (rc != 0) fail_msg("a run with nothing to train failed (%d):\n%s", rc, out_text());
