@@ -57,9 +57,10 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
         cstr(o, t->name);
         fprintf(o, ", .kind = %d, .dtype = %d, .rank = %d, .shape = {", (int)t->kind, t->dtype, t->rank);
         for (int d = 0; d < LATHE_RT_MAX_RANK; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
-        fprintf(o, "}, .numel = %lld, .offset = %lld, .requires_grad = %d, .grad_offset = %lld, .init = %d, .init_a = %a},\n",
+        fprintf(o, "}, .numel = %lld, .offset = %lld, .requires_grad = %d, .grad_offset = %lld, .init = %d, .init_a = %a, "
+                   ".index_limit = %lld},\n",
                 (long long)t->numel, (long long)t->offset, t->requires_grad, (long long)t->grad_offset, (int)t->init,
-                t->init_a);
+                t->init_a, (long long)t->index_limit);
     }
     fputs("};\n", o);
     int nconst = 0;

@@ -138,6 +138,7 @@ static void fill_table(lathe_program *p) {
         t->numel = n->numel;
         t->requires_grad = leaf && n->requires_grad;
         t->grad_offset = -1;
+        t->index_limit = leaf && n->op == LT_OP_INPUT && n->dtype == LATHE_I64 ? lathe_index_limit(g, n) : 0;
         if (leaf && n->op != LT_OP_INPUT) {
             t->init = lathe_leaf_init_of(g, n, &t->init_a) == LATHE_LEAF_INIT_UNIFORM ? LATHE_INIT_UNIFORM : LATHE_INIT_CONST;
         }
@@ -308,6 +309,9 @@ static lathe_status eval_run(lathe_program *p) {
 }
 
 lathe_status lathe_program_run(lathe_program *p) {
+    char err[512];
+    if (lathe_rt_check_indices(p->rt.arena, p->tensors, p->ntensors, err, sizeof err))
+        return perr(p, LATHE_ERR_ARG, "%s", err);
     if (p->backend == LATHE_BACKEND_EVAL) return eval_run(p);
     lathe_rt_run(&p->rt, p->threads);
     return LATHE_OK;

@@ -159,6 +159,13 @@ lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
  * more used another way is treated as a linear weight; anything else is 0.
  * The runtime draws the values (lathe_rt_init). */
 lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
+/* The values integer input `input` may take when it holds class indices:
+ * the smallest class count C of the cross_entropy and nll_loss targets it
+ * reaches, directly or through reshapes, flattens, permutes, slices and
+ * broadcasts, so every value must lie in [0, C); 0 when it reaches none.
+ * Every path that runs a program checks its inputs against this
+ * (lathe_rt_check_indices). */
+int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
  * no_grad region or is a comparison, argmax or integer result. */

@@ -8,6 +8,7 @@
  * model has - and a uniform draw takes the top 53 bits of each output. */
 #include <assert.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "lathe_runtime.h"
@@ -48,6 +49,22 @@ static uint64_t name_hash(const char *s) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
     return h;
+}
+
+int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int n, char *err, size_t errlen) {
+    for (int i = 0; i < n; i++) {
+        const lathe_rt_tensor *t = &ts[i];
+        if (t->kind != LATHE_RT_INPUT || t->index_limit <= 0 || t->dtype != LATHE_RT_I64) continue;
+        const int64_t *v = (const int64_t *)(const void *)(arena + t->offset);
+        for (int64_t e = 0; e < t->numel; e++)
+            if (v[e] < 0 || v[e] >= t->index_limit) {
+                if (err && errlen)
+                    snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes of the loss "
+                             "it indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);
+                return -1;
+            }
+    }
+    return 0;
 }
 
 void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed) {

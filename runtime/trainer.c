@@ -354,14 +354,22 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
             return NULL;
         }
     }
-    const lathe_st_tensor *lab = m->label && m->classes > 0 ? lathe_ds_find(d, m->label) : NULL;
-    for (int64_t i = 0; lab && lab->dtype == LATHE_RT_I64 && i < lathe_ds_count(d); i++) {
-        int64_t v = ((const int64_t *)lab->data)[i];
-        if (v < 0 || v >= m->classes) {
-            fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", source_of(d, lab), (long long)v,
-                 (long long)i, (long long)m->classes, m->name, (long long)m->classes);
-            lathe_ds_free(d);
-            return NULL;
+    /* class indices (lathe_rt_tensor.index_limit: the inputs a loss indexes
+     * with, through reshapes too), checked once for the whole dataset */
+    for (int i = 0; i < m->ninputs; i++) {
+        const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
+        const lathe_st_tensor *lab = t && t->index_limit > 0 ? lathe_ds_find(d, m->inputs[i]) : NULL;
+        if (!lab || lab->dtype != LATHE_RT_I64) continue;
+        int64_t per = lathe_ds_sample_bytes(lab) / 8, count = lathe_ds_count(d) * per;
+        for (int64_t e = 0; e < count; e++) {
+            int64_t v = ((const int64_t *)lab->data)[e];
+            if (v < 0 || v >= t->index_limit) {
+                fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", source_of(d, lab),
+                     (long long)v, (long long)(e / (per ? per : 1)), (long long)t->index_limit, m->name,
+                     (long long)t->index_limit);
+                lathe_ds_free(d);
+                return NULL;
+            }
         }
     }
     if (lathe_ds_count(d) < (test ? 1 : m->batch)) {
@@ -962,6 +970,10 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
             goto done;
         }
         memcpy(tr.prog.arena + t->offset, s->data, (size_t)t->numel * lathe_rt_dtype_size(t->dtype));
+    }
+    if (lathe_rt_check_indices(tr.prog.arena, cp->tensors, cp->ntensors, err, sizeof err)) {
+        fail(prog, "--batch %s: %s", batch, err);
+        goto done;
     }
     if (!(opt = lathe_optim_new(&f.opt, tr.prog.arena, cp->tensors, cp->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);

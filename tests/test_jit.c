@@ -496,6 +496,34 @@ static void test_buffer_rules(void **state) {
     check_buffers("reshaped output", g, 1, " reshape(F)\n", "the reshaped output was copied by a kernel of its own");
 }
 
+/* Class indices are checked on every run, through a reshape too, on both
+ * backends: out of range, the run is refused with the input, element and
+ * value named, and nothing runs. */
+static void test_label_check(void **state) {
+    (void)state;
+    for (int backend = LATHE_BACKEND_JIT; backend <= LATHE_BACKEND_EVAL; backend++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(4, 3));
+        lathe_node *lab = lathe_input(g, "labels", LATHE_I64, LATHE_DIMS(2, 2));
+        lathe_node *loss = lathe_cross_entropy(g, x, lathe_reshape(g, lab, LATHE_DIMS(4)), LATHE_REDUCE_MEAN);
+        lathe_output(g, "loss", loss);
+        assert_graph_ok(g);
+        lathe_program *p = lathe_compile(g, (lathe_backend)backend);
+        assert_non_null(p);
+        float xv[12] = {0};
+        int64_t good[4] = {0, 1, 2, 1}, bad[4] = {0, 1, 3, 1};
+        assert_int_equal(lathe_program_set(p, "x", xv, sizeof xv), LATHE_OK);
+        assert_int_equal(lathe_program_set(p, "labels", good, sizeof good), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        assert_int_equal(lathe_program_set(p, "labels", bad, sizeof bad), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'labels': element 2 is 3, outside [0, 3)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        lathe_program_free(p);
+        lathe_graph_free(g);
+    }
+}
+
 /* The input gradient of a strided convolution in phases, under an
  * epilogue (the gradient of the relu before it, fused into its kernel):
  * lanes go through the epilogue one by one instead of scatters. */
@@ -910,6 +938,7 @@ int main(void) {
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_buffer_rules),
+        cmocka_unit_test(test_label_check),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),

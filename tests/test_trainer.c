@@ -141,6 +141,10 @@ static int setup(void **state) {
     ts[0].shape[0] = ts[1].shape[0] = BATCH; /* one batch, for step */
     snprintf(path, sizeof path, "%s/batch.safetensors", tmp);
     assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    y[3] = -1; /* and a batch with a negative label */
+    snprintf(path, sizeof path, "%s/badbatch.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    y[3] = tl[3];
     /* bad files: a wrong magic number, truncated data */
     snprintf(path, sizeof path, "%s/bad-magic.idx", tmp);
     FILE *f = fopen(path, "wb");
@@ -258,6 +262,14 @@ static void test_trainer_step(void **state) {
     for (int i = 0; i < 7; i++)
         if (!lathe_st_find(f, names[i])) fail_msg("no '%s' in lathe step's output", names[i]);
     lathe_st_free(f);
+    /* step checks labels as training does, compiled or JIT */
+    rc = run("%s/fashion step --batch %s/badbatch.safetensors --lr 0.1 -o %s/step_bad", tmp, tmp, tmp);
+    if (rc == 0) fail_msg("TRAINER step took a label of -1:\n%s", out_text());
+    expect_out("input 'label': element 3 is -1, outside [0, 10)");
+    rc = run("%s step %s/examples/fashion_cnn.lathe --batch %s/badbatch.safetensors --lr 0.1 -o %s/step_bad", lathe_bin,
+             src_dir, tmp, tmp);
+    if (rc == 0) fail_msg("lathe step took a label of -1:\n%s", out_text());
+    expect_out("input 'label': element 3 is -1, outside [0, 10)");
     /* an early failure says what failed, and nothing else */
     rc = run("%s/fashion step --batch %s/step_aot --lr 0.1 -o %s/step_bad", tmp, tmp, tmp);
     if (rc == 0) fail_msg("a batch without the model's inputs was accepted:\n%s", out_text());
