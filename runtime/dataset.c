@@ -261,6 +261,21 @@ static int64_t idx_read(idx_file *f, void *buf, int64_t len) {
 
 /* Open path and read and check its header into f, for reading as dtype
  * (F32 or I64: the size limit depends on it); false with a message. */
+int64_t lathe_ds_test_available = -1;
+
+/* Bytes of memory available to a new allocation (Linux's MemAvailable), or
+ * -1 when unknown. */
+static int64_t available_memory(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return -1;
+    char line[256];
+    long long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+    fclose(f);
+    return kb >= 0 && kb < INT64_MAX / 1024 ? (int64_t)kb * 1024 : -1;
+}
+
 static bool idx_open(idx_file *f, const char *path, lathe_rt_dtype dtype, char *err, size_t errlen) {
     *f = (idx_file){.path = path ? path : "(null)", .err = err, .errlen = errlen, .byte = "byte"};
     struct stat st;
@@ -340,6 +355,18 @@ static bool idx_open(idx_file *f, const char *path, lathe_rt_dtype dtype, char *
         ifail(f, "IDX dims %s hold %" PRId64 " elements, which as %s would take more than the %" PRId64
                  "-byte (16 GiB) limit",
               s, f->elements, lathe_st_dtype_name(dtype), LATHE_DS_MAX_BYTES);
+        return false;
+    }
+    /* a small gzip file can claim gigabytes: refuse what memory cannot hold
+     * (before reading any of it) rather than take the machine down */
+    int64_t need = f->elements * (int64_t)lathe_rt_dtype_size(dtype);
+    int64_t avail = lathe_ds_test_available >= 0 ? lathe_ds_test_available : available_memory();
+    if (avail >= 0 && need > avail) {
+        char s[256];
+        lt_format_shape(s, sizeof s, f->rank, f->shape);
+        ifail(f, "IDX dims %s would take %" PRId64 " bytes as %s, more than the %" PRId64
+                 " bytes of memory available (MemAvailable)",
+              s, need, lathe_st_dtype_name(dtype), avail);
         return false;
     }
     return true;

@@ -58,6 +58,11 @@ extern "C" {
  * allocated: 16 GiB, so a corrupt header cannot exhaust a 24 GiB machine. */
 #define LATHE_DS_MAX_BYTES ((int64_t)16 << 30)
 
+/* Test hook: when >= 0, the bytes of memory the IDX loader takes as
+ * available instead of Linux's MemAvailable.  -1 (the default) disables it.
+ * Not for use outside tests; not thread-safe. */
+extern int64_t lathe_ds_test_available;
+
 /* A dataset: tensors with a common first dim N (the samples); opaque. */
 typedef struct lathe_dataset lathe_dataset;
 
@@ -74,7 +79,9 @@ typedef struct lathe_dataset lathe_dataset;
  * offset, counted in the uncompressed data for gzip): a file that cannot be
  * opened or is not a regular file; magic other than 00 00; an unknown type
  * byte; a dims byte of 0 or over 8; a truncated header; dims whose element
- * count overflows or whose tensor would exceed LATHE_DS_MAX_BYTES; truncated
+ * count overflows or whose tensor would exceed LATHE_DS_MAX_BYTES or the
+ * memory available (Linux's MemAvailable: a small gzip file can claim
+ * gigabytes, and is refused before any of it is read); truncated
  * data (with the expected and actual byte counts); trailing bytes after the
  * data; a corrupt or truncated gzip stream (with zlib's message); labels
  * that are not 1-D or not integers; images and labels with different N.

@@ -342,6 +342,17 @@ static void test_bad_files(void **state) {
     write_file(lb, "\0\0\x09\x01\x80\0\0\x01" "abc", 11, false);
     expect_refused("16 GiB + 8 labels", im, lb, lb, "IDX dims [2147483649] hold 2147483649 elements, which as I64 "
                                                     "would take more than the 17179869184-byte (16 GiB) limit");
+    /* more than the memory available (here, as the hook says: 40 bytes; the
+     * three 2x2 images take 48 as F32): refused before reading the data */
+    write_pair(im, lb, true);
+    lathe_ds_test_available = 40;
+    expect_refused("over available memory", im, lb, im, "IDX dims [3, 2, 2] would take 48 bytes as F32, more than the "
+                                                        "40 bytes of memory available (MemAvailable)");
+    lathe_ds_test_available = 48;
+    lathe_dataset *fits = load(im, lb, false);
+    assert_non_null(fits);
+    lathe_ds_free(fits);
+    lathe_ds_test_available = -1;
     /* No images, each of 2^32-1 x 2^32-1 pixels: a sample's size does not fit
      * (computing it used to overflow) */
     write_file(im, "\0\0\x08\x03\0\0\0\0\xff\xff\xff\xff\xff\xff\xff\xff", 16, false);
