@@ -735,7 +735,10 @@ static bool parse_power(parser *p, value *out) {
     if (!is_punct(p, P_POW)) return true;
     loc at = p->lx.tok.at;
     value b;
-    return next(p) && parse_unary(p, &b) && desc_binop(p, P_POW, at, out, &b);
+    /* the right operand recurses: a long chain counts against the nesting limit */
+    if (!enter(p) || !next(p) || !parse_unary(p, &b)) return false;
+    p->nest--;
+    return desc_binop(p, P_POW, at, out, &b);
 }
 
 /* '-' UNARY | POWER */

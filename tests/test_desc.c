@@ -805,6 +805,24 @@ static void test_api_misuse(void **state) {
     assert_int_equal(lathe_desc_parse(g, deep, k, "t.lathe", NULL, NULL), LATHE_ERR_PARSE);
     assert_non_null(strstr(lathe_graph_error(g), "nesting is too deep"));
     lathe_graph_free(g);
+    /* so is a right-associative '**' chain (50,000 terms overflowed the stack) */
+    enum { TERMS = 50000 };
+    char *pow = malloc(16 + 5 * TERMS);
+    assert_non_null(pow);
+    k = (size_t)sprintf(pow, "let b = 2");
+    for (int i = 0; i < TERMS; i++) k += (size_t)sprintf(pow + k, " ** 1");
+    g = lathe_graph_new();
+    assert_int_equal(lathe_desc_parse(g, pow, k, "t.lathe", NULL, NULL), LATHE_ERR_PARSE);
+    assert_non_null(strstr(lathe_graph_error(g), "t.lathe:1:"));
+    assert_non_null(strstr(lathe_graph_error(g), "nesting is too deep"));
+    lathe_graph_free(g);
+    free(pow);
+    /* a short chain still parses, right-associative: 2 ** 3 ** 2 = 2 ** 9 = 512, so d divides by
+     * zero (a left-associative 64 would not) */
+    g = lathe_graph_new();
+    const char *ok = "let c = 2 ** 3 ** 2\nlet d = 1 / (c - 512)";
+    assert_int_equal(lathe_desc_parse(g, ok, strlen(ok), "t.lathe", NULL, NULL), LATHE_ERR_ARG);
+    lathe_graph_free(g);
 }
 
 /* ---- 6. fuzz ------------------------------------------------------------------------------------ */
