@@ -595,6 +595,9 @@ static bool cheap(lt_op op) {
     }
 }
 
+/* Nodes inlined into one kernel's expression, at most. */
+enum { LT_MAX_INLINE = 256 };
+
 static void decide(fz *z, const bool *root) {
     lathe_graph *g = z->g;
     for (int i = 0; i < g->nnodes; i++) {
@@ -653,6 +656,9 @@ static void decide(fz *z, const bool *root) {
                 mat = !lt_is_view(z->f, n);
             } else mat = false;
         }
+        /* a kernel's expression stays a bounded tree: building, lowering and
+         * printing it recurse over it, and a graph may chain 100,000 ops */
+        if (!mat && z->size[i] > LT_MAX_INLINE) mat = true;
         z->f->buf_of[i] = mat ? 0 : -1; /* numbered below */
     }
 }

@@ -817,6 +817,17 @@ static void test_api_misuse(void **state) {
     assert_non_null(strstr(lathe_graph_error(g), "nesting is too deep"));
     lathe_graph_free(g);
     free(pow);
+    /* a 100,000-term sum parses and traces (left-associative: a loop, not a recursion) */
+    char *sum = malloc(64 + 4 * TERMS * 2);
+    assert_non_null(sum);
+    k = (size_t)sprintf(sum, "model m\nbatch N = 2\ninput x: f32[N, 3]\ny = x");
+    for (int i = 0; i < 2 * TERMS; i++) k += (size_t)sprintf(sum + k, " + x");
+    k += (size_t)sprintf(sum + k, "\noutput y\n");
+    g = lathe_graph_new();
+    if (lathe_desc_parse(g, sum, k, "t.lathe", NULL, NULL) != LATHE_OK) fail_msg("%s", lathe_graph_error(g));
+    assert_true(lathe_graph_num_nodes(g) > 2 * TERMS);
+    lathe_graph_free(g);
+    free(sum);
     /* a short chain still parses, right-associative: 2 ** 3 ** 2 = 2 ** 9 = 512, so d divides by
      * zero (a left-associative 64 would not) */
     g = lathe_graph_new();

@@ -524,6 +524,24 @@ static void test_label_check(void **state) {
     }
 }
 
+/* A chain of 100,000 elementwise ops compiles (fusion cuts it into kernels
+ * of bounded expressions: building, lowering and printing them recurse) and
+ * agrees with the evaluator. */
+static void test_long_chain(void **state) {
+    (void)state;
+    enum { OPS = 100000 };
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *h = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(8));
+    lathe_node *half = lathe_scalar(g, LATHE_F32, 0.5), *one = lathe_scalar(g, LATHE_F32, 1);
+    for (int i = 0; i < OPS / 2; i++) h = lathe_add(g, lathe_mul(g, h, half), one); /* tends to 2 */
+    lathe_output(g, "y", h);
+    assert_graph_ok(g);
+    int kernels = count_in_fused(g, "kernel k");
+    if (kernels < OPS / 256) fail_msg("%d kernels for %d ops: the expressions are not bounded", kernels, OPS);
+    check_vector_case("100,000 ops", g);
+    lathe_graph_free(g);
+}
+
 /* The input gradient of a strided convolution in phases, under an
  * epilogue (the gradient of the relu before it, fused into its kernel):
  * lanes go through the epilogue one by one instead of scatters. */
@@ -939,6 +957,7 @@ int main(void) {
         cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_buffer_rules),
         cmocka_unit_test(test_label_check),
+        cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_target_descriptions),
