@@ -1083,22 +1083,40 @@ static bool parse_body(parser *p) {
 
 /* if EXPR BODY [else (IF | BODY)] */
 static bool parse_if(parser *p) {
-    value c;
-    if (!next(p) || !parse_expr(p, &c)) return false;
-    bool run = live(p);
-    char k[128];
-    if (run && c.k != V_NUM)
-        return desc_err(p, LATHE_ERR_ARG, c.at,
-                        "'if' needs a number as its condition, got %s (for tensors use where())",
-                        desc_kind_str(&c, k, sizeof k));
-    bool taken = run && c.num != 0;
-    p->skip += !taken;
-    bool ok = parse_body(p);
-    p->skip -= !taken;
-    if (!ok || !is_word(p, "else")) return ok;
-    p->skip += !run || taken;
-    ok = next(p) && (is_word(p, "if") ? parse_if(p) : parse_body(p));
-    p->skip -= !run || taken;
+    /* an 'else if' chain is a loop, not a recursion (a generated chain can be
+     * long); the arms after a taken one are skipped until the chain ends */
+    int skipped = 0;
+    bool ok;
+    for (;;) {
+        value c;
+        if (!next(p) || !parse_expr(p, &c)) {
+            ok = false;
+            break;
+        }
+        bool run = live(p);
+        char k[128];
+        if (run && c.k != V_NUM) {
+            ok = desc_err(p, LATHE_ERR_ARG, c.at, "'if' needs a number as its condition, got %s (for tensors use where())",
+                          desc_kind_str(&c, k, sizeof k));
+            break;
+        }
+        bool taken = run && c.num != 0;
+        p->skip += !taken;
+        ok = parse_body(p);
+        p->skip -= !taken;
+        if (!ok || !is_word(p, "else")) break;
+        p->skip += !run || taken;
+        skipped += !run || taken;
+        if (!next(p)) {
+            ok = false;
+            break;
+        }
+        if (!is_word(p, "if")) {
+            ok = parse_body(p);
+            break;
+        }
+    }
+    p->skip -= skipped;
     return ok;
 }
 

@@ -828,6 +828,19 @@ static void test_api_misuse(void **state) {
     assert_true(lathe_graph_num_nodes(g) > 2 * TERMS);
     lathe_graph_free(g);
     free(sum);
+    /* an 'else if' chain of 200,000 arms is a loop too; the right arm is taken */
+    enum { ARMS = 200000 };
+    char *arms = malloc(128 + 48 * (size_t)ARMS);
+    assert_non_null(arms);
+    k = (size_t)sprintf(arms, "model m\nbatch N = 2\ninput x: f32[N, 3]\nblock pick(x, v=0) {\n    if v == 0 { return -x }");
+    for (int i = 1; i < ARMS; i++)
+        k += (size_t)sprintf(arms + k, " else if v == %d { return %s }", i, i == ARMS - 2 ? "relu(x)" : "-x");
+    k += (size_t)sprintf(arms + k, " else { return exp(x) }\n}\ny = pick(x, v=%d)\noutput y\n", ARMS - 2);
+    g = lathe_graph_new();
+    if (lathe_desc_parse(g, arms, k, "t.lathe", NULL, NULL) != LATHE_OK) fail_msg("%s", lathe_graph_error(g));
+    assert_string_equal(lathe_node_op(lathe_graph_find_output(g, "y")), "relu");
+    lathe_graph_free(g);
+    free(arms);
     /* a short chain still parses, right-associative: 2 ** 3 ** 2 = 2 ** 9 = 512, so d divides by
      * zero (a left-associative 64 would not) */
     g = lathe_graph_new();
