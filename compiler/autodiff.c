@@ -235,7 +235,8 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         if (rb) acc(a, 1, y, unbroadcast(a, lathe_matmul(g, lathe_transpose(g, x, -1, -2), gy), b));
         break;
     case LT_OP_LINEAR: {
-        int64_t out = b->shape[0], inf = b->shape[1], m = x->numel / (inf ? inf : 1);
+        int64_t out = b->shape[0], inf = b->shape[1], m = 1;
+        for (int d = 0; d + 1 < x->rank; d++) m *= x->shape[d]; /* not numel / inf: inf may be 0 */
         lathe_node *gy2 = lathe_reshape(g, gy, LATHE_DIMS(m, out));
         if (rx) acc(a, 0, y, lathe_reshape(g, lathe_matmul(g, gy2, b), x->rank, x->shape));
         if (rb) acc(a, 1, y, lathe_matmul(g, lathe_transpose(g, gy2, 0, 1), lathe_reshape(g, x, LATHE_DIMS(m, inf))));
@@ -334,6 +335,17 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     }
 }
 
+/* An error while differentiating y, which a parser placed: said again at
+ * y's place in the user's file, as the error of the line the user wrote. */
+static void locate(lathe_graph *g, const lathe_node *y) {
+    char msg[sizeof g->err];
+    lathe_status st = lt_take_error(g, msg);
+    if (g->source)
+        lt_fail(g, st, "%s:%d:%d: in the gradient of %s: %s", g->source, y->line, y->col, lt_ops[y->op].name, msg);
+    else
+        lt_fail(g, st, "line %d, column %d: in the gradient of %s: %s", y->line, y->col, lt_ops[y->op].name, msg);
+}
+
 lathe_status lathe_gradients(lathe_graph *g, int nout, lathe_node *const *outs,
                              lathe_node *const *cots, int nwrt, lathe_node *const *wrt,
                              lathe_node **grads) {
@@ -385,6 +397,7 @@ lathe_status lathe_gradients(lathe_graph *g, int nout, lathe_node *const *outs,
         lathe_node *y = g->nodes[i];
         if (!a.grad[i] || !a.rg[i] || lt_ops[y->op].kind == LT_LEAF) continue;
         rule(&a, y, a.grad[i]);
+        if (g->status != LATHE_OK && y->line > 0) locate(g, y);
     }
     if (g->status == LATHE_OK)
         for (int j = 0; j < nwrt; j++)

@@ -111,7 +111,8 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
     }
     case LT_OP_LINEAR: {
         lathe_node *w = in[1];
-        int64_t out = w->shape[0], inf = w->shape[1], m = x->numel / (inf ? inf : 1);
+        int64_t out = w->shape[0], inf = w->shape[1], m = 1;
+        for (int d = 0; d + 1 < x->rank; d++) m *= x->shape[d]; /* not numel / inf: inf may be 0 */
         lathe_node *y = lathe_matmul(g, lathe_reshape(g, x, LATHE_DIMS(m, inf)), lathe_transpose(g, w, 0, 1));
         if (n->nin == 3) y = lathe_add(g, y, in[2]);
         (void)out;

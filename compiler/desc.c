@@ -1410,6 +1410,7 @@ lathe_status lathe_desc_parse(lathe_graph *g, const char *src, size_t len, const
                        g->nnodes),
                LATHE_ERR_ARG;
     if (!src && len) return lt_fail(g, LATHE_ERR_ARG, "%s: source is NULL", file), LATHE_ERR_ARG;
+    g->source = lt_strdup(g, file);
     if (len > INT_MAX / 2) return lt_fail(g, LATHE_ERR_PARSE, "%s: %zu bytes is too large", file, len), LATHE_ERR_PARSE;
     if (opt->batch < 0)
         return lt_fail(g, LATHE_ERR_ARG, "%s: batch size %lld is negative", file, (long long)opt->batch), LATHE_ERR_ARG;

@@ -116,6 +116,8 @@ struct lathe_graph {
     char err[1024];
     int no_grad_depth;
     int cur_line, cur_col;   /* location stamped on new nodes (parser) */
+    const char *source;      /* the file a parser read the graph from (in the arena); NULL from the C API:
+                              * later stages name file:line:col with the nodes' line and col */
 };
 
 /* Arena allocation owned by the graph; zeroed; NULL when out of memory. */

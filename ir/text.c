@@ -1130,6 +1130,7 @@ lathe_status lathe_parse(lathe_graph *g, const char *src, size_t len, const char
         return LATHE_ERR_ARG;
     }
     if (!src && len) return lt_fail(g, LATHE_ERR_ARG, "%s: source is NULL", file), LATHE_ERR_ARG;
+    g->source = lt_strdup(g, file);
     if (len > INT_MAX / 2)
         return lt_fail(g, LATHE_ERR_PARSE, "%s: %zu bytes is too large for the text format", file, len),
                LATHE_ERR_PARSE;

@@ -520,6 +520,52 @@ static void test_second_order_conv(void **state) {
     lathe_graph_free(g);
 }
 
+/* An error while differentiating a node a parser placed names the file,
+ * line and column the user wrote, and the op. */
+static void test_error_location(void **state) {
+    (void)state;
+    const char *src = "%x = input \"x\" f32[2,3,4,4]\n"
+                      "%w = param \"w\" f32[3] grad\n"
+                      "%b = param \"b\" f32[3]\n"
+                      "%rm = param \"rm\" f32[3] grad\n"
+                      "%rv = buffer \"rv\" f32[3]\n"
+                      "%y = batch_norm2d %x, %w, %b, %rm, %rv training=true momentum=0.1 eps=1e-5\n"
+                      "%s = sum %y axes=[0,1,2,3] keepdim=false\n"
+                      "output \"loss\" %s\n"
+                      "backward %s\n";
+    lathe_graph *g = lathe_graph_new();
+    assert_int_equal(lathe_parse(g, src, strlen(src), "bn.ir"), LATHE_OK);
+    assert_int_not_equal(lathe_backward_marked(g), LATHE_OK);
+    if (!strstr(lathe_graph_error(g), "bn.ir:6:1: in the gradient of batch_norm2d: "))
+        fail_msg("%s", lathe_graph_error(g));
+    lathe_graph_free(g);
+}
+
+/* linear on a zero-size feature axis: its gradients are well defined (the
+ * weight's is empty), not a reshape error */
+static void test_linear_no_features(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F64, LATHE_DIMS(2, 0));
+    lathe_node *w = lathe_param(g, "w", LATHE_F64, LATHE_DIMS(4, 0), true);
+    lathe_node *b = lathe_param(g, "b", LATHE_F64, LATHE_DIMS(4), true);
+    lathe_node *y = lathe_sum(g, lathe_linear(g, x, w, b), 0, NULL, false);
+    lathe_output(g, "y", y);
+    if (lathe_backward(g, 1, &y, NULL) != LATHE_OK) fail_msg("%s", lathe_graph_error(g));
+    lathe_eval *ev = lathe_eval_new(g);
+    assert_non_null(ev);
+    double bv[4] = {1, 2, 3, 4};
+    assert_int_equal(lathe_eval_set(ev, "b", bv, sizeof bv), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "x", bv, 0), LATHE_OK);
+    assert_int_equal(lathe_eval_set(ev, "w", bv, 0), LATHE_OK);
+    if (lathe_eval_run(ev) != LATHE_OK) fail_msg("%s", lathe_eval_error(ev));
+    const double *gb = lathe_eval_value(ev, lathe_graph_find_output(g, "grad.b"));
+    for (int i = 0; i < 4; i++) assert_true(gb[i] == 2); /* two rows, each b once */
+    assert_true(lathe_eval_value(ev, y)[0] == 2 * (1 + 2 + 3 + 4));
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -564,6 +610,8 @@ int main(void) {
         cmocka_unit_test(test_hvp_mlp),
         cmocka_unit_test(test_second_order_conv),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_error_location),
+        cmocka_unit_test(test_linear_no_features),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
