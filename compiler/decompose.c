@@ -45,8 +45,11 @@ static lathe_node *nll(lathe_graph *g, lathe_node *lp, lathe_node *labels, int64
  * faster as plane kernels). */
 enum { LT_SMALL_PLANE = 17 };
 
-static lathe_node *slice_back(lathe_graph *g, lathe_node *x, int64_t axis, int64_t start, int64_t size) {
-    lt_attr at[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {start}}, {.v = {start + x->shape[axis]}}, {.v = {1}}, {.v = {size}}};
+/* x placed at start, start + step, ... along axis of zeros of that size
+ * (slice_backward: the adjoint of a slice). */
+static lathe_node *slice_back(lathe_graph *g, lathe_node *x, int64_t axis, int64_t start, int64_t step, int64_t size) {
+    int64_t end = start + (x->shape[axis] - 1) * step + 1;
+    lt_attr at[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {start}}, {.v = {end}}, {.v = {step}}, {.v = {size}}};
     return lt_make(g, LT_OP_SLICE_BACKWARD, 1, &x, at);
 }
 
@@ -57,8 +60,8 @@ static lathe_node *im2col(lathe_graph *g, lathe_node *x, const int64_t *k, const
                           const int64_t *dil, int64_t P, int64_t Q) {
     int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3], R = k[0], S = k[1];
     lathe_node *xp = x;
-    if (pad[0]) xp = slice_back(g, xp, 2, pad[0], H + 2 * pad[0]);
-    if (pad[1]) xp = slice_back(g, xp, 3, pad[1], W + 2 * pad[1]);
+    if (pad[0]) xp = slice_back(g, xp, 2, pad[0], 1, H + 2 * pad[0]);
+    if (pad[1]) xp = slice_back(g, xp, 3, pad[1], 1, W + 2 * pad[1]);
     lathe_node **taps = malloc((size_t)(R * S) * sizeof *taps);
     if (!taps) return lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
     const int64_t perm[4] = {0, 2, 3, 1};
@@ -85,10 +88,7 @@ static lathe_node *col2im(lathe_graph *g, lathe_node *dcol, const int64_t *xs, c
         for (int64_t s = 0; s < S; s++) {
             lathe_node *t = lathe_reshape(g, lathe_slice(g, d, 4, r * S + s, r * S + s + 1, 1), LATHE_DIMS(N, P, Q, C));
             t = lathe_permute(g, t, 4, perm); /* (N, C, P, Q) */
-            lt_attr a3[LT_MAX_ATTRS] = {{.v = {3}}, {.v = {s * dil[1]}}, {.v = {s * dil[1] + (Q - 1) * st[1] + 1}}, {.v = {st[1]}}, {.v = {Wp}}};
-            t = lt_make(g, LT_OP_SLICE_BACKWARD, 1, &t, a3);
-            lt_attr a2[LT_MAX_ATTRS] = {{.v = {2}}, {.v = {r * dil[0]}}, {.v = {r * dil[0] + (P - 1) * st[0] + 1}}, {.v = {st[0]}}, {.v = {Hp}}};
-            t = lt_make(g, LT_OP_SLICE_BACKWARD, 1, &t, a2);
+            t = slice_back(g, slice_back(g, t, 3, s * dil[1], st[1], Wp), 2, r * dil[0], st[0], Hp);
             sum = sum ? lathe_add(g, sum, t) : t;
         }
     if (pad[0]) sum = lathe_slice(g, sum, 2, pad[0], pad[0] + H, 1);

@@ -598,6 +598,13 @@ static bool cheap(lt_op op) {
 /* Nodes inlined into one kernel's expression, at most. */
 enum { LT_MAX_INLINE = 256 };
 
+/* Whether node i (n), not yet decided, is a strided view of a buffer
+ * through the nodes decided before it (lt_is_view). */
+static bool is_view(fz *z, int i, const lathe_node *n) {
+    z->f->buf_of[i] = -1;
+    return lt_is_view(z->f, n);
+}
+
 static void decide(fz *z, const bool *root) {
     lathe_graph *g = z->g;
     for (int i = 0; i < g->nnodes; i++) {
@@ -625,10 +632,7 @@ static void decide(fz *z, const bool *root) {
              * window would recompute it at every read; a strided view of a
              * buffer costs nothing to read, whoever reads it */
             mat = !(cheap(n->op) && !contains && !z->heavy_use[i] && z->size[i] <= 6);
-            if (mat && is_index_op(n->op)) {
-                z->f->buf_of[i] = -1;
-                mat = !lt_is_view(z->f, n);
-            }
+            if (mat && is_index_op(n->op)) mat = !is_view(z, i, n);
         }
         else {
             const lathe_node *c = g->nodes[z->consumer[i]];
@@ -645,15 +649,13 @@ static void decide(fz *z, const bool *root) {
             else if (is_heavy(c->op)) {
                 /* a contraction's operand: a view of a buffer, else a buffer of its own
                  * (which its vector plan can read) */
-                z->f->buf_of[i] = -1;
-                mat = !is_index_op(n->op) || !lt_is_view(z->f, n);
+                mat = !is_index_op(n->op) || !is_view(z, i, n);
             }
             else if (c->op == LT_OP_PERMUTE && z->uses[c->id] == 1 && z->consumer[c->id] >= 0 &&
                      is_heavy(g->nodes[z->consumer[c->id]]->op) && is_index_op(n->op)) {
                 /* a permuted operand of a contraction that is not a view: its buffer
                  * before the permute, which the contraction then reads transposed */
-                z->f->buf_of[i] = -1;
-                mat = !lt_is_view(z->f, n);
+                mat = !is_view(z, i, n);
             } else mat = false;
         }
         /* a kernel's expression stays a bounded tree: building, lowering and
