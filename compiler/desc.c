@@ -28,7 +28,7 @@
 #include "desc.h"
 
 static const char *const keywords[] = {"model", "batch", "let", "input", "param", "buffer", "block", "if",
-                                       "else", "no_grad", "freeze", "unfreeze", "output", "loss", "backward",
+                                       "else", "for", "no_grad", "freeze", "unfreeze", "output", "loss", "backward",
                                        "return", "as", "and", "or", "not", "true", "false",
                                        "f32", "f64", "i64", "bool"};
 
@@ -178,10 +178,17 @@ static bool next(parser *p) {
             t.kind = T_IDENT;
         } else if (is_digit(c) || (c == '.' && is_digit(d))) {
             /* greedy; number() checks the form when the token is used */
-            while (j < n && (is_alnum((unsigned char)s[j]) || s[j] == '.' ||
+            while (j < n && (is_alnum((unsigned char)s[j]) || (s[j] == '.' && (j + 1 == n || s[j + 1] != '.')) ||
                              ((s[j] == '+' || s[j] == '-') && (s[j - 1] == 'e' || s[j - 1] == 'E'))))
                 j++;
             t.kind = T_NUM;
+        } else if (c == '.') { /* '..' in a loop's range; '.' only inside dotted names */
+            t.kind = T_PUNCT;
+            t.op = c;
+            if (d == '.') {
+                t.op = P_DOTDOT;
+                j++;
+            }
         } else if (c && strchr("()[]{},:=+-*/<>!", c)) {
             t.kind = T_PUNCT;
             t.op = c;
@@ -613,6 +620,50 @@ static int find_block(const parser *p, const char *s, size_t len) {
     return -1;
 }
 
+/* The name after 'as', into c->asbuf: a dotted name whose parts may be
+ * {EXPR}, an integer filled in (h.{i} in a loop). */
+static bool as_name(parser *p, call *c) {
+    const char *what = "the name after 'as'", *src = p->src;
+    if (p->lx.tok.kind != T_IDENT && p->lx.tok.kind != T_NUM && !is_punct(p, '{')) return expected(p, what);
+    c->asat = p->lx.tok.at;
+    size_t i = p->lx.tok.at.off, n = 0;
+    char *buf = c->asbuf;
+    for (;;) {
+        size_t j = i;
+        while (j < p->len && (is_alnum((unsigned char)src[j]) || src[j] == '.')) j++;
+        if (n + (j - i) >= NAME_CAP) goto too_long;
+        memcpy(buf + n, src + i, j - i);
+        n += j - i;
+        if (j == p->len || src[j] != '{') {
+            p->lx.pos = j;
+            break;
+        }
+        value v;
+        p->lx.pos = j + 1;
+        if (!next(p) || !parse_expr(p, &v)) return false;
+        if (!is_punct(p, '}')) return expected(p, "'}' after the expression in the name");
+        int64_t k = 0;
+        char kb[128];
+        if (live(p) && (v.k != V_NUM || !desc_integral(v.num, &k)))
+            return desc_err(p, LATHE_ERR_NAME, v.at, "a {...} in a name must be an integer, got %s",
+                            desc_kind_str(&v, kb, sizeof kb));
+        int w = snprintf(buf + n, NAME_CAP - n, "%lld", (long long)k);
+        if (w < 0 || n + (size_t)w >= NAME_CAP) goto too_long;
+        n += (size_t)w;
+        i = p->lx.tok.at.off + 1;
+    }
+    buf[n] = 0;
+    for (size_t k = 0; k <= n; k++)
+        if (n == 0 || (buf[k] == '.' && (k == 0 || buf[k - 1] == '.' || k + 1 == n)))
+            return desc_err(p, LATHE_ERR_PARSE, c->asat, "malformed name '%.60s' in %s (parts are separated by single dots)",
+                            buf, what);
+    c->as = buf;
+    c->aslen = n;
+    return next(p);
+too_long:
+    return desc_err(p, LATHE_ERR_NAME, c->asat, "the name after 'as' is too long (limit %d bytes)", NAME_CAP - 1);
+}
+
 /* '(' [ARG {',' ARG}] ')' ['as' DOTTED]; ARG is EXPR or NAME '=' EXPR.  The
  * current token is the '('. */
 static bool parse_args(parser *p, call *c, arg *a, int *na) {
@@ -643,9 +694,7 @@ static bool parse_args(parser *p, call *c, arg *a, int *na) {
     char b[96];
     snprintf(b, sizeof b, "',' or ')' after the arguments of %.*s", c->fnlen, c->fn);
     if (!expect(p, ')', b)) return false;
-    if (is_word(p, "as")) {
-        if (!next(p) || !dotted(p, "the name after 'as'", false, &c->as, &c->aslen, &c->asat)) return false;
-    }
+    if (is_word(p, "as")) return next(p) && as_name(p, c);
     return true;
 }
 
@@ -687,7 +736,31 @@ static bool parse_call(parser *p, token name, value *out) {
     return live(p) ? desc_call_builtin(p, fi, &c, out) : true;
 }
 
-/* NUM | true | false | DTYPE | NAME | CALL | '(' EXPR ')' | LIST */
+/* A parameter or buffer by its dotted name (tok.weight, to tie a head to an
+ * embedding): inside a block the block's prefix is tried first. */
+static bool leaf_ref(parser *p, value *out) {
+    const char *s;
+    size_t len;
+    loc at;
+    if (!dotted(p, "a parameter's name", false, &s, &len, &at)) return false;
+    if (!live(p)) return true;
+    char name[NAME_CAP];
+    lathe_node *n = NULL;
+    if (p->prefix[0] && desc_leaf_name(p, s, len, at, NULL, name)) n = lathe_graph_find(p->g, name);
+    if (!n || (n->op != LT_OP_PARAM && n->op != LT_OP_BUFFER)) {
+        snprintf(name, sizeof name, "%.*s", (int)len, s);
+        n = lathe_graph_find(p->g, name);
+    }
+    if (!n || (n->op != LT_OP_PARAM && n->op != LT_OP_BUFFER))
+        return desc_err(p, LATHE_ERR_NAME, at,
+                        "no parameter or buffer named '%s%.*s'%s%.*s%s (a layer's parameters exist once it has "
+                        "been called)", p->prefix, (int)len, s, p->prefix[0] ? " or '" : "",
+                        p->prefix[0] ? (int)len : 0, s, p->prefix[0] ? "'" : "");
+    *out = (value){.k = V_TENSOR, .t = n, .at = at};
+    return true;
+}
+
+/* NUM | true | false | DTYPE | NAME | CALL | '(' EXPR ')' | LIST | DOTTED */
 static bool parse_primary(parser *p, value *out) {
     token t = p->lx.tok;
     *out = (value){.k = V_NONE, .at = t.at};
@@ -708,6 +781,8 @@ static bool parse_primary(parser *p, value *out) {
     if (is_word(p, "true") || is_word(p, "false")) *out = (value){.k = V_NUM, .num = t.s[0] == 't', .at = t.at};
     if (out->k != V_NONE) return next(p);
     if (is_keyword(t.s, t.len)) return expected(p, "an expression");
+    size_t end = t.at.off + t.len;
+    if (end + 1 < p->len && p->src[end] == '.' && is_alnum((unsigned char)p->src[end + 1])) return leaf_ref(p, out);
     if (!next(p)) return false;
     if (is_punct(p, '(')) return parse_call(p, t, out);
     if (is_word(p, "as"))
@@ -1120,6 +1195,59 @@ static bool parse_if(parser *p) {
     return ok;
 }
 
+/* An integer bound of a for loop. */
+static bool loop_bound(parser *p, const value *v, int64_t *out) {
+    char k[128];
+    if (v->k == V_NUM && desc_integral(v->num, out)) return true;
+    return desc_err(p, LATHE_ERR_ARG, v->at, "a loop's bounds must be integers, got %s", desc_kind_str(v, k, sizeof k));
+}
+
+/* for NAME in (EXPR '..' EXPR | range '(' EXPR [',' EXPR] ')') BODY: the body
+ * runs once per integer from the first bound up to (not including) the
+ * second, unrolled while tracing, with NAME set to it.  Names the body binds
+ * stay bound after the loop, as in Python. */
+static bool parse_for(parser *p) {
+    const char *s;
+    size_t len;
+    loc at;
+    value lo = {.k = V_NUM}, hi;
+    if (!next(p) || !ident(p, "the loop variable's name", &s, &len, &at)) return false;
+    if (!is_word(p, "in")) return expected(p, "'in' after the loop variable");
+    if (!next(p)) return false;
+    lo.at = p->lx.tok.at;
+    if (is_word(p, "range")) {
+        if (!next(p) || !expect(p, '(', "'(' after range") || !parse_expr(p, &hi)) return false;
+        if (is_punct(p, ',')) {
+            lo = hi;
+            if (!next(p) || !parse_expr(p, &hi)) return false;
+        }
+        if (!expect(p, ')', "')' after range's bounds")) return false;
+    } else if (!parse_expr(p, &lo) || !expect(p, P_DOTDOT, "'..' between the loop's bounds") ||
+               !parse_expr(p, &hi)) {
+        return false;
+    }
+    if (!is_punct(p, '{')) return expected(p, "'{' and the loop's body");
+    int64_t a = 0, b = 0;
+    if (live(p) && (!loop_bound(p, &lo, &a) || !loop_bound(p, &hi, &b))) return false;
+    if (!live(p) || b <= a) {
+        p->skip++;
+        bool ok = parse_body(p);
+        p->skip--;
+        return ok;
+    }
+    if (b - a > MAX_LOOP_ITERS - p->loopiters)
+        return desc_err(p, LATHE_ERR_ARG, lo.at, "more than %d loop iterations in all", MAX_LOOP_ITERS);
+    p->loopiters += b - a;
+    lexer body = p->lx;
+    for (int64_t i = a; i < b; i++) {
+        p->lx = body;
+        if (!set_var(p, s, len, at, (value){.k = V_NUM, .num = (double)i, .at = at}, false) || !parse_body(p))
+            return false;
+        if (p->returned) break;
+    }
+    return true;
+}
+
 /* no_grad BODY */
 static bool parse_no_grad(parser *p) {
     bool run = live(p);
@@ -1315,6 +1443,7 @@ static bool parse_stmt(parser *p) {
     if (is_word(p, "buffer")) return parse_leaf(p, true);
     if (is_word(p, "block")) return parse_block(p, t);
     if (is_word(p, "if")) return parse_if(p);
+    if (is_word(p, "for")) return parse_for(p);
     if (is_word(p, "no_grad")) return parse_no_grad(p);
     if (is_word(p, "freeze") || is_word(p, "unfreeze")) return parse_freeze(p, t.s[0] == 'f');
     if (is_word(p, "output")) return parse_output(p, t);

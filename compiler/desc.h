@@ -10,7 +10,8 @@
 #include "ir.h"
 #include "lathe_desc.h"
 
-enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, NAME_CAP = 256 };
+enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, NAME_CAP = 256,
+       MAX_LOOP_ITERS = 100000 };
 
 /* ---- built-in functions ------------------------------------------------------------ */
 
@@ -84,7 +85,7 @@ typedef struct {
 } loc;
 
 typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_PUNCT } tkind;
-enum { P_POW = 256, P_FLOORDIV, P_EQ, P_NE, P_LE, P_GE };  /* two-character punctuation */
+enum { P_POW = 256, P_FLOORDIV, P_EQ, P_NE, P_LE, P_GE, P_DOTDOT };  /* two-character punctuation */
 
 typedef struct {
     tkind kind;
@@ -144,9 +145,10 @@ typedef struct {
     const char *fn;
     int fnlen;
     loc at;            /* the function's name */
-    const char *as;    /* `as NAME`, NULL if none */
+    const char *as;    /* `as NAME`, NULL if none; points at asbuf */
     size_t aslen;
     loc asat;
+    char asbuf[NAME_CAP]; /* the name with its {EXPR} parts filled in */
     int n;
     pspec ps[MAX_ARGS];
     value v[MAX_ARGS]; /* bound arguments or defaults */
@@ -184,6 +186,7 @@ typedef struct {
     int nblocks, capblocks;
     callframe calls[MAX_CALLS]; /* the running block calls, for messages */
     int ncalls, totalcalls;
+    int64_t loopiters;       /* for-loop iterations run so far */
     int skip;                /* > 0: read without running */
     bool returned;           /* the running block has executed `return` */
     value ret;

@@ -6,6 +6,7 @@
  * tracing API, whose builders check shapes; a layer also creates its
  * parameters, named after the prefix and the call's `as` name, as
  * torch.nn's state_dict names them. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,20 @@ static lathe_node *layer_leaf(parser *p, const call *c, const char *suffix, bool
                               const int64_t *shape) {
     char name[NAME_CAP];
     if (!desc_leaf_name(p, c->as, c->aslen, c->asat, suffix, name)) return NULL;
+    lathe_node *old = lathe_graph_find(p->g, name);
+    if (old && old->op == (buffer ? LT_OP_BUFFER : LT_OP_PARAM)) {
+        /* the layer called again under its name: its parameters are shared */
+        if (old->dtype == t && old->rank == rank && !memcmp(old->shape, shape, sizeof *shape * (size_t)rank))
+            return old;
+        char was[96], now[96];
+        lathe_node_type_str(old, was, sizeof was);
+        lt_type_str(t, rank, shape, now, sizeof now);
+        desc_err(p, LATHE_ERR_SHAPE, c->at,
+                 "%.*s: '%s' is %s (made at line %d), this call needs %s; a layer called again under one name "
+                 "shares its parameters, so their shapes must agree",
+                 c->fnlen, c->fn, name, was, old->line, now);
+        return NULL;
+    }
     lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
                            : lathe_param(p->g, name, t, rank, shape, lt_is_float(t));
     if (!n) desc_relocate(p, c->at);
@@ -176,6 +191,12 @@ static bool call_batch_norm(parser *p, const call *c, value *out) {
     int64_t ch = lathe_node_shape(x)[1];
     lathe_dtype t = lathe_node_dtype(x);
     lathe_graph *g = p->g;
+    char name[NAME_CAP];
+    if (p->training && desc_leaf_name(p, c->as, c->aslen, c->asat, "running_mean", name) && lathe_graph_find(g, name))
+        return desc_err(p, LATHE_ERR_NAME, c->at,
+                        "batch_norm: '%.*s' is already called; training would update its running statistics "
+                        "twice in one step, so each call needs its own name",
+                        (int)c->aslen, c->as);
     lathe_node *w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(ch));
     lathe_node *b = w ? layer_leaf(p, c, "bias", false, t, LATHE_DIMS(ch)) : NULL;
     lathe_node *rm = b ? layer_leaf(p, c, "running_mean", true, t, LATHE_DIMS(ch)) : NULL;
@@ -258,6 +279,26 @@ bool desc_make_const(parser *p, const value *v, lathe_dtype t, int rank, const i
     return *out ? true : desc_relocate(p, v->at);
 }
 
+/* An elementwise function of a number is a number: sqrt(d) for a scale. */
+static bool number_fn(parser *p, builtin b, const call *c, value *out) {
+    double x = c->v[0].num, r;
+    switch (b) {
+    case B_RELU: r = x > 0 ? x : 0; break;
+    case B_SIGMOID: r = 1 / (1 + exp(-x)); break;
+    case B_TANH: r = tanh(x); break;
+    case B_EXP: r = exp(x); break;
+    case B_LOG: r = log(x); break;
+    case B_SQRT: r = sqrt(x); break;
+    case B_RSQRT: r = 1 / sqrt(x); break;
+    case B_ABS: r = fabs(x); break;
+    default: r = -x; break;
+    }
+    if (!isfinite(r))
+        return desc_err(p, LATHE_ERR_ARG, c->at, "%s(%g) is not a finite number", desc_builtins[b].name, x);
+    *out = (value){.k = V_NUM, .num = r, .at = c->at};
+    return true;
+}
+
 /* Run built-in b on the bound arguments. */
 bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     lathe_graph *g = p->g;
@@ -278,6 +319,7 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_NEG: {
         static lathe_node *(*const fn[])(lathe_graph *, lathe_node *) = {
             lathe_relu, lathe_sigmoid, lathe_tanh, lathe_exp, lathe_log, lathe_sqrt, lathe_rsqrt, lathe_abs, lathe_neg};
+        if (c->v[0].k == V_NUM) return number_fn(p, b, c, out);
         if (!desc_arg_tensor(p, c, 0, &x)) return false;
         return desc_built(p, c->at, fn[b - B_RELU](g, x), out);
     }
@@ -340,6 +382,11 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
         return desc_built(p, c->at, lathe_matmul(g, x, y), out);
     case B_MAXIMUM:
     case B_MINIMUM:
+        if (c->v[0].k == V_NUM && c->v[1].k == V_NUM) {
+            double a = c->v[0].num, d = c->v[1].num;
+            *out = (value){.k = V_NUM, .num = (b == B_MAXIMUM) == (a > d) ? a : d, .at = c->at};
+            return true;
+        }
         if (!desc_operands(p, c->at, desc_builtins[b].name, &c->v[0], &c->v[1], &x, &y)) return false;
         return desc_built(p, c->at, b == B_MAXIMUM ? lathe_maximum(g, x, y) : lathe_minimum(g, x, y), out);
     case B_POW:

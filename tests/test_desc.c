@@ -529,6 +529,64 @@ static void test_eval_losses(void **state) {
     assert_false(lathe_desc_is_description(".lathe"));
 }
 
+/* ---- loops, shared layers, parameters by name ---------------------------------------------- */
+
+static const char *loops_src =
+    "model loops\n"
+    "batch N = 4\n"
+    "input x: f32[N, 6]\n"
+    "block res(x) {\n"
+    "    return x + tanh(linear(x, 6) as lin)\n"
+    "}\n"
+    "h = x\n"
+    "for i in 0..3 {\n"
+    "    h = res(h) as layers.{i}\n"
+    "}\n"
+    "for j in range(1, 3) {\n"
+    "    h = linear(h, 6, bias=false) as shared     # called twice: one weight\n"
+    "}\n"
+    "for k in 5..5 {\n"
+    "    h = nothing_runs_here(h)\n"
+    "}\n"
+    "output y = matmul(h, transpose(shared.weight, 0, 1)) * (1 / sqrt(4)) + maximum(1, 2) * j\n";
+
+/* The same network by hand: one shared.weight used three times. */
+static lathe_graph *loops_by_hand(void) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *h = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(4, 6));
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "layers.%d.lin", i);
+        h = lathe_add(g, h, lathe_tanh(g, hb_linear(g, name, h, 6, 6)));
+    }
+    lathe_node *w = lathe_param(g, "shared.weight", LATHE_F32, LATHE_DIMS(6, 6), true);
+    h = lathe_linear(g, lathe_linear(g, h, w, NULL), w, NULL);
+    lathe_node *y = lathe_mul(g, lathe_matmul(g, h, lathe_transpose(g, w, 0, 1)), lathe_scalar(g, LATHE_F32, 0.5));
+    lathe_output(g, "y", lathe_add(g, y, lathe_scalar(g, LATHE_F32, 4)));
+    assert_graph_ok(g);
+    return g;
+}
+
+static void test_loops_and_sharing(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *d = parse_src(loops_src, &opt, NULL), *h = loops_by_hand();
+    assert_same_leaves(d, h, "loops");
+    lathe_eval *ed = run_eval(d, 5), *eh = run_eval(h, 5);
+    assert_same_output(d, ed, h, eh, "y");
+    lathe_eval_free(ed);
+    lathe_eval_free(eh);
+    lathe_graph_free(d);
+    lathe_graph_free(h);
+    /* in training too, a layer called twice has one set of parameters */
+    opt.training = true;
+    d = parse_src("input x: f32[2, 3]\nh = linear(x, 3) as f\nh = linear(h, 3) as f\nloss sum(h)\n", &opt, NULL);
+    int params = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) params += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "param");
+    assert_int_equal(params, 2);
+    lathe_graph_free(d);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -542,6 +600,27 @@ typedef struct {
 #define X4 "input x: f32[2, 3, 8, 8]\n"
 
 static const bad_case bad_cases[] = {
+    /* loops, shared layers, names by reference */
+    {X2 "for i in 0..2.5 {\n}\n", 0, LATHE_ERR_ARG, {"t.lathe:2:13: a loop's bounds must be integers, got the number 2.5"}},
+    {X2 "for i in 0 {\n}\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:12: expected '..' between the loop's bounds, got '{'"}},
+    {X2 "for i of 0..2 {\n}\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: expected 'in' after the loop variable, got 'of'"}},
+    {X2 "for i in 0..200000 {\n}\n", 0, LATHE_ERR_ARG, {"t.lathe:2:10: more than 100000 loop iterations in all"}},
+    {X2 "for i in 0..2 {\n y = linear(x, 4) as l.{i / 2}\n}\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:3:25: a {...} in a name must be an integer, got the number 0.5"}},
+    {X2 "for i in 0..2 {\n y = linear(x, 4) as l.{i\n}\n", 0, LATHE_ERR_PARSE, {"expected '}' after the expression in the name"}},
+    {X2 "y = linear(x, 4) as f\ny = linear(y, 5) as f\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:3:5: linear: 'f.weight' is f32[4,3] (made at line 2), this call needs f32[5,4]",
+      "shares its parameters, so their shapes must agree"}},
+    {X2 "y = x * fc.weight\n", 0, LATHE_ERR_NAME, {"t.lathe:2:9: no parameter or buffer named 'fc.weight'"}},
+    {X2 "block b(x) {\n return x * fc.weight\n}\ny = b(x) as m\n",
+     0,
+     LATHE_ERR_NAME,
+     {"no parameter or buffer named 'm.fc.weight' or 'fc.weight'"}},
+    {X2 "let for = 2\n", 0, LATHE_ERR_PARSE, {"'for' is a keyword"}},
     /* tokens and syntax */
     {X2 "y = x $ 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '$'", "\n  y = x $ 2\n        ^"}},
     {X2 "y = x ! 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '!' (write 'not' or '!=')"}},
@@ -647,10 +726,10 @@ static const bad_case bad_cases[] = {
     {X2 "z = matmul(x, x)\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:5: matmul:"}},
     {X4 "y = conv2d(x, 4, 9) as c\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:5: conv2d"}},
     {X2 "input l: i64[2]\nz = x + l\n", 0, LATHE_ERR_DTYPE, {"t.lathe:3:7: add:"}},
-    {X2 "y = linear(x, 4) as fc\nz = linear(x, 4) as fc\n",
+    {X4 "y = batch_norm(x) as bn\nz = batch_norm(y) as bn\n",
      0,
      LATHE_ERR_NAME,
-     {"t.lathe:3:5: param: duplicate name 'fc.weight'"}},
+     {"t.lathe:3:5: batch_norm: 'bn' is already called; training would update its running statistics twice"}},
     {X2 "z = x // 2\n", 0, LATHE_ERR_ARG, {"t.lathe:2:7: '//' works on numbers only"}},
     {X2 "z = not x\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: 'not' works on numbers only, got a tensor f32[2,3]"}},
     {"let a = 1 / (2 - 2)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:11: division by zero"}},
@@ -691,10 +770,11 @@ static const bad_case bad_cases[] = {
      0,
      LATHE_ERR_NAME,
      {"t.lathe:2:13: unknown name 'zz'", "\n  in block 'f' as a.b called at t.lathe:6:5"}},
-    {"block f(x, n) {\n    return linear(x, n) as fc\n}\n" X2 "z = f(x, 3) as a\nw = f(x, 3) as a\n",
+    {"block f(x, n) {\n    return linear(x, n) as fc\n}\n" X2 "z = f(x, 3) as a\nw = f(x, 4) as a\n",
      0,
-     LATHE_ERR_NAME,
-     {"t.lathe:2:12: param: duplicate name 'a.fc.weight'", "in block 'f' as a called at t.lathe:6:5"}},
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:12: linear: 'a.fc.weight' is f32[3,3] (made at line 2), this call needs f32[4,3]",
+      "in block 'f' as a called at t.lathe:6:5"}},
     {"block f(x) {\n    return x\n}\n" X2 "y = f(x, 2)\n",
      0,
      LATHE_ERR_ARG,
@@ -929,6 +1009,7 @@ int main(void) {
         cmocka_unit_test(test_mlp),
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_eval_losses),
+        cmocka_unit_test(test_loops_and_sharing),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),
