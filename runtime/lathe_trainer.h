@@ -5,7 +5,10 @@
  * A compiled model is plain data: the training program (forward, backward
  * and buffer updates at a fixed batch), optionally an evaluation program
  * (batch norm on running statistics; per-sample "loss" and "correct"
- * outputs), their tensor tables and the constants to put in a fresh arena.
+ * outputs of B x k elements, k per sample: a sequence's tokens, and an
+ * optional "weight" of the same size, 0 for targets to leave out; the
+ * reported means are over every element counted), their tensor tables and
+ * the constants to put in a fresh arena.
  * A native trainer's generated main() is one call:
  *
  *     int main(int argc, char **argv) { return lathe_trainer_main(&model, argc, argv); }

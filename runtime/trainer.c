@@ -405,19 +405,43 @@ static void sync_eval(runner *ev, const runner *tr) {
     }
 }
 
+/* Sums over the rows of one evaluation batch of a per-sample output t (B x k
+ * elements, sample i's at [i k, (i+1) k): one sequence's tokens, say),
+ * weighted by w ("weight": 0 where a target is ignored) when there is one.
+ * An output whose size is not a multiple of B (a loss the description
+ * reduced itself) counts its first element once per sample. */
+static void add_rows(const runner *ev, const lathe_rt_tensor *t, const lathe_rt_tensor *w, int64_t B, int64_t rows,
+                     double *sum, double *count) {
+    if (!t) return;
+    int64_t k = t->numel % B == 0 ? t->numel / B : 0;
+    if (w && w->numel != t->numel) w = NULL;
+    if (k == 0) {
+        *sum += (double)rows * scalar_at(ev->prog.arena, t, 0);
+        *count += (double)rows;
+        return;
+    }
+    for (int64_t e = 0; e < rows * k; e++) {
+        *sum += scalar_at(ev->prog.arena, t, e);
+        *count += w ? scalar_at(ev->prog.arena, w, e) : 1;
+    }
+}
+
 /* Mean loss and accuracy over every sample of d: full batches, and the last
- * one padded with copies of the last sample, which are not counted. */
+ * one padded with copies of the last sample, which are not counted.  With
+ * per-token outputs ("loss" of shape [N, T] or [N*T]) the means are over
+ * tokens, ignored targets left out. */
 static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
                      double *loss, double *acc, const char *prog) {
     sync_eval(ev, tr);
-    const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT);
+    const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT),
+                          *wt = find(ev, "weight", LATHE_RT_OUTPUT);
     int64_t n = lathe_ds_count(d), B = m->batch;
     int64_t *idx = malloc(sizeof *idx * (size_t)B);
     if (!idx) {
         fail(prog, "out of memory");
         return false;
     }
-    double lsum = 0, csum = 0;
+    double lsum = 0, lcount = 0, csum = 0, ccount = 0;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         int64_t rows = n - b0 < B ? n - b0 : B;
         for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < rows ? i : rows - 1);
@@ -426,13 +450,12 @@ static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, co
             return false;
         }
         lathe_rt_run(&ev->prog, threads);
-        for (int64_t i = 0; lt && i < rows; i++)
-            lsum += lt->numel == B ? scalar_at(ev->prog.arena, lt, i) : scalar_at(ev->prog.arena, lt, 0);
-        for (int64_t i = 0; ct && i < rows; i++) csum += scalar_at(ev->prog.arena, ct, i);
+        add_rows(ev, lt, wt, B, rows, &lsum, &lcount);
+        add_rows(ev, ct, wt, B, rows, &csum, &ccount);
     }
     free(idx);
-    *loss = lt ? lsum / (double)n : NAN;
-    *acc = ct ? csum / (double)n : NAN;
+    *loss = lt && lcount > 0 ? lsum / lcount : NAN;
+    *acc = ct && ccount > 0 ? csum / ccount : NAN;
     return true;
 }
 

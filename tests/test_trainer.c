@@ -187,6 +187,31 @@ static void test_end_to_end(void **state) {
     if (strstr(out_text(), "LLVM")) fail_msg("the trainer links LLVM:\n%s", out_text());
 }
 
+/* Evaluation of a per-token loss (cross-entropy over [N*T] tokens): the mean
+ * over every token of the test set, the padded rows of the last batch left
+ * out.  The weights stay zero (--lr 0), so every token's loss is ln 4 and a
+ * token is right exactly when its target is 0 (argmax of equal logits). */
+static void test_eval_tokens(void **state) {
+    (void)state;
+    char path[512], err[512];
+    snprintf(path, sizeof path, "%s/tok.lathe", tmp);
+    FILE *f = fopen(path, "w");
+    fputs("model tok\nbatch N = 2\ninput x: f32[N, 3]\ninput y: i64[N, 3]\nparam w: f32[4] init=zeros\n"
+          "logits = reshape(x, [N * 3, 1]) * 0 + w\nloss cross_entropy(logits, reshape(y, [N * 3]))\n", f);
+    fclose(f);
+    float x[5 * 3] = {0};
+    int64_t y[5 * 3] = {1, 0, 2, 3, 3, 3, 0, 0, 1, 2, 2, 2, 0, 0, 0}; /* 3 of the first 12 are 0; the last row all 0 */
+    lathe_st_tensor ts[2] = {{"x", LATHE_RT_F32, 2, {5, 3}, x}, {"y", LATHE_RT_I64, 2, {5, 3}, y}};
+    snprintf(path, sizeof path, "%s/tok.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    int rc = run("%s train %s/tok.lathe --data %s/tok.safetensors --eval-data %s/tok.safetensors --lr 0 --epochs 1",
+                 lathe_bin, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    char want[128];
+    snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 15);
+    expect_out(want);
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -479,6 +504,7 @@ static void test_step_parity(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
+        cmocka_unit_test(test_eval_tokens),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_trainer_step),
