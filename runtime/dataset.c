@@ -642,6 +642,70 @@ oom:
 
 /* ---- using a dataset ---- */
 
+lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, bool validation,
+                                  const char *input_name, const char *target_name, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    if (T < 1 || !(held_out > 0 && held_out < 1) || !input_name || !target_name) {
+        lt_errf(err, errlen, "%s: bad text windows (context %lld, held-out fraction %g)", path ? path : "(null)",
+                (long long)T, held_out);
+        return NULL;
+    }
+    struct stat st;
+    int fd = lt_open_file(path, &st, err, errlen);
+    if (fd < 0) return NULL;
+    int64_t size = (int64_t)st.st_size;
+    if (size > LATHE_DS_MAX_BYTES / 16) {
+        lt_errf(err, errlen, "%s: %lld bytes of text would take %lld bytes as windows, over the limit of %lld", path,
+                (long long)size, (long long)size * 16, (long long)LATHE_DS_MAX_BYTES);
+        close(fd);
+        return NULL;
+    }
+    unsigned char *text = malloc((size_t)(size > 0 ? size : 1));
+    int64_t got = 0;
+    while (text && got < size) {
+        ssize_t k = read(fd, text + got, (size_t)(size - got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            lt_errf(err, errlen, "%s: read error at byte %lld: %s", path, (long long)got,
+                    k < 0 ? strerror(errno) : "the file got shorter");
+            free(text);
+            close(fd);
+            return NULL;
+        }
+        got += k;
+    }
+    close(fd);
+    if (!text) {
+        lt_errf(err, errlen, "%s: out of memory", path);
+        return NULL;
+    }
+    int64_t split = (int64_t)((double)size * (1 - held_out));
+    int64_t begin = validation ? split : 0, len = validation ? size - split : split, S = len > 0 ? (len - 1) / T : 0;
+    if (S < 1) {
+        lt_errf(err, errlen, "%s: the %s part has %lld bytes, fewer than one window of %lld + 1", path,
+                validation ? "validation" : "training", (long long)len, (long long)T);
+        free(text);
+        return NULL;
+    }
+    int64_t *x = malloc(sizeof *x * (size_t)(S * T)), *y = malloc(sizeof *y * (size_t)(S * T));
+    lathe_dataset *d = NULL;
+    if (x && y) {
+        for (int64_t s = 0; s < S; s++)
+            for (int64_t t = 0; t < T; t++) {
+                x[s * T + t] = text[begin + s * T + t];
+                y[s * T + t] = text[begin + s * T + t + 1];
+            }
+        lathe_st_tensor ts[2] = {{input_name, LATHE_RT_I64, 2, {S, T}, x}, {target_name, LATHE_RT_I64, 2, {S, T}, y}};
+        d = lathe_ds_from_tensors(ts, 2, path, err, errlen);
+    } else {
+        lt_errf(err, errlen, "%s: out of memory", path);
+    }
+    free(x);
+    free(y);
+    free(text);
+    return d;
+}
+
 int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx, int64_t batch, void *out,
                     char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;

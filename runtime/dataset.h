@@ -95,6 +95,20 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
  * differ.  NULL on error; free with lathe_ds_free. */
 lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t errlen);
 
+/* Byte-level language-modelling windows from a text file, whose bytes are
+ * the tokens (0..255).  The file is split by position: the first
+ * (1 - held_out) of its bytes are the training part, the rest the
+ * validation part (validation true), 0 < held_out < 1.  Sample s of a part
+ * that starts at byte b is the window of T + 1 bytes at b + s T: tensor
+ * input_name ([S, T], I64) holds its first T bytes and target_name its last
+ * T (the same tokens one position on), so windows overlap by one byte and
+ * S = (part bytes - 1) / T.  Refused, with a message naming the file: T < 1,
+ * held_out outside (0, 1), a file that cannot be opened or read or is not a
+ * regular file, text over LATHE_DS_MAX_BYTES / 16 bytes, a part shorter
+ * than one window.  NULL on error; free with lathe_ds_free. */
+lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, bool validation,
+                                  const char *input_name, const char *target_name, char *err, size_t errlen);
+
 /* A dataset of copies of n tensors held in memory (synthetic data, tests).
  * `what` names the source in messages (NULL: "<memory>").  Refused: n < 1,
  * a NULL or duplicate name, an unknown dtype, rank outside 1..8, a negative

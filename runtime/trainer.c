@@ -99,14 +99,19 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  /usr/share/datasets/fashion-mnist; IMAGES,LABELS: two IDX files (raw or\n"
             "  gzip), fed to the model's first non-label input and its label input; or a\n"
             "  FILE.safetensors holding one tensor per model input, named after it, samples\n"
-            "  along the first axis.  Unsigned-byte pixels are scaled to [0, 1] unless the\n"
-            "  description marks the input raw.\n"
+            "  along the first axis; or text:FILE, byte-level language modelling for a model\n"
+            "  with two inputs i64[N, T]: windows of T + 1 bytes of FILE (tokens 0..255),\n"
+            "  the first T to the first input and the last T to the second, from the first\n"
+            "  90%% of the file (its last 10%% for --eval).  Unsigned-byte pixels are scaled\n"
+            "  to [0, 1] unless the description marks the input raw.\n"
             "\n"
             "options:\n"
             "  --data SPEC            the training set (required)\n"
             "  --eval                 after each epoch (and at the end of a run that stops\n"
             "                         mid-epoch), the loss and accuracy on the test set:\n"
-            "                         --eval-data, or the t10k files of a --data directory\n"
+            "                         --eval-data, the t10k files of a --data directory or\n"
+            "                         the held-out tail of text:FILE; per-token losses are\n"
+            "                         averaged over tokens\n"
             "  --eval-data SPEC       the test set (implies --eval)\n"
             "  --epochs N             train N epochs in all (default 1)\n"
             "  --steps N              stop after N steps in all (batches), even mid-epoch;\n"
@@ -260,6 +265,9 @@ static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t 
     }
 }
 
+/* the fraction of a text:FILE held out for validation, by position */
+#define TEXT_HELD_OUT 0.1
+
 /* ---- data ------------------------------------------------------------------------------ */
 
 static void type_str(lathe_rt_dtype dtype, int rank, const int64_t *shape, char *buf, size_t len) {
@@ -305,9 +313,21 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
             raw = m->raw && m->raw[i];
             break;
         }
-    bool is_st = n > 12 && !strcmp(spec + n - 12, ".safetensors");
+    bool is_st = n > 12 && !strcmp(spec + n - 12, ".safetensors"), is_text = !strncmp(spec, "text:", 5);
     if (is_st) d = lathe_ds_load_safetensors(spec, err, sizeof err);
-    else {
+    else if (is_text) {
+        const lathe_rt_tensor *a = m->ninputs == 2 ? find(r, m->inputs[0], LATHE_RT_INPUT) : NULL,
+                              *b = m->ninputs == 2 ? find(r, m->inputs[1], LATHE_RT_INPUT) : NULL;
+        if (!a || !b || a->rank != 2 || b->rank != 2 || a->dtype != LATHE_RT_I64 || b->dtype != LATHE_RT_I64 ||
+            a->shape[1] != b->shape[1]) {
+            fail(prog, "--%s %s: text feeds a model with two inputs of i64[%s, T] (tokens, then the next tokens); "
+                 "%s has %d input%s", test ? "eval-data" : "data", spec, "N", m->name, m->ninputs,
+                 m->ninputs == 1 ? "" : "s");
+            return NULL;
+        }
+        d = lathe_ds_load_text(spec + 5, a->shape[1], TEXT_HELD_OUT, test, m->inputs[0], m->inputs[1], err,
+                               sizeof err);
+    } else {
         const char *comma = strchr(spec, ',');
         if (comma) {
             snprintf(images, sizeof images, "%.*s", (int)(comma - spec), spec);
@@ -853,8 +873,9 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         return 2;
     }
     struct stat st;
-    if (f.eval && !f.eval_data && !(stat(f.data, &st) == 0 && S_ISDIR(st.st_mode))) {
-        fail(prog, "--eval needs --eval-data SPEC: only a --data directory has its own test files (t10k-*)");
+    if (f.eval && !f.eval_data && strncmp(f.data, "text:", 5) && !(stat(f.data, &st) == 0 && S_ISDIR(st.st_mode))) {
+        fail(prog, "--eval needs --eval-data SPEC: only a --data directory (its t10k-* files) or text:FILE (its last "
+             "10%%) has its own test set");
         return 2;
     }
     if (f.save_every && !f.save) {

@@ -679,6 +679,47 @@ static void test_permutation(void **state) {
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 
+/* text: byte windows, split by position, written out by hand */
+static void test_text(void **state) {
+    (void)state;
+    char path[512], err[512];
+    path_in_tmp(path, sizeof path, "t.txt");
+    write_file(path, "abcdefghijklmnopqrst", 20, false); /* 20 bytes: 15 to train, 5 held out (0.25) */
+    lathe_dataset *d = lathe_ds_load_text(path, 3, 0.25, false, "x", "y", err, sizeof err);
+    if (!d) fail_msg("%s", err);
+    assert_int_equal(lathe_ds_count(d), 4); /* (15 - 1) / 3 windows: abcd defg ghij jklm */
+    const lathe_st_tensor *x = lathe_ds_find(d, "x"), *y = lathe_ds_find(d, "y");
+    assert_int_equal(x->dtype, LATHE_RT_I64);
+    assert_int_equal(x->shape[1], 3);
+    const char *xs = "abcdefghijkl", *ys = "bcdefghijklm";
+    for (int i = 0; i < 12; i++) {
+        assert_int_equal(((const int64_t *)x->data)[i], xs[i]);
+        assert_int_equal(((const int64_t *)y->data)[i], ys[i]);
+    }
+    lathe_ds_free(d);
+    d = lathe_ds_load_text(path, 3, 0.25, true, "x", "y", err, sizeof err); /* "pqrst": one window pqrs */
+    if (!d) fail_msg("%s", err);
+    assert_int_equal(lathe_ds_count(d), 1);
+    assert_int_equal(((const int64_t *)lathe_ds_find(d, "y")->data)[2], 's');
+    lathe_ds_free(d);
+    /* bytes above 127 are tokens 128..255 */
+    write_file(path, "\xc3\xa9\xff\x00z", 5, false);
+    d = lathe_ds_load_text(path, 1, 0.2, false, "x", "y", err, sizeof err);
+    if (!d) fail_msg("%s", err);
+    assert_int_equal(lathe_ds_count(d), 3);
+    assert_int_equal(((const int64_t *)lathe_ds_find(d, "x")->data)[0], 0xc3);
+    assert_int_equal(((const int64_t *)lathe_ds_find(d, "y")->data)[1], 0xff);
+    lathe_ds_free(d);
+    /* refused: a part shorter than a window, a bad fraction, a missing file */
+    assert_null(lathe_ds_load_text(path, 4, 0.2, true, "x", "y", err, sizeof err));
+    assert_non_null(strstr(err, "t.txt: the validation part has 1 bytes, fewer than one window of 4 + 1"));
+    assert_null(lathe_ds_load_text(path, 4, 1.5, false, "x", "y", err, sizeof err));
+    assert_non_null(strstr(err, "held-out fraction 1.5"));
+    path_in_tmp(path, sizeof path, "missing.txt");
+    assert_null(lathe_ds_load_text(path, 4, 0.1, false, "x", "y", err, sizeof err));
+    assert_non_null(strstr(err, "missing.txt"));
+}
+
 static void test_fashion_mnist(void **state) {
     (void)state;
     struct stat st;
@@ -729,6 +770,7 @@ int main(void) {
         cmocka_unit_test(test_gather_check),
         cmocka_unit_test(test_safetensors_and_memory),
         cmocka_unit_test(test_permutation),
+        cmocka_unit_test(test_text),
         cmocka_unit_test(test_fashion_mnist),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
