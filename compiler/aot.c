@@ -150,11 +150,13 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
     fprintf(o, ", .classes = %lld, .classify = %d}, .train = train_PROGRAM%s};\n", (long long)s->info.classes, s->info.classify,
             eval ? ", .eval = eval_PROGRAM" : "");
     fputs("int main(int argc, char **argv) {\n"
-          "    if (argc > 1 && !strcmp(argv[1], \"step\")) {\n"
+          "    if (argc > 1 && (!strcmp(argv[1], \"step\") || !strcmp(argv[1], \"sample\"))) {\n"
           "        char prog[4096];\n"
-          "        snprintf(prog, sizeof prog, \"%s step\", argv[0]);\n"
+          "        int step = argv[1][1] == 't';\n"
+          "        snprintf(prog, sizeof prog, \"%s %s\", argv[0], argv[1]);\n"
           "        argv[1] = prog;\n"
-          "        return lathe_trainer_step_main(&model, argc - 1, argv + 1);\n"
+          "        return step ? lathe_trainer_step_main(&model, argc - 1, argv + 1)\n"
+          "                    : lathe_trainer_sample_main(&model, argc - 1, argv + 1);\n"
           "    }\n"
           "    return lathe_trainer_main(&model, argc, argv);\n}\n", o);
 }
@@ -265,7 +267,7 @@ static void as_model(const lathe_trainer_spec *s, lathe_program *tr, lathe_progr
     if (ev) m->eval = (lathe_rt_compiled){ev->rt, ev->tensors, ev->ntensors, NULL, 0};
 }
 
-int lathe_trainer_jit_main(const lathe_trainer_spec *s, bool step, int argc, char **argv) {
+int lathe_trainer_jit_main(const lathe_trainer_spec *s, lathe_run_kind kind, int argc, char **argv) {
     lathe_program *tr, *ev;
     char err[2048];
     if (compile_both(s, LATHE_BACKEND_JIT, &tr, &ev, err, sizeof err) != LATHE_OK) {
@@ -274,7 +276,9 @@ int lathe_trainer_jit_main(const lathe_trainer_spec *s, bool step, int argc, cha
     }
     lathe_trainer_model m;
     as_model(s, tr, ev, &m);
-    int rc = step ? lathe_trainer_step_main(&m, argc, argv) : lathe_trainer_main(&m, argc, argv);
+    int rc = kind == LATHE_RUN_STEP     ? lathe_trainer_step_main(&m, argc, argv)
+             : kind == LATHE_RUN_SAMPLE ? lathe_trainer_sample_main(&m, argc, argv)
+                                        : lathe_trainer_main(&m, argc, argv);
     lathe_program_free(tr);
     lathe_program_free(ev);
     return rc;

@@ -36,10 +36,13 @@ typedef struct {
  * (default: this build's).  The message of a failure is in err. */
 lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen);
 
-/* `lathe train` (step false) and `lathe step` (step true): JIT-compile both
- * graphs for this host and run lathe_trainer_main or lathe_trainer_step_main
- * on argv.  Returns the exit status. */
-int lathe_trainer_jit_main(const lathe_trainer_spec *s, bool step, int argc, char **argv);
+/* What lathe_trainer_jit_main runs. */
+typedef enum { LATHE_RUN_TRAIN, LATHE_RUN_STEP, LATHE_RUN_SAMPLE } lathe_run_kind;
+
+/* `lathe train`, `lathe step` and `lathe sample`: JIT-compile both graphs for
+ * this host and run lathe_trainer_main, lathe_trainer_step_main or
+ * lathe_trainer_sample_main on argv.  Returns the exit status. */
+int lathe_trainer_jit_main(const lathe_trainer_spec *s, lathe_run_kind kind, int argc, char **argv);
 
 #ifdef __cplusplus
 }

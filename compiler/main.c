@@ -24,6 +24,7 @@ static const char *main_usage =
     "  train MODEL [flags]        train a model in process (JIT), as a trainer would\n"
     "  step MODEL --batch B.safetensors -o OUT.safetensors\n"
     "                             one training step: loss, outputs, gradients, new parameters\n"
+    "  sample MODEL --load CK     generate text from a language model trained on text:FILE\n"
     "  dump FILE                  check a model and print it at a compiler stage (text or DOT)\n"
     "\n"
     "MODEL and FILE: a model description (NAME.lathe) or Lathe's text IR (any other\n"
@@ -310,21 +311,22 @@ static const char *batch_flag(int argc, char **argv, int i) {
     return eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
 }
 
-/* lathe train and lathe step: MODEL is the first operand; the rest goes to
- * the driver with MODEL removed. */
-static int cmd_train_or_step(int argc, char **argv, bool step) {
-    const char *verb = step ? "step" : "train";
+/* lathe train, lathe step and lathe sample: MODEL is the first operand; the
+ * rest goes to the driver with MODEL removed. */
+static int cmd_run(int argc, char **argv, lathe_run_kind kind) {
+    bool step = kind == LATHE_RUN_STEP;
+    const char *verb = step ? "step" : kind == LATHE_RUN_SAMPLE ? "sample" : "train";
     model_opts mo = {0};
     if ((argc = take_defines(argc, argv, &mo, verb)) < 0) return 2;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            if (!step) {
+            if (kind == LATHE_RUN_TRAIN) {
                 fputs(train_usage_head, stdout);
                 lathe_trainer_usage(stdout, "lathe train MODEL");
                 return 0;
             }
-            char *h[] = {"lathe step", "--help", NULL};
-            return lathe_trainer_step_main(NULL, 2, h);
+            char *h[] = {step ? "lathe step" : "lathe sample", "--help", NULL};
+            return step ? lathe_trainer_step_main(NULL, 2, h) : lathe_trainer_sample_main(NULL, 2, h);
         }
     int mi = 1;
     if (argc < 2 || argv[1][0] == '-') {
@@ -354,7 +356,7 @@ static int cmd_train_or_step(int argc, char **argv, bool step) {
     }
     model m;
     if (load_model(verb, path, &mo, !step, &m)) return 1;
-    int rc = lathe_trainer_jit_main(&m.spec, step, argc, argv);
+    int rc = lathe_trainer_jit_main(&m.spec, kind, argc, argv);
     model_free(&m);
     return rc;
 }
@@ -484,8 +486,9 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(verb, "dump")) return cmd_dump(argc - 1, argv + 1);
     if (!strcmp(verb, "compile")) return cmd_compile(argc - 1, argv + 1);
-    if (!strcmp(verb, "train")) return cmd_train_or_step(argc - 1, argv + 1, false);
-    if (!strcmp(verb, "step")) return cmd_train_or_step(argc - 1, argv + 1, true);
+    if (!strcmp(verb, "train")) return cmd_run(argc - 1, argv + 1, LATHE_RUN_TRAIN);
+    if (!strcmp(verb, "step")) return cmd_run(argc - 1, argv + 1, LATHE_RUN_STEP);
+    if (!strcmp(verb, "sample")) return cmd_run(argc - 1, argv + 1, LATHE_RUN_SAMPLE);
     fprintf(stderr, "lathe: unknown verb '%s'\n%s", verb, main_usage);
     return 2;
 }

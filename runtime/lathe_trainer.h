@@ -83,6 +83,12 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv);
  * name.  Exit status as lathe_trainer_main. */
 int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv);
 
+/* `sample`'s command line (--load CK, --length, --temperature, --top-k,
+ * --prompt, --seed, --threads; --help prints them): text from a byte-level
+ * language model (trained on text:FILE), generated with the evaluation
+ * program, printed on standard output.  Exit status as lathe_trainer_main. */
+int lathe_trainer_sample_main(const lathe_trainer_model *m, int argc, char **argv);
+
 /* Usage text of the training flags (for --help of `lathe train` and of a
  * native trainer); prog names the command. */
 void lathe_trainer_usage(FILE *out, const char *prog);

@@ -212,6 +212,48 @@ static void test_eval_tokens(void **state) {
     expect_out(want);
 }
 
+/* text:FILE and sample: a bigram table learns that b follows a and a
+ * follows b; greedy sampling continues "a" with "babab..."; a native
+ * trainer samples the same text as `lathe sample`, on any thread count. */
+static void test_text_and_sample(void **state) {
+    (void)state;
+    char path[512], codes[2048];
+    int k = 0;
+    for (int i = 0; i < 256; i++) k += snprintf(codes + k, sizeof codes - (size_t)k, "%s%d", i ? ", " : "", i);
+    snprintf(path, sizeof path, "%s/bigram.lathe", tmp);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "model bigram\nbatch N = 4\ninput x: i64[N, 8]\ninput y: i64[N, 8]\n"
+               "param table: f32[256, 256] init=zeros\ncodes = tensor([%s], i64)\n"
+               "logits = matmul(cast(reshape(x, [N * 8, 1]) == codes, f32), table)\noutput logits\n"
+               "loss cross_entropy(logits, reshape(y, [N * 8]))\n", codes);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/ab.txt", tmp);
+    f = fopen(path, "w");
+    for (int i = 0; i < 400; i++) fputs("ab", f);
+    fclose(f);
+    int rc = run("%s train %s/bigram.lathe --data text:%s/ab.txt --lr 1 --epochs 3 --eval --save %s/bigram.ck", lathe_bin,
+                 tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    expect_out("test accuracy 100.00%"); /* the held-out tail alternates too */
+    assert_int_equal(run("%s sample %s/bigram.lathe --load %s/bigram.ck --prompt xa --length 9 --temperature 0",
+                         lathe_bin, tmp, tmp), 0);
+    expect_out("xababababab\n");
+    assert_int_equal(run("%s sample %s/bigram.lathe --load %s/bigram.ck --length 30 --seed 7 --threads 1 > %s/s1",
+                         lathe_bin, tmp, tmp, tmp), 0);
+    if (run("%s compile %s/bigram.lathe -o %s/bigram", lathe_bin, tmp, tmp) != 0)
+        fail_msg("lathe compile failed:\n%s", out_text());
+    assert_int_equal(run("%s/bigram sample --load %s/bigram.ck --length 30 --seed 7 --threads 2 > %s/s2", tmp, tmp, tmp),
+                     0);
+    assert_true(same_file("s1", "s2"));
+    /* bad uses: no checkpoint, a model without token inputs */
+    assert_int_equal(run("%s/bigram sample --length 3", tmp), 2);
+    expect_out("--load CK is required");
+    assert_int_equal(run("%s/fashion sample --load %s/bigram.ck", tmp, tmp), 1);
+    expect_out("sampling needs a first input of i64[N, T]");
+    assert_int_equal(run("%s/fashion --data text:%s/ab.txt", tmp, tmp), 1);
+    expect_out("text feeds a model with two inputs of i64[N, T]");
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -505,6 +547,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_eval_tokens),
+        cmocka_unit_test(test_text_and_sample),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_trainer_step),
