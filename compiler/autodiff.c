@@ -28,6 +28,9 @@ typedef struct {
 
 static lathe_node *sc(ad *a, const lathe_node *like, double v) { return lathe_scalar(a->g, like->dtype, v); }
 
+/* <math.h> defines no M_ constants in C11 */
+static const double TWO_OVER_SQRT_PI = 1.1283791670955126; /* 2/sqrt(pi) */
+
 static void acc(ad *a, int k, lathe_node *y, lathe_node *gx) {
     lathe_node *x = y->in[k];
     if (!gx || !a->rg[x->id]) return;
@@ -184,6 +187,9 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     case LT_OP_RELU: acc(a, 0, y, lathe_where(g, lathe_gt(g, y, sc(a, y, 0)), gy, sc(a, y, 0))); break;
     case LT_OP_SIGMOID: acc(a, 0, y, lathe_mul(g, gy, lathe_mul(g, y, lathe_sub(g, sc(a, y, 1), y)))); break;
     case LT_OP_TANH: acc(a, 0, y, lathe_mul(g, gy, lathe_sub(g, sc(a, y, 1), lathe_mul(g, y, y)))); break;
+    case LT_OP_ERF: /* gy * 2/sqrt(pi) * exp(-x^2) */
+        acc(a, 0, y, lathe_mul(g, gy, lathe_mul(g, sc(a, y, TWO_OVER_SQRT_PI), lathe_exp(g, lathe_neg(g, lathe_mul(g, x, x))))));
+        break;
     case LT_OP_POW_SCALAR: {
         double e = y->attr[0].f;
         if (e == 0) acc(a, 0, y, lathe_broadcast_to(g, sc(a, y, 0), x->rank, x->shape));

@@ -16,8 +16,8 @@
  * elements does NOT contract: their vectorized body and scalar remainder
  * would contract differently, and since the thread count moves the chunk
  * boundaries, an element could round differently on 1 and 2 threads.
- * Nothing assumes no NaNs or infinities.  exp, log, tanh, sigmoid and rsqrt
- * come from mathlib.c, never libm.
+ * Nothing assumes no NaNs or infinities.  exp, log, tanh, sigmoid, erf and
+ * rsqrt come from mathlib.c, never libm.
  *
  * Two rewrites of the loop nest help LLVM's vectorizers, since the pass
  * pipeline does not unroll: the last two loops of a nest (over elements or
@@ -151,6 +151,7 @@ static LLVMValueRef gen_unary(cg *c, const lt_expr *e) {
     case LT_OP_LOG: return lt_emit_log(c->mod, c->b, x);
     case LT_OP_TANH: return lt_emit_tanh(c->mod, c->b, x);
     case LT_OP_SIGMOID: return lt_emit_sigmoid(c->mod, c->b, x);
+    case LT_OP_ERF: return lt_emit_erf(c->mod, c->b, x);
     case LT_OP_RSQRT: return lt_emit_rsqrt(c->mod, c->b, x);
     case LT_OP_SQRT: return intrinsic(c, "llvm.sqrt", t, &x, 1);
     case LT_OP_ABS:

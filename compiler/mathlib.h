@@ -1,4 +1,4 @@
-/* mathlib.h - exp, log, tanh and sigmoid emitted as LLVM IR, without libm.
+/* mathlib.h - exp, log, tanh, sigmoid and erf emitted as LLVM IR, without libm.
  *
  * Each function emits (once per module) an internal, always-inline function
  * of straight-line arithmetic on f32 or f64 (range reduction, polynomials,
@@ -16,6 +16,7 @@ LLVMValueRef lt_emit_exp(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 LLVMValueRef lt_emit_log(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 LLVMValueRef lt_emit_tanh(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 LLVMValueRef lt_emit_sigmoid(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
+LLVMValueRef lt_emit_erf(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 /* 1 / sqrt(x) through llvm.sqrt (a hardware instruction, not a libm call). */
 LLVMValueRef lt_emit_rsqrt(LLVMModuleRef m, LLVMBuilderRef b, LLVMValueRef x);
 

@@ -86,6 +86,7 @@ UNARY(lathe_sqrt, SQRT)
 UNARY(lathe_rsqrt, RSQRT)
 UNARY(lathe_sigmoid, SIGMOID)
 UNARY(lathe_tanh, TANH)
+UNARY(lathe_erf, ERF)
 #undef UNARY
 
 lathe_node *lathe_where(lathe_graph *g, lathe_node *c, lathe_node *a, lathe_node *b) {

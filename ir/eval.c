@@ -207,6 +207,7 @@ static double unary_op(const lathe_node *n, double x) {
     case LT_OP_RELU: return isnan(x) || x > 0 ? x : 0; /* keeps NaN, as torch.relu */
     case LT_OP_SIGMOID: return 1 / (1 + exp(-x));
     case LT_OP_TANH: return tanh(x);
+    case LT_OP_ERF: return erf(x);
     case LT_OP_POW_SCALAR: return pow(x, n->attr[0].f);
     case LT_OP_CAST: return x; /* round_to does the conversion to the new dtype */
     default: LT_ASSERT(!"not a unary op");
@@ -732,7 +733,7 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
 
     /* y has x's shape */
     case LT_OP_NEG: case LT_OP_EXP: case LT_OP_LOG: case LT_OP_SQRT: case LT_OP_RSQRT:
-    case LT_OP_ABS: case LT_OP_RELU: case LT_OP_SIGMOID: case LT_OP_TANH:
+    case LT_OP_ABS: case LT_OP_RELU: case LT_OP_SIGMOID: case LT_OP_TANH: case LT_OP_ERF:
     case LT_OP_POW_SCALAR: case LT_OP_CAST:
         for (int64_t i = 0; i < n->numel; i++) y[i] = unary_op(n, x[i]);
         return LATHE_OK;

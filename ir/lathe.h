@@ -209,6 +209,8 @@ lathe_node *lathe_sqrt(lathe_graph *g, lathe_node *x);
 lathe_node *lathe_rsqrt(lathe_graph *g, lathe_node *x);
 lathe_node *lathe_sigmoid(lathe_graph *g, lathe_node *x);
 lathe_node *lathe_tanh(lathe_graph *g, lathe_node *x);
+/* The error function, 2/sqrt(pi) times the integral of exp(-t^2) from 0 to x. */
+lathe_node *lathe_erf(lathe_graph *g, lathe_node *x);
 /* Convert between dtypes (float to int truncates toward zero; to bool is != 0). */
 lathe_node *lathe_cast(lathe_graph *g, lathe_node *x, lathe_dtype dtype);
 

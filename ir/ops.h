@@ -89,6 +89,7 @@
   X(RELU,            "relu",                 1, 1, UNARY,     "") \
   X(SIGMOID,         "sigmoid",              1, 1, UNARY,     "") \
   X(TANH,            "tanh",                 1, 1, UNARY,     "") \
+  X(ERF,             "erf",                  1, 1, UNARY,     "") \
   X(POW_SCALAR,      "pow_scalar",           1, 1, UNARY,     "exponent:f") \
   X(CAST,            "cast",                 1, 1, UNARY,     "dtype:t") \
   X(SUM,             "sum",                  1, 1, REDUCE,    "axes:l keepdim:b") \

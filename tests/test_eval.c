@@ -95,6 +95,8 @@ CASE(c_relu) { return lathe_relu(G, IN("x", (4), -1, 0, 2, NAN)); }
 CASE(c_relu_i64) { return lathe_relu(G, INT("x", LATHE_I64, (2), -3, 4)); }
 CASE(c_sigmoid) { return lathe_sigmoid(G, IN("x", (3), 0, LN3, -LN3)); }
 CASE(c_tanh) { return lathe_tanh(G, IN("x", (3), 0, LN2, -LN2)); }
+CASE(c_erf) { return lathe_erf(G, IN("x", (6), 0, -0.0, 0.5, 1, -2, 3)); }
+CASE(c_erf_special) { return lathe_erf(G, IN("x", (3), INFINITY, -INFINITY, NAN)); }
 CASE(c_pow_scalar) { return lathe_pow_scalar(G, IN("x", (3), 2, 3, -2), 3); }
 CASE(c_pow_scalar_frac) { return lathe_pow_scalar(G, IN("x", (2), 4, 9), -0.5); }
 CASE(c_cast_i64) { return lathe_cast(G, IN("x", (4), 1.7, -1.7, 2.5, -0.5), LATHE_I64); }
@@ -343,6 +345,10 @@ static const hand_case hand_cases[] = {
     H("sigmoid", SIGMOID, c_sigmoid, "f64[3]", 0.5, 0.75, 0.25),
     /* tanh(ln 2) = (2 - 1/2)/(2 + 1/2) = .6 */
     H("tanh", TANH, c_tanh, "f64[3]", 0, 0.6, -0.6),
+    /* Abramowitz and Stegun, table 7.1 (to 15 places; the digits beyond from mpmath) */
+    H("erf", ERF, c_erf, "f64[6]", 0, -0.0, 0.52049987781304654, 0.84270079294971487, -0.99532226501895273,
+      0.99997790950300141),
+    H("erf/special", ERF, c_erf_special, "f64[3]", 1, -1, NAN),
     H("pow_scalar", POW_SCALAR, c_pow_scalar, "f64[3]", 8, 27, -8),
     H("pow_scalar/frac", POW_SCALAR, c_pow_scalar_frac, "f64[2]", 0.5, 1.0 / 3),
     H("cast/f64-i64", CAST, c_cast_i64, "i64[4]", 1, -1, 2, 0),    /* truncates toward zero */

@@ -1,4 +1,4 @@
-/* test_mathlib.c - the emitted exp, log, tanh, sigmoid and rsqrt against libm.
+/* test_mathlib.c - the emitted exp, log, tanh, sigmoid, erf and rsqrt against libm.
  *
  * One module holds a loop kernel per function and dtype,
  *     void k_exp_f32(float *in, float *out, i64 n)  // out[i] = exp(in[i])
@@ -62,7 +62,7 @@ typedef struct {
     double lo, hi;
 } range;
 
-enum { F_EXP, F_LOG, F_TANH, F_SIGMOID, F_RSQRT, NFN };
+enum { F_EXP, F_LOG, F_TANH, F_SIGMOID, F_ERF, F_RSQRT, NFN };
 
 /* Per function: the emitter, the references, two dense ranges per dtype, a
  * flag for sweeping positive bit patterns only, and the ulp bound per dtype
@@ -83,6 +83,7 @@ static const struct {
     [F_TANH] = {"tanh", lt_emit_tanh, tanh, tanhl, {{-30, 30}, {-1, 1}}, {{-30, 30}, {-1, 1}}, 0, {2, 2}},
     [F_SIGMOID] = {"sigmoid", lt_emit_sigmoid, sigmoid_d, sigmoid_l, {{-30, 30}, {-110, 100}},
                    {{-30, 30}, {-750, 750}}, 0, {2, 2}},
+    [F_ERF] = {"erf", lt_emit_erf, erf, erfl, {{-5, 5}, {-1.5, 1.5}}, {{-7, 7}, {-1.5, 1.5}}, 0, {2, 2}},
     [F_RSQRT] = {"rsqrt", lt_emit_rsqrt, rsqrt_d, rsqrt_l, {{0, 16}, {0.25, 4}}, {{0, 16}, {0.25, 4}}, 1, {2, 2}},
 };
 
@@ -375,6 +376,14 @@ static vec inputs(int f, int d, size_t count) {
         push_around(&v, d, -t, 16);
     }
     if (f == F_LOG) push_around(&v, d, 1.0, 4096);
+    /* erf switches formulas at 1 (and 2.5 in f64) and is capped at 4 (6) */
+    if (f == F_ERF)
+        for (int s = -1; s <= 1; s += 2) {
+            push_around(&v, d, s * 1.0, 1024);
+            push_around(&v, d, s * 2.5, 256);
+            push_around(&v, d, s * (d ? 6.0 : 4.0), 256);
+            push_around(&v, d, s * (d ? 5.921 : 3.919), 256); /* where erf starts to round to 1 */
+        }
     for (int r = 0; r < 2; r++) {
         range g = d ? fns[f].r64[r] : fns[f].r32[r];
         size_t n = r == 0 ? count : count / 4;
@@ -439,6 +448,7 @@ static void test_exp(void **state) { sweep(*state, F_EXP, 0), sweep(*state, F_EX
 static void test_log(void **state) { sweep(*state, F_LOG, 0), sweep(*state, F_LOG, 1); }
 static void test_tanh(void **state) { sweep(*state, F_TANH, 0), sweep(*state, F_TANH, 1); }
 static void test_sigmoid(void **state) { sweep(*state, F_SIGMOID, 0), sweep(*state, F_SIGMOID, 1); }
+static void test_erf(void **state) { sweep(*state, F_ERF, 0), sweep(*state, F_ERF, 1); }
 static void test_rsqrt(void **state) { sweep(*state, F_RSQRT, 0), sweep(*state, F_RSQRT, 1); }
 
 /* ---- exact special values ----------------------------------------------- */
@@ -462,6 +472,9 @@ static const struct {
     {F_SIGMOID, NAN, NAN}, {F_SIGMOID, INFINITY, 1}, {F_SIGMOID, -INFINITY, 0}, {F_SIGMOID, 0, 0.5},
     {F_SIGMOID, -0.0, 0.5}, {F_SIGMOID, 1e4, 1}, {F_SIGMOID, -1e4, 0}, {F_SIGMOID, FLT_MAX, 1},
     {F_SIGMOID, -FLT_MAX, 0},
+
+    {F_ERF, NAN, NAN}, {F_ERF, 0, 0}, {F_ERF, -0.0, -0.0}, {F_ERF, INFINITY, 1}, {F_ERF, -INFINITY, -1},
+    {F_ERF, 6, 1}, {F_ERF, -6, -1}, {F_ERF, 1e4, 1}, {F_ERF, -1e4, -1}, {F_ERF, FLT_MAX, 1}, {F_ERF, -FLT_MAX, -1},
 
     {F_RSQRT, NAN, NAN}, {F_RSQRT, 0, INFINITY}, {F_RSQRT, -0.0, -INFINITY}, {F_RSQRT, INFINITY, 0},
     {F_RSQRT, -1, NAN}, {F_RSQRT, -INFINITY, NAN}, {F_RSQRT, 1, 1}, {F_RSQRT, 4, 0.5}, {F_RSQRT, 0.25, 2},
@@ -541,11 +554,10 @@ static void test_vectorized(void **state) {
 static void test_emitted_functions(void **state) {
     fixture *fx = *state;
     const char *s = fx->plain_text;
-    const char *names[] = {"exp", "log", "tanh", "sigmoid", "rsqrt"};
     for (int f = 0; f < NFN; f++)
         for (int d = 0; d < 2; d++) {
             char def[96];
-            snprintf(def, sizeof def, "define internal %s @lathe.%s.%s(", d ? "double" : "float", names[f],
+            snprintf(def, sizeof def, "define internal %s @lathe.%s.%s(", d ? "double" : "float", fns[f].name,
                      d ? "f64" : "f32");
             const char *p = strstr(s, def);
             if (!p) fail_msg("missing %s in\n%s", def, s);
@@ -608,6 +620,7 @@ int main(void) {
         cmocka_unit_test(test_log),
         cmocka_unit_test(test_tanh),
         cmocka_unit_test(test_sigmoid),
+        cmocka_unit_test(test_erf),
         cmocka_unit_test(test_rsqrt),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

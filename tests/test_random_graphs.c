@@ -282,6 +282,7 @@ static val *op_unary(gen *s, lt_op op, val *x) {
     case LT_OP_RSQRT: return push(s, lathe_rsqrt(g, n), 1 / sqrt(hi), 1 / sqrt(lo));
     case LT_OP_SIGMOID: return push(s, lathe_sigmoid(g, n), 1 / (1 + exp(-lo)), 1 / (1 + exp(-hi)));
     case LT_OP_TANH: return push(s, lathe_tanh(g, n), tanh(lo), tanh(hi));
+    case LT_OP_ERF: return push(s, lathe_erf(g, n), erf(lo), erf(hi));
     default: LT_ASSERT(0);
     }
     return NULL;
@@ -425,8 +426,8 @@ static val *g_pow(gen *s) {
 }
 
 static val *g_unary(gen *s) {
-    static const lt_op ops[] = {LT_OP_NEG, LT_OP_ABS, LT_OP_RELU, LT_OP_SIGMOID, LT_OP_TANH, LT_OP_EXP};
-    lt_op op = ops[ri(s, 0, 5)];
+    static const lt_op ops[] = {LT_OP_NEG, LT_OP_ABS, LT_OP_RELU, LT_OP_SIGMOID, LT_OP_TANH, LT_OP_EXP, LT_OP_ERF};
+    lt_op op = ops[ri(s, 0, 6)];
     val *x = pick(s, 0, MAXR, false);
     if (op == LT_OP_EXP) x = tame(s, x, 3);
     return x ? op_unary(s, op, x) : NULL;

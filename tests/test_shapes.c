@@ -25,7 +25,7 @@ static const struct {
     {"where", "f64[2,3]"}, /* bool[2,1], [2,3], [3] */
     {"neg", "f64[2,3]"}, {"exp", "f64[2,3]"}, {"log", "f64[2,3]"}, {"sqrt", "f64[2,3]"},
     {"rsqrt", "f64[2,3]"}, {"abs", "f64[2,3]"}, {"relu", "f64[2,3]"}, {"sigmoid", "f64[2,3]"},
-    {"tanh", "f64[2,3]"}, {"pow_scalar", "f64[2,3]"}, {"pow_scalar/frac", "f64[4]"},
+    {"tanh", "f64[2,3]"}, {"erf", "f64[2,3]"}, {"pow_scalar", "f64[2,3]"}, {"pow_scalar/frac", "f64[4]"},
     {"cast", "f64[2,3]"}, {"cast/int", "f64[5]"},
     {"sum", "f64[2,1,4]"},        /* [2,3,4] axes 1 keepdim */
     {"sum/all", "f64[]"},
@@ -172,6 +172,7 @@ BAD(b_pool_padding) { return lathe_max_pool2d(g, IN32("x", 1, 1, 4, 4), 2, 1, 2)
 BAD(b_adaptive0) { return lathe_adaptive_avg_pool2d(g, IN32("x", 1, 1, 4, 4), 0, 1); }
 BAD(b_dtype) { return lathe_add(g, IN32("x", 2), lathe_input(g, "y", LATHE_F64, LATHE_DIMS(2))); }
 BAD(b_dtype_exp) { return lathe_exp(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2))); }
+BAD(b_dtype_erf) { return lathe_erf(g, lathe_input(g, "x", LATHE_BOOL, LATHE_DIMS(2))); }
 BAD(b_dtype_bool_add) { lathe_node *c = lathe_input(g, "c", LATHE_BOOL, LATHE_DIMS(2)); return lathe_add(g, c, c); }
 BAD(b_dtype_mean_int) { return lathe_mean(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2)), 0, NULL, false); }
 BAD(b_where_cond) { return lathe_where(g, IN32("c", 2), IN32("x", 2), IN32("y", 2)); }
@@ -345,6 +346,7 @@ static const struct {
     {"adaptive pool size 0", b_adaptive0, LATHE_ERR_ARG, "output size must be >= 1"},
     {"dtype mismatch", b_dtype, LATHE_ERR_DTYPE, "add: operand dtypes differ (f32[2], f64[2])"},
     {"exp of an integer", b_dtype_exp, LATHE_ERR_DTYPE, "exp: input must be f32 or f64, got i64[2]"},
+    {"erf of bools", b_dtype_erf, LATHE_ERR_DTYPE, "erf: input must be f32 or f64, got bool[2]"},
     {"add of bools", b_dtype_bool_add, LATHE_ERR_DTYPE, "add: bool operands"},
     {"mean of integers", b_dtype_mean_int, LATHE_ERR_DTYPE, "mean: input must be f32 or f64"},
     {"where condition not bool", b_where_cond, LATHE_ERR_DTYPE, "where: condition must be bool, got f32[2]"},

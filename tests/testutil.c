@@ -64,6 +64,8 @@ S(s_abs) { return lathe_abs(g, X((2, 3))); }
 S(s_relu) { return lathe_relu(g, X((2, 3))); }
 S(s_sigmoid) { return lathe_sigmoid(g, X((2, 3))); }
 S(s_tanh) { return lathe_tanh(g, X((2, 3))); }
+/* x in [-3, 3): both of the JIT's formulas (|x| < 1 and above) */
+S(s_erf) { return lathe_erf(g, lathe_mul(g, X((2, 3)), lathe_scalar(g, t, 3))); }
 S(s_pow_scalar) { return lathe_pow_scalar(g, X((2, 3)), 3); }
 S(s_pow_scalar_frac) { return lathe_pow_scalar(g, XP((4)), -0.5); }
 S(s_cast) {
@@ -215,7 +217,7 @@ const sample samples[] = {
     E("ne", NE, s_ne), E("where", WHERE, s_where),
     E("neg", NEG, s_neg), E("exp", EXP, s_exp), E("log", LOG, s_log), E("sqrt", SQRT, s_sqrt),
     E("rsqrt", RSQRT, s_rsqrt), E("abs", ABS, s_abs), E("relu", RELU, s_relu),
-    E("sigmoid", SIGMOID, s_sigmoid), E("tanh", TANH, s_tanh),
+    E("sigmoid", SIGMOID, s_sigmoid), E("tanh", TANH, s_tanh), E("erf", ERF, s_erf),
     E("pow_scalar", POW_SCALAR, s_pow_scalar), E("pow_scalar/frac", POW_SCALAR, s_pow_scalar_frac),
     E("cast", CAST, s_cast), E("cast/int", CAST, s_cast_int),
     E("sum", SUM, s_sum), E("sum/all", SUM, s_sum_all), E("sum/neg-axes", SUM, s_sum_neg),
