@@ -29,7 +29,11 @@ typedef struct {
 static lathe_node *sc(ad *a, const lathe_node *like, double v) { return lathe_scalar(a->g, like->dtype, v); }
 
 /* <math.h> defines no M_ constants in C11 */
-static const double TWO_OVER_SQRT_PI = 1.1283791670955126; /* 2/sqrt(pi) */
+static const double TWO_OVER_SQRT_PI = 1.1283791670955126;    /* 2/sqrt(pi) */
+static const double SQRT1_2 = 0.70710678118654752440;         /* 1/sqrt(2) */
+static const double INV_SQRT_2PI = 0.39894228040143267794;    /* 1/sqrt(2 pi) */
+static const double SQRT_2_OVER_PI = 0.79788456080286535588;  /* sqrt(2/pi) */
+static const double GELU_TANH_C = 0.044715;                   /* of gelu's tanh form */
 
 static void acc(ad *a, int k, lathe_node *y, lathe_node *gx) {
     lathe_node *x = y->in[k];
@@ -123,6 +127,25 @@ static void batch_norm_rule(ad *a, lathe_node *y, lathe_node *gy) {
     if (a->rg[y->in[2]->id]) acc(a, 2, y, lathe_sum(g, gy, 3, axes, false));
 }
 
+/* d gelu(x) / dx.  Exact: Phi(x) + x phi(x) = 0.5 (1 + erf(x/sqrt 2)) +
+ * x exp(-x^2/2)/sqrt(2 pi).  Tanh form, as PyTorch's: with k = sqrt(2/pi),
+ * t = tanh(k (x + c x^3)), 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3c x^2). */
+static lathe_node *gelu_grad(ad *a, lathe_node *x, bool approximate) {
+    lathe_graph *g = a->g;
+    lathe_node *half = sc(a, x, 0.5), *one = sc(a, x, 1), *x2 = lathe_mul(g, x, x);
+    if (!approximate) {
+        lathe_node *cdf = lathe_mul(g, half, lathe_add(g, one, lathe_erf(g, lathe_mul(g, x, sc(a, x, SQRT1_2)))));
+        lathe_node *pdf = lathe_mul(g, sc(a, x, INV_SQRT_2PI), lathe_exp(g, lathe_mul(g, x2, sc(a, x, -0.5))));
+        return lathe_add(g, cdf, lathe_mul(g, x, pdf));
+    }
+    lathe_node *inner = lathe_mul(g, sc(a, x, SQRT_2_OVER_PI), lathe_add(g, x, lathe_mul(g, sc(a, x, GELU_TANH_C), lathe_mul(g, x2, x))));
+    lathe_node *t = lathe_tanh(g, inner);
+    lathe_node *left = lathe_mul(g, half, lathe_add(g, one, t));
+    lathe_node *dinner = lathe_mul(g, sc(a, x, SQRT_2_OVER_PI), lathe_add(g, one, lathe_mul(g, sc(a, x, 3 * GELU_TANH_C), x2)));
+    lathe_node *right = lathe_mul(g, lathe_mul(g, lathe_mul(g, half, x), lathe_sub(g, one, lathe_mul(g, t, t))), dinner);
+    return lathe_add(g, left, right);
+}
+
 /* Apply y's rule to its cotangent gy. */
 static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     lathe_graph *g = a->g;
@@ -190,6 +213,26 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     case LT_OP_ERF: /* gy * 2/sqrt(pi) * exp(-x^2) */
         acc(a, 0, y, lathe_mul(g, gy, lathe_mul(g, sc(a, y, TWO_OVER_SQRT_PI), lathe_exp(g, lathe_neg(g, lathe_mul(g, x, x))))));
         break;
+    case LT_OP_GELU: acc(a, 0, y, lathe_mul(g, gy, gelu_grad(a, x, y->attr[0].v[0]))); break;
+    case LT_OP_SILU: { /* s (1 + x (1 - s)) with s = sigmoid(x), as PyTorch */
+        lathe_node *s = lathe_sigmoid(g, x);
+        acc(a, 0, y, lathe_mul(g, gy, lathe_mul(g, s, lathe_add(g, sc(a, y, 1), lathe_mul(g, x, lathe_sub(g, sc(a, y, 1), s))))));
+        break;
+    }
+    case LT_OP_SOFTPLUS: { /* gy where beta x > threshold, else gy sigmoid(beta x) */
+        lathe_node *z = lathe_mul(g, x, sc(a, y, y->attr[0].f));
+        acc(a, 0, y, lathe_where(g, lathe_gt(g, z, sc(a, y, y->attr[1].f)), gy, lathe_mul(g, gy, lathe_sigmoid(g, z))));
+        break;
+    }
+    case LT_OP_LEAKY_RELU: /* gy for x > 0, else negative_slope gy (at 0 too, as PyTorch) */
+        acc(a, 0, y, lathe_where(g, lathe_gt(g, x, sc(a, y, 0)), gy, lathe_mul(g, gy, sc(a, y, y->attr[0].f))));
+        break;
+    case LT_OP_CLAMP: { /* gy where min <= x <= max, else 0 (NaN too), as PyTorch */
+        lathe_node *zero = sc(a, y, 0);
+        lathe_node *in = lathe_where(g, lathe_le(g, x, sc(a, y, y->attr[1].f)), gy, zero);
+        acc(a, 0, y, lathe_where(g, lathe_ge(g, x, sc(a, y, y->attr[0].f)), in, zero));
+        break;
+    }
     case LT_OP_POW_SCALAR: {
         double e = y->attr[0].f;
         if (e == 0) acc(a, 0, y, lathe_broadcast_to(g, sc(a, y, 0), x->rank, x->shape));
@@ -204,7 +247,8 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         acc(a, 0, y, expand_reduced(a, lathe_div(g, gy, sc(a, y, (double)count)), x, &y->attr[0]));
         break;
     }
-    case LT_OP_MAX: { /* spread evenly over the maxima, as torch.amax */
+    case LT_OP_MAX:
+    case LT_OP_MIN: { /* spread evenly over the maxima (minima), as torch.amax (amin) */
         lathe_node *mask = lathe_eq(g, x, expand_reduced(a, y, x, &y->attr[0]));
         lathe_node *cnt = lathe_sum(g, lathe_cast(g, mask, y->dtype), y->attr[0].n, y->attr[0].v, true);
         int64_t keep[LATHE_MAX_RANK];

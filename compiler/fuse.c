@@ -268,7 +268,12 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
     case LT_UNARY: {
         lt_expr *e = xnew(z, X_UN, t);
         e->op = n->op;
-        e->f = n->op == LT_OP_POW_SCALAR ? n->attr[0].f : 0;
+        switch (n->op) { /* the attributes, as kernel.h's X_UN says */
+        case LT_OP_POW_SCALAR: case LT_OP_LEAKY_RELU: e->f = n->attr[0].f; break;
+        case LT_OP_SOFTPLUS: case LT_OP_CLAMP: e->f = n->attr[0].f, e->f2 = n->attr[1].f; break;
+        case LT_OP_GELU: e->i = n->attr[0].v[0]; break;
+        default: break;
+        }
         e->a = opv(z, n, 0, idx);
         return e;
     }
@@ -277,7 +282,8 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
     }
     switch (n->op) {
     case LT_OP_SUM:
-    case LT_OP_MAX: {
+    case LT_OP_MAX:
+    case LT_OP_MIN: {
         const lt_attr *ax = &n->attr[0];
         bool keep = n->attr[1].v[0];
         if (ax->n == 0) return opv(z, n, 0, idx);
@@ -296,7 +302,8 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
                 if (keep) o++;
             } else oi[d] = idx[o++];
         }
-        return xreduce(z, n->op == LT_OP_SUM ? R_SUM : R_MAX, t, nv, vars, lo, hi, opv(z, n, 0, oi));
+        lt_rkind rk = n->op == LT_OP_SUM ? R_SUM : n->op == LT_OP_MAX ? R_MAX : R_MIN;
+        return xreduce(z, rk, t, nv, vars, lo, hi, opv(z, n, 0, oi));
     }
     case LT_OP_ARGMAX: {
         int64_t axis = n->attr[0].v[0];
@@ -579,7 +586,7 @@ static bool is_pointwise(lt_op op) {
     return k == LT_UNARY || k == LT_BINARY || k == LT_COMPARE || k == LT_WHERE;
 }
 static bool is_reduction(lt_op op) {
-    return op == LT_OP_SUM || op == LT_OP_MAX || op == LT_OP_ARGMAX;
+    return op == LT_OP_SUM || op == LT_OP_MAX || op == LT_OP_MIN || op == LT_OP_ARGMAX;
 }
 /* contractions and windows read each operand element many times */
 static bool is_heavy(lt_op op) { return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD; }
@@ -590,6 +597,7 @@ static bool cheap(lt_op op) {
     case LT_OP_ADD: case LT_OP_SUB: case LT_OP_MUL: case LT_OP_MAXIMUM: case LT_OP_MINIMUM:
     case LT_OP_GT: case LT_OP_GE: case LT_OP_LT: case LT_OP_LE: case LT_OP_EQ: case LT_OP_NE:
     case LT_OP_WHERE: case LT_OP_NEG: case LT_OP_ABS: case LT_OP_RELU: case LT_OP_CAST:
+    case LT_OP_LEAKY_RELU: case LT_OP_CLAMP:
         return true;
     default: return is_index_op(op);
     }

@@ -26,7 +26,10 @@ typedef enum {
     X_CONST,   /* f (floats) or i (i64, bool) */
     X_VAR,     /* loop variable `var` (i64) */
     X_LOAD,    /* buffer `buf` at element index a (i64) */
-    X_UN,      /* op(a): a unary lt_op (NEG, EXP, ..., POW_SCALAR with f, CAST to t) */
+    X_UN,      /* op(a): a unary lt_op (NEG, EXP, ..., CAST to t), its attributes in
+                  f, f2 and i (POW_SCALAR's exponent and LEAKY_RELU's slope in f,
+                  SOFTPLUS's beta and threshold and CLAMP's bounds in f and f2,
+                  GELU's approximate in i) */
     X_BIN,     /* op(a, b): a binary lathe op or one of the index ops below */
     X_SELECT,  /* a ? b : c */
     X_REDUCE,  /* rk over vars[0..nvars) in [lo, hi) of body */
@@ -40,7 +43,7 @@ enum { XB_IDIV = LT_OP_COUNT + 1, XB_IMOD, XB_AND, XB_OR };
  * counting as the maximum and the first NaN winning (torch.argmax).
  * R_ARGMAX_POOL: PyTorch's max-pool rule, `v > best || isnan(v)`, so the last
  * NaN wins. */
-typedef enum { R_SUM, R_MAX, R_ARGMAX, R_ARGMAX_POOL } lt_rkind;
+typedef enum { R_SUM, R_MAX, R_MIN, R_ARGMAX, R_ARGMAX_POOL } lt_rkind; /* arg-max kinds last */
 
 /* Loops of one reduction: at most one per axis of a tensor (a sum over all
  * of them); convolutions and windows use 3. */
@@ -52,7 +55,7 @@ struct lt_expr {
     lathe_dtype t;       /* result type; index arithmetic is i64 */
     int op;
     int id;              /* unique per program (codegen memo) */
-    double f;
+    double f, f2;
     int64_t i;
     int var, buf;
     bool ident;          /* X_LOAD: index is the kernel's own element index */

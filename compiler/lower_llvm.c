@@ -140,6 +140,41 @@ static LLVMValueRef gen_cast(cg *c, LLVMValueRef v, lathe_dtype from, lathe_dtyp
     return LLVMBuildCall2(c->b, LLVMIntrinsicGetType(c->ctx, id, tys, 2), fn, &v, 1, "");
 }
 
+/* Float arithmetic for the activations, contracted only inside reductions. */
+static LLVMValueRef fadd(cg *c, LLVMValueRef a, LLVMValueRef b) { return flags(LLVMBuildFAdd(c->b, a, b, ""), contract(c)); }
+static LLVMValueRef fsub(cg *c, LLVMValueRef a, LLVMValueRef b) { return flags(LLVMBuildFSub(c->b, a, b, ""), contract(c)); }
+static LLVMValueRef fmul(cg *c, LLVMValueRef a, LLVMValueRef b) { return flags(LLVMBuildFMul(c->b, a, b, ""), contract(c)); }
+
+/* 0.5 x (1 + erf(x / sqrt 2)), or the tanh form 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+ * PyTorch's formulas. */
+static LLVMValueRef gen_gelu(cg *c, LLVMValueRef x, LLVMTypeRef t, bool approximate) {
+    LLVMValueRef s;
+    if (approximate) {
+        LLVMValueRef x3 = fmul(c, fmul(c, x, x), x);
+        LLVMValueRef inner = fmul(c, LLVMConstReal(t, 0.79788456080286535588), fadd(c, x, fmul(c, LLVMConstReal(t, 0.044715), x3)));
+        s = lt_emit_tanh(c->mod, c->b, inner);
+    } else
+        s = lt_emit_erf(c->mod, c->b, fmul(c, x, LLVMConstReal(t, 0.70710678118654752440)));
+    return fmul(c, fmul(c, LLVMConstReal(t, 0.5), x), fadd(c, LLVMConstReal(t, 1), s));
+}
+
+/* x where beta x > threshold, else log(1 + e^z) / beta with z = beta x,
+ * computed as max(z, 0) + log1p(e^-|z|): e^-|z| never overflows, and
+ * log1p(u) = log(w) u / (w - 1) with w = 1 + u (u itself where w rounds to
+ * 1) keeps tiny results' precision where log(1 + u) would round them away. */
+static LLVMValueRef gen_softplus(cg *c, LLVMValueRef x, LLVMTypeRef t, double beta, double threshold) {
+    LLVMValueRef zero = LLVMConstReal(t, 0), one = LLVMConstReal(t, 1);
+    LLVMValueRef z = beta == 1 ? x : fmul(c, x, LLVMConstReal(t, beta));
+    LLVMValueRef u = lt_emit_exp(c->mod, c->b, LLVMBuildFNeg(c->b, intrinsic(c, "llvm.fabs", t, &z, 1), ""));
+    LLVMValueRef w = fadd(c, one, u);
+    LLVMValueRef l1p = LLVMBuildFDiv(c->b, fmul(c, lt_emit_log(c->mod, c->b, w), u), fsub(c, w, one), "");
+    l1p = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOEQ, w, one, ""), u, l1p, "");
+    LLVMValueRef pos = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, z, zero, ""), z, zero, "");
+    LLVMValueRef y = fadd(c, pos, l1p); /* NaN flows through u */
+    if (beta != 1) y = LLVMBuildFDiv(c->b, y, LLVMConstReal(t, beta), "");
+    return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, z, LLVMConstReal(t, threshold), ""), x, y, "");
+}
+
 static LLVMValueRef gen_unary(cg *c, const lt_expr *e) {
     LLVMValueRef x = cg_gen(c, e->a);
     LLVMTypeRef t = ty(c, e->t);
@@ -152,6 +187,18 @@ static LLVMValueRef gen_unary(cg *c, const lt_expr *e) {
     case LT_OP_TANH: return lt_emit_tanh(c->mod, c->b, x);
     case LT_OP_SIGMOID: return lt_emit_sigmoid(c->mod, c->b, x);
     case LT_OP_ERF: return lt_emit_erf(c->mod, c->b, x);
+    case LT_OP_GELU: return gen_gelu(c, x, t, e->i != 0);
+    case LT_OP_SILU: return fmul(c, x, lt_emit_sigmoid(c->mod, c->b, x));
+    case LT_OP_SOFTPLUS: return gen_softplus(c, x, t, e->f, e->f2);
+    case LT_OP_LEAKY_RELU: /* NaN fails the compare and gives NaN * slope */
+        return LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealOGT, x, LLVMConstReal(t, 0), ""), x,
+                               fmul(c, x, LLVMConstReal(t, e->f)), "");
+    case LT_OP_CLAMP: { /* llvm.maximum and llvm.minimum keep NaN; an infinite bound is none */
+        LLVMValueRef y = x;
+        if (e->f != -INFINITY) y = intrinsic(c, "llvm.maximum", t, (LLVMValueRef[]){y, LLVMConstReal(t, e->f)}, 2);
+        if (e->f2 != INFINITY) y = intrinsic(c, "llvm.minimum", t, (LLVMValueRef[]){y, LLVMConstReal(t, e->f2)}, 2);
+        return y;
+    }
     case LT_OP_RSQRT: return lt_emit_rsqrt(c->mod, c->b, x);
     case LT_OP_SQRT: return intrinsic(c, "llvm.sqrt", t, &x, 1);
     case LT_OP_ABS:
@@ -351,15 +398,18 @@ static void reduce_body(cg *c, void *arg) {
         nacc = fl ? flags(LLVMBuildFAdd(c->b, acc, v, ""), LLVMFastMathAllowReassoc | LLVMFastMathAllowContract) : LLVMBuildAdd(c->b, acc, v, "");
         break;
     case R_MAX:
+    case R_MIN: {
+        bool mx = e->rk == R_MAX;
         if (fl) { /* NaN propagates: once acc is NaN it stays */
-            LLVMValueRef take = LLVMBuildFCmp(c->b, LLVMRealUGT, v, acc, "");
+            LLVMValueRef take = LLVMBuildFCmp(c->b, mx ? LLVMRealUGT : LLVMRealULT, v, acc, "");
             LLVMValueRef m = LLVMBuildSelect(c->b, take, v, acc, "");
             nacc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, acc, acc, ""), acc, m, "");
         } else {
             LLVMValueRef args[2] = {acc, v};
-            nacc = intrinsic(c, "llvm.smax", c->i64, args, 2);
+            nacc = intrinsic(c, mx ? "llvm.smax" : "llvm.smin", c->i64, args, 2);
         }
         break;
+    }
     default: { /* arg-max */
         LLVMValueRef better;
         if (fl) {
@@ -385,6 +435,7 @@ static LLVMValueRef gen_reduce(cg *c, const lt_expr *e) {
     r.acc = cg_alloca(c, t);
     LLVMValueRef init;
     if (e->rk == R_SUM) init = lt_is_float(vt) ? LLVMConstReal(t, 0) : LLVMConstInt(t, 0, 0);
+    else if (e->rk == R_MIN) init = lt_is_float(vt) ? LLVMConstReal(t, INFINITY) : k64(c, INT64_MAX);
     else init = lt_is_float(vt) ? LLVMConstReal(t, -INFINITY) : k64(c, INT64_MIN);
     LLVMBuildStore(c->b, init, r.acc);
     if (e->rk >= R_ARGMAX) {

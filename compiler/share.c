@@ -87,6 +87,7 @@ static void put_expr(sig *s, const lt_expr *e) {
     put_i(s, e->t);
     put_i(s, e->op);
     put_f(s, e->f);
+    put_f(s, e->f2);
     put_i(s, e->i);
     put_i(s, e->var);
     put_i(s, e->ident);

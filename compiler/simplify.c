@@ -13,6 +13,7 @@
  * (x could be inf or NaN), and nodes built in a no_grad region are only
  * merged with other no_grad nodes, never replaced by a value that requires
  * grad. */
+#include <math.h>
 #include <string.h>
 
 #include "ir.h"
@@ -153,6 +154,12 @@ static lathe_node *identity(simp *s, const lathe_node *old, lathe_node **in) {
         break;
     case LT_OP_POW_SCALAR:
         if (old->attr[0].f == 1) return x;
+        break;
+    case LT_OP_LEAKY_RELU: /* a slope of 1 is the identity */
+        if (old->attr[0].f == 1) return x;
+        break;
+    case LT_OP_CLAMP: /* no bounds (NaN stays NaN either way) */
+        if (old->attr[0].f == -INFINITY && old->attr[1].f == INFINITY) return x;
         break;
     case LT_OP_CAST:
         if (x->dtype == t) return x;

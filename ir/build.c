@@ -87,6 +87,7 @@ UNARY(lathe_rsqrt, RSQRT)
 UNARY(lathe_sigmoid, SIGMOID)
 UNARY(lathe_tanh, TANH)
 UNARY(lathe_erf, ERF)
+UNARY(lathe_silu, SILU)
 #undef UNARY
 
 lathe_node *lathe_where(lathe_graph *g, lathe_node *c, lathe_node *a, lathe_node *b) {
@@ -95,6 +96,22 @@ lathe_node *lathe_where(lathe_graph *g, lathe_node *c, lathe_node *a, lathe_node
 lathe_node *lathe_pow_scalar(lathe_graph *g, lathe_node *x, double e) {
     lt_attr a[LT_MAX_ATTRS] = {{.f = e}};
     return make(g, LT_OP_POW_SCALAR, 1, IN(x), a);
+}
+lathe_node *lathe_gelu(lathe_graph *g, lathe_node *x, bool approximate) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {approximate}}};
+    return make(g, LT_OP_GELU, 1, IN(x), a);
+}
+lathe_node *lathe_softplus(lathe_graph *g, lathe_node *x, double beta, double threshold) {
+    lt_attr a[LT_MAX_ATTRS] = {{.f = beta}, {.f = threshold}};
+    return make(g, LT_OP_SOFTPLUS, 1, IN(x), a);
+}
+lathe_node *lathe_leaky_relu(lathe_graph *g, lathe_node *x, double negative_slope) {
+    lt_attr a[LT_MAX_ATTRS] = {{.f = negative_slope}};
+    return make(g, LT_OP_LEAKY_RELU, 1, IN(x), a);
+}
+lathe_node *lathe_clamp(lathe_graph *g, lathe_node *x, double min, double max) {
+    lt_attr a[LT_MAX_ATTRS] = {{.f = min}, {.f = max}};
+    return make(g, LT_OP_CLAMP, 1, IN(x), a);
 }
 lathe_node *lathe_cast(lathe_graph *g, lathe_node *x, lathe_dtype t) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {t}}};
@@ -128,6 +145,9 @@ lathe_node *lathe_mean(lathe_graph *g, lathe_node *x, int n, const int64_t *axes
 }
 lathe_node *lathe_max(lathe_graph *g, lathe_node *x, int n, const int64_t *axes, bool keepdim) {
     return reduce(g, LT_OP_MAX, x, n, axes, keepdim);
+}
+lathe_node *lathe_min(lathe_graph *g, lathe_node *x, int n, const int64_t *axes, bool keepdim) {
+    return reduce(g, LT_OP_MIN, x, n, axes, keepdim);
 }
 lathe_node *lathe_argmax(lathe_graph *g, lathe_node *x, int64_t axis, bool keepdim) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {keepdim}}};

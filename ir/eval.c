@@ -196,6 +196,10 @@ static double binary_op(lt_op op, double a, double b) {
     return 0;
 }
 
+/* <math.h> defines no M_ constants in C11 */
+static const double SQRT1_2 = 0.70710678118654752440;        /* 1/sqrt(2) */
+static const double SQRT_2_OVER_PI = 0.79788456080286535588; /* sqrt(2/pi) */
+
 static double unary_op(const lathe_node *n, double x) {
     switch (n->op) {
     case LT_OP_NEG: return -x;
@@ -208,6 +212,16 @@ static double unary_op(const lathe_node *n, double x) {
     case LT_OP_SIGMOID: return 1 / (1 + exp(-x));
     case LT_OP_TANH: return tanh(x);
     case LT_OP_ERF: return erf(x);
+    case LT_OP_GELU: /* x Phi(x); erfc keeps the tail's precision, where 1 + erf(x/sqrt 2) cancels */
+        if (n->attr[0].v[0]) return 0.5 * x * (1 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+        return 0.5 * x * erfc(-x * SQRT1_2);
+    case LT_OP_SILU: return x / (1 + exp(-x));
+    case LT_OP_SOFTPLUS: { /* log(1 + e^z) as max(z, 0) + log1p(e^-|z|): no overflow, no cancellation */
+        double beta = n->attr[0].f, z = beta * x;
+        return z > n->attr[1].f ? x : (fmax(z, 0) + log1p(exp(-fabs(z)))) / beta;
+    }
+    case LT_OP_LEAKY_RELU: return x > 0 ? x : x * n->attr[0].f; /* NaN stays NaN */
+    case LT_OP_CLAMP: return isnan(x) ? x : fmin(fmax(x, n->attr[0].f), n->attr[1].f);
     case LT_OP_POW_SCALAR: return pow(x, n->attr[0].f);
     case LT_OP_CAST: return x; /* round_to does the conversion to the new dtype */
     default: LT_ASSERT(!"not a unary op");
@@ -225,7 +239,7 @@ static void reduce(const lathe_node *n, const lathe_node *xn, const double *x, d
     int64_t count = 1; /* elements per output */
     for (int d = 0; d < xn->rank; d++)
         if (red[d]) count *= xn->shape[d];
-    for (int64_t j = 0; j < n->numel; j++) y[j] = n->op == LT_OP_MAX ? -INFINITY : 0;
+    for (int64_t j = 0; j < n->numel; j++) y[j] = n->op == LT_OP_MAX ? -INFINITY : n->op == LT_OP_MIN ? INFINITY : 0;
     for (int64_t i = 0; i < xn->numel; i++) {
         int64_t idx[LATHE_MAX_RANK];
         unravel(xn->rank, xn->shape, i, idx);
@@ -234,6 +248,8 @@ static void reduce(const lathe_node *n, const lathe_node *xn, const double *x, d
             if (!red[d]) o = o * xn->shape[d] + idx[d];
         if (n->op == LT_OP_MAX) {
             if (isnan(x[i]) || x[i] > y[o]) y[o] = x[i]; /* NaN sticks, as torch.max */
+        } else if (n->op == LT_OP_MIN) {
+            if (isnan(x[i]) || x[i] < y[o]) y[o] = x[i];
         } else y[o] += x[i];
     }
     if (n->op == LT_OP_MEAN) /* an empty extent gives 0/0 = NaN, as torch.mean */
@@ -734,11 +750,12 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
     /* y has x's shape */
     case LT_OP_NEG: case LT_OP_EXP: case LT_OP_LOG: case LT_OP_SQRT: case LT_OP_RSQRT:
     case LT_OP_ABS: case LT_OP_RELU: case LT_OP_SIGMOID: case LT_OP_TANH: case LT_OP_ERF:
+    case LT_OP_GELU: case LT_OP_SILU: case LT_OP_SOFTPLUS: case LT_OP_LEAKY_RELU: case LT_OP_CLAMP:
     case LT_OP_POW_SCALAR: case LT_OP_CAST:
         for (int64_t i = 0; i < n->numel; i++) y[i] = unary_op(n, x[i]);
         return LATHE_OK;
 
-    case LT_OP_SUM: case LT_OP_MEAN: case LT_OP_MAX:
+    case LT_OP_SUM: case LT_OP_MEAN: case LT_OP_MAX: case LT_OP_MIN:
         reduce(n, xn, x, y);
         return LATHE_OK;
     case LT_OP_ARGMAX:

@@ -6,6 +6,7 @@
  * was expected.  Attributes are normalized in place: negative axes wrapped,
  * reshape's -1 resolved, slice bounds clamped as Python does, so the stored
  * (and printed) form is canonical. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -163,6 +164,7 @@ static lathe_status infer_reduce(lathe_graph *g, lt_op op, lathe_node *x, lt_att
         out->dtype = x->dtype;
         break;
     case LT_OP_MAX:
+    case LT_OP_MIN:
     case LT_OP_ARGMAX:
         if (x->dtype == LATHE_BOOL)
             return fail(g, LATHE_ERR_DTYPE, "%s: bool input %s not supported", on, ts);
@@ -392,6 +394,27 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         case LT_OP_RELU:
             if (in[0]->dtype == LATHE_BOOL)
                 return fail(g, LATHE_ERR_DTYPE, "%s: bool input %s not supported", on, t.s[0]);
+            return LATHE_OK;
+        case LT_OP_GELU:
+            if (need_float(g, on, in[0], "input")) return g->status;
+            return check_bool_attr(g, on, "approximate", a[0].v[0]);
+        case LT_OP_SOFTPLUS:
+            if (need_float(g, on, in[0], "input")) return g->status;
+            if (!isfinite(a[0].f) || a[0].f == 0)
+                return fail(g, LATHE_ERR_ARG, "softplus: beta must be finite and nonzero, got %g (input %s)", a[0].f, t.s[0]);
+            if (isnan(a[1].f))
+                return fail(g, LATHE_ERR_ARG, "softplus: threshold must be a number, got nan (input %s)", t.s[0]);
+            return LATHE_OK;
+        case LT_OP_LEAKY_RELU:
+            if (need_float(g, on, in[0], "input")) return g->status;
+            if (!isfinite(a[0].f))
+                return fail(g, LATHE_ERR_ARG, "leaky_relu: negative_slope must be finite, got %g (input %s)", a[0].f, t.s[0]);
+            return LATHE_OK;
+        case LT_OP_CLAMP: /* an infinite bound is no bound; min > max gives max everywhere, as torch.clamp */
+            if (need_float(g, on, in[0], "input")) return g->status;
+            if (isnan(a[0].f) || isnan(a[1].f))
+                return fail(g, LATHE_ERR_ARG, "clamp: bounds must be numbers (an infinity for none), got min %g, max %g (input %s)",
+                            a[0].f, a[1].f, t.s[0]);
             return LATHE_OK;
         case LT_OP_CAST:
             if (a[0].v[0] < LATHE_F32 || a[0].v[0] > LATHE_BOOL)

@@ -211,6 +211,20 @@ lathe_node *lathe_sigmoid(lathe_graph *g, lathe_node *x);
 lathe_node *lathe_tanh(lathe_graph *g, lathe_node *x);
 /* The error function, 2/sqrt(pi) times the integral of exp(-t^2) from 0 to x. */
 lathe_node *lathe_erf(lathe_graph *g, lathe_node *x);
+/* Activations with PyTorch's semantics (torch.nn.functional): gelu is
+ * x Phi(x) = 0.5 x (1 + erf(x/sqrt 2)), or with approximate its tanh form
+ * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); silu is x sigmoid(x);
+ * softplus is log(1 + exp(beta x)) / beta, or x where beta x > threshold
+ * (PyTorch's defaults: beta 1, threshold 20; beta finite and nonzero);
+ * leaky_relu is x for x > 0, else negative_slope x (default 0.01). */
+lathe_node *lathe_gelu(lathe_graph *g, lathe_node *x, bool approximate);
+lathe_node *lathe_silu(lathe_graph *g, lathe_node *x);
+lathe_node *lathe_softplus(lathe_graph *g, lathe_node *x, double beta, double threshold);
+lathe_node *lathe_leaky_relu(lathe_graph *g, lathe_node *x, double negative_slope);
+/* min(max(x, min), max), as torch.clamp: -INFINITY or INFINITY for no
+ * bound; min > max gives max everywhere; NaN stays NaN.  Its gradient is
+ * 1 where min <= x <= max, else 0. */
+lathe_node *lathe_clamp(lathe_graph *g, lathe_node *x, double min, double max);
 /* Convert between dtypes (float to int truncates toward zero; to bool is != 0). */
 lathe_node *lathe_cast(lathe_graph *g, lathe_node *x, lathe_dtype dtype);
 
@@ -218,10 +232,12 @@ lathe_node *lathe_cast(lathe_graph *g, lathe_node *x, lathe_dtype dtype);
 
 /* Reduce over naxes axes (naxes 0 means every axis).  keepdim keeps them as
  * size 1.  Duplicate axes are an error.  sum works on f32/f64/i64; mean on
- * floating dtypes; max needs a non-empty reduced extent. */
+ * floating dtypes; max and min need a non-empty reduced extent (NaN wins in
+ * both, as torch.amax and torch.amin). */
 lathe_node *lathe_sum(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);
 lathe_node *lathe_mean(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);
 lathe_node *lathe_max(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);
+lathe_node *lathe_min(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);
 /* Index (i64) of the first maximum along axis. */
 lathe_node *lathe_argmax(lathe_graph *g, lathe_node *x, int64_t axis, bool keepdim);
 

@@ -90,11 +90,17 @@
   X(SIGMOID,         "sigmoid",              1, 1, UNARY,     "") \
   X(TANH,            "tanh",                 1, 1, UNARY,     "") \
   X(ERF,             "erf",                  1, 1, UNARY,     "") \
+  X(GELU,            "gelu",                 1, 1, UNARY,     "approximate:b") \
+  X(SILU,            "silu",                 1, 1, UNARY,     "") \
+  X(SOFTPLUS,        "softplus",             1, 1, UNARY,     "beta:f threshold:f") \
+  X(LEAKY_RELU,      "leaky_relu",           1, 1, UNARY,     "negative_slope:f") \
+  X(CLAMP,           "clamp",                1, 1, UNARY,     "min:f max:f") \
   X(POW_SCALAR,      "pow_scalar",           1, 1, UNARY,     "exponent:f") \
   X(CAST,            "cast",                 1, 1, UNARY,     "dtype:t") \
   X(SUM,             "sum",                  1, 1, REDUCE,    "axes:l keepdim:b") \
   X(MEAN,            "mean",                 1, 1, REDUCE,    "axes:l keepdim:b") \
   X(MAX,             "max",                  1, 1, REDUCE,    "axes:l keepdim:b") \
+  X(MIN,             "min",                  1, 1, REDUCE,    "axes:l keepdim:b") \
   X(ARGMAX,          "argmax",               1, 1, REDUCE,    "axis:i keepdim:b") \
   X(RESHAPE,         "reshape",              1, 1, SHAPE,     "shape:l") \
   X(FLATTEN,         "flatten",              1, 1, SHAPE,     "start:i end:i") \

@@ -97,6 +97,15 @@ CASE(c_sigmoid) { return lathe_sigmoid(G, IN("x", (3), 0, LN3, -LN3)); }
 CASE(c_tanh) { return lathe_tanh(G, IN("x", (3), 0, LN2, -LN2)); }
 CASE(c_erf) { return lathe_erf(G, IN("x", (6), 0, -0.0, 0.5, 1, -2, 3)); }
 CASE(c_erf_special) { return lathe_erf(G, IN("x", (3), INFINITY, -INFINITY, NAN)); }
+CASE(c_gelu) { return lathe_gelu(G, IN("x", (6), 0, 1, -1, 2, -3, NAN), false); }
+CASE(c_gelu_tanh) { return lathe_gelu(G, IN("x", (4), 0, 1, -1, 2), true); }
+CASE(c_silu) { return lathe_silu(G, IN("x", (4), 0, LN3, -LN3, -INFINITY)); }
+CASE(c_softplus) { return lathe_softplus(G, IN("x", (6), 0, LN3, -LN3, 25, -INFINITY, INFINITY), 1, 20); }
+CASE(c_softplus_beta) { return lathe_softplus(G, IN("x", (4), 0, -LN3 / 2, LN3 / 2, 0.75), 2, 1); }
+CASE(c_leaky_relu) { return lathe_leaky_relu(G, IN("x", (5), -2, 0, 3, NAN, -INFINITY), 0.1); }
+CASE(c_clamp) { return lathe_clamp(G, IN("x", (6), -3, 0.5, 5, NAN, -INFINITY, INFINITY), -1, 2); }
+CASE(c_clamp_one) { return lathe_clamp(G, IN("x", (3), -5, 3, -INFINITY), -INFINITY, 0); }
+CASE(c_clamp_crossed) { return lathe_clamp(G, IN("x", (3), -1, 0.5, 2), 1, 0); }
 CASE(c_pow_scalar) { return lathe_pow_scalar(G, IN("x", (3), 2, 3, -2), 3); }
 CASE(c_pow_scalar_frac) { return lathe_pow_scalar(G, IN("x", (2), 4, 9), -0.5); }
 CASE(c_cast_i64) { return lathe_cast(G, IN("x", (4), 1.7, -1.7, 2.5, -0.5), LATHE_I64); }
@@ -119,6 +128,10 @@ CASE(c_mean_empty) { return lathe_mean(G, IN("x", (0, 2), 0), LATHE_AXES(0), fal
 CASE(c_max) { return lathe_max(G, IN("x", (2, 3), 1, 5, 3, 4, 2, 6), LATHE_AXES(1), false); }
 CASE(c_max_nan) { return lathe_max(G, IN("x", (3, 3), 1, NAN, 3, NAN, 2, 6, -1, -2, -3), LATHE_AXES(1), false); }
 CASE(c_max_keep) { return lathe_max(G, IN("x", (2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), LATHE_AXES(0, 2), true); }
+CASE(c_min) { return lathe_min(G, IN("x", (2, 3), 1, 5, 3, 4, 2, 6), LATHE_AXES(1), false); }
+CASE(c_min_nan) { return lathe_min(G, IN("x", (3, 3), 1, NAN, 3, NAN, 2, 6, -1, -2, -3), LATHE_AXES(1), false); }
+CASE(c_min_keep) { return lathe_min(G, IN("x", (2, 2, 2), 1, 2, 3, 4, 5, 6, 7, 8), LATHE_AXES(0, 2), true); }
+CASE(c_min_i64) { return lathe_min(G, INT("x", LATHE_I64, (3), 4, -7, 2), 0, NULL, false); }
 CASE(c_argmax) { return lathe_argmax(G, IN("x", (2, 3), 1, 3, 3, 5, NAN, NAN), 1, false); }
 CASE(c_argmax_keep) { return lathe_argmax(G, IN("x", (2, 2), 1, 4, 3, 2), -2, true); }
 /* shape ops */
@@ -349,6 +362,25 @@ static const hand_case hand_cases[] = {
     H("erf", ERF, c_erf, "f64[6]", 0, -0.0, 0.52049987781304654, 0.84270079294971487, -0.99532226501895273,
       0.99997790950300141),
     H("erf/special", ERF, c_erf_special, "f64[3]", 1, -1, NAN),
+    /* x Phi(x) with the normal CDF Phi(1) = .84134474606854293, Phi(2) = .97724986805182079,
+     * Phi(-3) = .0013498980316300946 (Abramowitz and Stegun 26.2; digits from mpmath) */
+    H("gelu", GELU, c_gelu, "f64[6]", 0, 0.84134474606854293, -0.15865525393145707, 1.9544997361036416,
+      -0.0040496940948902838, NAN),
+    /* sqrt(2/pi) (1 + .044715) = .83356196893916548, tanh of it .68238398121655341:
+     * .5 (1 + .68238398121655341) = .84119199060827670; at 2: tanh(1.8811883866961317) = .95459769408777502 */
+    H("gelu/tanh", GELU, c_gelu_tanh, "f64[4]", 0, 0.84119199060827670, -0.15880800939172330, 1.9545976940877750),
+    /* x/(1 + e^-x): ln3/(1 + 1/3) = .75 ln3, -ln3/(1 + 3) = -.25 ln3 */
+    H("silu", SILU, c_silu, "f64[4]", 0, 0.82395921650108227, -0.27465307216702742, NAN), /* -inf/(1 + inf): NaN, as PyTorch */
+    /* ln(1 + e^x): ln 2, ln 4, ln(4/3); 25 > 20 is linear; 0 at -inf, inf at inf */
+    H("softplus", SOFTPLUS, c_softplus, "f64[6]", 0.69314718055994531, 1.3862943611198906, 0.28768207245178093, 25, 0,
+      INFINITY),
+    /* ln(1 + e^2x)/2: ln 2/2, ln(4/3)/2; 2x = ln 3 and 1.5 pass threshold 1, so x */
+    H("softplus/beta-threshold", SOFTPLUS, c_softplus_beta, "f64[4]", 0.34657359027997265, 0.14384103622589046,
+      0.54930614433405485, 0.75),
+    H("leaky_relu", LEAKY_RELU, c_leaky_relu, "f64[5]", -0.2, 0, 3, NAN, -INFINITY),
+    H("clamp", CLAMP, c_clamp, "f64[6]", -1, 0.5, 2, NAN, -1, 2),
+    H("clamp/one-sided", CLAMP, c_clamp_one, "f64[3]", -5, 0, -INFINITY),
+    H("clamp/min-above-max", CLAMP, c_clamp_crossed, "f64[3]", 0, 0, 0), /* max everywhere, as torch.clamp */
     H("pow_scalar", POW_SCALAR, c_pow_scalar, "f64[3]", 8, 27, -8),
     H("pow_scalar/frac", POW_SCALAR, c_pow_scalar_frac, "f64[2]", 0.5, 1.0 / 3),
     H("cast/f64-i64", CAST, c_cast_i64, "i64[4]", 1, -1, 2, 0),    /* truncates toward zero */
@@ -372,6 +404,11 @@ static const hand_case hand_cases[] = {
     H("max/nan", MAX, c_max_nan, "f64[3]", NAN, NAN, -1),
     /* max over i,k of x[i,j,k] = x[1,j,1] = 6, 8 */
     H("max/keepdim", MAX, c_max_keep, "f64[1,2,1]", 6, 8),
+    H("min", MIN, c_min, "f64[2]", 1, 2),
+    H("min/nan", MIN, c_min_nan, "f64[3]", NAN, NAN, -3),
+    /* min over i,k of x[i,j,k] = x[0,j,0] = 1, 3 */
+    H("min/keepdim", MIN, c_min_keep, "f64[1,2,1]", 1, 3),
+    H("min/i64", MIN, c_min_i64, "i64[]", -7),
     /* [1,3,3]: first max at 1; [5,NaN,NaN]: first NaN at 1 */
     H("argmax/nan", ARGMAX, c_argmax, "i64[2]", 1, 1),
     /* columns [1,3] and [4,2] */

@@ -40,7 +40,7 @@ static void bind_both(lathe_graph *g, lathe_program *a, lathe_program *b, uint64
 /* Every output (and every buffer, after updates) of the JIT program agrees
  * with the evaluator: f64 to 1e-9 relative, f32 to 1e-4 relative (with an
  * absolute floor scaled by the output's magnitude), integers exactly, NaN
- * only where NaN. */
+ * only where NaN, an infinity only where the same infinity. */
 static void agree(const char *label, lathe_graph *g, lathe_program *jit, lathe_program *ref) {
     for (int i = 0; i < lathe_graph_num_nodes(g) + lathe_graph_num_outputs(g); i++) {
         const char *name;
@@ -58,11 +58,13 @@ static void agree(const char *label, lathe_graph *g, lathe_program *jit, lathe_p
         if (lathe_program_get(jit, name, x, nb)) fail_msg("%s: get %s: %s", label, name, lathe_program_error(jit));
         if (lathe_program_get(ref, name, y, nb)) fail_msg("%s: get %s: %s", label, name, lathe_program_error(ref));
         double scale = 0;
-        for (int64_t e = 0; e < n->numel; e++) scale = fmax(scale, fabs(elem_at(n->dtype, y, e)));
+        for (int64_t e = 0; e < n->numel; e++)
+            if (isfinite(elem_at(n->dtype, y, e))) scale = fmax(scale, fabs(elem_at(n->dtype, y, e)));
         for (int64_t e = 0; e < n->numel; e++) {
             double u = elem_at(n->dtype, x, e), v = elem_at(n->dtype, y, e);
             bool ok;
             if (isnan(u) || isnan(v)) ok = isnan(u) && isnan(v);
+            else if (isinf(u) || isinf(v)) ok = u == v;
             else if (n->dtype == LATHE_F64) ok = fabs(u - v) <= 1e-9 * fabs(v) + 1e-12 * (1 + scale);
             else if (n->dtype == LATHE_F32) ok = fabs(u - v) <= 1e-4 * fabs(v) + 1e-5 * (1 + scale);
             else ok = u == v;
@@ -144,6 +146,75 @@ static void test_concat_many(void **state) {
     lathe_program_free(jit);
     lathe_program_free(ref);
     lathe_graph_free(g);
+}
+
+/* Every element of every output of g agrees between the two programs to
+ * rtol relative plus atol absolute; NaN and infinities exactly. */
+static void agree_each(const char *label, lathe_graph *g, lathe_program *jit, lathe_program *ref, double rtol,
+                       double atol) {
+    for (int i = 0; i < lathe_graph_num_outputs(g); i++) {
+        const char *name = lathe_graph_output_name(g, i);
+        lathe_node *n = lathe_graph_output(g, i);
+        size_t nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+        void *x = malloc(nb + 8), *y = malloc(nb + 8);
+        assert_int_equal(lathe_program_get(jit, name, x, nb), LATHE_OK);
+        assert_int_equal(lathe_program_get(ref, name, y, nb), LATHE_OK);
+        for (int64_t e = 0; e < n->numel; e++) {
+            double u = elem_at(n->dtype, x, e), v = elem_at(n->dtype, y, e);
+            bool ok = isnan(u) || isnan(v) ? isnan(u) && isnan(v)
+                      : isinf(u) || isinf(v) ? u == v
+                                             : fabs(u - v) <= rtol * fabs(v) + atol;
+            if (!ok) fail_msg("%s: %s[%lld]: jit %.17g, evaluator %.17g", label, name, (long long)e, u, v);
+        }
+        free(x);
+        free(y);
+    }
+}
+
+/* erf and the activations at their edges, in f32 and f64, against the
+ * evaluator (libm in double): zeros, the points where the JIT's formulas
+ * switch, values where the results saturate, underflow (kernels flush
+ * denormals) or overflow (x^3 in gelu's tanh form), infinities and NaN; and
+ * min over rows holding them.  The absolute floor covers gelu below about
+ * -3, where 1 + erf(x/sqrt 2) cancels in the JIT as in PyTorch (the
+ * evaluator uses erfc). */
+static void test_activation_edges(void **state) {
+    (void)state;
+    static const double xs[] = {0, -0.0, 0.5, -0.5, 1, -1, 1.0000001, 2.5, -2.5, 3.9, -4, 5, -5.95, 10, -10,
+                                30, -30, 100, -100, 1e30, -1e30, 1e-30, -1e-30, INFINITY, -INFINITY, NAN};
+    enum { N = sizeof xs / sizeof *xs, COLS = 2 };
+    for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", (lathe_dtype)t, LATHE_DIMS(N));
+        lathe_output(g, "erf", lathe_erf(g, x));
+        lathe_output(g, "gelu", lathe_gelu(g, x, false));
+        lathe_output(g, "gelu_tanh", lathe_gelu(g, x, true));
+        lathe_output(g, "silu", lathe_silu(g, x));
+        lathe_output(g, "softplus", lathe_softplus(g, x, 1, 20));
+        lathe_output(g, "softplus_beta", lathe_softplus(g, x, 0.5, INFINITY));
+        lathe_output(g, "softplus_neg_beta", lathe_softplus(g, x, -3, 2));
+        lathe_output(g, "leaky_relu", lathe_leaky_relu(g, x, 0.01));
+        lathe_output(g, "clamp", lathe_clamp(g, x, -1, 2));
+        lathe_output(g, "clamp_low", lathe_clamp(g, x, -2.5, INFINITY));
+        lathe_output(g, "min", lathe_min(g, lathe_reshape(g, x, LATHE_DIMS(N / COLS, COLS)), LATHE_AXES(1), false));
+        lathe_output(g, "min_all", lathe_min(g, lathe_slice(g, x, 0, 0, N - 1, 1), 0, NULL, false)); /* -inf */
+        assert_graph_ok(g);
+        const char *label = t == LATHE_F32 ? "activation edges f32" : "activation edges f64";
+        lathe_program *jit = compile_or_fail(label, g, LATHE_BACKEND_JIT);
+        lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
+        float f[N];
+        for (int i = 0; i < N; i++) f[i] = (float)xs[i];
+        const void *buf = t == LATHE_F32 ? (const void *)f : (const void *)xs;
+        size_t nb = t == LATHE_F32 ? sizeof f : sizeof xs;
+        assert_int_equal(lathe_program_set(jit, "x", buf, nb), LATHE_OK);
+        assert_int_equal(lathe_program_set(ref, "x", buf, nb), LATHE_OK);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        assert_int_equal(lathe_program_run(ref), LATHE_OK);
+        agree_each(label, g, jit, ref, t == LATHE_F32 ? 1e-5 : 1e-12, t == LATHE_F32 ? 1e-6 : 1e-14);
+        lathe_program_free(jit);
+        lathe_program_free(ref);
+        lathe_graph_free(g);
+    }
 }
 
 /* The executor (runtime/executor.c) claims chunks dynamically, runs small
@@ -952,6 +1023,7 @@ int main(void) {
         cmocka_unit_test(test_threads_same_bits),
         cmocka_unit_test(test_concat_many),
         cmocka_unit_test(test_denormals),
+        cmocka_unit_test(test_activation_edges),
         cmocka_unit_test(test_executor_runs),
         cmocka_unit_test(test_vector_convs),
         cmocka_unit_test(test_phase_epilogue),

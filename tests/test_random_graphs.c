@@ -458,6 +458,66 @@ static val *g_pow_scalar(gen *s) {
     return push(s, lathe_pow_scalar(s->g, use(x), e), lo, hi);
 }
 
+/* The activations, at double precision for their intervals. */
+static double gelu_d(double x, bool tanh_form) {
+    if (tanh_form) return 0.5 * x * (1 + tanh(0.79788456080286535588 * (x + 0.044715 * x * x * x)));
+    return 0.5 * x * erfc(-x * 0.70710678118654752440);
+}
+static double softplus_d(double x, double beta) { return (fmax(beta * x, 0) + log1p(exp(-fabs(beta * x)))) / beta; }
+
+/* gelu (exact or tanh form), silu, softplus, leaky_relu or clamp.  Each is
+ * monotone on either side of at most one point, so its interval is its value
+ * at both ends and, when the interval holds that point, its value there:
+ * gelu's and silu's minima (about -0.170 at -0.75 and -0.2785 at -1.28,
+ * rounded outward), leaky_relu's 0, and both sides of softplus's step down
+ * where beta x passes the threshold. */
+static val *g_activation(gen *s) {
+    val *x = pick(s, 0, MAXR, false);
+    if (!x) return NULL;
+    lathe_graph *g = s->g;
+    double lo = x->lo, hi = x->hi, a, b, m = INFINITY, big = -INFINITY;
+    lathe_node *y;
+    switch (ri(s, 0, 5)) {
+    case 0: {
+        bool tf = chance(s, 0.5);
+        a = gelu_d(lo, tf), b = gelu_d(hi, tf);
+        if (lo < -0.7 && hi > -0.8) m = -0.1701;
+        y = lathe_gelu(g, use(x), tf);
+        break;
+    }
+    case 1:
+        a = lo / (1 + exp(-lo)), b = hi / (1 + exp(-hi));
+        if (lo < -1.2 && hi > -1.35) m = -0.2785;
+        y = lathe_silu(g, use(x));
+        break;
+    case 2: { /* beta and threshold chosen so beta x is exact in f32 too */
+        static const double betas[] = {1, 2, 0.5}, thresholds[] = {20, 1, 2};
+        double beta = betas[ri(s, 0, 2)], thr = thresholds[ri(s, 0, 2)], t = thr / beta;
+        a = beta * lo > thr ? lo : softplus_d(lo, beta), b = beta * hi > thr ? hi : softplus_d(hi, beta);
+        if (lo <= t && hi > t) m = t, big = softplus_d(t, beta);
+        y = lathe_softplus(g, use(x), beta, thr);
+        break;
+    }
+    case 3: {
+        static const double slopes[] = {0.01, 0.1, 0.2, -0.5};
+        double k = slopes[ri(s, 0, 3)];
+        a = lo > 0 ? lo : lo * k, b = hi > 0 ? hi : hi * k;
+        if (lo < 0 && hi > 0) m = 0;
+        y = lathe_leaky_relu(g, use(x), k);
+        break;
+    }
+    default: { /* one bound, two, or (rarely) min above max: max everywhere */
+        double mn = chance(s, 0.3) ? -INFINITY : rng_uniform(&s->r, lo, hi);
+        double mx = chance(s, 0.3) ? INFINITY : rng_uniform(&s->r, isinf(mn) ? lo : mn, hi);
+        if (chance(s, 0.1)) mn = rng_uniform(&s->r, lo, hi), mx = mn - 0.25;
+        a = fmin(fmax(lo, mn), mx), b = fmin(fmax(hi, mn), mx);
+        y = lathe_clamp(g, use(x), mn, mx);
+        break;
+    }
+    }
+    return push(s, y, fmin(fmin(a, b), m), fmax(fmax(a, b), big));
+}
+
 /* where(cond, a, b) with a comparison (or a bool mask input) as condition. */
 static val *g_where(gen *s) {
     static lathe_node *(*const cmp[])(lathe_graph *, lathe_node *, lathe_node *) = {
@@ -575,8 +635,8 @@ static int64_t rand_axes(gen *s, const val *x, int *naxes, int64_t *axes) {
 }
 
 static val *g_reduce(gen *s) {
-    int k = ri(s, 0, 2);
-    val *x = pick(s, 0, MAXR, k != 0); /* mean and max need elements */
+    int k = ri(s, 0, 3);
+    val *x = pick(s, 0, MAXR, k != 0); /* mean, max and min need elements */
     if (!x) return NULL;
     int n;
     int64_t axes[LATHE_MAX_RANK], count;
@@ -599,7 +659,8 @@ static val *g_reduce(gen *s) {
     switch (k) {
     case 0: return push(s, lathe_sum(s->g, xn, n, axes, keep), x->lo * (double)count, x->hi * (double)count);
     case 1: return push(s, lathe_mean(s->g, xn, n, axes, keep), x->lo, x->hi);
-    default: return push(s, lathe_max(s->g, xn, n, axes, keep), x->lo, x->hi);
+    case 2: return push(s, lathe_max(s->g, xn, n, axes, keep), x->lo, x->hi);
+    default: return push(s, lathe_min(s->g, xn, n, axes, keep), x->lo, x->hi);
     }
 }
 
@@ -998,7 +1059,7 @@ typedef struct {
 
 static const op_gen gens[] = {
     {"binary", g_binary},   {"div", g_div},         {"pow", g_pow},         {"unary", g_unary},
-    {"log_sqrt", g_log_sqrt}, {"pow_scalar", g_pow_scalar}, {"where", g_where}, {"cast", g_cast},
+    {"log_sqrt", g_log_sqrt}, {"pow_scalar", g_pow_scalar}, {"activation", g_activation}, {"where", g_where}, {"cast", g_cast},
     {"reduce", g_reduce},   {"argmax", g_argmax},   {"reshape", g_reshape}, {"permute", g_permute},
     {"broadcast", g_broadcast}, {"concat", g_concat}, {"slice", g_slice},   {"matmul", g_matmul},
     {"linear", g_linear},   {"conv2d", g_conv},     {"pool", g_pool},       {"batch_norm", g_batch_norm},

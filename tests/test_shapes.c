@@ -4,6 +4,7 @@
  * Expected types are worked out by hand from PyTorch's rules (see the
  * comments); the bad-input rows name the status and a piece of the message
  * that must appear, so a vague or wrong error fails. */
+#include <math.h>
 #include <string.h>
 
 #include "testutil.h"
@@ -25,7 +26,10 @@ static const struct {
     {"where", "f64[2,3]"}, /* bool[2,1], [2,3], [3] */
     {"neg", "f64[2,3]"}, {"exp", "f64[2,3]"}, {"log", "f64[2,3]"}, {"sqrt", "f64[2,3]"},
     {"rsqrt", "f64[2,3]"}, {"abs", "f64[2,3]"}, {"relu", "f64[2,3]"}, {"sigmoid", "f64[2,3]"},
-    {"tanh", "f64[2,3]"}, {"erf", "f64[2,3]"}, {"pow_scalar", "f64[2,3]"}, {"pow_scalar/frac", "f64[4]"},
+    {"tanh", "f64[2,3]"}, {"erf", "f64[2,3]"}, {"gelu", "f64[2,3]"}, {"gelu/tanh", "f64[2,3]"},
+    {"silu", "f64[2,3]"}, {"softplus", "f64[2,3]"}, {"softplus/threshold", "f64[2,3]"},
+    {"leaky_relu", "f64[2,3]"}, {"clamp", "f64[2,3]"}, {"clamp/one-sided", "f64[2,3]"},
+    {"pow_scalar", "f64[2,3]"}, {"pow_scalar/frac", "f64[4]"},
     {"cast", "f64[2,3]"}, {"cast/int", "f64[5]"},
     {"sum", "f64[2,1,4]"},        /* [2,3,4] axes 1 keepdim */
     {"sum/all", "f64[]"},
@@ -33,6 +37,8 @@ static const struct {
     {"mean", "f64[3]"},           /* [2,3,4] axes 0, 2 */
     {"max", "f64[2]"},
     {"max/keepdim", "f64[1,3,1]"}, /* [2,3,2] axes 0, 2 keepdim */
+    {"min", "f64[2]"},
+    {"min/keepdim", "f64[1,3,1]"},
     {"argmax", "f64[2]"},
     {"reshape", "f64[3,2]"}, {"reshape/infer", "f64[6,4]"}, /* 24 / 4 */
     {"flatten", "f64[2,12]"},     /* [2,3,2,2] from 1 to -1 */
@@ -173,6 +179,16 @@ BAD(b_adaptive0) { return lathe_adaptive_avg_pool2d(g, IN32("x", 1, 1, 4, 4), 0,
 BAD(b_dtype) { return lathe_add(g, IN32("x", 2), lathe_input(g, "y", LATHE_F64, LATHE_DIMS(2))); }
 BAD(b_dtype_exp) { return lathe_exp(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2))); }
 BAD(b_dtype_erf) { return lathe_erf(g, lathe_input(g, "x", LATHE_BOOL, LATHE_DIMS(2))); }
+BAD(b_dtype_gelu) { return lathe_gelu(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2)), false); }
+BAD(b_gelu_bool) { return lt_make(g, LT_OP_GELU, 1, (lathe_node *[]){IN32("x", 2)}, (lt_attr[LT_MAX_ATTRS]){{.v = {2}}}); }
+BAD(b_dtype_silu) { return lathe_silu(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2))); }
+BAD(b_softplus_beta0) { return lathe_softplus(g, IN32("x", 2), 0, 20); }
+BAD(b_softplus_beta_inf) { return lathe_softplus(g, IN32("x", 2), INFINITY, 20); }
+BAD(b_softplus_threshold_nan) { return lathe_softplus(g, IN32("x", 2), 1, NAN); }
+BAD(b_leaky_relu_slope) { return lathe_leaky_relu(g, IN32("x", 2), NAN); }
+BAD(b_dtype_leaky_relu) { return lathe_leaky_relu(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2)), 0.01); }
+BAD(b_clamp_nan) { return lathe_clamp(g, IN32("x", 2), NAN, 1); }
+BAD(b_dtype_clamp) { return lathe_clamp(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2)), 0, 1); }
 BAD(b_dtype_bool_add) { lathe_node *c = lathe_input(g, "c", LATHE_BOOL, LATHE_DIMS(2)); return lathe_add(g, c, c); }
 BAD(b_dtype_mean_int) { return lathe_mean(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2)), 0, NULL, false); }
 BAD(b_where_cond) { return lathe_where(g, IN32("c", 2), IN32("x", 2), IN32("y", 2)); }
@@ -226,6 +242,9 @@ BAD(b_bn_channels) {
                               lathe_buffer(g, "rv", F32, LATHE_DIMS(2)), false, 0.1, 1e-5);
 }
 BAD(b_max_empty) { return lathe_max(g, IN32("x", 2, 0), LATHE_AXES(1), false); }
+BAD(b_min_empty) { return lathe_min(g, IN32("x", 0, 3), 0, NULL, true); }
+BAD(b_min_bool) { return lathe_min(g, lathe_input(g, "m", LATHE_BOOL, LATHE_DIMS(2)), 0, NULL, false); }
+BAD(b_min_axis) { return lathe_min(g, IN32("x", 2, 3), LATHE_AXES(0, -2), false); }
 BAD(b_permute) { return lathe_permute(g, IN32("x", 2, 3), LATHE_AXES(0, 0)); }
 BAD(b_permute_len) { return lathe_permute(g, IN32("x", 2, 3), LATHE_AXES(1, 0, 2)); }
 BAD(b_slice_step) { return lathe_slice(g, IN32("x", 5), 0, 0, 5, 0); }
@@ -347,6 +366,16 @@ static const struct {
     {"dtype mismatch", b_dtype, LATHE_ERR_DTYPE, "add: operand dtypes differ (f32[2], f64[2])"},
     {"exp of an integer", b_dtype_exp, LATHE_ERR_DTYPE, "exp: input must be f32 or f64, got i64[2]"},
     {"erf of bools", b_dtype_erf, LATHE_ERR_DTYPE, "erf: input must be f32 or f64, got bool[2]"},
+    {"gelu of integers", b_dtype_gelu, LATHE_ERR_DTYPE, "gelu: input must be f32 or f64, got i64[2]"},
+    {"gelu approximate not a bool", b_gelu_bool, LATHE_ERR_ARG, "gelu: approximate must be true or false, got 2"},
+    {"silu of integers", b_dtype_silu, LATHE_ERR_DTYPE, "silu: input must be f32 or f64, got i64[2]"},
+    {"softplus beta 0", b_softplus_beta0, LATHE_ERR_ARG, "softplus: beta must be finite and nonzero, got 0 (input f32[2])"},
+    {"softplus beta inf", b_softplus_beta_inf, LATHE_ERR_ARG, "softplus: beta must be finite and nonzero, got inf"},
+    {"softplus threshold NaN", b_softplus_threshold_nan, LATHE_ERR_ARG, "softplus: threshold must be a number, got nan (input f32[2])"},
+    {"leaky_relu slope NaN", b_leaky_relu_slope, LATHE_ERR_ARG, "leaky_relu: negative_slope must be finite, got nan (input f32[2])"},
+    {"leaky_relu of integers", b_dtype_leaky_relu, LATHE_ERR_DTYPE, "leaky_relu: input must be f32 or f64, got i64[2]"},
+    {"clamp bound NaN", b_clamp_nan, LATHE_ERR_ARG, "clamp: bounds must be numbers (an infinity for none), got min nan, max 1 (input f32[2])"},
+    {"clamp of integers", b_dtype_clamp, LATHE_ERR_DTYPE, "clamp: input must be f32 or f64, got i64[2]"},
     {"add of bools", b_dtype_bool_add, LATHE_ERR_DTYPE, "add: bool operands"},
     {"mean of integers", b_dtype_mean_int, LATHE_ERR_DTYPE, "mean: input must be f32 or f64"},
     {"where condition not bool", b_where_cond, LATHE_ERR_DTYPE, "where: condition must be bool, got f32[2]"},
@@ -375,6 +404,9 @@ static const struct {
     {"batch norm with one value", b_bn_one_value, LATHE_ERR_SHAPE, "more than 1 value per channel"},
     {"batch norm channels", b_bn_channels, LATHE_ERR_SHAPE, "batch_norm2d: weight must be [2] for input f32[2,2,3,3], got f32[3]"},
     {"max of an empty axis", b_max_empty, LATHE_ERR_SHAPE, "max: cannot reduce over zero-size axis 1 of f32[2,0]"},
+    {"min of an empty axis", b_min_empty, LATHE_ERR_SHAPE, "min: cannot reduce over zero-size axis 0 of f32[0,3]"},
+    {"min of bools", b_min_bool, LATHE_ERR_DTYPE, "min: bool input bool[2] not supported"},
+    {"min repeated axis", b_min_axis, LATHE_ERR_ARG, "min: axis 0 repeated for f32[2,3]"},
     {"permute repeats a dim", b_permute, LATHE_ERR_ARG, "permute: dim 0 repeated"},
     {"permute length", b_permute_len, LATHE_ERR_ARG, "permute: 3 dims given for rank-2"},
     {"slice step 0", b_slice_step, LATHE_ERR_ARG, "slice: step must be >= 1, got 0"},

@@ -76,6 +76,9 @@ B(b_where_same) { return lathe_where(g, lathe_gt(g, x, k(g, 0)), x, x); }
 B(b_cast_same) { return lathe_cast(g, x, LATHE_F64); }
 B(b_slice_all) { return lathe_slice(g, x, 1, 0, 3, 1); }
 B(b_pow1) { return lathe_pow_scalar(g, x, 1); }
+B(b_leaky1) { return lathe_leaky_relu(g, x, 1); }
+B(b_clamp_none) { return lathe_clamp(g, x, -INFINITY, INFINITY); }
+B(b_clamp_one) { return lathe_clamp(g, x, -INFINITY, 6); } /* kept: one bound */
 B(b_sumkeep) { /* the same sum kept and not: one sum */
     lathe_node *kept = lathe_reshape(g, lathe_sum(g, x, LATHE_AXES(0), true), D(3));
     return lathe_add(g, kept, lathe_sum(g, x, LATHE_AXES(0), false));
@@ -109,6 +112,9 @@ static const struct {
     {"cast to the same dtype", b_cast_same, LT_OP_CAST, LT_OP_INPUT, 1},
     {"slice of a whole axis", b_slice_all, LT_OP_SLICE, LT_OP_INPUT, 1},
     {"x**1", b_pow1, LT_OP_POW_SCALAR, LT_OP_INPUT, 1},
+    {"leaky_relu with slope 1", b_leaky1, LT_OP_LEAKY_RELU, LT_OP_INPUT, 1},
+    {"clamp without bounds", b_clamp_none, LT_OP_CLAMP, LT_OP_INPUT, 1},
+    {"clamp with one bound kept", b_clamp_one, LT_OP_INPUT, LT_OP_CLAMP, 2},
     {"a sum kept and not kept", b_sumkeep, LT_OP_INPUT, LT_OP_SUM, 4},
 };
 

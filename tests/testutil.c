@@ -66,6 +66,15 @@ S(s_sigmoid) { return lathe_sigmoid(g, X((2, 3))); }
 S(s_tanh) { return lathe_tanh(g, X((2, 3))); }
 /* x in [-3, 3): both of the JIT's formulas (|x| < 1 and above) */
 S(s_erf) { return lathe_erf(g, lathe_mul(g, X((2, 3)), lathe_scalar(g, t, 3))); }
+S(s_gelu) { return lathe_gelu(g, lathe_mul(g, X((2, 3)), lathe_scalar(g, t, 3)), false); }
+S(s_gelu_tanh) { return lathe_gelu(g, lathe_mul(g, X((2, 3)), lathe_scalar(g, t, 3)), true); }
+S(s_silu) { return lathe_silu(g, lathe_mul(g, X((2, 3)), lathe_scalar(g, t, 3))); }
+S(s_softplus) { return lathe_softplus(g, X((2, 3)), 1, 20); }
+/* beta x > 1 for x > 0.5: both branches */
+S(s_softplus_thr) { return lathe_softplus(g, X((2, 3)), 2, 1); }
+S(s_leaky_relu) { return lathe_leaky_relu(g, X((2, 3)), 0.1); }
+S(s_clamp) { return lathe_clamp(g, X((2, 3)), -0.5, 0.5); }
+S(s_clamp_one) { return lathe_clamp(g, X((2, 3)), -INFINITY, 0.25); }
 S(s_pow_scalar) { return lathe_pow_scalar(g, X((2, 3)), 3); }
 S(s_pow_scalar_frac) { return lathe_pow_scalar(g, XP((4)), -0.5); }
 S(s_cast) {
@@ -79,6 +88,8 @@ S(s_sum_neg) { return lathe_sum(g, X((2, 3, 4)), LATHE_AXES(-1, 0), false); }
 S(s_mean) { return lathe_mean(g, X((2, 3, 4)), LATHE_AXES(0, 2), false); }
 S(s_max) { return lathe_max(g, X((2, 3)), LATHE_AXES(1), false); }
 S(s_max_keep) { return lathe_max(g, X((2, 3, 2)), LATHE_AXES(0, 2), true); }
+S(s_min) { return lathe_min(g, X((2, 3)), LATHE_AXES(1), false); }
+S(s_min_keep) { return lathe_min(g, X((2, 3, 2)), LATHE_AXES(0, 2), true); }
 S(s_argmax) { return lathe_cast(g, lathe_argmax(g, X((2, 5)), 1, false), t); }
 S(s_reshape) { return lathe_reshape(g, X((2, 3)), D(3, 2)); }
 S(s_reshape_infer) { return lathe_reshape(g, X((2, 3, 4)), D(-1, 4)); }
@@ -218,10 +229,14 @@ const sample samples[] = {
     E("neg", NEG, s_neg), E("exp", EXP, s_exp), E("log", LOG, s_log), E("sqrt", SQRT, s_sqrt),
     E("rsqrt", RSQRT, s_rsqrt), E("abs", ABS, s_abs), E("relu", RELU, s_relu),
     E("sigmoid", SIGMOID, s_sigmoid), E("tanh", TANH, s_tanh), E("erf", ERF, s_erf),
+    E("gelu", GELU, s_gelu), E("gelu/tanh", GELU, s_gelu_tanh), E("silu", SILU, s_silu),
+    E("softplus", SOFTPLUS, s_softplus), E("softplus/threshold", SOFTPLUS, s_softplus_thr),
+    E("leaky_relu", LEAKY_RELU, s_leaky_relu), E("clamp", CLAMP, s_clamp), E("clamp/one-sided", CLAMP, s_clamp_one),
     E("pow_scalar", POW_SCALAR, s_pow_scalar), E("pow_scalar/frac", POW_SCALAR, s_pow_scalar_frac),
     E("cast", CAST, s_cast), E("cast/int", CAST, s_cast_int),
     E("sum", SUM, s_sum), E("sum/all", SUM, s_sum_all), E("sum/neg-axes", SUM, s_sum_neg),
     E("mean", MEAN, s_mean), E("max", MAX, s_max), E("max/keepdim", MAX, s_max_keep),
+    E("min", MIN, s_min), E("min/keepdim", MIN, s_min_keep),
     E("argmax", ARGMAX, s_argmax),
     E("reshape", RESHAPE, s_reshape), E("reshape/infer", RESHAPE, s_reshape_infer),
     E("flatten", FLATTEN, s_flatten), E("permute", PERMUTE, s_permute),
