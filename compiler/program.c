@@ -139,6 +139,7 @@ static void fill_table(lathe_program *p) {
         t->requires_grad = leaf && n->requires_grad;
         t->grad_offset = -1;
         t->index_limit = leaf && n->op == LT_OP_INPUT && n->dtype == LATHE_I64 ? lathe_index_limit(g, n) : 0;
+        t->index_ignore = t->index_limit > 0 ? lathe_index_ignore(g, n) : INT64_MIN;
         if (leaf && n->op != LT_OP_INPUT) {
             t->init = lathe_leaf_init_of(g, n, &t->init_a) == LATHE_LEAF_INIT_UNIFORM ? LATHE_INIT_UNIFORM : LATHE_INIT_CONST;
         }

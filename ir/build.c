@@ -267,7 +267,7 @@ lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     return make(g, LT_OP_LOG_SOFTMAX, 1, IN(x), a);
 }
 static lathe_node *loss(lathe_graph *g, lt_op op, lathe_node *x, lathe_node *y, lathe_reduction r) {
-    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}};
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {LATHE_IGNORE_INDEX}}};
     return make(g, op, 2, IN(x, y), a);
 }
 lathe_node *lathe_cross_entropy(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r) {
@@ -275,6 +275,15 @@ lathe_node *lathe_cross_entropy(lathe_graph *g, lathe_node *x, lathe_node *y, la
 }
 lathe_node *lathe_nll_loss(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r) {
     return loss(g, LT_OP_NLL_LOSS, x, y, r);
+}
+lathe_node *lathe_cross_entropy_ex(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r,
+                                   int64_t ignore_index, double label_smoothing) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {ignore_index}}, {.f = label_smoothing}};
+    return make(g, LT_OP_CROSS_ENTROPY, 2, IN(x, y), a);
+}
+lathe_node *lathe_nll_loss_ex(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r, int64_t ignore_index) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {ignore_index}}};
+    return make(g, LT_OP_NLL_LOSS, 2, IN(x, y), a);
 }
 lathe_node *lathe_mse_loss(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r) {
     return loss(g, LT_OP_MSE_LOSS, x, y, r);

@@ -166,6 +166,10 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
  * Every path that runs a program checks its inputs against this
  * (lathe_rt_check_indices). */
 int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input);
+/* The value outside [0, C) that those losses all ignore (their
+ * ignore_index: labels equal to it count for nothing), or INT64_MIN when
+ * they do not agree on one. */
+int64_t lathe_index_ignore(const lathe_graph *g, const lathe_node *input);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
  * no_grad region or is a comparison, argmax or integer result. */
@@ -290,12 +294,25 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *weight
                                double eps);
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
-/* logits (N, C) floating, labels (N) i64 in [0, C). */
+/* torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...)
+ * floating, labels (N) or (N, d1, ...) i64 in [0, C), the class axis 1.
+ * Per element: -log_softmax(logits, 1)[label], or with label smoothing e,
+ * (1 - e) of that plus e/C times the sum over classes of -log_softmax.
+ * Elements whose label is ignore_index lose 0 and are not counted: mean
+ * divides by the number of the others (0/0 = NaN when all are ignored), as
+ * PyTorch.  lathe_cross_entropy: ignore_index LATHE_IGNORE_INDEX (-100,
+ * PyTorch's default), no smoothing. */
+#define LATHE_IGNORE_INDEX (-100)
 lathe_node *lathe_cross_entropy(lathe_graph *g, lathe_node *logits, lathe_node *labels,
                                 lathe_reduction reduction);
-/* log_probs (N, C), labels (N) i64: -log_probs[i, labels[i]]. */
+lathe_node *lathe_cross_entropy_ex(lathe_graph *g, lathe_node *logits, lathe_node *labels,
+                                   lathe_reduction reduction, int64_t ignore_index, double label_smoothing);
+/* torch.nn.functional.nll_loss: log_probs shaped as cross_entropy's logits;
+ * per element -log_probs[label]; ignore_index as cross_entropy's. */
 lathe_node *lathe_nll_loss(lathe_graph *g, lathe_node *log_probs, lathe_node *labels,
                            lathe_reduction reduction);
+lathe_node *lathe_nll_loss_ex(lathe_graph *g, lathe_node *log_probs, lathe_node *labels,
+                              lathe_reduction reduction, int64_t ignore_index);
 /* (a - b)^2, same shapes. */
 lathe_node *lathe_mse_loss(lathe_graph *g, lathe_node *a, lathe_node *b,
                            lathe_reduction reduction);

@@ -122,12 +122,15 @@ typedef struct {
     lathe_init_kind init;
     double init_a;
     int64_t index_limit;   /* i64 inputs that hold class indices: values must lie in [0, index_limit); 0: any */
+    int64_t index_ignore;  /* with index_limit: one more value allowed (a loss's ignore_index); INT64_MIN
+                            * or any value in [0, index_limit): none */
 } lathe_rt_tensor;
 
 /* The tensor named name (outputs included), or NULL. */
 const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name);
 
-/* Whether every input with an index_limit holds values in [0, limit), as a
+/* Whether every input with an index_limit holds values in [0, limit) or
+ * equal to its index_ignore, as a
  * loss that indexes with them needs (out of range, the loss and its
  * gradient would silently disagree): 0, or -1 with a message naming the
  * input, the element and the value.  Every path that runs a program calls

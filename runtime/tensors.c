@@ -57,7 +57,7 @@ int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int 
         if (t->kind != LATHE_RT_INPUT || t->index_limit <= 0 || t->dtype != LATHE_RT_I64) continue;
         const int64_t *v = (const int64_t *)(const void *)(arena + t->offset);
         for (int64_t e = 0; e < t->numel; e++)
-            if (v[e] < 0 || v[e] >= t->index_limit) {
+            if ((v[e] < 0 || v[e] >= t->index_limit) && v[e] != t->index_ignore) {
                 if (err && errlen)
                     snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes of the loss "
                              "it indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);

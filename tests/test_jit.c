@@ -519,6 +519,18 @@ static void test_label_check(void **state) {
         assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
         if (!strstr(lathe_program_error(p), "input 'labels': element 2 is 3, outside [0, 3)"))
             fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        /* the ignore index (PyTorch's default -100) is allowed, and left out of the mean */
+        float xs[12] = {0, 0, 5, 1, 1, 1, 0, 0, 0, 2, 2, 2}, loss_v = 0;
+        int64_t ignored[4] = {-100, 1, -100, 0}, other[4] = {-100, 1, -99, 0};
+        assert_int_equal(lathe_program_set(p, "x", xs, sizeof xs), LATHE_OK);
+        assert_int_equal(lathe_program_set(p, "labels", ignored, sizeof ignored), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        assert_int_equal(lathe_program_get(p, "loss", &loss_v, sizeof loss_v), LATHE_OK);
+        if (fabs(loss_v - log(3.0)) > 1e-6) fail_msg("backend %d: loss %.9g, want ln 3", backend, loss_v);
+        assert_int_equal(lathe_program_set(p, "labels", other, sizeof other), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'labels': element 2 is -99, outside [0, 3)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
         lathe_program_free(p);
         lathe_graph_free(g);
     }

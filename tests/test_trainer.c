@@ -210,6 +210,18 @@ static void test_eval_tokens(void **state) {
     char want[128];
     snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 15);
     expect_out(want);
+    /* with ignore_index=3 the three 3s count for nothing: 6 zeros of 12 tokens */
+    snprintf(path, sizeof path, "%s/tok.lathe", tmp);
+    f = fopen(path, "w");
+    fputs("model tok\nbatch N = 2\ninput x: f32[N, 3]\ninput y: i64[N, 3]\nparam w: f32[4] init=zeros\n"
+          "logits = reshape(x, [N * 3, 1]) * 0 + w\n"
+          "loss cross_entropy(logits, reshape(y, [N * 3]), ignore_index=3)\n", f);
+    fclose(f);
+    rc = run("%s train %s/tok.lathe --data %s/tok.safetensors --eval-data %s/tok.safetensors --lr 0 --epochs 1",
+             lathe_bin, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 12);
+    expect_out(want);
 }
 
 /* text:FILE and sample: a bigram table learns that b follows a and a
