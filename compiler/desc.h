@@ -54,6 +54,7 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(CROSS_ENTROPY, "cross_entropy", "logits labels reduction=mean ignore_index=-100 label_smoothing=0") \
     X(NLL_LOSS, "nll_loss", "log_probs labels reduction=mean ignore_index=-100")                  \
     X(MSE_LOSS, "mse_loss", "input target reduction=mean")                                         \
+    X(DROPOUT, "dropout", "x p=0.5")                                                                \
     X(CHANNELS, "channels", "x")                                                                   \
     X(SHAPE, "shape", "x axis")                                                                    \
     X(RANK, "rank", "x")                                                                           \

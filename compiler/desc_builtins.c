@@ -443,6 +443,17 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_CROSS_ENTROPY:
     case B_NLL_LOSS:
     case B_MSE_LOSS: return desc_call_loss(p, b, c, false, out, NULL);
+    case B_DROPOUT: { /* off in evaluation, as nn.Dropout in eval() */
+        double pr;
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_num(p, c, 1, &pr)) return false;
+        if (!(pr >= 0 && pr <= 1)) return bad_arg(p, c, 1, "a probability in [0, 1]");
+        if (!p->training || pr == 0) {
+            *out = c->v[0];
+            out->at = c->at;
+            return true;
+        }
+        return desc_built(p, c->at, lathe_dropout(g, x, pr), out);
+    }
     case B_CHANNELS:
     case B_SHAPE:
     case B_RANK: {

@@ -258,6 +258,26 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *w, lat
     return g->status == LATHE_OK ? y : NULL;
 }
 
+lathe_node *lathe_rng_state(lathe_graph *g) {
+    lathe_node *r = lathe_graph_find(g, LATHE_RNG_NAME);
+    if (r) return r;
+    if (!(r = lathe_buffer(g, LATHE_RNG_NAME, LATHE_I64, LATHE_DIMS(2)))) return NULL;
+    lathe_no_grad_begin(g);
+    lathe_update(g, r, lathe_add(g, r, lathe_const(g, LATHE_I64, LATHE_DIMS(2), (int64_t[]){0, 1})));
+    lathe_no_grad_end(g);
+    return g->status == LATHE_OK ? r : NULL;
+}
+
+lathe_node *lathe_dropout(lathe_graph *g, lathe_node *x, double p) {
+    if (g->status != LATHE_OK) return NULL;
+    lathe_node *r = lathe_rng_state(g);
+    if (!r) return NULL;
+    int64_t salt = 0; /* the dropouts built before this one */
+    for (int i = 0; i < g->nnodes; i++) salt += g->nodes[i]->op == LT_OP_DROPOUT;
+    lt_attr a[LT_MAX_ATTRS] = {{.f = p}, {.v = {salt}}};
+    return make(g, LT_OP_DROPOUT, 2, IN(x, r), a);
+}
+
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
     return make(g, LT_OP_SOFTMAX, 1, IN(x), a);

@@ -692,6 +692,24 @@ static lathe_status class_loss(lathe_eval *ev, const lathe_node *n, double *y) {
     return LATHE_OK;
 }
 
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* lathe_dropout's mask, element by element (lathe.h gives the formula). */
+static void dropout(const lathe_node *n, const double *x, const double *rng, double *y) {
+    double p = n->attr[0].f, scale = round_to(n->dtype, 1 / (1 - p));
+    uint64_t seed = (uint64_t)(int64_t)rng[0], step = (uint64_t)(int64_t)rng[1], salt = (uint64_t)n->attr[1].v[0];
+    uint64_t k = mix64(seed ^ mix64(step * 0x9E3779B97F4A7C15ull + salt));
+    uint64_t thresh = (uint64_t)llround(p * 4294967296.0);
+    for (int64_t i = 0; i < n->numel; i++) {
+        bool keep = mix64(k + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull) >> 32 >= thresh;
+        y[i] = keep ? x[i] * scale : 0;
+    }
+}
+
 /* a and b have the same shape; per-element loss (a - b)^2 */
 static lathe_status mse_loss(lathe_eval *ev, const lathe_node *n, double *y) {
     const lathe_node *an = n->in[0];
@@ -806,6 +824,9 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
         return class_loss(ev, n, y);
     case LT_OP_MSE_LOSS:
         return mse_loss(ev, n, y);
+    case LT_OP_DROPOUT:
+        dropout(n, x, b, y);
+        return LATHE_OK;
 
     case LT_OP_SLICE_BACKWARD:
         slice_backward(n, xn, x, y);

@@ -357,7 +357,8 @@ lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init: node %%%d (%s) is not a param or buffer", n->id, lt_ops[n->op].name);
         return LATHE_ERR_ARG;
     }
-    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_CONST || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0)) {
+    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_SEED || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0) ||
+        (kind == LATHE_LEAF_INIT_SEED && n->dtype != LATHE_I64)) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': bad initializer (kind %d, a %g)", n->name, (int)kind, a);
         return LATHE_ERR_ARG;
     }
@@ -387,6 +388,7 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
                 *a = k == 1 || k == 4 ? 1 : 0;
                 return LATHE_LEAF_INIT_CONST;
             }
+            if (n->op == LT_OP_DROPOUT && k == 1) return LATHE_LEAF_INIT_SEED; /* (seed, 0) */
         }
     }
     if (leaf->op == LT_OP_PARAM && leaf->rank >= 2) { /* some other use: as a linear layer's weight */

@@ -618,6 +618,18 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->shape[3] = a[0].v[1];
         return LATHE_OK;
     }
+    case LT_OP_DROPOUT: {
+        const lathe_node *r = in[1];
+        if (need_float(g, on, x, "input")) return g->status;
+        if (r->dtype != LATHE_I64 || r->rank != 1 || r->shape[0] != 2)
+            return fail(g, LATHE_ERR_SHAPE, "dropout: the generator state must be i64[2] (seed, step), got %s", t.s[1]);
+        if (!(a[0].f >= 0 && a[0].f <= 1))
+            return fail(g, LATHE_ERR_ARG, "dropout: p must lie in [0, 1], got %g", a[0].f);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        return LATHE_OK;
+    }
     case LT_OP_BATCH_NORM2D: {
         if (need_float(g, on, x, "input") || same_dtype(g, on, nin, in) ||
             need_rank(g, on, x, 4, "input", "N, C, H, W") || check_bool_attr(g, on, "training", a[0].v[0]))

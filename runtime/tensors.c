@@ -74,6 +74,10 @@ void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t se
         if (t->init == LATHE_INIT_NONE) continue;
         uint64_t s = seed ^ name_hash(t->name);
         uint8_t *p = arena + t->offset;
+        if (t->init == LATHE_INIT_SEED && t->dtype == LATHE_RT_I64) {
+            for (int64_t j = 0; j < t->numel; j++) ((int64_t *)(void *)p)[j] = j ? 0 : (int64_t)seed;
+            continue;
+        }
         for (int64_t j = 0; j < t->numel; j++) {
             double v = t->init_a;
             if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * ((double)(splitmix(&s) >> 11) / 9007199254740992.0) - 1.0);

@@ -981,6 +981,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
             snprintf(key, sizeof key, "%s%s", prefix, t->name);
             const lathe_st_tensor *s = lathe_st_find(pf, key);
             type_str(t->dtype, t->rank, t->shape, want, sizeof want);
+            if (!s && !strncmp(t->name, "lathe.", 6)) continue; /* Lathe's own state: optional */
             if (!s) {
                 fail(prog, "--params %s: no tensor '%s' (the model's %s %s)", params, key,
                      t->kind == LATHE_RT_PARAM ? "parameter" : "buffer", want);
