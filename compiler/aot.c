@@ -58,9 +58,10 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
         fprintf(o, ", .kind = %d, .dtype = %d, .rank = %d, .shape = {", (int)t->kind, t->dtype, t->rank);
         for (int d = 0; d < LATHE_RT_MAX_RANK; d++) fprintf(o, "%s%lld", d ? ", " : "", (long long)t->shape[d]);
         fprintf(o, "}, .numel = %lld, .offset = %lld, .requires_grad = %d, .grad_offset = %lld, .init = %d, .init_a = %a, "
-                   ".index_limit = %lld},\n",
+                   ".index_limit = %lld, .index_ignore = %lld},\n",
                 (long long)t->numel, (long long)t->offset, t->requires_grad, (long long)t->grad_offset, (int)t->init,
-                t->init_a, (long long)t->index_limit);
+                t->init_a, (long long)t->index_limit,
+                (long long)(t->index_ignore == INT64_MIN ? 0 : t->index_ignore)); /* 0 is in range: no extra value */
     }
     fputs("};\n", o);
     int nconst = 0;

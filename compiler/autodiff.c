@@ -65,23 +65,37 @@ static lathe_node *expand_reduced(ad *a, lathe_node *gy, const lathe_node *x, co
     return lathe_broadcast_to(a->g, r, x->rank, x->shape);
 }
 
-/* one_hot(labels (N), C) as dtype t: labels[:, None] == arange(C)[None, :] */
+/* labels (N, d...) as (N, 1, d...): broadcast over the class axis 1 */
+static lathe_node *class_col(ad *a, lathe_node *v) {
+    int64_t s[LATHE_MAX_RANK];
+    s[0] = v->shape[0], s[1] = 1;
+    for (int d = 1; d < v->rank; d++) s[d + 1] = v->shape[d];
+    return lathe_reshape(a->g, v, v->rank + 1, s);
+}
+
+/* one_hot(labels (N, d...), C) along axis 1 as dtype t: (N, C, d...) */
 static lathe_node *one_hot(ad *a, lathe_node *labels, int64_t C, lathe_dtype t) {
     int64_t *iota = malloc((size_t)(C ? C : 1) * sizeof *iota);
     if (!iota) return lt_fail(a->g, LATHE_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < C; i++) iota[i] = i;
-    lathe_node *ar = lathe_const(a->g, LATHE_I64, LATHE_DIMS(1, C), iota);
+    int64_t s[LATHE_MAX_RANK];
+    for (int d = 0; d <= labels->rank; d++) s[d] = d == 1 ? C : 1;
+    lathe_node *ar = lathe_const(a->g, LATHE_I64, labels->rank + 1, s, iota);
     free(iota);
-    lathe_node *col = lathe_reshape(a->g, labels, LATHE_DIMS(labels->shape[0], 1));
-    return lathe_cast(a->g, lathe_eq(a->g, col, ar), t);
+    return lathe_cast(a->g, lathe_eq(a->g, class_col(a, labels), ar), t);
 }
 
-/* Scale of a loss's per-sample gradient: gy / count (mean), gy (sum), or gy
- * reshaped to broadcast over the class dim (none). */
-static lathe_node *loss_scale(ad *a, lathe_node *gy, int64_t reduction, int64_t count, int rank_x) {
-    if (reduction == LATHE_REDUCE_MEAN) return lathe_div(a->g, gy, sc(a, gy, (double)count));
-    if (reduction == LATHE_REDUCE_SUM || rank_x == gy->rank) return gy;
-    return lathe_reshape(a->g, gy, LATHE_DIMS(gy->shape[0], 1)); /* none, (N) over (N, C) */
+/* The gradient of a class loss y over x (N, C, d...) at labels is
+ * d * valid * scale: d per element and class, valid 0 where the label is the
+ * ignore index, scale gy / (elements not ignored) for mean, gy for sum, gy
+ * per element for none. */
+static lathe_node *class_loss_grad(ad *a, lathe_node *y, lathe_node *gy, lathe_node *labels, lathe_node *d) {
+    lathe_graph *g = a->g;
+    lathe_node *valid = lathe_ne(g, labels, lathe_scalar(g, LATHE_I64, (double)y->attr[1].v[0]));
+    lathe_node *vf = lathe_cast(g, valid, y->dtype), *scale = gy;
+    if (y->attr[0].v[0] == LATHE_REDUCE_MEAN) scale = lathe_div(g, gy, lathe_sum(g, vf, 0, NULL, false));
+    else if (y->attr[0].v[0] == LATHE_REDUCE_NONE) scale = class_col(a, gy);
+    return lathe_mul(g, d, lathe_mul(g, class_col(a, vf), scale));
 }
 
 static lathe_node *mk(ad *a, lt_op op, int nin, lathe_node *const *in, const lt_attr *attrs) {
@@ -331,16 +345,20 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         acc(a, 0, y, lathe_sub(g, gy, lathe_mul(g, lathe_exp(g, y), lathe_sum(g, gy, 1, &ax, true))));
         break;
     }
-    case LT_OP_CROSS_ENTROPY: { /* (softmax(x) - onehot) * scale */
-        lathe_node *d = lathe_sub(g, lathe_softmax(g, x, 1), one_hot(a, b, x->shape[1], x->dtype));
-        acc(a, 0, y, lathe_mul(g, d, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
+    case LT_OP_CROSS_ENTROPY: { /* softmax(x) - ((1 - eps) onehot + eps / C) */
+        int64_t C = x->shape[1];
+        double eps = y->attr[2].f;
+        lathe_node *target = one_hot(a, b, C, x->dtype);
+        if (eps != 0) target = lathe_add(g, lathe_mul(g, target, sc(a, y, 1 - eps)), sc(a, y, eps / (double)C));
+        acc(a, 0, y, class_loss_grad(a, y, gy, b, lathe_sub(g, lathe_softmax(g, x, 1), target)));
         break;
     }
-    case LT_OP_NLL_LOSS: { /* -onehot * scale */
-        lathe_node *oh = lathe_neg(g, one_hot(a, b, x->shape[1], x->dtype));
-        acc(a, 0, y, lathe_mul(g, oh, loss_scale(a, gy, y->attr[0].v[0], x->shape[0], x->rank)));
+    case LT_OP_NLL_LOSS: /* -onehot */
+        acc(a, 0, y, class_loss_grad(a, y, gy, b, lathe_neg(g, one_hot(a, b, x->shape[1], x->dtype))));
         break;
-    }
+    case LT_OP_DROPOUT: /* the same mask (the same state, salt and indices), drawn again */
+        acc(a, 0, y, mk(a, LT_OP_DROPOUT, 2, IN(gy, b), y->attr));
+        break;
     case LT_OP_MSE_LOSS: { /* 2 (a - b) * scale */
         lathe_node *s = y->attr[0].v[0] == LATHE_REDUCE_MEAN ? lathe_div(g, gy, sc(a, y, (double)x->numel)) : gy;
         lathe_node *d = lathe_mul(g, lathe_mul(g, sc(a, y, 2), lathe_sub(g, x, b)), s);

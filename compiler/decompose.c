@@ -24,19 +24,39 @@ static lathe_node *log_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     return lathe_sub(g, z, lathe_log(g, keep_axis(g, LT_OP_SUM, lathe_exp(g, z), axis)));
 }
 
-/* -x[i, labels[i]] per sample, reduced */
-static lathe_node *nll(lathe_graph *g, lathe_node *lp, lathe_node *labels, int64_t red) {
-    int64_t N = lp->shape[0], C = lp->shape[1];
+/* The loss of log-probabilities lp (N, C, d...) at labels (N, d...), as
+ * ir/eval.c's class_loss: the class axis moved last, one row per element,
+ * -lp at the label (with smoothing eps: (1 - eps) of it plus eps/C times
+ * -sum(lp)), 0 where the label is ignore; mean divides by the elements not
+ * ignored. */
+static lathe_node *nll(lathe_graph *g, lathe_node *lp, lathe_node *labels, int64_t red, int64_t ignore, double eps) {
+    int64_t C = lp->shape[1], M = labels->numel;
+    lathe_dtype t = lp->dtype;
+    if (lp->rank > 2) {
+        int64_t perm[LATHE_MAX_RANK];
+        perm[0] = 0;
+        for (int d = 2; d < lp->rank; d++) perm[d - 1] = d;
+        perm[lp->rank - 1] = 1;
+        lp = lathe_permute(g, lp, lp->rank, perm);
+    }
+    lp = lathe_reshape(g, lp, LATHE_DIMS(M, C));
     int64_t *iota = malloc((size_t)(C ? C : 1) * sizeof *iota);
     if (!iota) return lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < C; i++) iota[i] = i;
     lathe_node *ar = lathe_const(g, LATHE_I64, LATHE_DIMS(1, C), iota);
     free(iota);
-    lathe_node *hit = lathe_eq(g, lathe_reshape(g, labels, LATHE_DIMS(N, 1)), ar);
-    lathe_node *per = lathe_neg(g, lathe_sum(g, lathe_where(g, hit, lp, sc(g, lp->dtype, 0)), LATHE_AXES(1), false));
-    if (red == LATHE_REDUCE_NONE) return per;
+    lathe_node *flat = lathe_reshape(g, labels, LATHE_DIMS(M));
+    lathe_node *hit = lathe_eq(g, lathe_reshape(g, labels, LATHE_DIMS(M, 1)), ar);
+    lathe_node *per = lathe_neg(g, lathe_sum(g, lathe_where(g, hit, lp, sc(g, t, 0)), LATHE_AXES(1), false));
+    if (eps != 0)
+        per = lathe_add(g, lathe_mul(g, per, sc(g, t, 1 - eps)),
+                        lathe_mul(g, lathe_neg(g, lathe_sum(g, lp, LATHE_AXES(1), false)), sc(g, t, eps / (double)C)));
+    lathe_node *valid = lathe_ne(g, flat, lathe_scalar(g, LATHE_I64, (double)ignore));
+    per = lathe_where(g, valid, per, sc(g, t, 0));
+    if (red == LATHE_REDUCE_NONE) return lathe_reshape(g, per, labels->rank, labels->shape);
     lathe_node *s = lathe_sum(g, per, 0, NULL, false);
-    return red == LATHE_REDUCE_SUM ? s : lathe_div(g, s, sc(g, lp->dtype, (double)N));
+    if (red == LATHE_REDUCE_SUM) return s;
+    return lathe_div(g, s, lathe_sum(g, lathe_cast(g, valid, t), 0, NULL, false));
 }
 
 /* Output planes of at most 16 elements (4x4) leave a weight-gradient
@@ -127,8 +147,9 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
     case LT_OP_LOG_SOFTMAX:
         if (x->shape[n->attr[0].v[0]] == 0) return x;
         return log_softmax(g, x, n->attr[0].v[0]);
-    case LT_OP_CROSS_ENTROPY: return nll(g, log_softmax(g, x, 1), in[1], n->attr[0].v[0]);
-    case LT_OP_NLL_LOSS: return nll(g, x, in[1], n->attr[0].v[0]);
+    case LT_OP_CROSS_ENTROPY:
+        return nll(g, log_softmax(g, x, 1), in[1], n->attr[0].v[0], n->attr[1].v[0], n->attr[2].f);
+    case LT_OP_NLL_LOSS: return nll(g, x, in[1], n->attr[0].v[0], n->attr[1].v[0], 0);
     case LT_OP_MSE_LOSS: {
         lathe_node *d = lathe_sub(g, x, in[1]);
         lathe_node *sq = lathe_mul(g, d, d);

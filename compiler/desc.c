@@ -182,6 +182,12 @@ static bool next(parser *p) {
                              ((s[j] == '+' || s[j] == '-') && (s[j - 1] == 'e' || s[j - 1] == 'E'))))
                 j++;
             t.kind = T_NUM;
+        } else if (c == '"') { /* a string: "none", no escapes, on one line */
+            while (j < n && s[j] != '"' && s[j] != '\n') j++;
+            if (j == n || s[j] != '"')
+                return desc_err(p, LATHE_ERR_PARSE, t.at, "unterminated string (a string ends with '\"' on its line)");
+            j++;
+            t.kind = T_STR;
         } else if (c == '.') { /* '..' in a loop's range; '.' only inside dotted names */
             t.kind = T_PUNCT;
             t.op = c;
@@ -316,6 +322,7 @@ const char *desc_kind_str(const value *v, char *buf, size_t cap) {
         break;
     case V_LIST: snprintf(buf, cap, "a list of %d", v->n); break;
     case V_DTYPE: snprintf(buf, cap, "the dtype %s", lathe_dtype_name(v->dtype)); break;
+    case V_STR: snprintf(buf, cap, "the string \"%.*s\"", (int)(v->len > 40 ? 40 : v->len), v->s); break;
     default: snprintf(buf, cap, "no value"); break;
     }
     return buf;
@@ -767,6 +774,10 @@ static bool parse_primary(parser *p, value *out) {
     if (t.kind == T_NUM) {
         out->k = V_NUM;
         return number(p, &out->num);
+    }
+    if (t.kind == T_STR) {
+        *out = (value){.k = V_STR, .s = t.s + 1, .len = t.len - 2, .at = t.at};
+        return next(p);
     }
     if (is_punct(p, '(')) {
         if (!next(p) || !parse_expr(p, out)) return false;
@@ -1334,7 +1345,7 @@ static bool parse_loss(parser *p, token kw) {
     loc at = p->lx.tok.at;
     int fi = loss_call_ahead(p);
     value v;
-    lathe_node *correct = NULL;
+    lathe_node *correct = NULL, *weight = NULL;
     if (fi < 0) {
         if (!parse_expr(p, &v)) return false;
     } else {
@@ -1347,19 +1358,19 @@ static bool parse_loss(parser *p, token kw) {
         desc_builtin_params(fi, &c);
         if (!next(p) || !parse_args(p, &c, a, &na) || !bind(p, &c, a, na)) return false;
         if (!live(p)) return true;
-        if (!desc_arg_tensor(p, &c, 0, &x) || !desc_arg_tensor(p, &c, 1, &y)) return false;
-        lathe_reduction red = p->training ? LATHE_REDUCE_MEAN : LATHE_REDUCE_NONE;
-        desc_stamp(p, c.at);
-        lathe_node *l = fi == B_CROSS_ENTROPY ? lathe_cross_entropy(g, x, y, red)
-                        : fi == B_NLL_LOSS    ? lathe_nll_loss(g, x, y, red)
-                                              : lathe_mse_loss(g, x, y, red);
-        if (l && !p->training && fi == B_MSE_LOSS && lathe_node_rank(l) > 1) {
+        if (!desc_call_loss(p, fi, &c, !p->training, &v, &weight)) return false;
+        x = c.v[0].t, y = c.v[1].t;
+        lathe_node *l = v.t;
+        if (!p->training && fi == B_MSE_LOSS && lathe_node_rank(l) > 1) {
             int64_t axes[LATHE_MAX_RANK];
             for (int i = 1; i < lathe_node_rank(l); i++) axes[i - 1] = i;
             l = lathe_mean(g, l, lathe_node_rank(l) - 1, axes, false);
         }
-        if (l && !p->training && fi != B_MSE_LOSS)
-            correct = lathe_cast(g, lathe_eq(g, lathe_argmax(g, x, 1, false), y), LATHE_F32);
+        if (l && !p->training && fi != B_MSE_LOSS) {
+            correct = lathe_cast(g, lathe_eq(g, lathe_argmax(g, x, 1, false), y), lathe_node_dtype(weight));
+            correct = lathe_mul(g, correct, weight);
+            correct = lathe_cast(g, correct, LATHE_F32);
+        }
         if (!desc_built(p, c.at, l, &v)) return false;
         p->info.classify = fi != B_MSE_LOSS;
         if (lathe_node_name(y) && !strcmp(lathe_node_op(y), "input"))
@@ -1377,6 +1388,7 @@ static bool parse_loss(parser *p, token kw) {
     p->have_loss = p->info.has_loss = true;
     if (!status_ok(p, at, lathe_output(p->g, "loss", v.t))) return false;
     if (correct && !status_ok(p, at, lathe_output(p->g, "correct", correct))) return false;
+    if (weight && !status_ok(p, at, lathe_output(p->g, "weight", weight))) return false;
     return !p->training || status_ok(p, at, lathe_mark_backward(p->g, v.t, NULL));
 }
 

@@ -51,9 +51,10 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(WHERE, "where", "cond a b")                                                                  \
     X(CAST, "cast", "x dtype")                                                                     \
     X(TENSOR, "tensor", "values dtype=f32")                                                        \
-    X(CROSS_ENTROPY, "cross_entropy", "logits labels")                                             \
-    X(NLL_LOSS, "nll_loss", "log_probs labels")                                                    \
-    X(MSE_LOSS, "mse_loss", "input target")                                                        \
+    X(CROSS_ENTROPY, "cross_entropy", "logits labels reduction=mean ignore_index=-100 label_smoothing=0") \
+    X(NLL_LOSS, "nll_loss", "log_probs labels reduction=mean ignore_index=-100")                  \
+    X(MSE_LOSS, "mse_loss", "input target reduction=mean")                                         \
+    X(DROPOUT, "dropout", "x p=0.5")                                                                \
     X(CHANNELS, "channels", "x")                                                                   \
     X(SHAPE, "shape", "x axis")                                                                    \
     X(RANK, "rank", "x")                                                                           \
@@ -84,7 +85,7 @@ typedef struct {
     int line, col;  /* 1-based; col counts bytes */
 } loc;
 
-typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_PUNCT } tkind;
+typedef enum { T_EOF, T_NL, T_IDENT, T_NUM, T_PUNCT, T_STR } tkind;
 enum { P_POW = 256, P_FLOORDIV, P_EQ, P_NE, P_LE, P_GE, P_DOTDOT };  /* two-character punctuation */
 
 typedef struct {
@@ -103,7 +104,7 @@ typedef struct {
     token tok;      /* the current token */
 } lexer;
 
-typedef enum { V_NONE, V_NUM, V_TENSOR, V_LIST, V_DTYPE } vkind;
+typedef enum { V_NONE, V_NUM, V_TENSOR, V_LIST, V_DTYPE, V_STR } vkind;
 
 typedef struct {
     vkind k;
@@ -111,6 +112,8 @@ typedef struct {
     lathe_node *t;     /* V_TENSOR */
     int first, n;      /* V_LIST: p->items[first .. first + n) */
     lathe_dtype dtype; /* V_DTYPE */
+    const char *s;     /* V_STR: the characters between the quotes (no escapes), in the source */
+    size_t len;
     loc at;            /* where the expression starts */
 } value;
 
@@ -235,6 +238,11 @@ int desc_find_builtin(const char *s, size_t len);
 void desc_builtin_params(builtin b, call *c);
 /* Run built-in b on the bound arguments. */
 bool desc_call_builtin(parser *p, builtin b, const call *c, value *out);
+/* The loss of built-in b (cross_entropy, nll_loss or mse_loss) on the bound
+ * call c.  per_element: reduction none whatever c says (a `loss`
+ * statement's evaluation program), and for the class losses *weight is 1
+ * where an element counts, 0 where its label is ignore_index (else NULL). */
+bool desc_call_loss(parser *p, builtin b, const call *c, bool per_element, value *out, lathe_node **weight);
 /* Argument i of c as a tensor, or an error naming the argument. */
 bool desc_arg_tensor(parser *p, const call *c, int i, lathe_node **out);
 /* A constant of type t and shape from v: a number (every element) or a list

@@ -112,6 +112,20 @@ static bool arg_bool(parser *p, const call *c, int i, bool *out) {
     return true;
 }
 
+/* "none", "mean" or "sum"; absent: mean. */
+static bool arg_reduction(parser *p, const call *c, int i, lathe_reduction *out) {
+    static const char *const names[] = {"none", "mean", "sum"};
+    static const lathe_reduction r[] = {LATHE_REDUCE_NONE, LATHE_REDUCE_MEAN, LATHE_REDUCE_SUM};
+    *out = LATHE_REDUCE_MEAN;
+    if (!c->set[i]) return true;
+    for (int k = 0; k < 3 && c->v[i].k == V_STR; k++)
+        if (same(c->v[i].s, c->v[i].len, names[k], strlen(names[k]))) {
+            *out = r[k];
+            return true;
+        }
+    return bad_arg(p, c, i, "\"none\", \"mean\" or \"sum\"");
+}
+
 /* ---- the functions ------------------------------------------------------------------------ */
 
 /* A parameter or buffer of the layer being called. */
@@ -299,6 +313,26 @@ static bool number_fn(parser *p, builtin b, const call *c, value *out) {
     return true;
 }
 
+bool desc_call_loss(parser *p, builtin b, const call *c, bool per_element, value *out, lathe_node **weight) {
+    lathe_graph *g = p->g;
+    lathe_node *x, *y, *r;
+    lathe_reduction red;
+    int64_t ignore = LATHE_IGNORE_INDEX;
+    double eps = 0;
+    if (weight) *weight = NULL;
+    if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &y) || !arg_reduction(p, c, 2, &red) ||
+        (b != B_MSE_LOSS && !arg_int(p, c, 3, &ignore)) || (b == B_CROSS_ENTROPY && !arg_num(p, c, 4, &eps)))
+        return false;
+    if (per_element) red = LATHE_REDUCE_NONE;
+    desc_stamp(p, c->at);
+    r = b == B_CROSS_ENTROPY ? lathe_cross_entropy_ex(g, x, y, red, ignore, eps)
+        : b == B_NLL_LOSS    ? lathe_nll_loss_ex(g, x, y, red, ignore)
+                             : lathe_mse_loss(g, x, y, red);
+    if (r && weight && per_element && b != B_MSE_LOSS)
+        *weight = lathe_cast(g, lathe_ne(g, y, lathe_scalar(g, LATHE_I64, (double)ignore)), lathe_node_dtype(x));
+    return desc_built(p, c->at, r, out);
+}
+
 /* Run built-in b on the bound arguments. */
 bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     lathe_graph *g = p->g;
@@ -408,12 +442,18 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
         return desc_built(p, c->at, r, out);
     case B_CROSS_ENTROPY:
     case B_NLL_LOSS:
-    case B_MSE_LOSS:
-        if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &y)) return false;
-        r = b == B_CROSS_ENTROPY ? lathe_cross_entropy(g, x, y, LATHE_REDUCE_MEAN)
-            : b == B_NLL_LOSS    ? lathe_nll_loss(g, x, y, LATHE_REDUCE_MEAN)
-                                 : lathe_mse_loss(g, x, y, LATHE_REDUCE_MEAN);
-        return desc_built(p, c->at, r, out);
+    case B_MSE_LOSS: return desc_call_loss(p, b, c, false, out, NULL);
+    case B_DROPOUT: { /* off in evaluation, as nn.Dropout in eval() */
+        double pr;
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_num(p, c, 1, &pr)) return false;
+        if (!(pr >= 0 && pr <= 1)) return bad_arg(p, c, 1, "a probability in [0, 1]");
+        if (!p->training || pr == 0) {
+            *out = c->v[0];
+            out->at = c->at;
+            return true;
+        }
+        return desc_built(p, c->at, lathe_dropout(g, x, pr), out);
+    }
     case B_CHANNELS:
     case B_SHAPE:
     case B_RANK: {

@@ -244,6 +244,19 @@ static lt_expr *avg_div(fz *z, lt_expr *h0, lt_expr *w0, const int64_t *k, const
 
 static lt_expr *bin_of(fz *z, int op, lathe_dtype t, lt_expr *a, lt_expr *b) { return xbin(z, op, t, a, b); }
 
+/* SplitMix64's finalizer on i64 expressions (wrapping: no constant folding
+ * here, which would overflow in C). */
+#define GOLDEN64 0x9E3779B97F4A7C15ull
+static lt_expr *mix64(fz *z, lt_expr *e) {
+    static const uint64_t mul[2] = {0xBF58476D1CE4E5B9ull, 0x94D049BB133111EBull};
+    static const int shift[3] = {30, 27, 31};
+    for (int r = 0; r < 3; r++) {
+        e = xbin(z, XB_XOR, LATHE_I64, e, xbin(z, XB_SHR, LATHE_I64, e, xi(z, shift[r])));
+        if (r < 2) e = xbin(z, LT_OP_MUL, LATHE_I64, e, xi(z, (int64_t)mul[r]));
+    }
+    return e;
+}
+
 static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
     lt_expr *oi[LATHE_MAX_RANK], *oj[LATHE_MAX_RANK];
     const lathe_node *x = n->nin ? n->in[0] : NULL;
@@ -370,6 +383,21 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
             acc = acc ? xsel(z, icmp(z, LT_OP_GE, idx[ax], xi(z, off)), v, acc) : v;
         }
         return acc ? acc : xf(z, 0, t);
+    }
+    case LT_OP_DROPOUT: { /* lathe.h's lathe_dropout: the mask drawn from the state, salt and flat index */
+        lt_expr *at[1] = {xi(z, 0)}, *seed = opv(z, n, 1, at);
+        at[0] = xi(z, 1);
+        lt_expr *step = opv(z, n, 1, at), *flat = xi(z, 0);
+        for (int d = 0; d < n->rank; d++) flat = iadd(z, imul(z, flat, n->shape[d]), idx[d]);
+        lt_expr *k = mix64(z, xbin(z, LT_OP_ADD, LATHE_I64, xbin(z, LT_OP_MUL, LATHE_I64, step, xi(z, (int64_t)GOLDEN64)),
+                                   xi(z, n->attr[1].v[0])));
+        k = mix64(z, xbin(z, XB_XOR, LATHE_I64, seed, k));
+        lt_expr *h = xbin(z, LT_OP_MUL, LATHE_I64, iadd(z, flat, xi(z, 1)), xi(z, (int64_t)GOLDEN64));
+        h = xbin(z, XB_SHR, LATHE_I64, mix64(z, xbin(z, LT_OP_ADD, LATHE_I64, k, h)), xi(z, 32));
+        double p = n->attr[0].f;
+        lt_expr *keep = icmp(z, LT_OP_GE, h, xi(z, (int64_t)llround(p * 4294967296.0)));
+        lt_expr *v = bin_of(z, LT_OP_MUL, t, opv(z, n, 0, idx), xf(z, 1 / (1 - p), t));
+        return xsel(z, keep, v, xf(z, 0, t));
     }
     case LT_OP_MATMUL: {
         const lathe_node *a = n->in[0], *b = n->in[1];
@@ -583,7 +611,7 @@ static bool is_index_op(lt_op op) {
 }
 static bool is_pointwise(lt_op op) {
     lt_kind k = lt_ops[op].kind;
-    return k == LT_UNARY || k == LT_BINARY || k == LT_COMPARE || k == LT_WHERE;
+    return k == LT_UNARY || k == LT_BINARY || k == LT_COMPARE || k == LT_WHERE || op == LT_OP_DROPOUT;
 }
 static bool is_reduction(lt_op op) {
     return op == LT_OP_SUM || op == LT_OP_MAX || op == LT_OP_MIN || op == LT_OP_ARGMAX;

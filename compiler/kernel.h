@@ -37,7 +37,7 @@ typedef enum {
 
 /* Integer-only binary ops for index arithmetic (beyond ADD SUB MUL MIN MAX
  * which are shared with values). */
-enum { XB_IDIV = LT_OP_COUNT + 1, XB_IMOD, XB_AND, XB_OR };
+enum { XB_IDIV = LT_OP_COUNT + 1, XB_IMOD, XB_AND, XB_OR, XB_XOR, XB_SHR /* logical */ };
 
 /* R_ARGMAX: flat index over the reduction vars of the first maximum, a NaN
  * counting as the maximum and the first NaN winning (torch.argmax).

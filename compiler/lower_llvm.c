@@ -258,6 +258,8 @@ static LLVMValueRef gen_binary(cg *c, const lt_expr *e) {
     case XB_IMOD: return LLVMBuildSRem(c->b, a, b, "");
     case XB_AND: return LLVMBuildAnd(c->b, a, b, "");
     case XB_OR: return LLVMBuildOr(c->b, a, b, "");
+    case XB_XOR: return LLVMBuildXor(c->b, a, b, "");
+    case XB_SHR: return LLVMBuildLShr(c->b, a, b, "");
     default: break;
     }
     LT_ASSERT(!"binary op without lowering");

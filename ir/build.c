@@ -279,6 +279,26 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *w, lat
     return g->status == LATHE_OK ? y : NULL;
 }
 
+lathe_node *lathe_rng_state(lathe_graph *g) {
+    lathe_node *r = lathe_graph_find(g, LATHE_RNG_NAME);
+    if (r) return r;
+    if (!(r = lathe_buffer(g, LATHE_RNG_NAME, LATHE_I64, LATHE_DIMS(2)))) return NULL;
+    lathe_no_grad_begin(g);
+    lathe_update(g, r, lathe_add(g, r, lathe_const(g, LATHE_I64, LATHE_DIMS(2), (int64_t[]){0, 1})));
+    lathe_no_grad_end(g);
+    return g->status == LATHE_OK ? r : NULL;
+}
+
+lathe_node *lathe_dropout(lathe_graph *g, lathe_node *x, double p) {
+    if (g->status != LATHE_OK) return NULL;
+    lathe_node *r = lathe_rng_state(g);
+    if (!r) return NULL;
+    int64_t salt = 0; /* the dropouts built before this one */
+    for (int i = 0; i < g->nnodes; i++) salt += g->nodes[i]->op == LT_OP_DROPOUT;
+    lt_attr a[LT_MAX_ATTRS] = {{.f = p}, {.v = {salt}}};
+    return make(g, LT_OP_DROPOUT, 2, IN(x, r), a);
+}
+
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
     return make(g, LT_OP_SOFTMAX, 1, IN(x), a);
@@ -288,7 +308,7 @@ lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     return make(g, LT_OP_LOG_SOFTMAX, 1, IN(x), a);
 }
 static lathe_node *loss(lathe_graph *g, lt_op op, lathe_node *x, lathe_node *y, lathe_reduction r) {
-    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}};
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {LATHE_IGNORE_INDEX}}};
     return make(g, op, 2, IN(x, y), a);
 }
 lathe_node *lathe_cross_entropy(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r) {
@@ -296,6 +316,15 @@ lathe_node *lathe_cross_entropy(lathe_graph *g, lathe_node *x, lathe_node *y, la
 }
 lathe_node *lathe_nll_loss(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r) {
     return loss(g, LT_OP_NLL_LOSS, x, y, r);
+}
+lathe_node *lathe_cross_entropy_ex(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r,
+                                   int64_t ignore_index, double label_smoothing) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {ignore_index}}, {.f = label_smoothing}};
+    return make(g, LT_OP_CROSS_ENTROPY, 2, IN(x, y), a);
+}
+lathe_node *lathe_nll_loss_ex(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r, int64_t ignore_index) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {ignore_index}}};
+    return make(g, LT_OP_NLL_LOSS, 2, IN(x, y), a);
 }
 lathe_node *lathe_mse_loss(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_reduction r) {
     return loss(g, LT_OP_MSE_LOSS, x, y, r);

@@ -658,40 +658,73 @@ static void reduce_loss(int64_t reduction, const double *l, int64_t count, doubl
     y[0] = reduction == LATHE_REDUCE_MEAN ? s / (double)count : s; /* empty mean: NaN */
 }
 
-/* x is (N, C), labels is (N) of class indices in [0, C); per-sample loss is
- * -log_softmax(x)[i, label] (cross_entropy) or -x[i, label] (nll_loss). */
+/* x is (N, C, d...), labels (N, d...) of class indices in [0, C) or the
+ * ignore index; the loss of element (i, s) is -log_softmax(x)[i, label, s]
+ * (cross_entropy, with label smoothing e: (1 - e) of it plus e/C times the
+ * sum over the classes) or -x[i, label, s] (nll_loss); an ignored element
+ * loses 0 and is not counted in the mean. */
 static lathe_status class_loss(lathe_eval *ev, const lathe_node *n, double *y) {
     const lathe_node *xn = n->in[0], *ln = n->in[1];
     const double *x = ev->val[xn->id], *lab = ev->val[ln->id];
-    int64_t N = xn->shape[0], C = xn->shape[1];
-    double *l = alloc_vals(N);
+    int64_t N = xn->shape[0], C = xn->shape[1], S = ln->numel / (N ? N : 1), M = ln->numel, ignore = n->attr[1].v[0];
+    double eps = n->op == LT_OP_CROSS_ENTROPY ? n->attr[2].f : 0;
+    double *l = alloc_vals(M);
     if (!l) return ev_fail(ev, LATHE_ERR_NOMEM, "%s %%%d: out of memory", lt_ops[n->op].name, n->id);
-    for (int64_t i = 0; i < N; i++) {
-        if (!(lab[i] >= 0 && lab[i] < (double)C)) {
+    int64_t count = 0;
+    for (int64_t e = 0; e < M; e++) {
+        l[e] = 0;
+        if (lab[e] == (double)ignore) continue;
+        if (!(lab[e] >= 0 && lab[e] < (double)C)) {
             char where[400];
             if (ln->name) snprintf(where, sizeof where, "'%s'", ln->name);
             else describe(ev->g, ln, where, sizeof where);
             free(l);
             return ev_fail(ev, LATHE_ERR_ARG,
                            "%s %%%d: label %lld at index %lld of %s is out of range [0, %lld)",
-                           lt_ops[n->op].name, n->id, (long long)lab[i], (long long)i, where,
+                           lt_ops[n->op].name, n->id, (long long)lab[e], (long long)e, where,
                            (long long)C);
         }
-        const double *xr = x + i * C;
-        int64_t c = (int64_t)lab[i];
+        count++;
+        const double *xr = x + (e / S) * C * S + e % S; /* class k at xr[k * S] */
+        int64_t c = (int64_t)lab[e];
         if (n->op == LT_OP_NLL_LOSS) {
-            l[i] = -xr[c];
-        } else {
-            double m = -INFINITY, s = 0;
-            for (int64_t k = 0; k < C; k++)
-                if (xr[k] > m) m = xr[k];
-            for (int64_t k = 0; k < C; k++) s += exp(xr[k] - m);
-            l[i] = -(xr[c] - m - log(s));
+            l[e] = -xr[c * S];
+            continue;
         }
+        double m = -INFINITY, s = 0, all = 0;
+        for (int64_t k = 0; k < C; k++)
+            if (xr[k * S] > m) m = xr[k * S];
+        for (int64_t k = 0; k < C; k++) s += exp(xr[k * S] - m);
+        double lse = m + log(s);
+        for (int64_t k = 0; eps != 0 && k < C; k++) all += lse - xr[k * S];
+        l[e] = (1 - eps) * (lse - xr[c * S]) + (eps != 0 ? eps / (double)C * all : 0);
     }
-    reduce_loss(n->attr[0].v[0], l, N, y);
+    if (n->attr[0].v[0] == LATHE_REDUCE_NONE) memcpy(y, l, sizeof *l * (size_t)M);
+    else {
+        double sum = 0;
+        for (int64_t e = 0; e < M; e++) sum += l[e];
+        y[0] = n->attr[0].v[0] == LATHE_REDUCE_MEAN ? sum / (double)count : sum; /* all ignored: NaN */
+    }
     free(l);
     return LATHE_OK;
+}
+
+static uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* lathe_dropout's mask, element by element (lathe.h gives the formula). */
+static void dropout(const lathe_node *n, const double *x, const double *rng, double *y) {
+    double p = n->attr[0].f, scale = round_to(n->dtype, 1 / (1 - p));
+    uint64_t seed = (uint64_t)(int64_t)rng[0], step = (uint64_t)(int64_t)rng[1], salt = (uint64_t)n->attr[1].v[0];
+    uint64_t k = mix64(seed ^ mix64(step * 0x9E3779B97F4A7C15ull + salt));
+    uint64_t thresh = (uint64_t)llround(p * 4294967296.0);
+    for (int64_t i = 0; i < n->numel; i++) {
+        bool keep = mix64(k + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull) >> 32 >= thresh;
+        y[i] = keep ? x[i] * scale : 0;
+    }
 }
 
 /* a and b have the same shape; per-element loss (a - b)^2 */
@@ -809,6 +842,9 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
         return class_loss(ev, n, y);
     case LT_OP_MSE_LOSS:
         return mse_loss(ev, n, y);
+    case LT_OP_DROPOUT:
+        dropout(n, x, b, y);
+        return LATHE_OK;
 
     case LT_OP_SLICE_BACKWARD:
         slice_backward(n, xn, x, y);

@@ -357,7 +357,8 @@ lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init: node %%%d (%s) is not a param or buffer", n->id, lt_ops[n->op].name);
         return LATHE_ERR_ARG;
     }
-    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_CONST || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0)) {
+    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_SEED || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0) ||
+        (kind == LATHE_LEAF_INIT_SEED && n->dtype != LATHE_I64)) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': bad initializer (kind %d, a %g)", n->name, (int)kind, a);
         return LATHE_ERR_ARG;
     }
@@ -387,6 +388,7 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
                 *a = k == 1 || k == 4 ? 1 : 0;
                 return LATHE_LEAF_INIT_CONST;
             }
+            if (n->op == LT_OP_DROPOUT && k == 1) return LATHE_LEAF_INIT_SEED; /* (seed, 0) */
         }
     }
     if (leaf->op == LT_OP_PARAM && leaf->rank >= 2) { /* some other use: as a linear layer's weight */
@@ -397,21 +399,38 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
     return LATHE_LEAF_INIT_CONST;
 }
 
+/* Whether node n is a class loss whose labels are input, directly or
+ * through shape ops. */
+static bool loss_indexes_with(const lathe_node *n, const lathe_node *input) {
+    if ((n->op != LT_OP_CROSS_ENTROPY && n->op != LT_OP_NLL_LOSS) || n->nin < 2) return false;
+    const lathe_node *t = n->in[1];
+    while (t != input && (t->op == LT_OP_RESHAPE || t->op == LT_OP_FLATTEN || t->op == LT_OP_PERMUTE ||
+                          t->op == LT_OP_SLICE || t->op == LT_OP_BROADCAST_TO))
+        t = t->in[0];
+    return t == input;
+}
+
 int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input) {
     int64_t limit = 0;
     for (int i = input->id + 1; i < g->nnodes; i++) {
         const lathe_node *n = g->nodes[i];
-        if ((n->op != LT_OP_CROSS_ENTROPY && n->op != LT_OP_NLL_LOSS) || n->nin < 2) continue;
-        const lathe_node *t = n->in[1];
-        while (t != input && (t->op == LT_OP_RESHAPE || t->op == LT_OP_FLATTEN || t->op == LT_OP_PERMUTE ||
-                              t->op == LT_OP_SLICE || t->op == LT_OP_BROADCAST_TO))
-            t = t->in[0];
-        if (t != input) continue;
+        if (!loss_indexes_with(n, input)) continue;
         const lathe_node *x = n->in[0];
         int64_t c = x->shape[x->rank > 1 ? 1 : 0];
         if (limit == 0 || c < limit) limit = c;
     }
     return limit;
+}
+
+int64_t lathe_index_ignore(const lathe_graph *g, const lathe_node *input) {
+    int64_t ignore = INT64_MIN;
+    for (int i = input->id + 1; i < g->nnodes; i++) {
+        const lathe_node *n = g->nodes[i];
+        if (!loss_indexes_with(n, input)) continue;
+        if (ignore != INT64_MIN && n->attr[1].v[0] != ignore) return INT64_MIN;
+        ignore = n->attr[1].v[0];
+    }
+    return ignore;
 }
 
 lathe_status lathe_set_requires_grad(lathe_node *n, bool rg) {

@@ -336,21 +336,34 @@ static lathe_status infer_loss(lathe_graph *g, lt_op op, lathe_node *const *in, 
         } else out->rank = 0;
         return LATHE_OK;
     }
-    if (need_float(g, on, in[0], "input") ||
-        need_rank(g, on, in[0], 2, op == LT_OP_NLL_LOSS ? "log-probabilities" : "logits", "N, C"))
-        return g->status;
-    if (in[1]->dtype != LATHE_I64)
+    const lathe_node *x = in[0], *y = in[1];
+    if (need_float(g, on, x, "input")) return g->status;
+    if (x->rank < 2)
+        return fail(g, LATHE_ERR_SHAPE, "%s: %s must have rank 2 or more (N, C, d1, ...), got %s", on,
+                    op == LT_OP_NLL_LOSS ? "log-probabilities" : "logits", t.s[0]);
+    if (y->dtype != LATHE_I64)
         return fail(g, LATHE_ERR_DTYPE, "%s: labels must be i64 class indices, got %s (input %s)", on,
                     t.s[1], t.s[0]);
-    if (in[1]->rank != 1 || in[1]->shape[0] != in[0]->shape[0])
-        return fail(g, LATHE_ERR_SHAPE, "%s: labels must be i64[%lld] for input %s, got %s", on,
-                    (long long)in[0]->shape[0], t.s[0], t.s[1]);
-    if (in[0]->shape[1] == 0)
+    /* labels: x's shape without the class axis 1 */
+    bool fits = y->rank == x->rank - 1 && y->shape[0] == x->shape[0];
+    for (int d = 2; fits && d < x->rank; d++) fits = y->shape[d - 1] == x->shape[d];
+    if (!fits) {
+        char want[160];
+        int64_t s[LATHE_MAX_RANK];
+        s[0] = x->shape[0];
+        for (int d = 2; d < x->rank; d++) s[d - 1] = x->shape[d];
+        lt_type_str(LATHE_I64, x->rank - 1, s, want, sizeof want);
+        return fail(g, LATHE_ERR_SHAPE, "%s: labels must be %s for input %s, got %s (the input's shape without its class axis 1)",
+                    on, want, t.s[0], t.s[1]);
+    }
+    if (x->shape[1] == 0)
         return fail(g, LATHE_ERR_SHAPE, "%s: input %s has no classes", on, t.s[0]);
-    out->dtype = in[0]->dtype;
+    if (op == LT_OP_CROSS_ENTROPY && !(a[2].f >= 0 && a[2].f <= 1))
+        return fail(g, LATHE_ERR_ARG, "cross_entropy: label_smoothing must lie in [0, 1], got %g", a[2].f);
+    out->dtype = x->dtype;
     if (a[0].v[0] == LATHE_REDUCE_NONE) {
-        out->rank = 1;
-        out->shape[0] = in[0]->shape[0];
+        out->rank = y->rank;
+        memcpy(out->shape, y->shape, sizeof(int64_t) * (size_t)y->rank);
     } else out->rank = 0;
     return LATHE_OK;
 }
@@ -626,6 +639,18 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->shape[1] = x->shape[1];
         out->shape[2] = a[0].v[0];
         out->shape[3] = a[0].v[1];
+        return LATHE_OK;
+    }
+    case LT_OP_DROPOUT: {
+        const lathe_node *r = in[1];
+        if (need_float(g, on, x, "input")) return g->status;
+        if (r->dtype != LATHE_I64 || r->rank != 1 || r->shape[0] != 2)
+            return fail(g, LATHE_ERR_SHAPE, "dropout: the generator state must be i64[2] (seed, step), got %s", t.s[1]);
+        if (!(a[0].f >= 0 && a[0].f <= 1))
+            return fail(g, LATHE_ERR_ARG, "dropout: p must lie in [0, 1], got %g", a[0].f);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
         return LATHE_OK;
     }
     case LT_OP_BATCH_NORM2D: {

@@ -147,16 +147,18 @@ int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requ
  * default, follows PyTorch's layer defaults from the op that uses it
  * (kaiming-uniform conv/linear weights, uniform(+-1/sqrt(fan_in)) biases,
  * batch norm's 1, 0, running mean 0, running var 1); UNIFORM draws from
- * uniform(-a, a); CONST sets every element to a. */
-typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST } lathe_leaf_init;
+ * uniform(-a, a); CONST sets every element to a; SEED (an i64 buffer: a
+ * generator state) puts the run's seed in element 0 and zeros after it. */
+typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST, LATHE_LEAF_INIT_SEED } lathe_leaf_init;
 lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
-/* The initializer that param or buffer leaf gets: UNIFORM or CONST, with the
+/* The initializer that param or buffer leaf gets: UNIFORM, CONST or SEED, with the
  * bound or value in *a.  lathe_set_init's when one was set; for AUTO,
  * PyTorch's default for the first op that uses it: a conv2d or linear
  * weight or bias draws from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (for
  * weights, what kaiming-uniform with a = sqrt(5) gives); batch norm's weight
  * and running_var are 1, its bias and running_mean 0; a param of rank 2 or
- * more used another way is treated as a linear weight; anything else is 0.
+ * more used another way is treated as a linear weight; dropout's generator
+ * state is SEED; anything else is 0.
  * The runtime draws the values (lathe_rt_init). */
 lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
 /* The values integer input `input` may take when it holds class indices:
@@ -166,6 +168,10 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
  * Every path that runs a program checks its inputs against this
  * (lathe_rt_check_indices). */
 int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input);
+/* The value outside [0, C) that those losses all ignore (their
+ * ignore_index: labels equal to it count for nothing), or INT64_MIN when
+ * they do not agree on one. */
+int64_t lathe_index_ignore(const lathe_graph *g, const lathe_node *input);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
  * no_grad region or is a comparison, argmax or integer result. */
@@ -306,14 +312,46 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *weight
                                lathe_node *bias, lathe_node *running_mean,
                                lathe_node *running_var, bool training, double momentum,
                                double eps);
+/* torch.nn.functional.dropout in training: each element is zeroed with
+ * probability p, the others scaled by 1/(1 - p).  The draws are a hash of
+ * the generator state (the buffer LATHE_RNG_NAME, i64[2]: the run's seed and
+ * the step, which every run of the program advances), the dropout's number
+ * in the graph (its salt) and the element's index: the same bits on any
+ * thread count, a run resumed from a checkpoint (which holds the state)
+ * draws what the unbroken run draws, and the gradient re-draws the same
+ * mask instead of storing it.  The draw of element i, exactly (uint64
+ * arithmetic mod 2^64; mix is SplitMix64's finalizer: z ^= z >> 30, z *=
+ * 0xBF58476D1CE4E5B9, z ^= z >> 27, z *= 0x94D049BB133111EB, z ^= z >> 31):
+ *     k = mix(seed ^ mix(step * 0x9E3779B97F4A7C15 + salt))
+ *     keep = (mix(k + (i + 1) * 0x9E3779B97F4A7C15) >> 32) >= round(p * 2^32)
+ * An evaluation graph simply leaves dropout out. */
+#define LATHE_RNG_NAME "lathe.rng"
+lathe_node *lathe_dropout(lathe_graph *g, lathe_node *x, double p);
+/* The graph's generator state: the buffer LATHE_RNG_NAME (created on first
+ * use, initialized to (seed, 0) by the runtime, its step advanced by one per
+ * run).  Lathe's own state: loading a file without it keeps it as it is. */
+lathe_node *lathe_rng_state(lathe_graph *g);
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
-/* logits (N, C) floating, labels (N) i64 in [0, C). */
+/* torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...)
+ * floating, labels (N) or (N, d1, ...) i64 in [0, C), the class axis 1.
+ * Per element: -log_softmax(logits, 1)[label], or with label smoothing e,
+ * (1 - e) of that plus e/C times the sum over classes of -log_softmax.
+ * Elements whose label is ignore_index lose 0 and are not counted: mean
+ * divides by the number of the others (0/0 = NaN when all are ignored), as
+ * PyTorch.  lathe_cross_entropy: ignore_index LATHE_IGNORE_INDEX (-100,
+ * PyTorch's default), no smoothing. */
+#define LATHE_IGNORE_INDEX (-100)
 lathe_node *lathe_cross_entropy(lathe_graph *g, lathe_node *logits, lathe_node *labels,
                                 lathe_reduction reduction);
-/* log_probs (N, C), labels (N) i64: -log_probs[i, labels[i]]. */
+lathe_node *lathe_cross_entropy_ex(lathe_graph *g, lathe_node *logits, lathe_node *labels,
+                                   lathe_reduction reduction, int64_t ignore_index, double label_smoothing);
+/* torch.nn.functional.nll_loss: log_probs shaped as cross_entropy's logits;
+ * per element -log_probs[label]; ignore_index as cross_entropy's. */
 lathe_node *lathe_nll_loss(lathe_graph *g, lathe_node *log_probs, lathe_node *labels,
                            lathe_reduction reduction);
+lathe_node *lathe_nll_loss_ex(lathe_graph *g, lathe_node *log_probs, lathe_node *labels,
+                              lathe_reduction reduction, int64_t ignore_index);
 /* (a - b)^2, same shapes. */
 lathe_node *lathe_mse_loss(lathe_graph *g, lathe_node *a, lathe_node *b,
                            lathe_reduction reduction);

@@ -117,9 +117,10 @@
   X(BATCH_NORM2D,    "batch_norm2d",         5, 5, NORM,      "training:b momentum:f eps:f") \
   X(SOFTMAX,         "softmax",              1, 1, NORM,      "axis:i") \
   X(LOG_SOFTMAX,     "log_softmax",          1, 1, NORM,      "axis:i") \
-  X(CROSS_ENTROPY,   "cross_entropy",        2, 2, LOSS,      "reduction:r") \
-  X(NLL_LOSS,        "nll_loss",             2, 2, LOSS,      "reduction:r") \
+  X(CROSS_ENTROPY,   "cross_entropy",        2, 2, LOSS,      "reduction:r ignore_index:i label_smoothing:f") \
+  X(NLL_LOSS,        "nll_loss",             2, 2, LOSS,      "reduction:r ignore_index:i") \
   X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r") \
+  X(DROPOUT,         "dropout",              2, 2, NORM,      "p:f salt:i") \
   /* Gradient kernels that autodiff emits (compiler/autodiff.c). */ \
   X(SLICE_BACKWARD,  "slice_backward",       1, 1, SHAPE,     "axis:i start:i end:i step:i size:i") \
   X(CONV2D_BACKWARD_INPUT, "conv2d_backward_input", 2, 2, CONTRACT, "stride:p padding:p dilation:p groups:i size:p") \

@@ -110,6 +110,7 @@ int lathe_rt_load(const char *path, uint8_t *arena, const lathe_rt_tensor *ts, i
         const lathe_rt_tensor *t = &ts[i];
         if (t->kind != LATHE_RT_PARAM && t->kind != LATHE_RT_BUFFER) continue;
         const lathe_st_tensor *s = lathe_st_find(f, t->name);
+        if (!s && !strncmp(t->name, "lathe.", 6)) continue; /* Lathe's own state (a generator's): optional */
         if (!s) {
             rep->missing++;
             append(rep->text, sizeof rep->text, "missing: %s%s\n", t->name, "");

@@ -31,8 +31,10 @@ typedef struct {
 
 /* Load path into the table's parameters and buffers (and the optimizer's
  * state when opt is not NULL and the file has it).  Strict: every parameter
- * and buffer must be in the file with its dtype and shape, and the file may
- * hold nothing else.  Not strict: matching tensors load; the report lists
+ * and buffer must be in the file with its dtype and shape (but for Lathe's
+ * own state, buffers named "lathe.*" such as dropout's generator, which keep
+ * their values when the file lacks them: a PyTorch state_dict loads), and
+ * the file may hold nothing else.  Not strict: matching tensors load; the report lists
  * missing, unexpected and mismatched names (PyTorch's strict=False).  The
  * file is validated completely first (see lathe_st_read) and nothing is
  * copied unless it is accepted, so a refused file leaves the model as it

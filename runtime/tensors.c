@@ -57,7 +57,7 @@ int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int 
         if (t->kind != LATHE_RT_INPUT || t->index_limit <= 0 || t->dtype != LATHE_RT_I64) continue;
         const int64_t *v = (const int64_t *)(const void *)(arena + t->offset);
         for (int64_t e = 0; e < t->numel; e++)
-            if (v[e] < 0 || v[e] >= t->index_limit) {
+            if ((v[e] < 0 || v[e] >= t->index_limit) && v[e] != t->index_ignore) {
                 if (err && errlen)
                     snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes of the loss "
                              "it indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);
@@ -74,6 +74,10 @@ void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t se
         if (t->init == LATHE_INIT_NONE) continue;
         uint64_t s = seed ^ name_hash(t->name);
         uint8_t *p = arena + t->offset;
+        if (t->init == LATHE_INIT_SEED && t->dtype == LATHE_RT_I64) {
+            for (int64_t j = 0; j < t->numel; j++) ((int64_t *)(void *)p)[j] = j ? 0 : (int64_t)seed;
+            continue;
+        }
         for (int64_t j = 0; j < t->numel; j++) {
             double v = t->init_a;
             if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * ((double)(splitmix(&s) >> 11) / 9007199254740992.0) - 1.0);

@@ -383,7 +383,7 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
         int64_t per = lathe_ds_sample_bytes(lab) / 8, count = lathe_ds_count(d) * per;
         for (int64_t e = 0; e < count; e++) {
             int64_t v = ((const int64_t *)lab->data)[e];
-            if (v < 0 || v >= t->index_limit) {
+            if ((v < 0 || v >= t->index_limit) && v != t->index_ignore) {
                 fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", source_of(d, lab),
                      (long long)v, (long long)(e / (per ? per : 1)), (long long)t->index_limit, m->name,
                      (long long)t->index_limit);
@@ -981,6 +981,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
             snprintf(key, sizeof key, "%s%s", prefix, t->name);
             const lathe_st_tensor *s = lathe_st_find(pf, key);
             type_str(t->dtype, t->rank, t->shape, want, sizeof want);
+            if (!s && !strncmp(t->name, "lathe.", 6)) continue; /* Lathe's own state: optional */
             if (!s) {
                 fail(prog, "--params %s: no tensor '%s' (the model's %s %s)", params, key,
                      t->kind == LATHE_RT_PARAM ? "parameter" : "buffer", want);

@@ -147,6 +147,42 @@ static void test_mismatches(void **state) {
     lathe_graph_free(g2);
 }
 
+/* A model with dropout holds Lathe's generator state ("lathe.rng"): a
+ * checkpoint saves and restores it, and a file without it (a state_dict from
+ * PyTorch) loads strictly, the state keeping its value. */
+static void test_generator_state(void **state) {
+    (void)state;
+    char err[512];
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(2, 3));
+    lathe_node *w = lathe_param(g, "w", LATHE_F32, LATHE_DIMS(3), true);
+    lathe_node *loss = lathe_sum(g, lathe_dropout(g, lathe_mul(g, x, w), 0.5), 0, NULL, false);
+    lathe_output(g, "loss", loss);
+    lathe_backward(g, 1, &loss, NULL);
+    assert_graph_ok(g);
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_JIT);
+    assert_non_null(p);
+    lathe_program_init(p, 77);
+    const lathe_rt_tensor *r = lathe_rt_find(lathe_program_tensors(p), lathe_program_num_tensors(p), LATHE_RNG_NAME);
+    assert_non_null(r);
+    int64_t *st = (int64_t *)(void *)(lathe_program_arena(p) + r->offset);
+    assert_true(st[0] == 77 && st[1] == 0); /* (seed, step) */
+    float xv[6] = {1, 2, 3, 4, 5, 6};
+    lathe_program_set(p, "x", xv, sizeof xv);
+    for (int i = 0; i < 3; i++) assert_int_equal(lathe_program_run(p), LATHE_OK);
+    assert_true(st[0] == 77 && st[1] == 3); /* one step per run */
+    assert_int_equal(lathe_rt_save(path, P(p), NULL, err, sizeof err), 0);
+    st[1] = 0;
+    assert_int_equal(lathe_rt_load(path, P(p), NULL, true, NULL, err, sizeof err), 0);
+    assert_true(st[1] == 3);
+    lathe_st_tensor t[1] = {{"w", LATHE_RT_F32, 1, {3}, xv}};
+    assert_int_equal(lathe_st_write(path, t, 1, NULL, NULL, 0, err, sizeof err), 0);
+    if (lathe_rt_load(path, P(p), NULL, true, NULL, err, sizeof err) != 0) fail_msg("%s", err);
+    assert_true(st[0] == 77 && st[1] == 3);
+    lathe_program_free(p);
+    lathe_graph_free(g);
+}
+
 /* An interrupted save leaves the previous checkpoint intact. */
 static void test_interrupted_save(void **state) {
     (void)state;
@@ -175,6 +211,7 @@ int main(void) {
         cmocka_unit_test(test_resume_bit_exact),
         cmocka_unit_test(test_mismatches),
         cmocka_unit_test(test_interrupted_save),
+        cmocka_unit_test(test_generator_state),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

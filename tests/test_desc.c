@@ -515,6 +515,39 @@ static void test_eval_losses(void **state) {
     }
     lathe_eval_free(ev);
     lathe_graph_free(g);
+    /* per token over (N, C, T), with an ignore index: loss, correct and
+     * weight of shape (N, T); the ignored tokens count for nothing */
+    const char *seq = "batch N = 2\ninput x: f32[N, 3, 4]\ninput lab: i64[N, 4]\n"
+                      "loss cross_entropy(x, lab, ignore_index=1, label_smoothing=0.25)\n";
+    g = parse_src(seq, &eval, &info);
+    ev = run_eval(g, 7);
+    const double *ls = lathe_eval_value(ev, lathe_graph_find_output(g, "loss"));
+    const double *cs = lathe_eval_value(ev, lathe_graph_find_output(g, "correct"));
+    const double *ws = lathe_eval_value(ev, lathe_graph_find_output(g, "weight"));
+    assert_int_equal(lathe_node_numel(lathe_graph_find_output(g, "weight")), 8);
+    xv = lathe_eval_leaf(ev, "x"), lab = lathe_eval_leaf(ev, "lab");
+    int ignored = 0;
+    for (int e = 0; e < 8; e++) { /* element e = (n, t): class k of it at x[n][k][t] */
+        int n = e / 4, t = e % 4, best = 0;
+        double m = -INFINITY, s = 0, all = 0, xk[3];
+        for (int k = 0; k < 3; k++) xk[k] = xv[n * 12 + k * 4 + t];
+        for (int k = 0; k < 3; k++) m = fmax(m, xk[k]);
+        for (int k = 0; k < 3; k++) s += exp(xk[k] - m), best = xk[k] > xk[best] ? k : best;
+        for (int k = 0; k < 3; k++) all += m + log(s) - xk[k];
+        bool ign = lab[e] == 1;
+        ignored += ign;
+        double want = ign ? 0 : 0.75 * (m + log(s) - xk[(int)lab[e]]) + 0.25 / 3 * all;
+        if (fabs(ls[e] - want) > 1e-5) fail_msg("loss[%d] = %g, want %g", e, ls[e], want);
+        assert_true(ws[e] == !ign);
+        assert_true(cs[e] == (!ign && best == (int)lab[e]));
+    }
+    if (ignored == 0 || ignored == 8) fail_msg("seed 7 gives %d ignored labels of 8: the case is not exercised", ignored);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    /* training: reduction="sum" is one number */
+    g = parse_src("input x: f32[2, 3]\ninput lab: i64[2]\nloss cross_entropy(x, lab, reduction=\"sum\")\n", NULL, NULL);
+    assert_int_equal(lathe_node_rank(lathe_graph_find_output(g, "loss")), 0);
+    lathe_graph_free(g);
     /* any other loss is output as it is */
     g = parse_src("input x: f32[4]\nloss mean(x * x)\n", &eval, &info);
     assert_int_equal(lathe_node_rank(lathe_graph_find_output(g, "loss")), 0);
@@ -621,6 +654,20 @@ static const bad_case bad_cases[] = {
      LATHE_ERR_NAME,
      {"no parameter or buffer named 'm.fc.weight' or 'fc.weight'"}},
     {X2 "let for = 2\n", 0, LATHE_ERR_PARSE, {"'for' is a keyword"}},
+    /* losses' options and strings */
+    {X2 "input l: i64[2]\nloss cross_entropy(x, l, reduction=\"avg\")\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:3:36: cross_entropy: argument 'reduction' must be \"none\", \"mean\" or \"sum\", got the string \"avg\""}},
+    {X2 "y = \"abc\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:5: unterminated string"}},
+    {X2 "input l: i64[2]\nloss cross_entropy(x, l, reduction=\"none\")\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"the loss must have one element to train, got f32[2]"}},
+    {X2 "input l: i64[2]\nloss cross_entropy(x, l, label_smoothing=2)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:3:6: cross_entropy: label_smoothing must lie in [0, 1], got 2"}},
     /* tokens and syntax */
     {X2 "y = x $ 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '$'", "\n  y = x $ 2\n        ^"}},
     {X2 "y = x ! 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '!' (write 'not' or '!=')"}},

@@ -216,6 +216,25 @@ CASE(c_ce) { return lathe_cross_entropy(G, LOGITS, LABELS((2), 1, 1), LATHE_REDU
 CASE(c_ce_sum) { return lathe_cross_entropy(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_SUM); }
 CASE(c_ce_none) { return lathe_cross_entropy(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_NONE); }
 CASE(c_ce_large) { return lathe_cross_entropy(G, IN("x", (1, 2), 1000, 1000), LABELS((1), 0), LATHE_REDUCE_MEAN); }
+/* row 0 counts, row 1's label is the ignore index 0 */
+CASE(c_ce_ignore) { return lathe_cross_entropy_ex(G, LOGITS, LABELS((2), 1, 0), LATHE_REDUCE_MEAN, 0, 0); }
+CASE(c_ce_ignore_none) { return lathe_cross_entropy_ex(G, LOGITS, LABELS((2), 1, 0), LATHE_REDUCE_NONE, 0, 0); }
+CASE(c_ce_all_ignored) { return lathe_cross_entropy_ex(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_MEAN, 1, 0); }
+CASE(c_ce_smooth) { return lathe_cross_entropy_ex(G, LOGITS, LABELS((2), 1, 1), LATHE_REDUCE_NONE, -100, 0.2); }
+/* the class axis 1 of (1, 2, 2): position 0 has logits (0, ln 3), position 1 (ln 3, 0) */
+CASE(c_ce_seq) { return lathe_cross_entropy(G, IN("x", (1, 2, 2), 0, LN3, LN3, 0), LABELS((1, 2), 1, 1), LATHE_REDUCE_NONE); }
+/* dropout: the generator state (seed 42, step 7 or 8), p = 0.5 */
+#define RNG(step) leaf(c, LT_OP_BUFFER, "lathe.rng", LATHE_I64, D(2), VALS(42, step))
+#define X8 IN("x", (8), 1, 2, 3, 4, 5, 6, 7, 8)
+CASE(c_dropout) { return RNG(7), lathe_dropout(G, X8, 0.5); }
+CASE(c_dropout_step) { return RNG(8), lathe_dropout(G, X8, 0.5); }
+CASE(c_dropout_salt) { /* the second dropout of the graph */
+    RNG(7);
+    lathe_node *x = X8;
+    lathe_dropout(G, x, 0.5);
+    return lathe_dropout(G, x, 0.5);
+}
+CASE(c_dropout_all) { return RNG(7), lathe_dropout(G, X8, 1); }
 #define LOGP IN("x", (2, 3), -1, -2, -3, -4, -5, -6)
 CASE(c_nll) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_MEAN); }
 CASE(c_nll_sum) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_SUM); }
@@ -481,6 +500,18 @@ static const hand_case hand_cases[] = {
     H("cross_entropy/sum", CROSS_ENTROPY, c_ce_sum, "f64[]", 1.6739764335716716),
     H("cross_entropy/none", CROSS_ENTROPY, c_ce_none, "f64[2]", 0.2876820724517809, 1.3862943611198906),
     H("cross_entropy/large", CROSS_ENTROPY, c_ce_large, "f64[]", 0.6931471805599453), /* ln 2 */
+    /* lathe.h's formula computed by hand (Python, integers mod 2^64): kept elements doubled */
+    H("dropout", DROPOUT, c_dropout, "f64[8]", 0, 0, 6, 0, 10, 12, 0, 0),
+    H("dropout/next-step", DROPOUT, c_dropout_step, "f64[8]", 2, 0, 0, 0, 0, 12, 14, 16),
+    H("dropout/salt-1", DROPOUT, c_dropout_salt, "f64[8]", 0, 0, 0, 0, 10, 12, 14, 16),
+    H("dropout/p-1", DROPOUT, c_dropout_all, "f64[8]", 0, 0, 0, 0, 0, 0, 0, 0),
+    /* -log(3/4), and the ignored row left out of the mean */
+    H("cross_entropy/ignore", CROSS_ENTROPY, c_ce_ignore, "f64[]", 0.28768207245178085),
+    H("cross_entropy/ignore-none", CROSS_ENTROPY, c_ce_ignore_none, "f64[2]", 0.28768207245178085, 0),
+    H("cross_entropy/all-ignored", CROSS_ENTROPY, c_ce_all_ignored, "f64[]", NAN), /* 0/0, as PyTorch */
+    /* 0.8 (-log p[label]) + 0.1 (-log p0 - log p1) */
+    H("cross_entropy/smoothing", CROSS_ENTROPY, c_ce_smooth, "f64[2]", 0.39754330131859184, 1.2764331322530795),
+    H("cross_entropy/seq", CROSS_ENTROPY, c_ce_seq, "f64[1,2]", 0.28768207245178085, 1.3862943611198906),
     /* -x[0,2] = 3, -x[1,0] = 4 */
     H("nll_loss", NLL_LOSS, c_nll, "f64[]", 3.5),
     H("nll_loss/sum", NLL_LOSS, c_nll_sum, "f64[]", 7),

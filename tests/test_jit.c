@@ -590,9 +590,87 @@ static void test_label_check(void **state) {
         assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
         if (!strstr(lathe_program_error(p), "input 'labels': element 2 is 3, outside [0, 3)"))
             fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        /* the ignore index (PyTorch's default -100) is allowed, and left out of the mean */
+        float xs[12] = {0, 0, 5, 1, 1, 1, 0, 0, 0, 2, 2, 2}, loss_v = 0;
+        int64_t ignored[4] = {-100, 1, -100, 0}, other[4] = {-100, 1, -99, 0};
+        assert_int_equal(lathe_program_set(p, "x", xs, sizeof xs), LATHE_OK);
+        assert_int_equal(lathe_program_set(p, "labels", ignored, sizeof ignored), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        assert_int_equal(lathe_program_get(p, "loss", &loss_v, sizeof loss_v), LATHE_OK);
+        if (fabs(loss_v - log(3.0)) > 1e-6) fail_msg("backend %d: loss %.9g, want ln 3", backend, loss_v);
+        assert_int_equal(lathe_program_set(p, "labels", other, sizeof other), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'labels': element 2 is -99, outside [0, 3)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
         lathe_program_free(p);
         lathe_graph_free(g);
     }
+}
+
+/* Dropout at scale: about a fraction p dropped, the rest scaled by 1/(1-p);
+ * the same bits on 1 and 2 threads and as the evaluator; a new mask every
+ * run (the state's step advances), the same one for the same state; the
+ * gradient drops exactly the forward's elements. */
+static void test_dropout(void **state) {
+    (void)state;
+    enum { R = 96, C = 1000 };
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(R, C));
+    lathe_set_requires_grad(x, true);
+    lathe_node *y = lathe_dropout(g, x, 0.3);
+    lathe_output(g, "y", y);
+    lathe_node *loss = lathe_sum(g, lathe_mul(g, y, x), 0, NULL, false); /* d/dx = mask * scale * x + y */
+    lathe_output(g, "loss", loss);
+    lathe_backward(g, 1, &loss, NULL);
+    assert_graph_ok(g);
+    float *xv = malloc(sizeof *xv * R * C), *y1 = malloc(sizeof *y1 * R * C), *y2 = malloc(sizeof *y2 * R * C),
+          *gx = malloc(sizeof *gx * R * C);
+    for (int i = 0; i < R * C; i++) xv[i] = 1.0f + (float)(i % 7);
+    float scale = (float)(1 / 0.7);
+    lathe_program *p[2];
+    for (int k = 0; k < 2; k++) {
+        p[k] = lathe_compile(g, LATHE_BACKEND_JIT);
+        assert_non_null(p[k]);
+        lathe_program_init(p[k], 11);
+        lathe_program_set_threads(p[k], k + 1);
+        assert_int_equal(lathe_program_set(p[k], "x", xv, sizeof *xv * R * C), LATHE_OK);
+        assert_int_equal(lathe_program_run(p[k]), LATHE_OK);
+    }
+    assert_int_equal(lathe_program_get(p[0], "y", y1, sizeof *y1 * R * C), LATHE_OK);
+    assert_int_equal(lathe_program_get(p[1], "y", y2, sizeof *y2 * R * C), LATHE_OK);
+    assert_memory_equal(y1, y2, sizeof *y1 * R * C);
+    assert_int_equal(lathe_program_get(p[0], "grad.x", gx, sizeof *gx * R * C), LATHE_OK);
+    long dropped = 0;
+    for (int i = 0; i < R * C; i++) {
+        bool kept = y1[i] != 0;
+        dropped += !kept;
+        if (kept && y1[i] != xv[i] * scale) fail_msg("y[%d] = %g, want %g", i, y1[i], xv[i] * scale);
+        float want = kept ? xv[i] * scale + y1[i] : 0;
+        if (fabsf(gx[i] - want) > 1e-5f * fabsf(want)) fail_msg("grad[%d] = %g, want %g", i, gx[i], want);
+    }
+    /* 96000 draws at p = 0.3: the standard deviation of the count is 142 */
+    if (labs(dropped - 28800) > 1000) fail_msg("%ld of 96000 dropped at p = 0.3", dropped);
+    /* the next run: a new mask, as many dropped */
+    assert_int_equal(lathe_program_run(p[0]), LATHE_OK);
+    assert_int_equal(lathe_program_get(p[0], "y", y2, sizeof *y2 * R * C), LATHE_OK);
+    long same = 0;
+    for (int i = 0; i < R * C; i++) same += (y1[i] != 0) == (y2[i] != 0);
+    if (same > 96000 * 0.62 || same < 96000 * 0.54) fail_msg("%ld of 96000 elements agree between steps", same); /* 0.58 */
+    /* the evaluator, from the same state (seed 11, step 0), gives the same bits */
+    lathe_eval *ev = lathe_eval_new(g);
+    assert_non_null(ev);
+    double *xd = malloc(sizeof *xd * R * C), rng[2] = {11, 0};
+    for (int i = 0; i < R * C; i++) xd[i] = xv[i];
+    lathe_eval_set_f64(ev, "x", xd);
+    lathe_eval_set_f64(ev, LATHE_RNG_NAME, rng);
+    assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+    const double *ye = lathe_eval_value(ev, y);
+    for (int i = 0; i < R * C; i++)
+        if ((float)ye[i] != y1[i]) fail_msg("evaluator y[%d] = %g, jit %g", i, ye[i], y1[i]);
+    lathe_eval_free(ev);
+    for (int k = 0; k < 2; k++) lathe_program_free(p[k]);
+    lathe_graph_free(g);
+    free(xv), free(y1), free(y2), free(gx), free(xd);
 }
 
 /* A chain of 100,000 elementwise ops compiles (fusion cuts it into kernels
@@ -1029,6 +1107,7 @@ int main(void) {
         cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_buffer_rules),
         cmocka_unit_test(test_label_check),
+        cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),

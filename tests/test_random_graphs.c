@@ -986,6 +986,19 @@ static val *g_softmax(gen *s) {
     return push(s, lathe_log_softmax(s->g, xn, axis), -(R + log((double)(n ? n : 1))), 0);
 }
 
+static val *g_dropout(gen *s) {
+    static const double ps[] = {0.1, 0.5, 0.9};
+    val *x = pick(s, 0, MAXR, false);
+    if (!x) return NULL;
+    double p = ps[ri(s, 0, 2)], k = 1 / (1 - p);
+    if (!lathe_graph_find(s->g, LATHE_RNG_NAME)) { /* the generator state: bound like labels, (seed, step) < 10^6 */
+        lathe_node *r = s->nleaves < MAX_LEAVES ? lathe_rng_state(s->g) : NULL;
+        if (!r) return NULL;
+        s->leaves[s->nleaves++] = (leaf){r, K_LABELS, 1000000};
+    }
+    return push(s, lathe_dropout(s->g, use(x), p), fmin(0, x->lo * k), fmax(0, x->hi * k));
+}
+
 typedef struct {
     int64_t n, c;
 } lctx;
@@ -1063,7 +1076,7 @@ static const op_gen gens[] = {
     {"reduce", g_reduce},   {"argmax", g_argmax},   {"reshape", g_reshape}, {"permute", g_permute},
     {"broadcast", g_broadcast}, {"concat", g_concat}, {"slice", g_slice},   {"matmul", g_matmul},
     {"linear", g_linear},   {"conv2d", g_conv},     {"pool", g_pool},       {"batch_norm", g_batch_norm},
-    {"softmax", g_softmax}, {"loss", g_loss},
+    {"softmax", g_softmax}, {"loss", g_loss},         {"dropout", g_dropout},
 };
 enum { NGENS = (int)(sizeof gens / sizeof gens[0]) };
 

@@ -63,6 +63,8 @@ static const struct {
     {"softmax", "f64[2,3]"}, {"softmax/axis0", "f64[3,2]"}, {"log_softmax", "f64[2,4]"},
     {"cross_entropy", "f64[]"}, {"cross_entropy/sum", "f64[]"}, {"cross_entropy/none", "f64[4]"},
     {"nll_loss", "f64[]"}, {"nll_loss/sum", "f64[]"},
+    {"cross_entropy/seq-ignore-smoothing", "f64[]"}, {"cross_entropy/seq-none", "f64[2,4]"},
+    {"nll_loss/seq-ignore", "f64[]"}, {"dropout", "f64[4,5]"},
     {"mse_loss", "f64[]"}, {"mse_loss/sum", "f64[]"}, {"mse_loss/none", "f64[2,3]"},
     /* gradient kernels: the forward op's input (or weight) type */
     {"slice_backward", "f64[7,2]"},                /* gy [3,2], axis 0 back to 7 */

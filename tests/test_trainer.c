@@ -210,6 +210,18 @@ static void test_eval_tokens(void **state) {
     char want[128];
     snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 15);
     expect_out(want);
+    /* with ignore_index=3 the three 3s count for nothing: 6 zeros of 12 tokens */
+    snprintf(path, sizeof path, "%s/tok.lathe", tmp);
+    f = fopen(path, "w");
+    fputs("model tok\nbatch N = 2\ninput x: f32[N, 3]\ninput y: i64[N, 3]\nparam w: f32[4] init=zeros\n"
+          "logits = reshape(x, [N * 3, 1]) * 0 + w\n"
+          "loss cross_entropy(logits, reshape(y, [N * 3]), ignore_index=3)\n", f);
+    fclose(f);
+    rc = run("%s train %s/tok.lathe --data %s/tok.safetensors --eval-data %s/tok.safetensors --lr 0 --epochs 1",
+             lathe_bin, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 12);
+    expect_out(want);
 }
 
 /* text:FILE and sample: a bigram table learns that b follows a and a
@@ -252,6 +264,28 @@ static void test_text_and_sample(void **state) {
     expect_out("sampling needs a first input of i64[N, T]");
     assert_int_equal(run("%s/fashion --data text:%s/ab.txt", tmp, tmp), 1);
     expect_out("text feeds a model with two inputs of i64[N, T]");
+}
+
+/* Dropout's draws depend on the seed and the step, not on the run: a run
+ * stopped and resumed equals one never stopped (on other thread counts). */
+static void test_dropout_resume(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/drop.lathe", tmp);
+    FILE *f = fopen(path, "w");
+    fputs("model drop\nbatch N = 8\ninput image: f32[N, 1, 28, 28]\ninput label: i64[N]\n"
+          "h = dropout(relu(linear(flatten(image), 32) as fc1), 0.5)\n"
+          "loss cross_entropy(linear(h, 10) as fc2, label)\n", f);
+    fclose(f);
+#define DROP "%s train %s/drop.lathe --data %s/train.safetensors --lr 0.1 --shuffle --seed 5 --epochs 2"
+    int rc = run(DROP " --threads 2 --save %s/dk_full", lathe_bin, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("dropout run failed (%d):\n%s", rc, out_text());
+    rc = run(DROP " --steps 50 --threads 1 --save %s/dk_half", lathe_bin, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("first half failed (%d):\n%s", rc, out_text());
+    rc = run(DROP " --threads 2 --load %s/dk_half --save %s/dk_half", lathe_bin, tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("dk_full", "dk_half"));
+#undef DROP
 }
 
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
@@ -548,6 +582,7 @@ int main(void) {
         cmocka_unit_test(test_end_to_end),
         cmocka_unit_test(test_eval_tokens),
         cmocka_unit_test(test_text_and_sample),
+        cmocka_unit_test(test_dropout_resume),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_trainer_step),

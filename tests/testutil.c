@@ -140,6 +140,17 @@ S(s_log_softmax) { return lathe_log_softmax(g, X((2, 4)), -1); }
 S(s_ce) { return lathe_cross_entropy(g, X((4, 3)), labels(g, 4), LATHE_REDUCE_MEAN); }
 S(s_ce_sum) { return lathe_cross_entropy(g, X((4, 3)), labels(g, 4), LATHE_REDUCE_SUM); }
 S(s_ce_none) { return lathe_cross_entropy(g, X((4, 3)), labels(g, 4), LATHE_REDUCE_NONE); }
+/* sequences: the class axis 1, labels (N, T); ignore_index a class that occurs */
+S(s_ce_seq) {
+    return lathe_cross_entropy_ex(g, X((2, 3, 4)), lathe_input(g, "labels", LATHE_I64, D(2, 4)), LATHE_REDUCE_MEAN, 1, 0.1);
+}
+S(s_ce_seq_none) {
+    return lathe_cross_entropy_ex(g, X((2, 3, 4)), lathe_input(g, "labels", LATHE_I64, D(2, 4)), LATHE_REDUCE_NONE, 2, 0);
+}
+S(s_nll_seq) {
+    return lathe_nll_loss_ex(g, X((2, 3, 2, 2)), lathe_input(g, "labels", LATHE_I64, D(2, 2, 2)), LATHE_REDUCE_SUM, 0);
+}
+S(s_dropout) { return lathe_dropout(g, X((4, 5)), 0.25); }
 S(s_nll) { return lathe_nll_loss(g, lathe_log_softmax(g, X((4, 3)), 1), labels(g, 4), LATHE_REDUCE_MEAN); }
 S(s_nll_sum) { return lathe_nll_loss(g, X((3, 5)), labels(g, 3), LATHE_REDUCE_SUM); }
 S(s_mse) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_MEAN); }
@@ -258,6 +269,9 @@ const sample samples[] = {
     E("cross_entropy", CROSS_ENTROPY, s_ce), E("cross_entropy/sum", CROSS_ENTROPY, s_ce_sum),
     E("cross_entropy/none", CROSS_ENTROPY, s_ce_none),
     E("nll_loss", NLL_LOSS, s_nll), E("nll_loss/sum", NLL_LOSS, s_nll_sum),
+    E("cross_entropy/seq-ignore-smoothing", CROSS_ENTROPY, s_ce_seq), E("cross_entropy/seq-none", CROSS_ENTROPY, s_ce_seq_none),
+    E("nll_loss/seq-ignore", NLL_LOSS, s_nll_seq),
+    E("dropout", DROPOUT, s_dropout),
     E("mse_loss", MSE_LOSS, s_mse), E("mse_loss/sum", MSE_LOSS, s_mse_sum),
     E("mse_loss/none", MSE_LOSS, s_mse_none),
     E("slice_backward", SLICE_BACKWARD, s_slice_bw),
