@@ -28,6 +28,12 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(RSQRT, "rsqrt", "x")                                                                         \
     X(ABS, "abs", "x")                                                                             \
     X(NEG, "neg", "x")                                                                             \
+    X(ERF, "erf", "x")                                                                             \
+    X(SILU, "silu", "x")                                                                           \
+    X(GELU, "gelu", "x approximate=none")                                                          \
+    X(SOFTPLUS, "softplus", "x beta=1 threshold=20")                                               \
+    X(LEAKY_RELU, "leaky_relu", "x negative_slope=0.01")                                           \
+    X(CLAMP, "clamp", "x min=none max=none")                                                       \
     X(SOFTMAX, "softmax", "x axis")                                                                \
     X(LOG_SOFTMAX, "log_softmax", "x axis")                                                        \
     X(MAX_POOL2D, "max_pool2d", "x kernel stride=kernel padding=0")                                \
@@ -43,6 +49,7 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(SUM, "sum", "x axes=all keepdim=false axis=none")                                            \
     X(MEAN, "mean", "x axes=all keepdim=false axis=none")                                          \
     X(MAX, "max", "x axes=all keepdim=false axis=none")                                            \
+    X(MIN, "min", "x axes=all keepdim=false axis=none")                                            \
     X(ARGMAX, "argmax", "x axis keepdim=false")                                                    \
     X(MATMUL, "matmul", "a b")                                                                     \
     X(MAXIMUM, "maximum", "a b")                                                                   \

@@ -236,8 +236,9 @@ static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
     int k = c->set[3] ? 3 : 1;
     if (c->set[k] && !arg_ints(p, c, k, LATHE_MAX_RANK, axes, &n)) return false;
     if (c->set[k] && n == 0) return bad_arg(p, c, k, "a non-empty list of axes");
-    lathe_node *r = b == B_SUM ? lathe_sum(p->g, x, n, axes, keep)
+    lathe_node *r = b == B_SUM    ? lathe_sum(p->g, x, n, axes, keep)
                     : b == B_MEAN ? lathe_mean(p->g, x, n, axes, keep)
+                    : b == B_MIN  ? lathe_min(p->g, x, n, axes, keep)
                                   : lathe_max(p->g, x, n, axes, keep);
     return desc_built(p, c->at, r, out);
 }
@@ -305,6 +306,8 @@ static bool number_fn(parser *p, builtin b, const call *c, value *out) {
     case B_SQRT: r = sqrt(x); break;
     case B_RSQRT: r = 1 / sqrt(x); break;
     case B_ABS: r = fabs(x); break;
+    case B_ERF: r = erf(x); break;
+    case B_SILU: r = x / (1 + exp(-x)); break;
     default: r = -x; break;
     }
     if (!isfinite(r))
@@ -350,12 +353,40 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_SQRT:
     case B_RSQRT:
     case B_ABS:
+    case B_ERF:
+    case B_SILU:
     case B_NEG: {
         static lathe_node *(*const fn[])(lathe_graph *, lathe_node *) = {
-            lathe_relu, lathe_sigmoid, lathe_tanh, lathe_exp, lathe_log, lathe_sqrt, lathe_rsqrt, lathe_abs, lathe_neg};
+            lathe_relu, lathe_sigmoid, lathe_tanh, lathe_exp, lathe_log, lathe_sqrt, lathe_rsqrt, lathe_abs, lathe_neg,
+            lathe_erf, lathe_silu};
         if (c->v[0].k == V_NUM) return number_fn(p, b, c, out);
         if (!desc_arg_tensor(p, c, 0, &x)) return false;
         return desc_built(p, c->at, fn[b - B_RELU](g, x), out);
+    }
+    case B_GELU: {
+        bool tanh_form = c->set[1] && c->v[1].k == V_STR && same(c->v[1].s, c->v[1].len, "tanh", 4);
+        if (c->set[1] && !tanh_form && !(c->v[1].k == V_STR && same(c->v[1].s, c->v[1].len, "none", 4)))
+            return bad_arg(p, c, 1, "\"none\" or \"tanh\"");
+        if (!desc_arg_tensor(p, c, 0, &x)) return false;
+        return desc_built(p, c->at, lathe_gelu(g, x, tanh_form), out);
+    }
+    case B_SOFTPLUS: {
+        double beta, th;
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_num(p, c, 1, &beta) || !arg_num(p, c, 2, &th)) return false;
+        return desc_built(p, c->at, lathe_softplus(g, x, beta, th), out);
+    }
+    case B_LEAKY_RELU: {
+        double slope;
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_num(p, c, 1, &slope)) return false;
+        return desc_built(p, c->at, lathe_leaky_relu(g, x, slope), out);
+    }
+    case B_CLAMP: {
+        double lo = -INFINITY, hi = INFINITY;
+        if (!desc_arg_tensor(p, c, 0, &x) || (c->set[1] && !arg_num(p, c, 1, &lo)) ||
+            (c->set[2] && !arg_num(p, c, 2, &hi)))
+            return false;
+        if (!c->set[1] && !c->set[2]) return desc_err(p, LATHE_ERR_ARG, c->at, "clamp: give min, max or both");
+        return desc_built(p, c->at, lathe_clamp(g, x, lo, hi), out);
     }
     case B_SOFTMAX:
     case B_LOG_SOFTMAX:
@@ -407,6 +438,7 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     }
     case B_SUM:
     case B_MEAN:
+    case B_MIN:
     case B_MAX: return call_reduce(p, b, c, out);
     case B_ARGMAX:
         if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !arg_bool(p, c, 2, &keep)) return false;

@@ -620,6 +620,36 @@ static void test_loops_and_sharing(void **state) {
     lathe_graph_free(d);
 }
 
+/* The activations and min reduction of sequence models call the builders
+ * with the arguments given (and PyTorch's defaults). */
+static void test_activations(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *d = parse_src("input x: f32[3, 4]\n"
+                               "output a = gelu(x) + gelu(x, approximate=\"tanh\") + silu(x) + erf(x)\n"
+                               "output b = softplus(x) + softplus(x, beta=2, threshold=5) + leaky_relu(x) + leaky_relu(x, 0.2)\n"
+                               "output c = clamp(x, min=-0.5) + clamp(x, max=0.25) + clamp(x, -0.1, 0.1)\n"
+                               "output m = min(x, axis=1) * erf(0.5) * silu(1)\n",
+                               &opt, NULL);
+    lathe_graph *h = lathe_graph_new();
+    lathe_node *x = lathe_input(h, "x", LATHE_F32, LATHE_DIMS(3, 4));
+    lathe_node *a = lathe_add(h, lathe_add(h, lathe_add(h, lathe_gelu(h, x, false), lathe_gelu(h, x, true)),
+                                           lathe_silu(h, x)), lathe_erf(h, x));
+    lathe_node *b = lathe_add(h, lathe_add(h, lathe_add(h, lathe_softplus(h, x, 1, 20), lathe_softplus(h, x, 2, 5)),
+                                           lathe_leaky_relu(h, x, 0.01)), lathe_leaky_relu(h, x, 0.2));
+    lathe_node *c = lathe_add(h, lathe_add(h, lathe_clamp(h, x, -0.5, INFINITY), lathe_clamp(h, x, -INFINITY, 0.25)),
+                              lathe_clamp(h, x, -0.1, 0.1));
+    lathe_node *m = lathe_mul(h, lathe_mul(h, lathe_min(h, x, LATHE_AXES(1), false), lathe_scalar(h, LATHE_F32, erf(0.5))),
+                              lathe_scalar(h, LATHE_F32, 1 / (1 + exp(-1.0))));
+    lathe_output(h, "a", a), lathe_output(h, "b", b), lathe_output(h, "c", c), lathe_output(h, "m", m);
+    assert_graph_ok(h);
+    lathe_eval *ed = run_eval(d, 3), *eh = run_eval(h, 3);
+    const char *outs[] = {"a", "b", "c", "m"};
+    for (int i = 0; i < 4; i++) assert_same_output(d, ed, h, eh, outs[i]);
+    lathe_eval_free(ed), lathe_eval_free(eh);
+    lathe_graph_free(d), lathe_graph_free(h);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -654,6 +684,8 @@ static const bad_case bad_cases[] = {
      LATHE_ERR_NAME,
      {"no parameter or buffer named 'm.fc.weight' or 'fc.weight'"}},
     {X2 "let for = 2\n", 0, LATHE_ERR_PARSE, {"'for' is a keyword"}},
+    {X2 "y = gelu(x, approximate=\"erf\")\n", 0, LATHE_ERR_ARG, {"gelu: argument 'approximate' must be \"none\" or \"tanh\""}},
+    {X2 "y = clamp(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: clamp: give min, max or both"}},
     /* losses' options and strings */
     {X2 "input l: i64[2]\nloss cross_entropy(x, l, reduction=\"avg\")\n",
      0,
@@ -1057,6 +1089,7 @@ int main(void) {
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_eval_losses),
         cmocka_unit_test(test_loops_and_sharing),
+        cmocka_unit_test(test_activations),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),
