@@ -1063,8 +1063,21 @@ static bool parse_leaf(parser *p, bool buffer) {
     value v;
     if (!desc_leaf_name(p, s, len, at, NULL, name)) return false;
     desc_stamp(p, at);
-    lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
-                           : lathe_param(p->g, name, t, rank, shape, !frozen && lt_is_float(t));
+    lathe_node *n = p->ncalls > 0 ? lathe_graph_find(p->g, name) : NULL;
+    if (n && n->op == (buffer ? LT_OP_BUFFER : LT_OP_PARAM)) {
+        /* a block called again under its name: its parameters are shared */
+        char was[96], now[96];
+        lathe_node_type_str(n, was, sizeof was);
+        lt_type_str(t, rank, shape, now, sizeof now);
+        if (strcmp(was, now))
+            return desc_err(p, LATHE_ERR_SHAPE, at,
+                            "'%s' is %s (made at line %d), this call declares %s; a block called again under one "
+                            "name shares its parameters, so their shapes must agree",
+                            name, was, n->line, now);
+        return set_var(p, s, len, at, (value){.k = V_TENSOR, .t = n, .at = at}, false);
+    }
+    n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
+               : lathe_param(p->g, name, t, rank, shape, !frozen && lt_is_float(t));
     if (!desc_built(p, at, n, &v)) return false;
     if (has_init && !status_ok(p, initat, lathe_set_init(n, kind, a))) return false;
     return set_var(p, s, len, at, v, false);

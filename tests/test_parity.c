@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "lathe_compiler.h"
+#include "lathe_desc.h"
 #include "lathe_models.h"
 #include "safetensors.h"
 #include "testutil.h"
@@ -221,12 +222,77 @@ static void test_adamw(void **state) {
     two_steps("adamw", lathe_adamw_config(1e-3));
 }
 
+/* ---- sequence models: examples traced from their descriptions ------------------------ */
+
+static lathe_graph *example_graph(const char *file, int ndefs, const char **defs, int64_t batch) {
+    char rel[256];
+    snprintf(rel, sizeof rel, "examples/%s", file);
+    lathe_graph *g = lathe_graph_new();
+    lathe_desc_options opt = {.training = true, .batch = batch, .ndefines = ndefs, .defines = defs};
+    if (lathe_desc_parse_file(g, src_path(rel), &opt, NULL) != LATHE_OK) fail_msg("%s", lathe_graph_error(g));
+    assert_graph_ok(g);
+    return g;
+}
+
+/* Forward, backward and two AdamW steps of g against a fixture of
+ * make_seq_fixtures.py, on the evaluator and the JIT. */
+static void sequence_parity(const char *fixture, lathe_graph *g, int nparams) {
+    lathe_st_file *f = read_fixture(fixture);
+    for (int be = 1; be >= 0; be--) {
+        char label[96];
+        snprintf(label, sizeof label, "%s %s", fixture, be ? "evaluator" : "jit");
+        lathe_program *p = lathe_compile(g, be ? LATHE_BACKEND_EVAL : LATHE_BACKEND_JIT);
+        if (!p) fail_msg("%s", lathe_graph_error(g));
+        load_init(p, f);
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        compare(label, p, "logits", f, "logits");
+        compare(label, p, "loss", f, "loss");
+        int ngrads = 0;
+        const lathe_rt_tensor *ts = lathe_program_tensors(p);
+        for (int i = 0; i < lathe_program_num_tensors(p); i++) {
+            if (ts[i].kind != LATHE_RT_PARAM) continue;
+            char name[256];
+            snprintf(name, sizeof name, "grad.%s", ts[i].name);
+            compare(label, p, name, f, name);
+            ngrads++;
+        }
+        assert_int_equal(ngrads, nparams);
+        load_init(p, f);
+        lathe_optim_config cfg = lathe_adamw_config(1e-3);
+        lathe_optimizer *o = lathe_program_optimizer(p, &cfg);
+        assert_non_null(o);
+        for (int s = 0; s < 2; s++) {
+            assert_int_equal(lathe_program_run(p), LATHE_OK);
+            lathe_optim_step(o);
+        }
+        for (int i = 0; i < lathe_program_num_tensors(p); i++) {
+            if (ts[i].kind != LATHE_RT_PARAM) continue;
+            char key[256];
+            snprintf(key, sizeof key, "adamw.%s", ts[i].name);
+            compare(label, p, ts[i].name, f, key);
+        }
+        lathe_optim_free(o);
+        lathe_program_free(p);
+    }
+    lathe_st_free(f);
+}
+
+/* examples/gru.lathe (its loop, its shared cell) against torch.nn.GRU */
+static void test_gru(void **state) {
+    (void)state;
+    const char *defs[] = {"hidden=8", "rows=6", "cols=5", "classes=3"};
+    lathe_graph *g = example_graph("gru.lathe", 4, defs, 4);
+    sequence_parity("gru.safetensors", g, 6);
+    lathe_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f64_reference),
         cmocka_unit_test(test_forward_backward),
         cmocka_unit_test(test_sgd_momentum),
         cmocka_unit_test(test_adamw),
+        cmocka_unit_test(test_gru),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

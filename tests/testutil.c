@@ -338,16 +338,21 @@ double elem_at(lathe_dtype t, const void *p, int64_t i) {
     return 0;
 }
 
-const char *resnet_fixture_path(void) {
+const char *src_path(const char *rel) {
     static char path[4096];
     const char *src = getenv("LATHE_SRC");
-    snprintf(path, sizeof path, "%s/tests/fixtures/resnet_w4.safetensors", src ? src : ".");
+    snprintf(path, sizeof path, "%s/%s", src ? src : ".", rel);
     return path;
 }
 
-lathe_st_file *resnet_fixture(void) {
-    char err[512];
-    lathe_st_file *f = lathe_st_read(resnet_fixture_path(), err, sizeof err);
+const char *resnet_fixture_path(void) { return src_path("tests/fixtures/resnet_w4.safetensors"); }
+
+lathe_st_file *read_fixture(const char *name) {
+    char err[512], rel[256];
+    snprintf(rel, sizeof rel, "tests/fixtures/%s", name);
+    lathe_st_file *f = lathe_st_read(src_path(rel), err, sizeof err);
     if (!f) fail_msg("%s", err);
     return f;
 }
+
+lathe_st_file *resnet_fixture(void) { return read_fixture("resnet_w4.safetensors"); }

@@ -55,5 +55,8 @@ double elem_at(lathe_dtype t, const void *p, int64_t i);
  * $LATHE_SRC): its path, and the file read (the test fails if it cannot be). */
 const char *resnet_fixture_path(void);
 lathe_st_file *resnet_fixture(void);
+/* $LATHE_SRC/rel (static buffer), and tests/fixtures/name read. */
+const char *src_path(const char *rel);
+lathe_st_file *read_fixture(const char *name);
 
 #endif
