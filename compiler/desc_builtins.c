@@ -180,6 +180,39 @@ static bool call_conv2d(parser *p, const call *c, value *out) {
     return desc_built(p, c->at, lathe_conv2d_hw(p->g, x, w, b, stride, pad, dil, groups), out);
 }
 
+/* torch.nn.Conv1d: x (N, C, L), weight (out, C / groups, k), as a conv2d
+ * over a plane of height 1. */
+static bool call_conv1d(parser *p, const call *c, value *out) {
+    lathe_node *x, *w, *b = NULL;
+    int64_t cout, k, stride, pad, dil, groups;
+    bool bias;
+    if (!desc_arg_tensor(p, c, 0, &x)) return false;
+    if (lathe_node_rank(x) != 3) {
+        char ts[96];
+        lathe_node_type_str(x, ts, sizeof ts);
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "conv1d: x must be (N, C, L), got %s", ts);
+    }
+    if (!arg_int(p, c, 1, &cout) || !arg_int(p, c, 2, &k) || !arg_int(p, c, 3, &stride) || !arg_int(p, c, 4, &pad) ||
+        !arg_int(p, c, 5, &dil) || !arg_int(p, c, 6, &groups) || !arg_bool(p, c, 7, &bias))
+        return false;
+    const int64_t *s = lathe_node_shape(x);
+    int64_t cin = s[1];
+    if (groups < 1 || cin % groups || cout % groups)
+        return desc_err(p, LATHE_ERR_ARG, c->v[6].at,
+                        "conv1d: groups %lld must divide the %lld input and %lld output channels", (long long)groups,
+                        (long long)cin, (long long)cout);
+    lathe_dtype t = lathe_node_dtype(x);
+    lathe_graph *g = p->g;
+    if (!(w = layer_leaf(p, c, "weight", false, t, LATHE_DIMS(cout, cin / groups, k)))) return false;
+    if (bias && !(b = layer_leaf(p, c, "bias", false, t, LATHE_DIMS(cout)))) return false;
+    int64_t st[2] = {1, stride}, pd[2] = {0, pad}, dl[2] = {1, dil};
+    lathe_node *y = lathe_conv2d_hw(g, lathe_reshape(g, x, LATHE_DIMS(s[0], cin, 1, s[2])),
+                                    lathe_reshape(g, w, LATHE_DIMS(cout, cin / groups, 1, k)), b, st, pd, dl, groups);
+    if (!y) return desc_relocate(p, c->at);
+    const int64_t *ys = lathe_node_shape(y);
+    return desc_built(p, c->at, lathe_reshape(g, y, LATHE_DIMS(ys[0], ys[1], ys[3])), out);
+}
+
 static bool call_linear(parser *p, const call *c, value *out) {
     lathe_node *x, *w, *b = NULL;
     int64_t nout;
@@ -504,6 +537,7 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
         return true;
     }
     case B_CONV2D: return call_conv2d(p, c, out);
+    case B_CONV1D: return call_conv1d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);
     case B_BATCH_NORM: return call_batch_norm(p, c, out);
     case B_COUNT: break;

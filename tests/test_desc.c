@@ -650,6 +650,44 @@ static void test_activations(void **state) {
     lathe_graph_free(d), lathe_graph_free(h);
 }
 
+/* conv1d: PyTorch's weight (out, in / groups, k) and init, and the values
+ * of a strided, padded, dilated convolution written out as loops. */
+static void test_conv1d(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *g = parse_src("input x: f32[2, 4, 9]\noutput y = conv1d(x, 6, 3, stride=2, padding=2, dilation=2, groups=2) as c\n",
+                               &opt, NULL);
+    lathe_node *w = lathe_graph_find(g, "c.weight"), *y = lathe_graph_find_output(g, "y");
+    assert_int_equal(lathe_node_rank(w), 3);
+    assert_int_equal(lathe_node_shape(w)[0], 6);
+    assert_int_equal(lathe_node_shape(w)[1], 2);
+    assert_int_equal(lathe_node_shape(w)[2], 3);
+    double a;
+    assert_int_equal(lathe_leaf_init_of(g, w, &a), LATHE_LEAF_INIT_UNIFORM);
+    assert_true(fabs(a - 1 / sqrt(6.0)) < 1e-12); /* fan_in = 2 * 3 */
+    assert_int_equal(lathe_leaf_init_of(g, lathe_graph_find(g, "c.bias"), &a), LATHE_LEAF_INIT_UNIFORM);
+    assert_true(fabs(a - 1 / sqrt(6.0)) < 1e-12);
+    int64_t L = (9 + 2 * 2 - 2 * (3 - 1) - 1) / 2 + 1; /* 5 */
+    assert_int_equal(lathe_node_shape(y)[2], L);
+    lathe_eval *ev = run_eval(g, 4);
+    const double *xv = lathe_eval_leaf(ev, "x"), *wv = lathe_eval_leaf(ev, "c.weight"), *bv = lathe_eval_leaf(ev, "c.bias");
+    const double *yv = lathe_eval_value(ev, y);
+    for (int n = 0; n < 2; n++)
+        for (int o = 0; o < 6; o++)
+            for (int l = 0; l < L; l++) {
+                double s = bv[o];
+                for (int c = 0; c < 2; c++)
+                    for (int k = 0; k < 3; k++) {
+                        int pos = l * 2 - 2 + k * 2, ci = (o / 3) * 2 + c;
+                        if (pos >= 0 && pos < 9) s += xv[(n * 4 + ci) * 9 + pos] * wv[(o * 2 + c) * 3 + k];
+                    }
+                double got = yv[(n * 6 + o) * L + l];
+                if (fabs(got - s) > 1e-5) fail_msg("y[%d,%d,%d] = %g, want %g", n, o, l, got, s);
+            }
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -690,6 +728,7 @@ static const bad_case bad_cases[] = {
     {X2 "let for = 2\n", 0, LATHE_ERR_PARSE, {"'for' is a keyword"}},
     {X2 "y = gelu(x, approximate=\"erf\")\n", 0, LATHE_ERR_ARG, {"gelu: argument 'approximate' must be \"none\" or \"tanh\""}},
     {X2 "y = clamp(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: clamp: give min, max or both"}},
+    {X4 "y = conv1d(x, 4, 3) as c\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:12: conv1d: x must be (N, C, L), got f32[2,3,8,8]"}},
     /* losses' options and strings */
     {X2 "input l: i64[2]\nloss cross_entropy(x, l, reduction=\"avg\")\n",
      0,
@@ -1094,6 +1133,7 @@ int main(void) {
         cmocka_unit_test(test_eval_losses),
         cmocka_unit_test(test_loops_and_sharing),
         cmocka_unit_test(test_activations),
+        cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),

@@ -122,6 +122,34 @@ static void test_samples_forward_backward(void **state) {
 }
 
 /* Same bits on 1 and 2 threads, for every sample graph with its gradients. */
+/* conv1d as descriptions lower it: a conv2d over planes of height 1 with a
+ * (1, k) kernel, strided, padded and dilated along the width, grouped;
+ * forward and both gradients against the evaluator. */
+static void test_conv1d_planes(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(3, 8, 1, 37));
+    lathe_node *w = lathe_param(g, "w", LATHE_F32, LATHE_DIMS(12, 4, 1, 5), true);
+    lathe_node *b = lathe_param(g, "b", LATHE_F32, LATHE_DIMS(12), true);
+    lathe_set_requires_grad(x, true);
+    int64_t st[2] = {1, 2}, pd[2] = {0, 3}, dl[2] = {1, 2};
+    lathe_node *y = lathe_conv2d_hw(g, x, w, b, st, pd, dl, 2);
+    lathe_node *loss = lathe_sum(g, lathe_mul(g, y, y), 0, NULL, false);
+    lathe_output(g, "y", y);
+    lathe_output(g, "loss", loss);
+    lathe_backward(g, 1, &loss, NULL);
+    assert_graph_ok(g);
+    lathe_program *jit = compile_or_fail("conv1d", g, LATHE_BACKEND_JIT);
+    lathe_program *ref = compile_or_fail("conv1d", g, LATHE_BACKEND_EVAL);
+    bind_both(g, jit, ref, 23);
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    agree("conv1d", g, jit, ref);
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+    lathe_graph_free(g);
+}
+
 /* A concat of more operands than any fixed table holds (fusion once read
  * only the first 256): every element from its own operand, against the
  * evaluator. */
@@ -1108,6 +1136,7 @@ int main(void) {
         cmocka_unit_test(test_buffer_rules),
         cmocka_unit_test(test_label_check),
         cmocka_unit_test(test_dropout),
+        cmocka_unit_test(test_conv1d_planes),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
