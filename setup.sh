@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")"
 
-PACKAGES="gcc meson ninja-build pkg-config libcmocka-dev llvm-19-dev libcjson-dev zlib1g-dev dataset-fashion-mnist"
+PACKAGES="gcc meson ninja-build pkg-config libcmocka-dev llvm-19-dev libcjson-dev zlib1g-dev dataset-fashion-mnist fortunes"
 
 missing=""
 for p in $PACKAGES; do

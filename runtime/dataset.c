@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -642,6 +643,107 @@ oom:
 
 /* ---- using a dataset ---- */
 
+/* Append the bytes of file path to *text (*size bytes so far, *cap
+ * allocated).  0, 1 when skip_binary and the file holds a NUL byte (left
+ * out), or -1 with a message. */
+static int append_file(const char *path, bool skip_binary, unsigned char **text, int64_t *size, int64_t *cap,
+                       char *err, size_t errlen) {
+    struct stat st;
+    int fd = lt_open_file(path, &st, err, errlen);
+    if (fd < 0) return -1;
+    int64_t n = (int64_t)st.st_size;
+    if (n > LATHE_DS_MAX_BYTES / 16 - *size) {
+        lt_errf(err, errlen, "%s: %lld bytes of text would take more than %lld bytes as windows", path,
+                (long long)(*size + n), (long long)LATHE_DS_MAX_BYTES);
+        close(fd);
+        return -1;
+    }
+    if (*size + n + 1 > *cap) {
+        int64_t c = (*size + n + 1) * 2;
+        unsigned char *t = realloc(*text, (size_t)c);
+        if (!t) {
+            lt_errf(err, errlen, "%s: out of memory", path);
+            close(fd);
+            return -1;
+        }
+        *text = t, *cap = c;
+    }
+    int64_t got = 0;
+    while (got < n) {
+        ssize_t k = read(fd, *text + *size + got, (size_t)(n - got));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            lt_errf(err, errlen, "%s: read error at byte %lld: %s", path, (long long)got,
+                    k < 0 ? strerror(errno) : "the file got shorter");
+            close(fd);
+            return -1;
+        }
+        got += k;
+    }
+    close(fd);
+    if (skip_binary && memchr(*text + *size, 0, (size_t)n)) return 1;
+    *size += n;
+    return 0;
+}
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* The text of path: a file, or the text files of a directory (regular files,
+ * not symbolic links, without NUL bytes) in byte order of their names. */
+static unsigned char *read_text(const char *path, int64_t *size, char *err, size_t errlen) {
+    unsigned char *text = NULL;
+    int64_t cap = 0;
+    *size = 0;
+    struct stat st;
+    if (!path || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        if (append_file(path, false, &text, size, &cap, err, errlen) < 0) {
+            free(text);
+            return NULL;
+        }
+        return text ? text : calloc(1, 1);
+    }
+    DIR *d = opendir(path);
+    if (!d) {
+        lt_errf(err, errlen, "%s: cannot open the directory: %s", path, strerror(errno));
+        return NULL;
+    }
+    char **names = NULL;
+    size_t n = 0, ncap = 0;
+    bool ok = true;
+    for (struct dirent *e; ok && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        if (n == ncap) {
+            char **t = realloc(names, sizeof *names * (ncap = ncap ? 2 * ncap : 64));
+            if (!t) ok = false;
+            else names = t;
+        }
+        if (ok && !(names[n++] = dup_str(e->d_name))) ok = false, n--;
+    }
+    closedir(d);
+    if (!ok) lt_errf(err, errlen, "%s: out of memory", path);
+    qsort(names, n, sizeof *names, cmp_names);
+    int files = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        char full[PATH_MAX];
+        snprintf(full, sizeof full, "%s/%s", path, names[i]);
+        if (lstat(full, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        int r = append_file(full, true, &text, size, &cap, err, errlen);
+        if (r < 0) ok = false;
+        files += r == 0;
+    }
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    if (ok && files == 0) {
+        lt_errf(err, errlen, "%s: no text files in the directory", path);
+        ok = false;
+    }
+    if (!ok) {
+        free(text);
+        return NULL;
+    }
+    return text;
+}
+
 lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, bool validation,
                                   const char *input_name, const char *target_name, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
@@ -650,35 +752,9 @@ lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, 
                 (long long)T, held_out);
         return NULL;
     }
-    struct stat st;
-    int fd = lt_open_file(path, &st, err, errlen);
-    if (fd < 0) return NULL;
-    int64_t size = (int64_t)st.st_size;
-    if (size > LATHE_DS_MAX_BYTES / 16) {
-        lt_errf(err, errlen, "%s: %lld bytes of text would take %lld bytes as windows, over the limit of %lld", path,
-                (long long)size, (long long)size * 16, (long long)LATHE_DS_MAX_BYTES);
-        close(fd);
-        return NULL;
-    }
-    unsigned char *text = malloc((size_t)(size > 0 ? size : 1));
-    int64_t got = 0;
-    while (text && got < size) {
-        ssize_t k = read(fd, text + got, (size_t)(size - got));
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) {
-            lt_errf(err, errlen, "%s: read error at byte %lld: %s", path, (long long)got,
-                    k < 0 ? strerror(errno) : "the file got shorter");
-            free(text);
-            close(fd);
-            return NULL;
-        }
-        got += k;
-    }
-    close(fd);
-    if (!text) {
-        lt_errf(err, errlen, "%s: out of memory", path);
-        return NULL;
-    }
+    int64_t size;
+    unsigned char *text = read_text(path, &size, err, errlen);
+    if (!text) return NULL;
     int64_t split = (int64_t)((double)size * (1 - held_out));
     int64_t begin = validation ? split : 0, len = validation ? size - split : split, S = len > 0 ? (len - 1) / T : 0;
     if (S < 1) {

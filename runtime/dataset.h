@@ -96,7 +96,9 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
 lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t errlen);
 
 /* Byte-level language-modelling windows from a text file, whose bytes are
- * the tokens (0..255).  The file is split by position: the first
+ * the tokens (0..255), or from a directory: its text files (regular files,
+ * not symbolic links, without NUL bytes; Debian's fortunes has 42 next to
+ * binary .dat files) concatenated in byte order of their names.  The file is split by position: the first
  * (1 - held_out) of its bytes are the training part, the rest the
  * validation part (validation true), 0 < held_out < 1.  Sample s of a part
  * that starts at byte b is the window of T + 1 bytes at b + s T: tensor

@@ -718,6 +718,31 @@ static void test_text(void **state) {
     path_in_tmp(path, sizeof path, "missing.txt");
     assert_null(lathe_ds_load_text(path, 4, 0.1, false, "x", "y", err, sizeof err));
     assert_non_null(strstr(err, "missing.txt"));
+    /* a directory: its text files in name order; links and binary files left out */
+    char dir[512], f[600];
+    path_in_tmp(dir, sizeof dir, "corpus");
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(f, sizeof f, "%s/b", dir);
+    write_file(f, "EFGH", 4, false);
+    snprintf(f, sizeof f, "%s/a", dir);
+    write_file(f, "ABCD", 4, false);
+    snprintf(f, sizeof f, "%s/a.dat", dir);
+    write_file(f, "\x01\x00zz", 4, false);
+    char link[600];
+    snprintf(link, sizeof link, "%s/a.u8", dir);
+    assert_int_equal(symlink("a", link), 0);
+    d = lathe_ds_load_text(dir, 3, 0.2, false, "x", "y", err, sizeof err); /* ABCDEF|GH: 6 bytes to train */
+    if (!d) fail_msg("%s", err);
+    assert_int_equal(lathe_ds_count(d), 1);
+    for (int i = 0; i < 3; i++) assert_int_equal(((const int64_t *)lathe_ds_find(d, "y")->data)[i], "BCD"[i]);
+    lathe_ds_free(d);
+    unlink(link);
+    snprintf(f, sizeof f, "%s/a.dat", dir), unlink(f);
+    snprintf(f, sizeof f, "%s/a", dir), unlink(f);
+    snprintf(f, sizeof f, "%s/b", dir), unlink(f);
+    assert_null(lathe_ds_load_text(dir, 3, 0.2, false, "x", "y", err, sizeof err));
+    assert_non_null(strstr(err, "corpus: no text files in the directory"));
+    rmdir(dir);
 }
 
 static void test_fashion_mnist(void **state) {
