@@ -611,6 +611,12 @@ static void test_loops_and_sharing(void **state) {
     lathe_eval_free(eh);
     lathe_graph_free(d);
     lathe_graph_free(h);
+    /* a batch norm shared in evaluation: its scalar num_batches_tracked too */
+    d = parse_src("input x: f32[2, 3, 4, 4]\ny = batch_norm(batch_norm(x) as bn) as bn\noutput y\n", &opt, NULL);
+    int leaves = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) leaves += is_leaf(lathe_graph_node(d, i));
+    assert_int_equal(leaves, 6); /* x and bn's five */
+    lathe_graph_free(d);
     /* in training too, a layer called twice has one set of parameters */
     opt.training = true;
     d = parse_src("input x: f32[2, 3]\nh = linear(x, 3) as f\nh = linear(h, 3) as f\nloss sum(h)\n", &opt, NULL);
