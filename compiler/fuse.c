@@ -350,6 +350,34 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         oi[ax] = clampi(z, idiv(z, v, step), len);
         return xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t));
     }
+    case LT_OP_INDEX_SELECT: {
+        /* x at the row the index holds there, clamped into x (inputs are
+         * checked before every run: lathe_index_limit) */
+        const lathe_node *ix = n->in[1];
+        int ax = (int)n->attr[0].v[0], ir = ix->rank;
+        memcpy(oi, idx, sizeof(lt_expr *) * (size_t)ax);
+        oi[ax] = clampi(z, opv(z, n, 1, idx + ax), x->shape[ax]);
+        for (int d = ax + 1; d < x->rank; d++) oi[d] = idx[d - 1 + ir];
+        return opv(z, n, 0, oi);
+    }
+    case LT_OP_INDEX_SELECT_BACKWARD: {
+        /* y[a, r, b] = sum over i of gy[a, i, b] where index[i] == r, i in
+         * order; the kernel's scatter plan (contract.c) adds each row of gy
+         * once instead */
+        const lathe_node *ix = n->in[1];
+        int ax = (int)n->attr[0].v[0], ir = ix->rank, vars[LATHE_MAX_RANK];
+        lt_expr *lo[LATHE_MAX_RANK], *hi[LATHE_MAX_RANK], *ii[LATHE_MAX_RANK];
+        memcpy(oi, idx, sizeof(lt_expr *) * (size_t)ax);
+        for (int d = 0; d < ir; d++) {
+            vars[d] = newvar(z);
+            lo[d] = xi(z, 0);
+            hi[d] = xi(z, ix->shape[d]);
+            oi[ax + d] = ii[d] = xvar(z, vars[d]);
+        }
+        for (int d = ax + 1; d < n->rank; d++) oi[d - 1 + ir] = idx[d];
+        lt_expr *hit = icmp(z, LT_OP_EQ, clampi(z, opv(z, n, 1, ii), n->shape[ax]), idx[ax]);
+        return xreduce(z, R_SUM, t, ir, vars, lo, hi, xsel(z, hit, opv(z, n, 0, oi), xf(z, 0, t)));
+    }
     case LT_OP_CONCAT: {
         int64_t ax = n->attr[0].v[0];
         lt_expr *acc = NULL;
@@ -582,7 +610,10 @@ static bool is_reduction(lt_op op) {
     return op == LT_OP_SUM || op == LT_OP_MAX || op == LT_OP_ARGMAX;
 }
 /* contractions and windows read each operand element many times */
-static bool is_heavy(lt_op op) { return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD; }
+static bool is_heavy(lt_op op) {
+    return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD &&
+           op != LT_OP_INDEX_SELECT; /* a gather reads each element of x once per row it picks */
+}
 
 /* elementwise ops as cheap as a load, and index ops */
 static bool cheap(lt_op op) {

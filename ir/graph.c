@@ -397,18 +397,31 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
     return LATHE_LEAF_INIT_CONST;
 }
 
+/* The rows that n indexes with its operand 1: a loss's classes, the size of
+ * the axis index_select (or its gradient) selects along; 0 if n indexes
+ * nothing. */
+static int64_t rows_indexed(const lathe_node *n) {
+    const lathe_node *x = n->in[0];
+    switch (n->op) {
+    case LT_OP_CROSS_ENTROPY:
+    case LT_OP_NLL_LOSS: return x->shape[x->rank > 1 ? 1 : 0];
+    case LT_OP_INDEX_SELECT: return x->shape[n->attr[0].v[0]];
+    case LT_OP_INDEX_SELECT_BACKWARD: return n->attr[1].v[0];
+    default: return 0;
+    }
+}
+
 int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input) {
     int64_t limit = 0;
     for (int i = input->id + 1; i < g->nnodes; i++) {
         const lathe_node *n = g->nodes[i];
-        if ((n->op != LT_OP_CROSS_ENTROPY && n->op != LT_OP_NLL_LOSS) || n->nin < 2) continue;
+        int64_t c = n->nin >= 2 ? rows_indexed(n) : 0;
+        if (c <= 0) continue;
         const lathe_node *t = n->in[1];
         while (t != input && (t->op == LT_OP_RESHAPE || t->op == LT_OP_FLATTEN || t->op == LT_OP_PERMUTE ||
                               t->op == LT_OP_SLICE || t->op == LT_OP_BROADCAST_TO))
             t = t->in[0];
         if (t != input) continue;
-        const lathe_node *x = n->in[0];
-        int64_t c = x->shape[x->rank > 1 ? 1 : 0];
         if (limit == 0 || c < limit) limit = c;
     }
     return limit;

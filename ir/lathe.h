@@ -159,12 +159,13 @@ lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
  * more used another way is treated as a linear weight; anything else is 0.
  * The runtime draws the values (lathe_rt_init). */
 lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
-/* The values integer input `input` may take when it holds class indices:
- * the smallest class count C of the cross_entropy and nll_loss targets it
- * reaches, directly or through reshapes, flattens, permutes, slices and
- * broadcasts, so every value must lie in [0, C); 0 when it reaches none.
- * Every path that runs a program checks its inputs against this
- * (lathe_rt_check_indices). */
+/* The values integer input `input` may take when it holds indices: the
+ * smallest count C of the rows it picks among - the classes of the
+ * cross_entropy and nll_loss targets it is, the axis of the index_select
+ * (and index_select_backward) index it is - reached directly or through
+ * reshapes, flattens, permutes, slices and broadcasts, so every value must
+ * lie in [0, C); 0 when it reaches none.  Every path that runs a program
+ * checks its inputs against this (lathe_rt_check_indices). */
 int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
@@ -241,6 +242,14 @@ lathe_node *lathe_concat(lathe_graph *g, int n, lathe_node *const *xs, int64_t a
  * out-of-range bounds; step >= 1. */
 lathe_node *lathe_slice(lathe_graph *g, lathe_node *x, int64_t axis, int64_t start, int64_t end,
                         int64_t step);
+/* Rows of x along axis picked by index, an i64 tensor of any shape:
+ * x (A..., n, B...), index (I...) -> (A..., I..., B...), as jnp.take and a
+ * generalized torch.index_select; an embedding lookup is
+ * lathe_index_select(g, weight, 0, tokens).  Every index must lie in
+ * [0, n): a constant is checked here, an input on every run
+ * (lathe_index_limit), and the evaluator refuses one out of range.  The
+ * gradient adds each row of the cotangent back where it came from. */
+lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lathe_node *index);
 
 /* ---- contractions ----------------------------------------------------------- */
 

@@ -121,16 +121,17 @@ typedef struct {
     int64_t grad_offset;   /* params that get a gradient: its arena offset; else -1 */
     lathe_init_kind init;
     double init_a;
-    int64_t index_limit;   /* i64 inputs that hold class indices: values must lie in [0, index_limit); 0: any */
+    int64_t index_limit;   /* i64 inputs that hold class or row indices: values must lie in [0, index_limit); 0: any */
 } lathe_rt_tensor;
 
 /* The tensor named name (outputs included), or NULL. */
 const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name);
 
 /* Whether every input with an index_limit holds values in [0, limit), as a
- * loss that indexes with them needs (out of range, the loss and its
- * gradient would silently disagree): 0, or -1 with a message naming the
- * input, the element and the value.  Every path that runs a program calls
+ * loss or an index_select that indexes with them needs (out of range, a
+ * loss and its gradient would silently disagree, a lookup would read
+ * another row): 0, or -1 with a message naming the input, the element and
+ * the value.  Every path that runs a program calls
  * it on the inputs it was given (lathe_program_run, trainers, TRAINER
  * step). */
 int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int n, char *err, size_t errlen);

@@ -59,8 +59,8 @@ int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int 
         for (int64_t e = 0; e < t->numel; e++)
             if (v[e] < 0 || v[e] >= t->index_limit) {
                 if (err && errlen)
-                    snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes of the loss "
-                             "it indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);
+                    snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes or rows it "
+                             "indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);
                 return -1;
             }
     }

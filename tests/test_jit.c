@@ -524,6 +524,41 @@ static void test_label_check(void **state) {
     }
 }
 
+/* Token indices of an embedding lookup (index_select) are checked the same
+ * way, through a reshape, and the smallest table an input indexes sets the
+ * range: out of range, the run is refused and nothing runs. */
+static void test_token_check(void **state) {
+    (void)state;
+    for (int backend = LATHE_BACKEND_JIT; backend <= LATHE_BACKEND_EVAL; backend++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *wte = lathe_param(g, "wte.weight", LATHE_F32, LATHE_DIMS(5, 3), true);
+        lathe_node *wpe = lathe_param(g, "wpe.weight", LATHE_F32, LATHE_DIMS(4, 3), true);
+        lathe_node *tok = lathe_input(g, "tokens", LATHE_I64, LATHE_DIMS(2, 2));
+        lathe_node *flat = lathe_reshape(g, tok, LATHE_DIMS(4));
+        lathe_node *pos = lathe_reshape(g, lathe_index_select(g, wpe, 0, tok), LATHE_DIMS(4, 3));
+        lathe_node *h = lathe_add(g, lathe_index_select(g, wte, 0, flat), pos);
+        lathe_output(g, "h", h);
+        assert_graph_ok(g);
+        assert_int_equal(lathe_index_limit(g, tok), 4);
+        lathe_program *p = lathe_compile(g, (lathe_backend)backend);
+        assert_non_null(p);
+        lathe_program_init(p, 1);
+        int64_t good[4] = {0, 3, 2, 1}, bad[4] = {0, 3, 4, 1}, neg[4] = {0, -1, 2, 1};
+        assert_int_equal(lathe_program_set(p, "tokens", good, sizeof good), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        assert_int_equal(lathe_program_set(p, "tokens", bad, sizeof bad), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'tokens': element 2 is 4, outside [0, 4)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        assert_int_equal(lathe_program_set(p, "tokens", neg, sizeof neg), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'tokens': element 1 is -1, outside [0, 4)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        lathe_program_free(p);
+        lathe_graph_free(g);
+    }
+}
+
 /* A chain of 100,000 elementwise ops compiles (fusion cuts it into kernels
  * of bounded expressions: building, lowering and printing them recurse) and
  * agrees with the evaluator. */
@@ -957,6 +992,7 @@ int main(void) {
         cmocka_unit_test(test_phase_epilogue),
         cmocka_unit_test(test_buffer_rules),
         cmocka_unit_test(test_label_check),
+        cmocka_unit_test(test_token_check),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
