@@ -31,7 +31,9 @@
  * strided views of buffers, also gets a plan for the vector lowering
  * (kernel.h's lt_contract, made by contract.c): the views, a register tile
  * sized for the target's vector unit, and the kernel's parallel range counted
- * in tiles.  The dumps of the result are in fuse_print.c. */
+ * in tiles.  So does index_select_backward, always a kernel of its own: a
+ * scatter-add whose tiles own blocks of columns and add the gradient's rows
+ * in index order.  The dumps of the result are in fuse_print.c. */
 #include <math.h>
 #include <string.h>
 
@@ -58,6 +60,8 @@ typedef struct {
     int *fused;         /* nodes inlined into the current kernel, once each */
     int nfused;
     int *stamp;         /* node -> root of the last kernel that listed it in fused */
+    int *row_from;      /* node -> the first of its dims a scatter reads as dense rows (it is the
+                         * gradient of an index_select_backward), or LATHE_MAX_RANK + 1 */
     lt_contract *con;   /* the current kernel's contraction plan, if any */
 } fz;
 
@@ -376,7 +380,9 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         }
         for (int d = ax + 1; d < n->rank; d++) oi[d - 1 + ir] = idx[d];
         lt_expr *hit = icmp(z, LT_OP_EQ, clampi(z, opv(z, n, 1, ii), n->shape[ax]), idx[ax]);
-        return xreduce(z, R_SUM, t, ir, vars, lo, hi, xsel(z, hit, opv(z, n, 0, oi), xf(z, 0, t)));
+        lt_expr *y = xreduce(z, R_SUM, t, ir, vars, lo, hi, xsel(z, hit, opv(z, n, 0, oi), xf(z, 0, t)));
+        if (!z->con) z->con = lt_plan_scatter(z->f, z->root, n, y);
+        return y;
     }
     case LT_OP_CONCAT: {
         int64_t ax = n->attr[0].v[0];
@@ -689,6 +695,14 @@ static void decide(fz *z, const bool *root) {
                 mat = !is_view(z, i, n);
             } else mat = false;
         }
+        /* a scatter (index_select_backward) is a kernel of its own, which
+         * writes every element itself, and it reads its gradient's rows as
+         * vectors: a view whose rows are dense, else a buffer */
+        if (n->op == LT_OP_INDEX_SELECT_BACKWARD) mat = true;
+        if (!mat && z->row_from[i] <= n->rank) {
+            z->f->buf_of[i] = -1;
+            mat = !lt_is_row_view(z->f, n, z->row_from[i]);
+        }
         /* a kernel's expression stays a bounded tree: building, lowering and
          * printing it recurse over it, and a graph may chain 100,000 ops */
         if (!mat && z->size[i] > LT_MAX_INLINE) mat = true;
@@ -718,7 +732,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     f->target = target;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
-    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL};
+    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL};
     z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
     z.uses = calloc((size_t)n + 1, sizeof(int));
     z.contains = calloc((size_t)n + 1, sizeof(bool));
@@ -727,16 +741,17 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     z.size = calloc((size_t)n + 1, sizeof(int));
     z.stamp = malloc(sizeof(int) * (size_t)(n + 1));
     z.fused = malloc(sizeof(int) * (size_t)(n + 1));
+    z.row_from = malloc(sizeof(int) * (size_t)(n + 1));
     bool *root = calloc((size_t)n + 1, sizeof(bool));
     f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
     f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
     f->ks = calloc((size_t)n + 1, sizeof *f->ks);
-    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.size || !z.stamp || !z.fused || !root ||
+    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.size || !z.stamp || !z.fused || !z.row_from || !root ||
         !f->buf_of || !f->bufs || !f->ks) {
         lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) z.consumer[i] = -1, z.stamp[i] = -1;
+    for (int i = 0; i < n; i++) z.consumer[i] = -1, z.stamp[i] = -1, z.row_from[i] = LATHE_MAX_RANK + 1;
     for (int i = 0; i < n; i++) {
         const lathe_node *m = g->nodes[i];
         for (int k = 0; k < m->nin; k++) {
@@ -744,6 +759,10 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
             z.uses[o]++;
             z.consumer[o] = z.uses[o] == 1 ? i : -1;
             if (is_heavy(m->op)) z.heavy_use[o] = true;
+            if (m->op == LT_OP_INDEX_SELECT_BACKWARD && k == 0) {
+                int from = (int)m->attr[0].v[0] + m->in[1]->rank;
+                if (from < z.row_from[o]) z.row_from[o] = from;
+            }
         }
     }
     for (int i = 0; i < g->nout; i++) root[g->outputs[i].node->id] = true;
@@ -805,6 +824,7 @@ done:
     free(z.size);
     free(z.stamp);
     free(z.fused);
+    free(z.row_from);
     free(root);
     return f;
 }
