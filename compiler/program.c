@@ -140,7 +140,9 @@ static void fill_table(lathe_program *p) {
         t->grad_offset = -1;
         t->index_limit = leaf && n->op == LT_OP_INPUT && n->dtype == LATHE_I64 ? lathe_index_limit(g, n) : 0;
         if (leaf && n->op != LT_OP_INPUT) {
-            t->init = lathe_leaf_init_of(g, n, &t->init_a) == LATHE_LEAF_INIT_UNIFORM ? LATHE_INIT_UNIFORM : LATHE_INIT_CONST;
+            lathe_leaf_init k = lathe_leaf_init_of(g, n, &t->init_a);
+            t->init = k == LATHE_LEAF_INIT_UNIFORM ? LATHE_INIT_UNIFORM : k == LATHE_LEAF_INIT_NORMAL ? LATHE_INIT_NORMAL
+                                                                                                : LATHE_INIT_CONST;
         }
         int k = leaf && n->op == LT_OP_PARAM ? lathe_grad_output(g, n) : -1;
         if (k >= 0) t->grad_offset = p->tensors[nleaves + k].offset;

@@ -357,7 +357,8 @@ lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init: node %%%d (%s) is not a param or buffer", n->id, lt_ops[n->op].name);
         return LATHE_ERR_ARG;
     }
-    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_CONST || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0)) {
+    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_NORMAL || !isfinite(a) ||
+        ((kind == LATHE_LEAF_INIT_UNIFORM || kind == LATHE_LEAF_INIT_NORMAL) && a < 0)) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': bad initializer (kind %d, a %g)", n->name, (int)kind, a);
         return LATHE_ERR_ARG;
     }
@@ -386,6 +387,10 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
             if (n->op == LT_OP_BATCH_NORM2D) {
                 *a = k == 1 || k == 4 ? 1 : 0;
                 return LATHE_LEAF_INIT_CONST;
+            }
+            if (n->op == LT_OP_INDEX_SELECT && k == 0) { /* torch.nn.Embedding: normal_(0, 1) */
+                *a = 1;
+                return LATHE_LEAF_INIT_NORMAL;
             }
         }
     }

@@ -146,18 +146,22 @@ int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requ
 /* How lathe_program_init (and a trainer) fills a param or buffer.  AUTO, the
  * default, follows PyTorch's layer defaults from the op that uses it
  * (kaiming-uniform conv/linear weights, uniform(+-1/sqrt(fan_in)) biases,
- * batch norm's 1, 0, running mean 0, running var 1); UNIFORM draws from
- * uniform(-a, a); CONST sets every element to a. */
-typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST } lathe_leaf_init;
+ * batch norm's 1, 0, running mean 0, running var 1, an embedding's normal(0,
+ * 1)); UNIFORM draws from uniform(-a, a); CONST sets every element to a;
+ * NORMAL draws from a normal distribution of mean 0 and standard deviation
+ * a (a >= 0, as UNIFORM's bound). */
+typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST, LATHE_LEAF_INIT_NORMAL } lathe_leaf_init;
 lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
-/* The initializer that param or buffer leaf gets: UNIFORM or CONST, with the
- * bound or value in *a.  lathe_set_init's when one was set; for AUTO,
- * PyTorch's default for the first op that uses it: a conv2d or linear
- * weight or bias draws from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (for
- * weights, what kaiming-uniform with a = sqrt(5) gives); batch norm's weight
- * and running_var are 1, its bias and running_mean 0; a param of rank 2 or
- * more used another way is treated as a linear weight; anything else is 0.
- * The runtime draws the values (lathe_rt_init). */
+/* The initializer that param or buffer leaf gets: UNIFORM, CONST or NORMAL,
+ * with the bound, value or standard deviation in *a.  lathe_set_init's when
+ * one was set; for AUTO, PyTorch's default for the first op that uses it: a
+ * conv2d or linear weight or bias draws from uniform(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)) (for weights, what kaiming-uniform with a = sqrt(5)
+ * gives); batch norm's weight and running_var are 1, its bias and
+ * running_mean 0; the table an index_select picks rows from (an
+ * embedding's weight) draws from normal(0, 1), as torch.nn.Embedding's; a
+ * param of rank 2 or more used another way is treated as a linear weight;
+ * anything else is 0.  The runtime draws the values (lathe_rt_init). */
 lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
 /* The values integer input `input` may take when it holds indices: the
  * smallest count C of the rows it picks among - the classes of the

@@ -107,6 +107,7 @@ typedef enum {
     LATHE_INIT_NONE,     /* left as it is (inputs, outputs) */
     LATHE_INIT_UNIFORM,  /* uniform(-a, a): conv/linear weights (kaiming-uniform, a = sqrt(5)) and biases */
     LATHE_INIT_CONST,    /* every element a: batch-norm weight 1, bias 0, running_var 1, running_mean 0 */
+    LATHE_INIT_NORMAL,   /* normal(0, a): embedding weights (a = 1) */
 } lathe_init_kind;
 
 typedef struct {

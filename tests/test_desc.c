@@ -360,6 +360,7 @@ static const char feature_src[] =
     "param w: f32[width, 4] init=uniform(scale)\n"
     "param fw: f32[4] init=const(0.25) frozen\n"
     "buffer counter: f32[4] init=zeros\n"
+    "param emb: f32[5, 4] init=normal(scale / 10)\n"
     "\n"
     "block act_block(x, hidden=4, act=1) {\n"
     "    h = linear(x, hidden) as lin\n"
@@ -431,6 +432,9 @@ static void test_features(void **state) {
     assert_string_equal(lathe_node_op(counter), "buffer");
     assert_int_equal(counter->init, LATHE_LEAF_INIT_CONST);
     assert_true(counter->init_a == 0);
+    const lathe_node *emb = lathe_graph_find(g, "emb");
+    assert_int_equal(emb->init, LATHE_LEAF_INIT_NORMAL);
+    assert_true(emb->init_a == 0.05);
     /* blocks, defaults, keyword arguments, nested prefixes, freeze / unfreeze */
     const char *names[] = {"blk.0.lin.weight", "blk.1.lin.bias", "blk.2.lin.weight", "deep.1.first.lin.weight",
                            "deep.1.second.lin.bias"};
@@ -658,10 +662,14 @@ static const bad_case bad_cases[] = {
      0,
      LATHE_ERR_DTYPE,
      {"t.lathe:1:17: set_requires_grad 'l': only floating-point tensors can require grad"}},
-    {"param w: f32[2] init=normal(1)\n",
+    {"param w: f32[2] init=gaussian(1)\n",
      0,
      LATHE_ERR_PARSE,
-     {"t.lathe:1:22: expected an initializer: auto, zeros, ones, uniform(A) or const(V), got 'normal'"}},
+     {"t.lathe:1:22: expected an initializer: auto, zeros, ones, uniform(A), const(V) or normal(STD), got 'gaussian'"}},
+    {"param w: f32[2] init=normal(-0.5)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:29: normal(STD) draws with standard deviation STD: it must be >= 0, got -0.5"}},
     {"param w: f32[2] init=uniform(-1)\n",
      0,
      LATHE_ERR_ARG,
