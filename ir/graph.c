@@ -357,9 +357,15 @@ lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init: node %%%d (%s) is not a param or buffer", n->id, lt_ops[n->op].name);
         return LATHE_ERR_ARG;
     }
-    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_NORMAL || !isfinite(a) ||
-        ((kind == LATHE_LEAF_INIT_UNIFORM || kind == LATHE_LEAF_INIT_NORMAL) && a < 0)) {
-        lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': bad initializer (kind %d, a %g)", n->name, (int)kind, a);
+    static const char *const names[] = {"auto", "uniform", "const", "normal"};
+    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_NORMAL) {
+        lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': unknown initializer kind %d", n->name, (int)kind);
+        return LATHE_ERR_ARG;
+    }
+    if (!isfinite(a) || ((kind == LATHE_LEAF_INIT_UNIFORM || kind == LATHE_LEAF_INIT_NORMAL) && a < 0)) {
+        lt_fail(n->g, LATHE_ERR_ARG,
+                "set_init '%s': bad initializer %s(%g): its number must be finite, and uniform's bound and normal's "
+                "standard deviation >= 0", n->name, names[kind], a);
         return LATHE_ERR_ARG;
     }
     n->init = kind;
