@@ -251,8 +251,9 @@ lathe_node *lathe_slice(lathe_graph *g, lathe_node *x, int64_t axis, int64_t sta
  * generalized torch.index_select; an embedding lookup is
  * lathe_index_select(g, weight, 0, tokens).  Every index must lie in
  * [0, n): a constant is checked here, an input on every run
- * (lathe_index_limit), and the evaluator refuses one out of range.  The
- * gradient adds each row of the cotangent back where it came from. */
+ * (lathe_index_limit), and the evaluator refuses one out of range (one
+ * computed in the graph, compiled code clamps into [0, n)).  The gradient
+ * adds each row of the cotangent back where it came from. */
 lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lathe_node *index);
 
 /* ---- contractions ----------------------------------------------------------- */

@@ -752,6 +752,7 @@ static const emb_case emb_cases[] = {
     {"middle axis: x [3,40,20], index [5,7]", {3, 40, 20}, {5, 7}, 3, 2, 1, false, false},
     {"last axis: x [6,33], index [9]", {6, 33}, {9}, 2, 1, 1, false, false},
     {"permuted result: x [50,24], tokens [3,8]", {50, 24}, {3, 8}, 2, 2, 0, false, true},
+    {"no tokens: x [7,20], tokens [0]", {7, 20}, {0}, 2, 1, 0, false, false},
 };
 
 static lathe_graph *emb_graph(const emb_case *ec, lathe_dtype t) {
