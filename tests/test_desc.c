@@ -589,6 +589,14 @@ static void test_loops_and_sharing(void **state) {
     for (int i = 0; i < lathe_graph_num_nodes(d); i++) params += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "param");
     assert_int_equal(params, 2);
     lathe_graph_free(d);
+    /* in evaluation, a batch norm called twice shares its parameters and
+     * buffers, the rank-0 num_batches_tracked too (whose shape is NULL) */
+    opt.training = false;
+    d = parse_src("input x: f32[2, 3, 4, 4]\nh = batch_norm(x) as bn\nh = batch_norm(h) as bn\noutput h\n", &opt, NULL);
+    int leaves = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) leaves += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "buffer");
+    assert_int_equal(leaves, 3);
+    lathe_graph_free(d);
 }
 
 /* ---- embeddings: a tiny language model ------------------------------------------------------- */
