@@ -294,6 +294,11 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         acc(a, 0, y, mk(a, LT_OP_SLICE_BACKWARD, 1, IN(gy), at));
         break;
     }
+    case LT_OP_INDEX_SELECT: { /* each row of gy back where it came from, added */
+        lt_attr at[LT_MAX_ATTRS] = {y->attr[0], {.v = {x->shape[y->attr[0].v[0]]}}};
+        acc(a, 0, y, mk(a, LT_OP_INDEX_SELECT_BACKWARD, 2, IN(gy, b), at));
+        break;
+    }
     case LT_OP_MATMUL:
         if (rx) acc(a, 0, y, unbroadcast(a, lathe_matmul(g, gy, lathe_transpose(g, b, -1, -2)), x));
         if (rb) acc(a, 1, y, unbroadcast(a, lathe_matmul(g, lathe_transpose(g, x, -1, -2), gy), b));
@@ -370,6 +375,9 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
      * adjoints are the forward ops, which gives second order through them. */
     case LT_OP_SLICE_BACKWARD:
         acc(a, 0, y, lathe_slice(g, gy, y->attr[0].v[0], y->attr[1].v[0], y->attr[2].v[0], y->attr[3].v[0]));
+        break;
+    case LT_OP_INDEX_SELECT_BACKWARD: /* linear in gy; the index carries no gradient */
+        acc(a, 0, y, lathe_index_select(g, gy, y->attr[0].v[0], b));
         break;
     case LT_OP_CONV2D_BACKWARD_INPUT: { /* dx = conv^T(dy, w) */
         lt_attr at[LT_MAX_ATTRS] = {y->attr[0], y->attr[1], y->attr[2], y->attr[3]};

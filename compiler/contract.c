@@ -1,7 +1,8 @@
 /* contract.c - plans for the vector lowering of contraction kernels
  * (kernel.h's lt_contract): matmul, conv2d and its two gradients, max-pool
  * and its gradient, computed at their kernel's own element with operands
- * that are strided views of buffers.  A plan holds the operands as views,
+ * that are strided views of buffers, and the scatter-add of
+ * index_select_backward.  A plan holds the operands as views,
  * the shape of the contraction, and a register tile chosen by a small cost
  * model of the target's vector unit; fuse.c asks for a plan while it builds a
  * kernel's expression, and lower_tiles.c lowers it. */
@@ -75,6 +76,22 @@ static bool view_of(const lt_fused *f, int root, const lathe_node *n, lt_view *v
 bool lt_is_view(const lt_fused *f, const lathe_node *n) {
     lt_view v;
     return view_of(f, -1, n, &v);
+}
+
+/* Dims [from, rank) of a view of shape `shape` are one dense row-major run
+ * (size-1 dims take any stride). */
+static bool dense_from(int rank, const int64_t *shape, const lt_view *v, int from) {
+    int64_t want = 1;
+    for (int d = rank - 1; d >= from; d--) {
+        if (shape[d] != 1 && v->st[d] != want) return false;
+        want *= shape[d];
+    }
+    return true;
+}
+
+bool lt_is_row_view(const lt_fused *f, const lathe_node *n, int from) {
+    lt_view v;
+    return view_of(f, -1, n, &v) && dense_from(n->rank, n->shape, &v, from);
 }
 
 static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -249,6 +266,44 @@ lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_e
                 c.ih * c.iw >= (int64_t)1 << 30))
         return NULL; /* the gradient's offsets and the plane's positions in 32-bit lanes */
     c.range = c.n * c.kog;
+    lt_contract *p = malloc(sizeof *p);
+    if (p) *p = c;
+    return p;
+}
+
+/* Plan index_select_backward n (out (pre, rows, post)) as a scatter: tiles
+ * of a pre index and a block of post's columns, a block at least a cache
+ * line (64 bytes: threads rarely write the same line) and at most 4
+ * vectors, halved while there are fewer than 32 tiles to share among
+ * threads; within a tile every element sums its rows in index order. */
+enum { LT_SCATTER_MAX_VECS = 4, LT_SCATTER_TILES = 32 };
+lt_contract *lt_plan_scatter(const lt_fused *f, int root, const lathe_node *n, const lt_expr *red) {
+    if (n->id != root || (n->dtype != LATHE_F32 && n->dtype != LATHE_F64) || n->numel == 0) return NULL;
+    const lathe_node *gy = n->in[0], *ix = n->in[1];
+    lt_contract c = {0};
+    c.kind = LT_C_SCATTER;
+    c.red = red;
+    int ax = (int)n->attr[0].v[0];
+    if (!view_of(f, root, gy, &c.a) || !view_of(f, root, ix, &c.b) || !dense_from(gy->rank, gy->shape, &c.a, ax + ix->rank))
+        return NULL;
+    c.npre = ax;
+    c.nidx = ix->rank;
+    memcpy(c.gshape, gy->shape, sizeof c.gshape);
+    c.rows = n->shape[ax];
+    c.post = 1;
+    int64_t pre = 1;
+    for (int d = 0; d < ax; d++) pre *= n->shape[d];
+    for (int d = ax + 1; d < n->rank; d++) c.post *= n->shape[d];
+    vunit u = target_vunit(f->target);
+    int esize = (int)lathe_dtype_size(n->dtype);
+    c.vl = u.bytes / esize;
+    int64_t nvec = cdiv(c.post, c.vl);
+    int minv = 64 / u.bytes > 1 ? 64 / u.bytes : 1, nv = LT_SCATTER_MAX_VECS;
+    while (nv > minv && pre * cdiv(nvec, nv) < LT_SCATTER_TILES) nv /= 2;
+    if (nv > nvec) nv = (int)nvec;
+    c.tm = 1;
+    c.tn = nv;
+    c.range = pre * cdiv(nvec, nv);
     lt_contract *p = malloc(sizeof *p);
     if (p) *p = c;
     return p;

@@ -973,13 +973,14 @@ static bool parse_type(parser *p, lathe_dtype *t, int *rank, int64_t *shape) {
     return expect(p, ']', "',' or ']' in the dimensions");
 }
 
-/* init=auto | zeros | ones | uniform(A) | const(V) */
+/* init=auto | zeros | ones | uniform(A) | const(V) | normal(STD) */
 static bool parse_init(parser *p, lathe_leaf_init *kind, double *a) {
-    static const char *const names[] = {"auto", "zeros", "ones", "uniform", "const"};
+    static const char *const names[] = {"auto", "zeros", "ones", "uniform", "const", "normal"};
     int i = 0;
-    while (i < 5 && !is_word(p, names[i])) i++;
-    if (i == 5) return expected(p, "an initializer: auto, zeros, ones, uniform(A) or const(V)");
-    *kind = i == 0 ? LATHE_LEAF_INIT_AUTO : i == 3 ? LATHE_LEAF_INIT_UNIFORM : LATHE_LEAF_INIT_CONST;
+    while (i < 6 && !is_word(p, names[i])) i++;
+    if (i == 6) return expected(p, "an initializer: auto, zeros, ones, uniform(A), const(V) or normal(STD)");
+    *kind = i == 0 ? LATHE_LEAF_INIT_AUTO : i == 3 ? LATHE_LEAF_INIT_UNIFORM : i == 5 ? LATHE_LEAF_INIT_NORMAL
+                                                                                       : LATHE_LEAF_INIT_CONST;
     *a = i == 2;
     if (!next(p)) return false;
     if (i < 3) return true;
@@ -993,6 +994,9 @@ static bool parse_init(parser *p, lathe_leaf_init *kind, double *a) {
         return desc_err(p, LATHE_ERR_ARG, v.at, "%s needs a number, got %s", names[i], desc_kind_str(&v, k, sizeof k));
     if (i == 3 && v.num < 0)
         return desc_err(p, LATHE_ERR_ARG, v.at, "uniform(A) draws from [-A, A]: A must be >= 0, got %g", v.num);
+    if (i == 5 && v.num < 0)
+        return desc_err(p, LATHE_ERR_ARG, v.at, "normal(STD) draws with standard deviation STD: it must be >= 0, got %g",
+                        v.num);
     *a = v.num;
     return true;
 }

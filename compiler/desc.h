@@ -65,10 +65,12 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(CHANNELS, "channels", "x")                                                                   \
     X(SHAPE, "shape", "x axis")                                                                    \
     X(RANK, "rank", "x")                                                                           \
+    X(INDEX_SELECT, "index_select", "x axis index")                                                \
     X(CONV2D, "conv2d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
     X(CONV1D, "conv1d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
     X(LINEAR, "linear", "x out_features bias=true")                                                \
-    X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")
+    X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")                                          \
+    X(EMBEDDING, "embedding", "x num_embeddings embedding_dim dtype=f32")
 
 typedef enum {
 #define X(e, name, params) B_##e,

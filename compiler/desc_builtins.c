@@ -258,6 +258,25 @@ static bool call_batch_norm(parser *p, const call *c, value *out) {
     return desc_built(p, c->at, lathe_batch_norm2d(g, x, w, b, rm, rv, p->training, momentum, eps), out);
 }
 
+/* torch.nn.Embedding: weight (num_embeddings, embedding_dim) of dtype,
+ * normal(0, 1) by default (lathe_leaf_init_of); x holds token ids, i64 of
+ * any shape, checked against num_embeddings on every run. */
+static bool call_embedding(parser *p, const call *c, value *out) {
+    lathe_node *x, *w;
+    int64_t num, dim;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &num) || !arg_int(p, c, 2, &dim)) return false;
+    if (lathe_node_dtype(x) != LATHE_I64) {
+        char ts[96];
+        lathe_node_type_str(x, ts, sizeof ts);
+        return desc_err(p, LATHE_ERR_DTYPE, c->v[0].at, "embedding: x must hold i64 token ids, got %s", ts);
+    }
+    if (num < 1) return bad_arg(p, c, 1, "a positive integer");
+    if (dim < 1) return bad_arg(p, c, 2, "a positive integer");
+    if (c->v[3].k != V_DTYPE || !lt_is_float(c->v[3].dtype)) return bad_arg(p, c, 3, "f32 or f64");
+    if (!(w = layer_leaf(p, c, "weight", false, c->v[3].dtype, LATHE_DIMS(num, dim)))) return false;
+    return desc_built(p, c->at, lathe_index_select(p->g, w, 0, x), out);
+}
+
 /* sum, mean, max: axes (an integer or a list), or axis; neither: every axis. */
 static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
     lathe_node *x;
@@ -536,10 +555,14 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
         *out = (value){.k = V_NUM, .num = b == B_RANK ? rank : (double)lathe_node_shape(x)[i1], .at = c->at};
         return true;
     }
+    case B_INDEX_SELECT:
+        if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !desc_arg_tensor(p, c, 2, &y)) return false;
+        return desc_built(p, c->at, lathe_index_select(g, x, i1, y), out);
     case B_CONV2D: return call_conv2d(p, c, out);
     case B_CONV1D: return call_conv1d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);
     case B_BATCH_NORM: return call_batch_norm(p, c, out);
+    case B_EMBEDDING: return call_embedding(p, c, out);
     case B_COUNT: break;
     }
     return desc_err(p, LATHE_ERR_ARG, c->at, "internal: built-in %d has no implementation", (int)b);

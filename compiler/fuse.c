@@ -31,7 +31,9 @@
  * strided views of buffers, also gets a plan for the vector lowering
  * (kernel.h's lt_contract, made by contract.c): the views, a register tile
  * sized for the target's vector unit, and the kernel's parallel range counted
- * in tiles.  The dumps of the result are in fuse_print.c. */
+ * in tiles.  So does index_select_backward, always a kernel of its own: a
+ * scatter-add whose tiles own blocks of columns and add the gradient's rows
+ * in index order.  The dumps of the result are in fuse_print.c. */
 #include <math.h>
 #include <string.h>
 
@@ -58,6 +60,8 @@ typedef struct {
     int *fused;         /* nodes inlined into the current kernel, once each */
     int nfused;
     int *stamp;         /* node -> root of the last kernel that listed it in fused */
+    int *row_from;      /* node -> the first of its dims a scatter reads as dense rows (it is the
+                         * gradient of an index_select_backward), or LATHE_MAX_RANK + 1 */
     lt_contract *con;   /* the current kernel's contraction plan, if any */
 } fz;
 
@@ -370,6 +374,36 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         oi[ax] = clampi(z, idiv(z, v, step), len);
         return xsel(z, ok, opv(z, n, 0, oi), xf(z, 0, t));
     }
+    case LT_OP_INDEX_SELECT: {
+        /* x at the row the index holds there, clamped into x (inputs are
+         * checked before every run: lathe_index_limit) */
+        const lathe_node *ix = n->in[1];
+        int ax = (int)n->attr[0].v[0], ir = ix->rank;
+        memcpy(oi, idx, sizeof(lt_expr *) * (size_t)ax);
+        oi[ax] = clampi(z, opv(z, n, 1, idx + ax), x->shape[ax]);
+        for (int d = ax + 1; d < x->rank; d++) oi[d] = idx[d - 1 + ir];
+        return opv(z, n, 0, oi);
+    }
+    case LT_OP_INDEX_SELECT_BACKWARD: {
+        /* y[a, r, b] = sum over i of gy[a, i, b] where index[i] == r, i in
+         * order; the kernel's scatter plan (contract.c) adds each row of gy
+         * once instead */
+        const lathe_node *ix = n->in[1];
+        int ax = (int)n->attr[0].v[0], ir = ix->rank, vars[LATHE_MAX_RANK];
+        lt_expr *lo[LATHE_MAX_RANK], *hi[LATHE_MAX_RANK], *ii[LATHE_MAX_RANK];
+        memcpy(oi, idx, sizeof(lt_expr *) * (size_t)ax);
+        for (int d = 0; d < ir; d++) {
+            vars[d] = newvar(z);
+            lo[d] = xi(z, 0);
+            hi[d] = xi(z, ix->shape[d]);
+            oi[ax + d] = ii[d] = xvar(z, vars[d]);
+        }
+        for (int d = ax + 1; d < n->rank; d++) oi[d - 1 + ir] = idx[d];
+        lt_expr *hit = icmp(z, LT_OP_EQ, clampi(z, opv(z, n, 1, ii), n->shape[ax]), idx[ax]);
+        lt_expr *y = xreduce(z, R_SUM, t, ir, vars, lo, hi, xsel(z, hit, opv(z, n, 0, oi), xf(z, 0, t)));
+        if (!z->con) z->con = lt_plan_scatter(z->f, z->root, n, y);
+        return y;
+    }
     case LT_OP_CONCAT: {
         int64_t ax = n->attr[0].v[0];
         lt_expr *acc = NULL;
@@ -617,7 +651,10 @@ static bool is_reduction(lt_op op) {
     return op == LT_OP_SUM || op == LT_OP_MAX || op == LT_OP_MIN || op == LT_OP_ARGMAX;
 }
 /* contractions and windows read each operand element many times */
-static bool is_heavy(lt_op op) { return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD; }
+static bool is_heavy(lt_op op) {
+    return !is_pointwise(op) && !is_index_op(op) && !is_reduction(op) && op != LT_OP_CONCAT && op != LT_OP_SLICE_BACKWARD &&
+           op != LT_OP_INDEX_SELECT; /* a gather reads each element of x once per row it picks */
+}
 
 /* elementwise ops as cheap as a load, and index ops */
 static bool cheap(lt_op op) {
@@ -694,6 +731,14 @@ static void decide(fz *z, const bool *root) {
                 mat = !is_view(z, i, n);
             } else mat = false;
         }
+        /* a scatter (index_select_backward) is a kernel of its own, which
+         * writes every element itself, and it reads its gradient's rows as
+         * vectors: a view whose rows are dense, else a buffer */
+        if (n->op == LT_OP_INDEX_SELECT_BACKWARD) mat = true;
+        if (!mat && z->row_from[i] <= n->rank) {
+            z->f->buf_of[i] = -1;
+            mat = !lt_is_row_view(z->f, n, z->row_from[i]);
+        }
         /* a kernel's expression stays a bounded tree: building, lowering and
          * printing it recurse over it, and a graph may chain 100,000 ops */
         if (!mat && z->size[i] > LT_MAX_INLINE) mat = true;
@@ -723,7 +768,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     f->target = target;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
-    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL};
+    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL};
     z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
     z.uses = calloc((size_t)n + 1, sizeof(int));
     z.contains = calloc((size_t)n + 1, sizeof(bool));
@@ -732,16 +777,17 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     z.size = calloc((size_t)n + 1, sizeof(int));
     z.stamp = malloc(sizeof(int) * (size_t)(n + 1));
     z.fused = malloc(sizeof(int) * (size_t)(n + 1));
+    z.row_from = malloc(sizeof(int) * (size_t)(n + 1));
     bool *root = calloc((size_t)n + 1, sizeof(bool));
     f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
     f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
     f->ks = calloc((size_t)n + 1, sizeof *f->ks);
-    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.size || !z.stamp || !z.fused || !root ||
+    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.size || !z.stamp || !z.fused || !z.row_from || !root ||
         !f->buf_of || !f->bufs || !f->ks) {
         lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < n; i++) z.consumer[i] = -1, z.stamp[i] = -1;
+    for (int i = 0; i < n; i++) z.consumer[i] = -1, z.stamp[i] = -1, z.row_from[i] = LATHE_MAX_RANK + 1;
     for (int i = 0; i < n; i++) {
         const lathe_node *m = g->nodes[i];
         for (int k = 0; k < m->nin; k++) {
@@ -749,6 +795,10 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
             z.uses[o]++;
             z.consumer[o] = z.uses[o] == 1 ? i : -1;
             if (is_heavy(m->op)) z.heavy_use[o] = true;
+            if (m->op == LT_OP_INDEX_SELECT_BACKWARD && k == 0) {
+                int from = (int)m->attr[0].v[0] + m->in[1]->rank;
+                if (from < z.row_from[o]) z.row_from[o] = from;
+            }
         }
     }
     for (int i = 0; i < g->nout; i++) root[g->outputs[i].node->id] = true;
@@ -810,6 +860,7 @@ done:
     free(z.size);
     free(z.stamp);
     free(z.fused);
+    free(z.row_from);
     free(root);
     return f;
 }

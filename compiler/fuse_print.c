@@ -1,6 +1,7 @@
 /* fuse_print.c - the dumps of fused programs: `lathe dump --stage fused`
  * (each kernel's graph nodes, what it reads, its iteration space) and
  * `--stage plan` (each buffer's offset, size and lifetime). */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,8 +67,11 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
         fprintf(out, "kernel k%d: writes %s\n", s, lb);
         if (k->con) {
             static const char *kind[] = {"plane convolution", "weight-gradient convolution", "matmul, lanes over columns",
-                                         "matmul, lanes over k", "max-pool, lanes over the plane", "max-pool gradient, per window"};
-            static const char *unit[] = {"vectors", "sums", "vectors", "sums", "vectors", "planes"};
+                                         "matmul, lanes over k", "max-pool, lanes over the plane", "max-pool gradient, per window",
+                                         "scatter-add of rows in index order"};
+            static const char *unit[] = {"vectors", "sums", "vectors", "sums", "vectors", "planes", "vectors of columns"};
+            static_assert(sizeof kind / sizeof kind[0] == LT_C_SCATTER + 1 && sizeof unit / sizeof unit[0] == LT_C_SCATTER + 1,
+                          "a name per plan kind");
             fprintf(out, "  space %s, %s: %lld tiles of %dx%d %s", ts, kind[k->con->kind], (long long)k->range,
                     k->con->tm, k->con->tn, unit[k->con->kind]);
             if (k->con->phase) fprintf(out, ", in %lldx%lld phases", (long long)k->con->dv[0], (long long)k->con->dv[1]);

@@ -83,7 +83,8 @@ typedef struct {
 /* ---- contractions ------------------------------------------------------------
  *
  * A kernel whose value is a contraction (matmul, conv2d and its two
- * gradients) or a max-pool (and its gradient) at the kernel's own element,
+ * gradients), a max-pool (and its gradient) or a scatter-add
+ * (index_select_backward, without an epilogue) at the kernel's own element,
  * possibly under an elementwise epilogue (bias, activation, residual, ...),
  * also gets a plan for the vector lowering (lower_tiles.c): its operands as
  * strided views of buffers, and a register tile sized for the target's
@@ -116,6 +117,7 @@ typedef enum {
     LT_C_MM_DOT,   /* matmul with a's rows and b's columns contiguous along k: lanes over k */
     LT_C_POOL,     /* max_pool2d: out (N, C, P, Q), lanes over the output plane */
     LT_C_POOL_BWD, /* max_pool2d_backward: out (N, C, H, W), each window's arg-max found once */
+    LT_C_SCATTER,  /* index_select_backward: gy's rows added into out at the rows the index names, in order */
 } lt_ckind;
 
 typedef struct {
@@ -161,6 +163,16 @@ typedef struct {
      * MM_DOT: a's rows) is the same for every batch, so tiles take batches
      * before moving on, reading it from the cache */
     bool batch_inner;
+    /* SCATTER: out (pre, rows, post) row-major; gy (view a) is (pre dims,
+     * index dims, post dims) with shape gshape, the pre dims the first npre,
+     * the index's (view b) the next nidx, the post dims dense (one run of
+     * post elements); a tile is one pre index and a block of tn vectors of
+     * post: it zeroes the block in every row, then adds gy's block at each
+     * index element j, in order, to the row index[j] holds.  A thread owns
+     * its blocks whole, so every sum is in index order whatever the thread
+     * count, with no atomics. */
+    int npre, nidx;
+    int64_t gshape[LATHE_MAX_RANK], rows, post;
 } lt_contract;
 
 typedef struct {
@@ -203,10 +215,17 @@ typedef struct {
  * memory.  The caller owns the plan. */
 lt_contract *lt_plan_contraction(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
 lt_contract *lt_plan_pool(const lt_fused *f, int root, const lathe_node *n, lt_expr **idx, const lt_expr *red);
+/* contract.c: the scatter plan of index_select_backward n, the kernel's
+ * root, whose value is the reduction red; NULL when its operands are not
+ * views of buffers with dense rows (lt_is_row_view) or out of memory. */
+lt_contract *lt_plan_scatter(const lt_fused *f, int root, const lathe_node *n, const lt_expr *red);
 /* Whether graph node n is a strided view of a buffer (a buffer itself, or
  * index ops over one, as a contraction's plan reads its operands), given
  * the buffers fusion has decided so far. */
 bool lt_is_view(const lt_fused *f, const lathe_node *n);
+/* Whether graph node n is such a view whose dims from `from` on are dense
+ * and row-major, as a scatter plan reads its gradient's rows. */
+bool lt_is_row_view(const lt_fused *f, const lathe_node *n, int from);
 /* Floating-point operations of contraction node n (a multiply and an add
  * each per term of its sums: matmul, conv2d and its two gradients); 0 for
  * other ops.  For benchmarks' GFLOP/s. */

@@ -12,7 +12,9 @@
  * results do not depend on the thread count.  The tile's values then go
  * through the kernel's epilogue (the rest of its expression, lowered by cg_gen
  * with the contraction's value taken from the tile) or, without one,
- * straight to the output with masked vector stores. */
+ * straight to the output with masked vector stores.  A scatter plan
+ * (index_select_backward) writes its block of columns itself: zeroes, then
+ * the gradient's rows added in index order. */
 
 #include <math.h>
 #include <stdlib.h>
@@ -125,10 +127,17 @@ static LLVMValueRef vload_fill(vk *v, int buf, LLVMValueRef idx, LLVMValueRef ma
     }
     return cg_tag(c, r, buf);
 }
+/* x to buffer buf at element idx: the lanes of mask, or all (mask NULL). */
 static void vstore(vk *v, int buf, LLVMValueRef idx, LLVMValueRef x, LLVMValueRef mask) {
     cg *c = v->c;
     LLVMTypeRef mty;
     LLVMValueRef p = cg_elem_ptr(c, buf, idx, &mty);
+    if (!mask) {
+        LLVMValueRef st = LLVMBuildStore(c->b, x, p);
+        LLVMSetAlignment(st, (unsigned)v->esize);
+        cg_tag(c, st, buf);
+        return;
+    }
     LLVMTypeRef tys[2] = {v->vt, c->ptr};
     LLVMValueRef args[4] = {x, p, LLVMConstInt(c->i32, (unsigned)v->esize, 0), mask};
     cg_tag(c, call_intr(c, "llvm.masked.store", tys, 2, args, 4), buf);
@@ -1222,6 +1231,83 @@ static void lower_pool_bwd(vk *v, LLVMValueRef t) {
     loop_end(c, &lo);
 }
 
+/* SCATTER: out (pre, rows, post); a tile is pre index p and columns
+ * [c0, c0 + tn*VL) of post.  It zeroes them in every row, then for each
+ * element j of the index in order loads the row index[j] holds (clamped:
+ * inputs are checked before the run) and adds gy's columns (p, j) to it,
+ * plain IEEE adds in a fixed order: each element is the sum of its rows in
+ * index order whatever the thread count and the tile width.  Masks only in
+ * a block at the end of post. */
+
+/* The offset through view strides st of flat index i of the dims shape[0, n). */
+static LLVMValueRef unravel_offset(cg *c, LLVMValueRef i, const int64_t *shape, const int64_t *st, int n) {
+    LLVMValueRef off = k64(c, 0);
+    for (int d = n - 1; d >= 0; d--) {
+        LLVMValueRef q = d ? divk(c, i, shape[d]) : i;
+        off = add_(c, off, mulk(c, d ? LLVMBuildSub(c->b, i, mulk(c, q, shape[d]), "") : i, st[d]));
+        i = q;
+    }
+    return off;
+}
+
+static void scatter_block(vk *v, LLVMValueRef gbase, LLVMValueRef obase, LLVMValueRef c0, bool tail) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    const lt_view *G = &p->a, *X = &p->b;
+    int nv = p->tn, out = v->k->buf;
+    LLVMValueRef mask[LT_TILE_MAX_DIM];
+    for (int u = 0; u < nv; u++) mask[u] = tail ? tail_mask(v, addk(c, c0, (int64_t)u * v->vl), p->post) : NULL;
+    loop lz, lj;
+    LLVMValueRef r = loop_begin(c, &lz, k64(c, 0), k64(c, p->rows));
+    LLVMValueRef o = add_(c, obase, mulk(c, r, p->post));
+    for (int u = 0; u < nv; u++) vstore(v, out, addk(c, o, (int64_t)u * v->vl), v->zero, mask[u]);
+    loop_end(c, &lz);
+    int64_t nidx = 1;
+    for (int d = 0; d < p->nidx; d++) nidx *= p->gshape[p->npre + d];
+    LLVMValueRef j = loop_begin(c, &lj, k64(c, 0), k64(c, nidx));
+    LLVMTypeRef mty;
+    LLVMValueRef xo = addk(c, unravel_offset(c, j, p->gshape + p->npre, X->st, p->nidx), X->off);
+    LLVMValueRef row = cg_tag(c, LLVMBuildLoad2(c->b, c->i64, cg_elem_ptr(c, X->buf, xo, &mty), ""), X->buf);
+    row = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, row, k64(c, 0), ""), k64(c, 0), mink(c, row, p->rows - 1), "");
+    LLVMValueRef go = add_(c, gbase, unravel_offset(c, j, p->gshape + p->npre, G->st + p->npre, p->nidx));
+    LLVMValueRef oo = add_(c, obase, mulk(c, row, p->post));
+    for (int u = 0; u < nv; u++) {
+        LLVMValueRef at = addk(c, oo, (int64_t)u * v->vl);
+        LLVMValueRef sum = LLVMBuildFAdd(c->b, vload(v, out, at, mask[u]), vload(v, G->buf, addk(c, go, (int64_t)u * v->vl), mask[u]), "");
+        vstore(v, out, at, sum, mask[u]);
+    }
+    loop_end(c, &lj);
+}
+
+static void lower_scatter(vk *v, LLVMValueRef t) {
+    cg *c = v->c;
+    const lt_contract *p = v->p;
+    int64_t w = (int64_t)p->tn * v->vl, ncb = cdiv64(p->post, w);
+    LLVMValueRef pi = divk(c, t, ncb), c0 = mulk(c, remk(c, t, ncb), w);
+    /* gy's post dims are dense: its block starts c0 after the row's start */
+    LLVMValueRef gbase = add_(c, addk(c, unravel_offset(c, pi, p->gshape, p->a.st, p->npre), p->a.off), c0);
+    LLVMValueRef obase = add_(c, mulk(c, pi, p->rows * p->post), c0);
+    if (p->post % w == 0) scatter_block(v, gbase, obase, c0, false);
+    else if (ncb == 1) scatter_block(v, gbase, obase, c0, true);
+    else {
+        LLVMBasicBlockRef full = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "full");
+        LLVMBasicBlockRef part = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "tail");
+        LLVMBasicBlockRef done = LLVMAppendBasicBlockInContext(c->ctx, c->fn, "done");
+        LLVMBuildCondBr(c->b, LLVMBuildICmp(c->b, LLVMIntSLE, addk(c, c0, w), k64(c, p->post), ""), full, part);
+        LLVMPositionBuilderAtEnd(c->b, full);
+        cg_push_scope(c);
+        scatter_block(v, gbase, obase, c0, false);
+        cg_pop_scope(c);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, part);
+        cg_push_scope(c);
+        scatter_block(v, gbase, obase, c0, true);
+        cg_pop_scope(c);
+        LLVMBuildBr(c->b, done);
+        LLVMPositionBuilderAtEnd(c->b, done);
+    }
+}
+
 typedef struct {
     vk *v;
 } tile_state;
@@ -1239,6 +1325,7 @@ static void tile_body(cg *c, void *arg) {
     case LT_C_MM_DOT: lower_mm_dot(v, t); break;
     case LT_C_POOL: lower_pool(v, t); break;
     case LT_C_POOL_BWD: lower_pool_bwd(v, t); break;
+    case LT_C_SCATTER: lower_scatter(v, t); break;
     }
 }
 

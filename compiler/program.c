@@ -142,8 +142,10 @@ static void fill_table(lathe_program *p) {
         t->index_ignore = t->index_limit > 0 ? lathe_index_ignore(g, n) : INT64_MIN;
         if (leaf && n->op != LT_OP_INPUT) {
             lathe_leaf_init k = lathe_leaf_init_of(g, n, &t->init_a);
-            t->init = k == LATHE_LEAF_INIT_UNIFORM ? LATHE_INIT_UNIFORM : k == LATHE_LEAF_INIT_SEED ? LATHE_INIT_SEED
-                                                                                                  : LATHE_INIT_CONST;
+            t->init = k == LATHE_LEAF_INIT_UNIFORM  ? LATHE_INIT_UNIFORM
+                      : k == LATHE_LEAF_INIT_NORMAL ? LATHE_INIT_NORMAL
+                      : k == LATHE_LEAF_INIT_SEED   ? LATHE_INIT_SEED
+                                                    : LATHE_INIT_CONST;
         }
         int k = leaf && n->op == LT_OP_PARAM ? lathe_grad_output(g, n) : -1;
         if (k >= 0) t->grad_offset = p->tensors[nleaves + k].offset;

@@ -125,8 +125,9 @@ static void put_contract(sig *s, const lt_contract *c) {
     const int64_t v[] = {c->range, c->vl, c->tm, c->tn, c->n, c->groups, c->kog, c->cr, c->oh, c->ow, c->ih, c->iw,
                          c->taps[0], c->taps[1], c->mu[0], c->mu[1], c->dv[0], c->dv[1], c->beta[0], c->beta[1],
                          c->dbeta[0], c->dbeta[1], c->bwd, c->contiguous, c->phase, c->n_inner, c->deint, c->nbatch, c->m, c->ncol, c->k, c->am,
-                         c->ak, c->bk, c->bn, c->mc, c->kc, c->batch_inner};
+                         c->ak, c->bk, c->bn, c->mc, c->kc, c->batch_inner, c->npre, c->nidx, c->rows, c->post};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) put_i(s, v[i]);
+    for (int d = 0; d < c->npre + c->nidx; d++) put_i(s, c->gshape[d]);
     for (int d = 0; d < c->nbatch; d++) {
         put_i(s, c->batch[d]);
         put_i(s, c->a_bst[d]);

@@ -205,6 +205,10 @@ lathe_node *lathe_slice(lathe_graph *g, lathe_node *x, int64_t axis, int64_t sta
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {start}}, {.v = {end}}, {.v = {step}}};
     return make(g, LT_OP_SLICE, 1, IN(x), a);
 }
+lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lathe_node *index) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
+    return make(g, LT_OP_INDEX_SELECT, 2, IN(x, index), a);
+}
 
 /* ---- contractions and pools ---------------------------------------------------- */
 

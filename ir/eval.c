@@ -449,6 +449,36 @@ static void adaptive_avg_pool2d(const lathe_node *n, const lathe_node *xn, const
             }
 }
 
+/* index_select's index (and its gradient's) holds rows in [0, rows): else
+ * an error naming the node, the value, where it is and the operand. */
+static lathe_status check_rows(lathe_eval *ev, const lathe_node *n, int64_t rows) {
+    const lathe_node *in = n->in[1];
+    const double *ix = ev->val[in->id];
+    for (int64_t i = 0; i < in->numel; i++)
+        if (!(ix[i] >= 0 && ix[i] < (double)rows)) {
+            char where[400];
+            if (in->name) snprintf(where, sizeof where, "'%s'", in->name);
+            else describe(ev->g, in, where, sizeof where);
+            return ev_fail(ev, LATHE_ERR_ARG, "%s %%%d: index %lld at element %lld of %s is out of range [0, %lld)",
+                           lt_ops[n->op].name, n->id, (long long)ix[i], (long long)i, where, (long long)rows);
+        }
+    return LATHE_OK;
+}
+
+/* x is (A, R, B) around axis, index is (I) flattened, y is (A, I, B):
+ * y[a, i, b] = x[a, index[i], b] */
+static lathe_status index_select(lathe_eval *ev, const lathe_node *n, double *y) {
+    const lathe_node *xn = n->in[0];
+    int64_t ax = n->attr[0].v[0], R = xn->shape[ax];
+    if (check_rows(ev, n, R)) return LATHE_ERR_ARG;
+    const double *x = ev->val[xn->id], *ix = ev->val[n->in[1]->id];
+    int64_t A = prod(xn->shape, 0, (int)ax), B = prod(xn->shape, (int)ax + 1, xn->rank), I = n->in[1]->numel;
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t i = 0; i < I; i++)
+            for (int64_t b = 0; b < B; b++) y[(a * I + i) * B + b] = x[(a * R + (int64_t)ix[i]) * B + b];
+    return LATHE_OK;
+}
+
 /* ---- gradient kernels ------------------------------------------------------------ */
 
 /* The adjoints of slice, conv2d and the pools, as PyTorch's CPU backward
@@ -461,6 +491,20 @@ static void slice_backward(const lathe_node *n, const lathe_node *gn, const doub
     lt_strides(n->rank, n->shape, ys);
     for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
     for (int64_t i = 0; i < gn->numel; i++) y[slice_offset(n->attr, gn, i, ys)] = gy[i];
+}
+
+/* gy is index_select's result (A, I, B), index is (I), y is (A, size, B):
+ * zero, then y[a, index[i], b] += gy[a, i, b] for i in order */
+static lathe_status index_select_backward(lathe_eval *ev, const lathe_node *n, double *y) {
+    int64_t ax = n->attr[0].v[0], R = n->attr[1].v[0];
+    if (check_rows(ev, n, R)) return LATHE_ERR_ARG;
+    const double *gy = ev->val[n->in[0]->id], *ix = ev->val[n->in[1]->id];
+    int64_t A = prod(n->shape, 0, (int)ax), B = prod(n->shape, (int)ax + 1, n->rank), I = n->in[1]->numel;
+    for (int64_t j = 0; j < n->numel; j++) y[j] = 0;
+    for (int64_t a = 0; a < A; a++)
+        for (int64_t i = 0; i < I; i++)
+            for (int64_t b = 0; b < B; b++) y[(a * R + (int64_t)ix[i]) * B + b] += gy[(a * I + i) * B + b];
+    return LATHE_OK;
 }
 
 /* gy is (N, K, P, Q), w is (K, C/groups, R, S); y is (N, C, H, W).  For
@@ -814,6 +858,8 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
     case LT_OP_SLICE:
         slice(n, xn, x, y);
         return LATHE_OK;
+    case LT_OP_INDEX_SELECT:
+        return index_select(ev, n, y);
 
     case LT_OP_MATMUL:
         matmul(n, xn, n->in[1], x, b, y);
@@ -864,6 +910,8 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
     case LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD:
         adaptive_avg_pool2d_backward(n, xn, x, y);
         return LATHE_OK;
+    case LT_OP_INDEX_SELECT_BACKWARD:
+        return index_select_backward(ev, n, y);
 
     default:
         LT_ASSERT(!"evaluator: op without a kernel (the verifier admits only known ops)");

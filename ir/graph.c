@@ -357,9 +357,16 @@ lathe_status lathe_set_init(lathe_node *n, lathe_leaf_init kind, double a) {
         lt_fail(n->g, LATHE_ERR_ARG, "set_init: node %%%d (%s) is not a param or buffer", n->id, lt_ops[n->op].name);
         return LATHE_ERR_ARG;
     }
-    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_SEED || !isfinite(a) || (kind == LATHE_LEAF_INIT_UNIFORM && a < 0) ||
+    static const char *const names[] = {"auto", "uniform", "const", "normal", "seed"};
+    if ((int)kind < 0 || kind > LATHE_LEAF_INIT_SEED) {
+        lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': unknown initializer kind %d", n->name, (int)kind);
+        return LATHE_ERR_ARG;
+    }
+    if (!isfinite(a) || ((kind == LATHE_LEAF_INIT_UNIFORM || kind == LATHE_LEAF_INIT_NORMAL) && a < 0) ||
         (kind == LATHE_LEAF_INIT_SEED && n->dtype != LATHE_I64)) {
-        lt_fail(n->g, LATHE_ERR_ARG, "set_init '%s': bad initializer (kind %d, a %g)", n->name, (int)kind, a);
+        lt_fail(n->g, LATHE_ERR_ARG,
+                "set_init '%s': bad initializer %s(%g): its number must be finite, uniform's bound and normal's "
+                "standard deviation >= 0, and a seed's buffer i64", n->name, names[kind], a);
         return LATHE_ERR_ARG;
     }
     n->init = kind;
@@ -389,6 +396,10 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
                 return LATHE_LEAF_INIT_CONST;
             }
             if (n->op == LT_OP_DROPOUT && k == 1) return LATHE_LEAF_INIT_SEED; /* (seed, 0) */
+            if (n->op == LT_OP_INDEX_SELECT && k == 0) { /* torch.nn.Embedding: normal_(0, 1) */
+                *a = 1;
+                return LATHE_LEAF_INIT_NORMAL;
+            }
         }
     }
     if (leaf->op == LT_OP_PARAM && leaf->rank >= 2) { /* some other use: as a linear layer's weight */
@@ -399,10 +410,23 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
     return LATHE_LEAF_INIT_CONST;
 }
 
-/* Whether node n is a class loss whose labels are input, directly or
- * through shape ops. */
-static bool loss_indexes_with(const lathe_node *n, const lathe_node *input) {
-    if ((n->op != LT_OP_CROSS_ENTROPY && n->op != LT_OP_NLL_LOSS) || n->nin < 2) return false;
+/* The rows that n indexes with its operand 1: a loss's classes, the size of
+ * the axis index_select (or its gradient) selects along; 0 if n indexes
+ * nothing. */
+static int64_t rows_indexed(const lathe_node *n) {
+    const lathe_node *x = n->in[0];
+    switch (n->op) {
+    case LT_OP_CROSS_ENTROPY:
+    case LT_OP_NLL_LOSS: return x->shape[x->rank > 1 ? 1 : 0];
+    case LT_OP_INDEX_SELECT: return x->shape[n->attr[0].v[0]];
+    case LT_OP_INDEX_SELECT_BACKWARD: return n->attr[1].v[0];
+    default: return 0;
+    }
+}
+
+/* Whether n indexes with input (its operand 1), directly or through shape ops. */
+static bool indexes_with(const lathe_node *n, const lathe_node *input) {
+    if (n->nin < 2 || rows_indexed(n) <= 0) return false;
     const lathe_node *t = n->in[1];
     while (t != input && (t->op == LT_OP_RESHAPE || t->op == LT_OP_FLATTEN || t->op == LT_OP_PERMUTE ||
                           t->op == LT_OP_SLICE || t->op == LT_OP_BROADCAST_TO))
@@ -414,9 +438,8 @@ int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input) {
     int64_t limit = 0;
     for (int i = input->id + 1; i < g->nnodes; i++) {
         const lathe_node *n = g->nodes[i];
-        if (!loss_indexes_with(n, input)) continue;
-        const lathe_node *x = n->in[0];
-        int64_t c = x->shape[x->rank > 1 ? 1 : 0];
+        if (!indexes_with(n, input)) continue;
+        int64_t c = rows_indexed(n);
         if (limit == 0 || c < limit) limit = c;
     }
     return limit;
@@ -426,8 +449,9 @@ int64_t lathe_index_ignore(const lathe_graph *g, const lathe_node *input) {
     int64_t ignore = INT64_MIN;
     for (int i = input->id + 1; i < g->nnodes; i++) {
         const lathe_node *n = g->nodes[i];
-        if (!loss_indexes_with(n, input)) continue;
-        if (ignore != INT64_MIN && n->attr[1].v[0] != ignore) return INT64_MIN;
+        if (!indexes_with(n, input)) continue;
+        bool loss = n->op == LT_OP_CROSS_ENTROPY || n->op == LT_OP_NLL_LOSS;
+        if (!loss || (ignore != INT64_MIN && n->attr[1].v[0] != ignore)) return INT64_MIN; /* a row index ignores nothing */
         ignore = n->attr[1].v[0];
     }
     return ignore;

@@ -317,6 +317,43 @@ static lathe_status need_window_grad(lathe_graph *g, const char *on, const lathe
                 (long long)s[1], (long long)p[0], (long long)p[1], dts);
 }
 
+/* index_select and its gradient: the index is i64 (x_what names the other
+ * operand, x_ts its type). */
+static lathe_status need_index(lathe_graph *g, const char *on, const lathe_node *ix, const char *x_what,
+                               const char *x_ts) {
+    if (ix->dtype == LATHE_I64) return LATHE_OK;
+    char ts[160];
+    lathe_node_type_str(ix, ts, sizeof ts);
+    return fail(g, LATHE_ERR_DTYPE, "%s: index must be i64, got %s (%s %s)", on, ts, x_what, x_ts);
+}
+
+static lathe_status select_rank(lathe_graph *g, const char *on, int rank, const char *ops) {
+    if (rank <= LATHE_MAX_RANK) return LATHE_OK;
+    return fail(g, LATHE_ERR_SHAPE, "%s: the result would have rank %d, more than %d (%s)", on, rank, LATHE_MAX_RANK,
+                ops);
+}
+
+/* The index selects among n rows along axis: there must be some when it
+ * selects any, and a constant index must hold rows that exist (inputs are
+ * checked at run time: lathe_index_limit). */
+static lathe_status select_rows(lathe_graph *g, const char *on, int64_t n, const lathe_node *ix, const char *x_what,
+                                const char *x_ts, int64_t axis) {
+    char ts[160];
+    lathe_node_type_str(ix, ts, sizeof ts);
+    if (n == 0 && ix->numel > 0)
+        return fail(g, LATHE_ERR_SHAPE, "%s: index %s selects from an empty axis %lld (%s %s)", on, ts, (long long)axis,
+                    x_what, x_ts);
+    if (ix->op != LT_OP_CONST) return LATHE_OK;
+    for (int64_t i = 0; i < ix->numel; i++) {
+        int64_t v;
+        memcpy(&v, (const char *)ix->data + i * (int64_t)sizeof v, sizeof v);
+        if (v < 0 || v >= n)
+            return fail(g, LATHE_ERR_ARG, "%s: constant index %s holds %lld at element %lld, outside [0, %lld) (%s %s, axis %lld)",
+                        on, ts, (long long)v, (long long)i, (long long)n, x_what, x_ts, (long long)axis);
+    }
+    return LATHE_OK;
+}
+
 static lathe_status infer_loss(lathe_graph *g, lt_op op, lathe_node *const *in, lt_attr *a,
                                lt_type *out) {
     const char *on = lt_ops[op].name;
@@ -557,6 +594,23 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->shape[a[0].v[0]] = slice_len(st, en, step);
         return LATHE_OK;
     }
+    case LT_OP_INDEX_SELECT: {
+        /* x (A..., n, B...), index (I...) i64 -> (A..., I..., B...):
+         * y[a, i, b] = x[a, index[i], b], as jnp.take or torch.index_select */
+        lathe_node *ix = in[1];
+        if (x->rank == 0) return fail(g, LATHE_ERR_SHAPE, "index_select: input must have rank >= 1, got %s", t.s[0]);
+        if (norm_axis(g, on, x, &a[0].v[0]) || need_index(g, on, ix, "input", t.s[0])) return g->status;
+        int64_t ax = a[0].v[0];
+        if (select_rank(g, on, x->rank - 1 + ix->rank, ops) || select_rows(g, on, x->shape[ax], ix, "input", t.s[0], ax))
+            return g->status;
+        out->dtype = x->dtype;
+        out->rank = x->rank - 1 + ix->rank;
+        int r = 0;
+        for (int d = 0; d < ax; d++) out->shape[r++] = x->shape[d];
+        for (int d = 0; d < ix->rank; d++) out->shape[r++] = ix->shape[d];
+        for (int d = (int)ax + 1; d < x->rank; d++) out->shape[r++] = x->shape[d];
+        return LATHE_OK;
+    }
     case LT_OP_MATMUL: {
         lathe_node *b = in[1];
         if (need_float(g, on, x, "operands") || same_dtype(g, on, 2, in)) return g->status;
@@ -711,6 +765,34 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         out->rank = x->rank;
         memcpy(out->shape, x->shape, sizeof out->shape);
         out->shape[ax] = size;
+        return LATHE_OK;
+    }
+    case LT_OP_INDEX_SELECT_BACKWARD: {
+        /* gy is index_select's result (A..., I...; B...), index (I...) i64; y is
+         * (A..., size, B...): zero, plus gy[a, i, b] added at y[a, index[i], b] */
+        lathe_node *ix = in[1];
+        if (need_float(g, on, x, "gradient") || need_index(g, on, ix, "gradient", t.s[0])) return g->status;
+        int rank = x->rank - ix->rank + 1;
+        int64_t ax = a[0].v[0], size = a[1].v[0];
+        if (rank < 1)
+            return fail(g, LATHE_ERR_SHAPE, "%s: gradient %s has fewer dims than index %s", on, t.s[0], t.s[1]);
+        if (ax < -rank || ax >= rank)
+            return fail(g, LATHE_ERR_ARG, "%s: axis %lld out of range [%d, %d] for a rank-%d result (gradient %s, index %s)",
+                        on, (long long)ax, -rank, rank - 1, rank, t.s[0], t.s[1]);
+        if (ax < 0) ax += rank;
+        a[0].v[0] = ax;
+        if (size < 0 || size > LT_MAX_NUMEL)
+            return fail(g, LATHE_ERR_ARG, "%s: size %lld out of range (gradient %s)", on, (long long)size, t.s[0]);
+        if (memcmp(x->shape + ax, ix->shape, sizeof(int64_t) * (size_t)ix->rank))
+            return fail(g, LATHE_ERR_SHAPE, "%s: gradient %s does not hold index %s at axis %lld", on, t.s[0], t.s[1],
+                        (long long)ax);
+        if (select_rows(g, on, size, ix, "gradient", t.s[0], ax)) return g->status;
+        out->dtype = x->dtype;
+        out->rank = rank;
+        int r = 0;
+        for (int d = 0; d < ax; d++) out->shape[r++] = x->shape[d];
+        out->shape[r++] = size;
+        for (int d = (int)ax + ix->rank; d < x->rank; d++) out->shape[r++] = x->shape[d];
         return LATHE_OK;
     }
     case LT_OP_CONV2D_BACKWARD_INPUT: {

@@ -146,31 +146,42 @@ int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requ
 /* How lathe_program_init (and a trainer) fills a param or buffer.  AUTO, the
  * default, follows PyTorch's layer defaults from the op that uses it
  * (kaiming-uniform conv/linear weights, uniform(+-1/sqrt(fan_in)) biases,
- * batch norm's 1, 0, running mean 0, running var 1); UNIFORM draws from
- * uniform(-a, a); CONST sets every element to a; SEED (an i64 buffer: a
- * generator state) puts the run's seed in element 0 and zeros after it. */
-typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST, LATHE_LEAF_INIT_SEED } lathe_leaf_init;
+ * batch norm's 1, 0, running mean 0, running var 1, an embedding's normal(0,
+ * 1)); UNIFORM draws from uniform(-a, a); CONST sets every element to a;
+ * NORMAL draws from a normal distribution of mean 0 and standard deviation
+ * a (a >= 0, as UNIFORM's bound); SEED (an i64 buffer: a generator state)
+ * puts the run's seed in element 0 and zeros after it. */
+typedef enum {
+    LATHE_LEAF_INIT_AUTO,
+    LATHE_LEAF_INIT_UNIFORM,
+    LATHE_LEAF_INIT_CONST,
+    LATHE_LEAF_INIT_NORMAL,
+    LATHE_LEAF_INIT_SEED
+} lathe_leaf_init;
 lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
-/* The initializer that param or buffer leaf gets: UNIFORM, CONST or SEED, with the
- * bound or value in *a.  lathe_set_init's when one was set; for AUTO,
- * PyTorch's default for the first op that uses it: a conv2d or linear
- * weight or bias draws from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (for
- * weights, what kaiming-uniform with a = sqrt(5) gives); batch norm's weight
- * and running_var are 1, its bias and running_mean 0; a param of rank 2 or
- * more used another way is treated as a linear weight; dropout's generator
- * state is SEED; anything else is 0.
- * The runtime draws the values (lathe_rt_init). */
+/* The initializer that param or buffer leaf gets: UNIFORM, CONST, NORMAL or
+ * SEED, with the bound, value or standard deviation in *a.  lathe_set_init's
+ * when one was set; for AUTO, PyTorch's default for the first op that uses
+ * it: a conv2d or linear weight or bias draws from uniform(-1/sqrt(fan_in),
+ * 1/sqrt(fan_in)) (for weights, what kaiming-uniform with a = sqrt(5)
+ * gives); batch norm's weight and running_var are 1, its bias and
+ * running_mean 0; the table an index_select picks rows from (an
+ * embedding's weight) draws from normal(0, 1), as torch.nn.Embedding's;
+ * dropout's generator state is SEED; a param of rank 2 or more used another
+ * way is treated as a linear weight; anything else is 0.  The runtime draws
+ * the values (lathe_rt_init). */
 lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
-/* The values integer input `input` may take when it holds class indices:
- * the smallest class count C of the cross_entropy and nll_loss targets it
- * reaches, directly or through reshapes, flattens, permutes, slices and
- * broadcasts, so every value must lie in [0, C); 0 when it reaches none.
- * Every path that runs a program checks its inputs against this
- * (lathe_rt_check_indices). */
+/* The values integer input `input` may take when it holds indices: the
+ * smallest count C of the rows it picks among - the classes of the
+ * cross_entropy and nll_loss targets it is, the axis of the index_select
+ * (and index_select_backward) index it is - reached directly or through
+ * reshapes, flattens, permutes, slices and broadcasts, so every value must
+ * lie in [0, C); 0 when it reaches none.  Every path that runs a program
+ * checks its inputs against this (lathe_rt_check_indices). */
 int64_t lathe_index_limit(const lathe_graph *g, const lathe_node *input);
-/* The value outside [0, C) that those losses all ignore (their
+/* The value outside [0, C) that the losses reading input all ignore (their
  * ignore_index: labels equal to it count for nothing), or INT64_MIN when
- * they do not agree on one. */
+ * they do not agree on one or an index_select reads it too. */
 int64_t lathe_index_ignore(const lathe_graph *g, const lathe_node *input);
 /* PyTorch's x.requires_grad: true for a leaf marked so, and for a value of
  * floating dtype with an operand that requires grad, unless it was built in a
@@ -265,6 +276,15 @@ lathe_node *lathe_concat(lathe_graph *g, int n, lathe_node *const *xs, int64_t a
  * out-of-range bounds; step >= 1. */
 lathe_node *lathe_slice(lathe_graph *g, lathe_node *x, int64_t axis, int64_t start, int64_t end,
                         int64_t step);
+/* Rows of x along axis picked by index, an i64 tensor of any shape:
+ * x (A..., n, B...), index (I...) -> (A..., I..., B...), as jnp.take and a
+ * generalized torch.index_select; an embedding lookup is
+ * lathe_index_select(g, weight, 0, tokens).  Every index must lie in
+ * [0, n): a constant is checked here, an input on every run
+ * (lathe_index_limit), and the evaluator refuses one out of range (one
+ * computed in the graph, compiled code clamps into [0, n)).  The gradient
+ * adds each row of the cotangent back where it came from. */
+lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lathe_node *index);
 
 /* ---- contractions ----------------------------------------------------------- */
 

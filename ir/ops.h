@@ -108,6 +108,7 @@
   X(BROADCAST_TO,    "broadcast_to",         1, 1, SHAPE,     "shape:l") \
   X(CONCAT,          "concat",               1, -1, SHAPE,    "axis:i") \
   X(SLICE,           "slice",                1, 1, SHAPE,     "axis:i start:i end:i step:i") \
+  X(INDEX_SELECT,    "index_select",         2, 2, SHAPE,     "axis:i") \
   X(MATMUL,          "matmul",               2, 2, CONTRACT,  "") \
   X(LINEAR,          "linear",               2, 3, CONTRACT,  "") \
   X(CONV2D,          "conv2d",               2, 3, CONTRACT,  "stride:p padding:p dilation:p groups:i") \
@@ -127,6 +128,7 @@
   X(CONV2D_BACKWARD_WEIGHT, "conv2d_backward_weight", 2, 2, CONTRACT, "stride:p padding:p dilation:p groups:i kernel:p") \
   X(MAX_POOL2D_BACKWARD, "max_pool2d_backward", 2, 2, POOL,   "kernel:p stride:p padding:p") \
   X(AVG_POOL2D_BACKWARD, "avg_pool2d_backward", 1, 1, POOL,   "kernel:p stride:p padding:p count_include_pad:b size:p") \
-  X(ADAPTIVE_AVG_POOL2D_BACKWARD, "adaptive_avg_pool2d_backward", 1, 1, POOL, "size:p")
+  X(ADAPTIVE_AVG_POOL2D_BACKWARD, "adaptive_avg_pool2d_backward", 1, 1, POOL, "size:p") \
+  X(INDEX_SELECT_BACKWARD, "index_select_backward", 2, 2, SHAPE, "axis:i size:i")
 
 #endif

@@ -4,6 +4,7 @@
  *
  *     %0 = input "a" f32[2] grad
  *     %1 = const f32[] 3
+ *     %4 = param "wte.weight" f32[256,64] grad init=normal(0.02)
  *     %2 = mul %1, %0 : f32[2]
  *     %3 = sum %2 axes=[0] keepdim=false : f32[]
  *     output "Q" %3
@@ -33,6 +34,15 @@
 #include "ir.h"
 
 /* ---- printer ------------------------------------------------------------ */
+
+/* The initializers a param or buffer may name, by lathe_leaf_init. */
+static const char *const init_names[] = {
+    [LATHE_LEAF_INIT_AUTO] = "auto",
+    [LATHE_LEAF_INIT_UNIFORM] = "uniform",
+    [LATHE_LEAF_INIT_CONST] = "const",
+    [LATHE_LEAF_INIT_NORMAL] = "normal",
+    [LATHE_LEAF_INIT_SEED] = "seed",
+};
 
 /* The shortest of %.15g..%.17g (f64) or %.6g..%.9g (f32) that reads back to
  * the same bits; inf, -inf, nan, -nan as words. */
@@ -152,6 +162,11 @@ lathe_status lathe_graph_print(const lathe_graph *g, FILE *out) {
             print_type(out, n->dtype, n->rank, n->shape);
             if ((n->op == LT_OP_INPUT || n->op == LT_OP_PARAM) && n->requires_grad)
                 fputs(" grad", out);
+            if (n->init != LATHE_LEAF_INIT_AUTO) { /* lathe_set_init's */
+                char num[64];
+                fmt_f64(num, sizeof num, n->init_a);
+                fprintf(out, " init=%s(%s)", init_names[n->init], num);
+            }
         } else {
             for (int k = 0; k < n->nin; k++) fprintf(out, k ? ", %%%d" : "%%%d", n->in[k]->id);
             lt_attrspec spec[LT_MAX_ATTRS];
@@ -241,6 +256,9 @@ typedef struct {
     ttype type;           /* leaves */
     ttype annot;          /* the optional ": TYPE" */
     bool has_annot, grad, nograd;
+    lathe_leaf_init init; /* params and buffers: "init=KIND(A)", AUTO if none */
+    double init_a;
+    loc initat;
     unsigned char state;  /* walk: 0 new, 1 on the stack, 2 made */
     lathe_node *node;
 } stmt;
@@ -426,7 +444,7 @@ static bool next(parser *p) {
             t.kind = T_STR;
             t.s++;
             j++;
-        } else if (c == '=' || c == ',' || c == '[' || c == ']' || c == ':') {
+        } else if (c == '=' || c == ',' || c == '[' || c == ']' || c == ':' || c == '(' || c == ')') {
             t.kind = T_PUNCT;
         } else if (c > 0x20 && c < 0x7f) {
             return err(p, LATHE_ERR_PARSE, t.at, "unexpected character '%c'", c);
@@ -905,6 +923,24 @@ static bool parse_leaf(parser *p, stmt *s) {
     return true;
 }
 
+/* "init=uniform(A)", "init=const(V)" or "init=normal(STD)"; the values are
+ * checked by lathe_set_init when the node is made. */
+static bool parse_init(parser *p, stmt *s) {
+    s->initat = p->tok.at;
+    if (!next(p)) return false;
+    if (!is_punct(p, '=')) return expected(p, "'=' after init");
+    if (!next(p)) return false;
+    int k = LATHE_LEAF_INIT_UNIFORM;
+    while (k <= LATHE_LEAF_INIT_SEED && !is_word(&p->tok, init_names[k])) k++;
+    if (k > LATHE_LEAF_INIT_SEED) return expected(p, "an initializer: uniform(A), const(V), normal(STD) or seed(0)");
+    s->init = (lathe_leaf_init)k;
+    if (!next(p)) return false;
+    if (!is_punct(p, '(')) return expected(p, "'(' and the initializer's number");
+    if (!next(p) || !parse_float(p, LATHE_F64, &s->init_a, "the initializer's number")) return false;
+    if (!is_punct(p, ')')) return expected(p, "')' after the initializer's number");
+    return next(p);
+}
+
 /* "%name = OP ..." */
 static bool parse_def(parser *p) {
     stmt s = {.kind = S_DEF, .at = p->tok.at, .name = p->tok.s, .namelen = p->tok.len, .attr = -1};
@@ -927,6 +963,12 @@ static bool parse_def(parser *p) {
                 return err(p, LATHE_ERR_ARG, p->tok.at,
                            "%s cannot take 'grad': only inputs and params require grad", lt_ops[op].name);
             s.grad = true;
+        } else if (is_word(&p->tok, "init")) {
+            if (s.op != LT_OP_PARAM && s.op != LT_OP_BUFFER)
+                return err(p, LATHE_ERR_ARG, p->tok.at,
+                           "%s cannot take 'init': only params and buffers are initialized", lt_ops[op].name);
+            if (!parse_init(p, &s)) return false;
+            continue;
         } else break;
         if (!next(p)) return false;
     }
@@ -938,6 +980,7 @@ static bool parse_def(parser *p) {
     }
     if (!end_of_stmt(p))
         return expected(p, s.has_annot ? "end of line"
+                           : s.op == LT_OP_PARAM || s.op == LT_OP_BUFFER ? "'init=...', 'nograd', ': TYPE' or end of line"
                            : leaf ? "'nograd', ': TYPE' or end of line"
                            : s.nref && s.attr < 0 ? "',', an attribute, 'nograd', ': TYPE' or end of line"
                                                 : "an attribute, 'nograd', ': TYPE' or end of line");
@@ -1028,6 +1071,7 @@ static bool make_node(parser *p, stmt *s, lathe_node **ins) {
     }
     g->cur_line = g->cur_col = 0;
     if (!n) return relocate(p, s->opat);
+    if (s->init != LATHE_LEAF_INIT_AUTO && lathe_set_init(n, s->init, s->init_a) != LATHE_OK) return relocate(p, s->initat);
     n->no_grad = s->nograd;
     s->node = n;
     const ttype *a = &s->annot;

@@ -107,6 +107,7 @@ typedef enum {
     LATHE_INIT_NONE,     /* left as it is (inputs, outputs) */
     LATHE_INIT_UNIFORM,  /* uniform(-a, a): conv/linear weights (kaiming-uniform, a = sqrt(5)) and biases */
     LATHE_INIT_CONST,    /* every element a: batch-norm weight 1, bias 0, running_var 1, running_mean 0 */
+    LATHE_INIT_NORMAL,   /* normal(0, a): embedding weights (a = 1) */
     LATHE_INIT_SEED,     /* an i64 generator state (seed, 0, ...): the seed of lathe_rt_init, then zeros */
 } lathe_init_kind;
 
@@ -122,7 +123,7 @@ typedef struct {
     int64_t grad_offset;   /* params that get a gradient: its arena offset; else -1 */
     lathe_init_kind init;
     double init_a;
-    int64_t index_limit;   /* i64 inputs that hold class indices: values must lie in [0, index_limit); 0: any */
+    int64_t index_limit;   /* i64 inputs that hold class or row indices: values must lie in [0, index_limit); 0: any */
     int64_t index_ignore;  /* with index_limit: one more value allowed (a loss's ignore_index); INT64_MIN
                             * or any value in [0, index_limit): none */
 } lathe_rt_tensor;
@@ -131,10 +132,10 @@ typedef struct {
 const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const char *name);
 
 /* Whether every input with an index_limit holds values in [0, limit) or
- * equal to its index_ignore, as a
- * loss that indexes with them needs (out of range, the loss and its
- * gradient would silently disagree): 0, or -1 with a message naming the
- * input, the element and the value.  Every path that runs a program calls
+ * equal to its index_ignore, as a loss or an index_select that indexes with
+ * them needs (out of range, a loss and its gradient would silently
+ * disagree, a lookup would read another row): 0, or -1 with a message
+ * naming the input, the element and the value.  Every path that runs a program calls
  * it on the inputs it was given (lathe_program_run, trainers, TRAINER
  * step). */
 int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int n, char *err, size_t errlen);

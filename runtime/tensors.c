@@ -5,8 +5,11 @@
  * Each tensor gets its own SplitMix64 stream, seeded with the run's seed
  * xor an FNV-1a hash of its name, so its values depend on the seed and its
  * name only - not on the order of the table, nor on which other tensors a
- * model has - and a uniform draw takes the top 53 bits of each output. */
+ * model has - and a uniform draw takes the top 53 bits of each output.  A
+ * normal draw is Box-Muller's: two uniforms give elements 2k and 2k+1 (the
+ * C library's log, cos and sin: the same bits wherever it is the same). */
 #include <assert.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -59,13 +62,16 @@ int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int 
         for (int64_t e = 0; e < t->numel; e++)
             if ((v[e] < 0 || v[e] >= t->index_limit) && v[e] != t->index_ignore) {
                 if (err && errlen)
-                    snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes of the loss "
-                             "it indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);
+                    snprintf(err, errlen, "input '%s': element %lld is %lld, outside [0, %lld) (the classes or rows it "
+                             "indexes)", t->name, (long long)e, (long long)v[e], (long long)t->index_limit);
                 return -1;
             }
     }
     return 0;
 }
+
+/* Uniform in [0, 1): the top 53 bits of the next output. */
+static double uniform01(uint64_t *s) { return (double)(splitmix(s) >> 11) / 9007199254740992.0; }
 
 void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed) {
     for (int i = 0; i < n; i++) {
@@ -78,9 +84,17 @@ void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t se
             for (int64_t j = 0; j < t->numel; j++) ((int64_t *)(void *)p)[j] = j ? 0 : (int64_t)seed;
             continue;
         }
+        double spare = 0;
         for (int64_t j = 0; j < t->numel; j++) {
             double v = t->init_a;
-            if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * ((double)(splitmix(&s) >> 11) / 9007199254740992.0) - 1.0);
+            if (t->init == LATHE_INIT_UNIFORM) v = t->init_a * (2.0 * uniform01(&s) - 1.0);
+            if (t->init == LATHE_INIT_NORMAL && j % 2 == 1) v = spare;
+            else if (t->init == LATHE_INIT_NORMAL) { /* u1 in (0, 1]: the log is finite */
+                double u1 = 1.0 - uniform01(&s), u2 = uniform01(&s);
+                double r = t->init_a * sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+                v = r * cos(th);
+                spare = r * sin(th);
+            }
             switch (t->dtype) {
             case LATHE_RT_F32: ((float *)p)[j] = (float)v; break;
             case LATHE_RT_F64: ((double *)p)[j] = v; break;

@@ -375,8 +375,9 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
             return NULL;
         }
     }
-    /* class indices (lathe_rt_tensor.index_limit: the inputs a loss indexes
-     * with, through reshapes too), checked once for the whole dataset */
+    /* class and row indices (lathe_rt_tensor.index_limit: the inputs a loss
+     * or an index_select indexes with, through reshapes too), checked once
+     * for the whole dataset */
     for (int i = 0; i < m->ninputs; i++) {
         const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
         const lathe_st_tensor *lab = t && t->index_limit > 0 ? lathe_ds_find(d, m->inputs[i]) : NULL;
@@ -385,9 +386,9 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
         for (int64_t e = 0; e < count; e++) {
             int64_t v = ((const int64_t *)lab->data)[e];
             if ((v < 0 || v >= t->index_limit) && v != t->index_ignore) {
-                fail(prog, "%s: label %lld of sample %lld is outside [0, %lld): %s has %lld classes", source_of(d, lab),
-                     (long long)v, (long long)(e / (per ? per : 1)), (long long)t->index_limit, m->name,
-                     (long long)t->index_limit);
+                fail(prog, "%s: %s %lld of sample %lld is outside [0, %lld): %s indexes %lld classes or rows with it",
+                     source_of(d, lab), m->inputs[i], (long long)v, (long long)(e / (per ? per : 1)),
+                     (long long)t->index_limit, m->name, (long long)t->index_limit);
                 lathe_ds_free(d);
                 return NULL;
             }

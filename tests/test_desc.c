@@ -360,6 +360,7 @@ static const char feature_src[] =
     "param w: f32[width, 4] init=uniform(scale)\n"
     "param fw: f32[4] init=const(0.25) frozen\n"
     "buffer counter: f32[4] init=zeros\n"
+    "param emb: f32[5, 4] init=normal(scale / 10)\n"
     "\n"
     "block act_block(x, hidden=4, act=1) {\n"
     "    h = linear(x, hidden) as lin\n"
@@ -431,6 +432,9 @@ static void test_features(void **state) {
     assert_string_equal(lathe_node_op(counter), "buffer");
     assert_int_equal(counter->init, LATHE_LEAF_INIT_CONST);
     assert_true(counter->init_a == 0);
+    const lathe_node *emb = lathe_graph_find(g, "emb");
+    assert_int_equal(emb->init, LATHE_LEAF_INIT_NORMAL);
+    assert_true(emb->init_a == 0.05);
     /* blocks, defaults, keyword arguments, nested prefixes, freeze / unfreeze */
     const char *names[] = {"blk.0.lin.weight", "blk.1.lin.bias", "blk.2.lin.weight", "deep.1.first.lin.weight",
                            "deep.1.second.lin.bias"};
@@ -611,18 +615,87 @@ static void test_loops_and_sharing(void **state) {
     lathe_eval_free(eh);
     lathe_graph_free(d);
     lathe_graph_free(h);
-    /* a batch norm shared in evaluation: its scalar num_batches_tracked too */
-    d = parse_src("input x: f32[2, 3, 4, 4]\ny = batch_norm(batch_norm(x) as bn) as bn\noutput y\n", &opt, NULL);
-    int leaves = 0;
-    for (int i = 0; i < lathe_graph_num_nodes(d); i++) leaves += is_leaf(lathe_graph_node(d, i));
-    assert_int_equal(leaves, 6); /* x and bn's five */
-    lathe_graph_free(d);
     /* in training too, a layer called twice has one set of parameters */
     opt.training = true;
     d = parse_src("input x: f32[2, 3]\nh = linear(x, 3) as f\nh = linear(h, 3) as f\nloss sum(h)\n", &opt, NULL);
     int params = 0;
     for (int i = 0; i < lathe_graph_num_nodes(d); i++) params += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "param");
     assert_int_equal(params, 2);
+    lathe_graph_free(d);
+    /* in evaluation, a batch norm called twice shares its parameters and
+     * buffers, the rank-0 num_batches_tracked too (whose shape is NULL) */
+    opt.training = false;
+    d = parse_src("input x: f32[2, 3, 4, 4]\nh = batch_norm(x) as bn\nh = batch_norm(h) as bn\noutput h\n", &opt, NULL);
+    int leaves = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++) leaves += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "buffer");
+    assert_int_equal(leaves, 3);
+    lathe_graph_free(d);
+}
+
+/* ---- embeddings: a tiny language model ------------------------------------------------------- */
+
+static const char *lm_src =
+    "model tiny_lm\n"
+    "batch N = 2\n"
+    "let T = 4\n"
+    "input tokens: i64[N, T]\n"
+    "input targets: i64[N, T]\n"
+    "pos = tensor([0, 1, 2, 3], dtype=i64)\n"
+    "h = embedding(tokens, 11, 8) as wte + embedding(pos, T, 8) as wpe\n"
+    "h = index_select(tanh(linear(h, 8) as proj), -1, tensor([7, 0, 1, 2, 3, 4, 5, 6], dtype=i64))\n"
+    "logits = matmul(h, transpose(wte.weight, 0, 1))     # the head tied to the embedding\n"
+    "output logits\n"
+    "loss cross_entropy(reshape(logits, [N * T, 11]), reshape(targets, [N * T]))\n";
+
+/* The same network by hand: token and position embeddings, a projection
+ * whose features are rotated by an index_select, a head tied to wte. */
+static lathe_graph *lm_by_hand(void) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *tok = lathe_input(g, "tokens", LATHE_I64, LATHE_DIMS(2, 4));
+    lathe_node *tgt = lathe_input(g, "targets", LATHE_I64, LATHE_DIMS(2, 4));
+    lathe_node *pos = lathe_const(g, LATHE_I64, LATHE_DIMS(4), (int64_t[]){0, 1, 2, 3});
+    lathe_node *wte = lathe_param(g, "wte.weight", LATHE_F32, LATHE_DIMS(11, 8), true);
+    lathe_node *h = lathe_index_select(g, wte, 0, tok);
+    lathe_node *wpe = lathe_param(g, "wpe.weight", LATHE_F32, LATHE_DIMS(4, 8), true);
+    h = lathe_add(g, h, lathe_index_select(g, wpe, 0, pos));
+    h = lathe_tanh(g, hb_linear(g, "proj", h, 8, 8));
+    h = lathe_index_select(g, h, -1, lathe_const(g, LATHE_I64, LATHE_DIMS(8), (int64_t[]){7, 0, 1, 2, 3, 4, 5, 6}));
+    lathe_node *logits = lathe_matmul(g, h, lathe_transpose(g, wte, 0, 1));
+    lathe_output(g, "logits", logits);
+    lathe_node *loss = lathe_cross_entropy(g, lathe_reshape(g, logits, LATHE_DIMS(8, 11)), lathe_reshape(g, tgt, LATHE_DIMS(8)),
+                                           LATHE_REDUCE_MEAN);
+    lathe_output(g, "loss", loss);
+    lathe_backward(g, 1, &loss, NULL);
+    assert_graph_ok(g);
+    return g;
+}
+
+static void test_embedding_lm(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = true};
+    lathe_desc_info info;
+    lathe_graph *d = parse_src(lm_src, &opt, &info), *h = lm_by_hand();
+    assert_int_equal(lathe_backward_marked(d), LATHE_OK);
+    assert_same_leaves(d, h, "tiny_lm");
+    double a = 0;
+    lathe_node *wte = lathe_graph_find(d, "wte.weight");
+    assert_int_equal(wte->init, LATHE_LEAF_INIT_AUTO);
+    assert_int_equal(lathe_leaf_init_of(d, wte, &a), LATHE_LEAF_INIT_NORMAL); /* torch.nn.Embedding's normal(0, 1) */
+    assert_true(a == 1);
+    assert_int_equal(lathe_index_limit(d, lathe_graph_find(d, "tokens")), 11);
+    lathe_eval *ed = run_eval(d, 3), *eh = run_eval(h, 3);
+    assert_same_output(d, ed, h, eh, "logits");
+    assert_same_output(d, ed, h, eh, "loss");
+    const char *grads[] = {"grad.wte.weight", "grad.wpe.weight", "grad.proj.weight", "grad.proj.bias"};
+    for (int i = 0; i < 4; i++) assert_same_output(d, ed, h, eh, grads[i]);
+    lathe_eval_free(ed);
+    lathe_eval_free(eh);
+    lathe_graph_free(d);
+    lathe_graph_free(h);
+    /* an f64 table */
+    d = parse_src("input t: i64[3]\noutput y = embedding(t, 5, 2, dtype=f64) as e\n", NULL, NULL);
+    assert_int_equal(lathe_node_dtype(lathe_graph_find(d, "e.weight")), LATHE_F64);
+    assert_int_equal(lathe_node_shape(lathe_graph_find_output(d, "y"))[1], 2);
     lathe_graph_free(d);
 }
 
@@ -749,6 +822,25 @@ static const bad_case bad_cases[] = {
      0,
      LATHE_ERR_ARG,
      {"t.lathe:3:6: cross_entropy: label_smoothing must lie in [0, 1], got 2"}},
+    /* embeddings and index_select */
+    {X2 "y = embedding(x, 3, 4) as e\n", 0, LATHE_ERR_DTYPE, {"t.lathe:2:15: embedding: x must hold i64 token ids, got f32[2,3]"}},
+    {"input t: i64[2]\ny = embedding(t, 3, 4)\n", 0, LATHE_ERR_NAME, {"t.lathe:2:5: embedding creates parameters and needs a name"}},
+    {"input t: i64[2]\ny = embedding(t, 0, 4) as e\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:18: embedding: argument 'num_embeddings' must be a positive integer, got the number 0"}},
+    {"input t: i64[2]\ny = embedding(t, 3, 4, dtype=i64) as e\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:30: embedding: argument 'dtype' must be f32 or f64, got the dtype i64"}},
+    {X2 "y = index_select(x, 2, tensor([0], dtype=i64))\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:5: index_select: axis 2 out of range [-2, 1] for f32[2,3]"}},
+    {X2 "y = index_select(x, 0, tensor([0, 2], dtype=i64))\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:5: index_select: constant index i64[2] holds 2 at element 1, outside [0, 2) (input f32[2,3], axis 0)"}},
     /* tokens and syntax */
     {X2 "y = x $ 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '$'", "\n  y = x $ 2\n        ^"}},
     {X2 "y = x ! 2\n", 0, LATHE_ERR_PARSE, {"t.lathe:2:7: unexpected character '!' (write 'not' or '!=')"}},
@@ -786,10 +878,14 @@ static const bad_case bad_cases[] = {
      0,
      LATHE_ERR_DTYPE,
      {"t.lathe:1:17: set_requires_grad 'l': only floating-point tensors can require grad"}},
-    {"param w: f32[2] init=normal(1)\n",
+    {"param w: f32[2] init=gaussian(1)\n",
      0,
      LATHE_ERR_PARSE,
-     {"t.lathe:1:22: expected an initializer: auto, zeros, ones, uniform(A) or const(V), got 'normal'"}},
+     {"t.lathe:1:22: expected an initializer: auto, zeros, ones, uniform(A), const(V) or normal(STD), got 'gaussian'"}},
+    {"param w: f32[2] init=normal(-0.5)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:29: normal(STD) draws with standard deviation STD: it must be >= 0, got -0.5"}},
     {"param w: f32[2] init=uniform(-1)\n",
      0,
      LATHE_ERR_ARG,
@@ -1140,6 +1236,7 @@ int main(void) {
         cmocka_unit_test(test_loops_and_sharing),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_conv1d),
+        cmocka_unit_test(test_embedding_lm),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),

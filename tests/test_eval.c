@@ -321,6 +321,14 @@ CASE(c_adaptive_bw) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 1,
 CASE(c_adaptive_bw_2d) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 2, 2), 6, 12, 18, 24), P2(3, 5)); }
 CASE(c_adaptive_bw_1x1) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 2, 1, 1), 4, 8), P2(2, 2)); }
 CASE(c_adaptive_bw_up) { return GRAD1(ADAPTIVE_AVG_POOL2D_BACKWARD, IN("gy", (1, 1, 1, 3), 1, 2, 3), P2(1, 2)); }
+#define IX(shape, ...) INT("index", LATHE_I64, shape, __VA_ARGS__)
+CASE(c_select) { return lathe_index_select(G, IN("x", (3, 2), 1, 2, 3, 4, 5, 6), 0, IX((4), 2, 0, 2, 1)); }
+CASE(c_select_axis1) { return lathe_index_select(G, X23, 1, IX((2, 2), 2, 0, 1, 1)); }
+CASE(c_select_rank0) { return lathe_index_select(G, IN("x", (3), 10, 20, 30), -1, IX((), 1)); }
+CASE(c_select_empty) { return lathe_index_select(G, IN("x", (2, 2), 1, 2, 3, 4), 0, IX((0), 0)); }
+CASE(c_select_bw) { return GRAD2(INDEX_SELECT_BACKWARD, IN("gy", (4, 2), 1, 2, 3, 4, 5, 6, 7, 8), IX((4), 2, 0, 2, 1), I1(0), I1(3)); }
+CASE(c_select_bw_axis1) { return GRAD2(INDEX_SELECT_BACKWARD, X23, IX((3), 0, 0, 2), I1(-1), I1(3)); }
+CASE(c_select_bw_empty) { return GRAD2(INDEX_SELECT_BACKWARD, IN("gy", (0, 2), 0), IX((0), 0), I1(0), I1(2)); }
 
 typedef struct {
     const char *label;
@@ -580,6 +588,17 @@ static const hand_case hand_cases[] = {
     H("adaptive_avg_pool2d_backward/1x1", ADAPTIVE_AVG_POOL2D_BACKWARD, c_adaptive_bw_1x1, "f64[1,2,2,2]", 1, 1, 1, 1, 2, 2, 2, 2),
     /* 2 -> 3: bins [0,1), [0,2), [1,2): dx = [1 + 2/2, 2/2 + 3] */
     H("adaptive_avg_pool2d_backward/upsample", ADAPTIVE_AVG_POOL2D_BACKWARD, c_adaptive_bw_up, "f64[1,1,1,2]", 2, 4),
+    /* rows 2, 0, 2, 1 of [[1,2],[3,4],[5,6]] */
+    H("index_select", INDEX_SELECT, c_select, "f64[4,2]", 5, 6, 1, 2, 5, 6, 3, 4),
+    /* y[a, i, j] = x[a, index[i, j]]: [1,2,3] -> 3,1,2,2 and [4,5,6] -> 6,4,5,5 */
+    H("index_select/axis1-2d-index", INDEX_SELECT, c_select_axis1, "f64[2,2,2]", 3, 1, 2, 2, 6, 4, 5, 5),
+    H("index_select/rank0-index", INDEX_SELECT, c_select_rank0, "f64[]", 20),
+    H0("index_select/empty-index", INDEX_SELECT, c_select_empty, "f64[0,2]"),
+    /* row 0 gets gy[1], row 1 gy[3], row 2 gy[0] + gy[2] = [1+5, 2+6] */
+    H("index_select_backward", INDEX_SELECT_BACKWARD, c_select_bw, "f64[3,2]", 3, 4, 7, 8, 6, 8),
+    /* columns: 0 gets columns 0 and 1 of gy, 1 nothing, 2 column 2 */
+    H("index_select_backward/axis1", INDEX_SELECT_BACKWARD, c_select_bw_axis1, "f64[2,3]", 3, 0, 3, 9, 0, 6),
+    H("index_select_backward/empty-index", INDEX_SELECT_BACKWARD, c_select_bw_empty, "f64[2,2]", 0, 0, 0, 0),
 };
 
 static bool close_to(double got, double want, double tol) {
@@ -739,6 +758,21 @@ static void a_adaptive(lathe_graph *g, adjoint *a) { adj_adaptive(g, a, D(2, 2, 
 static void a_adaptive_up(lathe_graph *g, adjoint *a) { adj_adaptive(g, a, D(1, 2, 3, 5), 4, 2); }
 static void a_adaptive_1(lathe_graph *g, adjoint *a) { adj_adaptive(g, a, D(1, 1, 4, 4), 1, 1); }
 
+/* index_select is linear in x for a fixed index (bound to [0, 3) with
+ * repeats, so rows add up in the gradient) */
+static void adj_select(lathe_graph *g, adjoint *a, int rank, const int64_t *xs, int64_t axis, int irank, const int64_t *is) {
+    a->u = in64(g, "u", rank, xs);
+    lathe_node *ix = lathe_input(g, "index", LATHE_I64, irank, is);
+    a->fwd = lathe_index_select(g, a->u, axis, ix);
+    if (!a->fwd) return;
+    a->v = like(g, "v", a->fwd);
+    a->bwd = lt_make(g, LT_OP_INDEX_SELECT_BACKWARD, 2, (lathe_node *[]){a->v, ix},
+                     (lt_attr[LT_MAX_ATTRS]){a->fwd->attr[0], {.v = {xs[a->fwd->attr[0].v[0]]}}});
+}
+static void a_select(lathe_graph *g, adjoint *a) { adj_select(g, a, D(5, 4), 0, D(3, 7)); }
+static void a_select_mid(lathe_graph *g, adjoint *a) { adj_select(g, a, D(2, 3, 3), -2, D(6)); }
+static void a_select_last(lathe_graph *g, adjoint *a) { adj_select(g, a, D(2, 4), 1, 0, NULL); }
+
 static const struct {
     const char *label;
     lt_op op;
@@ -760,6 +794,9 @@ static const struct {
     {"adaptive_avg_pool2d/5x7-to-2x3", LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, a_adaptive},
     {"adaptive_avg_pool2d/3x5-to-4x2", LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, a_adaptive_up},
     {"adaptive_avg_pool2d/to-1x1", LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, a_adaptive_1},
+    {"index_select/rows-2d-index", LT_OP_INDEX_SELECT_BACKWARD, a_select},
+    {"index_select/middle-axis", LT_OP_INDEX_SELECT_BACKWARD, a_select_mid},
+    {"index_select/last-axis-rank0-index", LT_OP_INDEX_SELECT_BACKWARD, a_select_last},
 };
 
 static double dot(const double *a, const double *b, int64_t n) {
@@ -1092,6 +1129,42 @@ static void test_errors(void **state) {
     }
 }
 
+/* index_select and its gradient refuse an index outside [0, rows), naming
+ * the node, the value, its element and the index, before reading anything. */
+static void test_index_errors(void **state) {
+    (void)state;
+    static const struct {
+        bool backward;
+        int64_t bad;
+        const char *msg;
+    } cases[] = {
+        {false, 3, "index_select %2: index 3 at element 1 of 'tokens' is out of range [0, 3)"},
+        {false, -1, "index_select %2: index -1 at element 1 of 'tokens' is out of range [0, 3)"},
+        {true, 3, "index_select_backward %2: index 3 at element 1 of 'tokens' is out of range [0, 3)"},
+        {true, -2, "index_select_backward %2: index -2 at element 1 of 'tokens' is out of range [0, 3)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, D(3, 2)), *ix = lathe_input(g, "tokens", LATHE_I64, D(2));
+        lathe_node *y = cases[i].backward ? lt_make(g, LT_OP_INDEX_SELECT_BACKWARD, 2, (lathe_node *[]){x, ix},
+                                                    (lt_attr[LT_MAX_ATTRS]){{.v = {1}}, {.v = {3}}})
+                                          : lathe_index_select(g, x, 0, ix);
+        lathe_output(g, "y", y);
+        assert_graph_ok(g);
+        lathe_eval *ev = lathe_eval_new(g);
+        assert_non_null(ev);
+        const float xv[6] = {1, 2, 3, 4, 5, 6};
+        assert_int_equal(lathe_eval_set(ev, "x", xv, sizeof xv), LATHE_OK);
+        assert_int_equal(lathe_eval_set(ev, "tokens", (int64_t[]){0, 2}, 2 * sizeof(int64_t)), LATHE_OK);
+        assert_int_equal(lathe_eval_run(ev), LATHE_OK);
+        assert_int_equal(lathe_eval_set(ev, "tokens", (int64_t[]){0, cases[i].bad}, 2 * sizeof(int64_t)), LATHE_OK);
+        assert_int_equal(lathe_eval_run(ev), LATHE_ERR_ARG);
+        if (!strstr(lathe_eval_error(ev), cases[i].msg)) fail_msg("case %zu: %s", i, lathe_eval_error(ev));
+        lathe_eval_free(ev);
+        lathe_graph_free(g);
+    }
+}
+
 /* A graph with an error gives no evaluator, and the error stays in the graph. */
 static void test_bad_graph(void **state) {
     (void)state;
@@ -1161,7 +1234,7 @@ int main(void) {
         cmocka_unit_test(test_max_pool_adjoint), cmocka_unit_test(test_f32_rounding),
         cmocka_unit_test(test_samples_f32_f64), cmocka_unit_test(test_batch_norm_updates),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_bad_graph),
-        cmocka_unit_test(test_raw_dtypes),
+        cmocka_unit_test(test_raw_dtypes),     cmocka_unit_test(test_index_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -701,6 +701,41 @@ static void test_dropout(void **state) {
     free(xv), free(y1), free(y2), free(gx), free(xd);
 }
 
+/* Token indices of an embedding lookup (index_select) are checked the same
+ * way, through a reshape, and the smallest table an input indexes sets the
+ * range: out of range, the run is refused and nothing runs. */
+static void test_token_check(void **state) {
+    (void)state;
+    for (int backend = LATHE_BACKEND_JIT; backend <= LATHE_BACKEND_EVAL; backend++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *wte = lathe_param(g, "wte.weight", LATHE_F32, LATHE_DIMS(5, 3), true);
+        lathe_node *wpe = lathe_param(g, "wpe.weight", LATHE_F32, LATHE_DIMS(4, 3), true);
+        lathe_node *tok = lathe_input(g, "tokens", LATHE_I64, LATHE_DIMS(2, 2));
+        lathe_node *flat = lathe_reshape(g, tok, LATHE_DIMS(4));
+        lathe_node *pos = lathe_reshape(g, lathe_index_select(g, wpe, 0, tok), LATHE_DIMS(4, 3));
+        lathe_node *h = lathe_add(g, lathe_index_select(g, wte, 0, flat), pos);
+        lathe_output(g, "h", h);
+        assert_graph_ok(g);
+        assert_int_equal(lathe_index_limit(g, tok), 4);
+        lathe_program *p = lathe_compile(g, (lathe_backend)backend);
+        assert_non_null(p);
+        lathe_program_init(p, 1);
+        int64_t good[4] = {0, 3, 2, 1}, bad[4] = {0, 3, 4, 1}, neg[4] = {0, -1, 2, 1};
+        assert_int_equal(lathe_program_set(p, "tokens", good, sizeof good), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_OK);
+        assert_int_equal(lathe_program_set(p, "tokens", bad, sizeof bad), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'tokens': element 2 is 4, outside [0, 4)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        assert_int_equal(lathe_program_set(p, "tokens", neg, sizeof neg), LATHE_OK);
+        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+        if (!strstr(lathe_program_error(p), "input 'tokens': element 1 is -1, outside [0, 4)"))
+            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        lathe_program_free(p);
+        lathe_graph_free(g);
+    }
+}
+
 /* A chain of 100,000 elementwise ops compiles (fusion cuts it into kernels
  * of bounded expressions: building, lowering and printing them recurse) and
  * agrees with the evaluator. */
@@ -870,6 +905,126 @@ static void test_vector_pools(void **state) {
                 lathe_graph_free(g);
             }
     }
+    tile_target.vector_bytes = 0;
+}
+
+/* Embedding lookups (index_select) and their gradients, a scatter-add
+ * planned per block of columns (contract.c's lt_plan_scatter): against the
+ * evaluator, the same bits on 1, 2 and 3 threads and, where no matmul
+ * joins the gradient, with 32- and 64-byte tiles; token ids over the whole
+ * vocabulary, half of them from a few frequent ones, so rows repeat. */
+typedef struct {
+    const char *label;
+    int64_t xs[3], is[2];
+    int xrank, irank, axis;
+    bool tied;     /* x is also a linear head's weight: its gradient adds a matmul's */
+    bool permuted; /* the lookup's result is permuted: its gradient is not a view with dense rows */
+} emb_case;
+
+static const emb_case emb_cases[] = {
+    {"vocab 300, dim 48, tokens [4,33]", {300, 48}, {4, 33}, 2, 2, 0, false, false},
+    {"vocab 300, dim 48, tokens [4,33], tied head", {300, 48}, {4, 33}, 2, 2, 0, true, false},
+    {"vocab 257, dim 50 (a partial block), tokens [130]", {257, 50}, {130}, 2, 1, 0, false, false},
+    {"vocab 40, dim 1000 (blocks and a partial one), tokens [3,20]", {40, 1000}, {3, 20}, 2, 2, 0, false, false},
+    {"middle axis: x [3,40,20], index [5,7]", {3, 40, 20}, {5, 7}, 3, 2, 1, false, false},
+    {"last axis: x [6,33], index [9]", {6, 33}, {9}, 2, 1, 1, false, false},
+    {"permuted result: x [50,24], tokens [3,8]", {50, 24}, {3, 8}, 2, 2, 0, false, true},
+    {"no tokens: x [7,20], tokens [0]", {7, 20}, {0}, 2, 1, 0, false, false},
+};
+
+static lathe_graph *emb_graph(const emb_case *ec, lathe_dtype t) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *w = lathe_param(g, "wte.weight", t, ec->xrank, ec->xs, true);
+    lathe_node *tok = lathe_input(g, "tokens", LATHE_I64, ec->irank, ec->is);
+    lathe_node *h = lathe_index_select(g, w, ec->axis, tok);
+    int64_t d = lathe_node_shape(h)[lathe_node_rank(h) - 1];
+    lathe_node *y = lathe_mul(g, h, lathe_param(g, "scale", t, LATHE_DIMS(d), true));
+    if (ec->permuted) y = lathe_permute(g, h, LATHE_AXES(2, 0, 1));
+    if (ec->tied) y = lathe_linear(g, lathe_reshape(g, y, LATHE_DIMS(-1, d)), w, NULL);
+    lathe_output(g, "y", y);
+    assert_graph_ok(g);
+    add_grads(g, y, t, 19);
+    assert_graph_ok(g);
+    return g;
+}
+
+/* Random floats in [-1, 1); tokens in [0, rows), half of them among the first 8. */
+static void bind_tokens(lathe_graph *g, lathe_program *a, lathe_program *b, int64_t rows) {
+    rng r = {4242};
+    for (int i = 0; i < lathe_graph_num_nodes(g); i++) {
+        lathe_node *n = lathe_graph_node(g, i);
+        if (!n->name || n->op == LT_OP_CONST) continue;
+        size_t nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+        void *buf = malloc(nb + 8);
+        for (int64_t j = 0; j < n->numel; j++) {
+            double u = rng_uniform(&r, -1, 1);
+            if (n->dtype == LATHE_I64) {
+                int64_t hot = rows < 8 ? rows : 8, v = (int64_t)rng_uniform(&r, 0, (double)(u < 0 ? hot : rows));
+                ((int64_t *)buf)[j] = v < rows ? v : rows - 1;
+            } else if (n->dtype == LATHE_F32) ((float *)buf)[j] = (float)u;
+            else ((double *)buf)[j] = u;
+        }
+        if (lathe_program_set(a, n->name, buf, nb)) fail_msg("set %s: %s", n->name, lathe_program_error(a));
+        if (b && lathe_program_set(b, n->name, buf, nb)) fail_msg("set %s: %s", n->name, lathe_program_error(b));
+        free(buf);
+    }
+}
+
+/* Output k of p, malloc'd. */
+static void *get_output(lathe_graph *g, lathe_program *p, int k, size_t *nb) {
+    lathe_node *n = lathe_graph_output(g, k);
+    *nb = (size_t)n->numel * lathe_dtype_size(n->dtype);
+    void *x = malloc(*nb + 1);
+    assert_int_equal(lathe_program_get(p, lathe_graph_output_name(g, k), x, *nb), LATHE_OK);
+    return x;
+}
+
+static void test_vector_embeddings(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof emb_cases / sizeof emb_cases[0]; i++)
+        for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+            const emb_case *ec = &emb_cases[i];
+            lathe_graph *g = emb_graph(ec, (lathe_dtype)t);
+            int nout = lathe_graph_num_outputs(g);
+            assert_true(nout <= 8);
+            void *first[8] = {0};
+            for (int wi = 0; wi < 2; wi++) {
+                tile_target.vector_bytes = wi ? 64 : 32;
+                char label[192];
+                snprintf(label, sizeof label, "embedding %s/%s/%d-byte vectors", ec->label, t == LATHE_F32 ? "f32" : "f64",
+                         tile_target.vector_bytes);
+                if (count_in_fused(g, "scatter-add of rows in index order") != 1)
+                    fail_msg("%s: the gradient is not one scatter kernel", label);
+                lathe_program *jit = compile_or_fail(label, g, LATHE_BACKEND_JIT);
+                lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
+                bind_tokens(g, jit, ref, ec->xs[ec->axis]);
+                lathe_program_set_threads(jit, 1);
+                if (lathe_program_run(jit) || lathe_program_run(ref)) fail_msg("%s: run", label);
+                agree(label, g, jit, ref);
+                for (int threads = 1; threads <= 3; threads++) {
+                    lathe_program_set_threads(jit, threads);
+                    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+                    for (int k = 0; k < nout; k++) {
+                        size_t nb;
+                        void *x = get_output(g, jit, k, &nb);
+                        bool widths = !ec->tied; /* a matmul's sums depend on its tiles */
+                        if (!first[k]) first[k] = x;
+                        else {
+                            if (nb && memcmp(first[k], x, nb) && (threads > 1 || widths))
+                                fail_msg("%s, %d threads: output %s differs from %s", label, threads,
+                                         lathe_graph_output_name(g, k), threads > 1 ? "one thread's" : "32-byte tiles'");
+                            free(x);
+                        }
+                    }
+                    if (ec->tied && threads == 3) /* next width: compare threads again from its own first run */
+                        for (int k = 0; k < nout; k++) free(first[k]), first[k] = NULL;
+                }
+                lathe_program_free(jit);
+                lathe_program_free(ref);
+            }
+            for (int k = 0; k < nout; k++) free(first[k]);
+            lathe_graph_free(g);
+        }
     tile_target.vector_bytes = 0;
 }
 
@@ -1137,9 +1292,11 @@ int main(void) {
         cmocka_unit_test(test_label_check),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_conv1d_planes),
+        cmocka_unit_test(test_token_check),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
+        cmocka_unit_test(test_vector_embeddings),
         cmocka_unit_test(test_target_descriptions),
         cmocka_unit_test(test_target_tiles),
         cmocka_unit_test(test_cache),

@@ -1065,6 +1065,33 @@ static val *g_loss(gen *s) {
     return push(s, lathe_nll_loss(s->g, use(x), use(lab), red), fmin(lo * scale, lo), fmax(hi * scale, hi));
 }
 
+/* index_select: rows of x picked by an index in range by construction (a
+ * labels input bound to [0, n), or an argmax over at most n classes), of
+ * rank 0-2 so the result keeps to MAXR dims. */
+typedef struct {
+    int64_t n, rest;
+    int maxr;
+} ictx;
+static bool index_ok(const val *v, const void *ctx) {
+    const ictx *c = ctx;
+    return dt(v) == LATHE_I64 && v->hi <= (double)(c->n - 1) && rk(v) <= c->maxr && c->rest * v->n->numel <= NCAP;
+}
+static val *g_index_select(gen *s) {
+    val *x = pick(s, 1, MAXR, false);
+    if (!x) return NULL;
+    int r = rk(x), axis = ri(s, 0, r - 1);
+    int64_t n = sh(x)[axis];
+    if (n == 0) return NULL;
+    ictx c = {n, x->n->numel / n, MAXR - r + 1 < 2 ? MAXR - r + 1 : 2};
+    val *ix = chance(s, 0.3) ? pick_if(s, index_ok, &c) : NULL;
+    if (!ix) {
+        int64_t shp[LATHE_MAX_RANK];
+        int ir = rand_shape(s, 0, c.maxr, c.rest ? NCAP / c.rest : 16, shp);
+        if (!(ix = new_leaf(s, LATHE_I64, ir, shp, K_LABELS, R_INPUT, n))) return NULL;
+    }
+    return push(s, lathe_index_select(s->g, use(x), axis - (chance(s, 0.3) ? r : 0), use(ix)), x->lo, x->hi);
+}
+
 typedef struct {
     const char *name;
     val *(*fn)(gen *s);
@@ -1077,6 +1104,7 @@ static const op_gen gens[] = {
     {"broadcast", g_broadcast}, {"concat", g_concat}, {"slice", g_slice},   {"matmul", g_matmul},
     {"linear", g_linear},   {"conv2d", g_conv},     {"pool", g_pool},       {"batch_norm", g_batch_norm},
     {"softmax", g_softmax}, {"loss", g_loss},         {"dropout", g_dropout},
+    {"index_select", g_index_select},
 };
 enum { NGENS = (int)(sizeof gens / sizeof gens[0]) };
 

@@ -79,6 +79,11 @@ static const struct {
     {"avg_pool2d_backward/exclude-pad", "f64[1,1,6,5]"},
     {"adaptive_avg_pool2d_backward", "f64[1,2,5,7]"},
     {"adaptive_avg_pool2d_backward/1x1", "f64[2,3,4,4]"},
+    {"index_select", "f64[2,3,4]"},                /* x [3,4], axis 0, index [2,3] */
+    {"index_select/middle-axis", "f64[2,4,2]"},    /* x [2,3,2], axis -2, index [4] */
+    {"index_select/rank0-index", "f64[2]"},        /* x [2,5], axis 1, index [] */
+    {"index_select_backward", "f64[3,4]"},         /* gy [2,3,4], index [2,3] back to 3 rows */
+    {"index_select_backward/middle-axis", "f64[2,3,2]"}, /* gy [2,4,2], index [4] */
 };
 
 static void test_every_op_has_a_sample(void **state) {
@@ -334,6 +339,28 @@ BAD(b_adaptive_bw_size0) { return adaptive_bw(g, IN32("gy", 1, 1, 2, 2), 0, 5); 
 BAD(b_adaptive_bw_rank) { return adaptive_bw(g, IN32("gy", 1, 2, 2), 5, 5); }
 BAD(b_adaptive_bw_empty) { return adaptive_bw(g, IN32("gy", 1, 1, 0, 2), 5, 5); }
 BAD(b_adaptive_bw_int) { return adaptive_bw(g, lathe_input(g, "gy", LATHE_I64, LATHE_DIMS(1, 1, 2, 2)), 5, 5); }
+#define IX(...) lathe_input(g, "index", LATHE_I64, LATHE_DIMS(__VA_ARGS__))
+BAD(b_select_float_index) { return lathe_index_select(g, IN32("x", 3, 4), 0, IN32("index", 2)); }
+BAD(b_select_axis) { return lathe_index_select(g, IN32("x", 3, 4), 2, IX(2)); }
+BAD(b_select_rank0) { return lathe_index_select(g, lathe_input(g, "x", F32, 0, NULL), 0, IX(2)); }
+BAD(b_select_rank7) { return lathe_index_select(g, IN32("x", 1, 1, 1, 3), 3, IX(1, 1, 1, 2)); }
+BAD(b_select_empty) { return lathe_index_select(g, IN32("x", 0, 4), 0, IX(2)); }
+BAD(b_select_const) {
+    return lathe_index_select(g, IN32("x", 3, 4), 0, lathe_const(g, LATHE_I64, LATHE_DIMS(3), (int64_t[]){0, 5, 1}));
+}
+BAD(b_select_const_neg) {
+    return lathe_index_select(g, IN32("x", 4, 3), -1, lathe_const(g, LATHE_I64, LATHE_DIMS(2), (int64_t[]){-1, 1}));
+}
+static lathe_node *select_bw(lathe_graph *g, lathe_node *gy, lathe_node *ix, int64_t axis, int64_t size) {
+    return lt_make(g, LT_OP_INDEX_SELECT_BACKWARD, 2, (lathe_node *[]){gy, ix}, ATTRS(I1(axis), I1(size)));
+}
+BAD(b_select_bw_int) { return select_bw(g, lathe_input(g, "gy", LATHE_I64, LATHE_DIMS(2, 4)), IX(2), 0, 3); }
+BAD(b_select_bw_index) { return select_bw(g, IN32("gy", 2, 4), IN32("index", 2), 0, 3); }
+BAD(b_select_bw_shape) { return select_bw(g, IN32("gy", 2, 4), IX(3), 0, 3); }
+BAD(b_select_bw_axis) { return select_bw(g, IN32("gy", 2, 4), IX(2), 2, 3); }
+BAD(b_select_bw_size) { return select_bw(g, IN32("gy", 2, 4), IX(2), 0, -1); }
+BAD(b_select_bw_empty) { return select_bw(g, IN32("gy", 2, 4), IX(2), 0, 0); }
+BAD(b_select_bw_rank) { return select_bw(g, IN32("gy", 2), IX(2, 1), 0, 3); }
 
 static const struct {
     const char *label;
@@ -462,6 +489,30 @@ static const struct {
     {"adaptive_avg_pool2d_backward rank", b_adaptive_bw_rank, LATHE_ERR_SHAPE, "adaptive_avg_pool2d_backward: gradient must have rank 4 (N, C, P, Q), got f32[1,2,2]"},
     {"adaptive_avg_pool2d_backward empty", b_adaptive_bw_empty, LATHE_ERR_SHAPE, "adaptive_avg_pool2d_backward: gradient f32[1,1,0,2] has an empty spatial dim"},
     {"adaptive_avg_pool2d_backward of integers", b_adaptive_bw_int, LATHE_ERR_DTYPE, "adaptive_avg_pool2d_backward: gradient must be f32 or f64, got i64[1,1,2,2]"},
+    {"index_select float index", b_select_float_index, LATHE_ERR_DTYPE, "index_select: index must be i64, got f32[2] (input f32[3,4])"},
+    {"index_select axis", b_select_axis, LATHE_ERR_ARG, "index_select: axis 2 out of range [-2, 1] for f32[3,4]"},
+    {"index_select of a scalar", b_select_rank0, LATHE_ERR_SHAPE, "index_select: input must have rank >= 1, got f32[]"},
+    {"index_select result rank 7", b_select_rank7, LATHE_ERR_SHAPE,
+     "index_select: the result would have rank 7, more than 6 (f32[1,1,1,3], i64[1,1,1,2])"},
+    {"index_select of an empty axis", b_select_empty, LATHE_ERR_SHAPE,
+     "index_select: index i64[2] selects from an empty axis 0 (input f32[0,4])"},
+    {"index_select constant index", b_select_const, LATHE_ERR_ARG,
+     "index_select: constant index i64[3] holds 5 at element 1, outside [0, 3) (input f32[3,4], axis 0)"},
+    {"index_select negative constant index", b_select_const_neg, LATHE_ERR_ARG,
+     "holds -1 at element 0, outside [0, 3) (input f32[4,3], axis 1)"},
+    {"index_select_backward of integers", b_select_bw_int, LATHE_ERR_DTYPE,
+     "index_select_backward: gradient must be f32 or f64, got i64[2,4]"},
+    {"index_select_backward float index", b_select_bw_index, LATHE_ERR_DTYPE,
+     "index_select_backward: index must be i64, got f32[2] (gradient f32[2,4])"},
+    {"index_select_backward index shape", b_select_bw_shape, LATHE_ERR_SHAPE,
+     "index_select_backward: gradient f32[2,4] does not hold index i64[3] at axis 0"},
+    {"index_select_backward axis", b_select_bw_axis, LATHE_ERR_ARG,
+     "index_select_backward: axis 2 out of range [-2, 1] for a rank-2 result (gradient f32[2,4], index i64[2])"},
+    {"index_select_backward size", b_select_bw_size, LATHE_ERR_ARG, "index_select_backward: size -1 out of range (gradient f32[2,4])"},
+    {"index_select_backward empty axis", b_select_bw_empty, LATHE_ERR_SHAPE,
+     "index_select_backward: index i64[2] selects from an empty axis 0 (gradient f32[2,4])"},
+    {"index_select_backward rank", b_select_bw_rank, LATHE_ERR_SHAPE,
+     "index_select_backward: gradient f32[2] has fewer dims than index i64[2,1]"},
 };
 
 static void test_bad_calls(void **state) {

@@ -71,6 +71,7 @@ static void assert_same_graph(const lathe_graph *a, const lathe_graph *b, const 
         SAME(!x->name || strcmp(x->name, y->name) == 0, "name");
         SAME(x->requires_grad == y->requires_grad, "requires_grad");
         SAME(x->no_grad == y->no_grad, "no_grad");
+        SAME(x->init == y->init && memcmp(&x->init_a, &y->init_a, sizeof x->init_a) == 0, "init");
         if (x->op == LT_OP_CONST)
             SAME(memcmp(x->data, y->data, (size_t)x->numel * lathe_dtype_size(x->dtype)) == 0, "const data");
     }
@@ -205,6 +206,31 @@ static void test_forward_references(void **state) {
     assert_int_equal(g->nodes[2]->line, 2);
     assert_int_equal(g->nodes[2]->col, 1);
     assert_int_equal(g->cur_line, 0);
+    free(t);
+    lathe_graph_free(g);
+}
+
+/* lathe_set_init's initializers print as init=KIND(A) and parse back to the
+ * same kind and the same bits of A. */
+static void test_initializers(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *e = lathe_param(g, "wte.weight", LATHE_F32, LATHE_DIMS(5, 4), true);
+    lathe_node *w = lathe_param(g, "w", LATHE_F64, LATHE_DIMS(4), false);
+    lathe_node *b = lathe_buffer(g, "b", LATHE_F32, LATHE_DIMS(4));
+    lathe_node *a = lathe_param(g, "a", LATHE_F32, LATHE_DIMS(4), true); /* AUTO: nothing printed */
+    assert_int_equal(lathe_set_init(e, LATHE_LEAF_INIT_NORMAL, 0.02), LATHE_OK);
+    assert_int_equal(lathe_set_init(w, LATHE_LEAF_INIT_UNIFORM, 1.0 / 3), LATHE_OK);
+    assert_int_equal(lathe_set_init(b, LATHE_LEAF_INIT_CONST, -1.5), LATHE_OK);
+    lathe_node *h = lathe_index_select(g, e, 0, lathe_input(g, "t", LATHE_I64, LATHE_DIMS(3)));
+    lathe_output(g, "y", lathe_add(g, lathe_mul(g, h, lathe_add(g, b, a)), lathe_cast(g, w, LATHE_F32)));
+    assert_graph_ok(g);
+    round_trip(g, "initializers");
+    char *t = to_text(g);
+    assert_non_null(strstr(t, "%0 = param \"wte.weight\" f32[5,4] grad init=normal(0.02)\n"));
+    assert_non_null(strstr(t, "%1 = param \"w\" f64[4] init=uniform(0.3333333333333333)\n"));
+    assert_non_null(strstr(t, "%2 = buffer \"b\" f32[4] init=const(-1.5)\n"));
+    assert_non_null(strstr(t, "%3 = param \"a\" f32[4] grad\n"));
     free(t);
     lathe_graph_free(g);
 }
@@ -448,6 +474,20 @@ static const bad_case bad_cases[] = {
     {"%0 = input \"l\" i64[2] grad\n", 0, LATHE_ERR_DTYPE,
      {"t.ir:1:6: input 'l': only floating-point tensors can require grad"}},
     {"%0 = buffer \"b\" f32[2] grad\n", 0, LATHE_ERR_ARG, {"t.ir:1:24: buffer cannot take 'grad'"}},
+    /* initializers */
+    {"%0 = input \"a\" f32[2] init=normal(1)\n", 0, LATHE_ERR_ARG,
+     {"t.ir:1:23: input cannot take 'init': only params and buffers are initialized"}},
+    {"%0 = param \"w\" f32[2] init=gauss(1)\n", 0, LATHE_ERR_PARSE,
+     {"t.ir:1:28: expected an initializer: uniform(A), const(V), normal(STD) or seed(0), got 'gauss'"}},
+    {"%0 = param \"w\" f32[2] init=normal 1\n", 0, LATHE_ERR_PARSE,
+     {"t.ir:1:35: expected '(' and the initializer's number, got '1'"}},
+    {"%0 = param \"w\" f32[2] init=normal(1\n", 0, LATHE_ERR_PARSE,
+     {"t.ir:1:36: unexpected end of line, expected ')' after the initializer's number"}},
+    {"%0 = param \"w\" f32[2] init=normal(-1)\n", 0, LATHE_ERR_ARG,
+     {"t.ir:1:23: set_init 'w': bad initializer normal(-1)", "standard deviation >= 0"}},
+    {"%0 = buffer \"b\" f32[2] init=uniform(nan)\n", 0, LATHE_ERR_ARG, {"t.ir:1:24: set_init 'b': bad initializer uniform(nan)"}},
+    {"%0 = param \"w\" f32[2] zeros\n", 0, LATHE_ERR_PARSE,
+     {"t.ir:1:23: expected 'init=...', 'nograd', ': TYPE' or end of line, got 'zeros'"}},
     /* constants */
     {"%0 = const f32[2,2] [1, 2, 3]\n", 0, LATHE_ERR_SHAPE, {"t.ir:1:21: const f32[2,2] needs 4 values, got 3"}},
     {"%0 = const f32[] [1]\n", 0, LATHE_ERR_PARSE, {"t.ir:1:18: a rank-0 const takes one value without brackets"}},
@@ -707,6 +747,7 @@ int main(void) {
         cmocka_unit_test(test_const_values_bit_exact),
         cmocka_unit_test(test_forward_references),
         cmocka_unit_test(test_no_grad_flag),
+        cmocka_unit_test(test_initializers),
         cmocka_unit_test(test_names_comments_layout),
         cmocka_unit_test(test_string_escapes),
         cmocka_unit_test(test_parse_file),

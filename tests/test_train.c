@@ -273,9 +273,80 @@ static void test_explicit_init(void **state) {
     lathe_graph_free(g);
 }
 
+/* Sample statistics of n draws that should be normal(0, sd), against
+ * bounds of about 4 standard errors for these sizes: the mean, the standard
+ * deviation, the share within one sd (a normal's 68.3%, a uniform's of the
+ * same sd 57.7%), and tails past 3 sd (0.27% of a normal, none of such a
+ * uniform) but none past 6. */
+static void check_normal(const char *what, const double *v, int64_t n, double sd) {
+    double s = 0, ss = 0;
+    int64_t in1 = 0, past3 = 0, past6 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        s += v[i];
+        ss += v[i] * v[i];
+        in1 += fabs(v[i]) < sd;
+        past3 += fabs(v[i]) > 3 * sd;
+        past6 += fabs(v[i]) > 6 * sd;
+    }
+    double mean = s / (double)n, std = sqrt(ss / (double)n - mean * mean), share = (double)in1 / (double)n;
+    double se = 1 / sqrt((double)n);
+    if (fabs(mean) > 4 * sd * se || fabs(std / sd - 1) > 3 * se || fabs(share - 0.6827) > 2 * se ||
+        past3 < (int64_t)(0.0027 * (double)n / 3) || past6 > 0)
+        fail_msg("%s: mean %g, sd %g (want %g), %.4f within 1 sd, %lld past 3 sd, %lld past 6 sd", what, mean, std, sd,
+                 share, (long long)past3, (long long)past6);
+}
+
+/* A normal initializer, drawn by seed: an embedding's table (what an
+ * index_select picks rows from) draws from normal(0, 1) by default, as
+ * torch.nn.Embedding's weight; lathe_set_init's NORMAL from normal(0, sd).
+ * The same seed gives the same bits, another seed others. */
+static void test_normal_init(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *tok = lathe_input(g, "tokens", LATHE_I64, LATHE_DIMS(4));
+    lathe_node *emb = lathe_param(g, "wte.weight", LATHE_F32, LATHE_DIMS(300, 48), true);
+    lathe_node *w = lathe_param(g, "w", LATHE_F64, LATHE_DIMS(101, 99), true); /* an odd count: a lone last draw */
+    assert_int_equal(lathe_set_init(w, LATHE_LEAF_INIT_NORMAL, -0.5), LATHE_ERR_ARG);
+    lathe_graph_clear_error(g);
+    assert_int_equal(lathe_set_init(w, LATHE_LEAF_INIT_NORMAL, 0.02), LATHE_OK);
+    lathe_output(g, "h", lathe_index_select(g, emb, 0, tok));
+    lathe_output(g, "s", lathe_sum(g, w, 0, NULL, false));
+    assert_graph_ok(g);
+    double a = 0;
+    assert_int_equal(lathe_leaf_init_of(g, emb, &a), LATHE_LEAF_INIT_NORMAL);
+    assert_true(a == 1);
+    lathe_program *p = lathe_compile(g, LATHE_BACKEND_EVAL);
+    assert_non_null(p);
+    const lathe_rt_tensor *ts = lathe_program_tensors(p);
+    int n = lathe_program_num_tensors(p);
+    const lathe_rt_tensor *te = lathe_rt_find(ts, n, "wte.weight"), *tw = lathe_rt_find(ts, n, "w");
+    assert_int_equal(te->init, LATHE_INIT_NORMAL);
+    assert_int_equal(tw->init, LATHE_INIT_NORMAL);
+    assert_true(tw->init_a == 0.02);
+    const uint8_t *arena = lathe_program_arena(p);
+    double *v = malloc(sizeof *v * (size_t)te->numel);
+    float *copy = malloc(sizeof *copy * (size_t)te->numel);
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        lathe_program_init(p, seed);
+        const float *ev = (const float *)(arena + te->offset);
+        for (int64_t i = 0; i < te->numel; i++) v[i] = ev[i];
+        check_normal("wte.weight", v, te->numel, 1);
+        check_normal("w", (const double *)(arena + tw->offset), tw->numel, 0.02);
+        if (seed == 1) memcpy(copy, ev, sizeof *copy * (size_t)te->numel);
+        else assert_true(memcmp(copy, ev, sizeof *copy * (size_t)te->numel) != 0);
+    }
+    lathe_program_init(p, 1);
+    assert_memory_equal(copy, arena + te->offset, sizeof *copy * (size_t)te->numel);
+    free(v);
+    free(copy);
+    lathe_program_free(p);
+    lathe_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_explicit_init),
+        cmocka_unit_test(test_normal_init),
         cmocka_unit_test(test_optimizers_two_steps),
         cmocka_unit_test(test_frozen_untouched),
         cmocka_unit_test(test_optimizer_denormals),

@@ -288,6 +288,40 @@ static void test_dropout_resume(void **state) {
 #undef DROP
 }
 
+/* An embedding language model learns that b follows a and a follows b;
+ * token ids outside its table are refused before anything runs, naming the
+ * value: by the trainer for the whole dataset, by step for a batch. */
+static void test_embedding_text(void **state) {
+    (void)state;
+    char path[512], err[512];
+    for (int vocab = 256; vocab >= 98; vocab -= 158) {
+        snprintf(path, sizeof path, "%s/emb%d.lathe", tmp, vocab);
+        FILE *f = fopen(path, "w");
+        fprintf(f, "model emb\nbatch N = 4\ninput x: i64[N, 8]\ninput y: i64[N, 8]\n"
+                   "h = tanh(embedding(x, %d, 16) as wte)\nlogits = linear(h, 256) as head\noutput logits\n"
+                   "loss cross_entropy(reshape(logits, [N * 8, 256]), reshape(y, [N * 8]))\n", vocab);
+        fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/abab.txt", tmp);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < 400; i++) fputs("ab", f);
+    fclose(f);
+    int rc = run("%s train %s/emb256.lathe --data text:%s/abab.txt --lr 0.5 --epochs 3 --eval", lathe_bin, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    expect_out("test accuracy 100.00%");
+    /* 'b' is 98: outside a table of 98 rows */
+    assert_int_equal(run("%s train %s/emb98.lathe --data text:%s/abab.txt", lathe_bin, tmp, tmp), 1);
+    expect_out("abab.txt: x 98 of sample 0 is outside [0, 98): emb indexes 98 classes or rows with it");
+    int64_t x[4 * 8], y[4 * 8];
+    for (int i = 0; i < 32; i++) x[i] = y[i] = i % 2 ? 97 : 98;
+    lathe_st_tensor ts[2] = {{"x", LATHE_RT_I64, 2, {4, 8}, x}, {"y", LATHE_RT_I64, 2, {4, 8}, y}};
+    snprintf(path, sizeof path, "%s/tokbatch.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    assert_int_equal(run("%s step %s/emb98.lathe --batch %s/tokbatch.safetensors -o %s/tokstep", lathe_bin, tmp, tmp, tmp),
+                     1);
+    expect_out("input 'x': element 0 is 98, outside [0, 98)");
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -583,6 +617,7 @@ int main(void) {
         cmocka_unit_test(test_eval_tokens),
         cmocka_unit_test(test_text_and_sample),
         cmocka_unit_test(test_dropout_resume),
+        cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_trainer_step),

@@ -226,6 +226,20 @@ S(s_adaptive_bw_1) {
     return lt_make(g, LT_OP_ADAPTIVE_AVG_POOL2D_BACKWARD, 1, (lathe_node *[]){X((2, 3, 1, 1))},
                    (lt_attr[LT_MAX_ATTRS]){P2(4, 4)});
 }
+/* index_select: i64 indices in [0, 3) (bind_random), with repeats; the
+ * gradient kernel's gy has the forward result's shape */
+static lathe_node *index(lathe_graph *g, int r, const int64_t *s) { return lathe_input(g, "index", LATHE_I64, r, s); }
+S(s_index_select) { return lathe_index_select(g, X((3, 4)), 0, index(g, D(2, 3))); }
+S(s_index_select_mid) { return lathe_index_select(g, X((2, 3, 2)), -2, index(g, D(4))); }
+S(s_index_select_rank0) { return lathe_index_select(g, X((2, 5)), 1, index(g, 0, NULL)); }
+S(s_index_select_bw) {
+    return lt_make(g, LT_OP_INDEX_SELECT_BACKWARD, 2, (lathe_node *[]){X((2, 3, 4)), index(g, D(2, 3))},
+                   (lt_attr[LT_MAX_ATTRS]){I1(0), I1(3)});
+}
+S(s_index_select_bw_mid) {
+    return lt_make(g, LT_OP_INDEX_SELECT_BACKWARD, 2, (lathe_node *[]){X((2, 4, 2)), index(g, D(4))},
+                   (lt_attr[LT_MAX_ATTRS]){I1(-2), I1(3)});
+}
 
 #define E(label, OP, fn) {label, LT_OP_##OP, fn}
 const sample samples[] = {
@@ -286,6 +300,10 @@ const sample samples[] = {
     E("avg_pool2d_backward/exclude-pad", AVG_POOL2D_BACKWARD, s_avg_pool_bw_nopad),
     E("adaptive_avg_pool2d_backward", ADAPTIVE_AVG_POOL2D_BACKWARD, s_adaptive_bw),
     E("adaptive_avg_pool2d_backward/1x1", ADAPTIVE_AVG_POOL2D_BACKWARD, s_adaptive_bw_1),
+    E("index_select", INDEX_SELECT, s_index_select), E("index_select/middle-axis", INDEX_SELECT, s_index_select_mid),
+    E("index_select/rank0-index", INDEX_SELECT, s_index_select_rank0),
+    E("index_select_backward", INDEX_SELECT_BACKWARD, s_index_select_bw),
+    E("index_select_backward/middle-axis", INDEX_SELECT_BACKWARD, s_index_select_bw_mid),
 };
 const int nsamples = (int)(sizeof samples / sizeof samples[0]);
 
