@@ -146,8 +146,8 @@ int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requ
 /* How lathe_program_init (and a trainer) fills a param or buffer.  AUTO, the
  * default, follows PyTorch's layer defaults from the op that uses it
  * (kaiming-uniform conv/linear weights, uniform(+-1/sqrt(fan_in)) biases,
- * batch norm's 1, 0, running mean 0, running var 1); UNIFORM draws from
- * uniform(-a, a); CONST sets every element to a. */
+ * batch norm's 1, 0, running mean 0, running var 1; layer norm's 1, 0);
+ * UNIFORM draws from uniform(-a, a); CONST sets every element to a. */
 typedef enum { LATHE_LEAF_INIT_AUTO, LATHE_LEAF_INIT_UNIFORM, LATHE_LEAF_INIT_CONST } lathe_leaf_init;
 lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
 /* The initializer that param or buffer leaf gets: UNIFORM or CONST, with the
@@ -155,7 +155,8 @@ lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
  * PyTorch's default for the first op that uses it: a conv2d or linear
  * weight or bias draws from uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) (for
  * weights, what kaiming-uniform with a = sqrt(5) gives); batch norm's weight
- * and running_var are 1, its bias and running_mean 0; a param of rank 2 or
+ * and running_var are 1, its bias and running_mean 0; layer norm's weight is
+ * 1 and its bias 0; a param of rank 2 or
  * more used another way is treated as a linear weight; anything else is 0.
  * The runtime draws the values (lathe_rt_init). */
 lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf, double *a);
@@ -288,6 +289,13 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *weight
                                lathe_node *bias, lathe_node *running_mean,
                                lathe_node *running_var, bool training, double momentum,
                                double eps);
+/* Layer norm over the last n dims of x, which must equal normalized_shape,
+ * as torch.nn.functional.layer_norm: per row of those dims,
+ * (x - mean) / sqrt(var + eps) * weight + bias with the biased variance.
+ * weight and bias have shape normalized_shape; NULL leaves them out (both
+ * NULL: elementwise_affine=False), but a bias needs a weight.  eps >= 0. */
+lathe_node *lathe_layer_norm(lathe_graph *g, lathe_node *x, int n, const int64_t *normalized_shape,
+                             lathe_node *weight, lathe_node *bias, double eps);
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 /* logits (N, C) floating, labels (N) i64 in [0, C). */

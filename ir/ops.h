@@ -113,6 +113,7 @@
   X(CROSS_ENTROPY,   "cross_entropy",        2, 2, LOSS,      "reduction:r") \
   X(NLL_LOSS,        "nll_loss",             2, 2, LOSS,      "reduction:r") \
   X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r") \
+  X(LAYER_NORM,      "layer_norm",           1, 3, NORM,      "normalized_shape:l eps:f") \
   /* Gradient kernels that autodiff emits (compiler/autodiff.c). */ \
   X(SLICE_BACKWARD,  "slice_backward",       1, 1, SHAPE,     "axis:i start:i end:i step:i size:i") \
   X(CONV2D_BACKWARD_INPUT, "conv2d_backward_input", 2, 2, CONTRACT, "stride:p padding:p dilation:p groups:i size:p") \

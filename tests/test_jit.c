@@ -696,6 +696,77 @@ static void test_vector_pools(void **state) {
     tile_target.vector_bytes = 0;
 }
 
+/* ---- layer norm ------------------------------------------------------------------------
+ *
+ * A composite (decompose.c): the fuser makes its forward the row mean, the
+ * row rstd and the normalized affine map, and its backward two row
+ * reductions, the input gradient and the weight and bias sums.  Checked as
+ * the vector cases are, at transformer-like shapes, over the last dim and
+ * the last two, after a linear layer (its matmul plan takes the tile width)
+ * or alone. */
+typedef struct {
+    const char *label;
+    int rank;
+    int64_t shape[3];
+    int k;          /* normalized dims */
+    bool affine, linear;
+} ln_case;
+
+static const ln_case ln_cases[] = {
+    {"[64,128] over [128]", 2, {64, 128}, 1, true, false},
+    {"[64,128] over [128], no affine, after a linear", 2, {64, 128}, 1, false, true},
+    {"[4,16,96] over [96]", 3, {4, 16, 96}, 1, true, false},
+    {"[4,16,96] over [16,96]", 3, {4, 16, 96}, 2, true, false},
+    {"[4,16,96] over [16,96], after a linear", 3, {4, 16, 96}, 2, true, true},
+};
+
+static lathe_graph *ln_graph(const ln_case *lc, lathe_dtype t, bool grads) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", t, lc->rank, lc->shape);
+    lathe_set_requires_grad(x, true);
+    int64_t D = lc->shape[lc->rank - 1];
+    if (lc->linear) x = lathe_linear(g, x, lathe_param(g, "fc.weight", t, LATHE_DIMS(D, D), true), NULL);
+    const int64_t *ns = lc->shape + lc->rank - lc->k;
+    lathe_node *w = lc->affine ? lathe_param(g, "ln.weight", t, lc->k, ns, true) : NULL;
+    lathe_node *b = lc->affine ? lathe_param(g, "ln.bias", t, lc->k, ns, true) : NULL;
+    lathe_node *y = lathe_layer_norm(g, x, lc->k, ns, w, b, 1e-5);
+    lathe_output(g, "y", y);
+    assert_graph_ok(g);
+    if (grads) { /* a cotangent that is an input, as a loss's gradient is: nothing folds */
+        lathe_node *gy = lathe_input(g, "gy", t, lc->rank, lathe_node_shape(y));
+        if (lathe_backward(g, 1, &y, &gy) != LATHE_OK) fail_msg("backward: %s", lathe_graph_error(g));
+    }
+    assert_graph_ok(g);
+    return g;
+}
+
+static void test_layer_norms(void **state) {
+    (void)state;
+    static const char *widths[] = {"32", "64"};
+    for (int wi = 0; wi < 2; wi++) {
+        tile_target.vector_bytes = atoi(widths[wi]);
+        for (size_t i = 0; i < sizeof ln_cases / sizeof ln_cases[0]; i++)
+            for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+                const ln_case *lc = &ln_cases[i];
+                char label[160];
+                snprintf(label, sizeof label, "layer_norm %s/%s/%s-byte vectors", lc->label,
+                         t == LATHE_F32 ? "f32" : "f64", widths[wi]);
+                /* forward: mean, rstd, the map (and the linear); with the backward: 5 more (and 2) */
+                lathe_graph *f = ln_graph(lc, (lathe_dtype)t, false);
+                int kf = count_in_fused(f, "kernel k"), want = 3 + lc->linear;
+                lathe_graph_free(f);
+                lathe_graph *g = ln_graph(lc, (lathe_dtype)t, true);
+                int kb = count_in_fused(g, "kernel k") - kf, wantb = 5 - 2 * !lc->affine + 2 * lc->linear;
+                if (kf != want || kb != wantb)
+                    fail_msg("%s: %d forward and %d backward kernels, want %d and %d", label, kf, kb, want, wantb);
+                if (lc->linear && count_in_fused(g, "matmul, lanes") < 3) fail_msg("%s: the matmul plans were not taken", label);
+                check_vector_case(label, g);
+                lathe_graph_free(g);
+            }
+    }
+    tile_target.vector_bytes = 0;
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -960,6 +1031,7 @@ int main(void) {
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
+        cmocka_unit_test(test_layer_norms),
         cmocka_unit_test(test_target_descriptions),
         cmocka_unit_test(test_target_tiles),
         cmocka_unit_test(test_cache),

@@ -924,6 +924,22 @@ static val *g_softmax(gen *s) {
     return push(s, lathe_log_softmax(s->g, xn, axis), -(R + log((double)(n ? n : 1))), 0);
 }
 
+/* layer_norm over the last 1..rank dims, with a weight, a weight and a bias, or neither */
+static val *g_layer_norm(gen *s) {
+    val *x = tame(s, pick(s, 1, MAXR, false), 16);
+    if (!x) return NULL;
+    int k = ri(s, 1, rk(x)), affine = ri(s, 0, 2);
+    const int64_t *ns = sh(x) + rk(x) - k;
+    double eps = chance(s, 0.5) ? 1e-5 : 1e-3;
+    val *w = affine ? new_leaf(s, dt(x), k, ns, K_UNIFORM, chance(s, 0.8) ? R_PARAM : R_INPUT, 0) : NULL;
+    val *b = affine == 2 ? new_leaf(s, dt(x), k, ns, K_UNIFORM, R_PARAM, 0) : NULL;
+    if ((affine && !w) || (affine == 2 && !b)) return NULL;
+    /* |x - mean| / std <= sqrt(M - 1) over a row of M (Samuelson) */
+    double B = (w ? mag(w) : 1) * sqrt(fmax((double)numel(k, ns) - 1, 0)) + (b ? mag(b) : 0);
+    lathe_node *xn = use(x), *wn = w ? use(w) : NULL, *bn = b ? use(b) : NULL;
+    return push(s, lathe_layer_norm(s->g, xn, k, ns, wn, bn, eps), -B, B);
+}
+
 typedef struct {
     int64_t n, c;
 } lctx;
@@ -1002,6 +1018,7 @@ static const op_gen gens[] = {
     {"broadcast", g_broadcast}, {"concat", g_concat}, {"slice", g_slice},   {"matmul", g_matmul},
     {"linear", g_linear},   {"conv2d", g_conv},     {"pool", g_pool},       {"batch_norm", g_batch_norm},
     {"softmax", g_softmax}, {"loss", g_loss},
+    {"layer_norm", g_layer_norm},
 };
 enum { NGENS = (int)(sizeof gens / sizeof gens[0]) };
 
