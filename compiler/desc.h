@@ -59,7 +59,8 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(RANK, "rank", "x")                                                                           \
     X(CONV2D, "conv2d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
     X(LINEAR, "linear", "x out_features bias=true")                                                \
-    X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")
+    X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")                                          \
+    X(LAYER_NORM, "layer_norm", "x normalized_shape eps=1e-5 elementwise_affine=true bias=true")
 
 typedef enum {
 #define X(e, name, params) B_##e,

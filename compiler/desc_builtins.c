@@ -211,6 +211,32 @@ static bool call_batch_norm(parser *p, const call *c, value *out) {
     return desc_built(p, c->at, lathe_batch_norm2d(g, x, w, b, rm, rv, p->training, momentum, eps), out);
 }
 
+/* torch.nn.LayerNorm: weight (ones) and bias (zeros) of shape
+ * normalized_shape, an integer or a list of x's trailing dims. */
+static bool call_layer_norm(parser *p, const call *c, value *out) {
+    lathe_node *x, *w = NULL, *b = NULL;
+    int64_t ns[LATHE_MAX_RANK];
+    int k;
+    double eps;
+    bool affine, bias;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_ints(p, c, 1, LATHE_MAX_RANK, ns, &k) || !arg_num(p, c, 2, &eps) ||
+        !arg_bool(p, c, 3, &affine) || !arg_bool(p, c, 4, &bias))
+        return false;
+    if (k == 0) return bad_arg(p, c, 1, "an integer or a non-empty list of integers");
+    int r = lathe_node_rank(x);
+    if (k > r || memcmp(ns, lathe_node_shape(x) + r - k, sizeof *ns * (size_t)k)) {
+        char ts[96], want[96];
+        lathe_node_type_str(x, ts, sizeof ts);
+        lt_type_str(LATHE_I64, k, ns, want, sizeof want);
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[1].at, "layer_norm: normalized_shape %s is not the last %d dims of x %s",
+                        strchr(want, '['), k, ts);
+    }
+    lathe_dtype t = lathe_node_dtype(x);
+    if (affine && !(w = layer_leaf(p, c, "weight", false, t, k, ns))) return false;
+    if (affine && bias && !(b = layer_leaf(p, c, "bias", false, t, k, ns))) return false;
+    return desc_built(p, c->at, lathe_layer_norm(p->g, x, k, ns, w, b, eps), out);
+}
+
 /* sum, mean, max: axes (an integer or a list), or axis; neither: every axis. */
 static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
     lathe_node *x;
@@ -434,6 +460,7 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_CONV2D: return call_conv2d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);
     case B_BATCH_NORM: return call_batch_norm(p, c, out);
+    case B_LAYER_NORM: return call_layer_norm(p, c, out);
     case B_COUNT: break;
     }
     return desc_err(p, LATHE_ERR_ARG, c->at, "internal: built-in %d has no implementation", (int)b);

@@ -587,6 +587,71 @@ static void test_loops_and_sharing(void **state) {
     lathe_graph_free(d);
 }
 
+/* ---- layer norm, sequence-model builders ---------------------------------------------------- */
+
+/* Row r of y against the layer norm worked out here: mean and biased
+ * variance of the M values of x's row r, weight w and bias b (NULL: 1, 0). */
+static void check_ln_rows(const char *label, const double *x, const double *y, int64_t rows, int64_t M, double eps,
+                          const double *w, const double *b) {
+    for (int64_t r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < M; i++) mean += x[r * M + i] / (double)M;
+        for (int64_t i = 0; i < M; i++) var += (x[r * M + i] - mean) * (x[r * M + i] - mean) / (double)M;
+        for (int64_t i = 0; i < M; i++) {
+            double want = (x[r * M + i] - mean) / sqrt(var + eps) * (w ? w[i] : 1) + (b ? b[i] : 0);
+            if (fabs(y[r * M + i] - want) > 1e-5 * fmax(1, fabs(want)))
+                fail_msg("%s[%lld]: %.9g, want %.9g", label, (long long)(r * M + i), y[r * M + i], want);
+        }
+    }
+}
+
+static const char *ln_src = "input x: f32[2, 3, 4]\n"
+                            "a = layer_norm(x, 4) as ln\n"
+                            "b = layer_norm(x, [3, 4], eps=0.5) as ln2\n"
+                            "c = layer_norm(x, 4, elementwise_affine=false) as plain\n"
+                            "d = layer_norm(x, normalized_shape=4, bias=false) as nob\n"
+                            "e = layer_norm(a, 4) as ln\n"
+                            "output a\noutput b\noutput c\noutput d\noutput e\n";
+
+static void test_layer_norm_layer(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = true};
+    lathe_graph *g = parse_src(ln_src, &opt, NULL);
+    /* PyTorch's names and shapes; ln called twice shares its two */
+    static const struct {
+        const char *name, *type;
+        double init;
+    } leaves[] = {{"ln.weight", "f32[4]", 1}, {"ln.bias", "f32[4]", 0}, {"ln2.weight", "f32[3,4]", 1},
+                  {"ln2.bias", "f32[3,4]", 0}, {"nob.weight", "f32[4]", 1}};
+    int params = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(g); i++) params += !strcmp(lathe_node_op(lathe_graph_node(g, i)), "param");
+    assert_int_equal(params, 5);
+    for (int i = 0; i < 5; i++) {
+        const lathe_node *n = lathe_graph_find(g, leaves[i].name);
+        if (!n) fail_msg("no '%s'", leaves[i].name);
+        char ts[96];
+        lathe_node_type_str(n, ts, sizeof ts);
+        assert_string_equal(ts, leaves[i].type);
+        assert_true(lathe_requires_grad(n));
+        double a = -1; /* ones and zeros, also for a weight of rank 2 (not a linear's) */
+        assert_int_equal(lathe_leaf_init_of(g, n, &a), LATHE_LEAF_INIT_CONST);
+        assert_true(a == leaves[i].init);
+    }
+    lathe_eval *ev = run_eval(g, 3);
+    const double *x = lathe_eval_leaf(ev, "x");
+    const double *w = lathe_eval_leaf(ev, "ln.weight"), *b = lathe_eval_leaf(ev, "ln.bias");
+    check_ln_rows("a", x, lathe_eval_value(ev, lathe_graph_find_output(g, "a")), 6, 4, 1e-5, w, b);
+    check_ln_rows("b", x, lathe_eval_value(ev, lathe_graph_find_output(g, "b")), 2, 12, 0.5,
+                  lathe_eval_leaf(ev, "ln2.weight"), lathe_eval_leaf(ev, "ln2.bias"));
+    check_ln_rows("c", x, lathe_eval_value(ev, lathe_graph_find_output(g, "c")), 6, 4, 1e-5, NULL, NULL);
+    check_ln_rows("d", x, lathe_eval_value(ev, lathe_graph_find_output(g, "d")), 6, 4, 1e-5,
+                  lathe_eval_leaf(ev, "nob.weight"), NULL);
+    const double *av = lathe_eval_value(ev, lathe_graph_find_output(g, "a"));
+    check_ln_rows("e", av, lathe_eval_value(ev, lathe_graph_find_output(g, "e")), 6, 4, 1e-5, w, b);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -717,6 +782,32 @@ static const bad_case bad_cases[] = {
      LATHE_ERR_SHAPE,
      {"t.lathe:2:16: batch_norm: x must be (N, C, H, W), got f32[2,3]"}},
     {X2 "y = reshape(x, [[1]])\n", 0, LATHE_ERR_ARG, {"t.lathe:2:17: lists cannot be nested"}},
+    {X2 "y = layer_norm(x, 4) as ln\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:19: layer_norm: normalized_shape [4] is not the last 1 dims of x f32[2,3]", "\n  y = layer_norm(x, 4) as ln\n                    ^"}},
+    {X2 "y = layer_norm(x, [1, 2, 3]) as ln\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:19: layer_norm: normalized_shape [1,2,3] is not the last 3 dims of x f32[2,3]"}},
+    {X2 "y = layer_norm(x, 3)\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:2:5: layer_norm creates parameters and needs a name: write layer_norm(...) as NAME (for example 'as ln1')"}},
+    {X2 "y = layer_norm(x, []) as ln\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:19: layer_norm: argument 'normalized_shape' must be an integer or a non-empty list of integers, got a list of 0"}},
+    {X2 "y = layer_norm(x, 1.5) as ln\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:19: layer_norm: argument 'normalized_shape' must be an integer or a list of at most 6 integers"}},
+    {X2 "y = layer_norm(x, 3, eps=-1) as ln\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: layer_norm: eps must be a finite number >= 0, got -1"}},
+    {X2 "y = layer_norm(x, 3, elementwise_affine=f32) as ln\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:41: layer_norm: argument 'elementwise_affine' must be a number, got the dtype f32"}},
+    {X2 "y = layer_norm(x, 3) as ln\nz = layer_norm(x, [2, 3]) as ln\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:3:5: layer_norm: 'ln.weight' is f32[3] (made at line 2), this call needs f32[2,3]"}},
     {X2 "n = channels(relu(sum(x)))\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: channels: f32[] has no axis 1"}},
     /* shapes and dtypes from the builders, at the call or operator */
     {X2 "input y: f32[4]\nz = x + y\n",
@@ -1010,6 +1101,7 @@ int main(void) {
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_eval_losses),
         cmocka_unit_test(test_loops_and_sharing),
+        cmocka_unit_test(test_layer_norm_layer),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),
