@@ -46,7 +46,9 @@ void desc_builtin_params(builtin b, call *c) {
             if (!*end) ps->def = (value){.k = V_NUM, .num = d};
             else if (!strcmp(buf, "true") || !strcmp(buf, "false"))
                 ps->def = (value){.k = V_NUM, .num = buf[0] == 't'};
-            else if (!strcmp(buf, "f32")) ps->def = (value){.k = V_DTYPE, .dtype = LATHE_F32};
+            else
+                for (int t = LATHE_F32; t <= LATHE_BOOL; t++)
+                    if (!strcmp(buf, lathe_dtype_name((lathe_dtype)t))) ps->def = (value){.k = V_DTYPE, .dtype = (lathe_dtype)t};
         }
         while (*s == ' ') s++;
     }
@@ -305,6 +307,71 @@ bool desc_make_const(parser *p, const value *v, lathe_dtype t, int rank, const i
     return *out ? true : desc_relocate(p, v->at);
 }
 
+/* ---- sequence-model builders: constants made at trace time ------------------------------- */
+
+/* arange's values are a constant in the graph: at most this many. */
+enum { MAX_ARANGE = 1 << 24 };
+
+/* torch.arange: arange(end) or arange(start, end, step=1), ceil((end -
+ * start) / step) values start + i * step; integers for i64. */
+static bool call_arange(parser *p, const call *c, value *out) {
+    double v[3];           /* start, end, step */
+    const value *src[3];   /* where each came from */
+    if (!arg_num(p, c, 0, &v[0]) || (c->set[1] && !arg_num(p, c, 1, &v[1])) || !arg_num(p, c, 2, &v[2])) return false;
+    src[0] = &c->v[0], src[1] = &c->v[1], src[2] = &c->v[2];
+    if (!c->set[1]) v[1] = v[0], v[0] = 0, src[1] = src[0]; /* arange(end) */
+    if (c->v[3].k != V_DTYPE) return bad_arg(p, c, 3, "a dtype (f32, f64 or i64)");
+    lathe_dtype t = c->v[3].dtype;
+    if (t == LATHE_BOOL)
+        return desc_err(p, LATHE_ERR_DTYPE, c->v[3].at, "arange: dtype must be f32, f64 or i64, got bool");
+    int64_t iv[3] = {0, 0, 0};
+    for (int i = 0; i < 3 && t == LATHE_I64; i++)
+        if ((i > 0 || c->set[1]) && !desc_integral(v[i], &iv[i]))
+            return desc_err(p, LATHE_ERR_ARG, src[i]->at,
+                            "arange: %g is not an integer, as dtype i64 needs (pass dtype=f32 for fractions)", v[i]);
+    if (v[2] == 0) return desc_err(p, LATHE_ERR_ARG, c->v[2].at, "arange: step must not be 0");
+    double count = ceil((v[1] - v[0]) / v[2]);
+    if (count < 0)
+        return desc_err(p, LATHE_ERR_ARG, c->at, "arange: step %g goes away from end %g (start %g)", v[2], v[1], v[0]);
+    if (!(count <= MAX_ARANGE))
+        return desc_err(p, LATHE_ERR_ARG, c->at, "arange: %.0f values is more than a constant may hold (%d)", count,
+                        MAX_ARANGE);
+    int64_t n = (int64_t)count;
+    size_t es = lathe_dtype_size(t);
+    unsigned char *data = malloc((size_t)(n ? n : 1) * es);
+    if (!data) return desc_oom(p);
+    for (int64_t i = 0; i < n; i++) {
+        double x = v[0] + (double)i * v[2];
+        if (t == LATHE_F32) ((float *)data)[i] = (float)x;
+        else if (t == LATHE_F64) ((double *)data)[i] = x;
+        else ((int64_t *)data)[i] = (int64_t)v[0] + i * (int64_t)v[2];
+    }
+    lathe_node *r = lathe_const(p->g, t, 1, &n, data);
+    free(data);
+    return desc_built(p, c->at, r, out);
+}
+
+/* zeros, ones, full: the value broadcast to the shape (an integer or a
+ * list; [] for rank 0), so nothing of that size is stored. */
+static bool call_fill(parser *p, builtin b, const call *c, value *out) {
+    int64_t shape[LATHE_MAX_RANK];
+    int rank, di = b == B_FULL ? 2 : 1;
+    double v = b == B_ONES ? 1 : 0;
+    if (!arg_ints(p, c, 0, LATHE_MAX_RANK, shape, &rank) || (b == B_FULL && !arg_num(p, c, 1, &v))) return false;
+    for (int d = 0; d < rank; d++)
+        if (shape[d] < 0)
+            return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "%s: the shape's dim %d is %lld; dims must be >= 0",
+                            desc_builtins[b].name, d, (long long)shape[d]);
+    if (c->v[di].k != V_DTYPE) return bad_arg(p, c, di, "a dtype (f32, f64, i64 or bool)");
+    lathe_dtype t = c->v[di].dtype;
+    int64_t iv;
+    if (t == LATHE_I64 && !desc_integral(v, &iv))
+        return desc_err(p, LATHE_ERR_ARG, c->v[1].at, "full: value %g is not an integer, as dtype i64 needs", v);
+    lathe_node *r = lathe_scalar(p->g, t, v);
+    if (rank > 0) r = lathe_broadcast_to(p->g, r, rank, shape);
+    return desc_built(p, c->at, r, out);
+}
+
 /* An elementwise function of a number is a number: sqrt(d) for a scale. */
 static bool number_fn(parser *p, builtin b, const call *c, value *out) {
     double x = c->v[0].num, r;
@@ -457,6 +524,10 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
         *out = (value){.k = V_NUM, .num = b == B_RANK ? rank : (double)lathe_node_shape(x)[i1], .at = c->at};
         return true;
     }
+    case B_ARANGE: return call_arange(p, c, out);
+    case B_ZEROS:
+    case B_ONES:
+    case B_FULL: return call_fill(p, b, c, out);
     case B_CONV2D: return call_conv2d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);
     case B_BATCH_NORM: return call_batch_norm(p, c, out);

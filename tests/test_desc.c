@@ -652,6 +652,51 @@ static void test_layer_norm_layer(void **state) {
     lathe_graph_free(g);
 }
 
+/* Output `name`: its type and values, worked out by hand. */
+static void assert_output(lathe_graph *g, lathe_eval *ev, const char *name, const char *type, int n, const double *want) {
+    const lathe_node *y = lathe_graph_find_output(g, name);
+    if (!y) fail_msg("no output '%s'", name);
+    char ts[96];
+    lathe_node_type_str(y, ts, sizeof ts);
+    if (strcmp(ts, type)) fail_msg("output '%s' is %s, want %s", name, ts, type);
+    if (lathe_node_numel(y) != n) fail_msg("output '%s': %lld values, want %d", name, (long long)lathe_node_numel(y), n);
+    const double *v = lathe_eval_value(ev, y);
+    for (int i = 0; i < n; i++)
+        if (v[i] != want[i]) fail_msg("output '%s'[%d] = %.17g, want %.17g", name, i, v[i], want[i]);
+}
+#define WANT(...) (int)(sizeof((const double[]){__VA_ARGS__}) / sizeof(double)), (const double[]){__VA_ARGS__}
+
+static void test_constant_builders(void **state) {
+    (void)state;
+    const char *src = "output a = arange(5)\n"
+                      "output b = arange(2, 11, 3)\n"            /* ceil(9/3) = 3 */
+                      "output c = arange(1, -1, -0.5, dtype=f32)\n" /* ceil(-2/-0.5) = 4 */
+                      "output d = arange(0, 1, 0.3, dtype=f64)\n"   /* ceil(3.33) = 4 */
+                      "output e = arange(3, 3)\n"
+                      "output z = zeros([2, 3])\n"
+                      "output o = ones(3, dtype=i64)\n"
+                      "output f = full([2, 1], 7.5, dtype=f64)\n"
+                      "output t = full([], true, dtype=bool)\n"
+                      "output u = zeros([0, 2], dtype=f64)\n"
+                      "output s = ones([2]) * arange(2, dtype=f32) + full(2, -1)\n";
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *g = parse_src(src, &opt, NULL);
+    lathe_eval *ev = run_eval(g, 1);
+    assert_output(g, ev, "a", "i64[5]", WANT(0, 1, 2, 3, 4));
+    assert_output(g, ev, "b", "i64[3]", WANT(2, 5, 8));
+    assert_output(g, ev, "c", "f32[4]", WANT(1, 0.5, 0, -0.5));
+    assert_output(g, ev, "d", "f64[4]", WANT(0, 0.3, 0.6, 0.3 * 3));
+    assert_output(g, ev, "e", "i64[0]", 0, NULL);
+    assert_output(g, ev, "z", "f32[2,3]", WANT(0, 0, 0, 0, 0, 0));
+    assert_output(g, ev, "o", "i64[3]", WANT(1, 1, 1));
+    assert_output(g, ev, "f", "f64[2,1]", WANT(7.5, 7.5));
+    assert_output(g, ev, "t", "bool[]", WANT(1));
+    assert_output(g, ev, "u", "f64[0,2]", 0, NULL);
+    assert_output(g, ev, "s", "f32[2]", WANT(-1, 0));
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -782,6 +827,28 @@ static const bad_case bad_cases[] = {
      LATHE_ERR_SHAPE,
      {"t.lathe:2:16: batch_norm: x must be (N, C, H, W), got f32[2,3]"}},
     {X2 "y = reshape(x, [[1]])\n", 0, LATHE_ERR_ARG, {"t.lathe:2:17: lists cannot be nested"}},
+    {"a = arange(0, 10, 0)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:19: arange: step must not be 0"}},
+    {"a = arange(2.5)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:12: arange: 2.5 is not an integer, as dtype i64 needs (pass dtype=f32 for fractions)"}},
+    {"a = arange(0, 4, 0.5)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:18: arange: 0.5 is not an integer"}},
+    {"a = arange(5, 0)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: step 1 goes away from end 0 (start 5)"}},
+    {"a = arange(3, dtype=bool)\n", 0, LATHE_ERR_DTYPE, {"t.lathe:1:21: arange: dtype must be f32, f64 or i64, got bool"}},
+    {"a = arange(1e9)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: 1000000000 values is more than a constant may hold (16777216)"}},
+    {X2 "a = arange(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:12: arange: argument 'start' must be a number, got a tensor f32[2,3]"}},
+    {"a = zeros([2, -1])\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:11: zeros: the shape's dim 1 is -1; dims must be >= 0"}},
+    {X2 "a = zeros(x)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:11: zeros: argument 'shape' must be an integer or a list of at most 6 integers, got a tensor f32[2,3]"}},
+    {"a = full(3, 0.5, dtype=i64)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:13: full: value 0.5 is not an integer, as dtype i64 needs"}},
+    {"a = ones(3, dtype=2)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:19: ones: argument 'dtype' must be a dtype (f32, f64, i64 or bool), got the number 2"}},
+    {"a = full(3)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: missing argument 'value' of full(shape, value, dtype=f32)"}},
+    {"a = zeros([100000000, 100000000, 100000000])\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:5: broadcast_to: element count", "overflows"}},
     {X2 "y = layer_norm(x, 4) as ln\n",
      0,
      LATHE_ERR_SHAPE,
@@ -1102,6 +1169,7 @@ int main(void) {
         cmocka_unit_test(test_eval_losses),
         cmocka_unit_test(test_loops_and_sharing),
         cmocka_unit_test(test_layer_norm_layer),
+        cmocka_unit_test(test_constant_builders),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),
