@@ -61,6 +61,10 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(ZEROS, "zeros", "shape dtype=f32")                                                           \
     X(ONES, "ones", "shape dtype=f32")                                                             \
     X(FULL, "full", "shape value dtype=f32")                                                       \
+    X(TRIL, "tril", "x diagonal=0")                                                                \
+    X(TRIU, "triu", "x diagonal=0")                                                                \
+    X(CAUSAL_MASK, "causal_mask", "T")                                                             \
+    X(MASKED_FILL, "masked_fill", "x mask value")                                                  \
     X(CONV2D, "conv2d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
     X(LINEAR, "linear", "x out_features bias=true")                                                \
     X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")                                          \

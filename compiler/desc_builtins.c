@@ -372,6 +372,82 @@ static bool call_fill(parser *p, builtin b, const call *c, value *out) {
     return desc_built(p, c->at, r, out);
 }
 
+/* 0, 1, ..., n - 1 as an i64 constant of shape (n, 1), or (1, n) when across. */
+static lathe_node *iota(parser *p, int64_t n, bool across) {
+    int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    if (!v) return desc_oom(p), NULL;
+    for (int64_t i = 0; i < n; i++) v[i] = i;
+    lathe_node *r = lathe_const(p->g, LATHE_I64, LATHE_DIMS(across ? 1 : n, across ? n : 1), v);
+    free(v);
+    return r;
+}
+
+/* Bool (rows, cols), element (i, j) set where j - i compares with diagonal
+ * as op says (LT_OP_LE: tril keeps, LT_OP_GE: triu keeps, LT_OP_GT: above
+ * it): two aranges compared, which fusion computes in place of a table. */
+static lathe_node *diagonal_mask(parser *p, int64_t rows, int64_t cols, lt_op op, int64_t diagonal) {
+    lathe_graph *g = p->g;
+    lathe_node *i = iota(p, rows, false), *j = i ? iota(p, cols, true) : NULL;
+    if (!j) return NULL;
+    lathe_node *d = lathe_sub(g, j, i), *k = lathe_scalar(g, LATHE_I64, (double)diagonal);
+    return op == LT_OP_LE ? lathe_le(g, d, k) : op == LT_OP_GE ? lathe_ge(g, d, k) : lathe_gt(g, d, k);
+}
+
+/* torch.tril / torch.triu on the last two dims: where(mask, x, 0). */
+static bool call_tri(parser *p, builtin b, const call *c, value *out) {
+    lathe_node *x;
+    int64_t diag;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &diag)) return false;
+    int r = lathe_node_rank(x);
+    if (r < 2) {
+        char ts[96];
+        lathe_node_type_str(x, ts, sizeof ts);
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "%s: x must have rank >= 2 (its last two dims are the matrix), got %s",
+                        desc_builtins[b].name, ts);
+    }
+    const int64_t *sh = lathe_node_shape(x);
+    lathe_node *keep = diagonal_mask(p, sh[r - 2], sh[r - 1], b == B_TRIL ? LT_OP_LE : LT_OP_GE, diag);
+    if (!keep) return lathe_graph_status(p->g) == LATHE_ERR_NOMEM ? false : desc_relocate(p, c->at);
+    return desc_built(p, c->at, lathe_where(p->g, keep, x, lathe_scalar(p->g, lathe_node_dtype(x), 0)), out);
+}
+
+/* Whether shapes a and b broadcast together (NumPy's rule). */
+static bool broadcasts(int ra, const int64_t *a, int rb, const int64_t *b) {
+    for (int d = 1; d <= ra && d <= rb; d++)
+        if (a[ra - d] != b[rb - d] && a[ra - d] != 1 && b[rb - d] != 1) return false;
+    return true;
+}
+
+/* torch.masked_fill: where(mask, value, x), mask and x broadcast together. */
+static bool call_masked_fill(parser *p, const call *c, value *out) {
+    lathe_node *x, *mask, *v;
+    char ts[96], ms[96], k[128];
+    if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &mask)) return false;
+    lathe_node_type_str(x, ts, sizeof ts);
+    lathe_node_type_str(mask, ms, sizeof ms);
+    if (lathe_node_dtype(mask) != LATHE_BOOL)
+        return desc_err(p, LATHE_ERR_DTYPE, c->v[1].at, "masked_fill: mask must be bool, got %s (a comparison makes one)", ms);
+    if (!broadcasts(lathe_node_rank(x), lathe_node_shape(x), lathe_node_rank(mask), lathe_node_shape(mask)))
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[1].at, "masked_fill: mask %s does not broadcast with x %s", ms, ts);
+    const value *val = &c->v[2];
+    int64_t iv;
+    if (val->k == V_NUM) {
+        if (lathe_node_dtype(x) == LATHE_I64 && !desc_integral(val->num, &iv))
+            return desc_err(p, LATHE_ERR_ARG, val->at, "masked_fill: value %g is not an integer, as x %s needs", val->num, ts);
+        v = lathe_scalar(p->g, lathe_node_dtype(x), val->num);
+    } else if (val->k == V_TENSOR && lathe_node_rank(val->t) == 0) {
+        v = val->t;
+        if (lathe_node_dtype(v) != lathe_node_dtype(x)) {
+            lathe_node_type_str(v, k, sizeof k);
+            return desc_err(p, LATHE_ERR_DTYPE, val->at, "masked_fill: value %s must have the dtype of x %s", k, ts);
+        }
+    } else {
+        return desc_err(p, LATHE_ERR_ARG, val->at, "masked_fill: value must be a number or a rank-0 tensor, got %s",
+                        desc_kind_str(val, k, sizeof k));
+    }
+    return desc_built(p, c->at, lathe_where(p->g, mask, v, x), out);
+}
+
 /* An elementwise function of a number is a number: sqrt(d) for a scale. */
 static bool number_fn(parser *p, builtin b, const call *c, value *out) {
     double x = c->v[0].num, r;
@@ -528,6 +604,15 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_ZEROS:
     case B_ONES:
     case B_FULL: return call_fill(p, b, c, out);
+    case B_TRIL:
+    case B_TRIU: return call_tri(p, b, c, out);
+    case B_CAUSAL_MASK:
+        if (!arg_int(p, c, 0, &i1)) return false;
+        if (i1 < 0 || i1 > (1 << 24))
+            return desc_err(p, LATHE_ERR_ARG, c->v[0].at, "causal_mask: T must be 0 to %d, got %lld", 1 << 24, (long long)i1);
+        if (!(r = diagonal_mask(p, i1, i1, LT_OP_GT, 0)) && lathe_graph_status(g) == LATHE_ERR_NOMEM) return false;
+        return desc_built(p, c->at, r, out);
+    case B_MASKED_FILL: return call_masked_fill(p, c, out);
     case B_CONV2D: return call_conv2d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);
     case B_BATCH_NORM: return call_batch_norm(p, c, out);

@@ -697,6 +697,71 @@ static void test_constant_builders(void **state) {
     lathe_graph_free(g);
 }
 
+static void test_mask_builders(void **state) {
+    (void)state;
+    const char *src = "input x: f32[2, 3, 4]\n"
+                      "m = reshape(arange(1, 10, dtype=f32), [3, 3])\n"
+                      "output l = tril(m)\n"
+                      "output u = triu(m, diagonal=1)\n"
+                      "output l1 = tril(m, -1)\n"
+                      "output u2 = triu(m, -1)\n"
+                      "output wide = tril(ones([2, 4]), 1)\n"
+                      "output big = triu(m, 5)\n"
+                      "output cm = causal_mask(3)\n"
+                      "output cm0 = causal_mask(0)\n"
+                      "output mf = masked_fill(m, causal_mask(3), -1e9)\n"
+                      "output mb = masked_fill(zeros([2, 1]), causal_mask(2), 5)\n"
+                      "output mi = masked_fill(arange(3), arange(3) > 0, -7)\n"
+                      "output bt = tril(x)\n"
+                      "output bu = triu(x, 2)\n"
+                      "output p = softmax(masked_fill(matmul(x, transpose(x, 1, 2)), causal_mask(2 + 1), -1e9), -1)\n";
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *g = parse_src(src, &opt, NULL);
+    lathe_eval *ev = run_eval(g, 2);
+    /* m = [[1,2,3],[4,5,6],[7,8,9]]; tril keeps j - i <= d, triu j - i >= d */
+    assert_output(g, ev, "l", "f32[3,3]", WANT(1, 0, 0, 4, 5, 0, 7, 8, 9));
+    assert_output(g, ev, "u", "f32[3,3]", WANT(0, 2, 3, 0, 0, 6, 0, 0, 0));
+    assert_output(g, ev, "l1", "f32[3,3]", WANT(0, 0, 0, 4, 0, 0, 7, 8, 0));
+    assert_output(g, ev, "u2", "f32[3,3]", WANT(1, 2, 3, 4, 5, 6, 0, 8, 9));
+    assert_output(g, ev, "wide", "f32[2,4]", WANT(1, 1, 0, 0, 1, 1, 1, 0));
+    assert_output(g, ev, "big", "f32[3,3]", WANT(0, 0, 0, 0, 0, 0, 0, 0, 0));
+    assert_output(g, ev, "cm", "bool[3,3]", WANT(0, 1, 1, 0, 0, 1, 0, 0, 0)); /* what attention masks out */
+    assert_output(g, ev, "cm0", "bool[0,0]", 0, NULL);
+    assert_output(g, ev, "mf", "f32[3,3]", WANT(1, -1e9, -1e9, 4, 5, -1e9, 7, 8, 9));
+    assert_output(g, ev, "mb", "f32[2,2]", WANT(0, 5, 0, 0)); /* x [2,1] and mask [2,2] broadcast, as PyTorch */
+    assert_output(g, ev, "mi", "i64[3]", WANT(0, -7, -7));
+    /* batched: the last two dims of x [2,3,4], (i, j) = ((e / 4) % 3, e % 4) */
+    const double *x = lathe_eval_leaf(ev, "x"), *bt = lathe_eval_value(ev, lathe_graph_find_output(g, "bt"));
+    const double *bu = lathe_eval_value(ev, lathe_graph_find_output(g, "bu"));
+    for (int e = 0; e < 24; e++) {
+        int i = e / 4 % 3, j = e % 4;
+        assert_true(bt[e] == (j <= i ? x[e] : 0));
+        assert_true(bu[e] == (j - i >= 2 ? x[e] : 0));
+    }
+    /* causal attention weights: nothing above the diagonal, rows sum to 1, the first row all on itself */
+    const double *pv = lathe_eval_value(ev, lathe_graph_find_output(g, "p"));
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < 3; i++) {
+            double sum = 0;
+            for (int j = 0; j < 3; j++) {
+                sum += pv[b * 9 + i * 3 + j];
+                if (j > i) assert_true(pv[b * 9 + i * 3 + j] == 0);
+            }
+            assert_true(fabs(sum - 1) < 1e-6);
+        }
+    assert_true(pv[0] == 1 && pv[9] == 1);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    /* gradients pass where the mask keeps: d sum(tril(x) * w) / dx = w below the diagonal, 0 above */
+    g = parse_src("input x: f32[3, 3] requires_grad\ninput w: f32[3, 3]\nloss sum(tril(x) * w)\n", NULL, NULL);
+    assert_int_equal(lathe_backward_marked(g), LATHE_OK);
+    ev = run_eval(g, 4);
+    const double *gx = lathe_eval_value(ev, lathe_graph_find_output(g, "grad.x")), *w = lathe_eval_leaf(ev, "w");
+    for (int e = 0; e < 9; e++) assert_true(gx[e] == (e % 3 <= e / 3 ? w[e] : 0));
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -849,6 +914,38 @@ static const bad_case bad_cases[] = {
      {"t.lathe:1:19: ones: argument 'dtype' must be a dtype (f32, f64, i64 or bool), got the number 2"}},
     {"a = full(3)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: missing argument 'value' of full(shape, value, dtype=f32)"}},
     {"a = zeros([100000000, 100000000, 100000000])\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:5: broadcast_to: element count", "overflows"}},
+    {X2 "y = tril(sum(x, 0))\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:10: tril: x must have rank >= 2 (its last two dims are the matrix), got f32[3]"}},
+    {X2 "y = triu(x, 0.5)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:13: triu: argument 'diagonal' must be an integer, got the number 0.5"}},
+    {"y = tril(3)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:10: tril: argument 'x' must be a tensor, got the number 3"}},
+    {"m = causal_mask(-1)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:17: causal_mask: T must be 0 to 16777216, got -1"}},
+    {X2 "m = causal_mask(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:17: causal_mask: argument 'T' must be an integer, got a tensor"}},
+    {X2 "y = masked_fill(x, x, 0)\n",
+     0,
+     LATHE_ERR_DTYPE,
+     {"t.lathe:2:20: masked_fill: mask must be bool, got f32[2,3] (a comparison makes one)"}},
+    {X2 "y = masked_fill(x, causal_mask(4), 0)\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:20: masked_fill: mask bool[4,4] does not broadcast with x f32[2,3]"}},
+    {X2 "y = masked_fill(x, x > 0, [1])\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:27: masked_fill: value must be a number or a rank-0 tensor, got a list of 1"}},
+    {X2 "y = masked_fill(x, x > 0, x)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:27: masked_fill: value must be a number or a rank-0 tensor, got a tensor f32[2,3]"}},
+    {"y = masked_fill(arange(3), arange(3) > 0, 0.5)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:43: masked_fill: value 0.5 is not an integer, as x i64[3] needs"}},
+    {X2 "y = masked_fill(x, x > 0, cast(sum(x), f64))\n",
+     0,
+     LATHE_ERR_DTYPE,
+     {"t.lathe:2:27: masked_fill: value f64[] must have the dtype of x f32[2,3]"}},
     {X2 "y = layer_norm(x, 4) as ln\n",
      0,
      LATHE_ERR_SHAPE,
@@ -1170,6 +1267,7 @@ int main(void) {
         cmocka_unit_test(test_loops_and_sharing),
         cmocka_unit_test(test_layer_norm_layer),
         cmocka_unit_test(test_constant_builders),
+        cmocka_unit_test(test_mask_builders),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),

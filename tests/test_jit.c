@@ -2,13 +2,14 @@
  * sample, forward and backward, in f32 and f64; 1 thread against 2 threads
  * bit for bit; runs repeated with new inputs; state updates; errors; the
  * vector tiles of convolutions, matmuls and max-pools over a table of
- * shapes. */
+ * shapes; layer norms and a causal attention block. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lathe_compiler.h"
+#include "lathe_desc.h"
 #include "program.h"
 #include "target.h"
 #include "testutil.h"
@@ -767,6 +768,30 @@ static void test_layer_norms(void **state) {
     tile_target.vector_bytes = 0;
 }
 
+/* A causal self-attention block from the description language: layer
+ * norms, the causal mask and masked_fill, tril, arange, ones; forward and
+ * backward against the evaluator and the same bits on 1 to 3 threads. */
+static void test_attention_block(void **state) {
+    (void)state;
+    const char *src = "batch N = 2\n"
+                      "let T = 12\n"
+                      "let D = 32\n"
+                      "input tokens: f32[N, T, D]\n"
+                      "input target: f32[N, T, D]\n"
+                      "h = layer_norm(tokens, D) as ln1\n"
+                      "s = matmul(linear(h, D) as q, transpose(linear(h, D) as k, 1, 2)) / sqrt(D)\n"
+                      "a = tril(softmax(masked_fill(s, causal_mask(T), -1e9), -1))\n"
+                      "pos = reshape(cast(arange(T), f32), [T, 1]) * ones(D) / T\n"
+                      "y = layer_norm(tokens + pos + matmul(a, linear(h, D) as v), [T, D]) as ln2\n"
+                      "output y\n"
+                      "loss mse_loss(y, target)\n";
+    lathe_graph *g = lathe_graph_new();
+    if (lathe_desc_parse(g, src, strlen(src), "attn.lathe", NULL, NULL) != LATHE_OK || lathe_backward_marked(g) != LATHE_OK)
+        fail_msg("attention block: %s", lathe_graph_error(g));
+    check_vector_case("attention block", g);
+    lathe_graph_free(g);
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -1032,6 +1057,7 @@ int main(void) {
         cmocka_unit_test(test_vector_matmuls),
         cmocka_unit_test(test_vector_pools),
         cmocka_unit_test(test_layer_norms),
+        cmocka_unit_test(test_attention_block),
         cmocka_unit_test(test_target_descriptions),
         cmocka_unit_test(test_target_tiles),
         cmocka_unit_test(test_cache),
