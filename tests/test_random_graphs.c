@@ -12,7 +12,8 @@
  * params, buffers, consts) whose shapes satisfy the op's rule (infer.c):
  * broadcast-compatible shapes, axis lists, permutations, factorizations of
  * numel, windows that fit, and so on.  Casts make islands of the other float
- * dtype; a few slices and concats make empty tensors.
+ * dtype; a few slices and concats make empty tensors; a few layer norms and
+ * softmaxes take a new input of 64 rows, which fusion's row statistics need.
  *
  * Every float value carries an interval [lo, hi] that holds for any input
  * values the test binds (inputs and params in [-1, 1], or [0.5, 2] for the
@@ -910,8 +911,9 @@ static val *g_batch_norm(gen *s) {
     return push(s, lathe_batch_norm2d(s->g, use(x), use(w), use(b), use(rm), use(rv), training, momentum, eps), -B, B);
 }
 
+static val *rows_input(gen *s);
 static val *g_softmax(gen *s) {
-    val *x = pick(s, 1, MAXR, false);
+    val *x = chance(s, 0.25) ? rows_input(s) : pick(s, 1, MAXR, false);
     if (!x) return NULL;
     x = tame(s, x, 32);
     if (!x) return NULL;
@@ -924,9 +926,18 @@ static val *g_softmax(gen *s) {
     return push(s, lathe_log_softmax(s->g, xn, axis), -(R + log((double)(n ? n : 1))), 0);
 }
 
+/* A new input of 64 rows ([64, n] or [2, 32, n]): enough for fusion's row
+ * statistics (a chunk of the parallel range holds whole rows), which the
+ * generator's small dims never reach. */
+static val *rows_input(gen *s) {
+    int64_t n = ri(s, 1, 4);
+    if (chance(s, 0.5)) return new_leaf(s, s->t, LATHE_DIMS(64, n), K_UNIFORM, R_INPUT, 0);
+    return new_leaf(s, s->t, LATHE_DIMS(2, 32, n), K_UNIFORM, R_INPUT, 0);
+}
+
 /* layer_norm over the last 1..rank dims, with a weight, a weight and a bias, or neither */
 static val *g_layer_norm(gen *s) {
-    val *x = tame(s, pick(s, 1, MAXR, false), 16);
+    val *x = tame(s, chance(s, 0.25) ? rows_input(s) : pick(s, 1, MAXR, false), 16);
     if (!x) return NULL;
     int k = ri(s, 1, rk(x)), affine = ri(s, 0, 2);
     const int64_t *ns = sh(x) + rk(x) - k;
