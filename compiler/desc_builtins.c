@@ -124,7 +124,7 @@ static lathe_node *layer_leaf(parser *p, const call *c, const char *suffix, bool
     lathe_node *old = lathe_graph_find(p->g, name);
     if (old && old->op == (buffer ? LT_OP_BUFFER : LT_OP_PARAM)) {
         /* the layer called again under its name: its parameters are shared */
-        if (old->dtype == t && old->rank == rank && !memcmp(old->shape, shape, sizeof *shape * (size_t)rank))
+        if (old->dtype == t && old->rank == rank && (rank == 0 || !memcmp(old->shape, shape, sizeof *shape * (size_t)rank)))
             return old;
         char was[96], now[96];
         lathe_node_type_str(old, was, sizeof was);

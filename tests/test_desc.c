@@ -585,6 +585,15 @@ static void test_loops_and_sharing(void **state) {
     for (int i = 0; i < lathe_graph_num_nodes(d); i++) params += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "param");
     assert_int_equal(params, 2);
     lathe_graph_free(d);
+    /* a batch norm called twice evaluates with one set of parameters and buffers (its rank-0
+     * num_batches_tracked compared with the one made first) */
+    opt.training = false;
+    d = parse_src("input x: f32[2, 3, 4, 4]\ny = batch_norm(x) as bn\nz = batch_norm(y) as bn\noutput z\n", &opt, NULL);
+    int leaves = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(d); i++)
+        leaves += !strcmp(lathe_node_op(lathe_graph_node(d, i)), "param") || !strcmp(lathe_node_op(lathe_graph_node(d, i)), "buffer");
+    assert_int_equal(leaves, 5);
+    lathe_graph_free(d);
 }
 
 /* ---- layer norm, sequence-model builders ---------------------------------------------------- */
