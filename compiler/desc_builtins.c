@@ -309,8 +309,9 @@ bool desc_make_const(parser *p, const value *v, lathe_dtype t, int rank, const i
 
 /* ---- sequence-model builders: constants made at trace time ------------------------------- */
 
-/* arange's values are a constant in the graph: at most this many. */
-enum { MAX_ARANGE = 1 << 24 };
+/* arange's values are a constant in the graph: at most this many.  A causal
+ * mask's T at most this, so that T * T stays within LT_MAX_NUMEL. */
+enum { MAX_ARANGE = 1 << 24, MAX_CAUSAL = 1 << 24 };
 
 /* torch.arange: arange(end) or arange(start, end, step=1), ceil((end -
  * start) / step) values start + i * step; integers for i64. */
@@ -334,7 +335,7 @@ static bool call_arange(parser *p, const call *c, value *out) {
     if (count < 0)
         return desc_err(p, LATHE_ERR_ARG, c->at, "arange: step %g goes away from end %g (start %g)", v[2], v[1], v[0]);
     if (!(count <= MAX_ARANGE))
-        return desc_err(p, LATHE_ERR_ARG, c->at, "arange: %.0f values is more than a constant may hold (%d)", count,
+        return desc_err(p, LATHE_ERR_ARG, c->at, "arange: %.0f values are more than a constant may hold (%d)", count,
                         MAX_ARANGE);
     int64_t n = (int64_t)count;
     size_t es = lathe_dtype_size(t);
@@ -409,6 +410,17 @@ static bool call_tri(parser *p, builtin b, const call *c, value *out) {
     lathe_node *keep = diagonal_mask(p, sh[r - 2], sh[r - 1], b == B_TRIL ? LT_OP_LE : LT_OP_GE, diag);
     if (!keep) return lathe_graph_status(p->g) == LATHE_ERR_NOMEM ? false : desc_relocate(p, c->at);
     return desc_built(p, c->at, lathe_where(p->g, keep, x, lathe_scalar(p->g, lathe_node_dtype(x), 0)), out);
+}
+
+/* Bool (T, T), true above the diagonal: what causal attention masks out. */
+static bool call_causal_mask(parser *p, const call *c, value *out) {
+    int64_t T;
+    if (!arg_int(p, c, 0, &T)) return false;
+    if (T < 0 || T > MAX_CAUSAL)
+        return desc_err(p, LATHE_ERR_ARG, c->v[0].at, "causal_mask: T must be 0 to %d, got %lld", MAX_CAUSAL, (long long)T);
+    lathe_node *mask = diagonal_mask(p, T, T, LT_OP_GT, 0);
+    if (!mask) return lathe_graph_status(p->g) == LATHE_ERR_NOMEM ? false : desc_relocate(p, c->at);
+    return desc_built(p, c->at, mask, out);
 }
 
 /* Whether shapes a and b broadcast together (NumPy's rule). */
@@ -606,12 +618,7 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_FULL: return call_fill(p, b, c, out);
     case B_TRIL:
     case B_TRIU: return call_tri(p, b, c, out);
-    case B_CAUSAL_MASK:
-        if (!arg_int(p, c, 0, &i1)) return false;
-        if (i1 < 0 || i1 > (1 << 24))
-            return desc_err(p, LATHE_ERR_ARG, c->v[0].at, "causal_mask: T must be 0 to %d, got %lld", 1 << 24, (long long)i1);
-        if (!(r = diagonal_mask(p, i1, i1, LT_OP_GT, 0)) && lathe_graph_status(g) == LATHE_ERR_NOMEM) return false;
-        return desc_built(p, c->at, r, out);
+    case B_CAUSAL_MASK: return call_causal_mask(p, c, out);
     case B_MASKED_FILL: return call_masked_fill(p, c, out);
     case B_CONV2D: return call_conv2d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);

@@ -6,6 +6,7 @@
  * was expected.  Attributes are normalized in place: negative axes wrapped,
  * reshape's -1 resolved, slice bounds clamped as Python does, so the stored
  * (and printed) form is canonical. */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -650,7 +651,7 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
             if (in[i]->rank != k || memcmp(in[i]->shape, a[0].v, sizeof(int64_t) * (size_t)k))
                 return fail(g, LATHE_ERR_SHAPE, "layer_norm: %s must be %s (normalized_shape) for input %s, got %s",
                             what[i], dims, t.s[0], t.s[i]);
-        if (!(a[1].f >= 0 && a[1].f <= 1e308))
+        if (!(a[1].f >= 0) || isinf(a[1].f))
             return fail(g, LATHE_ERR_ARG, "layer_norm: eps must be a finite number >= 0, got %g (input %s)", a[1].f, t.s[0]);
         for (int i = k; i < LATHE_MAX_RANK; i++) a[0].v[i] = 0;
         out->dtype = x->dtype;

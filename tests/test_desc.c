@@ -909,7 +909,7 @@ static const bad_case bad_cases[] = {
     {"a = arange(0, 4, 0.5)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:18: arange: 0.5 is not an integer"}},
     {"a = arange(5, 0)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: step 1 goes away from end 0 (start 5)"}},
     {"a = arange(3, dtype=bool)\n", 0, LATHE_ERR_DTYPE, {"t.lathe:1:21: arange: dtype must be f32, f64 or i64, got bool"}},
-    {"a = arange(1e9)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: 1000000000 values is more than a constant may hold (16777216)"}},
+    {"a = arange(1e9)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: 1000000000 values are more than a constant may hold (16777216)"}},
     {X2 "a = arange(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:12: arange: argument 'start' must be a number, got a tensor f32[2,3]"}},
     {"a = zeros([2, -1])\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:11: zeros: the shape's dim 1 is -1; dims must be >= 0"}},
     {X2 "a = zeros(x)\n",
