@@ -646,6 +646,18 @@ static void test_layer_norm_layer(void **state) {
         assert_int_equal(lathe_leaf_init_of(g, n, &a), LATHE_LEAF_INIT_CONST);
         assert_true(a == leaves[i].init);
     }
+    /* and so a program fills them */
+    lathe_program *prog = lathe_compile(g, LATHE_BACKEND_EVAL);
+    if (!prog) fail_msg("compile: %s", lathe_graph_error(g));
+    lathe_program_init(prog, 5);
+    const lathe_rt_tensor *ts = lathe_program_tensors(prog);
+    for (int i = 0; i < 5; i++) {
+        const lathe_rt_tensor *t = lathe_rt_find(ts, lathe_program_num_tensors(prog), leaves[i].name);
+        assert_non_null(t);
+        const float *v = (const float *)(lathe_program_arena(prog) + t->offset);
+        for (int64_t e = 0; e < t->numel; e++) assert_true(v[e] == leaves[i].init);
+    }
+    lathe_program_free(prog);
     lathe_eval *ev = run_eval(g, 3);
     const double *x = lathe_eval_leaf(ev, "x");
     const double *w = lathe_eval_leaf(ev, "ln.weight"), *b = lathe_eval_leaf(ev, "ln.bias");
