@@ -160,6 +160,35 @@ static lathe_node *gelu_grad(ad *a, lathe_node *x, bool approximate) {
     return lathe_add(g, left, right);
 }
 
+/* y = xhat * w + b over the last k dims of x (normalized_shape), xhat =
+ * (x - mean) * rstd per row; w and b are optional operands 1 and 2. */
+static void layer_norm_rule(ad *a, lathe_node *y, lathe_node *gy) {
+    lathe_graph *g = a->g;
+    lathe_node *x = y->in[0], *w = y->nin > 1 ? y->in[1] : NULL;
+    int k = y->attr[0].n, lead = x->rank - k;
+    int64_t axes[LATHE_MAX_RANK], lead_axes[LATHE_MAX_RANK];
+    for (int i = 0; i < k; i++) axes[i] = lead + i;
+    for (int i = 0; i < lead; i++) lead_axes[i] = i;
+    lathe_node *mean = lathe_mean(g, x, k, axes, true);
+    lathe_node *xc = lathe_sub(g, x, mean);
+    lathe_node *var = lathe_mean(g, lathe_mul(g, xc, xc), k, axes, true);
+    lathe_node *rstd = lathe_rsqrt(g, lathe_add(g, var, sc(a, x, y->attr[1].f)));
+    lathe_node *xhat = lathe_mul(g, xc, rstd);
+    if (a->rg[x->id]) {
+        /* dx = rstd * (d - mean(d) - xhat * mean(d * xhat)), d = dy * w */
+        lathe_node *d = w ? lathe_mul(g, gy, w) : gy;
+        lathe_node *md = lathe_mean(g, d, k, axes, true);
+        lathe_node *mdx = lathe_mean(g, lathe_mul(g, d, xhat), k, axes, true);
+        acc(a, 0, y, lathe_mul(g, rstd, lathe_sub(g, lathe_sub(g, d, md), lathe_mul(g, xhat, mdx))));
+    }
+    /* weight and bias: summed over the leading dims (none: the rows are one) */
+    if (w && a->rg[w->id]) {
+        lathe_node *p = lathe_mul(g, gy, xhat);
+        acc(a, 1, y, lead ? lathe_sum(g, p, lead, lead_axes, false) : p);
+    }
+    if (y->nin > 2 && a->rg[y->in[2]->id]) acc(a, 2, y, lead ? lathe_sum(g, gy, lead, lead_axes, false) : gy);
+}
+
 /* Apply y's rule to its cotangent gy. */
 static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     lathe_graph *g = a->g;
@@ -339,6 +368,7 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         break;
     }
     case LT_OP_BATCH_NORM2D: batch_norm_rule(a, y, gy); break;
+    case LT_OP_LAYER_NORM: layer_norm_rule(a, y, gy); break;
     case LT_OP_SOFTMAX: { /* y * (gy - sum(gy * y)) */
         int64_t ax = y->attr[0].v[0];
         lathe_node *s = lathe_sum(g, lathe_mul(g, gy, y), 1, &ax, true);

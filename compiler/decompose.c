@@ -5,8 +5,8 @@
  * gradients).  Everything else is rewritten here into those, the way a
  * person would: mean is a sum over a count, linear a matmul with the
  * transposed weight, softmax a max, an exp, a sum and a division, cross
- * entropy a log-softmax and a masked sum, batch norm its statistics and an
- * affine map.  The fuser then puts the pieces back into few kernels. */
+ * entropy a log-softmax and a masked sum, batch norm and layer norm their
+ * statistics and an affine map.  The fuser then puts the pieces back into few kernels. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -174,6 +174,18 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
         }
         lathe_node *rstd = lathe_rsqrt(g, lathe_add(g, var, sc(g, t, n->attr[2].f)));
         return lathe_add(g, lathe_mul(g, lathe_mul(g, xc, rstd), w4), b4);
+    }
+    case LT_OP_LAYER_NORM: { /* per row of the last k dims, as batch norm per channel */
+        int k = n->attr[0].n;
+        int64_t axes[LATHE_MAX_RANK], M = 1;
+        for (int i = 0; i < k; i++) axes[i] = x->rank - k + i, M *= x->shape[x->rank - k + i];
+        lathe_node *mean = lathe_div(g, lathe_sum(g, x, k, axes, true), sc(g, t, (double)M));
+        lathe_node *xc = lathe_sub(g, x, mean);
+        lathe_node *var = lathe_div(g, lathe_sum(g, lathe_mul(g, xc, xc), k, axes, true), sc(g, t, (double)M));
+        lathe_node *y = lathe_mul(g, xc, lathe_rsqrt(g, lathe_add(g, var, sc(g, t, n->attr[1].f))));
+        if (n->nin > 1) y = lathe_mul(g, y, in[1]);
+        if (n->nin > 2) y = lathe_add(g, y, in[2]);
+        return y;
     }
     case LT_OP_CONV2D: {
         /* small output planes: y (N, K, P*Q) = w (K, C*R*S) @ im2col(x)^T, per image */

@@ -734,7 +734,8 @@ static bool parse_call(parser *p, token name, value *out) {
         return desc_err(p, LATHE_ERR_NAME, name.at,
                         "%s creates parameters and needs a name: write %s(...) as NAME (for example 'as %s1')",
                         desc_builtins[fi].name, desc_builtins[fi].name,
-                        fi == B_CONV2D || fi == B_CONV1D ? "conv" : fi == B_LINEAR ? "fc" : "bn");
+                        fi == B_CONV2D || fi == B_CONV1D ? "conv" : fi == B_LINEAR ? "fc"
+                        : fi == B_LAYER_NORM ? "ln" : fi == B_EMBEDDING ? "wte" : "bn");
     if (!is_layer(fi) && c.as)
         return desc_err(p, LATHE_ERR_NAME, c.asat, "'as' names the parameters of a layer or block; %s has none",
                         desc_builtins[fi].name);

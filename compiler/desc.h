@@ -66,11 +66,20 @@ enum { MAX_ARGS = 16, MAX_CALLS = 32, MAX_TOTAL_CALLS = 10000, MAX_NEST = 100, N
     X(SHAPE, "shape", "x axis")                                                                    \
     X(RANK, "rank", "x")                                                                           \
     X(INDEX_SELECT, "index_select", "x axis index")                                                \
+    X(ARANGE, "arange", "start end=none step=1 dtype=i64")                                         \
+    X(ZEROS, "zeros", "shape dtype=f32")                                                           \
+    X(ONES, "ones", "shape dtype=f32")                                                             \
+    X(FULL, "full", "shape value dtype=f32")                                                       \
+    X(TRIL, "tril", "x diagonal=0")                                                                \
+    X(TRIU, "triu", "x diagonal=0")                                                                \
+    X(CAUSAL_MASK, "causal_mask", "T")                                                             \
+    X(MASKED_FILL, "masked_fill", "x mask value")                                                  \
     X(CONV2D, "conv2d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
     X(CONV1D, "conv1d", "x out_channels kernel stride=1 padding=0 dilation=1 groups=1 bias=true")  \
     X(LINEAR, "linear", "x out_features bias=true")                                                \
     X(BATCH_NORM, "batch_norm", "x eps=1e-5 momentum=0.1")                                          \
-    X(EMBEDDING, "embedding", "x num_embeddings embedding_dim dtype=f32")
+    X(EMBEDDING, "embedding", "x num_embeddings embedding_dim dtype=f32")                          \
+    X(LAYER_NORM, "layer_norm", "x normalized_shape eps=1e-5 elementwise_affine=true bias=true")
 
 typedef enum {
 #define X(e, name, params) B_##e,

@@ -46,7 +46,9 @@ void desc_builtin_params(builtin b, call *c) {
             if (!*end) ps->def = (value){.k = V_NUM, .num = d};
             else if (!strcmp(buf, "true") || !strcmp(buf, "false"))
                 ps->def = (value){.k = V_NUM, .num = buf[0] == 't'};
-            else if (!strcmp(buf, "f32")) ps->def = (value){.k = V_DTYPE, .dtype = LATHE_F32};
+            else
+                for (int t = LATHE_F32; t <= LATHE_BOOL; t++)
+                    if (!strcmp(buf, lathe_dtype_name((lathe_dtype)t))) ps->def = (value){.k = V_DTYPE, .dtype = (lathe_dtype)t};
         }
         while (*s == ' ') s++;
     }
@@ -277,6 +279,32 @@ static bool call_embedding(parser *p, const call *c, value *out) {
     return desc_built(p, c->at, lathe_index_select(p->g, w, 0, x), out);
 }
 
+/* torch.nn.LayerNorm: weight (ones) and bias (zeros) of shape
+ * normalized_shape, an integer or a list of x's trailing dims. */
+static bool call_layer_norm(parser *p, const call *c, value *out) {
+    lathe_node *x, *w = NULL, *b = NULL;
+    int64_t ns[LATHE_MAX_RANK];
+    int k;
+    double eps;
+    bool affine, bias;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_ints(p, c, 1, LATHE_MAX_RANK, ns, &k) || !arg_num(p, c, 2, &eps) ||
+        !arg_bool(p, c, 3, &affine) || !arg_bool(p, c, 4, &bias))
+        return false;
+    if (k == 0) return bad_arg(p, c, 1, "an integer or a non-empty list of integers");
+    int r = lathe_node_rank(x);
+    if (k > r || memcmp(ns, lathe_node_shape(x) + r - k, sizeof *ns * (size_t)k)) {
+        char ts[96], want[96];
+        lathe_node_type_str(x, ts, sizeof ts);
+        lt_type_str(LATHE_I64, k, ns, want, sizeof want);
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[1].at, "layer_norm: normalized_shape %s is not the last %d dims of x %s",
+                        strchr(want, '['), k, ts);
+    }
+    lathe_dtype t = lathe_node_dtype(x);
+    if (affine && !(w = layer_leaf(p, c, "weight", false, t, k, ns))) return false;
+    if (affine && bias && !(b = layer_leaf(p, c, "bias", false, t, k, ns))) return false;
+    return desc_built(p, c->at, lathe_layer_norm(p->g, x, k, ns, w, b, eps), out);
+}
+
 /* sum, mean, max: axes (an integer or a list), or axis; neither: every axis. */
 static bool call_reduce(parser *p, builtin b, const call *c, value *out) {
     lathe_node *x;
@@ -344,6 +372,159 @@ bool desc_make_const(parser *p, const value *v, lathe_dtype t, int rank, const i
     *out = lathe_const(p->g, t, rank, shape, data);
     free(data);
     return *out ? true : desc_relocate(p, v->at);
+}
+
+/* ---- sequence-model builders: constants made at trace time ------------------------------- */
+
+/* arange's values are a constant in the graph: at most this many.  A causal
+ * mask's T at most this, so that T * T stays within LT_MAX_NUMEL. */
+enum { MAX_ARANGE = 1 << 24, MAX_CAUSAL = 1 << 24 };
+
+/* torch.arange: arange(end) or arange(start, end, step=1), ceil((end -
+ * start) / step) values start + i * step; integers for i64. */
+static bool call_arange(parser *p, const call *c, value *out) {
+    double v[3];           /* start, end, step */
+    const value *src[3];   /* where each came from */
+    if (!arg_num(p, c, 0, &v[0]) || (c->set[1] && !arg_num(p, c, 1, &v[1])) || !arg_num(p, c, 2, &v[2])) return false;
+    src[0] = &c->v[0], src[1] = &c->v[1], src[2] = &c->v[2];
+    if (!c->set[1]) v[1] = v[0], v[0] = 0, src[1] = src[0]; /* arange(end) */
+    if (c->v[3].k != V_DTYPE) return bad_arg(p, c, 3, "a dtype (f32, f64 or i64)");
+    lathe_dtype t = c->v[3].dtype;
+    if (t == LATHE_BOOL)
+        return desc_err(p, LATHE_ERR_DTYPE, c->v[3].at, "arange: dtype must be f32, f64 or i64, got bool");
+    int64_t iv[3] = {0, 0, 0};
+    for (int i = 0; i < 3 && t == LATHE_I64; i++)
+        if ((i > 0 || c->set[1]) && !desc_integral(v[i], &iv[i]))
+            return desc_err(p, LATHE_ERR_ARG, src[i]->at,
+                            "arange: %g is not an integer, as dtype i64 needs (pass dtype=f32 for fractions)", v[i]);
+    if (v[2] == 0) return desc_err(p, LATHE_ERR_ARG, c->v[2].at, "arange: step must not be 0");
+    double count = ceil((v[1] - v[0]) / v[2]);
+    if (count < 0)
+        return desc_err(p, LATHE_ERR_ARG, c->at, "arange: step %g goes away from end %g (start %g)", v[2], v[1], v[0]);
+    if (!(count <= MAX_ARANGE))
+        return desc_err(p, LATHE_ERR_ARG, c->at, "arange: %.0f values are more than a constant may hold (%d)", count,
+                        MAX_ARANGE);
+    int64_t n = (int64_t)count;
+    size_t es = lathe_dtype_size(t);
+    unsigned char *data = malloc((size_t)(n ? n : 1) * es);
+    if (!data) return desc_oom(p);
+    for (int64_t i = 0; i < n; i++) {
+        double x = v[0] + (double)i * v[2];
+        if (t == LATHE_F32) ((float *)data)[i] = (float)x;
+        else if (t == LATHE_F64) ((double *)data)[i] = x;
+        else ((int64_t *)data)[i] = (int64_t)v[0] + i * (int64_t)v[2];
+    }
+    lathe_node *r = lathe_const(p->g, t, 1, &n, data);
+    free(data);
+    return desc_built(p, c->at, r, out);
+}
+
+/* zeros, ones, full: the value broadcast to the shape (an integer or a
+ * list; [] for rank 0), so nothing of that size is stored. */
+static bool call_fill(parser *p, builtin b, const call *c, value *out) {
+    int64_t shape[LATHE_MAX_RANK];
+    int rank, di = b == B_FULL ? 2 : 1;
+    double v = b == B_ONES ? 1 : 0;
+    if (!arg_ints(p, c, 0, LATHE_MAX_RANK, shape, &rank) || (b == B_FULL && !arg_num(p, c, 1, &v))) return false;
+    for (int d = 0; d < rank; d++)
+        if (shape[d] < 0)
+            return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "%s: the shape's dim %d is %lld; dims must be >= 0",
+                            desc_builtins[b].name, d, (long long)shape[d]);
+    if (c->v[di].k != V_DTYPE) return bad_arg(p, c, di, "a dtype (f32, f64, i64 or bool)");
+    lathe_dtype t = c->v[di].dtype;
+    int64_t iv;
+    if (t == LATHE_I64 && !desc_integral(v, &iv))
+        return desc_err(p, LATHE_ERR_ARG, c->v[1].at, "full: value %g is not an integer, as dtype i64 needs", v);
+    lathe_node *r = lathe_scalar(p->g, t, v);
+    if (rank > 0) r = lathe_broadcast_to(p->g, r, rank, shape);
+    return desc_built(p, c->at, r, out);
+}
+
+/* 0, 1, ..., n - 1 as an i64 constant of shape (n, 1), or (1, n) when across. */
+static lathe_node *iota(parser *p, int64_t n, bool across) {
+    int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    if (!v) return desc_oom(p), NULL;
+    for (int64_t i = 0; i < n; i++) v[i] = i;
+    lathe_node *r = lathe_const(p->g, LATHE_I64, LATHE_DIMS(across ? 1 : n, across ? n : 1), v);
+    free(v);
+    return r;
+}
+
+/* Bool (rows, cols), element (i, j) set where j - i compares with diagonal
+ * as op says (LT_OP_LE: tril keeps, LT_OP_GE: triu keeps, LT_OP_GT: above
+ * it): two aranges compared, which fusion computes in place of a table. */
+static lathe_node *diagonal_mask(parser *p, int64_t rows, int64_t cols, lt_op op, int64_t diagonal) {
+    lathe_graph *g = p->g;
+    lathe_node *i = iota(p, rows, false), *j = i ? iota(p, cols, true) : NULL;
+    if (!j) return NULL;
+    lathe_node *d = lathe_sub(g, j, i), *k = lathe_scalar(g, LATHE_I64, (double)diagonal);
+    return op == LT_OP_LE ? lathe_le(g, d, k) : op == LT_OP_GE ? lathe_ge(g, d, k) : lathe_gt(g, d, k);
+}
+
+/* torch.tril / torch.triu on the last two dims: where(mask, x, 0). */
+static bool call_tri(parser *p, builtin b, const call *c, value *out) {
+    lathe_node *x;
+    int64_t diag;
+    if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &diag)) return false;
+    int r = lathe_node_rank(x);
+    if (r < 2) {
+        char ts[96];
+        lathe_node_type_str(x, ts, sizeof ts);
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[0].at, "%s: x must have rank >= 2 (its last two dims are the matrix), got %s",
+                        desc_builtins[b].name, ts);
+    }
+    const int64_t *sh = lathe_node_shape(x);
+    lathe_node *keep = diagonal_mask(p, sh[r - 2], sh[r - 1], b == B_TRIL ? LT_OP_LE : LT_OP_GE, diag);
+    if (!keep) return lathe_graph_status(p->g) == LATHE_ERR_NOMEM ? false : desc_relocate(p, c->at);
+    return desc_built(p, c->at, lathe_where(p->g, keep, x, lathe_scalar(p->g, lathe_node_dtype(x), 0)), out);
+}
+
+/* Bool (T, T), true above the diagonal: what causal attention masks out. */
+static bool call_causal_mask(parser *p, const call *c, value *out) {
+    int64_t T;
+    if (!arg_int(p, c, 0, &T)) return false;
+    if (T < 0 || T > MAX_CAUSAL)
+        return desc_err(p, LATHE_ERR_ARG, c->v[0].at, "causal_mask: T must be 0 to %d, got %lld", MAX_CAUSAL, (long long)T);
+    lathe_node *mask = diagonal_mask(p, T, T, LT_OP_GT, 0);
+    if (!mask) return lathe_graph_status(p->g) == LATHE_ERR_NOMEM ? false : desc_relocate(p, c->at);
+    return desc_built(p, c->at, mask, out);
+}
+
+/* Whether shapes a and b broadcast together (NumPy's rule). */
+static bool broadcasts(int ra, const int64_t *a, int rb, const int64_t *b) {
+    for (int d = 1; d <= ra && d <= rb; d++)
+        if (a[ra - d] != b[rb - d] && a[ra - d] != 1 && b[rb - d] != 1) return false;
+    return true;
+}
+
+/* torch.masked_fill: where(mask, value, x), mask and x broadcast together. */
+static bool call_masked_fill(parser *p, const call *c, value *out) {
+    lathe_node *x, *mask, *v;
+    char ts[96], ms[96], k[128];
+    if (!desc_arg_tensor(p, c, 0, &x) || !desc_arg_tensor(p, c, 1, &mask)) return false;
+    lathe_node_type_str(x, ts, sizeof ts);
+    lathe_node_type_str(mask, ms, sizeof ms);
+    if (lathe_node_dtype(mask) != LATHE_BOOL)
+        return desc_err(p, LATHE_ERR_DTYPE, c->v[1].at, "masked_fill: mask must be bool, got %s (a comparison makes one)", ms);
+    if (!broadcasts(lathe_node_rank(x), lathe_node_shape(x), lathe_node_rank(mask), lathe_node_shape(mask)))
+        return desc_err(p, LATHE_ERR_SHAPE, c->v[1].at, "masked_fill: mask %s does not broadcast with x %s", ms, ts);
+    const value *val = &c->v[2];
+    int64_t iv;
+    if (val->k == V_NUM) {
+        if (lathe_node_dtype(x) == LATHE_I64 && !desc_integral(val->num, &iv))
+            return desc_err(p, LATHE_ERR_ARG, val->at, "masked_fill: value %g is not an integer, as x %s needs", val->num, ts);
+        v = lathe_scalar(p->g, lathe_node_dtype(x), val->num);
+    } else if (val->k == V_TENSOR && lathe_node_rank(val->t) == 0) {
+        v = val->t;
+        if (lathe_node_dtype(v) != lathe_node_dtype(x)) {
+            lathe_node_type_str(v, k, sizeof k);
+            return desc_err(p, LATHE_ERR_DTYPE, val->at, "masked_fill: value %s must have the dtype of x %s", k, ts);
+        }
+    } else {
+        return desc_err(p, LATHE_ERR_ARG, val->at, "masked_fill: value must be a number or a rank-0 tensor, got %s",
+                        desc_kind_str(val, k, sizeof k));
+    }
+    return desc_built(p, c->at, lathe_where(p->g, mask, v, x), out);
 }
 
 /* An elementwise function of a number is a number: sqrt(d) for a scale. */
@@ -558,11 +739,20 @@ bool desc_call_builtin(parser *p, builtin b, const call *c, value *out) {
     case B_INDEX_SELECT:
         if (!desc_arg_tensor(p, c, 0, &x) || !arg_int(p, c, 1, &i1) || !desc_arg_tensor(p, c, 2, &y)) return false;
         return desc_built(p, c->at, lathe_index_select(g, x, i1, y), out);
+    case B_ARANGE: return call_arange(p, c, out);
+    case B_ZEROS:
+    case B_ONES:
+    case B_FULL: return call_fill(p, b, c, out);
+    case B_TRIL:
+    case B_TRIU: return call_tri(p, b, c, out);
+    case B_CAUSAL_MASK: return call_causal_mask(p, c, out);
+    case B_MASKED_FILL: return call_masked_fill(p, c, out);
     case B_CONV2D: return call_conv2d(p, c, out);
     case B_CONV1D: return call_conv1d(p, c, out);
     case B_LINEAR: return call_linear(p, c, out);
     case B_BATCH_NORM: return call_batch_norm(p, c, out);
     case B_EMBEDDING: return call_embedding(p, c, out);
+    case B_LAYER_NORM: return call_layer_norm(p, c, out);
     case B_COUNT: break;
     }
     return desc_err(p, LATHE_ERR_ARG, c->at, "internal: built-in %d has no implementation", (int)b);

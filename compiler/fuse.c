@@ -16,9 +16,17 @@
  *     fuses epilogues (bias, activation, residual add, batch-norm apply) into
  *     the loop that produces a contraction's output; at most one contraction
  *     or window goes into a kernel (two convs' gradients added: one is
- *     materialized).
+ *     materialized);
+ *   - a row statistic -- a value that contains a reduction and is read,
+ *     broadcast along its later dims, by one pointwise consumer (a softmax's
+ *     max and sum, a layer norm's rstd, the two means of its gradient) --
+ *     goes into the kernel of that consumer's shape instead of a buffer of
+ *     its own, when each parallel chunk of that kernel holds whole rows and
+ *     it has no contraction (rows(), after the other decisions); lowering
+ *     computes it once per row, before the loop over the row.
  * So a chain of elementwise ops becomes one loop, a reduction takes the
- * elementwise ops that feed it, and a conv takes its bias and activation.
+ * elementwise ops that feed it, a conv takes its bias and activation, and a
+ * softmax over rows is two kernels.
  *
  * Expressions are built by value(): the value of node n at a multi-index is
  * a load when n has a buffer, else n's own rule applied to its operands'
@@ -671,6 +679,66 @@ static bool cheap(lt_op op) {
 /* Nodes inlined into one kernel's expression, at most. */
 enum { LT_MAX_INLINE = 256 };
 
+/* A kernel runs its leading dims in parallel, as many as give this many
+ * chunks (or all of them). */
+enum { LT_PARALLEL_CHUNKS = 64 };
+static int parallel_dims(int rank, const int64_t *shape, int64_t *range) {
+    int outer = 0;
+    *range = 1;
+    while (outer < rank && *range < LT_PARALLEL_CHUNKS) *range *= shape[outer++];
+    return outer;
+}
+
+static bool same_shape(const lathe_node *a, const lathe_node *b) {
+    return a->rank == b->rank && !memcmp(a->shape, b->shape, sizeof(int64_t) * (size_t)a->rank);
+}
+
+/* The p >= 1 leading dims that n keeps of consumer c's shape when n is c's
+ * shape with every later dim 1, as a statistic of each row of c is (a layer
+ * norm's mean, a softmax's sum); 0 when it is not, or is c's shape. */
+static int row_prefix(const lathe_node *n, const lathe_node *c) {
+    if (n->rank != c->rank) return 0;
+    int p = 0;
+    while (p < n->rank && n->shape[p] == c->shape[p]) p++;
+    for (int d = p; d < n->rank; d++)
+        if (n->shape[d] != 1) return 0;
+    return p < n->rank ? p : 0;
+}
+
+/* Row statistics, once decide() has chosen the buffers: a materialized
+ * value that contains a reduction and is read, broadcast along its later
+ * dims, by one pointwise consumer goes into the kernel that consumer is
+ * part of, which computes it once per row before the row's loop
+ * (lower_llvm.c) instead of writing and reading a buffer for it.  Only when
+ * that kernel has the consumer's shape (the consumer is materialized, or
+ * inlined through pointwise ops of its shape), each of its parallel chunks
+ * holds whole rows, it has no contraction plan (vector tiles have no row
+ * loop), and its expression stays within LT_MAX_INLINE. */
+static void rows(fz *z, const bool *root) {
+    lathe_graph *g = z->g;
+    lt_fused *f = z->f;
+    for (int i = 0; i < g->nnodes; i++) {
+        const lathe_node *n = g->nodes[i];
+        if (f->buf_of[i] < 0 || root[i] || !z->contains[i] || z->heavy[i] || z->uses[i] != 1 || z->consumer[i] < 0)
+            continue;
+        const lathe_node *c = g->nodes[z->consumer[i]];
+        int64_t range;
+        int p = row_prefix(n, c);
+        if (!is_pointwise(c->op) || p == 0 || parallel_dims(c->rank, c->shape, &range) > p) continue;
+        int r = c->id;
+        while (f->buf_of[r] < 0 && z->consumer[r] >= 0 && is_pointwise(g->nodes[z->consumer[r]]->op) &&
+               same_shape(g->nodes[z->consumer[r]], c))
+            r = z->consumer[r];
+        if (f->buf_of[r] < 0 || z->heavy[r] || z->size[r] + z->size[i] > LT_MAX_INLINE) continue;
+        f->buf_of[i] = -1;
+        for (int m = c->id;; m = z->consumer[m]) { /* the kernel's expression holds n now */
+            z->size[m] += z->size[i] - 1;
+            z->contains[m] = true;
+            if (m == r) break;
+        }
+    }
+}
+
 /* Whether node i (n), not yet decided, is a strided view of a buffer
  * through the nodes decided before it (lt_is_view). */
 static bool is_view(fz *z, int i, const lathe_node *n) {
@@ -710,8 +778,7 @@ static void decide(fz *z, const bool *root) {
         else {
             const lathe_node *c = g->nodes[z->consumer[i]];
             if (contains) {
-                mat = !(is_pointwise(c->op) && c->rank == n->rank &&
-                        !memcmp(c->shape, n->shape, sizeof(int64_t) * (size_t)n->rank));
+                mat = !(is_pointwise(c->op) && same_shape(c, n));
                 /* one contraction or window per kernel, the one its vector
                  * plan computes (the first inlined into the consumer) */
                 for (int k = 0; k < c->nin && heavy && !mat; k++) {
@@ -804,6 +871,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     for (int i = 0; i < g->nout; i++) root[g->outputs[i].node->id] = true;
     for (int i = 0; i < g->nupd; i++) root[g->updates[i].value->id] = true;
     decide(&z, root);
+    rows(&z, root);
     /* buffers: leaves first (in node order), then one per kernel */
     for (int i = 0; i < n; i++)
         if (f->buf_of[i] == 0) f->buf_of[i] = -2;
@@ -845,9 +913,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
         k->nodes[z.nfused] = i;
         /* parallel range: leading dims until there are enough chunks, or a
          * contraction's tiles */
-        k->outer = 0;
-        k->range = 1;
-        while (k->outer < k->rank && k->range < 64) k->range *= k->shape[k->outer++];
+        k->outer = parallel_dims(k->rank, k->shape, &k->range);
         k->con = z.con;
         if (k->con) k->outer = 0, k->range = k->con->range;
     }

@@ -29,6 +29,9 @@ typedef struct {
     int nscope, next_scope;
     LLVMMetadataRef tbaa_root, *tbaa; /* one TBAA type per buffer: distinct buffers never alias */
     int in_reduce;                    /* depth of reductions being emitted */
+    int *outvar;                      /* expression id -> its highest output dim, -1 none (-2: not yet known) */
+    bool *has_reduce;                 /* expression id -> it holds a reduction (once outvar is known) */
+    int *seen, walk;                  /* expression id -> the last hoisting walk that saw it */
     unsigned tbaa_kind;
 } cg;
 

@@ -19,6 +19,11 @@
  * Nothing assumes no NaNs or infinities.  exp, log, tanh, sigmoid, erf and
  * rsqrt come from mathlib.c, never libm.
  *
+ * A part of a kernel's value that holds a reduction and reads only the
+ * output dims before some dim d (a row statistic, see fuse.c) is computed
+ * before the loop over d and reused inside it (hoist_rows), so a row's
+ * statistics cost one pass over the row each, not one per element.
+ *
  * Two rewrites of the loop nest help LLVM's vectorizers, since the pass
  * pipeline does not unroll: the last two loops of a nest (over elements or
  * in a reduction) run as one loop when the expression reads their variables
@@ -480,6 +485,57 @@ LLVMValueRef cg_gen(cg *c, const lt_expr *e) {
     return v;
 }
 
+/* ---- row statistics ---------------------------------------------------------------- */
+
+/* The highest output dim (loop variable below rank) that e reads, -1 for
+ * none; and whether e holds a reduction.  Memoized per expression. */
+static int outvar(cg *c, const lt_expr *e, int rank) {
+    if (!e) return -1;
+    if (c->outvar[e->id] != -2) return c->outvar[e->id];
+    int v = e->kind == X_VAR && e->var < rank ? e->var : -1;
+    bool red = e->kind == X_REDUCE;
+    const lt_expr *kids[3] = {e->a, e->b, e->c};
+    for (int i = 0; i < 3; i++) {
+        int w = outvar(c, kids[i], rank);
+        v = w > v ? w : v;
+        red = red || (kids[i] && c->has_reduce[kids[i]->id]);
+    }
+    if (e->kind == X_REDUCE) {
+        for (int l = 0; l < e->nvars; l++) {
+            int lo = outvar(c, e->lo[l], rank), hi = outvar(c, e->hi[l], rank);
+            v = lo > v ? lo : v;
+            v = hi > v ? hi : v;
+        }
+        int w = outvar(c, e->body, rank);
+        v = w > v ? w : v;
+    }
+    c->has_reduce[e->id] = red;
+    return c->outvar[e->id] = v;
+}
+
+static void hoist_walk(cg *c, const lt_expr *e, int dim, int rank) {
+    if (!e || c->seen[e->id] == c->walk || memo_valid(c, e->id)) return;
+    c->seen[e->id] = c->walk;
+    if (outvar(c, e, rank) < dim && c->has_reduce[e->id]) {
+        cg_gen(c, e);
+        return;
+    }
+    if (e->kind == X_REDUCE) return; /* its body runs inside it */
+    hoist_walk(c, e->a, dim, rank);
+    hoist_walk(c, e->b, dim, rank);
+    hoist_walk(c, e->c, dim, rank);
+}
+
+/* Before the loop over output dim `dim`: every part of the kernel's value
+ * outside reductions that holds a reduction and reads only the dims before
+ * `dim` -- a row statistic fusion put there (fuse.c), rsqrt(var + eps) of a
+ * layer norm -- is computed here, once per row, and the loops inside reuse
+ * it (cg_gen's memo). */
+static void hoist_rows(cg *c, const lt_kernel *k, int dim) {
+    c->walk++;
+    hoist_walk(c, k->value, dim, k->rank);
+}
+
 /* ---- kernels ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -506,6 +562,7 @@ static void out_body(cg *c, void *arg) {
     out_state *o = arg;
     const lt_kernel *k = o->k;
     int r = k->rank;
+    if (o->dim > 0 && o->dim < r) hoist_rows(c, k, o->dim);
     if (o->dim == r - 2 && k->shape[r - 1] > 1 && k->shape[r - 1] < COLLAPSE_ROW && k->shape[r - 2] > 1 &&
         linear_pair(k->value, r - 2, r - 1, k->shape[r - 1])) {
         cg_loop(c, r - 1, k64(c, 0), k64(c, k->shape[r - 2] * k->shape[r - 1]), out_pair_body, o);
@@ -630,13 +687,17 @@ lathe_status lt_lower(const lt_fused *f, const lt_bodies *bodies, const int *ker
     c.vars = calloc((size_t)f->nvars + 2, sizeof *c.vars);
     c.memo = calloc((size_t)f->nexpr + 1, sizeof *c.memo);
     c.memo_scope = calloc((size_t)f->nexpr + 1, sizeof *c.memo_scope);
+    c.outvar = malloc(((size_t)f->nexpr + 1) * sizeof *c.outvar);
+    c.has_reduce = calloc((size_t)f->nexpr + 1, sizeof *c.has_reduce);
+    c.seen = calloc((size_t)f->nexpr + 1, sizeof *c.seen);
+    for (int i = 0; c.outvar && i <= f->nexpr; i++) c.outvar[i] = -2;
     c.tbaa = calloc((size_t)f->nbufs + 1, sizeof *c.tbaa);
     c.slot_ptr = calloc((size_t)f->nbufs + 1, sizeof *c.slot_ptr);
     c.tbaa_kind = LLVMGetMDKindIDInContext(ctx, "tbaa", 4);
     LLVMMetadataRef root_name = LLVMMDStringInContext2(ctx, "lathe.arena", 11);
     c.tbaa_root = LLVMMDNodeInContext2(ctx, &root_name, 1);
     lathe_status st = LATHE_OK;
-    if (!c.vars || !c.memo || !c.memo_scope || !c.tbaa || !c.slot_ptr) {
+    if (!c.vars || !c.memo || !c.memo_scope || !c.outvar || !c.has_reduce || !c.seen || !c.tbaa || !c.slot_ptr) {
         snprintf(err, errlen, "out of memory");
         st = LATHE_ERR_NOMEM;
     }
@@ -656,6 +717,9 @@ lathe_status lt_lower(const lt_fused *f, const lt_bodies *bodies, const int *ker
     free(c.vars);
     free(c.memo);
     free(c.memo_scope);
+    free(c.outvar);
+    free(c.has_reduce);
+    free(c.seen);
     free(c.tbaa);
     free(c.slot_ptr);
     return st;

@@ -303,6 +303,18 @@ lathe_node *lathe_dropout(lathe_graph *g, lathe_node *x, double p) {
     return make(g, LT_OP_DROPOUT, 2, IN(x, r), a);
 }
 
+lathe_node *lathe_layer_norm(lathe_graph *g, lathe_node *x, int n, const int64_t *normalized_shape,
+                             lathe_node *weight, lathe_node *bias, double eps) {
+    if (!g) return NULL;
+    if (n < 1 || n > LATHE_MAX_RANK)
+        return lt_fail(g, LATHE_ERR_ARG, "layer_norm: normalized_shape must list 1 to %d dims, got %d", LATHE_MAX_RANK, n);
+    if (bias && !weight)
+        return lt_fail(g, LATHE_ERR_ARG, "layer_norm: a bias needs a weight (pass a weight of ones)");
+    lt_attr a[LT_MAX_ATTRS] = {{.n = n}, {.f = eps}};
+    memcpy(a[0].v, normalized_shape, sizeof(int64_t) * (size_t)n);
+    return make(g, LT_OP_LAYER_NORM, 1 + (weight != NULL) + (bias != NULL), IN(x, weight, bias), a);
+}
+
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
     return make(g, LT_OP_SOFTMAX, 1, IN(x), a);

@@ -671,6 +671,28 @@ static void batch_norm2d(lathe_eval *ev, const lathe_node *n, double *y) {
     }
 }
 
+/* x is (rows, M), M the product of the last k dims (normalized_shape);
+ * weight and bias, when present, are (M).  Each row is normalized with its
+ * mean and biased variance: (x - mean) / sqrt(var + eps) * w + b. */
+static void layer_norm(lathe_eval *ev, const lathe_node *n, double *y) {
+    const lathe_node *xn = n->in[0];
+    const double *x = ev->val[xn->id];
+    const double *wt = n->nin > 1 ? ev->val[n->in[1]->id] : NULL, *bs = n->nin > 2 ? ev->val[n->in[2]->id] : NULL;
+    int k = n->attr[0].n;
+    int64_t rows = prod(xn->shape, 0, xn->rank - k), M = prod(xn->shape, xn->rank - k, xn->rank);
+    double eps = n->attr[1].f;
+    for (int64_t r = 0; r < rows; r++) {
+        const double *xr = x + r * M;
+        double *yr = y + r * M;
+        double s = 0, ss = 0;
+        for (int64_t i = 0; i < M; i++) s += xr[i];
+        double mean = s / (double)M;
+        for (int64_t i = 0; i < M; i++) ss += (xr[i] - mean) * (xr[i] - mean);
+        double sd = sqrt(ss / (double)M + eps);
+        for (int64_t i = 0; i < M; i++) yr[i] = (xr[i] - mean) / sd * (wt ? wt[i] : 1) + (bs ? bs[i] : 0);
+    }
+}
+
 /* x is (outer, K, inner) around axis; y has x's shape.  Subtracts the max
  * first: softmax = exp(x - m) / sum, log_softmax = x - m - log(sum). */
 static void softmax(const lathe_node *n, const lathe_node *xn, const double *x, double *y) {
@@ -880,6 +902,9 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
 
     case LT_OP_BATCH_NORM2D:
         batch_norm2d(ev, n, y);
+        return LATHE_OK;
+    case LT_OP_LAYER_NORM:
+        layer_norm(ev, n, y);
         return LATHE_OK;
     case LT_OP_SOFTMAX: case LT_OP_LOG_SOFTMAX:
         softmax(n, xn, x, y);

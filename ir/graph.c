@@ -400,6 +400,10 @@ lathe_leaf_init lathe_leaf_init_of(const lathe_graph *g, const lathe_node *leaf,
                 *a = 1;
                 return LATHE_LEAF_INIT_NORMAL;
             }
+            if (n->op == LT_OP_LAYER_NORM && k > 0) { /* weight 1, bias 0 */
+                *a = k == 1 ? 1 : 0;
+                return LATHE_LEAF_INIT_CONST;
+            }
         }
     }
     if (leaf->op == LT_OP_PARAM && leaf->rank >= 2) { /* some other use: as a linear layer's weight */

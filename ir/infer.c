@@ -732,6 +732,34 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         memcpy(out->shape, x->shape, sizeof out->shape);
         return LATHE_OK;
     }
+    case LT_OP_LAYER_NORM: {
+        /* normalized_shape is the last k dims of x; weight and bias have that shape */
+        if (need_float(g, on, x, "input") || same_dtype(g, on, nin, in)) return g->status;
+        int k = a[0].n, r = x->rank;
+        if (r == 0) return fail(g, LATHE_ERR_SHAPE, "layer_norm: input must have rank >= 1, got %s", t.s[0]);
+        if (k < 1)
+            return fail(g, LATHE_ERR_ARG, "layer_norm: normalized_shape must list at least one dim (input %s)", t.s[0]);
+        if (k > r)
+            return fail(g, LATHE_ERR_SHAPE, "layer_norm: normalized_shape has %d dims but input %s has rank %d", k, t.s[0], r);
+        char ns[160];
+        lt_type_str(x->dtype, k, a[0].v, ns, sizeof ns);
+        const char *dims = strchr(ns, '['); /* "[16,96]" without the dtype */
+        if (memcmp(a[0].v, x->shape + r - k, sizeof(int64_t) * (size_t)k))
+            return fail(g, LATHE_ERR_SHAPE, "layer_norm: normalized_shape %s does not match the last %d dims of input %s",
+                        dims, k, t.s[0]);
+        static const char *what[] = {"", "weight", "bias"};
+        for (int i = 1; i < nin; i++)
+            if (in[i]->rank != k || memcmp(in[i]->shape, a[0].v, sizeof(int64_t) * (size_t)k))
+                return fail(g, LATHE_ERR_SHAPE, "layer_norm: %s must be %s (normalized_shape) for input %s, got %s",
+                            what[i], dims, t.s[0], t.s[i]);
+        if (!(a[1].f >= 0) || isinf(a[1].f))
+            return fail(g, LATHE_ERR_ARG, "layer_norm: eps must be a finite number >= 0, got %g (input %s)", a[1].f, t.s[0]);
+        for (int i = k; i < LATHE_MAX_RANK; i++) a[0].v[i] = 0;
+        out->dtype = x->dtype;
+        out->rank = r;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        return LATHE_OK;
+    }
     case LT_OP_SOFTMAX:
     case LT_OP_LOG_SOFTMAX:
         if (need_float(g, on, x, "input")) return g->status;

@@ -146,8 +146,8 @@ int lathe_set_requires_grad_prefix(lathe_graph *g, const char *prefix, bool requ
 /* How lathe_program_init (and a trainer) fills a param or buffer.  AUTO, the
  * default, follows PyTorch's layer defaults from the op that uses it
  * (kaiming-uniform conv/linear weights, uniform(+-1/sqrt(fan_in)) biases,
- * batch norm's 1, 0, running mean 0, running var 1, an embedding's normal(0,
- * 1)); UNIFORM draws from uniform(-a, a); CONST sets every element to a;
+ * batch norm's 1, 0, running mean 0, running var 1, layer norm's 1, 0, an
+ * embedding's normal(0, 1)); UNIFORM draws from uniform(-a, a); CONST sets every element to a;
  * NORMAL draws from a normal distribution of mean 0 and standard deviation
  * a (a >= 0, as UNIFORM's bound); SEED (an i64 buffer: a generator state)
  * puts the run's seed in element 0 and zeros after it. */
@@ -165,7 +165,7 @@ lathe_status lathe_set_init(lathe_node *leaf, lathe_leaf_init kind, double a);
  * it: a conv2d or linear weight or bias draws from uniform(-1/sqrt(fan_in),
  * 1/sqrt(fan_in)) (for weights, what kaiming-uniform with a = sqrt(5)
  * gives); batch norm's weight and running_var are 1, its bias and
- * running_mean 0; the table an index_select picks rows from (an
+ * running_mean 0; layer norm's weight is 1 and its bias 0; the table an index_select picks rows from (an
  * embedding's weight) draws from normal(0, 1), as torch.nn.Embedding's;
  * dropout's generator state is SEED; a param of rank 2 or more used another
  * way is treated as a linear weight; anything else is 0.  The runtime draws
@@ -351,6 +351,13 @@ lathe_node *lathe_dropout(lathe_graph *g, lathe_node *x, double p);
  * use, initialized to (seed, 0) by the runtime, its step advanced by one per
  * run).  Lathe's own state: loading a file without it keeps it as it is. */
 lathe_node *lathe_rng_state(lathe_graph *g);
+/* Layer norm over the last n dims of x, which must equal normalized_shape,
+ * as torch.nn.functional.layer_norm: per row of those dims,
+ * (x - mean) / sqrt(var + eps) * weight + bias with the biased variance.
+ * weight and bias have shape normalized_shape; NULL leaves them out (both
+ * NULL: elementwise_affine=False), but a bias needs a weight.  eps >= 0. */
+lathe_node *lathe_layer_norm(lathe_graph *g, lathe_node *x, int n, const int64_t *normalized_shape,
+                             lathe_node *weight, lathe_node *bias, double eps);
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 /* torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...)

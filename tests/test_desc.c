@@ -767,6 +767,193 @@ static void test_conv1d(void **state) {
     lathe_graph_free(g);
 }
 
+/* ---- layer norm, sequence-model builders ---------------------------------------------------- */
+
+/* Row r of y against the layer norm worked out here: mean and biased
+ * variance of the M values of x's row r, weight w and bias b (NULL: 1, 0). */
+static void check_ln_rows(const char *label, const double *x, const double *y, int64_t rows, int64_t M, double eps,
+                          const double *w, const double *b) {
+    for (int64_t r = 0; r < rows; r++) {
+        double mean = 0, var = 0;
+        for (int64_t i = 0; i < M; i++) mean += x[r * M + i] / (double)M;
+        for (int64_t i = 0; i < M; i++) var += (x[r * M + i] - mean) * (x[r * M + i] - mean) / (double)M;
+        for (int64_t i = 0; i < M; i++) {
+            double want = (x[r * M + i] - mean) / sqrt(var + eps) * (w ? w[i] : 1) + (b ? b[i] : 0);
+            if (fabs(y[r * M + i] - want) > 1e-5 * fmax(1, fabs(want)))
+                fail_msg("%s[%lld]: %.9g, want %.9g", label, (long long)(r * M + i), y[r * M + i], want);
+        }
+    }
+}
+
+static const char *ln_src = "input x: f32[2, 3, 4]\n"
+                            "a = layer_norm(x, 4) as ln\n"
+                            "b = layer_norm(x, [3, 4], eps=0.5) as ln2\n"
+                            "c = layer_norm(x, 4, elementwise_affine=false) as plain\n"
+                            "d = layer_norm(x, normalized_shape=4, bias=false) as nob\n"
+                            "e = layer_norm(a, 4) as ln\n"
+                            "output a\noutput b\noutput c\noutput d\noutput e\n";
+
+static void test_layer_norm_layer(void **state) {
+    (void)state;
+    lathe_desc_options opt = {.training = true};
+    lathe_graph *g = parse_src(ln_src, &opt, NULL);
+    /* PyTorch's names and shapes; ln called twice shares its two */
+    static const struct {
+        const char *name, *type;
+        double init;
+    } leaves[] = {{"ln.weight", "f32[4]", 1}, {"ln.bias", "f32[4]", 0}, {"ln2.weight", "f32[3,4]", 1},
+                  {"ln2.bias", "f32[3,4]", 0}, {"nob.weight", "f32[4]", 1}};
+    int params = 0;
+    for (int i = 0; i < lathe_graph_num_nodes(g); i++) params += !strcmp(lathe_node_op(lathe_graph_node(g, i)), "param");
+    assert_int_equal(params, 5);
+    for (int i = 0; i < 5; i++) {
+        const lathe_node *n = lathe_graph_find(g, leaves[i].name);
+        if (!n) fail_msg("no '%s'", leaves[i].name);
+        char ts[96];
+        lathe_node_type_str(n, ts, sizeof ts);
+        assert_string_equal(ts, leaves[i].type);
+        assert_true(lathe_requires_grad(n));
+        double a = -1; /* ones and zeros, also for a weight of rank 2 (not a linear's) */
+        assert_int_equal(lathe_leaf_init_of(g, n, &a), LATHE_LEAF_INIT_CONST);
+        assert_true(a == leaves[i].init);
+    }
+    /* and so a program fills them */
+    lathe_program *prog = lathe_compile(g, LATHE_BACKEND_EVAL);
+    if (!prog) fail_msg("compile: %s", lathe_graph_error(g));
+    lathe_program_init(prog, 5);
+    const lathe_rt_tensor *ts = lathe_program_tensors(prog);
+    for (int i = 0; i < 5; i++) {
+        const lathe_rt_tensor *t = lathe_rt_find(ts, lathe_program_num_tensors(prog), leaves[i].name);
+        assert_non_null(t);
+        const float *v = (const float *)(lathe_program_arena(prog) + t->offset);
+        for (int64_t e = 0; e < t->numel; e++) assert_true(v[e] == leaves[i].init);
+    }
+    lathe_program_free(prog);
+    lathe_eval *ev = run_eval(g, 3);
+    const double *x = lathe_eval_leaf(ev, "x");
+    const double *w = lathe_eval_leaf(ev, "ln.weight"), *b = lathe_eval_leaf(ev, "ln.bias");
+    check_ln_rows("a", x, lathe_eval_value(ev, lathe_graph_find_output(g, "a")), 6, 4, 1e-5, w, b);
+    check_ln_rows("b", x, lathe_eval_value(ev, lathe_graph_find_output(g, "b")), 2, 12, 0.5,
+                  lathe_eval_leaf(ev, "ln2.weight"), lathe_eval_leaf(ev, "ln2.bias"));
+    check_ln_rows("c", x, lathe_eval_value(ev, lathe_graph_find_output(g, "c")), 6, 4, 1e-5, NULL, NULL);
+    check_ln_rows("d", x, lathe_eval_value(ev, lathe_graph_find_output(g, "d")), 6, 4, 1e-5,
+                  lathe_eval_leaf(ev, "nob.weight"), NULL);
+    const double *av = lathe_eval_value(ev, lathe_graph_find_output(g, "a"));
+    check_ln_rows("e", av, lathe_eval_value(ev, lathe_graph_find_output(g, "e")), 6, 4, 1e-5, w, b);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
+/* Output `name`: its type and values, worked out by hand. */
+static void assert_output(lathe_graph *g, lathe_eval *ev, const char *name, const char *type, int n, const double *want) {
+    const lathe_node *y = lathe_graph_find_output(g, name);
+    if (!y) fail_msg("no output '%s'", name);
+    char ts[96];
+    lathe_node_type_str(y, ts, sizeof ts);
+    if (strcmp(ts, type)) fail_msg("output '%s' is %s, want %s", name, ts, type);
+    if (lathe_node_numel(y) != n) fail_msg("output '%s': %lld values, want %d", name, (long long)lathe_node_numel(y), n);
+    const double *v = lathe_eval_value(ev, y);
+    for (int i = 0; i < n; i++)
+        if (v[i] != want[i]) fail_msg("output '%s'[%d] = %.17g, want %.17g", name, i, v[i], want[i]);
+}
+#define WANT(...) (int)(sizeof((const double[]){__VA_ARGS__}) / sizeof(double)), (const double[]){__VA_ARGS__}
+
+static void test_constant_builders(void **state) {
+    (void)state;
+    const char *src = "output a = arange(5)\n"
+                      "output b = arange(2, 11, 3)\n"            /* ceil(9/3) = 3 */
+                      "output c = arange(1, -1, -0.5, dtype=f32)\n" /* ceil(-2/-0.5) = 4 */
+                      "output d = arange(0, 1, 0.3, dtype=f64)\n"   /* ceil(3.33) = 4 */
+                      "output e = arange(3, 3)\n"
+                      "output z = zeros([2, 3])\n"
+                      "output o = ones(3, dtype=i64)\n"
+                      "output f = full([2, 1], 7.5, dtype=f64)\n"
+                      "output t = full([], true, dtype=bool)\n"
+                      "output u = zeros([0, 2], dtype=f64)\n"
+                      "output s = ones([2]) * arange(2, dtype=f32) + full(2, -1)\n";
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *g = parse_src(src, &opt, NULL);
+    lathe_eval *ev = run_eval(g, 1);
+    assert_output(g, ev, "a", "i64[5]", WANT(0, 1, 2, 3, 4));
+    assert_output(g, ev, "b", "i64[3]", WANT(2, 5, 8));
+    assert_output(g, ev, "c", "f32[4]", WANT(1, 0.5, 0, -0.5));
+    assert_output(g, ev, "d", "f64[4]", WANT(0, 0.3, 0.6, 0.3 * 3));
+    assert_output(g, ev, "e", "i64[0]", 0, NULL);
+    assert_output(g, ev, "z", "f32[2,3]", WANT(0, 0, 0, 0, 0, 0));
+    assert_output(g, ev, "o", "i64[3]", WANT(1, 1, 1));
+    assert_output(g, ev, "f", "f64[2,1]", WANT(7.5, 7.5));
+    assert_output(g, ev, "t", "bool[]", WANT(1));
+    assert_output(g, ev, "u", "f64[0,2]", 0, NULL);
+    assert_output(g, ev, "s", "f32[2]", WANT(-1, 0));
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
+static void test_mask_builders(void **state) {
+    (void)state;
+    const char *src = "input x: f32[2, 3, 4]\n"
+                      "m = reshape(arange(1, 10, dtype=f32), [3, 3])\n"
+                      "output l = tril(m)\n"
+                      "output u = triu(m, diagonal=1)\n"
+                      "output l1 = tril(m, -1)\n"
+                      "output u2 = triu(m, -1)\n"
+                      "output wide = tril(ones([2, 4]), 1)\n"
+                      "output big = triu(m, 5)\n"
+                      "output cm = causal_mask(3)\n"
+                      "output cm0 = causal_mask(0)\n"
+                      "output mf = masked_fill(m, causal_mask(3), -1e9)\n"
+                      "output mb = masked_fill(zeros([2, 1]), causal_mask(2), 5)\n"
+                      "output mi = masked_fill(arange(3), arange(3) > 0, -7)\n"
+                      "output bt = tril(x)\n"
+                      "output bu = triu(x, 2)\n"
+                      "output p = softmax(masked_fill(matmul(x, transpose(x, 1, 2)), causal_mask(2 + 1), -1e9), -1)\n";
+    lathe_desc_options opt = {.training = false};
+    lathe_graph *g = parse_src(src, &opt, NULL);
+    lathe_eval *ev = run_eval(g, 2);
+    /* m = [[1,2,3],[4,5,6],[7,8,9]]; tril keeps j - i <= d, triu j - i >= d */
+    assert_output(g, ev, "l", "f32[3,3]", WANT(1, 0, 0, 4, 5, 0, 7, 8, 9));
+    assert_output(g, ev, "u", "f32[3,3]", WANT(0, 2, 3, 0, 0, 6, 0, 0, 0));
+    assert_output(g, ev, "l1", "f32[3,3]", WANT(0, 0, 0, 4, 0, 0, 7, 8, 0));
+    assert_output(g, ev, "u2", "f32[3,3]", WANT(1, 2, 3, 4, 5, 6, 0, 8, 9));
+    assert_output(g, ev, "wide", "f32[2,4]", WANT(1, 1, 0, 0, 1, 1, 1, 0));
+    assert_output(g, ev, "big", "f32[3,3]", WANT(0, 0, 0, 0, 0, 0, 0, 0, 0));
+    assert_output(g, ev, "cm", "bool[3,3]", WANT(0, 1, 1, 0, 0, 1, 0, 0, 0)); /* what attention masks out */
+    assert_output(g, ev, "cm0", "bool[0,0]", 0, NULL);
+    assert_output(g, ev, "mf", "f32[3,3]", WANT(1, -1e9, -1e9, 4, 5, -1e9, 7, 8, 9));
+    assert_output(g, ev, "mb", "f32[2,2]", WANT(0, 5, 0, 0)); /* x [2,1] and mask [2,2] broadcast, as PyTorch */
+    assert_output(g, ev, "mi", "i64[3]", WANT(0, -7, -7));
+    /* batched: the last two dims of x [2,3,4], (i, j) = ((e / 4) % 3, e % 4) */
+    const double *x = lathe_eval_leaf(ev, "x"), *bt = lathe_eval_value(ev, lathe_graph_find_output(g, "bt"));
+    const double *bu = lathe_eval_value(ev, lathe_graph_find_output(g, "bu"));
+    for (int e = 0; e < 24; e++) {
+        int i = e / 4 % 3, j = e % 4;
+        assert_true(bt[e] == (j <= i ? x[e] : 0));
+        assert_true(bu[e] == (j - i >= 2 ? x[e] : 0));
+    }
+    /* causal attention weights: nothing above the diagonal, rows sum to 1, the first row all on itself */
+    const double *pv = lathe_eval_value(ev, lathe_graph_find_output(g, "p"));
+    for (int b = 0; b < 2; b++)
+        for (int i = 0; i < 3; i++) {
+            double sum = 0;
+            for (int j = 0; j < 3; j++) {
+                sum += pv[b * 9 + i * 3 + j];
+                if (j > i) assert_true(pv[b * 9 + i * 3 + j] == 0);
+            }
+            assert_true(fabs(sum - 1) < 1e-6);
+        }
+    assert_true(pv[0] == 1 && pv[9] == 1);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+    /* gradients pass where the mask keeps: d sum(tril(x) * w) / dx = w below the diagonal, 0 above */
+    g = parse_src("input x: f32[3, 3] requires_grad\ninput w: f32[3, 3]\nloss sum(tril(x) * w)\n", NULL, NULL);
+    assert_int_equal(lathe_backward_marked(g), LATHE_OK);
+    ev = run_eval(g, 4);
+    const double *gx = lathe_eval_value(ev, lathe_graph_find_output(g, "grad.x")), *w = lathe_eval_leaf(ev, "w");
+    for (int e = 0; e < 9; e++) assert_true(gx[e] == (e % 3 <= e / 3 ? w[e] : 0));
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
+}
+
 /* ---- 5. bad descriptions --------------------------------------------------------------------- */
 
 typedef struct {
@@ -941,6 +1128,86 @@ static const bad_case bad_cases[] = {
      LATHE_ERR_SHAPE,
      {"t.lathe:2:16: batch_norm: x must be (N, C, H, W), got f32[2,3]"}},
     {X2 "y = reshape(x, [[1]])\n", 0, LATHE_ERR_ARG, {"t.lathe:2:17: lists cannot be nested"}},
+    {"a = arange(0, 10, 0)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:19: arange: step must not be 0"}},
+    {"a = arange(2.5)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:12: arange: 2.5 is not an integer, as dtype i64 needs (pass dtype=f32 for fractions)"}},
+    {"a = arange(0, 4, 0.5)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:18: arange: 0.5 is not an integer"}},
+    {"a = arange(5, 0)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: step 1 goes away from end 0 (start 5)"}},
+    {"a = arange(3, dtype=bool)\n", 0, LATHE_ERR_DTYPE, {"t.lathe:1:21: arange: dtype must be f32, f64 or i64, got bool"}},
+    {"a = arange(1e9)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: arange: 1000000000 values are more than a constant may hold (16777216)"}},
+    {X2 "a = arange(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:12: arange: argument 'start' must be a number, got a tensor f32[2,3]"}},
+    {"a = zeros([2, -1])\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:11: zeros: the shape's dim 1 is -1; dims must be >= 0"}},
+    {X2 "a = zeros(x)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:11: zeros: argument 'shape' must be an integer or a list of at most 6 integers, got a tensor f32[2,3]"}},
+    {"a = full(3, 0.5, dtype=i64)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:13: full: value 0.5 is not an integer, as dtype i64 needs"}},
+    {"a = ones(3, dtype=2)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:19: ones: argument 'dtype' must be a dtype (f32, f64, i64 or bool), got the number 2"}},
+    {"a = full(3)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:5: missing argument 'value' of full(shape, value, dtype=f32)"}},
+    {"a = zeros([100000000, 100000000, 100000000])\n", 0, LATHE_ERR_SHAPE, {"t.lathe:1:5: broadcast_to: element count", "overflows"}},
+    {X2 "y = tril(sum(x, 0))\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:10: tril: x must have rank >= 2 (its last two dims are the matrix), got f32[3]"}},
+    {X2 "y = triu(x, 0.5)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:13: triu: argument 'diagonal' must be an integer, got the number 0.5"}},
+    {"y = tril(3)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:10: tril: argument 'x' must be a tensor, got the number 3"}},
+    {"m = causal_mask(-1)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:17: causal_mask: T must be 0 to 16777216, got -1"}},
+    {X2 "m = causal_mask(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:17: causal_mask: argument 'T' must be an integer, got a tensor"}},
+    {X2 "y = masked_fill(x, x, 0)\n",
+     0,
+     LATHE_ERR_DTYPE,
+     {"t.lathe:2:20: masked_fill: mask must be bool, got f32[2,3] (a comparison makes one)"}},
+    {X2 "y = masked_fill(x, causal_mask(4), 0)\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:20: masked_fill: mask bool[4,4] does not broadcast with x f32[2,3]"}},
+    {X2 "y = masked_fill(x, x > 0, [1])\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:27: masked_fill: value must be a number or a rank-0 tensor, got a list of 1"}},
+    {X2 "y = masked_fill(x, x > 0, x)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:27: masked_fill: value must be a number or a rank-0 tensor, got a tensor f32[2,3]"}},
+    {"y = masked_fill(arange(3), arange(3) > 0, 0.5)\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:1:43: masked_fill: value 0.5 is not an integer, as x i64[3] needs"}},
+    {X2 "y = masked_fill(x, x > 0, cast(sum(x), f64))\n",
+     0,
+     LATHE_ERR_DTYPE,
+     {"t.lathe:2:27: masked_fill: value f64[] must have the dtype of x f32[2,3]"}},
+    {X2 "y = layer_norm(x, 4) as ln\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:2:19: layer_norm: normalized_shape [4] is not the last 1 dims of x f32[2,3]", "\n  y = layer_norm(x, 4) as ln\n                    ^"}},
+    {X2 "y = layer_norm(x, [1, 2, 3]) as ln\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:19: layer_norm: normalized_shape [1,2,3] is not the last 3 dims of x f32[2,3]"}},
+    {X2 "y = layer_norm(x, 3)\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:2:5: layer_norm creates parameters and needs a name: write layer_norm(...) as NAME (for example 'as ln1')"}},
+    {X2 "y = layer_norm(x, []) as ln\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:19: layer_norm: argument 'normalized_shape' must be an integer or a non-empty list of integers, got a list of 0"}},
+    {X2 "y = layer_norm(x, 1.5) as ln\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:19: layer_norm: argument 'normalized_shape' must be an integer or a list of at most 6 integers"}},
+    {X2 "y = layer_norm(x, 3, eps=-1) as ln\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: layer_norm: eps must be a finite number >= 0, got -1"}},
+    {X2 "y = layer_norm(x, 3, elementwise_affine=f32) as ln\n",
+     0,
+     LATHE_ERR_ARG,
+     {"t.lathe:2:41: layer_norm: argument 'elementwise_affine' must be a number, got the dtype f32"}},
+    {X2 "y = layer_norm(x, 3) as ln\nz = layer_norm(x, [2, 3]) as ln\n",
+     0,
+     LATHE_ERR_SHAPE,
+     {"t.lathe:3:5: layer_norm: 'ln.weight' is f32[3] (made at line 2), this call needs f32[2,3]"}},
     {X2 "n = channels(relu(sum(x)))\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: channels: f32[] has no axis 1"}},
     /* shapes and dtypes from the builders, at the call or operator */
     {X2 "input y: f32[4]\nz = x + y\n",
@@ -1237,6 +1504,9 @@ int main(void) {
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_conv1d),
         cmocka_unit_test(test_embedding_lm),
+        cmocka_unit_test(test_layer_norm_layer),
+        cmocka_unit_test(test_constant_builders),
+        cmocka_unit_test(test_mask_builders),
         cmocka_unit_test(test_bad_descriptions),
         cmocka_unit_test(test_api_misuse),
         cmocka_unit_test(test_fuzz),

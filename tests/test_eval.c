@@ -208,6 +208,14 @@ CASE(c_bn_eval) {
     return lathe_batch_norm2d(G, IN("x", (1, 2, 1, 1), 5, 1), PARAM("w", (2), 1, 0.5), PARAM("b", (2), 0, 1),
                               BUF("rm", (2), 1, 3), BUF("rv", (2), 3, 0), false, 0.1, 1);
 }
+CASE(c_ln) {
+    return lathe_layer_norm(G, IN("x", (2, 4), 1, 3, 5, 7, 2, 2, 2, 2), 1, (int64_t[]){4}, PARAM("w", (4), 1, 3, 3, 2),
+                            PARAM("b", (4), 0, 1, -1, 0.5), 4);
+}
+CASE(c_ln_two) { return lathe_layer_norm(G, IN("x", (1, 2, 2), 0, 2, 4, 6), 2, (int64_t[]){2, 2}, NULL, NULL, 11); }
+CASE(c_ln_weight) {
+    return lathe_layer_norm(G, IN("x", (2, 2), 1, 5, -1, -3), 1, (int64_t[]){2}, PARAM("w", (2), 3, -2), NULL, 0);
+}
 CASE(c_softmax) { return lathe_softmax(G, IN("x", (2, 2), 0, LN3, 1000, 1000), -1); }
 CASE(c_softmax0) { return lathe_softmax(G, IN("x", (2, 2), 0, 1000, LN3, 1000), 0); }
 CASE(c_log_softmax) { return lathe_log_softmax(G, IN("x", (2, 2), 0, LN3, 1000, 1000), 1); }
@@ -599,6 +607,13 @@ static const hand_case hand_cases[] = {
     /* columns: 0 gets columns 0 and 1 of gy, 1 nothing, 2 column 2 */
     H("index_select_backward/axis1", INDEX_SELECT_BACKWARD, c_select_bw_axis1, "f64[2,3]", 3, 0, 3, 9, 0, 6),
     H("index_select_backward/empty-index", INDEX_SELECT_BACKWARD, c_select_bw_empty, "f64[2,2]", 0, 0, 0, 0),
+    /* row [1,3,5,7]: mean 4, var (9+1+1+9)/4 = 5, sqrt(5+4) = 3: [-1,-1/3,1/3,1]*[1,3,3,2]+[0,1,-1,.5];
+     * row [2,2,2,2]: var 0, so the bias */
+    H("layer_norm", LAYER_NORM, c_ln, "f64[2,4]", -1, 0, 0, 2.5, 0, 1, -1, 0.5),
+    /* [0,2,4,6] over both dims: mean 3, var 5, sqrt(5+11) = 4 */
+    H("layer_norm/last-two-no-affine", LAYER_NORM, c_ln_two, "f64[1,2,2]", -0.75, -0.25, 0.25, 0.75),
+    /* eps 0: [1,5] mean 3 sd 2, [-1,-3] mean -2 sd 1: [-1,1] and [1,-1] times [3,-2] */
+    H("layer_norm/weight-only-eps0", LAYER_NORM, c_ln_weight, "f64[2,2]", -3, -2, 3, 2),
 };
 
 static bool close_to(double got, double want, double tol) {

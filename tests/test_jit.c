@@ -2,13 +2,14 @@
  * sample, forward and backward, in f32 and f64; 1 thread against 2 threads
  * bit for bit; runs repeated with new inputs; state updates; errors; the
  * vector tiles of convolutions, matmuls and max-pools over a table of
- * shapes. */
+ * shapes; layer norms and a causal attention block. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lathe_compiler.h"
+#include "lathe_desc.h"
 #include "program.h"
 #include "target.h"
 #include "testutil.h"
@@ -1028,6 +1029,128 @@ static void test_vector_embeddings(void **state) {
     tile_target.vector_bytes = 0;
 }
 
+/* ---- layer norm ------------------------------------------------------------------------
+ *
+ * A composite (decompose.c) of a row mean, a row rstd and the normalized
+ * affine map.  Fused, its forward is two kernels when the rows fill the
+ * parallel chunks: the mean, and the map with the rstd computed per row in
+ * it (fuse.c's row statistics); three when training, since the backward
+ * reads the rstd too.  Its backward is the input gradient (its two row means
+ * inside), the weight gradient and the bias gradient.  With few rows every
+ * row statistic is a kernel: two more each way.  Checked as the vector
+ * cases are, at transformer-like shapes, over the last dim and the last
+ * two, after a linear layer (its matmul plan takes the tile width) or
+ * alone. */
+typedef struct {
+    const char *label;
+    int rank;
+    int64_t shape[3];
+    int k;          /* normalized dims */
+    bool affine, linear;
+    int fwd, train_fwd, train_bwd; /* kernels: inference; training, forward and backward */
+} ln_case;
+
+static const ln_case ln_cases[] = {
+    {"[64,128] over [128]", 2, {64, 128}, 1, true, false, 2, 3, 3},
+    /* and the linear's matmul, and the gradients of its input and weight */
+    {"[64,128] over [128], no affine, after a linear", 2, {64, 128}, 1, false, true, 3, 4, 3},
+    {"[4,16,96] over [96]", 3, {4, 16, 96}, 1, true, false, 2, 3, 3},
+    /* 4 rows */
+    {"[4,16,96] over [16,96]", 3, {4, 16, 96}, 2, true, false, 3, 3, 5},
+    {"[4,16,96] over [16,96], after a linear", 3, {4, 16, 96}, 2, true, true, 4, 4, 7},
+};
+
+/* The kernels of g's fused dump that compute forward values and those that
+ * compute gradients: a kernel's last node, the one it writes, is marked (F)
+ * or (B). */
+static void count_kernels(lathe_graph *g, int *fwd, int *bwd) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(lathe_dump(g, LATHE_STAGE_FUSED, &tile_target, LATHE_DUMP_TEXT, f), LATHE_OK);
+    fclose(f);
+    *fwd = *bwd = 0;
+    for (const char *p = text; (p = strstr(p, "\n  nodes: ")); p++) {
+        const char *end = strchr(p + 1, '\n');
+        if (end && end - p > 3 && end[-2] == 'B') ++*bwd;
+        else if (end && end - p > 3 && end[-2] == 'F') ++*fwd;
+    }
+    free(text);
+}
+
+static lathe_graph *ln_graph(const ln_case *lc, lathe_dtype t, bool grads) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", t, lc->rank, lc->shape);
+    lathe_set_requires_grad(x, true);
+    int64_t D = lc->shape[lc->rank - 1];
+    if (lc->linear) x = lathe_linear(g, x, lathe_param(g, "fc.weight", t, LATHE_DIMS(D, D), true), NULL);
+    const int64_t *ns = lc->shape + lc->rank - lc->k;
+    lathe_node *w = lc->affine ? lathe_param(g, "ln.weight", t, lc->k, ns, true) : NULL;
+    lathe_node *b = lc->affine ? lathe_param(g, "ln.bias", t, lc->k, ns, true) : NULL;
+    lathe_node *y = lathe_layer_norm(g, x, lc->k, ns, w, b, 1e-5);
+    lathe_output(g, "y", y);
+    assert_graph_ok(g);
+    if (grads) { /* a cotangent that is an input, as a loss's gradient is: nothing folds */
+        lathe_node *gy = lathe_input(g, "gy", t, lc->rank, lathe_node_shape(y));
+        if (lathe_backward(g, 1, &y, &gy) != LATHE_OK) fail_msg("backward: %s", lathe_graph_error(g));
+    }
+    assert_graph_ok(g);
+    return g;
+}
+
+static void test_layer_norms(void **state) {
+    (void)state;
+    static const char *widths[] = {"32", "64"};
+    for (int wi = 0; wi < 2; wi++) {
+        tile_target.vector_bytes = atoi(widths[wi]);
+        for (size_t i = 0; i < sizeof ln_cases / sizeof ln_cases[0]; i++)
+            for (int t = LATHE_F32; t <= LATHE_F64; t++) {
+                const ln_case *lc = &ln_cases[i];
+                char label[160];
+                snprintf(label, sizeof label, "layer_norm %s/%s/%s-byte vectors", lc->label,
+                         t == LATHE_F32 ? "f32" : "f64", widths[wi]);
+                int kf, kb, kt;
+                lathe_graph *f = ln_graph(lc, (lathe_dtype)t, false);
+                count_kernels(f, &kf, &kb);
+                lathe_graph_free(f);
+                lathe_graph *g = ln_graph(lc, (lathe_dtype)t, true);
+                count_kernels(g, &kt, &kb);
+                if (kf != lc->fwd || kt != lc->train_fwd || kb != lc->train_bwd)
+                    fail_msg("%s: %d kernels, and %d forward and %d backward when training; want %d, %d and %d", label,
+                             kf, kt, kb, lc->fwd, lc->train_fwd, lc->train_bwd);
+                if (lc->linear && count_in_fused(g, "matmul, lanes") < 3) fail_msg("%s: the matmul plans were not taken", label);
+                check_vector_case(label, g);
+                lathe_graph_free(g);
+            }
+    }
+    tile_target.vector_bytes = 0;
+}
+
+/* A causal self-attention block from the description language: layer
+ * norms, the causal mask and masked_fill, tril, arange, ones; forward and
+ * backward against the evaluator and the same bits on 1 to 3 threads. */
+static void test_attention_block(void **state) {
+    (void)state;
+    const char *src = "batch N = 2\n"
+                      "let T = 12\n"
+                      "let D = 32\n"
+                      "input tokens: f32[N, T, D]\n"
+                      "input target: f32[N, T, D]\n"
+                      "h = layer_norm(tokens, D) as ln1\n"
+                      "s = matmul(linear(h, D) as q, transpose(linear(h, D) as k, 1, 2)) / sqrt(D)\n"
+                      "a = tril(softmax(masked_fill(s, causal_mask(T), -1e9), -1))\n"
+                      "pos = reshape(cast(arange(T), f32), [T, 1]) * ones(D) / T\n"
+                      "y = layer_norm(tokens + pos + matmul(a, linear(h, D) as v), [T, D]) as ln2\n"
+                      "output y\n"
+                      "loss mse_loss(y, target)\n";
+    lathe_graph *g = lathe_graph_new();
+    if (lathe_desc_parse(g, src, strlen(src), "attn.lathe", NULL, NULL) != LATHE_OK || lathe_backward_marked(g) != LATHE_OK)
+        fail_msg("attention block: %s", lathe_graph_error(g));
+    check_vector_case("attention block", g);
+    lathe_graph_free(g);
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -1292,6 +1415,8 @@ int main(void) {
         cmocka_unit_test(test_label_check),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_conv1d_planes),
+        cmocka_unit_test(test_layer_norms),
+        cmocka_unit_test(test_attention_block),
         cmocka_unit_test(test_token_check),
         cmocka_unit_test(test_long_chain),
         cmocka_unit_test(test_vector_matmuls),

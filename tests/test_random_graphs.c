@@ -12,7 +12,8 @@
  * params, buffers, consts) whose shapes satisfy the op's rule (infer.c):
  * broadcast-compatible shapes, axis lists, permutations, factorizations of
  * numel, windows that fit, and so on.  Casts make islands of the other float
- * dtype; a few slices and concats make empty tensors.
+ * dtype; a few slices and concats make empty tensors; a few layer norms and
+ * softmaxes take a new input of 64 rows, which fusion's row statistics need.
  *
  * Every float value carries an interval [lo, hi] that holds for any input
  * values the test binds (inputs and params in [-1, 1], or [0.5, 2] for the
@@ -972,8 +973,9 @@ static val *g_batch_norm(gen *s) {
     return push(s, lathe_batch_norm2d(s->g, use(x), use(w), use(b), use(rm), use(rv), training, momentum, eps), -B, B);
 }
 
+static val *rows_input(gen *s);
 static val *g_softmax(gen *s) {
-    val *x = pick(s, 1, MAXR, false);
+    val *x = chance(s, 0.25) ? rows_input(s) : pick(s, 1, MAXR, false);
     if (!x) return NULL;
     x = tame(s, x, 32);
     if (!x) return NULL;
@@ -997,6 +999,39 @@ static val *g_dropout(gen *s) {
         s->leaves[s->nleaves++] = (leaf){r, K_LABELS, 1000000};
     }
     return push(s, lathe_dropout(s->g, use(x), p), fmin(0, x->lo * k), fmax(0, x->hi * k));
+}
+
+/* A new input of 64 rows ([64, n] or [2, 32, n]): enough for fusion's row
+ * statistics (a chunk of the parallel range holds whole rows), which the
+ * generator's small dims never reach. */
+static val *rows_input(gen *s) {
+    int64_t n = ri(s, 1, 4);
+    if (chance(s, 0.5)) return new_leaf(s, s->t, LATHE_DIMS(64, n), K_UNIFORM, R_INPUT, 0);
+    return new_leaf(s, s->t, LATHE_DIMS(2, 32, n), K_UNIFORM, R_INPUT, 0);
+}
+
+/* layer_norm over the last 1..rank dims, with a weight, a weight and a bias, or neither */
+static val *g_layer_norm(gen *s) {
+    val *x = tame(s, chance(s, 0.25) ? rows_input(s) : pick(s, 1, MAXR, false), 16);
+    if (!x) return NULL;
+    if (x->n->op != LT_OP_INPUT) {
+        /* plus a fresh input: a computed value may hold constant rows, whose
+         * normalization is rounding noise times 1/sqrt(eps) in any arithmetic */
+        val *u = new_leaf(s, dt(x), rk(x), sh(x), K_UNIFORM, R_INPUT, 0);
+        if (!u) return NULL;
+        x = op_binary(s, LT_OP_ADD, x, u);
+        if (!x) return NULL;
+    }
+    int k = ri(s, 1, rk(x)), affine = ri(s, 0, 2);
+    const int64_t *ns = sh(x) + rk(x) - k;
+    double eps = chance(s, 0.5) ? 1e-5 : 1e-3;
+    val *w = affine ? new_leaf(s, dt(x), k, ns, K_UNIFORM, chance(s, 0.8) ? R_PARAM : R_INPUT, 0) : NULL;
+    val *b = affine == 2 ? new_leaf(s, dt(x), k, ns, K_UNIFORM, R_PARAM, 0) : NULL;
+    if ((affine && !w) || (affine == 2 && !b)) return NULL;
+    /* |x - mean| / std <= sqrt(M - 1) over a row of M (Samuelson) */
+    double B = (w ? mag(w) : 1) * sqrt(fmax((double)numel(k, ns) - 1, 0)) + (b ? mag(b) : 0);
+    lathe_node *xn = use(x), *wn = w ? use(w) : NULL, *bn = b ? use(b) : NULL;
+    return push(s, lathe_layer_norm(s->g, xn, k, ns, wn, bn, eps), -B, B);
 }
 
 typedef struct {
@@ -1104,7 +1139,7 @@ static const op_gen gens[] = {
     {"broadcast", g_broadcast}, {"concat", g_concat}, {"slice", g_slice},   {"matmul", g_matmul},
     {"linear", g_linear},   {"conv2d", g_conv},     {"pool", g_pool},       {"batch_norm", g_batch_norm},
     {"softmax", g_softmax}, {"loss", g_loss},         {"dropout", g_dropout},
-    {"index_select", g_index_select},
+    {"index_select", g_index_select}, {"layer_norm", g_layer_norm},
 };
 enum { NGENS = (int)(sizeof gens / sizeof gens[0]) };
 

@@ -84,6 +84,8 @@ static const struct {
     {"index_select/rank0-index", "f64[2]"},        /* x [2,5], axis 1, index [] */
     {"index_select_backward", "f64[3,4]"},         /* gy [2,3,4], index [2,3] back to 3 rows */
     {"index_select_backward/middle-axis", "f64[2,3,2]"}, /* gy [2,4,2], index [4] */
+    {"layer_norm", "f64[3,4]"}, {"layer_norm/last-two", "f64[2,3,4]"}, /* x's type */
+    {"layer_norm/no-affine", "f64[2,5]"}, {"layer_norm/whole-weight-only", "f64[3,4]"},
 };
 
 static void test_every_op_has_a_sample(void **state) {
@@ -247,6 +249,20 @@ BAD(b_bn_channels) {
     lathe_node *x = IN32("x", 2, 2, 3, 3);
     return lathe_batch_norm2d(g, x, IN32("w", 3), IN32("b", 2), lathe_buffer(g, "rm", F32, LATHE_DIMS(2)),
                               lathe_buffer(g, "rv", F32, LATHE_DIMS(2)), false, 0.1, 1e-5);
+}
+#define NS(...) LATHE_AXES(__VA_ARGS__)
+BAD(b_ln_shape) { return lathe_layer_norm(g, IN32("x", 2, 3, 4), NS(3), NULL, NULL, 1e-5); }
+BAD(b_ln_rank) { return lathe_layer_norm(g, IN32("x", 4), NS(1, 4), NULL, NULL, 1e-5); }
+BAD(b_ln_rank0) { return lathe_layer_norm(g, lathe_input(g, "x", F32, 0, NULL), NS(1), NULL, NULL, 1e-5); }
+BAD(b_ln_empty) { return lathe_layer_norm(g, IN32("x", 4), 0, NULL, NULL, NULL, 1e-5); }
+BAD(b_ln_weight) { return lathe_layer_norm(g, IN32("x", 2, 4), NS(4), IN32("w", 2), NULL, 1e-5); }
+BAD(b_ln_bias) { return lathe_layer_norm(g, IN32("x", 2, 4), NS(4), IN32("w", 4), IN32("b", 1, 4), 1e-5); }
+BAD(b_ln_bias_only) { return lathe_layer_norm(g, IN32("x", 2, 4), NS(4), NULL, IN32("b", 4), 1e-5); }
+BAD(b_ln_eps) { return lathe_layer_norm(g, IN32("x", 2, 4), NS(4), NULL, NULL, -1); }
+BAD(b_ln_eps_nan) { return lathe_layer_norm(g, IN32("x", 2, 4), NS(4), NULL, NULL, NAN); }
+BAD(b_ln_int) { return lathe_layer_norm(g, lathe_input(g, "x", LATHE_I64, LATHE_DIMS(2, 4)), NS(4), NULL, NULL, 1e-5); }
+BAD(b_ln_dtypes) {
+    return lathe_layer_norm(g, IN32("x", 2, 4), NS(4), lathe_input(g, "w", LATHE_F64, LATHE_DIMS(4)), NULL, 1e-5);
 }
 BAD(b_max_empty) { return lathe_max(g, IN32("x", 2, 0), LATHE_AXES(1), false); }
 BAD(b_min_empty) { return lathe_min(g, IN32("x", 0, 3), 0, NULL, true); }
@@ -432,6 +448,17 @@ static const struct {
     {"cross_entropy label count", b_ce_labels_shape, LATHE_ERR_SHAPE, "cross_entropy: labels must be i64[4] for input f32[4,3], got i64[5]"},
     {"batch norm with one value", b_bn_one_value, LATHE_ERR_SHAPE, "more than 1 value per channel"},
     {"batch norm channels", b_bn_channels, LATHE_ERR_SHAPE, "batch_norm2d: weight must be [2] for input f32[2,2,3,3], got f32[3]"},
+    {"layer norm shape", b_ln_shape, LATHE_ERR_SHAPE, "layer_norm: normalized_shape [3] does not match the last 1 dims of input f32[2,3,4]"},
+    {"layer norm rank", b_ln_rank, LATHE_ERR_SHAPE, "layer_norm: normalized_shape has 2 dims but input f32[4] has rank 1"},
+    {"layer norm of a scalar", b_ln_rank0, LATHE_ERR_SHAPE, "layer_norm: input must have rank >= 1, got f32[]"},
+    {"layer norm of no dims", b_ln_empty, LATHE_ERR_ARG, "layer_norm: normalized_shape must list 1 to 6 dims, got 0"},
+    {"layer norm weight", b_ln_weight, LATHE_ERR_SHAPE, "layer_norm: weight must be [4] (normalized_shape) for input f32[2,4], got f32[2]"},
+    {"layer norm bias", b_ln_bias, LATHE_ERR_SHAPE, "layer_norm: bias must be [4] (normalized_shape) for input f32[2,4], got f32[1,4]"},
+    {"layer norm bias alone", b_ln_bias_only, LATHE_ERR_ARG, "layer_norm: a bias needs a weight"},
+    {"layer norm eps", b_ln_eps, LATHE_ERR_ARG, "layer_norm: eps must be a finite number >= 0, got -1 (input f32[2,4])"},
+    {"layer norm eps NaN", b_ln_eps_nan, LATHE_ERR_ARG, "layer_norm: eps must be a finite number >= 0, got nan"},
+    {"layer norm of integers", b_ln_int, LATHE_ERR_DTYPE, "layer_norm: input must be f32 or f64, got i64[2,4]"},
+    {"layer norm dtypes", b_ln_dtypes, LATHE_ERR_DTYPE, "layer_norm: operand dtypes differ (f32[2,4], f64[4])"},
     {"max of an empty axis", b_max_empty, LATHE_ERR_SHAPE, "max: cannot reduce over zero-size axis 1 of f32[2,0]"},
     {"min of an empty axis", b_min_empty, LATHE_ERR_SHAPE, "min: cannot reduce over zero-size axis 0 of f32[0,3]"},
     {"min of bools", b_min_bool, LATHE_ERR_DTYPE, "min: bool input bool[2] not supported"},

@@ -426,6 +426,10 @@ static const bad_case bad_cases[] = {
     {"%0 = input \"x\" f32[2,2]\n%1 = input \"l\" i64[2]\n%2 = cross_entropy %0, %1 reduction=avg\n", 0,
      LATHE_ERR_PARSE, {"t.ir:3:37: expected none, mean or sum for 'reduction', got 'avg'"}},
     {A "%1 = softmax %0 axis=5\n", 0, LATHE_ERR_ARG, {"t.ir:2:6: softmax: axis 5 out of range"}},
+    {A "%1 = layer_norm %0 normalized_shape=[] eps=1e-5\n", 0, LATHE_ERR_ARG,
+     {"t.ir:2:6: layer_norm: normalized_shape must list at least one dim (input f32[2])"}},
+    {A "%1 = layer_norm %0 normalized_shape=[3] eps=1e-5\n", 0, LATHE_ERR_SHAPE,
+     {"t.ir:2:6: layer_norm: normalized_shape [3] does not match the last 1 dims of input f32[2]"}},
     /* names */
     {A "%1 = neg %x\n", 0, LATHE_ERR_NAME, {"t.ir:2:10: undefined name %x"}},
     {A "%0 = input \"b\" f32[2]\n", 0, LATHE_ERR_NAME,

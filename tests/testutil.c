@@ -157,6 +157,17 @@ S(s_mse) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_MEAN); }
 S(s_mse_sum) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_SUM); }
 S(s_mse_none) { return lathe_mse_loss(g, X((2, 3)), Y((2, 3)), LATHE_REDUCE_NONE); }
 
+static lathe_node *ln(lathe_graph *g, lathe_dtype t, lathe_node *x, int k, bool weight, bool bias) {
+    const int64_t *ns = lathe_node_shape(x) + lathe_node_rank(x) - k;
+    lathe_node *w = weight ? lathe_param(g, "ln.weight", t, k, ns, true) : NULL;
+    lathe_node *b = bias ? lathe_param(g, "ln.bias", t, k, ns, true) : NULL;
+    return lathe_layer_norm(g, x, k, ns, w, b, 1e-5);
+}
+S(s_ln) { return ln(g, t, X((3, 4)), 1, true, true); }
+S(s_ln_last_two) { return ln(g, t, X((2, 3, 4)), 2, true, true); }
+S(s_ln_plain) { return ln(g, t, X((2, 5)), 1, false, false); }
+S(s_ln_whole_weight) { return ln(g, t, X((3, 4)), 2, true, false); }
+
 /* Gradient kernels: no public builders, so lt_make with attributes in schema
  * order.  Each gy has the shape the forward op gives (see test_shapes.c). */
 #define P2(a, b) {.n = 2, .v = {a, b}}
@@ -304,6 +315,8 @@ const sample samples[] = {
     E("index_select/rank0-index", INDEX_SELECT, s_index_select_rank0),
     E("index_select_backward", INDEX_SELECT_BACKWARD, s_index_select_bw),
     E("index_select_backward/middle-axis", INDEX_SELECT_BACKWARD, s_index_select_bw_mid),
+    E("layer_norm", LAYER_NORM, s_ln), E("layer_norm/last-two", LAYER_NORM, s_ln_last_two),
+    E("layer_norm/no-affine", LAYER_NORM, s_ln_plain), E("layer_norm/whole-weight-only", LAYER_NORM, s_ln_whole_weight),
 };
 const int nsamples = (int)(sizeof samples / sizeof samples[0]);
 
