@@ -286,6 +286,16 @@ static void test_gru(void **state) {
     lathe_graph_free(g);
 }
 
+/* examples/char_gpt.lathe with one transformer block (embeddings, layer
+ * norms, causal multi-head attention, GELU MLP, head) against PyTorch */
+static void test_gpt_block(void **state) {
+    (void)state;
+    const char *defs[] = {"vocab=13", "context=6", "layers=1", "heads=2", "width=16", "dropout_p=0"};
+    lathe_graph *g = example_graph("char_gpt.lathe", 6, defs, 3);
+    sequence_parity("gpt_block.safetensors", g, 17);
+    lathe_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f64_reference),
@@ -293,6 +303,7 @@ int main(void) {
         cmocka_unit_test(test_sgd_momentum),
         cmocka_unit_test(test_adamw),
         cmocka_unit_test(test_gru),
+        cmocka_unit_test(test_gpt_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
