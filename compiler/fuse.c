@@ -676,6 +676,20 @@ static bool cheap(lt_op op) {
     }
 }
 
+/* Whether n is matmul c's right operand transposed in its last two dims (a
+ * linear layer's weight, x @ W^T) with many rows of c to multiply it by: the
+ * transposed copy costs k n moves once, and lets the matmul broadcast along
+ * b's contiguous columns instead of summing dot products along k. */
+static bool transposed_rhs(const lathe_node *c, const lathe_node *n) {
+    if (c->op != LT_OP_MATMUL || c->in[1] != n || n->op != LT_OP_PERMUTE || n->rank < 2) return false;
+    const int64_t *p = n->attr[0].v;
+    int r = n->rank;
+    for (int d = 0; d < r - 2; d++)
+        if (p[d] != d) return false;
+    int64_t rows = c->numel / (c->shape[c->rank - 1] ? c->shape[c->rank - 1] : 1);
+    return p[r - 2] == r - 1 && p[r - 1] == r - 2 && rows >= 4 * n->shape[r - 2];
+}
+
 /* Nodes inlined into one kernel's expression, at most. */
 enum { LT_MAX_INLINE = 256 };
 
@@ -789,7 +803,7 @@ static void decide(fz *z, const bool *root) {
             else if (is_heavy(c->op)) {
                 /* a contraction's operand: a view of a buffer, else a buffer of its own
                  * (which its vector plan can read) */
-                mat = !is_index_op(n->op) || !is_view(z, i, n);
+                mat = !is_index_op(n->op) || !is_view(z, i, n) || transposed_rhs(c, n);
             }
             else if (c->op == LT_OP_PERMUTE && z->uses[c->id] == 1 && z->consumer[c->id] >= 0 &&
                      is_heavy(g->nodes[z->consumer[c->id]]->op) && is_index_op(n->op)) {

@@ -536,6 +536,146 @@ static void hoist_rows(cg *c, const lt_kernel *k, int dim) {
     hoist_walk(c, k->value, dim, k->rank);
 }
 
+/* ---- column reductions ------------------------------------------------------------ */
+
+/* Whether expression e reads loop variable var. */
+static bool uses_var(const lt_expr *e, int var) {
+    if (!e) return false;
+    if (e->kind == X_VAR) return e->var == var;
+    if (uses_var(e->a, var) || uses_var(e->b, var) || uses_var(e->c, var) || uses_var(e->body, var)) return true;
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++)
+        if (uses_var(e->lo[i], var) || uses_var(e->hi[i], var)) return true;
+    return false;
+}
+
+/* Whether index expression e is var times *coef plus terms without var. */
+static bool lin_coef(const lt_expr *e, int var, int64_t *coef) {
+    int64_t a, b;
+    if (e->kind == X_VAR) return *coef = e->var == var, true;
+    if (e->kind == X_BIN && e->t == LATHE_I64 && (e->op == LT_OP_ADD || e->op == LT_OP_SUB)) {
+        if (!lin_coef(e->a, var, &a) || !lin_coef(e->b, var, &b)) return false;
+        return *coef = e->op == LT_OP_ADD ? a + b : a - b, true;
+    }
+    if (e->kind == X_BIN && e->t == LATHE_I64 && e->op == LT_OP_MUL && e->b->kind == X_CONST) {
+        if (!lin_coef(e->a, var, &a)) return false;
+        return *coef = a * e->b->i, true;
+    }
+    *coef = 0;
+    return !uses_var(e, var);
+}
+
+typedef struct {
+    int ovar, rvar;          /* the output's last dim, the reduction's innermost loop */
+    bool unit_out, unit_red, bad;
+} col_scan;
+
+static void scan_loads(const lt_expr *e, col_scan *s) {
+    if (!e || s->bad) return;
+    if (e->kind == X_REDUCE) {
+        s->bad = true;
+        return;
+    }
+    if (e->kind == X_LOAD) {
+        int64_t co, cr;
+        if (!lin_coef(e->a, s->ovar, &co)) s->bad = true;
+        else if (co == 1) s->unit_out = true;
+        /* contiguous along the rows and varying along the output: the
+         * row loop would vectorize (a row statistic read per row is not) */
+        if (lin_coef(e->a, s->rvar, &cr) && (cr == 1 || cr == -1) && uses_var(e->a, s->ovar)) s->unit_red = true;
+    }
+    scan_loads(e->a, s);
+    scan_loads(e->b, s);
+    scan_loads(e->c, s);
+}
+
+/* A sum over leading rows of operands whose rows are contiguous along the
+ * output (a bias's gradient: sum over the tokens of gy[t, c]): the loop over
+ * output elements is the one that can run in vector lanes, so it goes
+ * innermost, accumulating in the output buffer. */
+static bool column_reduction(const lt_kernel *k) {
+    const lt_expr *e = k->value;
+    if (k->con || e->kind != X_REDUCE || e->rk != R_SUM || !lt_is_float(e->t) || e->nvars == 0 || k->rank == 0 ||
+        k->outer != k->rank || k->shape[k->rank - 1] < 8)
+        return false;
+    for (int l = 0; l < e->nvars; l++)
+        if (e->lo[l]->kind != X_CONST || e->hi[l]->kind != X_CONST) return false;
+    col_scan s = {k->rank - 1, e->vars[e->nvars - 1], false, false, false};
+    scan_loads(e->body, &s);
+    return !s.bad && s.unit_out && !s.unit_red;
+}
+
+typedef struct {
+    const lt_kernel *k;
+    LLVMValueRef lo, hi;     /* the block of output elements */
+    int level;
+} col_state;
+
+/* Output element at var slot nvars: its dims, and its address. */
+static LLVMValueRef col_elem(cg *c, const lt_kernel *k, LLVMTypeRef *mty) {
+    LLVMValueRef flat = c->vars[k->nvars];
+    int64_t st = 1;
+    for (int d = k->rank - 1; d >= 0; d--) {
+        LLVMValueRef q = st == 1 ? flat : LLVMBuildSDiv(c->b, flat, k64(c, st), "");
+        c->vars[d] = d == 0 ? q : LLVMBuildSRem(c->b, q, k64(c, k->shape[d]), "");
+        st *= k->shape[d];
+    }
+    return cg_elem_ptr(c, k->buf, flat, mty);
+}
+
+static void col_zero(cg *c, void *arg) {
+    col_state *s = arg;
+    LLVMTypeRef mty;
+    LLVMValueRef p = col_elem(c, s->k, &mty);
+    cg_tag(c, LLVMBuildStore(c->b, LLVMConstReal(ty(c, s->k->value->t), 0), p), s->k->buf);
+}
+
+static void col_add(cg *c, void *arg) {
+    col_state *s = arg;
+    const lt_expr *e = s->k->value;
+    LLVMTypeRef mty;
+    LLVMValueRef p = col_elem(c, s->k, &mty);
+    c->in_reduce++;
+    LLVMValueRef v = cg_gen(c, e->body);
+    c->in_reduce--;
+    LLVMValueRef acc = cg_tag(c, LLVMBuildLoad2(c->b, mty, p, ""), s->k->buf);
+    cg_tag(c, LLVMBuildStore(c->b, flags(LLVMBuildFAdd(c->b, acc, v, ""), LLVMFastMathAllowContract), p), s->k->buf);
+}
+
+/* The reduction's loops in order, the block of output elements innermost:
+ * every element is summed in the order of its rows, whatever the split. */
+static void col_level(cg *c, void *arg) {
+    col_state *s = arg;
+    const lt_expr *e = s->k->value;
+    if (s->level == e->nvars) {
+        cg_loop(c, s->k->nvars, s->lo, s->hi, col_add, s);
+        return;
+    }
+    int l = s->level++;
+    cg_loop(c, e->vars[l], k64(c, e->lo[l]->i), k64(c, e->hi[l]->i), col_level, s);
+    s->level--;
+}
+
+/* Blocks of output elements that stay in L1 while the rows stream past. */
+enum { COL_BLOCK = 1024 };
+
+static void col_block(cg *c, void *arg) {
+    col_state *s = arg;
+    const lt_kernel *k = s->k;
+    LLVMValueRef lo = LLVMBuildNSWAdd(c->b, c->begin, LLVMBuildNSWMul(c->b, c->vars[k->nvars + 1], k64(c, COL_BLOCK), ""), "");
+    LLVMValueRef hi = LLVMBuildNSWAdd(c->b, lo, k64(c, COL_BLOCK), "");
+    hi = LLVMBuildSelect(c->b, LLVMBuildICmp(c->b, LLVMIntSLT, hi, c->end, ""), hi, c->end, "");
+    col_state inner = {k, lo, hi, 0};
+    cg_loop(c, k->nvars, lo, hi, col_zero, &inner);
+    col_level(c, &inner);
+}
+
+static void lower_col_reduce(cg *c, const lt_kernel *k) {
+    col_state s = {k, NULL, NULL, 0};
+    LLVMValueRef n = LLVMBuildSub(c->b, c->end, c->begin, "");
+    LLVMValueRef blocks = LLVMBuildSDiv(c->b, LLVMBuildAdd(c->b, n, k64(c, COL_BLOCK - 1), ""), k64(c, COL_BLOCK), "");
+    cg_loop(c, k->nvars + 1, k64(c, 0), blocks, col_block, &s);
+}
+
 /* ---- kernels ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -634,7 +774,8 @@ static void lower_body(cg *c, const lt_bodies *bd, int index) {
     c->nscope = 0;
     cg_push_scope(c);
     out_state o = {k, 0};
-    if (!k->con || !lt_lower_tiles(c, k, index))
+    if (column_reduction(k)) lower_col_reduce(c, k);
+    else if (!k->con || !lt_lower_tiles(c, k, index))
         cg_loop(c, k->nvars, c->begin, c->end, outer_body, &o);
     LLVMBuildRetVoid(c->b);
     cg_pop_scope(c);

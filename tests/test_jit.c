@@ -151,6 +151,58 @@ static void test_conv1d_planes(void **state) {
     lathe_graph_free(g);
 }
 
+/* Sums over leading rows whose operands run along the output (bias and
+ * layer-norm weight gradients: the column lowering, output elements in
+ * vector lanes), a linear layer over many rows (its weight transposed into a
+ * buffer of its own), in f32 and f64 against the evaluator, the same bits
+ * on 1 and 3 threads; the fused dump shows the transposed weight's kernel. */
+static void test_column_sums(void **state) {
+    (void)state;
+    for (lathe_dtype t = LATHE_F32; t <= LATHE_F64; t++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", t, LATHE_DIMS(300, 37));
+        lathe_node *w = lathe_param(g, "fc.weight", t, LATHE_DIMS(1029, 37), true);
+        lathe_node *b = lathe_param(g, "fc.bias", t, LATHE_DIMS(1029), true);
+        lathe_node *s = lathe_param(g, "s", t, LATHE_DIMS(300, 1), true);
+        lathe_node *y = lathe_mul(g, lathe_linear(g, x, w, b), s); /* the bias's gradient: a sum over 300 rows of 1029 */
+        lathe_node *loss = lathe_sum(g, lathe_mul(g, y, y), 0, NULL, false);
+        lathe_output(g, "loss", loss);
+        lathe_output(g, "colsum", lathe_sum(g, lathe_mul(g, y, s), LATHE_AXES(0), false));
+        lathe_backward(g, 1, &loss, NULL);
+        assert_graph_ok(g);
+        lathe_program *jit = compile_or_fail("column sums", g, LATHE_BACKEND_JIT);
+        lathe_program *jit3 = compile_or_fail("column sums", g, LATHE_BACKEND_JIT);
+        lathe_program *ref = compile_or_fail("column sums", g, LATHE_BACKEND_EVAL);
+        lathe_program_set_threads(jit, 1);
+        lathe_program_set_threads(jit3, 3);
+        bind_both(g, jit, ref, 29);
+        bind_both(g, jit3, NULL, 29);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        assert_int_equal(lathe_program_run(jit3), LATHE_OK);
+        assert_int_equal(lathe_program_run(ref), LATHE_OK);
+        agree("column sums", g, jit, ref);
+        size_t nb = 1029 * lathe_dtype_size(t);
+        void *g1 = malloc(nb), *g3 = malloc(nb);
+        lathe_program_get(jit, "grad.fc.bias", g1, nb);
+        lathe_program_get(jit3, "grad.fc.bias", g3, nb);
+        assert_memory_equal(g1, g3, nb);
+        free(g1), free(g3);
+        lathe_program_free(jit);
+        lathe_program_free(jit3);
+        lathe_program_free(ref);
+        if (t == LATHE_F32) {
+            char *dump = NULL;
+            size_t len = 0;
+            FILE *f = open_memstream(&dump, &len);
+            assert_int_equal(lathe_dump(g, LATHE_STAGE_FUSED, NULL, LATHE_DUMP_TEXT, f), LATHE_OK);
+            fclose(f);
+            if (!strstr(dump, "permute f32[37,1029]")) fail_msg("the weight was not transposed into a buffer:\n%s", dump);
+            free(dump);
+        }
+        lathe_graph_free(g);
+    }
+}
+
 /* A concat of more operands than any fixed table holds (fusion once read
  * only the first 256): every element from its own operand, against the
  * evaluator. */
@@ -1415,6 +1467,7 @@ int main(void) {
         cmocka_unit_test(test_label_check),
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_conv1d_planes),
+        cmocka_unit_test(test_column_sums),
         cmocka_unit_test(test_layer_norms),
         cmocka_unit_test(test_attention_block),
         cmocka_unit_test(test_token_check),
