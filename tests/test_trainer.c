@@ -222,6 +222,16 @@ static void test_eval_tokens(void **state) {
     if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
     snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 12);
     expect_out(want);
+    /* the class axis 1 of (N, 4, 3) logits: the loss is shaped (N, 3), as the per-token case */
+    f = fopen(path, "w");
+    fputs("model tok\nbatch N = 2\ninput x: f32[N, 3]\ninput y: i64[N, 3]\nparam w: f32[4] init=zeros\n"
+          "logits = reshape(x, [N, 1, 3]) * 0 + reshape(w, [1, 4, 1])\nloss cross_entropy(logits, y)\n", f);
+    fclose(f);
+    rc = run("%s train %s/tok.lathe --data %s/tok.safetensors --eval-data %s/tok.safetensors --lr 0 --epochs 1",
+             lathe_bin, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    snprintf(want, sizeof want, "test loss %.4f, test accuracy %.2f%%", log(4.0), 100.0 * 6 / 15);
+    expect_out(want);
 }
 
 /* text:FILE and sample: a bigram table learns that b follows a and a
