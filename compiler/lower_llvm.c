@@ -610,16 +610,21 @@ typedef struct {
     int level;
 } col_state;
 
-/* Output element at var slot nvars: its dims, and its address. */
-static LLVMValueRef col_elem(cg *c, const lt_kernel *k, LLVMTypeRef *mty) {
+/* The flat index at var slot nvars unraveled into dims [0, n) of k. */
+static void unravel(cg *c, const lt_kernel *k, int n) {
     LLVMValueRef flat = c->vars[k->nvars];
     int64_t st = 1;
-    for (int d = k->rank - 1; d >= 0; d--) {
+    for (int d = n - 1; d >= 0; d--) {
         LLVMValueRef q = st == 1 ? flat : LLVMBuildSDiv(c->b, flat, k64(c, st), "");
         c->vars[d] = d == 0 ? q : LLVMBuildSRem(c->b, q, k64(c, k->shape[d]), "");
         st *= k->shape[d];
     }
-    return cg_elem_ptr(c, k->buf, flat, mty);
+}
+
+/* Output element at var slot nvars: its dims, and its address. */
+static LLVMValueRef col_elem(cg *c, const lt_kernel *k, LLVMTypeRef *mty) {
+    unravel(c, k, k->rank);
+    return cg_elem_ptr(c, k->buf, c->vars[k->nvars], mty);
 }
 
 static void col_zero(cg *c, void *arg) {
@@ -728,14 +733,7 @@ static void out_body(cg *c, void *arg) {
 static void outer_body(cg *c, void *arg) {
     out_state *o = arg;
     const lt_kernel *k = o->k;
-    /* unravel the flat outer index (var slot nvars) into dims [0, outer) */
-    LLVMValueRef flat = c->vars[k->nvars];
-    int64_t st = 1;
-    for (int d = k->outer - 1; d >= 0; d--) {
-        LLVMValueRef q = st == 1 ? flat : LLVMBuildSDiv(c->b, flat, k64(c, st), "");
-        c->vars[d] = d == 0 ? q : LLVMBuildSRem(c->b, q, k64(c, k->shape[d]), "");
-        st *= k->shape[d];
-    }
+    unravel(c, k, k->outer); /* the flat outer index into dims [0, outer) */
     o->dim = k->outer;
     out_body(c, o);
 }

@@ -103,6 +103,25 @@ static void compare(const char *label, lathe_program *p, const char *name, lathe
     free(buf);
 }
 
+/* Load the fixture's start, run forward and backward, compare the logits,
+ * the loss and every parameter's gradient; the number of gradients. */
+static int forward_backward(const char *label, lathe_program *p, lathe_st_file *f) {
+    load_init(p, f);
+    assert_int_equal(lathe_program_run(p), LATHE_OK);
+    compare(label, p, "logits", f, "logits");
+    compare(label, p, "loss", f, "loss");
+    int ngrads = 0;
+    const lathe_rt_tensor *ts = lathe_program_tensors(p);
+    for (int i = 0; i < lathe_program_num_tensors(p); i++) {
+        if (ts[i].kind != LATHE_RT_PARAM) continue;
+        char name[256];
+        snprintf(name, sizeof name, "grad.%s", ts[i].name);
+        compare(label, p, name, f, name);
+        ngrads++;
+    }
+    return ngrads;
+}
+
 static void test_forward_backward(void **state) {
     (void)state;
     lathe_st_file *f = resnet_fixture();
@@ -111,20 +130,7 @@ static void test_forward_backward(void **state) {
         const char *label = be ? "evaluator" : "jit";
         lathe_program *p = lathe_compile(g, be ? LATHE_BACKEND_EVAL : LATHE_BACKEND_JIT);
         if (!p) fail_msg("%s", lathe_graph_error(g));
-        load_init(p, f);
-        assert_int_equal(lathe_program_run(p), LATHE_OK);
-        compare(label, p, "logits", f, "logits");
-        compare(label, p, "loss", f, "loss");
-        int ngrads = 0;
-        const lathe_rt_tensor *ts = lathe_program_tensors(p);
-        for (int i = 0; i < lathe_program_num_tensors(p); i++) {
-            if (ts[i].kind != LATHE_RT_PARAM) continue;
-            char name[256];
-            snprintf(name, sizeof name, "grad.%s", ts[i].name);
-            compare(label, p, name, f, name);
-            ngrads++;
-        }
-        assert_int_equal(ngrads, 62);
+        assert_int_equal(forward_backward(label, p, f), 62);
         lathe_program_free(p);
     }
     lathe_graph_free(g);
@@ -243,20 +249,8 @@ static void sequence_parity(const char *fixture, lathe_graph *g, int nparams) {
         snprintf(label, sizeof label, "%s %s", fixture, be ? "evaluator" : "jit");
         lathe_program *p = lathe_compile(g, be ? LATHE_BACKEND_EVAL : LATHE_BACKEND_JIT);
         if (!p) fail_msg("%s", lathe_graph_error(g));
-        load_init(p, f);
-        assert_int_equal(lathe_program_run(p), LATHE_OK);
-        compare(label, p, "logits", f, "logits");
-        compare(label, p, "loss", f, "loss");
-        int ngrads = 0;
+        assert_int_equal(forward_backward(label, p, f), nparams);
         const lathe_rt_tensor *ts = lathe_program_tensors(p);
-        for (int i = 0; i < lathe_program_num_tensors(p); i++) {
-            if (ts[i].kind != LATHE_RT_PARAM) continue;
-            char name[256];
-            snprintf(name, sizeof name, "grad.%s", ts[i].name);
-            compare(label, p, name, f, name);
-            ngrads++;
-        }
-        assert_int_equal(ngrads, nparams);
         load_init(p, f);
         lathe_optim_config cfg = lathe_adamw_config(1e-3);
         lathe_optimizer *o = lathe_program_optimizer(p, &cfg);
