@@ -146,7 +146,9 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
             "gradients, new parameters): TRAINER step --batch B.safetensors -o OUT.safetensors\n"
-            "[--params P.safetensors] (see lathe step --help).\n",
+            "[--params P.safetensors] (see lathe step --help); and a language model trained\n"
+            "on text:FILE writes text: TRAINER sample --load CK [--length N] [--temperature X]\n"
+            "[--top-k K] [--prompt TEXT] [--seed S] (see TRAINER sample --help).\n",
             prog);
 }
 

@@ -146,12 +146,16 @@ check "dot of a plan exits 2" [ $? -eq 2 ]
 check "unknown stage exits 2" [ $? -eq 2 ]
 
 # the training verbs: help, and command-line errors (exit 2)
-for v in compile train step; do
+for v in compile train step sample; do
     "$LATHE" $v --help >"$TMP/vhelp" 2>&1
     check "$v help exits 0" [ $? -eq 0 ]
     check "$v help shows usage" contains "$TMP/vhelp" "usage: lathe $v MODEL"
 done
+check "sample help lists --temperature" contains "$TMP/vhelp" "--temperature X"
+"$LATHE" step --help >"$TMP/vhelp" 2>&1
 check "step help lists --params-prefix" contains "$TMP/vhelp" "--params-prefix"
+"$LATHE" --help >"$TMP/vhelp" 2>&1
+check "help lists sample" contains "$TMP/vhelp" "sample MODEL --load CK"
 "$LATHE" train --help >"$TMP/vhelp" 2>&1
 for f in --data --eval --epochs --steps --batch --optimizer --lr --momentum --weight-decay --nesterov --seed \
     --shuffle --load --save --threads --ieee-denormals; do
