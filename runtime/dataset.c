@@ -721,7 +721,7 @@ static unsigned char *read_text(const char *path, int64_t *size, char *err, size
     }
     closedir(d);
     if (!ok) lt_errf(err, errlen, "%s: out of memory", path);
-    qsort(names, n, sizeof *names, cmp_names);
+    if (n > 1) qsort(names, n, sizeof *names, cmp_names);
     int files = 0;
     for (size_t i = 0; ok && i < n; i++) {
         char full[PATH_MAX];
