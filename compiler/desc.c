@@ -1603,7 +1603,26 @@ lathe_status lathe_desc_parse_file(lathe_graph *g, const char *path, const lathe
     return st;
 }
 
+bool lathe_desc_is_description_text(const char *src, size_t len) {
+    size_t i = 0;
+    for (;;) {
+        while (i < len && strchr(" \t\r\n", src[i])) i++;
+        if (i < len && src[i] == '#') {
+            while (i < len && src[i] != '\n') i++;
+            continue;
+        }
+        break;
+    }
+    return i < len && src[i] != '%';
+}
+
 bool lathe_desc_is_description(const char *path) {
     size_t n = path ? strlen(path) : 0;
-    return n > 6 && strcmp(path + n - 6, ".lathe") == 0;
+    if (n > 6 && strcmp(path + n - 6, ".lathe") == 0) return true;
+    FILE *f = n ? fopen(path, "rb") : NULL;
+    if (!f) return false;
+    char buf[4096];
+    size_t k = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return lathe_desc_is_description_text(buf, k);
 }

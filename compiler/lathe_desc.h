@@ -114,9 +114,14 @@ lathe_status lathe_desc_parse(lathe_graph *g, const char *src, size_t len, const
 lathe_status lathe_desc_parse_file(lathe_graph *g, const char *path, const lathe_desc_options *opt,
                                    lathe_desc_info *info);
 
-/* True when path names a description (it ends in ".lathe") rather than text
- * IR. */
+/* True when path holds a description rather than text IR: its name ends in
+ * ".lathe", or its text is one (lathe_desc_is_description_text; a file that
+ * cannot be read is not, and its reader reports why). */
 bool lathe_desc_is_description(const char *path);
+/* True when src (len bytes) is a description: text IR's first statement
+ * (after blank lines and # comments) starts with '%', a description's never
+ * does (model, let, batch, input, an assignment, ...).  Empty text is IR. */
+bool lathe_desc_is_description_text(const char *src, size_t len);
 
 #ifdef __cplusplus
 }

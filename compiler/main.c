@@ -27,8 +27,9 @@ static const char *main_usage =
     "  sample MODEL --load CK     generate text from a language model trained on text:FILE\n"
     "  dump FILE                  check a model and print it at a compiler stage (text or DOT)\n"
     "\n"
-    "MODEL and FILE: a model description (NAME.lathe) or Lathe's text IR (any other\n"
-    "name).  'lathe VERB --help' describes each verb.\n"
+    "MODEL and FILE: a model description or Lathe's text IR, told apart by their\n"
+    "text (IR statements start with '%'; a NAME.lathe is always a description).\n"
+    "'lathe VERB --help' describes each verb.\n"
     "\n"
     "options:\n"
     "  -h, --help     show this help (or 'lathe VERB --help' for a verb)\n"
@@ -39,8 +40,8 @@ static const char *dump_usage =
     "                       [-D NAME=VALUE] [--batch B] [--eval]\n"
     "                       [--target-cpu CPU] [--target-features FEATURES]\n"
     "\n"
-    "Reads FILE (a model description NAME.lathe, or Lathe's text IR; '-' reads text\n"
-    "IR from standard input), checks every op's operands, shapes and attributes,\n"
+    "Reads FILE (a model description or Lathe's text IR, told apart by their text;\n"
+    "'-' reads standard input), checks every op's operands, shapes and attributes,\n"
     "verifies the graph, runs the compiler up to the chosen stage, and prints what\n"
     "that stage made: exactly what a compiled program is built from.  A description\n"
     "is traced in training mode, its loss marked for backward.\n"
@@ -418,15 +419,18 @@ static int cmd_dump(int argc, char **argv) {
         return 1;
     }
     lathe_status st;
-    if (strcmp(path, "-") == 0 && (mo.ndefs || mo.batch || eval)) {
-        fprintf(stderr, "lathe dump: -D, --batch and --eval are for model descriptions (.lathe); '-' reads text IR\n");
-        lathe_graph_free(g);
-        return 2;
-    }
-    if (strcmp(path, "-") == 0) {
+    if (strcmp(path, "-") == 0) { /* a description or text IR, told apart by their text */
         size_t len;
         char *src = lt_read_all(stdin, &len);
-        st = src ? lathe_parse(g, src, len, "<stdin>") : LATHE_ERR_NOMEM;
+        bool desc = src && lathe_desc_is_description_text(src, len);
+        if (src && !desc && (mo.ndefs || mo.batch || eval)) {
+            fprintf(stderr, "lathe dump: -D, --batch and --eval are for model descriptions; standard input holds text IR\n");
+            free(src);
+            lathe_graph_free(g);
+            return 2;
+        }
+        lathe_desc_options o = {.training = !eval, .batch = mo.batch, .ndefines = mo.ndefs, .defines = mo.defs};
+        st = !src ? LATHE_ERR_NOMEM : desc ? lathe_desc_parse(g, src, len, "<stdin>", &o, NULL) : lathe_parse(g, src, len, "<stdin>");
         free(src);
     } else if (lathe_desc_is_description(path)) {
         lathe_desc_options o = {.training = !eval, .batch = mo.batch, .ndefines = mo.ndefs, .defines = mo.defs};

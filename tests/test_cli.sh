@@ -172,6 +172,17 @@ check "-D on text IR is refused" contains "$TMP/out" "text IR, which has no cons
 check "compile of a model without a loss exits 1" [ $? -eq 1 ]
 check "compile of a model without a loss says so" contains "$TMP/out" "has no loss to train"
 
+# descriptions told from text IR by their text: any file name, and standard input
+cp "$(dirname "$0")/../examples/mlp.lathe" "$TMP/mlp.txt"
+"$LATHE" dump "$TMP/mlp.txt" >"$TMP/out" 2>&1
+check "a description named .txt is read as one" contains "$TMP/out" 'param "fc1.weight"'
+"$LATHE" dump - --batch 3 <"$(dirname "$0")/../examples/mlp.lathe" >"$TMP/out" 2>&1
+check "a description on standard input is read as one" contains "$TMP/out" "f32[3,"
+"$LATHE" dump - <"$DATA/seed_q.ir" >"$TMP/out" 2>&1
+check "text IR on standard input is still text IR" contains "$TMP/out" '%0 = input "a"'
+"$LATHE" dump - --batch 3 <"$DATA/seed_q.ir" >"$TMP/out" 2>&1
+check "--batch on text IR from standard input is refused" contains "$TMP/out" "standard input holds text IR"
+
 # descriptions at every stage
 EX=$(dirname "$0")/../examples
 for st in traced grad opt fused plan llvm asm; do

@@ -564,6 +564,14 @@ static void test_eval_losses(void **state) {
     assert_true(lathe_desc_is_description("x/y.lathe"));
     assert_false(lathe_desc_is_description("y.ir"));
     assert_false(lathe_desc_is_description(".lathe"));
+    /* by content: text IR's first statement starts with '%' */
+    const char *ir = "# lathe ir\n\n  # a comment\n%0 = input \"a\" f32[2]\n";
+    const char *de = "# a model\n\nmodel m\ninput a: f32[2]\n";
+    assert_false(lathe_desc_is_description_text(ir, strlen(ir)));
+    assert_true(lathe_desc_is_description_text(de, strlen(de)));
+    assert_true(lathe_desc_is_description_text("x = 1\n", 6));
+    assert_false(lathe_desc_is_description_text("# only a comment\n", 17));
+    assert_false(lathe_desc_is_description_text("", 0));
 }
 
 /* ---- loops, shared layers, parameters by name ---------------------------------------------- */
