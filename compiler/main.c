@@ -22,7 +22,7 @@ static const char *main_usage =
     "verbs:\n"
     "  compile MODEL -o TRAINER   compile a model into a standalone native trainer\n"
     "  train MODEL [flags]        train a model in process (JIT), as a trainer would\n"
-    "  step MODEL --batch B.safetensors -o OUT.safetensors\n"
+    "  step MODEL --inputs B.safetensors -o OUT.safetensors\n"
     "                             one training step: loss, outputs, gradients, new parameters\n"
     "  sample MODEL --load CK     generate text from a language model trained on text:FILE\n"
     "  dump FILE                  check a model and print it at a compiler stage (text or DOT)\n"
@@ -303,12 +303,12 @@ static int cmd_compile(int argc, char **argv) {
     return st == LATHE_OK ? 0 : 1;
 }
 
-/* The value of --batch (or an abbreviation getopt_long accepts: --bat 32,
- * --ba=32) at argv[i], or NULL. */
-static const char *batch_flag(int argc, char **argv, int i) {
+/* The value of flag (or an abbreviation getopt_long accepts: --bat 32,
+ * --ba=32 for --batch) at argv[i], or NULL. */
+static const char *flag_value(int argc, char **argv, int i, const char *flag) {
     const char *a = argv[i], *eq = strchr(a, '=');
     size_t n = eq ? (size_t)(eq - a) : strlen(a);
-    if (n < 3 || strncmp(a, "--", 2) != 0 || strncmp(a, "--batch", n) != 0) return NULL;
+    if (n < 3 || strncmp(a, "--", 2) != 0 || strncmp(a, flag, n) != 0) return NULL;
     return eq ? eq + 1 : i + 1 < argc ? argv[i + 1] : NULL;
 }
 
@@ -340,11 +340,13 @@ static int cmd_run(int argc, char **argv, lathe_run_kind kind) {
     char prog[64];
     snprintf(prog, sizeof prog, "lathe %s", verb);
     argv[0] = prog;
-    /* the batch size: --batch N for train; the batch file's first input for step */
+    /* the batch size: --batch N for train and sample; the first input of the
+     * inputs file (--inputs, or its old name --batch) for step */
     for (int i = 1; i < argc; i++) {
-        const char *v = batch_flag(argc, argv, i);
+        const char *v = flag_value(argc, argv, i, "--batch");
+        if (step && !v) v = flag_value(argc, argv, i, "--inputs");
         if (v && !step && !parse_batch(verb, v, &mo.batch)) return 2;
-        if (v && step) { /* peek at the batch file */
+        if (v && step) { /* peek at the inputs file */
             model probe;
             if (load_model(verb, path, &mo, false, &probe)) return 1;
             char err[1024];

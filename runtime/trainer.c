@@ -86,9 +86,9 @@ static void fail(const char *prog, const char *fmt, ...) {
 }
 
 void lathe_trainer_usage(FILE *out, const char *prog) {
+    bool cli = !strncmp(prog, "lathe train", 11); /* lathe train prints its own usage line */
+    if (!cli) fprintf(out, "usage: %s --data SPEC [options]\n\n", prog);
     fprintf(out,
-            "usage: %s --data SPEC [options]\n"
-            "\n"
             "Trains the model: mini-batches of the compiled size in order (or shuffled),\n"
             "forward, backward and an optimizer step each; the last partial batch of an\n"
             "epoch is dropped.  Progress goes to standard error (a bar on a terminal, else\n"
@@ -117,7 +117,7 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --epochs N             train N epochs in all (default 1)\n"
             "  --steps N              stop after N steps in all (batches), even mid-epoch;\n"
             "                         alone, it is not limited by the default --epochs 1\n"
-            "  --batch B              must equal the compiled batch size (checked)\n"
+            "  --batch B              %s\n"
             "  --optimizer NAME       sgd (default), adam or adamw\n"
             "  --lr X                 learning rate (default 0.01 for sgd, 0.001 otherwise)\n"
             "  --momentum X           SGD momentum (default 0)\n"
@@ -145,11 +145,12 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  -h, --help             show this help\n"
             "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
-            "gradients, new parameters): TRAINER step --batch B.safetensors -o OUT.safetensors\n"
+            "gradients, new parameters): TRAINER step --inputs B.safetensors -o OUT.safetensors\n"
             "[--params P.safetensors] (see lathe step --help); and a language model trained\n"
             "on text:FILE writes text: TRAINER sample --load CK [--length N] [--temperature X]\n"
             "[--top-k K] [--prompt TEXT] [--seed S] (see TRAINER sample --help).\n",
-            prog);
+            cli ? "the batch size to compile for (default: the description's)"
+                : "must equal the compiled batch size (checked)");
 }
 
 static bool parse_int(const char *s, int64_t lo, int64_t *out) {
@@ -902,7 +903,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
 /* ---- lathe step -------------------------------------------------------------------------------- */
 
 static const char *step_usage =
-    "usage: %s --batch B.safetensors -o OUT.safetensors [options]\n"
+    "usage: %s --inputs B.safetensors -o OUT.safetensors [options]\n"
     "\n"
     "One training step of the model, for checking a compiled model against another\n"
     "framework.  B.safetensors holds one tensor per\n"
@@ -915,7 +916,8 @@ static const char *step_usage =
     "  --params P.safetensors  every parameter and buffer, named PREFIX + its name\n"
     "                          (default: PyTorch's initialization with seed 0)\n"
     "  --params-prefix PREFIX  the prefix of those names (default none)\n"
-    "  --batch B.safetensors   the inputs (required)\n"
+    "  --inputs B.safetensors  the inputs (required; --batch B.safetensors is its old\n"
+    "                          name)\n"
     "  -o, --output OUT        where to write the results (required)\n"
     "  --optimizer NAME        sgd (default), adam or adamw\n"
     "  --lr X, --momentum X, --nesterov, --weight-decay X   as for lathe train\n"
@@ -927,7 +929,8 @@ static const char *step_usage =
 int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_PARAMS = 2000, O_BATCHFILE, O_OUT, O_PREFIX };
     static const struct option opts[] = {
-        {"params", required_argument, 0, O_PARAMS}, {"batch", required_argument, 0, O_BATCHFILE},
+        {"params", required_argument, 0, O_PARAMS}, {"inputs", required_argument, 0, O_BATCHFILE},
+        {"batch", required_argument, 0, O_BATCHFILE},
         {"output", required_argument, 0, 'o'}, {"params-prefix", required_argument, 0, O_PREFIX},
         {"optimizer", required_argument, 0, O_OPTIMIZER}, {"lr", required_argument, 0, O_LR},
         {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
@@ -958,7 +961,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         }
     }
     if (optind < argc || !batch || !out) {
-        fail(prog, optind < argc ? "unexpected argument '%s'" : "--batch FILE and -o OUT are required%s",
+        fail(prog, optind < argc ? "unexpected argument '%s'" : "--inputs FILE and -o OUT are required%s",
              optind < argc ? argv[optind] : "");
         return 2;
     }

@@ -394,7 +394,7 @@ static void test_trainer_step(void **state) {
     (void)state;
     int rc = run("%s/fashion step --batch %s/batch.safetensors --lr 0.1 -o %s/step_aot", tmp, tmp, tmp);
     if (rc != 0) fail_msg("TRAINER step failed (%d):\n%s", rc, out_text());
-    rc = run("%s step %s/examples/fashion_cnn.lathe --batch %s/batch.safetensors --lr 0.1 -o %s/step_jit", lathe_bin,
+    rc = run("%s step %s/examples/fashion_cnn.lathe --inputs %s/batch.safetensors --lr 0.1 -o %s/step_jit", lathe_bin,
              src_dir, tmp, tmp);
     if (rc != 0) fail_msg("lathe step failed (%d):\n%s", rc, out_text());
     assert_true(same_file("step_aot", "step_jit"));
