@@ -476,8 +476,12 @@ lathe_status lathe_gradients(lathe_graph *g, int nout, lathe_node *const *outs,
         }
         lathe_node_type_str(y, ts, sizeof ts);
         if (!a.rg[y->id]) {
-            lt_fail(g, LATHE_ERR_ARG, "backward: output %d (node %%%d, %s %s) does not require grad", i, y->id,
-                    lt_ops[y->op].name, ts);
+            char where[300] = "";
+            if (y->line > 0) snprintf(where, sizeof where, "%s%s%d:%d: ", g->source ? g->source : "line ", g->source ? ":" : "",
+                                      y->line, y->col);
+            lt_fail(g, LATHE_ERR_ARG,
+                    "%sbackward: output %d (node %%%d, %s %s) does not require grad: nothing it is computed from is a "
+                    "trainable parameter or an input marked requires_grad", where, i, y->id, lt_ops[y->op].name, ts);
             break;
         }
         if (!c) {
@@ -550,7 +554,8 @@ lathe_status lathe_backward(lathe_graph *g, int nout, lathe_node *const *outs, l
 lathe_status lathe_backward_marked(lathe_graph *g) {
     if (g->status != LATHE_OK) return g->status;
     if (g->nmarks == 0)
-        return lt_fail(g, LATHE_ERR_ARG, "backward: nothing is marked for differentiation (add 'backward %%loss' to the file)"),
+        return lt_fail(g, LATHE_ERR_ARG, "backward: nothing is marked for differentiation (a description marks its 'loss' statement "
+                             "or a 'backward VALUE' statement; text IR a line 'backward %%VALUE')"),
                LATHE_ERR_ARG;
     int n = g->nmarks;
     lathe_node **outs = malloc((size_t)n * sizeof *outs), **cots = malloc((size_t)n * sizeof *cots);

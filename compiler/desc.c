@@ -803,6 +803,10 @@ static bool parse_primary(parser *p, value *out) {
                         (int)t.len, t.s);
     if (!live(p)) return true;
     const var *v = lookup(p, t.s, t.len);
+    if (!v && (desc_find_builtin(t.s, t.len) >= 0 || find_block(p, t.s, t.len) >= 0))
+        return desc_err(p, LATHE_ERR_NAME, t.at,
+                        "'%.*s' is a function, not a value: call it as %.*s(...) (a string is written in quotes: \"%.*s\")",
+                        (int)t.len, t.s, (int)t.len, t.s, (int)t.len, t.s);
     if (!v) {
         char sug[96];
         suggestion s = {t.s, t.len, NULL, 0, 99};
@@ -1049,8 +1053,12 @@ static bool parse_leaf(parser *p, bool buffer) {
     bool frozen = false, has_init = false;
     lathe_leaf_init kind = LATHE_LEAF_INIT_AUTO;
     double a = 0;
-    if (!next(p) || !ident(p, buffer ? "the buffer's name" : "the parameter's name", &s, &len, &at) ||
-        !expect(p, ':', "':' and the type") || !parse_type(p, &t, &rank, shape))
+    if (!next(p) || !ident(p, buffer ? "the buffer's name" : "the parameter's name", &s, &len, &at)) return false;
+    if (is_punct(p, '.'))
+        return desc_err(p, LATHE_ERR_PARSE, at,
+                        "a %s's name is one word; dotted names such as fc.weight come from the block it is declared "
+                        "in, called as fc (or from a layer called as fc)", buffer ? "buffer" : "param");
+    if (!expect(p, ':', "':' and the type") || !parse_type(p, &t, &rank, shape))
         return false;
     while (!end_of_stmt(p)) {
         if (is_word(p, "init")) {

@@ -564,6 +564,12 @@ static void test_eval_losses(void **state) {
     assert_true(lathe_desc_is_description("x/y.lathe"));
     assert_false(lathe_desc_is_description("y.ir"));
     assert_false(lathe_desc_is_description(".lathe"));
+    /* a marked value that nothing trainable reaches: the message says where */
+    g = parse_src("input x: f32[2]\nq = sum(x * 2)\nbackward q\n", NULL, NULL);
+    assert_int_equal(lathe_backward_marked(g), LATHE_ERR_ARG);
+    if (!strstr(lathe_graph_error(g), "t.lathe:2:5: backward: output 0") || !strstr(lathe_graph_error(g), "does not require grad"))
+        fail_msg("%s", lathe_graph_error(g));
+    lathe_graph_free(g);
     /* by content: text IR's first statement starts with '%' */
     const char *ir = "# lathe ir\n\n  # a comment\n%0 = input \"a\" f32[2]\n";
     const char *de = "# a model\n\nmodel m\ninput a: f32[2]\n";
@@ -1000,6 +1006,11 @@ static const bad_case bad_cases[] = {
      LATHE_ERR_NAME,
      {"no parameter or buffer named 'm.fc.weight' or 'fc.weight'"}},
     {X2 "let for = 2\n", 0, LATHE_ERR_PARSE, {"'for' is a keyword"}},
+    {X2 "input l: i64[2]\nloss cross_entropy(x, l, reduction=sum)\n",
+     0,
+     LATHE_ERR_NAME,
+     {"t.lathe:3:36: 'sum' is a function, not a value: call it as sum(...) (a string is written in quotes: \"sum\")"}},
+    {"param fc.w: f32[2]\n", 0, LATHE_ERR_PARSE, {"t.lathe:1:7: a param's name is one word; dotted names such as fc.weight"}},
     {X2 "y = gelu(x, approximate=\"erf\")\n", 0, LATHE_ERR_ARG, {"gelu: argument 'approximate' must be \"none\" or \"tanh\""}},
     {X2 "y = clamp(x)\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: clamp: give min, max or both"}},
     {X4 "y = conv1d(x, 4, 3) as c\n", 0, LATHE_ERR_SHAPE, {"t.lathe:2:12: conv1d: x must be (N, C, L), got f32[2,3,8,8]"}},
