@@ -221,7 +221,13 @@ static int load_model(const char *verb, const char *path, const model_opts *mo, 
         }
         lathe_node *loss = lathe_graph_find_output(m->train, "loss");
         m->info.has_loss = loss != NULL;
-        if (st == LATHE_OK && loss && lathe_graph_num_marks(m->train) == 0) st = lathe_mark_backward(m->train, loss, NULL);
+        /* a dump of the grad stage or later holds its gradients already
+         * (outputs grad.NAME): trained as it is, not differentiated again */
+        bool has_grads = false;
+        for (int i = 0; i < lathe_graph_num_outputs(m->train); i++)
+            has_grads = has_grads || !strncmp(lathe_graph_output_name(m->train, i), "grad.", 5);
+        if (st == LATHE_OK && loss && !has_grads && lathe_graph_num_marks(m->train) == 0)
+            st = lathe_mark_backward(m->train, loss, NULL);
     }
     /* the compiler's pipeline differentiates the marked loss (its grad stage) */
     if (st != LATHE_OK) {

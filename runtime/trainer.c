@@ -644,7 +644,9 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         goto done;
     }
     if (f->eval && !m->eval.tensors) {
-        fail(prog, "--eval: %s was compiled without an evaluation program", m->info.name);
+        fail(prog, "--eval: %s was compiled without an evaluation program (one comes from a description with a "
+             "loss; text IR, a dump included, is one graph: train it without --eval, or train the description)",
+             m->info.name);
         goto done;
     }
     if (!(d = load_data(&m->info, &tr, f->data, false, prog))) goto done;

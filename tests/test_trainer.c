@@ -332,6 +332,31 @@ static void test_embedding_text(void **state) {
     expect_out("input 'x': element 0 is 98, outside [0, 98)");
 }
 
+/* A dump of the grad or opt stage trains as it is (its gradients are not
+ * taken again) and ends with the description's bits; --eval on text IR says
+ * why it cannot. */
+static void test_train_dumps(void **state) {
+    (void)state;
+    const char *stages[] = {"grad", "opt"};
+    int rc = run("%s train %s/examples/mlp.lathe --batch %d " TRAIN_FLAGS " --steps 20 --save %s/ck_mlp", lathe_bin,
+                 src_dir, BATCH, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("lathe train failed (%d):\n%s", rc, out_text());
+    for (int i = 0; i < 2; i++) {
+        rc = run("%s dump %s/examples/mlp.lathe --batch %d --stage %s -o %s/mlp_%s.ir", lathe_bin, src_dir, BATCH,
+                 stages[i], tmp, stages[i]);
+        if (rc != 0) fail_msg("dump failed (%d):\n%s", rc, out_text());
+        rc = run("%s train %s/mlp_%s.ir " TRAIN_FLAGS " --steps 20 --save %s/ck_mlp_%s", lathe_bin, tmp, stages[i], tmp,
+                 tmp, tmp, stages[i]);
+        if (rc != 0) fail_msg("training the %s dump failed (%d):\n%s", stages[i], rc, out_text());
+        char name[64];
+        snprintf(name, sizeof name, "ck_mlp_%s", stages[i]);
+        assert_true(same_file("ck_mlp", name));
+    }
+    assert_int_equal(run("%s train %s/mlp_opt.ir " TRAIN_FLAGS " --steps 2 --eval-data %s/test-images.idx,%s/test-labels.idx",
+                         lathe_bin, tmp, tmp, tmp, tmp, tmp), 1);
+    expect_out("text IR, a dump included, is one graph");
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -627,6 +652,7 @@ int main(void) {
         cmocka_unit_test(test_eval_tokens),
         cmocka_unit_test(test_text_and_sample),
         cmocka_unit_test(test_dropout_resume),
+        cmocka_unit_test(test_train_dumps),
         cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
