@@ -20,9 +20,8 @@
 extern "C" {
 #endif
 
-/* Prefix of gradient output names: the gradient of parameter "fc.weight" is
- * the output "grad.fc.weight". */
-#define LATHE_GRAD_PREFIX "grad."
+/* LATHE_GRAD_PREFIX (lathe.h): the gradient of parameter "fc.weight" is the
+ * output "grad.fc.weight". */
 
 /* torch.autograd.grad: append to g the nodes computing the vector-Jacobian
  * product sum_i <outs[i], cots[i]> differentiated with respect to each

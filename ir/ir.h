@@ -61,6 +61,8 @@ typedef struct {
 
 /* Parse an op's schema; returns the attribute count (<= LT_MAX_ATTRS). */
 int lt_op_schema(lt_op op, lt_attrspec spec[LT_MAX_ATTRS]);
+/* An attribute's value as the text IR writes it ([1,2], 0.5, true, f32, mean). */
+void lt_print_attr(FILE *out, lt_atype type, const lt_attr *a);
 /* Op by text name; -1 if unknown. */
 int lt_op_lookup(const char *name, size_t len);
 const char *lt_reduction_name(int64_t r);

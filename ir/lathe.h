@@ -385,6 +385,11 @@ lathe_node *lathe_mse_loss(lathe_graph *g, lathe_node *a, lathe_node *b,
 
 /* ---- outputs and state updates --------------------------------------------- */
 
+/* Prefix of gradient output names: the gradient of parameter "fc.weight" is
+ * the output "grad.fc.weight" (autodiff names them so; dumps and programs
+ * tell gradients from other outputs by it). */
+#define LATHE_GRAD_PREFIX "grad."
+
 /* Name a value as a graph output (names are unique among outputs). */
 lathe_status lathe_output(lathe_graph *g, const char *name, lathe_node *value);
 /* After each run, buffer takes value (same dtype and shape).  One update per

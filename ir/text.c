@@ -115,7 +115,7 @@ static void print_value(FILE *out, lathe_dtype t, const void *data, int64_t i) {
     }
 }
 
-static void print_attr(FILE *out, lt_atype type, const lt_attr *a) {
+void lt_print_attr(FILE *out, lt_atype type, const lt_attr *a) {
     char buf[64];
     switch (type) {
     case LT_A_INT: fprintf(out, "%lld", (long long)a->v[0]); break;
@@ -173,7 +173,7 @@ lathe_status lathe_graph_print(const lathe_graph *g, FILE *out) {
             int na = lt_op_schema(n->op, spec);
             for (int k = 0; k < na; k++) {
                 fprintf(out, " %s=", spec[k].name);
-                print_attr(out, spec[k].type, &n->attr[k]);
+                lt_print_attr(out, spec[k].type, &n->attr[k]);
             }
         }
         if (n->no_grad) fputs(" nograd", out);

@@ -49,6 +49,13 @@ check "dot exits 0" [ $? -eq 0 ]
 check "dot is a digraph" contains "$TMP/q.dot" "digraph"
 check "dot marks leaves that require grad" contains "$TMP/q.dot" "lightblue"
 check "dot has forward edges" grep -q -- "->" "$TMP/q.dot"
+check "dot shows node ids" contains "$TMP/q.dot" 'label="%0 input a'
+check "dot shows a pow_scalar's exponent" contains "$TMP/q.dot" "exponent=3"
+check "dot numbers the operands of a binary op" contains "$TMP/q.dot" '[label="1"]'
+"$LATHE" dump "$(dirname "$0")/../examples/mlp.lathe" --stage grad --format dot >"$TMP/m.dot"
+check "dot draws backward nodes apart" contains "$TMP/m.dot" "darkorange"
+check "dot groups a layer's nodes" contains "$TMP/m.dot" 'subgraph cluster_0 {'
+check "dot names the layer" contains "$TMP/m.dot" 'label="fc1";'
 
 # errors: exit 1 with FILE:LINE:COL, usage errors exit 2
 "$LATHE" dump "$DATA/bad_shape.ir" >"$TMP/out" 2>&1

@@ -661,10 +661,10 @@ static void assert_dot_shape(const char *d) {
     if (strncmp(d, "digraph lathe {\n  rankdir=TB;\n", 30) != 0) fail_msg("bad header:\n%s", d);
 }
 
-/* The attribute line of node n ("  n3 [...];") */
+/* The attribute line of node n ("  n3 [...];", indented further in a cluster) */
 static const char *dot_line(const char *d, int n, char *buf, size_t len) {
     char key[32];
-    snprintf(key, sizeof key, "\n  n%d [", n);
+    snprintf(key, sizeof key, "  n%d [label", n);
     const char *p = strstr(d, key);
     if (!p) fail_msg("no node n%d in:\n%s", n, d);
     p++;
@@ -709,18 +709,20 @@ static void test_dot_autograd_example(void **state) {
     /* a=0 b=1 3=2 a^3=3 3*a^3=4 b^2=5 Q=6 w=7 Q*w=8 */
     char *d = to_dot(g);
     assert_dot_shape(d);
-    static const char *edges[] = {"n0 -> n3;", "n2 -> n4;", "n3 -> n4;", "n1 -> n5;", "n4 -> n6;",
-                                  "n5 -> n6;", "n6 -> n8;", "n7 -> n8;", "n6 -> out0;", "n8 -> out1;"};
+    /* a binary op's edges are numbered in operand order */
+    static const char *edges[] = {"n0 -> n3;", "n2 -> n4 [label=\"0\"];", "n3 -> n4 [label=\"1\"];", "n1 -> n5;",
+                                  "n4 -> n6 [label=\"0\"];", "n5 -> n6 [label=\"1\"];", "n6 -> n8 [label=\"0\"];",
+                                  "n7 -> n8 [label=\"1\"];", "n6 -> out0;", "n8 -> out1;"};
     for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
         if (!strstr(d, edges[i])) fail_msg("missing edge %s in:\n%s", edges[i], d);
     char line[256];
     assert_non_null(strstr(dot_line(d, 0, line, sizeof line), "style=filled, fillcolor=lightblue"));
-    assert_non_null(strstr(dot_line(d, 0, line, sizeof line), "label=\"a\\nf32[2]\""));
+    assert_non_null(strstr(dot_line(d, 0, line, sizeof line), "label=\"%0 input a\\nf32[2]\""));
     assert_non_null(strstr(dot_line(d, 1, line, sizeof line), "fillcolor=lightblue"));
     assert_null(strstr(dot_line(d, 7, line, sizeof line), "lightblue"));
-    assert_non_null(strstr(line, "label=\"frozen.\\\"w\\\\\\nf32[2]\""));
+    assert_non_null(strstr(line, "label=\"%7 param frozen.\\\"w\\\\\\nf32[2]\""));
     assert_null(strstr(dot_line(d, 3, line, sizeof line), "lightblue"));
-    assert_non_null(strstr(line, "pow_scalar\\nf32[2]"));
+    assert_non_null(strstr(line, "pow_scalar\\nexponent=3\\nf32[2]")); /* its attribute */
     assert_non_null(strstr(dot_line(d, 2, line, sizeof line), "\\n3\""));
     assert_non_null(strstr(d, "out0 [label=\"Q\""));
     run_dot_tool(d);
