@@ -64,8 +64,56 @@ void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps);
  * none (frozen, or SGD without momentum, or before the first step for the
  * momentum buffer: *exists tells). */
 void *lathe_optim_state(lathe_optimizer *o, const char *name, const char *which, bool **exists);
-/* The settings o was made with.  Owned by o. */
+/* The settings o was made with (the learning rate as last set).  Owned by o. */
 const lathe_optim_config *lathe_optim_get_config(const lathe_optimizer *o);
+/* The learning rate of the next steps (a schedule's, for example:
+ * lathe_optim_set_lr(o, lathe_lr_at(&s, base, lathe_optim_steps(o))) before
+ * each step).  A negative lr is ignored. */
+void lathe_optim_set_lr(lathe_optimizer *o, double lr);
+
+/* Learning-rate schedules, as torch.optim.lr_scheduler's stepped once per
+ * optimizer step: lathe_lr_at gives the learning rate of the update after
+ * `step` updates, from the base rate lr (the optimizer's), in closed form:
+ *   STEP         StepLR(step_size, gamma): lr gamma^floor(step / step_size)
+ *   MULTISTEP    MultiStepLR(milestones, gamma): lr gamma^(milestones <= step)
+ *   EXPONENTIAL  ExponentialLR(gamma): lr gamma^step
+ *   COSINE       CosineAnnealingLR(t_max, eta_min): eta_min + (lr - eta_min)
+ *                (1 + cos(pi step / t_max)) / 2 (periodic past t_max, as torch)
+ *   ONECYCLE     OneCycleLR(max_lr, total_steps, pct_start, anneal_strategy
+ *                'cos', div_factor, final_div_factor, three_phase); lr unused;
+ *                the learning rate only (torch also cycles the momentum
+ *                unless cycle_momentum=False)
+ * With warmup > 0 (not ONECYCLE), SequentialLR([LinearLR(warmup_start, 1.0,
+ * warmup), the schedule], milestones=[warmup]): a linear warm-up from
+ * warmup_start lr over the first warmup steps, then the schedule from its
+ * start.  CONSTANT (the zero value) keeps lr. */
+typedef enum {
+    LATHE_LR_CONSTANT,
+    LATHE_LR_STEP,
+    LATHE_LR_MULTISTEP,
+    LATHE_LR_EXPONENTIAL,
+    LATHE_LR_COSINE,
+    LATHE_LR_ONECYCLE
+} lathe_lr_kind;
+
+enum { LATHE_LR_MAX_MILESTONES = 16 };
+
+typedef struct {
+    lathe_lr_kind kind;
+    double gamma;                                  /* STEP, MULTISTEP, EXPONENTIAL */
+    int64_t step_size;                             /* STEP */
+    int64_t milestones[LATHE_LR_MAX_MILESTONES];   /* MULTISTEP, increasing */
+    int nmilestones;
+    int64_t t_max;                                 /* COSINE */
+    double eta_min;                                /* COSINE: the floor */
+    double max_lr, pct_start, div_factor, final_div_factor; /* ONECYCLE (torch: 0.3, 25, 1e4) */
+    int64_t total_steps;                           /* ONECYCLE */
+    bool three_phase;                              /* ONECYCLE */
+    int64_t warmup;                                /* steps of linear warm-up; 0: none */
+    double warmup_start;                           /* the warm-up's first factor (torch's LinearLR: 1/3) */
+} lathe_lr_schedule;
+
+double lathe_lr_at(const lathe_lr_schedule *s, double lr, int64_t step);
 
 #ifdef __cplusplus
 }

@@ -217,6 +217,10 @@ int64_t lathe_optim_steps(const lathe_optimizer *o) { return o->steps; }
 void lathe_optim_set_steps(lathe_optimizer *o, int64_t steps) { o->steps = steps; }
 const lathe_optim_config *lathe_optim_get_config(const lathe_optimizer *o) { return &o->cfg; }
 
+void lathe_optim_set_lr(lathe_optimizer *o, double lr) {
+    if (o && lr >= 0) o->cfg.lr = lr;
+}
+
 void *lathe_optim_state(lathe_optimizer *o, const char *name, const char *which, bool **exists) {
     for (int i = 0; i < o->n; i++) {
         slot *s = &o->slots[i];

@@ -44,6 +44,7 @@ typedef struct {
     int threads;
     bool ieee_denormals;  /* --ieee-denormals: kernels and optimizer keep IEEE denormals */
     lathe_optim_config opt;
+    lathe_lr_schedule sched;  /* --lr-schedule, --warmup */
     const char *optimizer;
     double lr, momentum, weight_decay;
     bool lr_given, momentum_given, wd_given;
@@ -122,6 +123,13 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --lr X                 learning rate (default 0.01 for sgd, 0.001 otherwise)\n"
             "  --momentum X           SGD momentum (default 0)\n"
             "  --nesterov             SGD with Nesterov momentum\n"
+            "  --lr-schedule SPEC     the learning rate per step, as torch.optim.lr_scheduler's\n"
+            "                         stepped once per batch: step:SIZE:GAMMA,\n"
+            "                         multistep:M1,M2,...:GAMMA, exponential:GAMMA,\n"
+            "                         cosine:T_MAX[:ETA_MIN] (the floor), onecycle:MAX_LR[:PCT]\n"
+            "                         (over the run's steps; the learning rate only)\n"
+            "  --warmup N[:START]     a linear warm-up over the first N steps from START x\n"
+            "                         --lr (default 1/3, torch's LinearLR), then the schedule\n"
             "  --weight-decay X       L2 penalty (sgd, adam) or decoupled decay (adamw;\n"
             "                         default 0.01 there, else 0)\n"
             "  --seed N               initialization and shuffling seed (default 0)\n"
@@ -151,6 +159,50 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "[--top-k K] [--prompt TEXT] [--seed S] (see TRAINER sample --help).\n",
             cli ? "the batch size to compile for (default: the description's)"
                 : "must equal the compiled batch size (checked)");
+}
+
+static bool parse_num(const char *s, double *out);
+
+/* --lr-schedule SPEC (see the usage) into s; false on a malformed SPEC. */
+static bool parse_schedule(const char *spec, lathe_lr_schedule *s) {
+    char buf[256], *save = NULL;
+    if (strlen(spec) >= sizeof buf) return false;
+    strcpy(buf, spec);
+    char *kind = strtok_r(buf, ":", &save), *a = strtok_r(NULL, ":", &save), *b = strtok_r(NULL, ":", &save);
+    char *extra = strtok_r(NULL, ":", &save), *end;
+    lathe_lr_schedule z = {.warmup = s->warmup, .warmup_start = s->warmup_start};
+    *s = z;
+    if (!kind || extra) return false;
+    if (!strcmp(kind, "constant")) return !a;
+    if (!strcmp(kind, "step")) {
+        s->kind = LATHE_LR_STEP;
+        return a && b && (s->step_size = strtoll(a, &end, 10)) > 0 && !*end && parse_num(b, &s->gamma);
+    }
+    if (!strcmp(kind, "multistep")) {
+        s->kind = LATHE_LR_MULTISTEP;
+        if (!a || !b || !parse_num(b, &s->gamma)) return false;
+        for (char *m = strtok_r(a, ",", &save); m; m = strtok_r(NULL, ",", &save)) {
+            if (s->nmilestones == LATHE_LR_MAX_MILESTONES) return false;
+            int64_t v = strtoll(m, &end, 10);
+            if (*end || v < 0 || (s->nmilestones && v <= s->milestones[s->nmilestones - 1])) return false;
+            s->milestones[s->nmilestones++] = v;
+        }
+        return s->nmilestones > 0;
+    }
+    if (!strcmp(kind, "exponential")) {
+        s->kind = LATHE_LR_EXPONENTIAL;
+        return a && !b && parse_num(a, &s->gamma);
+    }
+    if (!strcmp(kind, "cosine")) {
+        s->kind = LATHE_LR_COSINE;
+        return a && (s->t_max = strtoll(a, &end, 10)) > 0 && !*end && (!b || parse_num(b, &s->eta_min));
+    }
+    if (!strcmp(kind, "onecycle")) {
+        *s = (lathe_lr_schedule){.kind = LATHE_LR_ONECYCLE, .pct_start = 0.3, .div_factor = 25, .final_div_factor = 1e4};
+        return a && parse_num(a, &s->max_lr) && s->max_lr > 0 &&
+               (!b || (parse_num(b, &s->pct_start) && s->pct_start > 0 && s->pct_start < 1));
+    }
+    return false;
 }
 
 static bool parse_int(const char *s, int64_t lo, int64_t *out) {
@@ -665,6 +717,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     /* --epochs and --steps are totals; --steps alone is not capped by the default epoch */
     int64_t total = f->epochs > INT64_MAX / spe ? INT64_MAX : f->epochs * spe;
     if (f->steps >= 0 && (!f->epochs_given || f->steps < total)) total = f->steps;
+    if (f->sched.kind == LATHE_LR_ONECYCLE && f->sched.total_steps == 0) f->sched.total_steps = total;
     perm = malloc(sizeof *perm * (size_t)n);
     idx = malloc(sizeof *idx * (size_t)m->info.batch);
     if (!perm || !idx) {
@@ -728,6 +781,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
                 rc = 1;
                 goto stop;
             }
+            if (f->sched.kind != LATHE_LR_CONSTANT || f->sched.warmup > 0)
+                lathe_optim_set_lr(opt, lathe_lr_at(&f->sched, f->opt.lr, lathe_optim_steps(opt)));
             lathe_optim_step(opt);
             step++;
             lsum += l;
@@ -820,7 +875,7 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
 
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
-           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY };
+           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
         {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
@@ -832,6 +887,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"no-strict", no_argument, 0, O_NOSTRICT}, {"save", required_argument, 0, O_SAVE},
         {"save-every", required_argument, 0, O_SAVE_EVERY}, {"threads", required_argument, 0, O_THREADS},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"ieee-denormals", no_argument, 0, O_IEEE},
+        {"lr-schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARMUP},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
@@ -852,6 +908,24 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         case O_LOAD: f.load = optarg; break;
         case O_NOSTRICT: f.strict = false; break;
         case O_SAVE: f.save = optarg; break;
+        case O_SCHED:
+            if (!parse_schedule(optarg, &f.sched)) {
+                fail(prog, "bad --lr-schedule '%s' (expected step:SIZE:GAMMA, multistep:M1,M2,...:GAMMA, "
+                     "exponential:GAMMA, cosine:T_MAX[:ETA_MIN] or onecycle:MAX_LR[:PCT])", optarg);
+                return 2;
+            }
+            break;
+        case O_WARMUP: {
+            char *end;
+            long long w = strtoll(optarg, &end, 10);
+            double st = 1.0 / 3;
+            if (w < 1 || (*end && (*end != ':' || !parse_num(end + 1, &st) || st < 0 || st > 1))) {
+                fail(prog, "bad --warmup '%s' (expected N[:START], N >= 1, START in [0, 1])", optarg);
+                return 2;
+            }
+            f.sched.warmup = w, f.sched.warmup_start = st;
+            break;
+        }
         case O_EPOCHS: case O_STEPS: case O_BATCH: case O_SEED: case O_SAVE_EVERY: case O_LOG_EVERY:
             if (!parse_int(optarg, c == O_BATCH ? 1 : 0, &v)) {
                 const char *name = "?";
@@ -877,6 +951,10 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     }
     if (!f.data) {
         fail(prog, "--data is required (try --help)");
+        return 2;
+    }
+    if (f.sched.kind == LATHE_LR_ONECYCLE && f.sched.warmup > 0) {
+        fail(prog, "--warmup with --lr-schedule onecycle: the one-cycle schedule has its own warm-up (PCT)");
         return 2;
     }
     struct stat st;

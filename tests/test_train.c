@@ -343,6 +343,56 @@ static void test_normal_init(void **state) {
     lathe_graph_free(g);
 }
 
+/* Learning-rate schedules against torch.optim.lr_scheduler's sequences
+ * (tests/fixtures/make_lr_fixtures.py), 40 steps each, base lr 0.1. */
+static void test_lr_schedules(void **state) {
+    (void)state;
+    lathe_st_file *f = read_fixture("lr_schedules.safetensors");
+    lathe_lr_schedule cases[8] = {
+        {.kind = LATHE_LR_STEP, .step_size = 3, .gamma = 0.5},
+        {.kind = LATHE_LR_MULTISTEP, .milestones = {4, 7, 12}, .nmilestones = 3, .gamma = 0.3},
+        {.kind = LATHE_LR_EXPONENTIAL, .gamma = 0.9},
+        {.kind = LATHE_LR_COSINE, .t_max = 10, .eta_min = 0.001},
+        {.kind = LATHE_LR_COSINE, .t_max = 30, .eta_min = 0.002, .warmup = 5, .warmup_start = 0.1},
+        {.kind = LATHE_LR_STEP, .step_size = 5, .gamma = 0.7, .warmup = 4, .warmup_start = 1.0 / 3},
+        {.kind = LATHE_LR_ONECYCLE, .max_lr = 0.5, .total_steps = 40, .pct_start = 0.3, .div_factor = 25,
+         .final_div_factor = 1e4},
+        {.kind = LATHE_LR_ONECYCLE, .max_lr = 0.5, .total_steps = 40, .pct_start = 0.25, .div_factor = 10,
+         .final_div_factor = 100, .three_phase = true},
+    };
+    const char *names[8] = {"step", "multistep", "exponential", "cosine", "warmup_cosine", "warmup_step", "onecycle",
+                            "onecycle_three_phase"};
+    for (int c = 0; c < 8; c++) {
+        const lathe_st_tensor *t = lathe_st_find(f, names[c]);
+        if (!t) fail_msg("fixture has no '%s'", names[c]);
+        for (int64_t s = 0; s < t->shape[0]; s++) {
+            double want = ((const double *)t->data)[s], got = lathe_lr_at(&cases[c], 0.1, s);
+            if (fabs(got - want) > 1e-12 * fmax(fabs(want), 1e-3))
+                fail_msg("%s: step %lld: lr %.17g, torch %.17g", names[c], (long long)s, got, want);
+        }
+    }
+    lathe_st_free(f);
+    /* an optimizer steps with the rate it is given */
+    lathe_optim_config cfg = lathe_sgd_config(0.1, 0);
+    float w = 1, gw = 2;
+    lathe_rt_tensor ts[2] = {{.name = "w", .kind = LATHE_RT_PARAM, .dtype = LATHE_RT_F32, .rank = 1, .shape = {1},
+                              .numel = 1, .offset = 0, .requires_grad = true, .grad_offset = 64}};
+    uint8_t arena[128] = {0};
+    memcpy(arena, &w, 4);
+    memcpy(arena + 64, &gw, 4);
+    char err[256];
+    lathe_optimizer *o = lathe_optim_new(&cfg, arena, ts, 1, err, sizeof err);
+    assert_non_null(o);
+    lathe_optim_set_lr(o, 0.25);
+    lathe_optim_step(o);
+    memcpy(&w, arena, 4);
+    assert_true(w == 0.5f); /* 1 - 0.25 * 2 */
+    assert_true(lathe_optim_get_config(o)->lr == 0.25);
+    lathe_optim_set_lr(o, -1); /* ignored */
+    assert_true(lathe_optim_get_config(o)->lr == 0.25);
+    lathe_optim_free(o);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_explicit_init),
@@ -351,6 +401,7 @@ int main(void) {
         cmocka_unit_test(test_frozen_untouched),
         cmocka_unit_test(test_optimizer_denormals),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_lr_schedules),
         cmocka_unit_test(test_resnet_params_and_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -357,6 +357,33 @@ static void test_train_dumps(void **state) {
     expect_out("text IR, a dump included, is one graph");
 }
 
+/* A learning-rate schedule with a warm-up: a run stopped and resumed ends
+ * with the bits of one never stopped (the schedule follows the optimizer's
+ * step count), and differs from the same run at a constant rate; malformed
+ * specs are refused. */
+static void test_lr_schedule_resume(void **state) {
+    (void)state;
+#define SCHED TRAIN_FLAGS " --lr-schedule step:5:0.5 --warmup 3"
+    int rc = run("%s/fashion " SCHED " --steps 20 --save %s/sk_full", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("scheduled run failed (%d):\n%s", rc, out_text());
+    rc = run("%s/fashion " SCHED " --steps 9 --save %s/sk_half", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("first half failed (%d):\n%s", rc, out_text());
+    rc = run("%s/fashion " SCHED " --steps 20 --load %s/sk_half --save %s/sk_half", tmp, tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("sk_full", "sk_half"));
+    rc = run("%s/fashion " TRAIN_FLAGS " --steps 20 --save %s/sk_const", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("constant run failed (%d):\n%s", rc, out_text());
+    assert_false(same_file("sk_full", "sk_const"));
+#undef SCHED
+    assert_int_equal(run("%s/fashion --data %s/train.safetensors --lr-schedule cosine:0", tmp, tmp), 2);
+    expect_out("bad --lr-schedule 'cosine:0'");
+    assert_int_equal(run("%s/fashion --data %s/train.safetensors --lr-schedule multistep:5,3:0.1", tmp, tmp), 2);
+    assert_int_equal(run("%s/fashion --data %s/train.safetensors --warmup 0", tmp, tmp), 2);
+    expect_out("bad --warmup '0'");
+    assert_int_equal(run("%s/fashion --data %s/train.safetensors --lr-schedule onecycle:0.1 --warmup 3", tmp, tmp), 2);
+    expect_out("the one-cycle schedule has its own warm-up");
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -653,6 +680,7 @@ int main(void) {
         cmocka_unit_test(test_text_and_sample),
         cmocka_unit_test(test_dropout_resume),
         cmocka_unit_test(test_train_dumps),
+        cmocka_unit_test(test_lr_schedule_resume),
         cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
