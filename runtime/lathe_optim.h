@@ -71,6 +71,17 @@ const lathe_optim_config *lathe_optim_get_config(const lathe_optimizer *o);
  * each step).  A negative lr is ignored. */
 void lathe_optim_set_lr(lathe_optimizer *o, double lr);
 
+/* torch.nn.utils.clip_grad_norm_(parameters, max_norm): the 2-norm of the
+ * gradients of every parameter of the table that has one (grad_offset >=
+ * 0), summed in double parameter by parameter in table order (the same on
+ * any thread count); every gradient is then multiplied by min(1, max_norm /
+ * (norm + 1e-6)), PyTorch's epsilon, rounded to the gradient's dtype.
+ * Returns the norm.  Call it after a run, before the optimizer's step. */
+double lathe_clip_grad_norm(uint8_t *arena, const lathe_rt_tensor *ts, int n, double max_norm);
+/* torch.nn.utils.clip_grad_value_: every gradient element clamped to
+ * [-clip_value, clip_value]. */
+void lathe_clip_grad_value(uint8_t *arena, const lathe_rt_tensor *ts, int n, double clip_value);
+
 /* Learning-rate schedules, as torch.optim.lr_scheduler's stepped once per
  * optimizer step: lathe_lr_at gives the learning rate of the update after
  * `step` updates, from the base rate lr (the optimizer's), in closed form:

@@ -1,5 +1,6 @@
-/* schedule.c - learning-rate schedules as torch.optim.lr_scheduler's, in
- * closed form (lathe_optim.h). */
+/* schedule.c - the training recipes around the optimizer (lathe_optim.h):
+ * learning-rate schedules as torch.optim.lr_scheduler's, in closed form, and
+ * gradient clipping as torch.nn.utils'. */
 #include <math.h>
 
 #define PI 3.14159265358979323846
@@ -58,4 +59,43 @@ double lathe_lr_at(const lathe_lr_schedule *s, double lr, int64_t step) {
     case LATHE_LR_COSINE: return cosine(lr, s->eta_min, s->t_max, step);
     default: return lr;
     }
+}
+
+/* Gradient g of a parameter: its elements as doubles through get/put. */
+static double grad_get(const lathe_rt_tensor *t, const uint8_t *arena, int64_t i) {
+    const uint8_t *p = arena + t->grad_offset;
+    return t->dtype == LATHE_RT_F32 ? ((const float *)(const void *)p)[i] : ((const double *)(const void *)p)[i];
+}
+static void grad_put(const lathe_rt_tensor *t, uint8_t *arena, int64_t i, double v) {
+    uint8_t *p = arena + t->grad_offset;
+    if (t->dtype == LATHE_RT_F32) ((float *)(void *)p)[i] = (float)v;
+    else ((double *)(void *)p)[i] = v;
+}
+static bool has_grad(const lathe_rt_tensor *t) {
+    return t->kind == LATHE_RT_PARAM && t->grad_offset >= 0 && (t->dtype == LATHE_RT_F32 || t->dtype == LATHE_RT_F64);
+}
+
+double lathe_clip_grad_norm(uint8_t *arena, const lathe_rt_tensor *ts, int n, double max_norm) {
+    double sq = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t e = 0; has_grad(&ts[i]) && e < ts[i].numel; e++) {
+            double v = grad_get(&ts[i], arena, e);
+            sq += v * v;
+        }
+    double norm = sqrt(sq), coef = max_norm / (norm + 1e-6);
+    if (coef < 1)
+        for (int i = 0; i < n; i++) {
+            double c = ts[i].dtype == LATHE_RT_F32 ? (double)(float)coef : coef;
+            for (int64_t e = 0; has_grad(&ts[i]) && e < ts[i].numel; e++)
+                grad_put(&ts[i], arena, e, grad_get(&ts[i], arena, e) * c);
+        }
+    return norm;
+}
+
+void lathe_clip_grad_value(uint8_t *arena, const lathe_rt_tensor *ts, int n, double clip_value) {
+    for (int i = 0; i < n; i++)
+        for (int64_t e = 0; has_grad(&ts[i]) && e < ts[i].numel; e++) {
+            double v = grad_get(&ts[i], arena, e);
+            grad_put(&ts[i], arena, e, v > clip_value ? clip_value : v < -clip_value ? -clip_value : v);
+        }
 }

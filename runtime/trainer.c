@@ -45,6 +45,7 @@ typedef struct {
     bool ieee_denormals;  /* --ieee-denormals: kernels and optimizer keep IEEE denormals */
     lathe_optim_config opt;
     lathe_lr_schedule sched;  /* --lr-schedule, --warmup */
+    double clip_norm, clip_value; /* --clip-grad-norm, --clip-grad-value; 0: none */
     const char *optimizer;
     double lr, momentum, weight_decay;
     bool lr_given, momentum_given, wd_given;
@@ -130,6 +131,10 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         (over the run's steps; the learning rate only)\n"
             "  --warmup N[:START]     a linear warm-up over the first N steps from START x\n"
             "                         --lr (default 1/3, torch's LinearLR), then the schedule\n"
+            "  --clip-grad-norm X     scale the gradients to a total 2-norm of at most X before\n"
+            "                         each step (torch.nn.utils.clip_grad_norm_)\n"
+            "  --clip-grad-value X    clamp every gradient element to [-X, X] first\n"
+            "                         (clip_grad_value_)\n"
             "  --weight-decay X       L2 penalty (sgd, adam) or decoupled decay (adamw;\n"
             "                         default 0.01 there, else 0)\n"
             "  --seed N               initialization and shuffling seed (default 0)\n"
@@ -781,6 +786,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
                 rc = 1;
                 goto stop;
             }
+            if (f->clip_value > 0) lathe_clip_grad_value(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->clip_value);
+            if (f->clip_norm > 0) lathe_clip_grad_norm(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->clip_norm);
             if (f->sched.kind != LATHE_LR_CONSTANT || f->sched.warmup > 0)
                 lathe_optim_set_lr(opt, lathe_lr_at(&f->sched, f->opt.lr, lathe_optim_steps(opt)));
             lathe_optim_step(opt);
@@ -875,7 +882,7 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
 
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
-           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP };
+           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
         {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
@@ -888,6 +895,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"save-every", required_argument, 0, O_SAVE_EVERY}, {"threads", required_argument, 0, O_THREADS},
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"ieee-denormals", no_argument, 0, O_IEEE},
         {"lr-schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARMUP},
+        {"clip-grad-norm", required_argument, 0, O_CLIP_NORM}, {"clip-grad-value", required_argument, 0, O_CLIP_VALUE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
@@ -915,6 +923,17 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
                 return 2;
             }
             break;
+        case O_CLIP_NORM:
+        case O_CLIP_VALUE: {
+            double v;
+            if (!parse_num(optarg, &v) || !(v > 0)) {
+                fail(prog, "bad value '%s' for --%s (expected a number > 0)", optarg,
+                     c == O_CLIP_NORM ? "clip-grad-norm" : "clip-grad-value");
+                return 2;
+            }
+            *(c == O_CLIP_NORM ? &f.clip_norm : &f.clip_value) = v;
+            break;
+        }
         case O_WARMUP: {
             char *end;
             long long w = strtoll(optarg, &end, 10);

@@ -393,6 +393,55 @@ static void test_lr_schedules(void **state) {
     lathe_optim_free(o);
 }
 
+/* Gradient clipping against torch.nn.utils' clip_grad_norm_ and
+ * clip_grad_value_ (tests/fixtures/make_clip_fixtures.py). */
+static void test_clip_grads(void **state) {
+    (void)state;
+    lathe_st_file *f = read_fixture("clip_grads.safetensors");
+    const char *names[3] = {"a", "b", "c"};
+    lathe_rt_tensor ts[3];
+    int64_t off = 0;
+    for (int i = 0; i < 3; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "grad.%s", names[i]);
+        const lathe_st_tensor *g = lathe_st_find(f, key);
+        assert_non_null(g);
+        ts[i] = (lathe_rt_tensor){.name = names[i], .kind = LATHE_RT_PARAM, .dtype = LATHE_RT_F32, .rank = g->rank,
+                                  .requires_grad = true, .offset = -1};
+        memcpy(ts[i].shape, g->shape, sizeof g->shape[0] * (size_t)g->rank);
+        ts[i].numel = 1;
+        for (int d = 0; d < g->rank; d++) ts[i].numel *= g->shape[d];
+        ts[i].grad_offset = off;
+        off += ts[i].numel * 4;
+    }
+    uint8_t *arena = malloc((size_t)off);
+    const char *cases[3] = {"norm", "small", "value"};
+    for (int c = 0; c < 3; c++) {
+        for (int i = 0; i < 3; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "grad.%s", names[i]);
+            memcpy(arena + ts[i].grad_offset, lathe_st_find(f, key)->data, (size_t)ts[i].numel * 4);
+        }
+        if (c == 2) lathe_clip_grad_value(arena, ts, 3, 0.3);
+        else {
+            double norm = lathe_clip_grad_norm(arena, ts, 3, c == 0 ? 1.0 : 100.0);
+            double want = *(const double *)lathe_st_find(f, "total_norm")->data;
+            if (fabs(norm - want) > 1e-6 * want) fail_msg("total norm %.9g, torch %.9g", norm, want);
+        }
+        for (int i = 0; i < 3; i++) {
+            char key[32];
+            snprintf(key, sizeof key, "%s.%s", cases[c], names[i]);
+            const float *want = lathe_st_find(f, key)->data, *got = (const float *)(const void *)(arena + ts[i].grad_offset);
+            for (int64_t e = 0; e < ts[i].numel; e++) {
+                double tol = c == 0 ? 1e-6 * fabs(want[e]) + 1e-9 : 0; /* the norm is summed in another order */
+                if (fabs(got[e] - want[e]) > tol) fail_msg("%s[%lld]: %.9g, torch %.9g", key, (long long)e, got[e], want[e]);
+            }
+        }
+    }
+    free(arena);
+    lathe_st_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_explicit_init),
@@ -402,6 +451,7 @@ int main(void) {
         cmocka_unit_test(test_optimizer_denormals),
         cmocka_unit_test(test_bad_config),
         cmocka_unit_test(test_lr_schedules),
+        cmocka_unit_test(test_clip_grads),
         cmocka_unit_test(test_resnet_params_and_init),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -375,6 +375,12 @@ static void test_lr_schedule_resume(void **state) {
     if (rc != 0) fail_msg("constant run failed (%d):\n%s", rc, out_text());
     assert_false(same_file("sk_full", "sk_const"));
 #undef SCHED
+    /* clipping changes the run (its arithmetic is tested against PyTorch in test_train) */
+    rc = run("%s/fashion " TRAIN_FLAGS " --steps 20 --clip-grad-norm 0.01 --save %s/sk_clip", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("clipped run failed (%d):\n%s", rc, out_text());
+    assert_false(same_file("sk_clip", "sk_const"));
+    assert_int_equal(run("%s/fashion --data %s/train.safetensors --clip-grad-value -1", tmp, tmp), 2);
+    expect_out("bad value '-1' for --clip-grad-value");
     assert_int_equal(run("%s/fashion --data %s/train.safetensors --lr-schedule cosine:0", tmp, tmp), 2);
     expect_out("bad --lr-schedule 'cosine:0'");
     assert_int_equal(run("%s/fashion --data %s/train.safetensors --lr-schedule multistep:5,3:0.1", tmp, tmp), 2);
