@@ -30,6 +30,8 @@ typedef struct {
     double weight_decay;          /* SGD, Adam: added to the gradient; AdamW: decoupled */
     double beta1, beta2, eps;     /* Adam, AdamW */
     bool ieee_denormals;          /* false (default): flush-to-zero, as kernels run (runtime/fpenv.h) */
+    bool no_decay_1d;             /* parameters of rank 0 or 1 (biases, normalization weights) get no
+                                   * weight decay: the usual two parameter groups of a recipe */
 } lathe_optim_config;
 
 /* PyTorch's defaults: SGD(lr, momentum=0, dampening=0, weight_decay=0,

@@ -119,6 +119,11 @@ void lathe_optim_free(lathe_optimizer *o) {
 
 typedef void span_fn(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi);
 
+/* The weight decay of slot s's parameter (its group's). */
+static double decay_of(const lathe_optim_config *c, const slot *s) {
+    return c->no_decay_1d && s->t->rank <= 1 ? 0 : c->weight_decay;
+}
+
 #define SGD_RULE(T)                                                                                   \
     static inline __attribute__((always_inline)) void sgd_range_##T(                                  \
         T *restrict p, T *restrict buf, const T *restrict g, int64_t lo, int64_t hi, T lr, T wd, T mom, \
@@ -135,7 +140,7 @@ typedef void span_fn(const lathe_optim_config *c, slot *s, int64_t step, int64_t
     }                                                                                                 \
     static void sgd_span_##T(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi) { \
         (void)step;                                                                                   \
-        T lr = (T)c->lr, wd = (T)c->weight_decay, mom = (T)c->momentum, damp = (T)(1 - c->dampening); \
+        T lr = (T)c->lr, wd = (T)decay_of(c, s), mom = (T)c->momentum, damp = (T)(1 - c->dampening);  \
         T *p = s->p, *buf = s->s1;                                                                    \
         const T *g = s->g;                                                                            \
         /* PyTorch's momentum buffer starts as the first gradient */                                  \
@@ -174,8 +179,9 @@ SGD_RULE(double)
     }                                                                                                 \
     static void adam_span_##T(const lathe_optim_config *c, slot *s, int64_t step, int64_t lo, int64_t hi) { \
         /* scalars are Python floats in PyTorch: computed in double, then cast */                    \
-        T wd = (T)c->weight_decay, b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;               \
-        T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), shrink = (T)(1 - c->lr * c->weight_decay); \
+        double wdd = decay_of(c, s);                                                                  \
+        T wd = (T)wdd, b1 = (T)c->beta1, b2 = (T)c->beta2, eps = (T)c->eps;                           \
+        T omb1 = (T)(1 - c->beta1), omb2 = (T)(1 - c->beta2), shrink = (T)(1 - c->lr * wdd);          \
         double bc1 = 1 - pow(c->beta1, (double)step), bc2 = 1 - pow(c->beta2, (double)step);          \
         T step_size = (T)(c->lr / bc1), bc2_sqrt = (T)sqrt(bc2);                                      \
         T *p = s->p, *m = s->s1, *v = s->s2;                                                          \

@@ -43,6 +43,7 @@ typedef struct {
     bool seed_given;
     int threads;
     bool ieee_denormals;  /* --ieee-denormals: kernels and optimizer keep IEEE denormals */
+    bool no_decay_1d;     /* --no-decay-norm-bias */
     lathe_optim_config opt;
     lathe_lr_schedule sched;  /* --lr-schedule, --warmup */
     double clip_norm, clip_value; /* --clip-grad-norm, --clip-grad-value; 0: none */
@@ -137,6 +138,8 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         (clip_grad_value_)\n"
             "  --weight-decay X       L2 penalty (sgd, adam) or decoupled decay (adamw;\n"
             "                         default 0.01 there, else 0)\n"
+            "  --no-decay-norm-bias   no weight decay on parameters of rank 0 or 1 (biases,\n"
+            "                         normalization weights): the recipes' two groups\n"
             "  --seed N               initialization and shuffling seed (default 0)\n"
             "  --shuffle              a new order of the samples every epoch\n"
             "  --load FILE            start from a checkpoint (or a state_dict file): a\n"
@@ -230,7 +233,7 @@ static bool parse_num(const char *s, double *out) {
 
 /* The optimizer flags, shared by training and `lathe step`.  1: handled, 0:
  * not an optimizer flag, -1: bad value. */
-enum { O_OPTIMIZER = 1000, O_LR, O_MOMENTUM, O_WD, O_NESTEROV, O_THREADS, O_IEEE };
+enum { O_OPTIMIZER = 1000, O_LR, O_MOMENTUM, O_WD, O_NESTEROV, O_THREADS, O_IEEE, O_NO_DECAY };
 static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     const char *name = "--threads";
     switch (c) {
@@ -240,6 +243,7 @@ static int optim_flag(int c, const char *arg, flags *f, const char *prog) {
     case O_WD: f->wd_given = true, name = "--weight-decay"; if (parse_num(arg, &f->weight_decay)) return 1; break;
     case O_NESTEROV: f->nesterov = true; return 1;
     case O_IEEE: f->ieee_denormals = true; return 1;
+    case O_NO_DECAY: f->no_decay_1d = true; return 1;
     case O_THREADS: {
         int64_t t;
         if (parse_int(arg, 1, &t) && t <= MAX_THREADS) {
@@ -269,6 +273,7 @@ static bool make_optim(flags *f, const char *prog) {
     }
     f->opt.nesterov = f->nesterov;
     f->opt.ieee_denormals = f->ieee_denormals;
+    f->opt.no_decay_1d = f->no_decay_1d;
     if (f->wd_given) f->opt.weight_decay = f->weight_decay;
     const char *bad = f->opt.lr < 0 ? "--lr must be >= 0"
                       : f->opt.momentum < 0 ? "--momentum must be >= 0"
@@ -284,12 +289,13 @@ static bool make_optim(flags *f, const char *prog) {
 
 static const char *opt_label(const lathe_optim_config *c, char *buf, size_t len) {
     const char *ieee = c->ieee_denormals ? ", ieee denormals" : "";
+    const char *groups = c->no_decay_1d ? " (none on biases and norms)" : "";
     if (c->kind == LATHE_SGD)
-        snprintf(buf, len, "sgd lr %g momentum %g%s weight decay %g%s", c->lr, c->momentum, c->nesterov ? " nesterov" : "",
-                 c->weight_decay, ieee);
+        snprintf(buf, len, "sgd lr %g momentum %g%s weight decay %g%s%s", c->lr, c->momentum, c->nesterov ? " nesterov" : "",
+                 c->weight_decay, groups, ieee);
     else
-        snprintf(buf, len, "%s lr %g weight decay %g%s", c->kind == LATHE_ADAM ? "adam" : "adamw", c->lr, c->weight_decay,
-                 ieee);
+        snprintf(buf, len, "%s lr %g weight decay %g%s%s", c->kind == LATHE_ADAM ? "adam" : "adamw", c->lr, c->weight_decay,
+                 groups, ieee);
     return buf;
 }
 
@@ -890,6 +896,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"optimizer", required_argument, 0, O_OPTIMIZER}, {"lr", required_argument, 0, O_LR},
         {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
         {"nesterov", no_argument, 0, O_NESTEROV}, {"seed", required_argument, 0, O_SEED},
+        {"no-decay-norm-bias", no_argument, 0, O_NO_DECAY},
         {"shuffle", no_argument, 0, O_SHUFFLE}, {"load", required_argument, 0, O_LOAD},
         {"no-strict", no_argument, 0, O_NOSTRICT}, {"save", required_argument, 0, O_SAVE},
         {"save-every", required_argument, 0, O_SAVE_EVERY}, {"threads", required_argument, 0, O_THREADS},
@@ -1034,6 +1041,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         {"optimizer", required_argument, 0, O_OPTIMIZER}, {"lr", required_argument, 0, O_LR},
         {"momentum", required_argument, 0, O_MOMENTUM}, {"weight-decay", required_argument, 0, O_WD},
         {"nesterov", no_argument, 0, O_NESTEROV}, {"threads", required_argument, 0, O_THREADS},
+        {"no-decay-norm-bias", no_argument, 0, O_NO_DECAY},
         {"ieee-denormals", no_argument, 0, O_IEEE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "step";
     const char *params = NULL, *batch = NULL, *out = NULL, *prefix = "";

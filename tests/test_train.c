@@ -45,15 +45,18 @@ typedef struct {
 #define E 1e-8
 #define A(g) (0.1 / (1 + E / (g)))
 static const optim_case cases[] = {
-    {"sgd", {LATHE_SGD, 0.1, 0, 0, false, 0, 0, 0, 0, false}, {1 - 0.1, -2 - 0.2, 0.5 + 0.4}, {3 - 0.2, -1 - 0.2}},
-    {"sgd momentum", {LATHE_SGD, 0.1, 0.9, 0, false, 0, 0, 0, 0, false}, {1 - 0.145, -2 - 0.29, 0.5 + 0.58}, {3 - 0.29, -1 - 0.29}},
-    {"sgd dampening", {LATHE_SGD, 0.1, 0.9, 0.5, false, 0, 0, 0, 0, false}, {1 - 0.12, -2 - 0.24, 0.5 + 0.48}, {3 - 0.24, -1 - 0.24}},
-    {"sgd nesterov", {LATHE_SGD, 0.1, 0.9, 0, true, 0, 0, 0, 0, false}, {1 - 0.2305, -2 - 0.461, 0.5 + 0.922}, {3 - 0.461, -1 - 0.461}},
-    {"sgd weight decay", {LATHE_SGD, 0.1, 0, 0, false, 0.1, 0, 0, 0, false},
+    {"sgd", {LATHE_SGD, 0.1, 0, 0, false, 0, 0, 0, 0, false, false}, {1 - 0.1, -2 - 0.2, 0.5 + 0.4}, {3 - 0.2, -1 - 0.2}},
+    {"sgd momentum", {LATHE_SGD, 0.1, 0.9, 0, false, 0, 0, 0, 0, false, false}, {1 - 0.145, -2 - 0.29, 0.5 + 0.58}, {3 - 0.29, -1 - 0.29}},
+    {"sgd dampening", {LATHE_SGD, 0.1, 0.9, 0.5, false, 0, 0, 0, 0, false, false}, {1 - 0.12, -2 - 0.24, 0.5 + 0.48}, {3 - 0.24, -1 - 0.24}},
+    {"sgd nesterov", {LATHE_SGD, 0.1, 0.9, 0, true, 0, 0, 0, 0, false, false}, {1 - 0.2305, -2 - 0.461, 0.5 + 0.922}, {3 - 0.461, -1 - 0.461}},
+    {"sgd weight decay", {LATHE_SGD, 0.1, 0, 0, false, 0.1, 0, 0, 0, false, false},
      {0.9801 - 0.0995, -1.9602 - 0.199, 0.49005 + 0.398}, {2.9403 - 0.199, -0.9801 - 0.199}},
-    {"adam", {LATHE_ADAM, 0.1, 0, 0, false, 0, 0.9, 0.999, E, false},
+    {"adam", {LATHE_ADAM, 0.1, 0, 0, false, 0, 0.9, 0.999, E, false, false},
      {1 - 2 * A(0.5), -2 - 2 * A(1), 0.5 + 2 * A(2)}, {3 - 2 * A(1), -1 - 2 * A(1)}},
-    {"adamw", {LATHE_ADAMW, 0.1, 0, 0, false, 0.01, 0.9, 0.999, E, false},
+    /* the parameters here are 1-d: with the usual groups they get no decay, as Adam without it */
+    {"adamw no decay on 1-d", {LATHE_ADAMW, 0.1, 0, 0, false, 0.01, 0.9, 0.999, E, false, true},
+     {1 - 2 * A(0.5), -2 - 2 * A(1), 0.5 + 2 * A(2)}, {3 - 2 * A(1), -1 - 2 * A(1)}},
+    {"adamw", {LATHE_ADAMW, 0.1, 0, 0, false, 0.01, 0.9, 0.999, E, false, false},
      {(1 * 0.999 - A(0.5)) * 0.999 - A(0.5), (-2 * 0.999 - A(1)) * 0.999 - A(1), (0.5 * 0.999 + A(2)) * 0.999 + A(2)},
      {(3 * 0.999 - A(1)) * 0.999 - A(1), (-1 * 0.999 - A(1)) * 0.999 - A(1)}},
 };

@@ -379,6 +379,15 @@ static void test_lr_schedule_resume(void **state) {
     rc = run("%s/fashion " TRAIN_FLAGS " --steps 20 --clip-grad-norm 0.01 --save %s/sk_clip", tmp, tmp, tmp, tmp);
     if (rc != 0) fail_msg("clipped run failed (%d):\n%s", rc, out_text());
     assert_false(same_file("sk_clip", "sk_const"));
+    /* so does leaving biases and batch-norm weights out of the decay */
+    rc = run("%s/fashion --data %s/train.safetensors --steps 5 --optimizer adamw --weight-decay 0.5 --save %s/sk_wd", tmp,
+             tmp, tmp);
+    if (rc != 0) fail_msg("decayed run failed (%d):\n%s", rc, out_text());
+    rc = run("%s/fashion --data %s/train.safetensors --steps 5 --optimizer adamw --weight-decay 0.5 --no-decay-norm-bias "
+             "--save %s/sk_wd1", tmp, tmp, tmp);
+    if (rc != 0) fail_msg("grouped run failed (%d):\n%s", rc, out_text());
+    expect_out("weight decay 0.5 (none on biases and norms)");
+    assert_false(same_file("sk_wd", "sk_wd1"));
     assert_int_equal(run("%s/fashion --data %s/train.safetensors --clip-grad-value -1", tmp, tmp), 2);
     expect_out("bad value '-1' for --clip-grad-value");
     assert_int_equal(run("%s/fashion --data %s/train.safetensors --lr-schedule cosine:0", tmp, tmp), 2);
