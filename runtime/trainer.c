@@ -47,6 +47,7 @@ typedef struct {
     lathe_optim_config opt;
     lathe_lr_schedule sched;  /* --lr-schedule, --warmup */
     double clip_norm, clip_value; /* --clip-grad-norm, --clip-grad-value; 0: none */
+    int64_t accumulate;       /* --accumulate K: micro-batches per step (1: none) */
     const char *optimizer;
     double lr, momentum, weight_decay;
     bool lr_given, momentum_given, wd_given;
@@ -132,6 +133,9 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         (over the run's steps; the learning rate only)\n"
             "  --warmup N[:START]     a linear warm-up over the first N steps from START x\n"
             "                         --lr (default 1/3, torch's LinearLR), then the schedule\n"
+            "  --accumulate K         each step averages the gradients of K micro-batches of\n"
+            "                         the compiled batch: the batch of K times its size, in\n"
+            "                         the same order, with the memory of one micro-batch\n"
             "  --clip-grad-norm X     scale the gradients to a total 2-norm of at most X before\n"
             "                         each step (torch.nn.utils.clip_grad_norm_)\n"
             "  --clip-grad-value X    clamp every gradient element to [-X, X] first\n"
@@ -553,7 +557,7 @@ static bool save(const char *path, const runner *tr, lathe_optimizer *opt, const
                  int64_t step, const char *prog) {
     char err[1024], seed[32], batch[32], nsamp[32], stp[32], ol[160];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)f->seed);
-    snprintf(batch, sizeof batch, "%lld", (long long)f->batch);
+    snprintf(batch, sizeof batch, "%lld", (long long)(f->batch * f->accumulate)); /* the effective batch */
     snprintf(nsamp, sizeof nsamp, "%lld", (long long)samples);
     snprintf(stp, sizeof stp, "%lld", (long long)step);
     const char *keys[] = {"trainer.step", "trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples",
@@ -622,9 +626,9 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
         ok = false;
     }
     if (ok && found == NKEYS) {
-        if (v[3] != f->batch || v[4] != samples) {
+        if (v[3] != f->batch * f->accumulate || v[4] != samples) {
             fail(prog, "--load %s: the run was at batch %lld on %lld samples; this one is batch %lld on %lld samples",
-                 f->load, (long long)v[3], (long long)v[4], (long long)f->batch, (long long)samples);
+                 f->load, (long long)v[3], (long long)v[4], (long long)(f->batch * f->accumulate), (long long)samples);
             ok = false;
         } else {
             if ((f->seed_given && (uint64_t)v[1] != f->seed) || (v[2] != 0) != f->shuffle)
@@ -692,11 +696,32 @@ static int lock_checkpoint(const char *path, const char *prog) {
     return fd;
 }
 
+/* Micro-batch k of K (--accumulate): its gradients summed into acc (in
+ * double, in order), and after the last one the mean written back to the
+ * gradients, which the optimizer then steps with. */
+static void accumulate_grads(runner *tr, double *acc, int64_t k, int64_t K) {
+    int64_t j = 0;
+    for (int i = 0; i < tr->c->ntensors; i++) {
+        const lathe_rt_tensor *t = &tr->c->tensors[i];
+        if (t->kind != LATHE_RT_PARAM || t->grad_offset < 0) continue;
+        uint8_t *g = tr->prog.arena + t->grad_offset;
+        bool f32 = t->dtype == LATHE_RT_F32;
+        for (int64_t e = 0; e < t->numel; e++, j++) {
+            double v = f32 ? ((float *)(void *)g)[e] : ((double *)(void *)g)[e];
+            acc[j] = k == 0 ? v : acc[j] + v;
+            if (k + 1 < K) continue;
+            if (f32) ((float *)(void *)g)[e] = (float)(acc[j] / (double)K);
+            else ((double *)(void *)g)[e] = acc[j] / (double)K;
+        }
+    }
+}
+
 static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     runner tr = {0}, ev = {0};
     lathe_dataset *d = NULL, *td = NULL;
     lathe_optimizer *opt = NULL;
     int64_t *perm = NULL, *idx = NULL;
+    double *acc = NULL; /* --accumulate's gradient sums */
     int rc = 1, lock = -1;
     char err[1024], ol[160];
     if (f->save && (lock = lock_checkpoint(f->save, prog)) < 0) return 1;
@@ -717,7 +742,14 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         if (!runner_init(&ev, &m->eval, f, prog)) goto done;
         if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
     }
-    int64_t n = lathe_ds_count(d), spe = n / m->info.batch;
+    /* a step takes K = --accumulate micro-batches of the compiled batch: the
+     * samples of one batch of K times its size, in the same order */
+    int64_t K = f->accumulate, eb = m->info.batch * K, n = lathe_ds_count(d), spe = n / eb;
+    if (spe == 0) {
+        fail(prog, "%s: %lld samples, fewer than one batch of %lld (%lld x --accumulate %lld)", f->data, (long long)n,
+             (long long)eb, (long long)m->info.batch, (long long)K);
+        goto done;
+    }
     lathe_rt_init(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->seed);
     if (!(opt = lathe_optim_new(&f->opt, tr.prog.arena, tr.c->tensors, tr.c->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);
@@ -731,7 +763,11 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     if (f->sched.kind == LATHE_LR_ONECYCLE && f->sched.total_steps == 0) f->sched.total_steps = total;
     perm = malloc(sizeof *perm * (size_t)n);
     idx = malloc(sizeof *idx * (size_t)m->info.batch);
-    if (!perm || !idx) {
+    int64_t ngrad = 0;
+    for (int i = 0; i < tr.c->ntensors; i++)
+        if (tr.c->tensors[i].kind == LATHE_RT_PARAM && tr.c->tensors[i].grad_offset >= 0) ngrad += tr.c->tensors[i].numel;
+    if (K > 1) acc = malloc(sizeof *acc * (size_t)(ngrad > 0 ? ngrad : 1));
+    if (!perm || !idx || (K > 1 && !acc)) {
         fail(prog, "out of memory");
         goto done;
     }
@@ -742,8 +778,11 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             if (tr.c->tensors[i].grad_offset >= 0) ntrain += tr.c->tensors[i].numel;
         }
     int threads = f->threads ? f->threads : omp_get_max_threads();
-    fprintf(stderr, "%s: %lld parameters (%lld trained), batch %lld, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
-            m->info.name, (long long)nparams, (long long)ntrain, (long long)m->info.batch, (long long)n, (long long)spe,
+    char bdesc[64];
+    snprintf(bdesc, sizeof bdesc, K > 1 ? "%lld (%lld x %lld accumulated)" : "%lld", (long long)eb, (long long)K,
+             (long long)m->info.batch);
+    fprintf(stderr, "%s: %lld parameters (%lld trained), batch %s, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
+            m->info.name, (long long)nparams, (long long)ntrain, bdesc, (long long)n, (long long)spe,
             opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
     if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
                           (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
@@ -777,13 +816,19 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         int64_t nl = 0;
         while (step < total && step / spe == epoch && !interrupted) {
             int64_t b = step % spe;
-            memcpy(idx, perm + b * m->info.batch, sizeof *idx * (size_t)m->info.batch);
-            if (!gather(&m->info, &tr, d, idx, prog)) {
-                rc = 1;
-                goto stop;
+            double l = 0;
+            for (int64_t k = 0; k < K; k++) { /* the micro-batches, their gradients summed in order */
+                memcpy(idx, perm + (b * K + k) * m->info.batch, sizeof *idx * (size_t)m->info.batch);
+                if (!gather(&m->info, &tr, d, idx, prog)) {
+                    rc = 1;
+                    goto stop;
+                }
+                lathe_rt_run(&tr.prog, f->threads);
+                double lk = scalar_at(tr.prog.arena, loss_t, 0);
+                l = isfinite(lk) ? l + lk / (double)K : lk;
+                if (!isfinite(lk)) break;
+                if (K > 1) accumulate_grads(&tr, acc, k, K);
             }
-            lathe_rt_run(&tr.prog, f->threads);
-            double l = scalar_at(tr.prog.arena, loss_t, 0);
             if (!isfinite(l)) {
                 if (tty) fputc('\n', stderr);
                 fail(prog, "the loss is %s at step %lld (epoch %lld, batch %lld): stopping before the update%s%s%s", isnan(l) ? "NaN" : "infinite",
@@ -801,8 +846,8 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             lsum += l;
             nl++;
             last_loss = l;
-            double t = now(), rate = (double)((step - s0) * m->info.batch) / (t - te > 1e-9 ? t - te : 1e-9);
-            double eta = (double)(total - step) * (double)m->info.batch / (rate > 0 ? rate : 1);
+            double t = now(), rate = (double)((step - s0) * eb) / (t - te > 1e-9 ? t - te : 1e-9);
+            double eta = (double)(total - step) * (double)eb / (rate > 0 ? rate : 1);
             bool end = step == total || step % spe == 0;
             if (tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end))) {
                 progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
@@ -839,7 +884,7 @@ stop:
             else rc = 1;
         }
         double t = now() - t0;
-        int64_t trained = (step - start) * m->info.batch;
+        int64_t trained = (step - start) * eb;
         printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n",
                m->info.name, (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained,
                (long long)epochs_done, epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9),
@@ -867,6 +912,7 @@ stop:
 done:
     free(perm);
     free(idx);
+    free(acc);
     lathe_optim_free(opt);
     lathe_ds_free(d);
     lathe_ds_free(td);
@@ -884,11 +930,12 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
     f->strict = true;
     f->log_every = 100;
     f->lr = -1;
+    f->accumulate = 1;
 }
 
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
-           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE };
+           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
         {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
@@ -903,6 +950,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"ieee-denormals", no_argument, 0, O_IEEE},
         {"lr-schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARMUP},
         {"clip-grad-norm", required_argument, 0, O_CLIP_NORM}, {"clip-grad-value", required_argument, 0, O_CLIP_VALUE},
+        {"accumulate", required_argument, 0, O_ACCUMULATE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
@@ -952,12 +1000,13 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
             f.sched.warmup = w, f.sched.warmup_start = st;
             break;
         }
-        case O_EPOCHS: case O_STEPS: case O_BATCH: case O_SEED: case O_SAVE_EVERY: case O_LOG_EVERY:
-            if (!parse_int(optarg, c == O_BATCH ? 1 : 0, &v)) {
+        case O_EPOCHS: case O_STEPS: case O_BATCH: case O_SEED: case O_SAVE_EVERY: case O_LOG_EVERY: case O_ACCUMULATE:
+            if (!parse_int(optarg, c == O_BATCH || c == O_ACCUMULATE ? 1 : 0, &v)) {
                 const char *name = "?";
                 for (int k = 0; opts[k].name; k++)
                     if (opts[k].val == c) name = opts[k].name;
-                fail(prog, "bad value '%s' for --%s (expected an integer >= %d)", optarg, name, c == O_BATCH ? 1 : 0);
+                fail(prog, "bad value '%s' for --%s (expected an integer >= %d)", optarg, name,
+                     c == O_BATCH || c == O_ACCUMULATE ? 1 : 0);
                 return 2;
             }
             if (c == O_EPOCHS) f.epochs = v, f.epochs_given = true;
@@ -965,6 +1014,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
             else if (c == O_BATCH) f.batch = v;
             else if (c == O_SEED) f.seed = (uint64_t)v, f.seed_given = true;
             else if (c == O_SAVE_EVERY) f.save_every = v;
+            else if (c == O_ACCUMULATE) f.accumulate = v;
             else f.log_every = v;
             break;
         case 'h': lathe_trainer_usage(stdout, prog); return 0;

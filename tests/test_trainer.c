@@ -399,6 +399,50 @@ static void test_lr_schedule_resume(void **state) {
     expect_out("the one-cycle schedule has its own warm-up");
 }
 
+/* --accumulate K: K micro-batches of the compiled batch give the step of the
+ * batch of K times the size (the MLP has no batch norm, so the same up to
+ * rounding), and a run stopped and resumed ends with the same bits. */
+static void test_accumulate(void **state) {
+    (void)state;
+#define MLP "%s train %s/examples/mlp.lathe --data %s/train.safetensors --lr 0.1 --shuffle --seed 2 --steps 12"
+    int rc = run(MLP " --batch 32 --save %s/acc_big", lathe_bin, src_dir, tmp, tmp);
+    if (rc != 0) fail_msg("batch 32 failed (%d):\n%s", rc, out_text());
+    rc = run(MLP " --batch 8 --accumulate 4 --save %s/acc_micro", lathe_bin, src_dir, tmp, tmp);
+    if (rc != 0) fail_msg("batch 8 x 4 failed (%d):\n%s", rc, out_text());
+    expect_out("batch 32 (4 x 8 accumulated)");
+    char a[512], b[512], err[512];
+    snprintf(a, sizeof a, "%s/acc_big", tmp);
+    snprintf(b, sizeof b, "%s/acc_micro", tmp);
+    lathe_st_file *fa = lathe_st_read(a, err, sizeof err), *fb = lathe_st_read(b, err, sizeof err);
+    assert_non_null(fa);
+    assert_non_null(fb);
+    const char *names[] = {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"};
+    for (int i = 0; i < 4; i++) {
+        const lathe_st_tensor *x = lathe_st_find(fa, names[i]), *y = lathe_st_find(fb, names[i]);
+        assert_non_null(x);
+        assert_non_null(y);
+        int64_t n = 1;
+        for (int d = 0; d < x->rank; d++) n *= x->shape[d];
+        double diff = 0, scale = 0;
+        for (int64_t e = 0; e < n; e++) {
+            diff = fmax(diff, fabs(((const float *)x->data)[e] - ((const float *)y->data)[e]));
+            scale = fmax(scale, fabs(((const float *)x->data)[e]));
+        }
+        if (diff > 1e-5 * scale) fail_msg("%s: batch 8 x 4 differs from batch 32 by %g (scale %g)", names[i], diff, scale);
+    }
+    lathe_st_free(fa);
+    lathe_st_free(fb);
+    rc = run("%s train %s/examples/mlp.lathe --data %s/train.safetensors --lr 0.1 --shuffle --seed 2 --steps 5 --batch 8 "
+             "--accumulate 4 --save %s/acc_half", lathe_bin, src_dir, tmp, tmp);
+    if (rc != 0) fail_msg("first half failed (%d):\n%s", rc, out_text());
+    rc = run(MLP " --batch 8 --accumulate 4 --load %s/acc_half --save %s/acc_half", lathe_bin, src_dir, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("acc_micro", "acc_half"));
+#undef MLP
+    assert_int_equal(run("%s train %s/examples/mlp.lathe --data %s/train.safetensors --accumulate 0", lathe_bin, src_dir, tmp), 2);
+    expect_out("bad value '0' for --accumulate (expected an integer >= 1)");
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -696,6 +740,7 @@ int main(void) {
         cmocka_unit_test(test_dropout_resume),
         cmocka_unit_test(test_train_dumps),
         cmocka_unit_test(test_lr_schedule_resume),
+        cmocka_unit_test(test_accumulate),
         cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
