@@ -47,12 +47,7 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
         free(seen);
         return;
     }
-    size_t plen = strlen(LATHE_GRAD_PREFIX);
-    for (int i = 0; i < g->nout; i++)
-        reach[g->outputs[i].node->id] |= strncmp(g->outputs[i].name, LATHE_GRAD_PREFIX, plen) == 0 ? 2 : 1;
-    for (int i = 0; i < g->nupd; i++) reach[g->updates[i].value->id] |= 1;
-    for (int i = n - 1; i >= 0; i--)
-        for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
+    lt_reach_outputs(g, reach);
     fprintf(out, "# %d kernels, %d buffers; forward nodes are marked F, backward B\n", f->nk, f->nbufs);
     if (f->target) {
         char desc[512];

@@ -133,12 +133,7 @@ lathe_status lathe_graph_print_dot(const lathe_graph *g, FILE *out) {
         free(layer);
         return LATHE_ERR_NOMEM;
     }
-    size_t plen = strlen(LATHE_GRAD_PREFIX);
-    for (int i = 0; i < g->nout; i++)
-        reach[g->outputs[i].node->id] |= strncmp(g->outputs[i].name, LATHE_GRAD_PREFIX, plen) == 0 ? 2 : 1;
-    for (int i = 0; i < g->nupd; i++) reach[g->updates[i].value->id] |= 1;
-    for (int i = n - 1; i >= 0; i--)
-        for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
+    lt_reach_outputs(g, reach);
     for (int i = 0; i < n; i++) {
         const lathe_node *m = g->nodes[i];
         size_t len = 0;

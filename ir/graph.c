@@ -629,3 +629,12 @@ int lathe_node_num_inputs(const lathe_node *n) { return n->nin; }
 lathe_node *lathe_node_input(const lathe_node *n, int i) {
     return i >= 0 && i < n->nin ? n->in[i] : NULL;
 }
+
+void lt_reach_outputs(const lathe_graph *g, unsigned char *reach) {
+    size_t plen = strlen(LATHE_GRAD_PREFIX);
+    for (int i = 0; i < g->nout; i++)
+        reach[g->outputs[i].node->id] |= strncmp(g->outputs[i].name, LATHE_GRAD_PREFIX, plen) == 0 ? 2 : 1;
+    for (int i = 0; i < g->nupd; i++) reach[g->updates[i].value->id] |= 1;
+    for (int i = g->nnodes - 1; i >= 0; i--)
+        for (int k = 0; k < g->nodes[i]->nin; k++) reach[g->nodes[i]->in[k]->id] |= reach[i];
+}

@@ -61,6 +61,10 @@ typedef struct {
 
 /* Parse an op's schema; returns the attribute count (<= LT_MAX_ATTRS). */
 int lt_op_schema(lt_op op, lt_attrspec spec[LT_MAX_ATTRS]);
+/* For each node, which outputs it reaches (reach: nnodes bytes, zeroed by
+ * the caller): bit 1 a plain output or a buffer update, bit 2 a gradient
+ * output (LATHE_GRAD_PREFIX).  2 alone: the node is the backward pass. */
+void lt_reach_outputs(const lathe_graph *g, unsigned char *reach);
 /* An attribute's value as the text IR writes it ([1,2], 0.5, true, f32, mean). */
 void lt_print_attr(FILE *out, lt_atype type, const lt_attr *a);
 /* Op by text name; -1 if unknown. */
