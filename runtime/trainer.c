@@ -48,6 +48,7 @@ typedef struct {
     lathe_lr_schedule sched;  /* --lr-schedule, --warmup */
     double clip_norm, clip_value; /* --clip-grad-norm, --clip-grad-value; 0: none */
     int64_t accumulate;       /* --accumulate K: micro-batches per step (1: none) */
+    const char *log_file;     /* --log-file: a JSON line per step and per evaluation */
     const char *optimizer;
     double lr, momentum, weight_decay;
     bool lr_given, momentum_given, wd_given;
@@ -160,6 +161,9 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --ieee-denormals       keep IEEE denormal numbers in kernels and the optimizer\n"
             "                         (default: flush-to-zero: values below 1.2e-38 in f32 are\n"
             "                         zero, and steps whose values underflow stay fast)\n"
+            "  --log-file FILE        append a JSON line per step (step, epoch, lr, loss,\n"
+            "                         samples_per_s) and per evaluation (train_loss, test_loss,\n"
+            "                         test_accuracy) to FILE, for plotting\n"
             "  --log-every N          steps between log lines when not on a terminal (default 100;\n"
             "                         0: none)\n"
             "  -h, --help             show this help\n"
@@ -696,6 +700,23 @@ static int lock_checkpoint(const char *path, const char *prog) {
     return fd;
 }
 
+/* A number for a JSON line (NaN and infinities are null). */
+static void json_num(FILE *o, const char *key, double v, bool last) {
+    if (isfinite(v)) fprintf(o, "\"%s\": %.9g%s", key, v, last ? "}\n" : ", ");
+    else fprintf(o, "\"%s\": null%s", key, last ? "}\n" : ", ");
+}
+
+/* An evaluation's JSON line (--log-file); train_loss NaN (null) mid-epoch. */
+static void log_eval(FILE *log, int64_t step, int64_t epoch, double train_loss, double test_loss, double test_acc,
+                     bool classify) {
+    if (!log) return;
+    fprintf(log, "{\"step\": %lld, \"epoch\": %lld, ", (long long)step, (long long)epoch);
+    json_num(log, "train_loss", train_loss, false);
+    json_num(log, "test_loss", test_loss, !classify);
+    if (classify) json_num(log, "test_accuracy", test_acc, true);
+    fflush(log);
+}
+
 /* Micro-batch k of K (--accumulate): its gradients summed into acc (in
  * double, in order), and after the last one the mean written back to the
  * gradients, which the optimizer then steps with. */
@@ -722,6 +743,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     lathe_optimizer *opt = NULL;
     int64_t *perm = NULL, *idx = NULL;
     double *acc = NULL; /* --accumulate's gradient sums */
+    FILE *log = NULL;   /* --log-file */
     int rc = 1, lock = -1;
     char err[1024], ol[160];
     if (f->save && (lock = lock_checkpoint(f->save, prog)) < 0) return 1;
@@ -767,6 +789,10 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     for (int i = 0; i < tr.c->ntensors; i++)
         if (tr.c->tensors[i].kind == LATHE_RT_PARAM && tr.c->tensors[i].grad_offset >= 0) ngrad += tr.c->tensors[i].numel;
     if (K > 1) acc = malloc(sizeof *acc * (size_t)(ngrad > 0 ? ngrad : 1));
+    if (f->log_file && !(log = fopen(f->log_file, "a"))) { /* a resumed run goes on in the same log */
+        fail(prog, "--log-file %s: %s", f->log_file, strerror(errno));
+        goto done;
+    }
     if (!perm || !idx || (K > 1 && !acc)) {
         fail(prog, "out of memory");
         goto done;
@@ -848,6 +874,13 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             last_loss = l;
             double t = now(), rate = (double)((step - s0) * eb) / (t - te > 1e-9 ? t - te : 1e-9);
             double eta = (double)(total - step) * (double)eb / (rate > 0 ? rate : 1);
+            if (log) {
+                fprintf(log, "{\"step\": %lld, \"epoch\": %lld, ", (long long)step, (long long)epoch + 1);
+                json_num(log, "lr", lathe_optim_get_config(opt)->lr, false);
+                json_num(log, "loss", l, false);
+                json_num(log, "samples_per_s", rate, true);
+                fflush(log);
+            }
             bool end = step == total || step % spe == 0;
             if (tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end))) {
                 progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
@@ -870,13 +903,15 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
             if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
             fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
+            log_eval(log, step, epoch + 1, epoch_loss, test_loss, test_acc, m->info.classify);
         }
         if (f->save && saved_at != step) save_or_go_on(f, &tr, opt, n, step, &saved_at, &failed_saves, prog);
     }
     /* a run that ends mid-epoch is evaluated at its end */
-    if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted &&
-        !evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog))
-        rc = 1;
+    if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted) {
+        if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) rc = 1;
+        else log_eval(log, step, step / spe + 1, NAN, test_loss, test_acc, m->info.classify);
+    }
 stop:
     if (rc == 0) {
         if (f->save && saved_at != step) {
@@ -910,6 +945,7 @@ stop:
     for (int i = 0; i < NSTOP; i++)
         if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &old_sa[i], NULL);
 done:
+    if (log) fclose(log);
     free(perm);
     free(idx);
     free(acc);
@@ -935,7 +971,7 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
 
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
-           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE };
+           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE, O_LOG_FILE };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
         {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
@@ -950,7 +986,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"log-every", required_argument, 0, O_LOG_EVERY}, {"ieee-denormals", no_argument, 0, O_IEEE},
         {"lr-schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARMUP},
         {"clip-grad-norm", required_argument, 0, O_CLIP_NORM}, {"clip-grad-value", required_argument, 0, O_CLIP_VALUE},
-        {"accumulate", required_argument, 0, O_ACCUMULATE},
+        {"accumulate", required_argument, 0, O_ACCUMULATE}, {"log-file", required_argument, 0, O_LOG_FILE},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
@@ -971,6 +1007,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         case O_LOAD: f.load = optarg; break;
         case O_NOSTRICT: f.strict = false; break;
         case O_SAVE: f.save = optarg; break;
+        case O_LOG_FILE: f.log_file = optarg; break;
         case O_SCHED:
             if (!parse_schedule(optarg, &f.sched)) {
                 fail(prog, "bad --lr-schedule '%s' (expected step:SIZE:GAMMA, multistep:M1,M2,...:GAMMA, "

@@ -165,7 +165,7 @@ check "step help lists --params-prefix" contains "$TMP/vhelp" "--params-prefix"
 check "help lists sample" contains "$TMP/vhelp" "sample MODEL --load CK"
 "$LATHE" train --help >"$TMP/vhelp" 2>&1
 for f in --data --eval --epochs --steps --batch --optimizer --lr --momentum --weight-decay --nesterov --seed \
-    --shuffle --load --save --threads --ieee-denormals --lr-schedule --warmup --clip-grad-norm --clip-grad-value --no-decay-norm-bias --accumulate; do
+    --shuffle --load --save --threads --ieee-denormals --lr-schedule --warmup --clip-grad-norm --clip-grad-value --no-decay-norm-bias --accumulate --log-file; do
     check "train help lists $f" contains "$TMP/vhelp" "  $f"
 done
 "$LATHE" compile "$DATA/mlp_loss.ir" >"$TMP/out" 2>&1

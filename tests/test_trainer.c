@@ -22,6 +22,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <cJSON.h>
+
 #include "safetensors.h"
 #include "testutil.h"
 
@@ -443,6 +445,46 @@ static void test_accumulate(void **state) {
     expect_out("bad value '0' for --accumulate (expected an integer >= 1)");
 }
 
+/* --log-file: a JSON line per step with the rate the schedule gave (hand
+ * values: step:2:0.5 from 0.1) and one per evaluation, lines a JSON parser
+ * reads; a log that cannot be opened stops the run. */
+static void test_log_file(void **state) {
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/run.jsonl", tmp);
+    unlink(path);
+    int rc = run("%s/fashion --data %s/train.safetensors --lr 0.1 --lr-schedule step:2:0.5 --steps 5 --eval-data "
+                 "%s/test-images.idx,%s/test-labels.idx --log-file %s",
+                 tmp, tmp, tmp, tmp, path);
+    if (rc != 0) fail_msg("logged run failed (%d):\n%s", rc, out_text());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[1024];
+    int steps = 0, evals = 0;
+    const double lr[5] = {0.1, 0.1, 0.05, 0.05, 0.025};
+    while (fgets(line, sizeof line, f)) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j) fail_msg("not JSON: %s", line);
+        const cJSON *s = cJSON_GetObjectItem(j, "step"), *l = cJSON_GetObjectItem(j, "lr");
+        assert_true(cJSON_IsNumber(s));
+        if (l) {
+            assert_int_equal(s->valuedouble, steps + 1);
+            if (fabs(l->valuedouble - lr[steps]) > 1e-12) fail_msg("step %d: lr %g, want %g", steps + 1, l->valuedouble, lr[steps]);
+            assert_true(cJSON_IsNumber(cJSON_GetObjectItem(j, "loss")));
+            steps++;
+        } else {
+            assert_true(cJSON_IsNumber(cJSON_GetObjectItem(j, "test_accuracy")));
+            evals++;
+        }
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    assert_int_equal(steps, 5);
+    assert_int_equal(evals, 1);
+    assert_int_equal(run("%s/fashion --data %s/train.safetensors --steps 1 --log-file %s/no/such/dir/x", tmp, tmp, tmp), 1);
+    expect_out("--log-file");
+}
+
 /* lathe train (JIT, 2 threads) gives the native trainer's bits; so does the
  * same data as safetensors */
 static void test_jit_equals_native(void **state) {
@@ -741,6 +783,7 @@ int main(void) {
         cmocka_unit_test(test_train_dumps),
         cmocka_unit_test(test_lr_schedule_resume),
         cmocka_unit_test(test_accumulate),
+        cmocka_unit_test(test_log_file),
         cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
