@@ -1363,6 +1363,25 @@ static int loss_call_ahead(parser *p) {
     return r;
 }
 
+/* Whether the label's logit is among the 5 largest along the class axis 1
+ * (fewer than 5 logits above it; ties count for the label, as torch.topk
+ * may take either), times weight, as f32: top-5 accuracy's elements. */
+static lathe_node *top5(lathe_graph *g, lathe_node *x, lathe_node *y, lathe_node *weight) {
+    int r = lathe_node_rank(x);
+    int64_t C = lathe_node_shape(x)[1], s[LATHE_MAX_RANK], is[LATHE_MAX_RANK];
+    for (int d = 0; d < r; d++) s[d] = d == 1 ? 1 : lathe_node_shape(x)[d], is[d] = d == 1 ? C : 1;
+    int64_t *iota = malloc(sizeof *iota * (size_t)(C ? C : 1));
+    if (!iota) return NULL;
+    for (int64_t i = 0; i < C; i++) iota[i] = i;
+    lathe_node *ar = lathe_const(g, LATHE_I64, r, is, iota);
+    free(iota);
+    lathe_node *hit = lathe_eq(g, lathe_reshape(g, y, r, s), ar);
+    lathe_node *lab = lathe_sum(g, lathe_where(g, hit, x, lathe_scalar(g, lathe_node_dtype(x), 0)), LATHE_AXES(1), true);
+    lathe_node *above = lathe_sum(g, lathe_cast(g, lathe_gt(g, x, lab), LATHE_F32), LATHE_AXES(1), false);
+    lathe_node *in5 = lathe_cast(g, lathe_lt(g, above, lathe_scalar(g, LATHE_F32, 5)), LATHE_F32);
+    return lathe_mul(g, in5, lathe_cast(g, weight, LATHE_F32));
+}
+
 /* loss EXPR: the output "loss" (see lathe_desc_options). */
 static bool parse_loss(parser *p, token kw) {
     if (!top_level(p, kw)) return false;
@@ -1371,7 +1390,7 @@ static bool parse_loss(parser *p, token kw) {
     loc at = p->lx.tok.at;
     int fi = loss_call_ahead(p);
     value v;
-    lathe_node *correct = NULL, *weight = NULL;
+    lathe_node *correct = NULL, *correct5 = NULL, *weight = NULL;
     if (fi < 0) {
         if (!parse_expr(p, &v)) return false;
     } else {
@@ -1396,6 +1415,7 @@ static bool parse_loss(parser *p, token kw) {
             correct = lathe_cast(g, lathe_eq(g, lathe_argmax(g, x, 1, false), y), lathe_node_dtype(weight));
             correct = lathe_mul(g, correct, weight);
             correct = lathe_cast(g, correct, LATHE_F32);
+            correct5 = top5(g, x, y, weight);
         }
         if (!desc_built(p, c.at, l, &v)) return false;
         p->info.classify = fi != B_MSE_LOSS;
@@ -1415,6 +1435,7 @@ static bool parse_loss(parser *p, token kw) {
     if (!status_ok(p, at, lathe_output(p->g, "loss", v.t))) return false;
     if (correct && !status_ok(p, at, lathe_output(p->g, "correct", correct))) return false;
     if (weight && !status_ok(p, at, lathe_output(p->g, "weight", weight))) return false;
+    if (correct5 && !status_ok(p, at, lathe_output(p->g, "correct5", correct5))) return false;
     return !p->training || status_ok(p, at, lathe_mark_backward(p->g, v.t, NULL));
 }
 

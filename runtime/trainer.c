@@ -527,17 +527,17 @@ static void add_rows(const runner *ev, const lathe_rt_tensor *t, const lathe_rt_
  * per-token outputs ("loss" of shape [N, T] or [N*T]) the means are over
  * tokens, ignored targets left out. */
 static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
-                     double *loss, double *acc, const char *prog) {
+                     double *loss, double *acc, double *acc5, const char *prog) {
     sync_eval(ev, tr);
     const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT),
-                          *wt = find(ev, "weight", LATHE_RT_OUTPUT);
+                          *wt = find(ev, "weight", LATHE_RT_OUTPUT), *c5 = find(ev, "correct5", LATHE_RT_OUTPUT);
     int64_t n = lathe_ds_count(d), B = m->batch;
     int64_t *idx = malloc(sizeof *idx * (size_t)B);
     if (!idx) {
         fail(prog, "out of memory");
         return false;
     }
-    double lsum = 0, lcount = 0, csum = 0, ccount = 0;
+    double lsum = 0, lcount = 0, csum = 0, ccount = 0, c5sum = 0, c5count = 0;
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         int64_t rows = n - b0 < B ? n - b0 : B;
         for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < rows ? i : rows - 1);
@@ -548,10 +548,12 @@ static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, co
         lathe_rt_run(&ev->prog, threads);
         add_rows(ev, lt, wt, B, rows, &lsum, &lcount);
         add_rows(ev, ct, wt, B, rows, &csum, &ccount);
+        add_rows(ev, c5, wt, B, rows, &c5sum, &c5count);
     }
     free(idx);
     *loss = lt && lcount > 0 ? lsum / lcount : NAN;
     *acc = ct && ccount > 0 ? csum / ccount : NAN;
+    *acc5 = c5 && c5count > 0 ? c5sum / c5count : NAN;
     return true;
 }
 
@@ -708,12 +710,13 @@ static void json_num(FILE *o, const char *key, double v, bool last) {
 
 /* An evaluation's JSON line (--log-file); train_loss NaN (null) mid-epoch. */
 static void log_eval(FILE *log, int64_t step, int64_t epoch, double train_loss, double test_loss, double test_acc,
-                     bool classify) {
+                     double test_acc5, bool classify) {
     if (!log) return;
     fprintf(log, "{\"step\": %lld, \"epoch\": %lld, ", (long long)step, (long long)epoch);
     json_num(log, "train_loss", train_loss, false);
     json_num(log, "test_loss", test_loss, !classify);
-    if (classify) json_num(log, "test_accuracy", test_acc, true);
+    if (classify) json_num(log, "test_accuracy", test_acc, !isfinite(test_acc5));
+    if (classify && isfinite(test_acc5)) json_num(log, "test_top5", test_acc5, true);
     fflush(log);
 }
 
@@ -830,7 +833,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &sa, NULL);
     }
     int64_t saved_at = -1, evaluated_at = -1, failed_saves = 0;
-    double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN;
+    double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN, test_acc5 = NAN;
     int64_t start = step, epochs_done = 0;
     if (spe > 0 && total > INT64_MAX - spe) total = INT64_MAX - spe; /* (total + spe - 1) below */
     rc = 0;
@@ -896,21 +899,22 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         if (f->eval) {
             evaluated_at = step;
             double te0 = now();
-            if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) {
+            if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, &test_acc5, prog)) {
                 rc = 1;
                 goto stop;
             }
             fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
             if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
+            if (isfinite(test_acc5)) fprintf(stderr, ", top-5 %.2f%%", 100 * test_acc5);
             fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
-            log_eval(log, step, epoch + 1, epoch_loss, test_loss, test_acc, m->info.classify);
+            log_eval(log, step, epoch + 1, epoch_loss, test_loss, test_acc, test_acc5, m->info.classify);
         }
         if (f->save && saved_at != step) save_or_go_on(f, &tr, opt, n, step, &saved_at, &failed_saves, prog);
     }
     /* a run that ends mid-epoch is evaluated at its end */
     if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted) {
-        if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, prog)) rc = 1;
-        else log_eval(log, step, step / spe + 1, NAN, test_loss, test_acc, m->info.classify);
+        if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, &test_acc5, prog)) rc = 1;
+        else log_eval(log, step, step / spe + 1, NAN, test_loss, test_acc, test_acc5, m->info.classify);
     }
 stop:
     if (rc == 0) {
@@ -927,6 +931,7 @@ stop:
         if (!isnan(test_loss)) {
             printf("test loss %.4f", test_loss);
             if (m->info.classify) printf(", test accuracy %.2f%%", 100 * test_acc);
+            if (isfinite(test_acc5)) printf(", top-5 %.2f%%", 100 * test_acc5);
             printf("\n");
         }
         if (saved_at >= 0) printf("saved %s at step %lld\n", f->save, (long long)saved_at);

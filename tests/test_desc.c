@@ -548,6 +548,21 @@ static void test_eval_losses(void **state) {
     if (ignored == 0 || ignored == 8) fail_msg("seed 7 gives %d ignored labels of 8: the case is not exercised", ignored);
     lathe_eval_free(ev);
     lathe_graph_free(g);
+    /* top-5: the label's logit has fewer than 5 above it (7 classes) */
+    g = parse_src("batch N = 6\ninput x: f32[N, 7]\ninput lab: i64[N]\nloss cross_entropy(x, lab)\n", &eval, NULL);
+    ev = run_eval(g, 9);
+    const double *c5 = lathe_eval_value(ev, lathe_graph_find_output(g, "correct5"));
+    xv = lathe_eval_leaf(ev, "x"), lab = lathe_eval_leaf(ev, "lab");
+    int hits = 0;
+    for (int i = 0; i < 6; i++) {
+        int above = 0;
+        for (int k = 0; k < 7; k++) above += xv[i * 7 + k] > xv[i * 7 + (int)lab[i]];
+        assert_true(c5[i] == (above < 5));
+        hits += above < 5;
+    }
+    if (hits == 0 || hits == 6) fail_msg("seed 9 gives %d top-5 hits of 6: the case is not exercised", hits);
+    lathe_eval_free(ev);
+    lathe_graph_free(g);
     /* training: reduction="sum" is one number */
     g = parse_src("input x: f32[2, 3]\ninput lab: i64[2]\nloss cross_entropy(x, lab, reduction=\"sum\")\n", NULL, NULL);
     assert_int_equal(lathe_node_rank(lathe_graph_find_output(g, "loss")), 0);
