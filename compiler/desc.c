@@ -569,6 +569,22 @@ static bool bind(parser *p, call *c, const arg *a, int na) {
     return true;
 }
 
+bool desc_shared_leaf(parser *p, const char *name, bool buffer, lathe_dtype t, int rank, const int64_t *shape, loc at,
+                      const char *fn, int fnlen, lathe_node **out) {
+    lathe_node *n = lathe_graph_find(p->g, name);
+    *out = n && n->op == (buffer ? LT_OP_BUFFER : LT_OP_PARAM) ? n : NULL;
+    if (!*out || (n->dtype == t && n->rank == rank && (rank == 0 || !memcmp(n->shape, shape, sizeof *shape * (size_t)rank))))
+        return true;
+    char was[160], now[160];
+    lathe_node_type_str(n, was, sizeof was);
+    lt_type_str(t, rank, shape, now, sizeof now);
+    return desc_err(p, LATHE_ERR_SHAPE, at,
+                    "%.*s%s'%s' is %s (made at line %d), this call %s %s; a %s called again under one name shares its "
+                    "parameters, so their shapes must agree",
+                    fn ? fnlen : 0, fn ? fn : "", fn ? ": " : "", name, was, n->line, fn ? "needs" : "declares", now,
+                    fn ? "layer" : "block");
+}
+
 /* The name of a layer's tensor: prefix, the `as` name, '.', suffix. */
 bool desc_leaf_name(parser *p, const char *as, size_t aslen, loc at, const char *suffix, char *buf) {
     int k = snprintf(buf, NAME_CAP, "%s%.*s%s%s", p->prefix, (int)aslen, as, suffix ? "." : "", suffix ? suffix : "");
@@ -1076,19 +1092,9 @@ static bool parse_leaf(parser *p, bool buffer) {
     value v;
     if (!desc_leaf_name(p, s, len, at, NULL, name)) return false;
     desc_stamp(p, at);
-    lathe_node *n = p->ncalls > 0 ? lathe_graph_find(p->g, name) : NULL;
-    if (n && n->op == (buffer ? LT_OP_BUFFER : LT_OP_PARAM)) {
-        /* a block called again under its name: its parameters are shared */
-        char was[96], now[96];
-        lathe_node_type_str(n, was, sizeof was);
-        lt_type_str(t, rank, shape, now, sizeof now);
-        if (strcmp(was, now))
-            return desc_err(p, LATHE_ERR_SHAPE, at,
-                            "'%s' is %s (made at line %d), this call declares %s; a block called again under one "
-                            "name shares its parameters, so their shapes must agree",
-                            name, was, n->line, now);
-        return set_var(p, s, len, at, (value){.k = V_TENSOR, .t = n, .at = at}, false);
-    }
+    lathe_node *n = NULL; /* a block called again under its name shares its parameters */
+    if (p->ncalls > 0 && !desc_shared_leaf(p, name, buffer, t, rank, shape, at, NULL, 0, &n)) return false;
+    if (n) return set_var(p, s, len, at, (value){.k = V_TENSOR, .t = n, .at = at}, false);
     n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
                : lathe_param(p->g, name, t, rank, shape, !frozen && lt_is_float(t));
     if (!desc_built(p, at, n, &v)) return false;

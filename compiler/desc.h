@@ -246,6 +246,13 @@ bool desc_operands(parser *p, loc at, const char *what, const value *a, const va
                    lathe_node **y);
 /* a = a OP b; op is a punctuation code, or 'a' / 'o' for and / or. */
 bool desc_binop(parser *p, int op, loc at, value *a, const value *b);
+/* A layer or block called again under its name shares its parameters: the
+ * param (or buffer) `name` made by an earlier call, in *out (NULL when there
+ * is none yet); false, with an error at `at` naming both types, when it has
+ * another type.  fn: the layer's name for the message, NULL for a block's
+ * param statement. */
+bool desc_shared_leaf(parser *p, const char *name, bool buffer, lathe_dtype t, int rank, const int64_t *shape, loc at,
+                      const char *fn, int fnlen, lathe_node **out);
 /* The name of a layer's tensor: prefix, the `as` name, '.', suffix. */
 bool desc_leaf_name(parser *p, const char *as, size_t aslen, loc at, const char *suffix, char *buf);
 

@@ -135,21 +135,10 @@ static lathe_node *layer_leaf(parser *p, const call *c, const char *suffix, bool
                               const int64_t *shape) {
     char name[NAME_CAP];
     if (!desc_leaf_name(p, c->as, c->aslen, c->asat, suffix, name)) return NULL;
-    lathe_node *old = lathe_graph_find(p->g, name);
-    if (old && old->op == (buffer ? LT_OP_BUFFER : LT_OP_PARAM)) {
-        /* the layer called again under its name: its parameters are shared */
-        if (old->dtype == t && old->rank == rank && (rank == 0 || !memcmp(old->shape, shape, sizeof *shape * (size_t)rank)))
-            return old;
-        char was[96], now[96];
-        lathe_node_type_str(old, was, sizeof was);
-        lt_type_str(t, rank, shape, now, sizeof now);
-        desc_err(p, LATHE_ERR_SHAPE, c->at,
-                 "%.*s: '%s' is %s (made at line %d), this call needs %s; a layer called again under one name "
-                 "shares its parameters, so their shapes must agree",
-                 c->fnlen, c->fn, name, was, old->line, now);
-        return NULL;
-    }
-    lathe_node *n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
+    lathe_node *n; /* the layer called again under its name: its parameters are shared */
+    if (!desc_shared_leaf(p, name, buffer, t, rank, shape, c->at, c->fn, c->fnlen, &n)) return NULL;
+    if (n) return n;
+    n = buffer ? lathe_buffer(p->g, name, t, rank, shape)
                            : lathe_param(p->g, name, t, rank, shape, lt_is_float(t));
     if (!n) desc_relocate(p, c->at);
     return n;

@@ -84,6 +84,14 @@ double lathe_clip_grad_norm(uint8_t *arena, const lathe_rt_tensor *ts, int n, do
  * [-clip_value, clip_value]. */
 void lathe_clip_grad_value(uint8_t *arena, const lathe_rt_tensor *ts, int n, double clip_value);
 
+/* Gradient accumulation over K micro-batches: call after the run of
+ * micro-batch k (0 <= k < K).  The gradients of the table's parameters are
+ * summed into acc (the caller's, one double per gradient element, in table
+ * order), and after the last micro-batch their mean is written back to the
+ * gradients, which the optimizer then steps with: the step of the batch of
+ * K times the size, with the memory of one micro-batch. */
+void lathe_accumulate_grads(uint8_t *arena, const lathe_rt_tensor *ts, int n, double *acc, int64_t k, int64_t K);
+
 /* Learning-rate schedules, as torch.optim.lr_scheduler's stepped once per
  * optimizer step: lathe_lr_at gives the learning rate of the update after
  * `step` updates, from the base rate lr (the optimizer's), in closed form:

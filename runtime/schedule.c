@@ -1,6 +1,6 @@
 /* schedule.c - the training recipes around the optimizer (lathe_optim.h):
- * learning-rate schedules as torch.optim.lr_scheduler's, in closed form, and
- * gradient clipping as torch.nn.utils'. */
+ * learning-rate schedules as torch.optim.lr_scheduler's, in closed form,
+ * gradient clipping as torch.nn.utils', and gradient accumulation. */
 #include <math.h>
 
 #define PI 3.14159265358979323846
@@ -97,5 +97,15 @@ void lathe_clip_grad_value(uint8_t *arena, const lathe_rt_tensor *ts, int n, dou
         for (int64_t e = 0; has_grad(&ts[i]) && e < ts[i].numel; e++) {
             double v = grad_get(&ts[i], arena, e);
             grad_put(&ts[i], arena, e, v > clip_value ? clip_value : v < -clip_value ? -clip_value : v);
+        }
+}
+
+void lathe_accumulate_grads(uint8_t *arena, const lathe_rt_tensor *ts, int n, double *acc, int64_t k, int64_t K) {
+    int64_t j = 0;
+    for (int i = 0; i < n; i++)
+        for (int64_t e = 0; has_grad(&ts[i]) && e < ts[i].numel; e++, j++) {
+            double v = grad_get(&ts[i], arena, e);
+            acc[j] = k == 0 ? v : acc[j] + v;
+            if (k + 1 == K) grad_put(&ts[i], arena, e, acc[j] / (double)K);
         }
 }

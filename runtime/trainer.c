@@ -720,26 +720,6 @@ static void log_eval(FILE *log, int64_t step, int64_t epoch, double train_loss, 
     fflush(log);
 }
 
-/* Micro-batch k of K (--accumulate): its gradients summed into acc (in
- * double, in order), and after the last one the mean written back to the
- * gradients, which the optimizer then steps with. */
-static void accumulate_grads(runner *tr, double *acc, int64_t k, int64_t K) {
-    int64_t j = 0;
-    for (int i = 0; i < tr->c->ntensors; i++) {
-        const lathe_rt_tensor *t = &tr->c->tensors[i];
-        if (t->kind != LATHE_RT_PARAM || t->grad_offset < 0) continue;
-        uint8_t *g = tr->prog.arena + t->grad_offset;
-        bool f32 = t->dtype == LATHE_RT_F32;
-        for (int64_t e = 0; e < t->numel; e++, j++) {
-            double v = f32 ? ((float *)(void *)g)[e] : ((double *)(void *)g)[e];
-            acc[j] = k == 0 ? v : acc[j] + v;
-            if (k + 1 < K) continue;
-            if (f32) ((float *)(void *)g)[e] = (float)(acc[j] / (double)K);
-            else ((double *)(void *)g)[e] = acc[j] / (double)K;
-        }
-    }
-}
-
 static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     runner tr = {0}, ev = {0};
     lathe_dataset *d = NULL, *td = NULL;
@@ -786,12 +766,15 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     int64_t total = f->epochs > INT64_MAX / spe ? INT64_MAX : f->epochs * spe;
     if (f->steps >= 0 && (!f->epochs_given || f->steps < total)) total = f->steps;
     if (f->sched.kind == LATHE_LR_ONECYCLE && f->sched.total_steps == 0) f->sched.total_steps = total;
+    int64_t nparams = 0, ntrain = 0; /* ntrain: the gradients' elements */
+    for (int i = 0; i < tr.c->ntensors; i++)
+        if (tr.c->tensors[i].kind == LATHE_RT_PARAM) {
+            nparams += tr.c->tensors[i].numel;
+            if (tr.c->tensors[i].grad_offset >= 0) ntrain += tr.c->tensors[i].numel;
+        }
     perm = malloc(sizeof *perm * (size_t)n);
     idx = malloc(sizeof *idx * (size_t)m->info.batch);
-    int64_t ngrad = 0;
-    for (int i = 0; i < tr.c->ntensors; i++)
-        if (tr.c->tensors[i].kind == LATHE_RT_PARAM && tr.c->tensors[i].grad_offset >= 0) ngrad += tr.c->tensors[i].numel;
-    if (K > 1) acc = malloc(sizeof *acc * (size_t)(ngrad > 0 ? ngrad : 1));
+    if (K > 1) acc = malloc(sizeof *acc * (size_t)(ntrain > 0 ? ntrain : 1));
     if (f->log_file && !(log = fopen(f->log_file, "a"))) { /* a resumed run goes on in the same log */
         fail(prog, "--log-file %s: %s", f->log_file, strerror(errno));
         goto done;
@@ -800,12 +783,6 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         fail(prog, "out of memory");
         goto done;
     }
-    int64_t nparams = 0, ntrain = 0;
-    for (int i = 0; i < tr.c->ntensors; i++)
-        if (tr.c->tensors[i].kind == LATHE_RT_PARAM) {
-            nparams += tr.c->tensors[i].numel;
-            if (tr.c->tensors[i].grad_offset >= 0) ntrain += tr.c->tensors[i].numel;
-        }
     int threads = f->threads ? f->threads : omp_get_max_threads();
     char bdesc[64];
     snprintf(bdesc, sizeof bdesc, K > 1 ? "%lld (%lld x %lld accumulated)" : "%lld", (long long)eb, (long long)K,
@@ -856,7 +833,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
                 double lk = scalar_at(tr.prog.arena, loss_t, 0);
                 l = isfinite(lk) ? l + lk / (double)K : lk;
                 if (!isfinite(lk)) break;
-                if (K > 1) accumulate_grads(&tr, acc, k, K);
+                if (K > 1) lathe_accumulate_grads(tr.prog.arena, tr.c->tensors, tr.c->ntensors, acc, k, K);
             }
             if (!isfinite(l)) {
                 if (tty) fputc('\n', stderr);

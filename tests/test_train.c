@@ -443,6 +443,19 @@ static void test_clip_grads(void **state) {
     }
     free(arena);
     lathe_st_free(f);
+    /* accumulation: the mean of three micro-batches' gradients, after the last */
+    float g[2];
+    uint8_t *ar = (uint8_t *)g;
+    lathe_rt_tensor t1 = {.name = "w", .kind = LATHE_RT_PARAM, .dtype = LATHE_RT_F32, .rank = 1, .shape = {2}, .numel = 2,
+                          .offset = -1, .requires_grad = true, .grad_offset = 0};
+    double acc[2];
+    const float micro[3][2] = {{1, -2}, {2, 4}, {6, 1}};
+    for (int k = 0; k < 3; k++) {
+        memcpy(g, micro[k], sizeof g);
+        lathe_accumulate_grads(ar, &t1, 1, acc, k, 3);
+        if (k < 2) assert_true(g[0] == micro[k][0] && g[1] == micro[k][1]); /* untouched until the last */
+    }
+    assert_true(g[0] == 3.0f && g[1] == 1.0f);
 }
 
 int main(void) {
