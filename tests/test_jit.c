@@ -648,6 +648,13 @@ static void test_buffer_rules(void **state) {
     check_buffers("reshaped output", g, 1, " reshape(F)\n", "the reshaped output was copied by a kernel of its own");
 }
 
+/* Four i64 values bound to input `name` are refused by a run, with msg. */
+static void refused(lathe_program *p, int backend, const char *name, const int64_t v[4], const char *msg) {
+    assert_int_equal(lathe_program_set(p, name, v, 4 * sizeof *v), LATHE_OK);
+    assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
+    if (!strstr(lathe_program_error(p), msg)) fail_msg("backend %d: %s", backend, lathe_program_error(p));
+}
+
 /* Class indices are checked on every run, through a reshape too, on both
  * backends: out of range, the run is refused with the input, element and
  * value named, and nothing runs. */
@@ -667,10 +674,7 @@ static void test_label_check(void **state) {
         assert_int_equal(lathe_program_set(p, "x", xv, sizeof xv), LATHE_OK);
         assert_int_equal(lathe_program_set(p, "labels", good, sizeof good), LATHE_OK);
         assert_int_equal(lathe_program_run(p), LATHE_OK);
-        assert_int_equal(lathe_program_set(p, "labels", bad, sizeof bad), LATHE_OK);
-        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
-        if (!strstr(lathe_program_error(p), "input 'labels': element 2 is 3, outside [0, 3)"))
-            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        refused(p, backend, "labels", bad, "input 'labels': element 2 is 3, outside [0, 3)");
         /* the ignore index (PyTorch's default -100) is allowed, and left out of the mean */
         float xs[12] = {0, 0, 5, 1, 1, 1, 0, 0, 0, 2, 2, 2}, loss_v = 0;
         int64_t ignored[4] = {-100, 1, -100, 0}, other[4] = {-100, 1, -99, 0};
@@ -679,10 +683,7 @@ static void test_label_check(void **state) {
         assert_int_equal(lathe_program_run(p), LATHE_OK);
         assert_int_equal(lathe_program_get(p, "loss", &loss_v, sizeof loss_v), LATHE_OK);
         if (fabs(loss_v - log(3.0)) > 1e-6) fail_msg("backend %d: loss %.9g, want ln 3", backend, loss_v);
-        assert_int_equal(lathe_program_set(p, "labels", other, sizeof other), LATHE_OK);
-        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
-        if (!strstr(lathe_program_error(p), "input 'labels': element 2 is -99, outside [0, 3)"))
-            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        refused(p, backend, "labels", other, "input 'labels': element 2 is -99, outside [0, 3)");
         lathe_program_free(p);
         lathe_graph_free(g);
     }
@@ -776,14 +777,8 @@ static void test_token_check(void **state) {
         int64_t good[4] = {0, 3, 2, 1}, bad[4] = {0, 3, 4, 1}, neg[4] = {0, -1, 2, 1};
         assert_int_equal(lathe_program_set(p, "tokens", good, sizeof good), LATHE_OK);
         assert_int_equal(lathe_program_run(p), LATHE_OK);
-        assert_int_equal(lathe_program_set(p, "tokens", bad, sizeof bad), LATHE_OK);
-        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
-        if (!strstr(lathe_program_error(p), "input 'tokens': element 2 is 4, outside [0, 4)"))
-            fail_msg("backend %d: %s", backend, lathe_program_error(p));
-        assert_int_equal(lathe_program_set(p, "tokens", neg, sizeof neg), LATHE_OK);
-        assert_int_equal(lathe_program_run(p), LATHE_ERR_ARG);
-        if (!strstr(lathe_program_error(p), "input 'tokens': element 1 is -1, outside [0, 4)"))
-            fail_msg("backend %d: %s", backend, lathe_program_error(p));
+        refused(p, backend, "tokens", bad, "input 'tokens': element 2 is 4, outside [0, 4)");
+        refused(p, backend, "tokens", neg, "input 'tokens': element 1 is -1, outside [0, 4)");
         lathe_program_free(p);
         lathe_graph_free(g);
     }
