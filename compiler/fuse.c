@@ -71,6 +71,8 @@ typedef struct {
     int *row_from;      /* node -> the first of its dims a scatter reads as dense rows (it is the
                          * gradient of an index_select_backward), or LATHE_MAX_RANK + 1 */
     lt_contract *con;   /* the current kernel's contraction plan, if any */
+    int64_t *vlo, *vhi; /* loop variable -> the values it takes, inclusive (INT64_MIN, INT64_MAX: unknown) */
+    int vcap;
 } fz;
 
 /* ---- expression construction ------------------------------------------------ */
@@ -120,6 +122,247 @@ static lt_expr *xbin(fz *z, int op, lathe_dtype t, lt_expr *a, lt_expr *b) {
     return e;
 }
 
+/* ---- index ranges and affine forms ------------------------------------------
+ *
+ * Index arithmetic is simplified with what is known of the values each loop
+ * variable takes (a kernel's own dims, reductions over whole axes).  A
+ * reshape of (r, c) in [2048, 512] to [32, 64, 512] reads its operand at
+ * (r*512 + c) / 32768, (r*512 + c) / 512 % 64 and (r*512 + c) % 512; knowing
+ * 0 <= c < 512 those are r / 64, r % 64 and c, and the load they feed,
+ * (r / 64)*32768 + (r % 64)*512 + c, is r*512 + c: a contiguous row LLVM
+ * vectorizes, instead of a gather. */
+
+typedef struct {
+    int64_t lo, hi; /* inclusive */
+} irange;
+static const irange FULL = {INT64_MIN, INT64_MAX};
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The values i64 expression e can take, looking at most *budget nodes deep
+ * (expressions share subtrees: the budget bounds the walk). */
+static irange rng_at(const fz *z, const lt_expr *e, int *budget) {
+    if (--*budget < 0) return FULL;
+    if (e->kind == X_CONST && e->t != LATHE_F32 && e->t != LATHE_F64) return (irange){e->i, e->i};
+    if (e->t == LATHE_BOOL) return (irange){0, 1};
+    if (e->t != LATHE_I64) return FULL;
+    if (e->kind == X_VAR) return e->var >= 0 && e->var < z->vcap ? (irange){z->vlo[e->var], z->vhi[e->var]} : FULL;
+    if (e->kind == X_SELECT) {
+        irange a = rng_at(z, e->b, budget), b = rng_at(z, e->c, budget);
+        return (irange){min64(a.lo, b.lo), max64(a.hi, b.hi)};
+    }
+    if (e->kind != X_BIN) return FULL;
+    irange a = rng_at(z, e->a, budget), b = rng_at(z, e->b, budget), r;
+    switch (e->op) {
+    case LT_OP_ADD:
+        if (__builtin_add_overflow(a.lo, b.lo, &r.lo) || __builtin_add_overflow(a.hi, b.hi, &r.hi)) return FULL;
+        return r;
+    case LT_OP_SUB:
+        if (__builtin_sub_overflow(a.lo, b.hi, &r.lo) || __builtin_sub_overflow(a.hi, b.lo, &r.hi)) return FULL;
+        return r;
+    case LT_OP_MUL: {
+        int64_t p[4];
+        if (__builtin_mul_overflow(a.lo, b.lo, &p[0]) || __builtin_mul_overflow(a.lo, b.hi, &p[1]) ||
+            __builtin_mul_overflow(a.hi, b.lo, &p[2]) || __builtin_mul_overflow(a.hi, b.hi, &p[3]))
+            return FULL;
+        return (irange){min64(min64(p[0], p[1]), min64(p[2], p[3])), max64(max64(p[0], p[1]), max64(p[2], p[3]))};
+    }
+    case XB_IDIV: /* truncating division by a positive constant is monotone */
+        return b.lo == b.hi && b.lo > 0 ? (irange){a.lo / b.lo, a.hi / b.lo} : FULL;
+    case XB_IMOD:
+        if (b.lo != b.hi || b.lo <= 0) return FULL;
+        if (a.lo >= 0) return a.hi < b.lo ? a : (irange){0, b.lo - 1};
+        return a.lo > -b.lo && a.hi < b.lo ? a : (irange){-(b.lo - 1), b.lo - 1};
+    case LT_OP_MINIMUM: return (irange){min64(a.lo, b.lo), min64(a.hi, b.hi)};
+    case LT_OP_MAXIMUM: return (irange){max64(a.lo, b.lo), max64(a.hi, b.hi)};
+    default: return FULL;
+    }
+}
+static irange rng(const fz *z, const lt_expr *e) {
+    int budget = 256;
+    return rng_at(z, e, &budget);
+}
+
+/* Structural equality of index expressions, at most depth deep. */
+static bool xeq(const lt_expr *a, const lt_expr *b, int depth) {
+    if (a == b) return true;
+    if (!a || !b || depth > 24 || a->kind != b->kind || a->t != b->t) return false;
+    switch (a->kind) {
+    case X_CONST: return a->i == b->i && (a->f == b->f || (a->f != a->f && b->f != b->f));
+    case X_VAR: return a->var == b->var;
+    case X_LOAD: return a->buf == b->buf && xeq(a->a, b->a, depth + 1);
+    case X_BIN: return a->op == b->op && xeq(a->a, b->a, depth + 1) && xeq(a->b, b->b, depth + 1);
+    case X_UN:
+        return a->op == b->op && a->i == b->i && a->f == b->f && a->f2 == b->f2 && xeq(a->a, b->a, depth + 1);
+    case X_SELECT: return xeq(a->a, b->a, depth + 1) && xeq(a->b, b->b, depth + 1) && xeq(a->c, b->c, depth + 1);
+    default: return false;
+    }
+}
+
+/* An i64 expression as sum of co[i] * at[i] plus c. */
+enum { AFF_TERMS = 12 };
+typedef struct {
+    int n;
+    lt_expr *at[AFF_TERMS];
+    int64_t co[AFF_TERMS];
+    int64_t c;
+} aff;
+
+/* Add k * e to f; false when it does not fit (too many terms, overflow). */
+static bool aff_put(aff *f, lt_expr *e, int64_t k, int depth) {
+    if (k == 0) return true;
+    if (e->kind == X_CONST && e->t == LATHE_I64) {
+        int64_t p;
+        return !__builtin_mul_overflow(e->i, k, &p) && !__builtin_add_overflow(f->c, p, &f->c);
+    }
+    if (e->kind == X_BIN && e->t == LATHE_I64 && depth < 16) {
+        int64_t kk;
+        if (e->op == LT_OP_ADD) return aff_put(f, e->a, k, depth + 1) && aff_put(f, e->b, k, depth + 1);
+        if (e->op == LT_OP_SUB)
+            return k != INT64_MIN && aff_put(f, e->a, k, depth + 1) && aff_put(f, e->b, -k, depth + 1);
+        if (e->op == LT_OP_MUL && e->b->kind == X_CONST)
+            return !__builtin_mul_overflow(k, e->b->i, &kk) && aff_put(f, e->a, kk, depth + 1);
+        if (e->op == LT_OP_MUL && e->a->kind == X_CONST)
+            return !__builtin_mul_overflow(k, e->a->i, &kk) && aff_put(f, e->b, kk, depth + 1);
+    }
+    for (int i = 0; i < f->n; i++)
+        if (xeq(f->at[i], e, 0)) return !__builtin_add_overflow(f->co[i], k, &f->co[i]);
+    if (f->n == AFF_TERMS) return false;
+    f->at[f->n] = e;
+    f->co[f->n++] = k;
+    return true;
+}
+
+static void aff_drop(aff *f, int i) {
+    f->at[i] = f->at[--f->n];
+    f->co[i] = f->co[f->n];
+}
+
+/* e as an affine form, with (x / m)*m*s + (x % m)*s merged into x*s (C's
+ * division: true for every x). */
+static bool aff_of(lt_expr *e, aff *f) {
+    f->n = 0;
+    f->c = 0;
+    if (!aff_put(f, e, 1, 0)) return false;
+    for (bool again = true; again;) {
+        again = false;
+        for (int i = 0; i < f->n && !again; i++) {
+            if (f->co[i] == 0) {
+                aff_drop(f, i);
+                again = true;
+                break;
+            }
+            lt_expr *d = f->at[i];
+            if (d->kind != X_BIN || d->op != XB_IDIV || d->b->kind != X_CONST) continue;
+            int64_t m = d->b->i, ms;
+            for (int j = 0; j < f->n; j++) {
+                lt_expr *r = f->at[j];
+                if (r->kind != X_BIN || r->op != XB_IMOD || !isk(r->b, m) || !xeq(r->a, d->a, 0) ||
+                    __builtin_mul_overflow(m, f->co[j], &ms) || ms != f->co[i])
+                    continue;
+                int64_t s = f->co[j];
+                lt_expr *x = d->a;
+                aff_drop(f, i > j ? i : j);
+                aff_drop(f, i > j ? j : i);
+                if (!aff_put(f, x, s, 0)) return false;
+                again = true;
+                break;
+            }
+        }
+    }
+    return true;
+}
+
+static lt_expr *iadd(fz *z, lt_expr *a, lt_expr *b);
+static lt_expr *isub(fz *z, lt_expr *a, lt_expr *b);
+static lt_expr *imul(fz *z, lt_expr *a, int64_t k);
+
+/* Terms by decreasing |coefficient| (a row-major index, its innermost
+ * variable last: the form lowering's loop collapsing looks for), the
+ * constant first. */
+static lt_expr *aff_build(fz *z, const aff *f) {
+    int order[AFF_TERMS], n = 0;
+    for (int i = 0; i < f->n; i++) {
+        if (f->co[i] == 0) continue;
+        int j = n++;
+        uint64_t ci = f->co[i] < 0 ? -(uint64_t)f->co[i] : (uint64_t)f->co[i];
+        for (; j > 0; j--) {
+            const aff *g = f;
+            int p = order[j - 1];
+            uint64_t cp = g->co[p] < 0 ? -(uint64_t)g->co[p] : (uint64_t)g->co[p];
+            bool before = cp > ci || (cp == ci && !(f->at[p]->kind == X_VAR && f->at[i]->kind == X_VAR &&
+                                                      f->at[p]->var > f->at[i]->var));
+            if (before) break;
+            order[j] = order[j - 1];
+        }
+        order[j] = i;
+    }
+    lt_expr *acc = f->c ? xi(z, f->c) : NULL;
+    for (int j = 0; j < n; j++) {
+        int i = order[j];
+        if (!acc) acc = imul(z, f->at[i], f->co[i]);
+        else if (f->co[i] < 0 && f->co[i] != INT64_MIN) acc = isub(z, acc, imul(z, f->at[i], -f->co[i]));
+        else acc = iadd(z, acc, imul(z, f->at[i], f->co[i]));
+    }
+    return acc ? acc : xi(z, 0);
+}
+
+/* a (>= 0) as g*H + L with 0 <= L < g for the largest g dividing k that
+ * splits it so; false when only g = 1 does. */
+static bool aff_split(fz *z, lt_expr *a, int64_t k, int64_t *g, lt_expr **H, lt_expr **L) {
+    aff f;
+    if (!aff_of(a, &f)) return false;
+    int64_t cand[AFF_TERMS + 1];
+    int nc = 0;
+    cand[nc++] = k;
+    for (int i = 0; i < f.n; i++) {
+        int64_t x = f.co[i] < 0 ? -f.co[i] : f.co[i], y = k;
+        while (y) {
+            int64_t t = x % y;
+            x = y;
+            y = t;
+        }
+        if (x > 1) cand[nc++] = x;
+    }
+    for (int pass = 0; pass < nc; pass++) {
+        int best = -1;
+        for (int i = 0; i < nc; i++)
+            if (cand[i] > 1 && (best < 0 || cand[i] > cand[best])) best = i;
+        if (best < 0) return false;
+        int64_t gg = cand[best];
+        for (int i = 0; i < nc; i++)
+            if (cand[i] == gg) cand[i] = 0;
+        aff hi = {0}, lo = {0};
+        int64_t q = f.c / gg, r = f.c % gg;
+        if (r < 0) r += gg, q--;
+        hi.c = q;
+        lo.c = r;
+        irange lr = {r, r};
+        bool ok = true;
+        for (int i = 0; i < f.n && ok; i++) {
+            if (f.co[i] % gg == 0) {
+                hi.at[hi.n] = f.at[i];
+                hi.co[hi.n++] = f.co[i] / gg;
+                continue;
+            }
+            irange t = rng(z, f.at[i]);
+            int64_t p0, p1;
+            if (__builtin_mul_overflow(t.lo, f.co[i], &p0) || __builtin_mul_overflow(t.hi, f.co[i], &p1) ||
+                __builtin_add_overflow(lr.lo, min64(p0, p1), &lr.lo) || __builtin_add_overflow(lr.hi, max64(p0, p1), &lr.hi))
+                ok = false;
+            lo.at[lo.n] = f.at[i];
+            lo.co[lo.n++] = f.co[i];
+        }
+        if (!ok || lr.lo < 0 || lr.hi >= gg) continue;
+        *g = gg;
+        *H = aff_build(z, &hi);
+        *L = aff_build(z, &lo);
+        return true;
+    }
+    return false;
+}
+
 /* Folding integer arithmetic keeps index expressions small. */
 static lt_expr *iadd(fz *z, lt_expr *a, lt_expr *b) {
     if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i + b->i);
@@ -141,19 +384,39 @@ static lt_expr *imul(fz *z, lt_expr *a, int64_t k) {
 static lt_expr *idiv(fz *z, lt_expr *a, int64_t k) {
     if (a->kind == X_CONST) return xi(z, a->i / k);
     if (k == 1) return a;
+    irange r = rng(z, a);
+    int64_t g;
+    lt_expr *H, *L;
+    if (k > 0 && r.lo >= 0) {
+        if (r.hi < k) return xi(z, 0);
+        if (aff_split(z, a, k, &g, &H, &L)) return idiv(z, H, k / g);
+    }
     return xbin(z, XB_IDIV, LATHE_I64, a, xi(z, k));
 }
 static lt_expr *imod(fz *z, lt_expr *a, int64_t k) {
     if (k == 1) return xi(z, 0);
     if (a->kind == X_CONST) return xi(z, a->i % k);
+    irange r = rng(z, a);
+    int64_t g;
+    lt_expr *H, *L;
+    if (k > 0 && r.lo >= 0) {
+        if (r.hi < k) return a;
+        if (aff_split(z, a, k, &g, &H, &L)) return g == k ? L : iadd(z, imul(z, imod(z, H, k / g), g), L);
+    }
     return xbin(z, XB_IMOD, LATHE_I64, a, xi(z, k));
 }
 static lt_expr *imin(fz *z, lt_expr *a, lt_expr *b) {
     if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i < b->i ? a->i : b->i);
+    irange x = rng(z, a), y = rng(z, b);
+    if (x.hi <= y.lo) return a;
+    if (y.hi <= x.lo) return b;
     return xbin(z, LT_OP_MINIMUM, LATHE_I64, a, b);
 }
 static lt_expr *imax(fz *z, lt_expr *a, lt_expr *b) {
     if (a->kind == X_CONST && b->kind == X_CONST) return xi(z, a->i > b->i ? a->i : b->i);
+    irange x = rng(z, a), y = rng(z, b);
+    if (x.lo >= y.hi) return a;
+    if (y.lo >= x.hi) return b;
     return xbin(z, LT_OP_MAXIMUM, LATHE_I64, a, b);
 }
 static lt_expr *clampi(fz *z, lt_expr *a, int64_t hi) { /* into [0, hi - 1] */
@@ -164,6 +427,20 @@ static lt_expr *icmp(fz *z, int op, lt_expr *a, lt_expr *b) {
         int64_t x = a->i, y = b->i;
         bool r = op == LT_OP_LT ? x < y : op == LT_OP_LE ? x <= y : op == LT_OP_GE ? x >= y : op == LT_OP_GT ? x > y : op == LT_OP_EQ ? x == y : x != y;
         return xb(z, r);
+    }
+    if (a->t == LATHE_I64 && b->t == LATHE_I64) { /* decided by the ranges */
+        irange x = rng(z, a), y = rng(z, b);
+        int r = -1;
+        switch (op) {
+        case LT_OP_LT: r = x.hi < y.lo ? 1 : x.lo >= y.hi ? 0 : -1; break;
+        case LT_OP_LE: r = x.hi <= y.lo ? 1 : x.lo > y.hi ? 0 : -1; break;
+        case LT_OP_GT: r = x.lo > y.hi ? 1 : x.hi <= y.lo ? 0 : -1; break;
+        case LT_OP_GE: r = x.lo >= y.hi ? 1 : x.hi < y.lo ? 0 : -1; break;
+        case LT_OP_EQ: r = x.hi < y.lo || y.hi < x.lo ? 0 : -1; break;
+        case LT_OP_NE: r = x.hi < y.lo || y.hi < x.lo ? 1 : -1; break;
+        default: break;
+        }
+        if (r >= 0) return xb(z, r);
     }
     return xbin(z, op, LATHE_BOOL, a, b);
 }
@@ -198,7 +475,26 @@ static lt_expr *xreduce(fz *z, lt_rkind rk, lathe_dtype t, int n, const int *var
     return e;
 }
 
-static int newvar(fz *z) { return z->nextvar++; }
+/* A new loop variable, its values unknown until vrange says. */
+static int newvar(fz *z) {
+    int v = z->nextvar++;
+    if (v >= z->vcap) {
+        int cap = z->vcap ? 2 * z->vcap : 32;
+        int64_t *lo = realloc(z->vlo, sizeof(int64_t) * (size_t)cap);
+        if (lo) z->vlo = lo;
+        int64_t *hi = lo ? realloc(z->vhi, sizeof(int64_t) * (size_t)cap) : NULL;
+        if (hi) z->vhi = hi;
+        if (!lo || !hi) return v; /* unknown: vcap stays */
+        z->vcap = cap;
+    }
+    z->vlo[v] = INT64_MIN;
+    z->vhi[v] = INT64_MAX;
+    return v;
+}
+/* Variable v takes the values [lo, hi). */
+static void vrange(fz *z, int v, int64_t lo, int64_t hi) {
+    if (v < z->vcap && hi > lo) z->vlo[v] = lo, z->vhi[v] = hi - 1;
+}
 
 /* ---- values of nodes ------------------------------------------------------------- */
 
@@ -209,7 +505,8 @@ static lt_expr *linear_index(fz *z, const lathe_node *n, lt_expr **idx) {
     lt_strides(n->rank, n->shape, st);
     lt_expr *lin = xi(z, 0);
     for (int d = 0; d < n->rank; d++) lin = iadd(z, lin, imul(z, idx[d], st[d]));
-    return lin;
+    aff f;
+    return aff_of(lin, &f) ? aff_build(z, &f) : lin;
 }
 
 /* idx for operand o of a broadcasting op with output rank r */
@@ -320,6 +617,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
             for (int i = 0; i < ax->n; i++) red = red || ax->v[i] == d;
             if (red) {
                 vars[nv] = newvar(z);
+                vrange(z, vars[nv], 0, x->shape[d]);
                 lo[nv] = xi(z, 0);
                 hi[nv] = xi(z, x->shape[d]);
                 oi[d] = xvar(z, vars[nv]);
@@ -445,6 +743,7 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         const lathe_node *a = n->in[0], *b = n->in[1];
         int r = n->rank, v = newvar(z);
         int64_t K = a->shape[a->rank - 1];
+        vrange(z, v, 0, K);
         for (int d = 0; d < a->rank - 2; d++) oi[d] = a->shape[d] == 1 ? xi(z, 0) : idx[d + r - a->rank];
         for (int d = 0; d < b->rank - 2; d++) oj[d] = b->shape[d] == 1 ? xi(z, 0) : idx[d + r - b->rank];
         oi[a->rank - 2] = idx[r - 2];
@@ -849,7 +1148,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     f->target = target;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
-    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL};
+    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0};
     z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
     z.uses = calloc((size_t)n + 1, sizeof(int));
     z.contains = calloc((size_t)n + 1, sizeof(bool));
@@ -909,11 +1208,14 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
         k->rank = m->rank;
         memcpy(k->shape, m->shape, sizeof k->shape);
         z.root = i;
-        z.nextvar = m->rank;
+        z.nextvar = 0;
         z.nfused = 0;
         z.con = NULL;
         lt_expr *idx[LATHE_MAX_RANK];
-        for (int dd = 0; dd < m->rank; dd++) idx[dd] = xvar(&z, dd);
+        for (int dd = 0; dd < m->rank; dd++) {
+            vrange(&z, newvar(&z), 0, m->shape[dd]);
+            idx[dd] = xvar(&z, dd);
+        }
         k->value = value(&z, i, idx);
         k->nvars = z.nextvar;
         if (z.nextvar > f->nvars) f->nvars = z.nextvar;
@@ -941,6 +1243,8 @@ done:
     free(z.stamp);
     free(z.fused);
     free(z.row_from);
+    free(z.vlo);
+    free(z.vhi);
     free(root);
     return f;
 }

@@ -407,10 +407,9 @@ static void reduce_body(cg *c, void *arg) {
     case R_MAX:
     case R_MIN: {
         bool mx = e->rk == R_MAX;
-        if (fl) { /* NaN propagates: once acc is NaN it stays */
-            LLVMValueRef take = LLVMBuildFCmp(c->b, mx ? LLVMRealUGT : LLVMRealULT, v, acc, "");
-            LLVMValueRef m = LLVMBuildSelect(c->b, take, v, acc, "");
-            nacc = LLVMBuildSelect(c->b, LLVMBuildFCmp(c->b, LLVMRealUNO, acc, acc, ""), acc, m, "");
+        if (fl) { /* NaN propagates, +0 is above -0: LLVM's maximum, which loops vectorize */
+            LLVMValueRef args[2] = {acc, v};
+            nacc = intrinsic(c, mx ? "llvm.maximum" : "llvm.minimum", t, args, 2);
         } else {
             LLVMValueRef args[2] = {acc, v};
             nacc = intrinsic(c, mx ? "llvm.smax" : "llvm.smin", c->i64, args, 2);
@@ -760,6 +759,8 @@ static void lower_body(cg *c, const lt_bodies *bd, int index) {
     LLVMSetLinkage(c->fn, LLVMInternalLinkage);
     add_attr(c, c->fn, LLVMAttributeFunctionIndex, "nounwind", 0);
     add_attr(c, c->fn, LLVMAttributeFunctionIndex, "noinline", 0); /* one body, however many kernels call it */
+    if (c->f->target->tile_bytes == 64) /* loops vectorize with the whole 512-bit unit (x86 prefers 256) */
+        LLVMAddTargetDependentFunctionAttr(c->fn, "prefer-vector-width", "512");
     for (int j = 0; j < ns; j++) {
         add_attr(c, c->fn, (unsigned)(3 + j), "align", LT_PLAN_ALIGN); /* offsets and the arena are aligned */
         c->slot_ptr[bd->slots[s0 + j]] = LLVMGetParam(c->fn, (unsigned)(2 + j));

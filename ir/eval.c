@@ -246,10 +246,12 @@ static void reduce(const lathe_node *n, const lathe_node *xn, const double *x, d
         int64_t o = 0;
         for (int d = 0; d < xn->rank; d++)
             if (!red[d]) o = o * xn->shape[d] + idx[d];
+        /* NaN sticks, as torch.amax; +0 is above -0 (IEEE 754's maximum) */
+        bool zeros = x[i] == 0 && y[o] == 0;
         if (n->op == LT_OP_MAX) {
-            if (isnan(x[i]) || x[i] > y[o]) y[o] = x[i]; /* NaN sticks, as torch.max */
+            if (isnan(x[i]) || x[i] > y[o] || (zeros && !signbit(x[i]))) y[o] = x[i];
         } else if (n->op == LT_OP_MIN) {
-            if (isnan(x[i]) || x[i] < y[o]) y[o] = x[i];
+            if (isnan(x[i]) || x[i] < y[o] || (zeros && signbit(x[i]))) y[o] = x[i];
         } else y[o] += x[i];
     }
     if (n->op == LT_OP_MEAN) /* an empty extent gives 0/0 = NaN, as torch.mean */

@@ -250,7 +250,8 @@ lathe_node *lathe_cast(lathe_graph *g, lathe_node *x, lathe_dtype dtype);
 /* Reduce over naxes axes (naxes 0 means every axis).  keepdim keeps them as
  * size 1.  Duplicate axes are an error.  sum works on f32/f64/i64; mean on
  * floating dtypes; max and min need a non-empty reduced extent (NaN wins in
- * both, as torch.amax and torch.amin). */
+ * both, as torch.amax and torch.amin; +0 counts as above -0, as IEEE 754's
+ * maximum and minimum, so the result does not depend on the order). */
 lathe_node *lathe_sum(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);
 lathe_node *lathe_mean(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);
 lathe_node *lathe_max(lathe_graph *g, lathe_node *x, int naxes, const int64_t *axes, bool keepdim);

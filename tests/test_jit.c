@@ -1388,6 +1388,140 @@ static void test_shared_bodies(void **state) {
     lathe_graph_free(g);
 }
 
+/* Index arithmetic simplified with the loop variables' ranges (fuse.c):
+ * each kernel's loads of the input are evaluated at every element against
+ * the index worked out by hand, and a merge of leading dims reads its input
+ * at r*512 + c, with no division left for LLVM to turn into a gather. */
+static int64_t eval_index(const lt_expr *e, const int64_t *var) {
+    switch (e->kind) {
+    case X_CONST: return e->i;
+    case X_VAR: return var[e->var];
+    case X_SELECT: return eval_index(e->a, var) ? eval_index(e->b, var) : eval_index(e->c, var);
+    case X_BIN: {
+        int64_t a = eval_index(e->a, var), b = eval_index(e->b, var);
+        switch (e->op) {
+        case LT_OP_ADD: return a + b;
+        case LT_OP_SUB: return a - b;
+        case LT_OP_MUL: return a * b;
+        case LT_OP_MINIMUM: return a < b ? a : b;
+        case LT_OP_MAXIMUM: return a > b ? a : b;
+        case LT_OP_LT: return a < b;
+        case LT_OP_GE: return a >= b;
+        case LT_OP_EQ: return a == b;
+        case XB_IDIV: return a / b;
+        case XB_IMOD: return a % b;
+        case XB_AND: return a && b;
+        default: fail_msg("index op %d", e->op);
+        }
+    }
+    default: fail_msg("index kind %d", e->kind);
+    }
+    return 0;
+}
+static bool has_div(const lt_expr *e) {
+    if (!e) return false;
+    if (e->kind == X_BIN && (e->op == XB_IDIV || e->op == XB_IMOD)) return true;
+    return has_div(e->a) || has_div(e->b) || has_div(e->c);
+}
+static const lt_expr *load_of(const lt_expr *e, int buf) {
+    if (!e) return NULL;
+    if (e->kind == X_LOAD && e->buf == buf) return e;
+    const lt_expr *l = load_of(e->a, buf);
+    if (!l) l = load_of(e->b, buf);
+    if (!l) l = load_of(e->c, buf);
+    return l ? l : load_of(e->body, buf);
+}
+
+static void test_index_simplification(void **state) {
+    (void)state;
+    for (int which = 0; which < 2; which++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x, *y;
+        if (which == 0) { /* [32, 64, 512] -> [2048, 512] */
+            x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(32, 64, 512));
+            y = lathe_reshape(g, lathe_exp(g, x), 2, (int64_t[]){2048, 512});
+        } else { /* attention heads back to rows: [32, 4, 64, 32] -> [2048, 128] */
+            x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(32, 4, 64, 32));
+            lathe_node *p = lathe_permute(g, lathe_exp(g, x), 4, (int64_t[]){0, 2, 1, 3});
+            y = lathe_reshape(g, p, 2, (int64_t[]){2048, 128});
+        }
+        lathe_output(g, "y", lathe_tanh(g, y));
+        assert_graph_ok(g);
+        lathe_program *jit = compile_or_fail("index simplification", g, LATHE_BACKEND_JIT);
+        const lt_fused *f = jit->b.f;
+        int xb = f->buf_of[x->id], ncols = which == 0 ? 512 : 128;
+        assert_int_equal(f->nk, 1);
+        const lt_expr *ld = load_of(f->ks[0].value, xb);
+        assert_non_null(ld);
+        if (which == 0) assert_false(has_div(ld->a));
+        for (int64_t r = 0; r < 2048; r++)
+            for (int64_t c = 0; c < ncols; c++) {
+                int64_t v[2] = {r, c};
+                int64_t want = which == 0 ? r * 512 + c
+                                          : (r / 64) * 8192 + (c / 32) * 2048 + (r % 64) * 32 + c % 32;
+                int64_t got = eval_index(ld->a, v);
+                if (got != want) fail_msg("case %d: (%lld, %lld) reads %lld, not %lld", which, (long long)r,
+                                          (long long)c, (long long)got, (long long)want);
+            }
+        lathe_program *ref = compile_or_fail("index simplification", g, LATHE_BACKEND_EVAL);
+        bind_both(g, jit, ref, 41);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        assert_int_equal(lathe_program_run(ref), LATHE_OK);
+        agree("index simplification", g, jit, ref);
+        lathe_program_free(jit);
+        lathe_program_free(ref);
+        lathe_graph_free(g);
+    }
+}
+
+/* max and min reductions order zeros as IEEE 754's maximum and minimum
+ * (+0 above -0) and keep NaN, whichever order the row holds them in, in the
+ * vectorized loop (rows of 64) and the short one (rows of 3), on the JIT and
+ * on the evaluator alike. */
+static void test_max_signed_zeros(void **state) {
+    (void)state;
+    for (int len = 3; len <= 64; len += 61) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(6, len));
+        int64_t ax = 1;
+        lathe_output(g, "mx", lathe_max(g, x, 1, &ax, false));
+        lathe_output(g, "mn", lathe_min(g, x, 1, &ax, false));
+        assert_graph_ok(g);
+        /* rows 0-1: {-0, +0, -1...} and {+0, -0, -1...}: max +0; rows 2-3:
+         * {-0, +0, 1...} and {+0, -0, 1...}: min -0; row 4: -0, -1..., NaN
+         * last: NaN; row 5: -1..., -0 last: max -0 */
+        float *in = calloc((size_t)(6 * len), sizeof *in);
+        for (int j = 0; j < len; j++) {
+            float z0 = j == 0 ? -0.0f : 0.0f, z1 = j == 0 ? 0.0f : -0.0f;
+            in[0 * len + j] = j < 2 ? z0 : -1.0f;
+            in[1 * len + j] = j < 2 ? z1 : -1.0f;
+            in[2 * len + j] = j < 2 ? z0 : 1.0f;
+            in[3 * len + j] = j < 2 ? z1 : 1.0f;
+            in[4 * len + j] = j == 0 ? -0.0f : j == len - 1 ? NAN : -1.0f;
+            in[5 * len + j] = j == len - 1 ? -0.0f : -1.0f;
+        }
+        for (int be = 0; be < 2; be++) {
+            lathe_program *p = compile_or_fail("signed zeros", g, be ? LATHE_BACKEND_EVAL : LATHE_BACKEND_JIT);
+            assert_int_equal(lathe_program_set(p, "x", in, sizeof(float) * 6 * (size_t)len), LATHE_OK);
+            assert_int_equal(lathe_program_run(p), LATHE_OK);
+            float mx[6], mn[6];
+            assert_int_equal(lathe_program_get(p, "mx", mx, sizeof mx), LATHE_OK);
+            assert_int_equal(lathe_program_get(p, "mn", mn, sizeof mn), LATHE_OK);
+            const char *who = be ? "evaluator" : "JIT";
+            for (int r = 0; r < 2; r++)
+                if (mx[r] != 0 || signbit(mx[r])) fail_msg("%s, rows of %d: max of row %d is %g", who, len, r, mx[r]);
+            for (int r = 2; r < 4; r++)
+                if (mn[r] != 0 || !signbit(mn[r])) fail_msg("%s, rows of %d: min of row %d is %g", who, len, r, mn[r]);
+            if (!isnan(mx[4]) || !isnan(mn[4])) fail_msg("%s, rows of %d: NaN lost: %g, %g", who, len, mx[4], mn[4]);
+            if (mx[5] != 0 || !signbit(mx[5]) || mn[5] != -1.0f)
+                fail_msg("%s, rows of %d: row 5 gives %g, %g", who, len, mx[5], mn[5]);
+            lathe_program_free(p);
+        }
+        free(in);
+        lathe_graph_free(g);
+    }
+}
+
 /* The object cache (compiler/cache.c): a second compile of the same graph
  * takes every part's code from the cache and gives the same bits; a damaged
  * entry is a miss, recompiled and rewritten; "off" caches nothing. */
@@ -1478,6 +1612,8 @@ int main(void) {
         cmocka_unit_test(test_target_tiles),
         cmocka_unit_test(test_cache),
         cmocka_unit_test(test_shared_bodies),
+        cmocka_unit_test(test_index_simplification),
+        cmocka_unit_test(test_max_signed_zeros),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
