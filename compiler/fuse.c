@@ -62,6 +62,7 @@ typedef struct {
     bool *contains;     /* inlined value contains a reduction */
     bool *heavy;        /* inlined value contains a contraction or a window */
     bool *heavy_use;    /* some consumer is a contraction or a window */
+    int *heavy_node;    /* inlined value -> the contraction or window it contains, -1 none */
     int *size;          /* inlined value's expression size (loads count 1) */
     int root;           /* node of the kernel being built */
     int nextvar;
@@ -1059,6 +1060,21 @@ static bool is_view(fz *z, int i, const lathe_node *n) {
     return lt_is_view(z->f, n);
 }
 
+/* The node that ends the chain of elementwise ops and reshapes that c starts
+ * (each the one consumer of the one before): the root of the kernel that
+ * computes c, unless something between is materialized.  NULL when the chain
+ * is longer than a kernel's expression may be. */
+static const lathe_node *epilogue_end(fz *z, const lathe_node *c, const bool *root) {
+    for (int steps = 0; steps < LT_MAX_INLINE; steps++) {
+        int i = c->id;
+        if (root[i] || z->uses[i] != 1 || z->consumer[i] < 0) return c;
+        const lathe_node *d = z->g->nodes[z->consumer[i]];
+        if (!(is_pointwise(d->op) && same_shape(d, c)) && d->op != LT_OP_RESHAPE && d->op != LT_OP_FLATTEN) return c;
+        c = d;
+    }
+    return NULL;
+}
+
 static void decide(fz *z, const bool *root) {
     lathe_graph *g = z->g;
     for (int i = 0; i < g->nnodes; i++) {
@@ -1071,6 +1087,9 @@ static void decide(fz *z, const bool *root) {
         }
         z->contains[i] = contains;
         z->heavy[i] = heavy;
+        z->heavy_node[i] = heavy && is_heavy(n->op) ? i : -1;
+        for (int k = 0; k < n->nin && heavy && z->heavy_node[i] < 0; k++)
+            if (z->f->buf_of[n->in[k]->id] < 0 && z->heavy[n->in[k]->id]) z->heavy_node[i] = z->heavy_node[n->in[k]->id];
         z->size[i] = 1;
         for (int k = 0; k < n->nin && !leaf; k++) {
             int o = n->in[k]->id;
@@ -1092,6 +1111,13 @@ static void decide(fz *z, const bool *root) {
             const lathe_node *c = g->nodes[z->consumer[i]];
             if (contains) {
                 mat = !(is_pointwise(c->op) && same_shape(c, n));
+                /* a contraction's epilogue may pass through reshapes (which keep
+                 * each element's linear index) when the kernel it ends in has
+                 * the contraction's shape: its vector plan computes that */
+                if (mat && heavy && (c->op == LT_OP_RESHAPE || c->op == LT_OP_FLATTEN)) {
+                    const lathe_node *e = epilogue_end(z, c, root), *h = g->nodes[z->heavy_node[i]];
+                    mat = !e || !same_shape(e, h);
+                }
                 /* one contraction or window per kernel, the one its vector
                  * plan computes (the first inlined into the consumer) */
                 for (int k = 0; k < c->nin && heavy && !mat; k++) {
@@ -1148,12 +1174,13 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     f->target = target;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
-    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0};
+    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0};
     z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
     z.uses = calloc((size_t)n + 1, sizeof(int));
     z.contains = calloc((size_t)n + 1, sizeof(bool));
     z.heavy = calloc((size_t)n + 1, sizeof(bool));
     z.heavy_use = calloc((size_t)n + 1, sizeof(bool));
+    z.heavy_node = malloc(sizeof(int) * (size_t)(n + 1));
     z.size = calloc((size_t)n + 1, sizeof(int));
     z.stamp = malloc(sizeof(int) * (size_t)(n + 1));
     z.fused = malloc(sizeof(int) * (size_t)(n + 1));
@@ -1162,7 +1189,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
     f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
     f->ks = calloc((size_t)n + 1, sizeof *f->ks);
-    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.size || !z.stamp || !z.fused || !z.row_from || !root ||
+    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.heavy_node || !z.size || !z.stamp || !z.fused || !z.row_from || !root ||
         !f->buf_of || !f->bufs || !f->ks) {
         lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
         goto done;
@@ -1239,6 +1266,7 @@ done:
     free(z.contains);
     free(z.heavy);
     free(z.heavy_use);
+    free(z.heavy_node);
     free(z.size);
     free(z.stamp);
     free(z.fused);

@@ -1522,6 +1522,39 @@ static void test_max_signed_zeros(void **state) {
     }
 }
 
+/* A matmul's epilogue through reshapes (fuse.c): y = reshape(tanh(reshape(a
+ * @ b, [4, 16, 24])) * z, [64, 24]) is one kernel with the matmul's vector
+ * plan; when the chain ends in another shape ([4, 16, 24]), the matmul gets
+ * a kernel of its own.  Both agree with the evaluator. */
+static void test_epilogue_through_reshape(void **state) {
+    (void)state;
+    for (int back = 0; back < 2; back++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(64, 40));
+        lathe_node *b = lathe_input(g, "b", LATHE_F32, LATHE_DIMS(40, 24));
+        lathe_node *z = lathe_input(g, "z", LATHE_F32, LATHE_DIMS(4, 16, 24));
+        lathe_node *m = lathe_reshape(g, lathe_matmul(g, a, b), 3, (int64_t[]){4, 16, 24});
+        lathe_node *y = lathe_mul(g, lathe_tanh(g, m), z);
+        if (back) y = lathe_reshape(g, y, 2, (int64_t[]){64, 24});
+        lathe_output(g, "y", y);
+        assert_graph_ok(g);
+        lathe_program *jit = compile_or_fail("epilogue through reshape", g, LATHE_BACKEND_JIT);
+        const lt_fused *f = jit->b.f;
+        if (back) {
+            assert_int_equal(f->nk, 1);
+            assert_non_null(f->ks[0].con);
+        } else assert_int_equal(f->nk, 2);
+        lathe_program *ref = compile_or_fail("epilogue through reshape", g, LATHE_BACKEND_EVAL);
+        bind_both(g, jit, ref, 43);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        assert_int_equal(lathe_program_run(ref), LATHE_OK);
+        agree("epilogue through reshape", g, jit, ref);
+        lathe_program_free(jit);
+        lathe_program_free(ref);
+        lathe_graph_free(g);
+    }
+}
+
 /* The object cache (compiler/cache.c): a second compile of the same graph
  * takes every part's code from the cache and gives the same bits; a damaged
  * entry is a miss, recompiled and rewritten; "off" caches nothing. */
@@ -1614,6 +1647,7 @@ int main(void) {
         cmocka_unit_test(test_shared_bodies),
         cmocka_unit_test(test_index_simplification),
         cmocka_unit_test(test_max_signed_zeros),
+        cmocka_unit_test(test_epilogue_through_reshape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
