@@ -335,11 +335,7 @@ static bool aff_split(fz *z, lt_expr *a, int64_t k, int64_t *g, lt_expr **H, lt_
         for (int i = 0; i < nc; i++)
             if (cand[i] == gg) cand[i] = 0;
         aff hi = {0}, lo = {0};
-        int64_t q = f.c / gg, r = f.c % gg;
-        if (r < 0) r += gg, q--;
-        hi.c = q;
-        lo.c = r;
-        irange lr = {r, r};
+        irange lr = {0, 0};
         bool ok = true;
         for (int i = 0; i < f.n && ok; i++) {
             if (f.co[i] % gg == 0) {
@@ -355,7 +351,15 @@ static bool aff_split(fz *z, lt_expr *a, int64_t k, int64_t *g, lt_expr **H, lt_
             lo.at[lo.n] = f.at[i];
             lo.co[lo.n++] = f.co[i];
         }
-        if (!ok || lr.lo < 0 || lr.hi >= gg) continue;
+        /* the constant's part in L: the one that puts L's least value in [0, g) */
+        int64_t q, r;
+        if (!ok || __builtin_add_overflow(lr.lo, f.c, &q)) continue;
+        q = q >= 0 ? q / gg : -((-(q + 1)) / gg) - 1; /* floor */
+        if (__builtin_mul_overflow(q, gg, &r) || __builtin_sub_overflow(f.c, r, &r) ||
+            __builtin_add_overflow(lr.lo, r, &lr.lo) || __builtin_add_overflow(lr.hi, r, &lr.hi) || lr.lo < 0 || lr.hi >= gg)
+            continue;
+        hi.c = q;
+        lo.c = r;
         *g = gg;
         *H = aff_build(z, &hi);
         *L = aff_build(z, &lo);
@@ -1167,6 +1171,193 @@ static int add_buf(lt_fused *f, const lathe_node *n) {
     return f->nbufs++;
 }
 
+/* ---- pieces: specialized loops over a kernel's last dims -----------------------
+ *
+ * An elementwise kernel that reassembles a tensor from parts -- the q, k and
+ * v gradients of attention, each permuted back from heads and concatenated
+ * along the last axis -- computes every element through selects on its
+ * column and divisions of it (head = c / 32, lane = c % 32): LLVM gathers.
+ * Two rewrites make it contiguous copies.  When the value divides its last
+ * index c by K (K dividing the dim), the space splits that dim as
+ * [n/K, K] with c = h*K + l, so the divisions fold to h and l.  Then the
+ * range of the dim the selects test (h, or c itself) is cut where they
+ * change, and each piece's value is built again knowing its range: the
+ * selects, the clamps guarding them and the divisions fold. */
+
+/* Whether e holds a reduction (nothing here specializes those kernels). */
+static bool holds_reduce(const lt_expr *e, int *budget) {
+    if (!e || --*budget < 0) return e != NULL;
+    if (e->kind == X_REDUCE) return true;
+    return holds_reduce(e->a, budget) || holds_reduce(e->b, budget) || holds_reduce(e->c, budget);
+}
+
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
+/* The gcd of the divisors K of the index divisions in e whose operand has
+ * variable v with coefficient 1 (0: none). */
+static int64_t var_divisor(lt_expr *e, int v, int64_t g, int *budget) {
+    if (!e || --*budget < 0) return g;
+    if (e->kind == X_BIN && (e->op == XB_IDIV || e->op == XB_IMOD) && e->b->kind == X_CONST && e->b->i > 1) {
+        aff f;
+        if (aff_of(e->a, &f))
+            for (int i = 0; i < f.n; i++)
+                if (f.at[i]->kind == X_VAR && f.at[i]->var == v && (f.co[i] == 1 || f.co[i] == -1)) g = gcd64(g, e->b->i);
+    }
+    g = var_divisor(e->a, v, g, budget);
+    g = var_divisor(e->b, v, g, budget);
+    return var_divisor(e->c, v, g, budget);
+}
+
+/* The comparisons in e that are affine in variable v: alpha*v + rest, rest
+ * in [rlo, rhi], against 0 as op says. */
+enum { MAX_CUTS = 24 };
+typedef struct {
+    int n;
+    int op[MAX_CUTS];
+    int64_t alpha[MAX_CUTS], rlo[MAX_CUTS], rhi[MAX_CUTS];
+} cuts;
+
+static void find_cuts(fz *z, lt_expr *e, int v, cuts *k, int *budget) {
+    if (!e || --*budget < 0 || k->n == MAX_CUTS) return;
+    bool cmp = e->kind == X_BIN && e->t == LATHE_BOOL && e->a->t == LATHE_I64 && e->b->t == LATHE_I64 &&
+               (e->op == LT_OP_LT || e->op == LT_OP_LE || e->op == LT_OP_GT || e->op == LT_OP_GE || e->op == LT_OP_EQ ||
+                e->op == LT_OP_NE);
+    aff f = {0};
+    if (cmp && aff_put(&f, e->a, 1, 0) && aff_put(&f, e->b, -1, 0)) {
+        int64_t alpha = 0, lo = f.c, hi = f.c;
+        bool ok = true;
+        for (int i = 0; i < f.n && ok; i++) {
+            if (f.at[i]->kind == X_VAR && f.at[i]->var == v) {
+                alpha += f.co[i];
+                continue;
+            }
+            irange t = rng(z, f.at[i]);
+            int64_t p0, p1;
+            ok = !__builtin_mul_overflow(t.lo, f.co[i], &p0) && !__builtin_mul_overflow(t.hi, f.co[i], &p1) &&
+                 !__builtin_add_overflow(lo, min64(p0, p1), &lo) && !__builtin_add_overflow(hi, max64(p0, p1), &hi);
+        }
+        if (ok && alpha) {
+            k->op[k->n] = e->op;
+            k->alpha[k->n] = alpha;
+            k->rlo[k->n] = lo;
+            k->rhi[k->n++] = hi;
+        }
+    }
+    find_cuts(z, e->a, v, k, budget);
+    find_cuts(z, e->b, v, k, budget);
+    find_cuts(z, e->c, v, k, budget);
+}
+
+/* Whether every comparison of k is decided for v in [a, b]. */
+static bool decided(const cuts *k, int64_t a, int64_t b) {
+    for (int i = 0; i < k->n; i++) {
+        __int128 x = (__int128)k->alpha[i] * a, y = (__int128)k->alpha[i] * b;
+        __int128 lo = (x < y ? x : y) + k->rlo[i], hi = (x > y ? x : y) + k->rhi[i];
+        /* the threshold t where the comparison with 0 changes: D >= t or D < t */
+        int t = k->op[i] == LT_OP_GT || k->op[i] == LT_OP_LE ? 1 : 0;
+        bool ok = k->op[i] == LT_OP_EQ || k->op[i] == LT_OP_NE ? lo > 0 || hi < 0 || (lo == 0 && hi == 0)
+                                                                : lo >= t || hi < t;
+        if (!ok) return false;
+    }
+    return true;
+}
+
+/* Cuts of [0, len) for variable v into at most LT_MAX_SEGS pieces in each
+ * of which every comparison of e affine in v is decided: their starts in
+ * lo, their count returned (1: nothing to cut; 0: too many pieces). */
+static int pieces(fz *z, lt_expr *e, int v, int64_t len, int64_t *lo) {
+    cuts c = {0};
+    int budget = 4096;
+    find_cuts(z, e, v, &c, &budget);
+    lo[0] = 0;
+    if (!c.n || budget < 0) return 1;
+    /* the points where some comparison may change */
+    int64_t pts[4 * MAX_CUTS + 1];
+    int np = 0;
+    for (int i = 0; i < c.n; i++)
+        for (int x = 0; x < 2; x++)
+            for (int t = 0; t < 2; t++) {
+                int64_t rest = x ? c.rhi[i] : c.rlo[i], a = c.alpha[i];
+                /* the first v with a*v + rest >= t (a > 0) or <= t - 1 (a < 0) */
+                __int128 num = a > 0 ? (__int128)t - rest : (__int128)rest - (t - 1), den = a > 0 ? a : -(__int128)a;
+                __int128 q = num >= 0 ? (num + den - 1) / den : -((-num) / den);
+                if (q > 0 && q < len) pts[np++] = (int64_t)q;
+            }
+    pts[np++] = len;
+    for (int i = 1; i < np; i++)
+        for (int j = i; j > 0 && pts[j - 1] > pts[j]; j--) {
+            int64_t t = pts[j];
+            pts[j] = pts[j - 1];
+            pts[j - 1] = t;
+        }
+    /* pieces as long as everything in them stays decided */
+    int ns = 0;
+    for (int64_t a = 0; a < len;) {
+        if (ns == LT_MAX_SEGS) return 0;
+        int64_t b = -1;
+        for (int i = 0; i < np; i++)
+            if (pts[i] > a && (b < 0 || decided(&c, a, pts[i] - 1))) b = pts[i];
+        lo[ns++] = a;
+        a = b;
+    }
+    return ns;
+}
+
+/* Kernel k of node m: its space split and its pieces, when they help. */
+static void specialize(fz *z, lt_kernel *k, const lathe_node *m) {
+    int budget = 4096, r = m->rank;
+    if (k->con || r == 0 || holds_reduce(k->value, &budget) || budget < 0) return;
+    int64_t n = m->shape[r - 1], lo[LT_MAX_SEGS + 1];
+    lt_expr *idx[LATHE_MAX_RANK], *segv[LT_MAX_SEGS];
+    for (int d = 0; d < r; d++) idx[d] = xvar(z, d);
+    /* pieces of the last dim, then the divisions left in them */
+    int ns = r - 1 >= k->outer ? pieces(z, k->value, r - 1, n, lo) : 1;
+    if (ns == 0) return;
+    lo[ns] = n;
+    for (int s = 0; s < ns && ns > 1; s++) {
+        vrange(z, r - 1, lo[s], lo[s + 1]);
+        if (!(segv[s] = value(z, m->id, idx))) return;
+    }
+    vrange(z, r - 1, 0, n);
+    int64_t K = 0;
+    budget = 4096;
+    for (int s = 0; s < ns; s++) K = var_divisor(ns > 1 ? segv[s] : k->value, r - 1, K, &budget);
+    bool split = budget >= 0 && K >= 8 && K < n && n % K == 0 && r < LATHE_MAX_RANK;
+    for (int s = 1; s < ns && split; s++) split = lo[s] % K == 0;
+    if (split) { /* the value again over [.., n/K, K], its pieces along n/K */
+        z->nextvar = 0;
+        for (int d = 0; d <= r; d++) vrange(z, newvar(z), 0, d < r - 1 ? m->shape[d] : d == r - 1 ? n / K : K);
+        for (int d = 0; d <= r; d++) idx[d] = xvar(z, d);
+        idx[r - 1] = iadd(z, imul(z, idx[r - 1], K), idx[r]);
+        lt_expr *v = value(z, m->id, idx);
+        if (!v) return;
+        for (int s = 0; s <= ns; s++) lo[s] /= K;
+        for (int s = 0; s < ns && ns > 1; s++) {
+            vrange(z, r - 1, lo[s], lo[s + 1]);
+            if (!(segv[s] = value(z, m->id, idx))) return;
+        }
+        vrange(z, r - 1, 0, n / K);
+        k->value = v;
+        k->rank = r + 1;
+        k->shape[r - 1] = n / K;
+        k->shape[r] = K;
+        k->outer = parallel_dims(k->rank, k->shape, &k->range);
+        if (r - 1 < k->outer) ns = 1; /* the pieces' dim went parallel: the general value */
+    }
+    if (ns < 2) return;
+    for (int s = 0; s < ns; s++) k->segv[s] = segv[s], k->seg_lo[s] = lo[s];
+    k->seg_lo[ns] = lo[ns];
+    k->seg_dim = r - 1;
+    k->nseg = ns;
+}
+
 lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     lt_fused *f = calloc(1, sizeof *f);
     if (!f) return NULL;
@@ -1259,6 +1450,9 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
         k->outer = parallel_dims(k->rank, k->shape, &k->range);
         k->con = z.con;
         if (k->con) k->outer = 0, k->range = k->con->range;
+        specialize(&z, k, m);
+        k->nvars = z.nextvar > k->nvars ? z.nextvar : k->nvars;
+        if (z.nextvar > f->nvars) f->nvars = z.nextvar;
     }
 done:
     free(z.consumer);

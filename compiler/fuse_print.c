@@ -76,8 +76,14 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
             if (k->con->kc)
                 fprintf(out, ", blocks of %lld rows, panels of %lld", (long long)k->con->mc, (long long)k->con->kc);
             fputc('\n', out);
-        } else
-            fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)\n", ts, k->outer, (long long)k->range);
+        } else {
+            fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)", ts, k->outer, (long long)k->range);
+            if (k->nseg) {
+                fprintf(out, ", dim %d in %d pieces at", k->seg_dim, k->nseg);
+                for (int i = 1; i < k->nseg; i++) fprintf(out, " %lld", (long long)k->seg_lo[i]);
+            }
+            fputc('\n', out);
+        }
         fprintf(out, "  nodes:");
         for (int j = 0; j < k->nnodes; j++) {
             const lathe_node *m = g->nodes[k->nodes[j]];

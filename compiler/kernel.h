@@ -175,6 +175,8 @@ typedef struct {
     int64_t gshape[LATHE_MAX_RANK], rows, post;
 } lt_contract;
 
+enum { LT_MAX_SEGS = 8 };
+
 typedef struct {
     int buf;             /* the buffer written */
     int rank;
@@ -186,6 +188,17 @@ typedef struct {
     int nnodes;
     int nvars;           /* loop variables used (output dims + reductions) */
     lt_contract *con;    /* the vector plan of a contraction kernel (owned), or NULL */
+    /* Pieces (fuse.c): dim seg_dim's range [0, shape[seg_dim]) cut at
+     * seg_lo[1..nseg-1] (seg_lo[0] = 0, seg_lo[nseg] = the dim), piece s
+     * computing segv[s], value specialized to that range: the conditions of a
+     * concatenation decided, the divisions of a reshape folded.  nseg 0: no
+     * pieces, value everywhere.  The space may also split the value's last
+     * dim in two (rank one more than the buffer's): [.., n] as [.., n/K, K]
+     * when the value divides its index by K, so K contiguous elements share
+     * their quotient. */
+    int nseg, seg_dim;
+    int64_t seg_lo[LT_MAX_SEGS + 1];
+    lt_expr *segv[LT_MAX_SEGS];
 } lt_kernel;
 
 typedef struct lt_xchunk lt_xchunk;

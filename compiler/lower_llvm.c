@@ -685,6 +685,7 @@ static void lower_col_reduce(cg *c, const lt_kernel *k) {
 typedef struct {
     const lt_kernel *k;
     int dim;
+    const lt_expr *value; /* the kernel's value, or its piece's */
 } out_state;
 
 static void out_body(cg *c, void *arg);
@@ -707,8 +708,18 @@ static void out_body(cg *c, void *arg) {
     const lt_kernel *k = o->k;
     int r = k->rank;
     if (o->dim > 0 && o->dim < r) hoist_rows(c, k, o->dim);
+    if (k->nseg && o->dim == k->seg_dim) { /* each piece its own loop and value */
+        int d = o->dim++;
+        for (int s = 0; s < k->nseg; s++) {
+            o->value = k->segv[s];
+            cg_loop(c, d, k64(c, k->seg_lo[s]), k64(c, k->seg_lo[s + 1]), out_body, o);
+        }
+        o->value = k->value;
+        o->dim--;
+        return;
+    }
     if (o->dim == r - 2 && k->shape[r - 1] > 1 && k->shape[r - 1] < COLLAPSE_ROW && k->shape[r - 2] > 1 &&
-        linear_pair(k->value, r - 2, r - 1, k->shape[r - 1])) {
+        linear_pair(o->value, r - 2, r - 1, k->shape[r - 1]) && !(k->nseg && k->seg_dim >= r - 2)) {
         cg_loop(c, r - 1, k64(c, 0), k64(c, k->shape[r - 2] * k->shape[r - 1]), out_pair_body, o);
         return;
     }
@@ -718,7 +729,7 @@ static void out_body(cg *c, void *arg) {
         o->dim--;
         return;
     }
-    LLVMValueRef v = cg_gen(c, k->value);
+    LLVMValueRef v = cg_gen(c, o->value);
     int64_t st[LATHE_MAX_RANK];
     lt_strides(k->rank, k->shape, st);
     LLVMValueRef lin = k64(c, 0);
@@ -772,7 +783,7 @@ static void lower_body(cg *c, const lt_bodies *bd, int index) {
     LLVMPositionBuilderAtEnd(c->b, start);
     c->nscope = 0;
     cg_push_scope(c);
-    out_state o = {k, 0};
+    out_state o = {k, 0, k->value};
     if (column_reduction(k)) lower_col_reduce(c, k);
     else if (!k->con || !lt_lower_tiles(c, k, index))
         cg_loop(c, k->nvars, c->begin, c->end, outer_body, &o);

@@ -148,6 +148,12 @@ static void signature(sig *s, const lt_kernel *k) {
     put_i(s, k->nvars);
     put_buf(s, k->buf);
     put_expr(s, k->value);
+    put_i(s, k->nseg);
+    put_i(s, k->seg_dim);
+    for (int i = 0; i < k->nseg; i++) {
+        put_i(s, k->seg_lo[i + 1]);
+        put_expr(s, k->segv[i]);
+    }
     put_contract(s, k->con);
 }
 

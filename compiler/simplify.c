@@ -27,6 +27,7 @@ typedef struct {
     lathe_node **map;   /* src id -> dst node */
     lathe_node **table; /* open-addressing CSE table of dst nodes */
     size_t cap;
+    int *uses;          /* src id -> live nodes and outputs that read it */
 } simp;
 
 static bool attr_eq(const lt_attr *a, const lt_attr *b) {
@@ -188,6 +189,18 @@ static lathe_node *identity(simp *s, const lathe_node *old, lathe_node **in) {
             for (int i = 0; i < p->n; i++) comp[i] = x->attr[0].v[p->v[i]];
             return lathe_permute(g, x->in[0], p->n, comp);
         }
+        /* (a @ b)^T = b^T @ a^T when nothing else reads a @ b: the product in
+         * the layout its reader wants (a transpose's gradient, k^T's in
+         * attention), the operands' transposes strided views */
+        bool swap = r >= 2 && p->v[r - 2] == r - 1 && p->v[r - 1] == r - 2;
+        for (int i = 0; i < r - 2 && swap; i++) swap = p->v[i] == i;
+        if (swap && x->op == LT_OP_MATMUL && s->uses[old->in[0]->id] == 1 && x->in[0]->rank >= 2 && x->in[1]->rank >= 2) {
+            lathe_node *a = x->in[0], *b = x->in[1];
+            int64_t pa[LATHE_MAX_RANK], pb[LATHE_MAX_RANK];
+            for (int i = 0; i < a->rank; i++) pa[i] = i < a->rank - 2 ? i : 2 * a->rank - 3 - i;
+            for (int i = 0; i < b->rank; i++) pb[i] = i < b->rank - 2 ? i : 2 * b->rank - 3 - i;
+            return lathe_matmul(g, lathe_permute(g, b, b->rank, pb), lathe_permute(g, a, a->rank, pa));
+        }
         break;
     }
     case LT_OP_SLICE:
@@ -285,16 +298,21 @@ static void mark_live(const lathe_graph *g, bool *live) {
 static lathe_graph *rebuild(const lathe_graph *src) {
     lathe_graph *dst = lathe_graph_new();
     if (!dst) return NULL;
-    simp s = {src, dst, NULL, NULL, 16};
+    simp s = {src, dst, NULL, NULL, 16, NULL};
     while (s.cap < 4 * (size_t)src->nnodes + 16) s.cap *= 2;
     s.map = calloc((size_t)src->nnodes + 1, sizeof *s.map);
     s.table = calloc(s.cap, sizeof *s.table);
+    s.uses = calloc((size_t)src->nnodes + 1, sizeof *s.uses);
     bool *live = malloc((size_t)src->nnodes + 1);
-    if (!s.map || !s.table || !live) {
+    if (!s.map || !s.table || !s.uses || !live) {
         lt_fail(dst, LATHE_ERR_NOMEM, "out of memory");
         goto done;
     }
     mark_live(src, live);
+    for (int i = 0; i < src->nnodes; i++)
+        for (int k = 0; live[i] && k < src->nodes[i]->nin; k++) s.uses[src->nodes[i]->in[k]->id]++;
+    for (int i = 0; i < src->nout; i++) s.uses[src->outputs[i].node->id]++;
+    for (int i = 0; i < src->nupd; i++) s.uses[src->updates[i].value->id]++;
     for (int i = 0; i < src->nnodes && dst->status == LATHE_OK; i++) {
         const lathe_node *n = src->nodes[i];
         if (!live[i]) continue;
@@ -347,6 +365,7 @@ static lathe_graph *rebuild(const lathe_graph *src) {
 done:
     free(s.map);
     free(s.table);
+    free(s.uses);
     free(live);
     return dst;
 }

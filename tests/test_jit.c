@@ -1390,8 +1390,9 @@ static void test_shared_bodies(void **state) {
 
 /* Index arithmetic simplified with the loop variables' ranges (fuse.c):
  * each kernel's loads of the input are evaluated at every element against
- * the index worked out by hand, and a merge of leading dims reads its input
- * at r*512 + c, with no division left for LLVM to turn into a gather. */
+ * the index worked out by hand, with no division left for LLVM to turn into
+ * a gather: a merge of leading dims reads its input at r*512 + c, and heads
+ * permuted back to rows run over [2048, 4, 32], the head a loop of its own. */
 static int64_t eval_index(const lt_expr *e, const int64_t *var) {
     switch (e->kind) {
     case X_CONST: return e->i;
@@ -1418,10 +1419,14 @@ static int64_t eval_index(const lt_expr *e, const int64_t *var) {
     }
     return 0;
 }
-static bool has_div(const lt_expr *e) {
+static bool uses_var(const lt_expr *e, int v) {
+    return e && ((e->kind == X_VAR && e->var == v) || uses_var(e->a, v) || uses_var(e->b, v) || uses_var(e->c, v));
+}
+/* a division of an index holding variable v (v < 0: of any index) */
+static bool has_div(const lt_expr *e, int v) {
     if (!e) return false;
-    if (e->kind == X_BIN && (e->op == XB_IDIV || e->op == XB_IMOD)) return true;
-    return has_div(e->a) || has_div(e->b) || has_div(e->c);
+    if (e->kind == X_BIN && (e->op == XB_IDIV || e->op == XB_IMOD) && (v < 0 || uses_var(e->a, v))) return true;
+    return has_div(e->a, v) || has_div(e->b, v) || has_div(e->c, v);
 }
 static const lt_expr *load_of(const lt_expr *e, int buf) {
     if (!e) return NULL;
@@ -1453,10 +1458,15 @@ static void test_index_simplification(void **state) {
         assert_int_equal(f->nk, 1);
         const lt_expr *ld = load_of(f->ks[0].value, xb);
         assert_non_null(ld);
-        if (which == 0) assert_false(has_div(ld->a));
+        /* case 1 runs over [2048, 4, 32]: the division by 32 is the space's */
+        const lt_kernel *k = &f->ks[0];
+        assert_int_equal(k->rank, which == 0 ? 2 : 3);
+        if (which == 1) assert_true(k->shape[1] == 4 && k->shape[2] == 32);
+        if (which == 0) assert_false(has_div(ld->a, -1));
+        else assert_false(has_div(ld->a, 1) || has_div(ld->a, 2)); /* only the row's r / 64, r % 64 */
         for (int64_t r = 0; r < 2048; r++)
             for (int64_t c = 0; c < ncols; c++) {
-                int64_t v[2] = {r, c};
+                int64_t v[3] = {r, which == 0 ? c : c / 32, c % 32};
                 int64_t want = which == 0 ? r * 512 + c
                                           : (r / 64) * 8192 + (c / 32) * 2048 + (r % 64) * 32 + c % 32;
                 int64_t got = eval_index(ld->a, v);
@@ -1549,6 +1559,58 @@ static void test_epilogue_through_reshape(void **state) {
         assert_int_equal(lathe_program_run(jit), LATHE_OK);
         assert_int_equal(lathe_program_run(ref), LATHE_OK);
         agree("epilogue through reshape", g, jit, ref);
+        lathe_program_free(jit);
+        lathe_program_free(ref);
+        lathe_graph_free(g);
+    }
+}
+
+/* Pieces (fuse.c): attention's heads of q, k and v put back as rows and
+ * concatenated along the columns, [8, 4, 8, 32] x 3 -> [64, 384], run over
+ * [64, 12, 32] with the head dim cut at 4 and 8, each piece a plain copy
+ * (no select, no division of the columns); a concat of plain [64, 10] and
+ * [64, 22] is cut at column 10 without a split.  Both agree with the
+ * evaluator.  (64 rows: the parallel range takes the rows alone.) */
+static void test_pieces(void **state) {
+    (void)state;
+    for (int which = 0; which < 2; which++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *parts[3];
+        int n = which == 0 ? 3 : 2;
+        for (int i = 0; i < n; i++) {
+            char name[4] = {(char)('p' + i), 0};
+            if (which == 0) {
+                lathe_node *x = lathe_input(g, name, LATHE_F32, LATHE_DIMS(8, 4, 8, 32));
+                parts[i] = lathe_reshape(g, lathe_permute(g, x, 4, (int64_t[]){0, 2, 1, 3}), 2, (int64_t[]){64, 128});
+            } else parts[i] = lathe_input(g, name, LATHE_F32, LATHE_DIMS(64, i == 0 ? 10 : 22));
+        }
+        lathe_output(g, "y", lathe_concat(g, n, parts, 1));
+        assert_graph_ok(g);
+        lathe_program *jit = compile_or_fail("pieces", g, LATHE_BACKEND_JIT);
+        const lt_fused *f = jit->b.f;
+        assert_int_equal(f->nk, 1);
+        const lt_kernel *k = &f->ks[0];
+        if (which == 0) {
+            assert_int_equal(k->rank, 3);
+            assert_true(k->shape[1] == 12 && k->shape[2] == 32);
+            assert_int_equal(k->nseg, 3);
+            assert_true(k->seg_dim == 1 && k->seg_lo[1] == 4 && k->seg_lo[2] == 8 && k->seg_lo[3] == 12);
+        } else {
+            assert_int_equal(k->rank, 2);
+            assert_int_equal(k->nseg, 2);
+            assert_true(k->seg_dim == 1 && k->seg_lo[1] == 10 && k->seg_lo[2] == 32);
+        }
+        for (int sgi = 0; sgi < k->nseg; sgi++) {
+            const lt_expr *v = k->segv[sgi];
+            if (v->kind != X_LOAD) fail_msg("case %d piece %d: a load, not kind %d", which, sgi, v->kind);
+            if (has_div(v->a, k->rank - 1) || has_div(v->a, k->rank - 2))
+                fail_msg("case %d piece %d divides its columns", which, sgi);
+        }
+        lathe_program *ref = compile_or_fail("pieces", g, LATHE_BACKEND_EVAL);
+        bind_both(g, jit, ref, 47);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        assert_int_equal(lathe_program_run(ref), LATHE_OK);
+        agree("pieces", g, jit, ref);
         lathe_program_free(jit);
         lathe_program_free(ref);
         lathe_graph_free(g);
@@ -1648,6 +1710,7 @@ int main(void) {
         cmocka_unit_test(test_index_simplification),
         cmocka_unit_test(test_max_signed_zeros),
         cmocka_unit_test(test_epilogue_through_reshape),
+        cmocka_unit_test(test_pieces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
