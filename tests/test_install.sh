@@ -46,6 +46,7 @@ paths() {
     LIB=$root$(under "$LATHE_LIBDIR")
     INC=$root$(under "${LATHE_INCLUDEDIR:-include}")/lathe
     DOC=$root$(under "${LATHE_DATADIR:-share}")/doc/lathe
+    MAN=$root$(under "${LATHE_MANDIR:-share/man}")/man1/lathe.1
     PC=$LIB/pkgconfig
 }
 paths "$TMP/dest"
@@ -78,6 +79,26 @@ check "lathe.pc installed" [ -f "$PC/lathe.pc" ]
 check "lathe-runtime.pc installed" [ -f "$PC/lathe-runtime.pc" ]
 check "examples installed" test -f "$DOC/examples/mlp.lathe" -a -f "$DOC/examples/autograd_basics.c"
 check "the consumer example installed" test -f "$DOC/examples/consumer/consumer.c" -a -f "$DOC/examples/consumer/Makefile"
+
+# ---- the manual page: installed, for this version, and every flag in it ----------
+check "man page installed" [ -f "$MAN" ]
+check "man page is for version $LATHE_VERSION" sh -c "head -20 '$MAN' | grep -q '^\.TH LATHE 1 .*\"Lathe $LATHE_VERSION\"'"
+if command -v groff >/dev/null; then
+    groff -ww -z -man "$MAN" >"$TMP/groff.err" 2>&1
+    check "groff renders the man page without warnings" test $? -eq 0 -a ! -s "$TMP/groff.err"
+    cat "$TMP/groff.err"
+    groff -man -Tascii -P-c -P-b -P-o -P-u -rLL=250n "$MAN" >"$TMP/man.txt" 2>/dev/null
+    # every verb and every long flag that lathe's helps list
+    { "$LATHE_BIN" --help; for v in compile train step sample dump; do "$LATHE_BIN" $v --help; done; } >"$TMP/helps" 2>&1
+    for v in compile train step sample dump; do
+        check "man page describes lathe $v" contains "$TMP/man.txt" "lathe $v"
+    done
+    for f in $(grep -oE -- '--[a-z][a-z0-9-]*' "$TMP/helps" | sort -u); do
+        check "man page documents $f" grep -qE -- "$f([^a-z0-9-]|\$)" "$TMP/man.txt"
+    done
+else
+    echo "NOTE: groff not found; the man page was not rendered"
+fi
 
 # ---- headers and the consumer, with nothing but pkg-config --------------------
 # PKG_CONFIG_LIBDIR: no system .pc files but those Lathe needs (cjson, zlib)
