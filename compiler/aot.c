@@ -4,7 +4,9 @@
  * whole linked by the system C compiler with the runtime library - no LLVM
  * at run time.  Also `lathe train` and `lathe step`: the same programs
  * JIT-compiled in process, handed to the same driver. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,8 +111,11 @@ static lathe_status find_runtime(char *lib, char *inc, char *err, size_t errlen)
         else snprintf(bin_inc, sizeof bin_inc, "%s/%s", exe, LATHE_BIN_TO_INC);
         if (take_runtime(bin_lib, bin_inc, lib, inc, need_lib, need_inc)) return LATHE_OK;
     }
-    size_t root = strlen(LATHE_BUILD_ROOT);
-    bool in_build = slash && root > 0 && !strncmp(exe, LATHE_BUILD_ROOT, root) && (exe[root] == 0 || exe[root] == '/');
+    /* /proc/self/exe has its symbolic links resolved: so must the build root */
+    char build_root[PATH_MAX] = LATHE_BUILD_ROOT;
+    if (build_root[0] && !realpath(LATHE_BUILD_ROOT, build_root)) snprintf(build_root, sizeof build_root, "%s", LATHE_BUILD_ROOT);
+    size_t root = strlen(build_root);
+    bool in_build = slash && root > 0 && !strncmp(exe, build_root, root) && (exe[root] == 0 || exe[root] == '/');
     if (in_build) {
         char build_lib_dir[] = LATHE_BUILD_RUNTIME_LIB;
         char *cut = strrchr(build_lib_dir, '/');
@@ -123,7 +128,7 @@ static lathe_status find_runtime(char *lib, char *inc, char *err, size_t errlen)
     if (need_lib) k += snprintf(looked + k, sizeof looked - (size_t)k, " %s in %s", RUNTIME_ARCHIVE, bin_lib);
     if (need_inc)
         k += snprintf(looked + k, sizeof looked - (size_t)k, "%s %s in %s", need_lib ? " and" : "", RUNTIME_HEADER, bin_inc);
-    if (in_build) snprintf(looked + k, sizeof looked - (size_t)k, ", in the build tree %s", LATHE_BUILD_ROOT);
+    if (in_build) snprintf(looked + k, sizeof looked - (size_t)k, ", in the build tree %s", build_root);
     snprintf(err, errlen,
              "cannot find Lathe's runtime to link the trainer with: %s, and asked pkg-config for lathe-runtime; "
              "install Lathe (meson install), point PKG_CONFIG_PATH at the directory of its lathe-runtime.pc, "
