@@ -4,7 +4,9 @@
  * whole linked by the system C compiler with the runtime library - no LLVM
  * at run time.  Also `lathe train` and `lathe step`: the same programs
  * JIT-compiled in process, handed to the same driver. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +21,122 @@
 #include "lathe_trainer.h"
 #include "program.h"
 
-#ifndef LATHE_RUNTIME_LIB
-#define LATHE_RUNTIME_LIB "liblathe_runtime.a"
+/* Where the runtime is (meson.build defines these): relative to the
+ * directory of the running program as installed, and in the build tree. */
+#ifndef LATHE_BIN_TO_LIB
+#define LATHE_BIN_TO_LIB "../lib"
 #endif
-#ifndef LATHE_RUNTIME_INC
-#define LATHE_RUNTIME_INC "."
+#ifndef LATHE_BIN_TO_INC
+#define LATHE_BIN_TO_INC "../include/lathe"
+#endif
+#ifndef LATHE_BUILD_ROOT
+#define LATHE_BUILD_ROOT ""
+#endif
+#ifndef LATHE_BUILD_RUNTIME_LIB
+#define LATHE_BUILD_RUNTIME_LIB ""
+#endif
+#ifndef LATHE_BUILD_RUNTIME_INC
+#define LATHE_BUILD_RUNTIME_INC ""
 #endif
 #ifndef LATHE_RUNTIME_LDFLAGS
 #define LATHE_RUNTIME_LDFLAGS ""
 #endif
+#define RUNTIME_ARCHIVE "liblathe_runtime.a"
+#define RUNTIME_HEADER "lathe_trainer.h"
+enum { RT_PATH_BYTES = 4096 };
+
+static bool readable(const char *dir, const char *file) {
+    char path[RT_PATH_BYTES + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    return access(path, R_OK) == 0;
+}
+
+/* The runtime archive and its headers' directory, when dir/RUNTIME_ARCHIVE
+ * (unless lib is taken already) and inc/RUNTIME_HEADER are there. */
+static bool take_runtime(const char *dir, const char *inc, char *lib_out, char *inc_out, bool need_lib, bool need_inc) {
+    if ((need_lib && !readable(dir, RUNTIME_ARCHIVE)) || (need_inc && !readable(inc, RUNTIME_HEADER))) return false;
+    if (need_lib) snprintf(lib_out, RT_PATH_BYTES, "%s/%s", dir, RUNTIME_ARCHIVE);
+    if (need_inc) snprintf(inc_out, RT_PATH_BYTES, "%s", inc);
+    return true;
+}
+
+/* pkg-config's word for the runtime: the -L directory that holds the
+ * archive and the -I directory that holds the headers (system directories
+ * included; pkg-config leaves them out by default).  false when pkg-config
+ * or lathe-runtime.pc is missing, or names neither. */
+static bool runtime_from_pkg_config(char *lib_out, char *inc_out, bool need_lib, bool need_inc) {
+    FILE *pc = popen("PKG_CONFIG_ALLOW_SYSTEM_LIBS=1 PKG_CONFIG_ALLOW_SYSTEM_CFLAGS=1 "
+                     "${PKG_CONFIG:-pkg-config} --cflags-only-I --libs-only-L lathe-runtime 2>/dev/null",
+                     "r");
+    if (!pc) return false;
+    char words[4 * RT_PATH_BYTES];
+    size_t n = fread(words, 1, sizeof words - 1, pc);
+    words[n] = 0;
+    bool ok = pclose(pc) == 0;
+    bool found_lib = !need_lib, found_inc = !need_inc;
+    for (char *save = NULL, *w = strtok_r(words, " \t\n", &save); ok && w; w = strtok_r(NULL, " \t\n", &save)) {
+        if (!found_lib && !strncmp(w, "-L", 2)) found_lib = take_runtime(w + 2, NULL, lib_out, NULL, true, false);
+        if (!found_inc && !strncmp(w, "-I", 2)) found_inc = take_runtime(NULL, w + 2, NULL, inc_out, false, true);
+    }
+    return ok && found_lib && found_inc;
+}
+
+/* The runtime library a trainer links (lib) and the directory of its
+ * headers (inc), the first found of:
+ *   1. $LATHE_RUNTIME_LIB and $LATHE_RUNTIME_INC, each on its own;
+ *   2. beside the running program as `meson install` puts them:
+ *      DIR/LATHE_BIN_TO_LIB/liblathe_runtime.a and DIR/LATHE_BIN_TO_INC for
+ *      the program in DIR (paths relative to bindir, so a moved installation
+ *      still works);
+ *   3. the build tree's, when the program runs from its build directory;
+ *   4. what `pkg-config lathe-runtime` names.
+ * The build tree comes before pkg-config so that a development build never
+ * links an installed runtime of another version.  On failure err says
+ * where it looked. */
+static lathe_status find_runtime(char *lib, char *inc, char *err, size_t errlen) {
+    const char *env_lib = getenv("LATHE_RUNTIME_LIB"), *env_inc = getenv("LATHE_RUNTIME_INC");
+    bool need_lib = !env_lib || !*env_lib, need_inc = !env_inc || !*env_inc;
+    if (!need_lib) snprintf(lib, RT_PATH_BYTES, "%s", env_lib);
+    if (!need_inc) snprintf(inc, RT_PATH_BYTES, "%s", env_inc);
+    if (!need_lib && !need_inc) return LATHE_OK;
+
+    char exe[RT_PATH_BYTES] = "", bin_lib[RT_PATH_BYTES * 2] = "?", bin_inc[RT_PATH_BYTES * 2] = "?";
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    char *slash = len > 0 ? (exe[len] = 0, strrchr(exe, '/')) : NULL;
+    if (slash) {
+        *slash = 0; /* exe is now its directory */
+        if (LATHE_BIN_TO_LIB[0] == '/') snprintf(bin_lib, sizeof bin_lib, "%s", LATHE_BIN_TO_LIB);
+        else snprintf(bin_lib, sizeof bin_lib, "%s/%s", exe, LATHE_BIN_TO_LIB);
+        if (LATHE_BIN_TO_INC[0] == '/') snprintf(bin_inc, sizeof bin_inc, "%s", LATHE_BIN_TO_INC);
+        else snprintf(bin_inc, sizeof bin_inc, "%s/%s", exe, LATHE_BIN_TO_INC);
+        if (take_runtime(bin_lib, bin_inc, lib, inc, need_lib, need_inc)) return LATHE_OK;
+    }
+    /* /proc/self/exe has its symbolic links resolved: so must the build root */
+    char build_root[PATH_MAX] = LATHE_BUILD_ROOT;
+    if (build_root[0] && !realpath(LATHE_BUILD_ROOT, build_root)) snprintf(build_root, sizeof build_root, "%s", LATHE_BUILD_ROOT);
+    size_t root = strlen(build_root);
+    bool in_build = slash && root > 0 && !strncmp(exe, build_root, root) && (exe[root] == 0 || exe[root] == '/');
+    if (in_build) {
+        char build_lib_dir[] = LATHE_BUILD_RUNTIME_LIB;
+        char *cut = strrchr(build_lib_dir, '/');
+        if (cut) *cut = 0;
+        if (cut && take_runtime(build_lib_dir, LATHE_BUILD_RUNTIME_INC, lib, inc, need_lib, need_inc)) return LATHE_OK;
+    }
+    if (runtime_from_pkg_config(lib, inc, need_lib, need_inc)) return LATHE_OK;
+    char looked[RT_PATH_BYTES * 5];
+    int k = snprintf(looked, sizeof looked, "looked for");
+    if (need_lib) k += snprintf(looked + k, sizeof looked - (size_t)k, " %s in %s", RUNTIME_ARCHIVE, bin_lib);
+    if (need_inc)
+        k += snprintf(looked + k, sizeof looked - (size_t)k, "%s %s in %s", need_lib ? " and" : "", RUNTIME_HEADER, bin_inc);
+    if (in_build) snprintf(looked + k, sizeof looked - (size_t)k, ", in the build tree %s", build_root);
+    snprintf(err, errlen,
+             "cannot find Lathe's runtime to link the trainer with: %s, and asked pkg-config for lathe-runtime; "
+             "install Lathe (meson install), point PKG_CONFIG_PATH at the directory of its lathe-runtime.pc, "
+             "or set LATHE_RUNTIME_LIB to the library and LATHE_RUNTIME_INC to its headers' directory",
+             looked);
+    return LATHE_ERR_IO;
+}
+
 static void cstr(FILE *o, const char *s) {
     fputc('"', o);
     for (; *s; s++) {
@@ -220,13 +329,13 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
             st = LATHE_ERR_IO;
         }
     }
+    char lib[RT_PATH_BYTES], inc[RT_PATH_BYTES];
+    if (st == LATHE_OK) st = find_runtime(lib, inc, err, errlen);
     if (st == LATHE_OK) { /* link: cc model.c *.o -I runtime runtime.a -fopenmp -lcjson -lz -lm -o out */
         /* $CC may be a command with arguments ("ccache gcc"): split on spaces */
         char cc[1024];
         snprintf(cc, sizeof cc, "%s", getenv("CC") && *getenv("CC") ? getenv("CC") : "cc");
-        const char *lib = getenv("LATHE_RUNTIME_LIB") ? getenv("LATHE_RUNTIME_LIB") : LATHE_RUNTIME_LIB;
-        const char *inc = getenv("LATHE_RUNTIME_INC") ? getenv("LATHE_RUNTIME_INC") : LATHE_RUNTIME_INC;
-        char incflag[4200];
+        char incflag[RT_PATH_BYTES + 8];
         snprintf(incflag, sizeof incflag, "-I%s", inc);
         int n = 0;
         for (char *save = NULL, *t = strtok_r(cc, " ", &save); t && n < MAX_CC_WORDS; t = strtok_r(NULL, " ", &save))
@@ -236,7 +345,7 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         argv[n++] = incflag;
         argv[n++] = paths[npaths - 1];
         for (int i = 0; i < npaths - 1; i++) argv[n++] = paths[i];
-        argv[n++] = (char *)lib;
+        argv[n++] = lib;
         char ldflags[] = LATHE_RUNTIME_LDFLAGS; /* sanitizers of this build, space-separated */
         int nld = 0;
         for (char *save = NULL, *t = strtok_r(ldflags, " ", &save); t && nld < MAX_LDFLAGS; t = strtok_r(NULL, " ", &save))

@@ -31,9 +31,14 @@ typedef struct {
  * lathe_trainer_step_main for `TRAINER step ...`), and link them with the
  * runtime library by the C compiler ($CC, default cc) into the executable
  * out.  The trainer needs no LLVM at run time.  A CPU or feature that LLVM
- * does not know is refused (LATHE_ERR_ARG).  $LATHE_RUNTIME_LIB and
- * $LATHE_RUNTIME_INC override where the runtime library and its headers are
- * (default: this build's).  The message of a failure is in err. */
+ * does not know is refused (LATHE_ERR_ARG).  The runtime library and its
+ * headers' directory are $LATHE_RUNTIME_LIB and $LATHE_RUNTIME_INC when set;
+ * else those installed beside the running program (bindir/../lib/...
+ * /liblathe_runtime.a and bindir/../include/lathe, as `meson install` puts
+ * them, so a moved installation works); else this build's, when the program
+ * runs from its build directory; else those `pkg-config lathe-runtime`
+ * names; else the call fails with LATHE_ERR_IO, saying where it looked.
+ * The message of a failure is in err. */
 lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen);
 
 /* What lathe_trainer_jit_main runs. */

@@ -109,10 +109,15 @@ static const char *compile_usage =
     "                           CPU's own, comma-separated (+avx512f,-fma; default: none)\n"
     "  -h, --help               show this help\n"
     "\n"
+    "The runtime library and its headers: $LATHE_RUNTIME_LIB and $LATHE_RUNTIME_INC\n"
+    "if set, else those installed beside this lathe (../lib/.../liblathe_runtime.a and\n"
+    "../include/lathe, wherever the installation was moved), else this build's when\n"
+    "run from its build directory, else those that 'pkg-config lathe-runtime' names.\n"
+    "\n"
     "environment: CC (the C compiler that links, default cc), LATHE_RUNTIME_LIB and\n"
-    "LATHE_RUNTIME_INC (the runtime library and its headers; default: this build's),\n"
-    "LATHE_CACHE_DIR (compiled code cached there; default $XDG_CACHE_HOME/lathe or\n"
-    "~/.cache/lathe; off: no cache).\n";
+    "LATHE_RUNTIME_INC (the runtime library and its headers' directory), PKG_CONFIG\n"
+    "(default pkg-config) and PKG_CONFIG_PATH, LATHE_CACHE_DIR (compiled code cached\n"
+    "there; default $XDG_CACHE_HOME/lathe or ~/.cache/lathe; off: no cache).\n";
 
 static const char *train_usage_head =
     "usage: lathe train MODEL [-D NAME=VALUE]... [--batch B] --data SPEC [options]\n"
