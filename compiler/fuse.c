@@ -980,18 +980,18 @@ static bool cheap(lt_op op) {
     }
 }
 
-/* Whether n is matmul c's right operand transposed in its last two dims (a
- * linear layer's weight, x @ W^T) with many rows of c to multiply it by: the
- * transposed copy costs k n moves once, and lets the matmul broadcast along
- * b's contiguous columns instead of summing dot products along k. */
+/* Whether n is matmul c's right operand permuted so that its columns are not
+ * its operand's rows (a linear layer's weight, x @ W^T; attention's k^T in
+ * q @ k^T) with many rows of c to multiply it by: the permuted copy costs k n
+ * moves once, and lets the matmul broadcast along b's contiguous columns
+ * instead of summing dot products along k (poor when k is short: a head's
+ * 32). */
 static bool transposed_rhs(const lathe_node *c, const lathe_node *n) {
-    if (c->op != LT_OP_MATMUL || c->in[1] != n || n->op != LT_OP_PERMUTE || n->rank < 2) return false;
+    if (c->op != LT_OP_MATMUL || c->in[1] != n || n->op != LT_OP_PERMUTE || n->rank < 2 || c->rank < 2) return false;
     const int64_t *p = n->attr[0].v;
     int r = n->rank;
-    for (int d = 0; d < r - 2; d++)
-        if (p[d] != d) return false;
     int64_t rows = c->numel / (c->shape[c->rank - 1] ? c->shape[c->rank - 1] : 1);
-    return p[r - 2] == r - 1 && p[r - 1] == r - 2 && rows >= 4 * n->shape[r - 2];
+    return p[r - 1] != r - 1 && rows >= 4 * n->shape[r - 2] && c->shape[c->rank - 2] >= 8;
 }
 
 /* Nodes inlined into one kernel's expression, at most. */
