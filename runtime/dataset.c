@@ -33,6 +33,7 @@
 
 #include "dataset.h"
 #include "fileerr.h"
+#include "splitmix.h"
 
 #define CHUNK ((int64_t)1 << 20)   /* bytes read per gzread; a multiple of every element size */
 
@@ -834,24 +835,14 @@ int lathe_ds_check(const lathe_dataset *d, const char *name, lathe_rt_dtype dtyp
 
 /* ---- shuffling ---- */
 
-static uint64_t mix(uint64_t z) {
-    z ^= z >> 30;
-    z *= 0xBF58476D1CE4E5B9u;
-    z ^= z >> 27;
-    z *= 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
 void lathe_ds_permutation(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm) {
     if (n <= 0 || !perm) return;
-    uint64_t state = mix(mix(seed) + (uint64_t)epoch);
+    uint64_t state = lt_mix64(lt_mix64(seed) + (uint64_t)epoch);
     for (int64_t i = 0; i < n; i++) perm[i] = i;
     for (int64_t i = n - 1; i > 0; i--) {
         uint64_t bound = (uint64_t)i + 1, threshold = (0 - bound) % bound, r; /* 2^64 mod bound */
-        do {
-            state += 0x9E3779B97F4A7C15u;
-            r = mix(state);
-        } while (r < threshold);
+        do r = lt_splitmix64(&state);
+        while (r < threshold);
         int64_t j = (int64_t)(r % bound), tmp = perm[i];
         perm[i] = perm[j];
         perm[j] = tmp;

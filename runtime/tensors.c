@@ -2,10 +2,11 @@
  * program: lookup by name, and PyTorch's default initialization drawn from
  * a seeded generator.
  *
- * Each tensor gets its own SplitMix64 stream, seeded with the run's seed
- * xor an FNV-1a hash of its name, so its values depend on the seed and its
- * name only - not on the order of the table, nor on which other tensors a
- * model has - and a uniform draw takes the top 53 bits of each output.  A
+ * Each tensor gets its own SplitMix64 stream (splitmix.h), seeded with the
+ * run's seed xor an FNV-1a hash of its name, so its values depend on the
+ * seed and its name only - not on the order of the table, nor on which other
+ * tensors a model has - and a uniform draw takes the top 53 bits of each
+ * output.  A
  * normal draw is Box-Muller's: two uniforms give elements 2k and 2k+1 (the
  * C library's log, cos and sin: the same bits wherever it is the same). */
 #include <assert.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 
 #include "lathe_runtime.h"
+#include "splitmix.h"
 
 static const struct {
     const char *name;
@@ -41,13 +43,6 @@ const lathe_rt_tensor *lathe_rt_find(const lathe_rt_tensor *ts, int n, const cha
     return NULL;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 static uint64_t name_hash(const char *s) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
@@ -71,7 +66,7 @@ int lathe_rt_check_indices(const uint8_t *arena, const lathe_rt_tensor *ts, int 
 }
 
 /* Uniform in [0, 1): the top 53 bits of the next output. */
-static double uniform01(uint64_t *s) { return (double)(splitmix(s) >> 11) / 9007199254740992.0; }
+static double uniform01(uint64_t *s) { return (double)(lt_splitmix64(s) >> 11) / 9007199254740992.0; }
 
 void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t seed) {
     for (int i = 0; i < n; i++) {

@@ -32,6 +32,7 @@
 #include "lathe_checkpoint.h"
 #include "lathe_trainer.h"
 #include "safetensors.h"
+#include "splitmix.h"
 
 #define MAX_THREADS 1024   /* --threads above this is refused as a mistake */
 
@@ -1287,13 +1288,6 @@ static const char *sample_usage =
     "  --threads N            threads (default: all cores)\n"
     "  --batch B              the compiled batch size (checked)\n";
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static int desc_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x < y) - (x > y);
@@ -1318,7 +1312,7 @@ static int64_t draw(const runner *ev, const lathe_rt_tensor *lt, int64_t at, int
     }
     double top = p[best], sum = 0;
     for (int64_t v = 0; v < V; v++) sum += p[v] = p[v] >= kth ? exp((p[v] - top) / temp) : 0;
-    double u = (double)(splitmix(rng) >> 11) * 0x1p-53 * sum;
+    double u = (double)(lt_splitmix64(rng) >> 11) * 0x1p-53 * sum;
     for (int64_t v = 0; v < V; v++) {
         if (u < p[v]) return v;
         u -= p[v];
