@@ -22,18 +22,25 @@ extern "C" {
 #endif
 
 /* The element types of every tensor in the runtime: program tensors,
- * safetensors files, datasets and checkpoints.  The numbering is lathe_dtype's
- * (ir/lathe.h), so the compiler stores a node's dtype here as it is; the
- * runtime does not include the IR, so the compiler asserts that the two
- * agree.  BOOL is one byte (C's bool), 0 or 1. */
-typedef enum { LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL } lathe_rt_dtype;
-#define LATHE_RT_NDTYPES (LATHE_RT_BOOL + 1)   /* how many there are */
+ * safetensors files, datasets and checkpoints.  The first four are
+ * numbered as lathe_dtype (ir/lathe.h), so the compiler stores a node's
+ * dtype here as it is; the runtime does not include the IR, so the compiler
+ * asserts that they agree.  BOOL is one byte (C's bool), 0 or 1.  U8 and
+ * I32 are storage types only, of data on disk (image pixels, token ids):
+ * safetensors files and datasets hold them, programs never do (the IR has
+ * no such dtype), and a dataset converts them into an input's dtype as it
+ * gathers a batch (dataset.h, lathe_ds_gather_input). */
+typedef enum {
+    LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL,
+    LATHE_RT_U8, LATHE_RT_I32,
+} lathe_rt_dtype;
+#define LATHE_RT_NDTYPES (LATHE_RT_I32 + 1)   /* how many there are */
 
-/* Bytes per element (4, 8, 8, 1); 0 for anything else. */
+/* Bytes per element (4, 8, 8, 1, 1, 4); 0 for anything else. */
 size_t lathe_rt_dtype_size(lathe_rt_dtype dtype);
 
-/* "f32", "f64", "i64", "bool" (lathe_dtype's names); "?" for anything else.
- * Static storage. */
+/* "f32", "f64", "i64", "bool" (lathe_dtype's names), "u8", "i32"; "?" for
+ * anything else.  Static storage. */
 const char *lathe_rt_dtype_name(lathe_rt_dtype dtype);
 
 /* A kernel computes the elements of its output whose leading flattened

@@ -58,13 +58,15 @@ static const char *const dtype_names[] = {
     [LATHE_RT_F64] = "F64",
     [LATHE_RT_I64] = "I64",
     [LATHE_RT_BOOL] = "BOOL",
+    [LATHE_RT_U8] = "U8",
+    [LATHE_RT_I32] = "I32",
 };
 static_assert(sizeof dtype_names / sizeof dtype_names[0] == LATHE_RT_NDTYPES, "one name per dtype");
 
 /* Real safetensors dtypes that Lathe does not read. */
 static const char *const unsupported_dtypes[] = {
     "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4",
-    "I8", "I16", "I32", "U8", "U16", "U32", "U64", "C64",
+    "I8", "I16", "U16", "U32", "U64", "C64",
 };
 
 const char *lathe_st_dtype_name(lathe_rt_dtype dtype) {
@@ -467,7 +469,7 @@ static bool read_entry(reader *r, const cJSON *e, entry *out) {
         for (size_t i = 0; i < sizeof unsupported_dtypes / sizeof *unsupported_dtypes; i++)
             if (!strcmp(dt->valuestring, unsupported_dtypes[i]))
                 return rfail(r, "tensor '%.*s': dtype \"%s\" is unsupported (Lathe reads F32, F64, "
-                                "I64 and BOOL)", SHOW(name), dt->valuestring), false;
+                                "I64, BOOL, U8 and I32)", SHOW(name), dt->valuestring), false;
         return rfail(r, "tensor '%.*s': unknown dtype \"%.*s\"", SHOW(name), SHOW(dt->valuestring)),
                false;
     }

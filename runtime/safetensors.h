@@ -26,8 +26,9 @@
  *     const float *p = fw->data;                          // 6 floats, aligned
  *     lathe_st_free(f);                                   // p is gone now
  *
- * Only F32, F64, I64 and BOOL (one byte, 0 or 1) are supported: the
- * runtime's dtypes (lathe_rt_dtype, lathe_runtime.h).
+ * Only F32, F64, I64, BOOL (one byte, 0 or 1), U8 and I32 are supported:
+ * the runtime's dtypes (lathe_rt_dtype, lathe_runtime.h; the last two are
+ * for data: image pixels, token ids).
  * The reader validates everything (see lathe_st_read) and never trusts a
  * length it has not checked.  Depends on cJSON. */
 #ifndef LATHE_SAFETENSORS_H
@@ -142,8 +143,9 @@ const char *lathe_st_meta(const lathe_st_file *f, const char *key);
  * allowed. */
 void lathe_st_free(lathe_st_file *f);
 
-/* The safetensors name of a dtype: "F32", "F64", "I64", "BOOL"; "?" for
- * anything else.  Static storage.  (Its size: lathe_rt_dtype_size.) */
+/* The safetensors name of a dtype: "F32", "F64", "I64", "BOOL", "U8",
+ * "I32"; "?" for anything else.  Static storage.  (Its size:
+ * lathe_rt_dtype_size.) */
 const char *lathe_st_dtype_name(lathe_rt_dtype dtype);
 
 #ifdef __cplusplus

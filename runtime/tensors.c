@@ -26,6 +26,8 @@ static const struct {
     [LATHE_RT_F64] = {"f64", sizeof(double)},
     [LATHE_RT_I64] = {"i64", sizeof(int64_t)},
     [LATHE_RT_BOOL] = {"bool", sizeof(bool)},
+    [LATHE_RT_U8] = {"u8", sizeof(uint8_t)},
+    [LATHE_RT_I32] = {"i32", sizeof(int32_t)},
 };
 static_assert(sizeof dtypes / sizeof dtypes[0] == LATHE_RT_NDTYPES, "one row per dtype");
 
@@ -95,6 +97,7 @@ void lathe_rt_init(uint8_t *arena, const lathe_rt_tensor *ts, int n, uint64_t se
             case LATHE_RT_F64: ((double *)p)[j] = v; break;
             case LATHE_RT_I64: ((int64_t *)p)[j] = (int64_t)v; break;
             case LATHE_RT_BOOL: ((bool *)p)[j] = v != 0; break;
+            default: break; /* U8, I32: storage types, never a program's */
             }
         }
     }

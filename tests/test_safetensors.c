@@ -127,13 +127,16 @@ static void test_round_trip(void **state) {
                          0x00000001u /* denormal */, f32_bits(1.5f), f32_bits(-3.25f)};
     uint64_t dbits[4] = {0x7ff8000000000123ull, 0x8000000000000000ull, 0x7fefffffffffffffull, 1};
     int64_t ints[3] = {INT64_MIN, INT64_MAX, -1};
-    unsigned char bools[4] = {1, 0, 0, 1};
+    unsigned char bools[4] = {1, 0, 0, 1}, bytes8[5] = {0, 1, 127, 128, 255};
+    int32_t i32[3] = {INT32_MIN, INT32_MAX, -1};
     float scalar = 3.5f, one = 1;
     lathe_st_tensor t[] = {
         {.name = "f32", .dtype = LATHE_RT_F32, .rank = 2, .shape = {2, 3}, .data = fbits},
         {.name = "f64", .dtype = LATHE_RT_F64, .rank = 1, .shape = {4}, .data = dbits},
         {.name = "i64", .dtype = LATHE_RT_I64, .rank = 1, .shape = {3}, .data = ints},
         {.name = "bool", .dtype = LATHE_RT_BOOL, .rank = 2, .shape = {2, 2}, .data = bools},
+        {.name = "u8", .dtype = LATHE_RT_U8, .rank = 1, .shape = {5}, .data = bytes8},
+        {.name = "i32", .dtype = LATHE_RT_I32, .rank = 1, .shape = {3}, .data = i32},
         {.name = "scalar", .dtype = LATHE_RT_F32, .rank = 0, .data = &scalar},
         {.name = "empty", .dtype = LATHE_RT_F64, .rank = 1, .shape = {0}, .data = NULL},
         {.name = "empty2", .dtype = LATHE_RT_I64, .rank = 3, .shape = {3, 0, 2}, .data = NULL},
@@ -296,6 +299,35 @@ static void test_foreign_file(void **state) {
     free(b);
 }
 
+/* U8 and I32 (pixels, token ids) as another encoder writes them: numpy's
+ * uint8 and int32, little-endian, the I32 tensor at an offset that is not a
+ * multiple of 4 in the file (the reader aligns it). */
+static void test_u8_i32_by_hand(void **state) {
+    (void)state;
+    static const char json[] = "{\"px\":{\"dtype\":\"U8\",\"shape\":[1,3],\"data_offsets\":[0,3]},"
+                               "\"tok\":{\"dtype\":\"I32\",\"shape\":[3],\"data_offsets\":[3,15]}}";
+    static const unsigned char data[15] = {
+        0, 128, 255,                                    /* px */
+        0xff, 0xff, 0xff, 0xff, 0x2c, 0x01, 0, 0, 0, 0, 0, 0x80, /* tok: -1, 300, INT32_MIN */
+    };
+    size_t len;
+    unsigned char *b = make_file(json, data, sizeof data, &len);
+    char err[512];
+    lathe_st_file *f = lathe_st_read_mem(b, len, "u8i32", err, sizeof err);
+    if (!f) fail_msg("%s", err);
+    const lathe_st_tensor *t = lathe_st_find(f, "px");
+    assert_int_equal(t->dtype, LATHE_RT_U8);
+    assert_int_equal(t->rank, 2);
+    assert_memory_equal(t->data, "\x00\x80\xff", 3);
+    t = lathe_st_find(f, "tok");
+    assert_int_equal(t->dtype, LATHE_RT_I32);
+    assert_int_equal((uintptr_t)t->data % 4, 0);
+    const int32_t *v = t->data;
+    assert_true(v[0] == -1 && v[1] == 300 && v[2] == INT32_MIN);
+    lathe_st_free(f);
+    free(b);
+}
+
 /* ---- bad files ---- */
 
 #define F32A(off) "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":" off "}"
@@ -365,9 +397,13 @@ static const bad_file bad_files[] = {
      "tensor 'a': duplicate field \"dtype\""},
     {"dtype number", "{" ENTRY("a", "4", "[2]", "[0,8]") "}", D8, 8, "tensor 'a': \"dtype\" is a number, not a string"},
     {"dtype F16", "{" ENTRY("a", "\"F16\"", "[2]", "[0,4]") "}", "abcd", 4,
-     "tensor 'a': dtype \"F16\" is unsupported (Lathe reads F32, F64, I64 and BOOL)"},
+     "tensor 'a': dtype \"F16\" is unsupported (Lathe reads F32, F64, I64, BOOL, U8 and I32)"},
     {"dtype BF16", "{" ENTRY("a", "\"BF16\"", "[2]", "[0,4]") "}", "abcd", 4, "dtype \"BF16\" is unsupported"},
-    {"dtype U8", "{" ENTRY("a", "\"U8\"", "[2]", "[0,2]") "}", "ab", 2, "dtype \"U8\" is unsupported"},
+    {"dtype U16", "{" ENTRY("a", "\"U16\"", "[2]", "[0,4]") "}", "abcd", 4, "dtype \"U16\" is unsupported"},
+    {"dtype I8", "{" ENTRY("a", "\"I8\"", "[2]", "[0,2]") "}", "ab", 2, "dtype \"I8\" is unsupported"},
+    {"I32 size", "{" ENTRY("a", "\"I32\"", "[2]", "[0,4]") "}", "abcd", 4,
+     "tensor 'a': shape [2] of I32 needs 8 bytes but data_offsets [0, 4] span 4"},
+    {"U8 size", "{" ENTRY("a", "\"U8\"", "[3]", "[0,4]") "}", "abcd", 4, "shape [3] of U8 needs 3 bytes but"},
     {"dtype unknown", "{" ENTRY("a", "\"F33\"", "[2]", "[0,8]") "}", D8, 8, "tensor 'a': unknown dtype \"F33\""},
     {"dtype lowercase", "{" ENTRY("a", "\"f32\"", "[2]", "[0,8]") "}", D8, 8, "unknown dtype \"f32\""},
     {"dtype empty", "{" ENTRY("a", "\"\"", "[2]", "[0,8]") "}", D8, 8, "unknown dtype \"\""},
@@ -541,7 +577,7 @@ static const bad_write bad_writes[] = {
     {"no name", {W("a"), W(NULL)}, 2, {0}, {0}, 0, "tensor 1 has no name"},
     {"reserved", {W("__metadata__")}, 1, {0}, {0}, 0, "the name \"__metadata__\" is reserved"},
     {"bad utf-8 name", {W("a\xff")}, 1, {0}, {0}, 0, "tensor 0: name is not valid UTF-8"},
-    {"dtype 4", {{.name = "a", .dtype = 4, .data = ones}}, 1, {0}, {0}, 0, "tensor 'a': unknown dtype 4"},
+    {"dtype 6", {{.name = "a", .dtype = 6, .data = ones}}, 1, {0}, {0}, 0, "tensor 'a': unknown dtype 6"},
     {"dtype -1", {{.name = "a", .dtype = -1, .data = ones}}, 1, {0}, {0}, 0, "unknown dtype -1"},
     {"rank 9", {{.name = "a", .rank = 9, .data = ones}}, 1, {0}, {0}, 0, "tensor 'a': rank 9 is outside 0..8"},
     {"rank -1", {{.name = "a", .rank = -1, .data = ones}}, 1, {0}, {0}, 0, "rank -1 is outside"},
@@ -586,18 +622,21 @@ static unsigned char *sample_file(size_t *len) {
     float f[3] = {1, -2, 0.5f};
     double d[2] = {3, -4};
     int64_t i[2] = {5, -6};
-    unsigned char b[3] = {1, 0, 1};
+    unsigned char b[3] = {1, 0, 1}, u[2] = {0, 255};
+    int32_t i32[2] = {-7, 70000};
     lathe_st_tensor t[] = {
         {.name = "f", .dtype = LATHE_RT_F32, .rank = 2, .shape = {1, 3}, .data = f},
         {.name = "e", .dtype = LATHE_RT_F32, .rank = 1, .shape = {0}},
         {.name = "d", .dtype = LATHE_RT_F64, .rank = 1, .shape = {2}, .data = d},
         {.name = "i", .dtype = LATHE_RT_I64, .rank = 0, .data = i},
         {.name = "b", .dtype = LATHE_RT_BOOL, .rank = 1, .shape = {3}, .data = b},
+        {.name = "u", .dtype = LATHE_RT_U8, .rank = 2, .shape = {2, 1}, .data = u},
+        {.name = "n", .dtype = LATHE_RT_I32, .rank = 1, .shape = {2}, .data = i32},
     };
     const char *k[] = {"format"}, *v[] = {"pt"};
     char path[512], err[256];
     path_in_tmp(path, sizeof path, "sample.safetensors");
-    assert_int_equal(lathe_st_write(path, t, 5, k, v, 1, err, sizeof err), 0);
+    assert_int_equal(lathe_st_write(path, t, 7, k, v, 1, err, sizeof err), 0);
     unsigned char *bytes = slurp(path, len);
     unlink(path);
     return bytes;
@@ -609,7 +648,7 @@ static void check_accepted(const lathe_st_file *f, size_t len) {
     int64_t total = 0;
     for (int i = 0; i < n; i++) {
         const lathe_st_tensor *t = lathe_st_at(f, i);
-        assert_true(t->dtype >= LATHE_RT_F32 && t->dtype <= LATHE_RT_BOOL);
+        assert_true(t->dtype >= LATHE_RT_F32 && t->dtype < LATHE_RT_NDTYPES);
         assert_true(t->rank >= 0 && t->rank <= 8);
         int64_t count = 1;
         for (int d = 0; d < t->rank; d++) {
@@ -849,15 +888,17 @@ static void test_write_over(void **state) {
 
 static void test_dtype_names(void **state) {
     (void)state;
-    static const char *names[] = {"F32", "F64", "I64", "BOOL"};
-    static const size_t sizes[] = {4, 8, 8, 1};
-    for (int i = 0; i < 4; i++) {
+    static const char *names[] = {"F32", "F64", "I64", "BOOL", "U8", "I32"}, *rt[] = {"f32", "f64", "i64", "bool", "u8", "i32"};
+    static const size_t sizes[] = {4, 8, 8, 1, 1, 4};
+    assert_int_equal(LATHE_RT_NDTYPES, 6);
+    for (int i = 0; i < 6; i++) {
         assert_string_equal(lathe_st_dtype_name(i), names[i]);
+        assert_string_equal(lathe_rt_dtype_name(i), rt[i]);
         assert_int_equal(lathe_rt_dtype_size(i), sizes[i]);
     }
-    assert_string_equal(lathe_st_dtype_name(4), "?");
+    assert_string_equal(lathe_st_dtype_name(6), "?");
     assert_string_equal(lathe_st_dtype_name(-1), "?");
-    assert_int_equal(lathe_rt_dtype_size(4), 0);
+    assert_int_equal(lathe_rt_dtype_size(6), 0);
 }
 
 int main(void) {
@@ -865,6 +906,7 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_writer_matches_spec),
         cmocka_unit_test(test_foreign_file),
+        cmocka_unit_test(test_u8_i32_by_hand),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_io_errors),
