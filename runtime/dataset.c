@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,7 @@ typedef struct {
     int64_t elements;
     int64_t header;        /* header bytes: 4 + 4 x rank */
     int64_t pos;           /* bytes of (uncompressed) data read so far */
+    lathe_rt_dtype dtype;  /* what the elements become in memory */
 } idx_file;
 
 static void ifail(idx_file *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -261,8 +263,6 @@ static int64_t idx_read(idx_file *f, void *buf, int64_t len) {
     return got;
 }
 
-/* Open path and read and check its header into f, for reading as dtype
- * (F32 or I64: the size limit depends on it); false with a message. */
 int64_t lathe_ds_test_available = -1;
 
 /* Bytes of memory available to a new allocation (Linux's MemAvailable), or
@@ -278,6 +278,18 @@ static int64_t available_memory(void) {
     return kb >= 0 && kb < INT64_MAX / 1024 ? (int64_t)kb * 1024 : -1;
 }
 
+/* What IDX elements of type index `type` become: as_dtype (F32 or I64), or,
+ * for IDX_COMPACT, the smallest runtime dtype that holds them (U8 for
+ * unsigned bytes, I32 for the other integers, F32 for floats). */
+#define IDX_COMPACT ((lathe_rt_dtype)-1)
+static lathe_rt_dtype idx_dtype(int type, lathe_rt_dtype as_dtype) {
+    if (as_dtype != IDX_COMPACT) return as_dtype;
+    return idx_types[type].code == 0x08 ? LATHE_RT_U8 : idx_types[type].integer ? LATHE_RT_I32 : LATHE_RT_F32;
+}
+
+/* Open path and read and check its header into f, for reading as dtype
+ * (F32, I64 or IDX_COMPACT: the size limit depends on it); false with a
+ * message. */
 static bool idx_open(idx_file *f, const char *path, lathe_rt_dtype dtype, char *err, size_t errlen) {
     *f = (idx_file){.path = path ? path : "(null)", .err = err, .errlen = errlen, .byte = "byte"};
     struct stat st;
@@ -327,6 +339,7 @@ static bool idx_open(idx_file *f, const char *path, lathe_rt_dtype dtype, char *
     }
     f->rank = h[3];
     f->header = 4 + 4 * (int64_t)f->rank;
+    f->dtype = dtype = idx_dtype(f->type, dtype);
     got = idx_read(f, h + 4, 4 * (int64_t)f->rank);
     if (got < 0) return false;
     if (got < 4 * (int64_t)f->rank) {
@@ -379,7 +392,7 @@ static uint32_t be32(const unsigned char *p) {
 }
 
 /* Convert k big-endian elements of IDX type code at s into out[0..k) of
- * dtype (F32 or I64; I64 only from integer types). */
+ * dtype (F32, or I64, U8 or I32 from integer types that fit). */
 static void convert(const unsigned char *s, int64_t k, int code, lathe_rt_dtype dtype, bool scale, void *out) {
     float *f = out;
     int64_t *l = out;
@@ -415,16 +428,18 @@ static void convert(const unsigned char *s, int64_t k, int code, lathe_rt_dtype 
         }
         }
         if (dtype == LATHE_RT_I64) l[i] = v;
+        else if (dtype == LATHE_RT_U8) ((uint8_t *)out)[i] = (uint8_t)v;
+        else if (dtype == LATHE_RT_I32) ((int32_t *)out)[i] = (int32_t)v;
         else if (!integer) f[i] = (float)x;
         else if (code == 0x08 && scale) f[i] = (float)v / 255.0f;
         else f[i] = (float)v;
     }
 }
 
-/* Read the data of f (opened for dtype) as dtype
- * into *t (name set by the caller); the buffer goes to *data.  False with a
- * message. */
-static bool idx_data(idx_file *f, lathe_rt_dtype dtype, bool scale, lathe_st_tensor *t, void **data) {
+/* Read the data of f as f->dtype into *t (name set by the caller); the
+ * buffer goes to *data.  False with a message. */
+static bool idx_data(idx_file *f, bool scale, lathe_st_tensor *t, void **data) {
+    lathe_rt_dtype dtype = f->dtype;
     int esize = idx_types[f->type].size;
     int64_t osize = (int64_t)lathe_rt_dtype_size(dtype);
     char s[256];
@@ -480,8 +495,11 @@ fail:
     return false;
 }
 
-lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_path, const char *image_name,
-                                 const char *label_name, bool scale, char *err, size_t errlen) {
+/* load_idx and load_idx_compact: images as image_dtype, labels as
+ * label_dtype (IDX_COMPACT: as idx_dtype says). */
+static lathe_dataset *load_idx(const char *images_path, const char *labels_path, const char *image_name,
+                               const char *label_name, lathe_rt_dtype image_dtype, lathe_rt_dtype label_dtype,
+                               bool scale, char *err, size_t errlen) {
     idx_file im = {0}, lb = {0};
     lathe_dataset *d = NULL;
     char s0[256], s1[256];
@@ -492,8 +510,8 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
                 images_path ? images_path : "(null)", SHOW(a), SHOW(b));
         return NULL;
     }
-    if (!idx_open(&im, images_path, LATHE_RT_F32, err, errlen)) goto fail;
-    if (!idx_open(&lb, labels_path, LATHE_RT_I64, err, errlen)) goto fail;
+    if (!idx_open(&im, images_path, image_dtype, err, errlen)) goto fail;
+    if (!idx_open(&lb, labels_path, label_dtype, err, errlen)) goto fail;
     lt_format_shape(s1, sizeof s1, lb.rank, lb.shape);
     if (lb.rank != 1) {
         ifail(&lb, "labels must be 1-D (N), but the IDX dims are %s", s1);
@@ -523,9 +541,9 @@ lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_pat
     }
     d->t[0].name = d->name[0];
     d->t[1].name = d->name[1];
-    if (!idx_data(&im, LATHE_RT_F32, scale, &d->t[0], &d->data[0])) goto fail;
+    if (!idx_data(&im, scale, &d->t[0], &d->data[0])) goto fail;
     if (!samples_fit(&d->t[0], im.path, err, errlen)) goto fail;
-    if (!idx_data(&lb, LATHE_RT_I64, false, &d->t[1], &d->data[1])) goto fail;
+    if (!idx_data(&lb, false, &d->t[1], &d->data[1])) goto fail;
     d->count = im.shape[0];
     idx_close(&im);
     idx_close(&lb);
@@ -535,6 +553,17 @@ fail:
     idx_close(&lb);
     lathe_ds_free(d);
     return NULL;
+}
+
+lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_path, const char *image_name,
+                                 const char *label_name, bool scale, char *err, size_t errlen) {
+    return load_idx(images_path, labels_path, image_name, label_name, LATHE_RT_F32, LATHE_RT_I64, scale, err,
+                    errlen);
+}
+
+lathe_dataset *lathe_ds_load_idx_compact(const char *images_path, const char *labels_path, const char *image_name,
+                                         const char *label_name, char *err, size_t errlen) {
+    return load_idx(images_path, labels_path, image_name, label_name, IDX_COMPACT, IDX_COMPACT, false, err, errlen);
 }
 
 /* ---- safetensors and memory ---- */
@@ -783,12 +812,10 @@ lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, 
     return d;
 }
 
-int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx, int64_t batch, void *out,
-                    char *err, size_t errlen) {
-    if (err && errlen) err[0] = 0;
-    int i = lookup(d, name, err, errlen);
-    if (i < 0) return -1;
-    const lathe_st_tensor *t = &d->t[i];
+/* The arguments of a gather from tensor i: 0, or -1 with a message. */
+static int check_gather(const lathe_dataset *d, int i, const int64_t *idx, int64_t batch, const void *out, char *err,
+                        size_t errlen) {
+    const char *name = d->t[i].name;
     if (batch < 0 || (batch > 0 && (!idx || !out))) {
         lt_errf(err, errlen, "%s: gather from tensor '%.*s': %s", d->source[i], SHOW(name),
                 batch < 0 ? "negative batch size" : !idx ? "no indices (NULL)" : "no output buffer (NULL)");
@@ -801,6 +828,15 @@ int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx
                     d->source[i], SHOW(name), idx[k], k, d->count);
             return -1;
         }
+    return 0;
+}
+
+int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx, int64_t batch, void *out,
+                    char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    int i = lookup(d, name, err, errlen);
+    if (i < 0 || check_gather(d, i, idx, batch, out, err, errlen) != 0) return -1;
+    const lathe_st_tensor *t = &d->t[i];
     size_t sb = (size_t)lathe_ds_sample_bytes(t);
     const unsigned char *src = t->data;
     for (int64_t k = 0; k < batch; k++) memcpy((unsigned char *)out + (size_t)k * sb, src + (size_t)idx[k] * sb, sb);
@@ -831,6 +867,251 @@ int lathe_ds_check(const lathe_dataset *d, const char *name, lathe_rt_dtype dtyp
             d->source[i], SHOW(name), lathe_st_dtype_name(t->dtype), have, full, d->count, lathe_st_dtype_name(dtype),
             want);
     return -1;
+}
+
+/* ---- feeding a model's input ---- */
+
+int lathe_ds_parse_normalize(const char *spec, lathe_ds_normalize *out, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    lathe_ds_normalize n = {0};
+    double v[2 * LATHE_DS_MAX_CHANNELS + 1];
+    int count = 0, slash = -1; /* slash: the values before the '/' */
+    const char *p = spec ? spec : "";
+    const char *want = "expected MEAN,STD or M1,...,MC/S1,...,SC";
+    while (*p) {
+        if (count == 2 * LATHE_DS_MAX_CHANNELS + 1) {
+            lt_errf(err, errlen, "normalization '%.*s': more than %d channels", SHOW(spec), LATHE_DS_MAX_CHANNELS);
+            return -1;
+        }
+        char *end;
+        errno = 0;
+        double x = strtod(p, &end);
+        if (end == p || errno || !isfinite(x) || (*end && *end != ',' && *end != '/')) {
+            lt_errf(err, errlen, "normalization '%.*s': '%.*s' is not a finite number (%s)", SHOW(spec),
+                    (int)strcspn(p, ",/"), p, want);
+            return -1;
+        }
+        v[count++] = x;
+        p = end;
+        if (*p == '/') {
+            if (slash >= 0) {
+                lt_errf(err, errlen, "normalization '%.*s': two slashes (%s)", SHOW(spec), want);
+                return -1;
+            }
+            slash = count;
+        }
+        if (*p && !*++p) { /* a trailing separator */
+            lt_errf(err, errlen, "normalization '%.*s': a number is missing at the end (%s)", SHOW(spec), want);
+            return -1;
+        }
+    }
+    int means = slash >= 0 ? slash : count / 2;
+    if (count == 0 || (slash < 0 && count != 2) || (slash >= 0 && count != 2 * slash)) {
+        if (slash >= 0)
+            lt_errf(err, errlen, "normalization '%.*s': %d means and %d standard deviations; one of each per channel",
+                    SHOW(spec), slash, count - slash);
+        else
+            lt_errf(err, errlen, "normalization '%.*s': %d numbers (%s; several channels need the slash)",
+                    SHOW(spec), count, want);
+        return -1;
+    }
+    if (means > LATHE_DS_MAX_CHANNELS) {
+        lt_errf(err, errlen, "normalization '%.*s': %d channels, more than %d", SHOW(spec), means,
+                LATHE_DS_MAX_CHANNELS);
+        return -1;
+    }
+    n.channels = means;
+    for (int c = 0; c < means; c++) {
+        n.mean[c] = v[c];
+        n.std[c] = v[means + c];
+        if (!(n.std[c] > 0)) {
+            lt_errf(err, errlen, "normalization '%.*s': standard deviation %g of channel %d is not > 0", SHOW(spec),
+                    n.std[c], c);
+            return -1;
+        }
+    }
+    *out = n;
+    return 0;
+}
+
+#define AUG_SALT 0x6175676D656E7421ull /* "augment!" */
+
+void lathe_ds_augment_draw(const lathe_ds_augment *aug, int64_t epoch, int64_t sample, int64_t *dy, int64_t *dx,
+                           bool *flip) {
+    *dy = *dx = 0;
+    *flip = false;
+    if (!aug) return;
+    uint64_t key = lt_mix64(lt_mix64(aug->seed ^ AUG_SALT) + (uint64_t)epoch);
+    uint64_t h = lt_mix64(key + ((uint64_t)sample + 1) * LT_GOLDEN64);
+    if (aug->crop_pad > 0 && aug->crop_pad <= LATHE_DS_MAX_PAD) {
+        uint64_t n = 2 * (uint64_t)aug->crop_pad + 1;
+        *dy = (int64_t)(((h >> 40) * n) >> 24);
+        *dx = (int64_t)((((h >> 16) & 0xFFFFFF) * n) >> 24);
+    }
+    *flip = aug->hflip && (h & 1);
+}
+
+/* Whether src converts into dst (see lathe_ds_input_check). */
+static bool converts(lathe_rt_dtype src, lathe_rt_dtype dst) {
+    if (src == dst) return true;
+    bool from_int = src == LATHE_RT_U8 || src == LATHE_RT_I32;
+    return from_int && (dst == LATHE_RT_F32 || dst == LATHE_RT_F64 || dst == LATHE_RT_I64);
+}
+
+static bool is_float(lathe_rt_dtype t) { return t == LATHE_RT_F32 || t == LATHE_RT_F64; }
+
+static bool augments(const lathe_ds_augment *aug) { return aug && (aug->crop_pad != 0 || aug->hflip); }
+
+int lathe_ds_input_check(const lathe_dataset *d, const char *name, const lathe_ds_input *in,
+                         const lathe_ds_augment *aug, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    int i = lookup(d, name, err, errlen);
+    if (i < 0) return -1;
+    const lathe_st_tensor *t = &d->t[i];
+    const char *src = d->source[i];
+    if (!in || in->rank < 0 || in->rank >= LATHE_ST_MAX_RANK || lathe_rt_dtype_size(in->dtype) == 0) {
+        lt_errf(err, errlen, "%s: tensor '%.*s': bad input description (%s)", src, SHOW(name),
+                !in ? "NULL" : lathe_rt_dtype_size(in->dtype) == 0 ? "unknown dtype" : "rank outside 0..7");
+        return -1;
+    }
+    int64_t want = 1, per = 1;
+    for (int k = 0; k < in->rank; k++) {
+        if (in->shape[k] < 0 || (in->shape[k] && want > INT64_MAX / in->shape[k])) {
+            lt_errf(err, errlen, "%s: tensor '%.*s': bad input shape", src, SHOW(name));
+            return -1;
+        }
+        want *= in->shape[k];
+    }
+    for (int k = 1; k < t->rank; k++) per *= t->shape[k]; /* fits: the dataset checked its sizes */
+    char have[300], wants[300];
+    snprintf(have, sizeof have, "%s", lathe_rt_dtype_name(t->dtype));
+    lt_format_shape(have + strlen(have), sizeof have - strlen(have), t->rank - 1, t->shape + 1);
+    snprintf(wants, sizeof wants, "%s", lathe_rt_dtype_name(in->dtype));
+    lt_format_shape(wants + strlen(wants), sizeof wants - strlen(wants), in->rank, in->shape);
+    if (per != want || !converts(t->dtype, in->dtype)) {
+        lt_errf(err, errlen, "%s: samples of '%.*s' are %s (%" PRId64 " elements); the model's input '%.*s' takes %s (%" PRId64
+                " elements)%s",
+                src, SHOW(name), have, per, SHOW(name), wants, want,
+                per != want ? ""
+                            : "; a dataset converts u8 and i32 to f32, f64 and i64 (u8 pixels to floats as v / 255 "
+                              "unless raw); other dtypes must be the input's");
+        return -1;
+    }
+    const lathe_ds_normalize *n = &in->norm;
+    bool aug_on = augments(aug);
+    if ((n->channels != 0 || aug_on) && !is_float(in->dtype)) {
+        lt_errf(err, errlen, "%s: the model's input '%.*s' is %s: %s applies to float (image) inputs only", src,
+                SHOW(name), wants, n->channels ? "normalization" : "augmentation");
+        return -1;
+    }
+    if (n->channels < 0 || n->channels > LATHE_DS_MAX_CHANNELS) {
+        lt_errf(err, errlen, "%s: input '%.*s': normalization of %d channels (0 to %d)", src, SHOW(name), n->channels,
+                LATHE_DS_MAX_CHANNELS);
+        return -1;
+    }
+    for (int c = 0; c < n->channels; c++)
+        if (!isfinite(n->mean[c]) || !(n->std[c] > 0) || !isfinite(n->std[c])) {
+            lt_errf(err, errlen, "%s: input '%.*s': normalization of channel %d: mean %g, std %g (finite, std > 0)",
+                    src, SHOW(name), c, n->mean[c], n->std[c]);
+            return -1;
+        }
+    if (n->channels > 1 && (in->rank < 1 || in->shape[0] != n->channels)) {
+        char ch[64] = "no channel axis";
+        if (in->rank >= 1)
+            snprintf(ch, sizeof ch, "%" PRId64 " channel%s", in->shape[0], in->shape[0] == 1 ? "" : "s");
+        lt_errf(err, errlen,
+                "%s: normalization with %d channels, but the model's input '%.*s' takes %s: %s (the channels are "
+                "axis 1 of [N, C, H, W])", src, n->channels, SHOW(name), wants, ch);
+        return -1;
+    }
+    if (aug_on && (in->rank < 2 || aug->crop_pad < 0 || aug->crop_pad > LATHE_DS_MAX_PAD)) {
+        if (in->rank < 2)
+            lt_errf(err, errlen, "%s: augmentation crops and flips the last two axes (H, W) of a sample, but the "
+                    "model's input '%.*s' takes samples of %s", src, SHOW(name), wants);
+        else
+            lt_errf(err, errlen, "%s: input '%.*s': random-crop padding %" PRId64 " is outside 0..%d", src, SHOW(name),
+                    aug->crop_pad, LATHE_DS_MAX_PAD);
+        return -1;
+    }
+    return 0;
+}
+
+/* Element e of a sample of dtype t at p, as an f32 and as an f64 (U8 scaled
+ * by 1/255 when scale: (float)v / 255.0f, so 255 is exactly 1.0f, as the IDX
+ * loader; v / 255.0 in f64). */
+static float f32_at(lathe_rt_dtype t, const void *p, int64_t e, bool scale) {
+    switch (t) {
+    case LATHE_RT_U8: return scale ? (float)((const uint8_t *)p)[e] / 255.0f : (float)((const uint8_t *)p)[e];
+    case LATHE_RT_I32: return (float)((const int32_t *)p)[e];
+    default: return ((const float *)p)[e];
+    }
+}
+
+static double f64_at(lathe_rt_dtype t, const void *p, int64_t e, bool scale) {
+    switch (t) {
+    case LATHE_RT_U8: return scale ? (double)((const uint8_t *)p)[e] / 255.0 : (double)((const uint8_t *)p)[e];
+    case LATHE_RT_I32: return (double)((const int32_t *)p)[e];
+    default: return ((const double *)p)[e];
+    }
+}
+
+/* One sample of n elements from src (dtype t) into dst for input `in`,
+ * cropped at (dy, dx) and flipped as drawn (pad 0 and no flip: as it is).
+ * Output element e = (plane, y, x) of the H x W planes reads input element
+ * (plane, y + dy - pad, x' + dx - pad), x' = W - 1 - x when flipped; outside
+ * the input it is 0, before normalization. */
+static void convert_sample(lathe_rt_dtype t, const void *src, int64_t n, const lathe_ds_input *in, int64_t pad,
+                           int64_t dy, int64_t dx, bool flip, void *dst) {
+    int64_t H = in->rank >= 2 ? in->shape[in->rank - 2] : 1, W = in->rank >= 1 ? in->shape[in->rank - 1] : n;
+    bool moved = pad > 0 || flip;
+    int C = in->norm.channels;
+    int64_t inner = C > 1 ? n / C : n; /* elements per channel */
+    if (in->dtype == LATHE_RT_I64) {
+        int64_t *o = dst;
+        for (int64_t e = 0; e < n; e++)
+            o[e] = t == LATHE_RT_U8 ? ((const uint8_t *)src)[e] : ((const int32_t *)src)[e];
+        return;
+    }
+    for (int64_t e = 0; e < n; e++) {
+        int64_t from = e;
+        if (moved && W > 0 && H > 0) {
+            int64_t x = e % W, y = e / W % H, plane = e / (W * H);
+            int64_t sy = y + dy - pad, sx = (flip ? W - 1 - x : x) + dx - pad;
+            from = sy < 0 || sy >= H || sx < 0 || sx >= W ? -1 : (plane * H + sy) * W + sx;
+        }
+        int c = C > 1 ? (int)(e / inner) : 0;
+        if (in->dtype == LATHE_RT_F32) {
+            float v = from < 0 ? 0.0f : f32_at(t, src, from, in->scale);
+            if (C) v = (v - (float)in->norm.mean[c]) / (float)in->norm.std[c];
+            ((float *)dst)[e] = v;
+        } else {
+            double v = from < 0 ? 0.0 : f64_at(t, src, from, in->scale);
+            if (C) v = (v - in->norm.mean[c]) / in->norm.std[c];
+            ((double *)dst)[e] = v;
+        }
+    }
+}
+
+int lathe_ds_gather_input(const lathe_dataset *d, const char *name, const lathe_ds_input *in,
+                          const lathe_ds_augment *aug, int64_t epoch, const int64_t *idx, int64_t batch, void *out,
+                          char *err, size_t errlen) {
+    if (lathe_ds_input_check(d, name, in, aug, err, errlen) != 0) return -1;
+    const lathe_st_tensor *t = lathe_ds_find(d, name);
+    if (!augments(aug)) aug = NULL;
+    if (t->dtype == in->dtype && !aug && in->norm.channels == 0)
+        return lathe_ds_gather(d, name, idx, batch, out, err, errlen);
+    if (check_gather(d, find_index(d, name), idx, batch, out, err, errlen) != 0) return -1;
+    size_t sb = (size_t)lathe_ds_sample_bytes(t), ob = lathe_rt_dtype_size(in->dtype);
+    int64_t n = 1;
+    for (int k = 0; k < in->rank; k++) n *= in->shape[k];
+    for (int64_t k = 0; k < batch; k++) {
+        int64_t dy, dx;
+        bool flip;
+        lathe_ds_augment_draw(aug, epoch, idx[k], &dy, &dx, &flip);
+        convert_sample(t->dtype, (const unsigned char *)t->data + (size_t)idx[k] * sb, n, in, aug ? aug->crop_pad : 0,
+                       dy, dx, flip, (unsigned char *)out + (size_t)k * (size_t)n * ob);
+    }
+    return 0;
 }
 
 /* ---- shuffling ---- */

@@ -36,7 +36,14 @@
  * trailing bytes inside the uncompressed data are refused.
  *
  * Tensors use safetensors.h's lathe_st_tensor and the runtime's dtypes
- * (lathe_rt_dtype: LATHE_RT_F32, LATHE_RT_F64, LATHE_RT_I64, LATHE_RT_BOOL).
+ * (lathe_rt_dtype: F32, F64, I64, BOOL, and U8 and I32 for data stored
+ * compactly: pixels, token ids).  A dataset keeps its tensors in the dtype
+ * they were stored in, and lathe_ds_gather_input converts a batch into what
+ * a model's input takes as it gathers it (U8 pixels to f32 as v / 255, U8
+ * or I32 labels and tokens to i64), normalizing and augmenting on the way:
+ * a quarter (pixels) or an eighth (tokens) of the memory of converting the
+ * whole dataset up front, for a conversion that costs little next to a
+ * training step.
  * Errors are return values (NULL or -1) with a message in err (errlen bytes;
  * err may be NULL) that starts with the file it is about; nothing here exits
  * or aborts on bad input.  Depends on zlib (and cJSON through safetensors.c). */
@@ -88,6 +95,15 @@ typedef struct lathe_dataset lathe_dataset;
  * NULL on error; free the result with lathe_ds_free. */
 lathe_dataset *lathe_ds_load_idx(const char *images_path, const char *labels_path, const char *image_name,
                                  const char *label_name, bool scale, char *err, size_t errlen);
+
+/* The same files, each element kept in the smallest dtype that holds it:
+ * unsigned bytes as U8, the other integer types as I32, floats as F32
+ * (float64 rounds), labels too.  Pixels take a quarter of the memory of
+ * lathe_ds_load_idx's F32, and lathe_ds_gather_input converts them as it
+ * gathers a batch (with its `scale`, the same bits as load_idx's).  The
+ * checks and messages are lathe_ds_load_idx's. */
+lathe_dataset *lathe_ds_load_idx_compact(const char *images_path, const char *labels_path, const char *image_name,
+                                         const char *label_name, char *err, size_t errlen);
 
 /* Load every tensor of a safetensors file (read and validated by
  * lathe_st_read) as a dataset.  Refused: anything lathe_st_read refuses, a
@@ -159,6 +175,97 @@ int lathe_ds_gather(const lathe_dataset *d, const char *name, const int64_t *idx
  * -1 with a message naming the tensor's file and both sample shapes. */
 int lathe_ds_check(const lathe_dataset *d, const char *name, lathe_rt_dtype dtype, int rank,
                    const int64_t *sample_shape, char *err, size_t errlen);
+
+/* ---- feeding a model's input: conversion, normalization, augmentation ---- */
+
+/* The most channels a normalization has. */
+#define LATHE_DS_MAX_CHANNELS 64
+/* The largest random-crop padding (far beyond any image's use). */
+#define LATHE_DS_MAX_PAD 4096
+
+/* Per-channel normalization, as torchvision's Normalize(mean, std):
+ * x = (x - mean[c]) / std[c], c the element's channel, after the scaling of
+ * U8 pixels (so mean and std are in [0, 1] units, as torchvision's) and
+ * after augmentation (so padding is 0 before normalization, black, as when
+ * RandomCrop runs before ToTensor and Normalize).  In f32 arithmetic for an
+ * f32 input (mean and std rounded to f32 first, as torch's tensors),
+ * in f64 for an f64 one. */
+typedef struct {
+    int channels;  /* 0: none; 1: one mean and std for every element; C > 1: one per channel, the first axis
+                    * of a sample (axis 1 of an [N, C, H, W] input), which must then be C */
+    double mean[LATHE_DS_MAX_CHANNELS];
+    double std[LATHE_DS_MAX_CHANNELS];  /* finite and > 0 */
+} lathe_ds_normalize;
+
+/* Parse a normalization: "MEAN,STD" (one channel: every element), or
+ * "M1,...,MC/S1,...,SC" (C means, a slash, C standard deviations: ImageNet's
+ * "0.485,0.456,0.406/0.229,0.224,0.225"; "M/S" is one channel too).  0, or
+ * -1 with a message (not numbers, counts that differ, more than
+ * LATHE_DS_MAX_CHANNELS, a standard deviation not > 0, a value not finite)
+ * and *out untouched. */
+int lathe_ds_parse_normalize(const char *spec, lathe_ds_normalize *out, char *err, size_t errlen);
+
+/* Seeded image augmentation, for training data only, on the last two axes
+ * (H, W) of a sample, applied in torchvision's order RandomCrop,
+ * RandomHorizontalFlip, then scaling and normalization.  What sample s of
+ * the dataset gets in epoch e depends on (seed, e, s) alone - not on the
+ * batch it lands in, the thread count, or whether the run was resumed -
+ * through lathe_ds_augment_draw. */
+typedef struct {
+    int64_t crop_pad;  /* > 0: RandomCrop((H, W), padding = crop_pad): zeros around, an H x W window at a
+                        * random offset; 0: none; at most LATHE_DS_MAX_PAD */
+    bool hflip;        /* RandomHorizontalFlip(p = 0.5): x becomes W - 1 - x */
+    uint64_t seed;
+} lathe_ds_augment;
+
+/* The draw of sample `sample` in epoch `epoch`: the crop's corner (*dy, *dx)
+ * in the padded image, each in [0, 2 crop_pad] (torchvision's i and j; 0
+ * without a crop), and whether it is flipped (false without hflip).  Output
+ * (y, x) of the H x W sample is input (y + dy - pad, x' + dx - pad), with
+ * x' = W - 1 - x when flipped, else x; outside the input it is 0.  Exactly
+ * (arithmetic mod 2^64, mix and the SplitMix64 step as for
+ * lathe_ds_permutation):
+ *     key  = mix(mix(seed ^ 0x6175676D656E7421) + (uint64_t)epoch)
+ *     h    = mix(key + ((uint64_t)sample + 1) * 0x9E3779B97F4A7C15)
+ *     n    = 2 crop_pad + 1
+ *     dy   = ((h >> 40) * n) >> 24,   dx = (((h >> 16) & 0xFFFFFF) * n) >> 24
+ *     flip = hflip && (h & 1)
+ * aug NULL: no crop, no flip. */
+void lathe_ds_augment_draw(const lathe_ds_augment *aug, int64_t epoch, int64_t sample, int64_t *dy, int64_t *dx,
+                           bool *flip);
+
+/* A model input, as lathe_ds_gather_input fills it. */
+typedef struct {
+    lathe_rt_dtype dtype;                /* the input's dtype (F32, F64, I64 or BOOL) */
+    int rank;                            /* a sample's dims: the input's shape without N */
+    int64_t shape[LATHE_ST_MAX_RANK];
+    bool scale;                          /* U8 into a float input: v / 255 (ToTensor); false: v */
+    lathe_ds_normalize norm;             /* float inputs only */
+} lathe_ds_input;
+
+/* Whether tensor `name` of d can feed `in`, with aug (NULL: none): its
+ * samples hold as many elements as in's (their shapes may differ: 28 x 28
+ * feeds 1 x 28 x 28), and its dtype is in's or converts to it - U8 to
+ * F32/F64 (v / 255 with scale, else v), I32 to F32/F64 (v), U8 or I32 to
+ * I64 (v); normalization and augmentation need a float input, a normalization
+ * of C > 1 channels a sample whose first dim is C, augmentation a sample of
+ * rank 2 or more.  0, or -1 with a message naming the tensor's file
+ * ("small.idx: samples of 'image' are f32[27, 27] (729 elements); the
+ * model's input 'image' takes f32[1, 28, 28] (784 elements)"). */
+int lathe_ds_input_check(const lathe_dataset *d, const char *name, const lathe_ds_input *in,
+                         const lathe_ds_augment *aug, char *err, size_t errlen);
+
+/* Samples idx[0..batch) of tensor `name` into out (batch samples of in's
+ * dtype and shape, the caller's), each converted, augmented with aug as
+ * drawn for (epoch, idx[k]) (aug NULL: not augmented) and normalized.
+ * Everything lathe_ds_input_check checks, and every index (as
+ * lathe_ds_gather), is checked before anything is written: 0, or -1 with a
+ * message and out untouched.  Without conversion, normalization or
+ * augmentation it is lathe_ds_gather.  Reads d only: threads may gather from
+ * one dataset at once. */
+int lathe_ds_gather_input(const lathe_dataset *d, const char *name, const lathe_ds_input *in,
+                          const lathe_ds_augment *aug, int64_t epoch, const int64_t *idx, int64_t batch, void *out,
+                          char *err, size_t errlen);
 
 /* Free d and everything it owns.  NULL is allowed. */
 void lathe_ds_free(lathe_dataset *d);

@@ -3,7 +3,9 @@
  * type, a table of bad files (one row per rule the reader enforces), every
  * prefix of a valid file (raw and gzip) refused, byte flips that never
  * crash, gather and check, datasets from safetensors and from memory, the
- * shuffle against values worked out from the documented algorithm, and the
+ * shuffle against values worked out from the documented algorithm, U8 and
+ * I32 data converted as it is gathered, normalization and seeded crops and
+ * flips against hand-computed images, and the
  * real Fashion-MNIST test set when Debian's dataset-fashion-mnist is
  * installed. */
 #include <dirent.h>
@@ -675,6 +677,336 @@ static void test_permutation(void **state) {
     for (int i = 0; i < 6; i++) assert_true(count[i] > 850 && count[i] < 1150);
 }
 
+/* ---- feeding a model's input: U8 and I32 data, normalization, augmentation ---- */
+
+/* U8 pixels and I32 labels in a safetensors file (written here) stay as
+ * stored and are converted as a batch is gathered: pixels to f32 as
+ * (float)v / 255.0f (255 exactly 1), or v for a raw input, to f64 as
+ * v / 255.0, labels to i64; IDX loaded compactly gives the bits of the IDX
+ * loader's f32 and i64. */
+static void test_input_conversion(void **state) {
+    (void)state;
+    static const uint8_t px[3 * 4] = {0, 255, 51, 128, 1, 2, 3, 4, 254, 0, 255, 17};
+    static const int32_t lab[3] = {9, -1, 70000};
+    lathe_st_tensor ts[2] = {{"image", LATHE_RT_U8, 4, {3, 1, 2, 2}, px}, {"label", LATHE_RT_I32, 1, {3}, lab}};
+    char path[512], err[512];
+    path_in_tmp(path, sizeof path, "u8.safetensors");
+    assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
+    lathe_dataset *d = lathe_ds_load_safetensors(path, err, sizeof err);
+    if (!d) fail_msg("%s", err);
+    assert_int_equal(lathe_ds_find(d, "image")->dtype, LATHE_RT_U8); /* kept as stored */
+    assert_int_equal(lathe_ds_find(d, "label")->dtype, LATHE_RT_I32);
+    lathe_ds_input f32 = {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 2, 2}, .scale = true};
+    lathe_ds_input lab64 = {.dtype = LATHE_RT_I64, .rank = 0};
+    const int64_t idx[2] = {2, 0};
+    float x[8];
+    assert_int_equal(lathe_ds_gather_input(d, "image", &f32, NULL, 0, idx, 2, x, err, sizeof err), 0);
+    assert_true(x[0] == 254.0f / 255.0f && x[1] == 0.0f && x[2] == 1.0f && x[3] == 17.0f / 255.0f);
+    assert_true(x[4] == 0.0f && x[5] == 1.0f && x[6] == 0.2f && x[7] == 128.0f / 255.0f);
+    f32.scale = false; /* a raw input */
+    assert_int_equal(lathe_ds_gather_input(d, "image", &f32, NULL, 0, idx, 2, x, err, sizeof err), 0);
+    assert_true(x[0] == 254.0f && x[2] == 255.0f && x[7] == 128.0f);
+    lathe_ds_input f64 = {.dtype = LATHE_RT_F64, .rank = 1, .shape = {4}, .scale = true}; /* another shape, same count */
+    double xd[4];
+    assert_int_equal(lathe_ds_gather_input(d, "image", &f64, NULL, 0, idx + 1, 1, xd, err, sizeof err), 0);
+    assert_true(xd[0] == 0.0 && xd[1] == 1.0 && xd[2] == 0.2 && xd[3] == 128.0 / 255.0);
+    int64_t y[3];
+    const int64_t all[3] = {0, 1, 2};
+    assert_int_equal(lathe_ds_gather_input(d, "label", &lab64, NULL, 0, all, 3, y, err, sizeof err), 0);
+    assert_true(y[0] == 9 && y[1] == -1 && y[2] == 70000);
+    lathe_ds_input u8_64 = {.dtype = LATHE_RT_I64, .rank = 2, .shape = {2, 2}};
+    int64_t yy[4];
+    assert_int_equal(lathe_ds_gather_input(d, "image", &u8_64, NULL, 0, idx, 1, yy, err, sizeof err), 0);
+    assert_true(yy[0] == 254 && yy[1] == 0 && yy[2] == 255 && yy[3] == 17);
+
+    /* refusals, out untouched */
+    static const struct {
+        const char *tensor;
+        lathe_ds_input in;
+        lathe_ds_augment aug;
+        const char *expect;
+    } bad[] = {
+        {"image", {.dtype = LATHE_RT_F32, .rank = 2, .shape = {3, 3}}, {0},
+         "u8.safetensors: samples of 'image' are u8[1, 2, 2] (4 elements); the model's input 'image' takes f32[3, 3] "
+         "(9 elements)"},
+        {"label", {.dtype = LATHE_RT_BOOL, .rank = 0}, {0},
+         "samples of 'label' are i32[] (1 elements); the model's input 'label' takes bool[] (1 elements); a dataset "
+         "converts u8 and i32 to f32, f64 and i64"},
+        {"label", {.dtype = LATHE_RT_I64, .rank = 0, .norm = {.channels = 1, .mean = {0}, .std = {1}}}, {0},
+         "u8.safetensors: the model's input 'label' is i64[]: normalization applies to float (image) inputs only"},
+        {"label", {.dtype = LATHE_RT_I64, .rank = 0}, {.hflip = true},
+         "the model's input 'label' is i64[]: augmentation applies to float (image) inputs only"},
+        {"image", {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 2, 2}, .norm = {.channels = 3, .mean = {0, 0, 0}, .std = {1, 1, 1}}},
+         {0},
+         "u8.safetensors: normalization with 3 channels, but the model's input 'image' takes f32[1, 2, 2]: 1 channel "
+         "(the channels are axis 1 of [N, C, H, W])"},
+        {"image", {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 2, 2}, .norm = {.channels = 1, .mean = {0}, .std = {0}}},
+         {0}, "input 'image': normalization of channel 0: mean 0, std 0 (finite, std > 0)"},
+        {"image", {.dtype = LATHE_RT_F32, .rank = 1, .shape = {4}}, {.crop_pad = 1},
+         "augmentation crops and flips the last two axes (H, W) of a sample, but the model's input 'image' takes "
+         "samples of f32[4]"},
+        {"image", {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 2, 2}}, {.crop_pad = LATHE_DS_MAX_PAD + 1},
+         "random-crop padding 4097 is outside 0..4096"},
+        {"nope", {.dtype = LATHE_RT_F32, .rank = 0}, {0}, "no tensor named 'nope'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        float out[16] = {-7};
+        err[0] = 0;
+        assert_int_equal(lathe_ds_input_check(d, bad[i].tensor, &bad[i].in, &bad[i].aug, err, sizeof err), -1);
+        if (!strstr(err, bad[i].expect)) fail_msg("row %zu: message\n  %s\nwithout\n  %s", i, err, bad[i].expect);
+        assert_int_equal(lathe_ds_gather_input(d, bad[i].tensor, &bad[i].in, &bad[i].aug, 0, idx, 1, out, err, sizeof err),
+                         -1);
+        assert_true(out[0] == -7);
+    }
+    const int64_t outside[2] = {0, 3};
+    assert_int_equal(lathe_ds_gather_input(d, "image", &f32, NULL, 0, outside, 2, x, err, sizeof err), -1);
+    assert_non_null(strstr(err, "index 3 (idx[1]) is outside [0, 3)"));
+    lathe_ds_free(d);
+
+    /* IDX, compactly: U8 images and labels, the same bits after a gather */
+    char im[512], lb[512];
+    path_in_tmp(im, sizeof im, "c-images");
+    path_in_tmp(lb, sizeof lb, "c-labels.gz");
+    write_pair(im, lb, false);
+    write_file(lb, labels_u8, sizeof labels_u8, true);
+    lathe_dataset *c = lathe_ds_load_idx_compact(im, lb, "x", "y", err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    lathe_dataset *w = load(im, lb, true);
+    assert_int_equal(lathe_ds_find(c, "x")->dtype, LATHE_RT_U8);
+    assert_int_equal(lathe_ds_find(c, "y")->dtype, LATHE_RT_U8);
+    assert_memory_equal(lathe_ds_find(c, "x")->data, images_u8 + 16, 12);
+    lathe_ds_input cx = {.dtype = LATHE_RT_F32, .rank = 2, .shape = {2, 2}, .scale = true};
+    float a[12], b[12];
+    int64_t ya[3], yb[3];
+    assert_int_equal(lathe_ds_gather_input(c, "x", &cx, NULL, 0, all, 3, a, err, sizeof err), 0);
+    assert_int_equal(lathe_ds_gather(w, "x", all, 3, b, err, sizeof err), 0);
+    assert_memory_equal(a, b, sizeof a);
+    assert_int_equal(lathe_ds_gather_input(c, "y", &lab64, NULL, 0, all, 3, ya, err, sizeof err), 0);
+    assert_int_equal(lathe_ds_gather(w, "y", all, 3, yb, err, sizeof err), 0);
+    assert_memory_equal(ya, yb, sizeof ya);
+    lathe_ds_free(c);
+    lathe_ds_free(w);
+    /* int16 images and labels become I32, the images f32 values as load_idx's */
+    static const unsigned char i16[] = {0, 0, 0x0B, 2, 0, 0, 0, 2, 0, 0, 0, 1, 0xFF, 0xFE, 0x01, 0x2C};
+    static const unsigned char l16[] = {0, 0, 0x0B, 1, 0, 0, 0, 2, 0, 3, 0x7F, 0xFF};
+    write_file(im, i16, sizeof i16, false);
+    write_file(lb, l16, sizeof l16, false);
+    c = lathe_ds_load_idx_compact(im, lb, "x", "y", err, sizeof err);
+    if (!c) fail_msg("%s", err);
+    assert_int_equal(lathe_ds_find(c, "x")->dtype, LATHE_RT_I32);
+    const int32_t *v = lathe_ds_find(c, "x")->data;
+    assert_true(v[0] == -2 && v[1] == 300);
+    lathe_ds_input one = {.dtype = LATHE_RT_F32, .rank = 1, .shape = {1}, .scale = true};
+    assert_int_equal(lathe_ds_gather_input(c, "x", &one, NULL, 0, all, 2, a, err, sizeof err), 0);
+    assert_true(a[0] == -2.0f && a[1] == 300.0f); /* never scaled: only unsigned bytes are pixels */
+    assert_int_equal(lathe_ds_gather_input(c, "y", &lab64, NULL, 0, all, 2, ya, err, sizeof err), 0);
+    assert_true(ya[0] == 3 && ya[1] == 32767);
+    lathe_ds_free(c);
+    unlink(im);
+    unlink(lb);
+    unlink(path);
+}
+
+/* --normalize's syntax, and torchvision's Normalize on hand values */
+static void test_normalize(void **state) {
+    (void)state;
+    char err[512];
+    lathe_ds_normalize n;
+    assert_int_equal(lathe_ds_parse_normalize("0.5,0.25", &n, err, sizeof err), 0);
+    assert_true(n.channels == 1 && n.mean[0] == 0.5 && n.std[0] == 0.25);
+    assert_int_equal(lathe_ds_parse_normalize("0.485,0.456,0.406/0.229,0.224,0.225", &n, err, sizeof err), 0);
+    assert_true(n.channels == 3 && n.mean[1] == 0.456 && n.std[2] == 0.225);
+    assert_int_equal(lathe_ds_parse_normalize("1e-1/2", &n, err, sizeof err), 0);
+    assert_true(n.channels == 1 && n.mean[0] == 0.1 && n.std[0] == 2);
+    static const struct {
+        const char *spec, *expect;
+    } bad[] = {
+        {"", "normalization '': 0 numbers"},
+        {"0.5", "normalization '0.5': 1 numbers (expected MEAN,STD or M1,...,MC/S1,...,SC; several channels need the slash)"},
+        {"1,2,3", "3 numbers"},
+        {"0.5,x", "normalization '0.5,x': 'x' is not a finite number"},
+        {"nan,1", "'nan' is not a finite number"},
+        {"1,inf", "'inf' is not a finite number"},
+        {"1,2/3", "normalization '1,2/3': 2 means and 1 standard deviations; one of each per channel"},
+        {"1/2/3", "two slashes"},
+        {"1,", "a number is missing at the end"},
+        {"1/0", "normalization '1/0': standard deviation 0 of channel 0 is not > 0"},
+        {"0,0/1,-1", "standard deviation -1 of channel 1 is not > 0"},
+        {"1;2", "'1;2' is not a finite number"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        n.channels = -5;
+        err[0] = 0;
+        assert_int_equal(lathe_ds_parse_normalize(bad[i].spec, &n, err, sizeof err), -1);
+        if (!strstr(err, bad[i].expect)) fail_msg("'%s': message\n  %s\nwithout\n  %s", bad[i].spec, err, bad[i].expect);
+        assert_int_equal(n.channels, -5); /* untouched */
+    }
+    char many[2048] = "";
+    for (int c = 0; c < 2 * LATHE_DS_MAX_CHANNELS + 2; c++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s1", c == 0 ? "" : c == LATHE_DS_MAX_CHANNELS + 1 ? "/" : ",");
+    assert_int_equal(lathe_ds_parse_normalize(many, &n, err, sizeof err), -1);
+    assert_non_null(strstr(err, "more than 64 channels"));
+
+    /* one channel, U8 pixels: (v / 255 - 0.5) / 0.25; 0 and 255 give -2 and 2 exactly */
+    static const uint8_t px[4] = {0, 255, 51, 128};
+    lathe_st_tensor t = {"x", LATHE_RT_U8, 3, {1, 2, 2}, px};
+    lathe_dataset *d = lathe_ds_from_tensors(&t, 1, "mem", err, sizeof err);
+    assert_non_null(d);
+    lathe_ds_input in = {.dtype = LATHE_RT_F32, .rank = 2, .shape = {2, 2}, .scale = true,
+                         .norm = {.channels = 1, .mean = {0.5}, .std = {0.25}}};
+    const int64_t zero = 0;
+    float x[4];
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, NULL, 0, &zero, 1, x, err, sizeof err), 0);
+    assert_true(x[0] == -2.0f && x[1] == 2.0f);
+    assert_true(fabsf(x[2] - -1.2f) < 1e-6f && fabsf(x[3] - 0.00784314f) < 1e-6f); /* 0.2 and 128/255 */
+    lathe_ds_free(d);
+
+    /* two channels of 1 x 2, raw f32 data: channel 0 (x - 0) / 1, channel 1 (x - 1) / 2 */
+    static const float raw[4] = {10, 20, 30, 40};
+    lathe_st_tensor r = {"x", LATHE_RT_F32, 2, {1, 4}, raw};
+    d = lathe_ds_from_tensors(&r, 1, "mem", err, sizeof err);
+    lathe_ds_input two = {.dtype = LATHE_RT_F32, .rank = 3, .shape = {2, 1, 2}, .norm = {.channels = 2, .mean = {0, 1}, .std = {1, 2}}};
+    assert_int_equal(lathe_ds_gather_input(d, "x", &two, NULL, 0, &zero, 1, x, err, sizeof err), 0);
+    assert_true(x[0] == 10 && x[1] == 20 && x[2] == 14.5f && x[3] == 19.5f);
+    lathe_ds_free(d);
+    static const double rawd[4] = {10, 20, 30, 40};
+    r.dtype = LATHE_RT_F64, r.data = rawd;
+    d = lathe_ds_from_tensors(&r, 1, "mem", err, sizeof err);
+    two.dtype = LATHE_RT_F64;
+    two.norm.mean[1] = 0.1;
+    double xd[4];
+    assert_int_equal(lathe_ds_gather_input(d, "x", &two, NULL, 0, &zero, 1, xd, err, sizeof err), 0);
+    assert_true(xd[0] == 10 && xd[1] == 20 && xd[2] == (30 - 0.1) / 2 && xd[3] == (40 - 0.1) / 2);
+    lathe_ds_free(d);
+}
+
+/* The draw against a separate Python transcription of dataset.h's
+ * algorithm; crops and flips of a 1 x 3 x 3 image with padding 1 worked out
+ * by hand; what a sample gets depends on (seed, epoch, sample) only. */
+static void test_augment(void **state) {
+    (void)state;
+    static const struct {
+        uint64_t seed;
+        int64_t epoch, sample, pad;
+        bool hflip;
+        int64_t dy, dx;
+        bool flip;
+    } known[] = {
+        {0, 0, 0, 1, true, 0, 2, false},      {0, 0, 1, 1, true, 1, 1, false},
+        {42, 3, 17, 4, true, 4, 5, false},    {42, 4, 17, 4, true, 8, 6, true},
+        {7, 0, 123456, 2, false, 4, 2, false}, {UINT64_MAX, -1, 5, 1, true, 0, 1, false},
+    };
+    for (size_t k = 0; k < sizeof known / sizeof known[0]; k++) {
+        lathe_ds_augment a = {.crop_pad = known[k].pad, .hflip = known[k].hflip, .seed = known[k].seed};
+        int64_t dy, dx;
+        bool flip;
+        lathe_ds_augment_draw(&a, known[k].epoch, known[k].sample, &dy, &dx, &flip);
+        if (dy != known[k].dy || dx != known[k].dx || flip != known[k].flip)
+            fail_msg("row %zu: (%lld, %lld, %d), expected (%lld, %lld, %d)", k, (long long)dy, (long long)dx, flip,
+                     (long long)known[k].dy, (long long)known[k].dx, known[k].flip);
+    }
+    int64_t dy = 9, dx = 9;
+    bool flip = true;
+    lathe_ds_augment_draw(NULL, 0, 0, &dy, &dx, &flip);
+    assert_true(dy == 0 && dx == 0 && !flip);
+
+    /* the image 1..9, 300 copies, as the input f32[1, 3, 3] */
+    enum { N = 300 };
+    static float img[N][9];
+    for (int s = 0; s < N; s++)
+        for (int e = 0; e < 9; e++) img[s][e] = (float)(e + 1);
+    lathe_st_tensor t = {"x", LATHE_RT_F32, 3, {N, 3, 3}, img};
+    char err[512];
+    lathe_dataset *d = lathe_ds_from_tensors(&t, 1, "mem", err, sizeof err);
+    assert_non_null(d);
+    lathe_ds_input in = {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 3, 3}};
+    lathe_ds_augment aug = {.crop_pad = 1, .hflip = true, .seed = 11};
+    /* torchvision: pad with a ring of zeros to 5 x 5, take the 3 x 3 window
+     * at row dy, column dx, then mirror the columns if flipped */
+    static const struct {
+        int dy, dx, flip;
+        float out[9];
+    } hand[] = {
+        {1, 1, 0, {1, 2, 3, 4, 5, 6, 7, 8, 9}},
+        {1, 1, 1, {3, 2, 1, 6, 5, 4, 9, 8, 7}},
+        {0, 0, 0, {0, 0, 0, 0, 1, 2, 0, 4, 5}},
+        {2, 2, 0, {5, 6, 0, 8, 9, 0, 0, 0, 0}},
+        {1, 0, 0, {0, 1, 2, 0, 4, 5, 0, 7, 8}},
+        {0, 2, 1, {0, 0, 0, 0, 3, 2, 0, 6, 5}},
+        {2, 0, 1, {5, 4, 0, 8, 7, 0, 0, 0, 0}},
+    };
+    int seen[3][3][2] = {{{0}}}, matched[sizeof hand / sizeof hand[0]] = {0};
+    int64_t idx[N];
+    for (int s = 0; s < N; s++) idx[s] = s;
+    static float out[N][9], again[N][9];
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, &aug, 2, idx, N, out, err, sizeof err), 0);
+    for (int s = 0; s < N; s++) {
+        lathe_ds_augment_draw(&aug, 2, s, &dy, &dx, &flip);
+        assert_true(dy >= 0 && dy <= 2 && dx >= 0 && dx <= 2);
+        seen[dy][dx][flip]++;
+        for (size_t h = 0; h < sizeof hand / sizeof hand[0]; h++)
+            if (hand[h].dy == dy && hand[h].dx == dx && hand[h].flip == flip) {
+                if (memcmp(out[s], hand[h].out, sizeof hand[h].out))
+                    fail_msg("sample %d, crop (%d, %d)%s: not the hand-computed image", s, hand[h].dy, hand[h].dx,
+                             hand[h].flip ? " flipped" : "");
+                matched[h]++;
+            }
+    }
+    for (size_t h = 0; h < sizeof hand / sizeof hand[0]; h++)
+        if (!matched[h]) fail_msg("no sample drew hand case %zu in epoch 2 (the test needs another seed)", h);
+    for (int a = 0; a < 3; a++) /* 18 outcomes, about 17 of 300 each */
+        for (int b = 0; b < 3; b++)
+            for (int f = 0; f < 2; f++) assert_true(seen[a][b][f] >= 4 && seen[a][b][f] <= 40);
+    /* the same sample, in any batch and position, gets the same crop; another epoch another one */
+    int64_t rev[N];
+    for (int s = 0; s < N; s++) rev[s] = N - 1 - s;
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, &aug, 2, rev, N, again, err, sizeof err), 0);
+    for (int s = 0; s < N; s++) assert_memory_equal(again[s], out[N - 1 - s], sizeof out[s]);
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, &aug, 3, idx, N, again, err, sizeof err), 0);
+    assert_true(memcmp(again, out, sizeof out) != 0);
+    /* flip only: every image is the original or its mirror; no augmentation: the original */
+    lathe_ds_augment flip_only = {.hflip = true, .seed = 11};
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, &flip_only, 0, idx, N, out, err, sizeof err), 0);
+    int flipped = 0;
+    for (int s = 0; s < N; s++) {
+        bool same = !memcmp(out[s], hand[0].out, sizeof hand[0].out), mirror = !memcmp(out[s], hand[1].out, sizeof hand[1].out);
+        assert_true(same || mirror);
+        flipped += mirror;
+    }
+    assert_true(flipped > 110 && flipped < 190); /* p = 0.5 */
+    lathe_ds_augment none = {.seed = 11};
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, &none, 0, idx, 1, out, err, sizeof err), 0);
+    assert_memory_equal(out[0], hand[0].out, sizeof hand[0].out);
+    /* normalized after the crop: the zero padding becomes (0 - 0.5) / 0.5 = -1 */
+    in.norm = (lathe_ds_normalize){.channels = 1, .mean = {0.5}, .std = {0.5}};
+    assert_int_equal(lathe_ds_gather_input(d, "x", &in, &aug, 2, idx, N, out, err, sizeof err), 0);
+    for (int s = 0; s < N; s++) {
+        lathe_ds_augment_draw(&aug, 2, s, &dy, &dx, &flip);
+        if (dy == 0 && dx == 0 && !flip) {
+            static const float want[9] = {-1, -1, -1, -1, 1, 3, -1, 7, 9}; /* (x - 0.5) / 0.5 = 2x - 1 */
+            assert_memory_equal(out[s], want, sizeof want);
+        }
+    }
+    lathe_ds_free(d);
+
+    /* U8 pixels, scaled, cropped: the same padding (0) */
+    static uint8_t px[N][9];
+    for (int s = 0; s < N; s++)
+        for (int e = 0; e < 9; e++) px[s][e] = (uint8_t)(255 * (e % 2));
+    lathe_st_tensor u = {"x", LATHE_RT_U8, 2, {N, 9}, px};
+    d = lathe_ds_from_tensors(&u, 1, "mem", err, sizeof err);
+    lathe_ds_input scaled = {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 3, 3}, .scale = true};
+    assert_int_equal(lathe_ds_gather_input(d, "x", &scaled, &aug, 2, idx, N, out, err, sizeof err), 0);
+    for (int s = 0; s < N; s++) {
+        lathe_ds_augment_draw(&aug, 2, s, &dy, &dx, &flip);
+        if (dy == 2 && dx == 2 && !flip) { /* 0 1 0 / 1 0 1 / 0 1 0 shifted up and left */
+            static const float want[9] = {0, 1, 0, 1, 0, 0, 0, 0, 0};
+            assert_memory_equal(out[s], want, sizeof want);
+        }
+    }
+    lathe_ds_free(d);
+}
+
 /* ---- the real thing ---- */
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
@@ -795,6 +1127,9 @@ int main(void) {
         cmocka_unit_test(test_gather_check),
         cmocka_unit_test(test_safetensors_and_memory),
         cmocka_unit_test(test_permutation),
+        cmocka_unit_test(test_input_conversion),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_augment),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_fashion_mnist),
     };
