@@ -50,6 +50,10 @@ typedef struct {
     double clip_norm, clip_value; /* --clip-grad-norm, --clip-grad-value; 0: none */
     int64_t accumulate;       /* --accumulate K: micro-batches per step (1: none) */
     const char *log_file;     /* --log-file: a JSON line per step and per evaluation */
+    const char *normalize;    /* --normalize SPEC, parsed into norm */
+    lathe_ds_normalize norm;  /* of the image input, training and evaluation data */
+    int64_t crop_pad;         /* --random-crop PAD (0: none), training data */
+    bool hflip;               /* --hflip, training data */
     const char *optimizer;
     double lr, momentum, weight_decay;
     bool lr_given, momentum_given, wd_given;
@@ -109,8 +113,11 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  with two inputs i64[N, T]: windows of T + 1 bytes of FILE (tokens 0..255;\n"
             "  a directory: its text files in name order, as /usr/share/games/fortunes),\n"
             "  the first T to the first input and the last T to the second, from the first\n"
-            "  90%% of the file (its last 10%% for --eval).  Unsigned-byte pixels are scaled\n"
-            "  to [0, 1] unless the description marks the input raw.\n"
+            "  90%% of the file (its last 10%% for --eval).  Safetensors data may be stored\n"
+            "  as U8 or I32 (pixels, token ids): kept so in memory and converted batch by\n"
+            "  batch into what the input takes (u8 to f32 or f64, u8 and i32 to i64).\n"
+            "  Unsigned-byte pixels are scaled to [0, 1] (v / 255) unless the description\n"
+            "  marks the input raw.\n"
             "\n"
             "options:\n"
             "  --data SPEC            the training set (required)\n"
@@ -168,6 +175,18 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --log-every N          steps between log lines when not on a terminal (default 100;\n"
             "                         0: none)\n"
             "  -h, --help             show this help\n"
+            "\n"
+            "image data (the image input: the model's first input that is not the label):\n"
+            "  --normalize SPEC       torchvision's Normalize after the scaling to [0, 1], on\n"
+            "                         training and test data: MEAN,STD for every element, or\n"
+            "                         M1,...,MC/S1,...,SC per channel (axis 1 of [N, C, H, W]),\n"
+            "                         e.g. 0.485,0.456,0.406/0.229,0.224,0.225\n"
+            "  --random-crop PAD      training data: RandomCrop with padding PAD: the image\n"
+            "                         (last two axes, H x W) padded with PAD zeros on each side,\n"
+            "                         an H x W window at a random offset\n"
+            "  --hflip                training data: a left-right flip with probability 0.5\n"
+            "                         (crops and flips are drawn from --seed, the epoch and\n"
+            "                         the sample: the same for a resumed run, any threads)\n"
             "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
             "gradients, new parameters): TRAINER step --inputs B.safetensors -o OUT.safetensors\n"
@@ -366,6 +385,29 @@ static void idx_file(char *out, size_t len, const char *dir, const char *name) {
     }
 }
 
+/* The image input: the first that is not the label (what IDX images feed,
+ * what --normalize and the augmentation apply to), or -1. */
+static int image_input(const lathe_model_info *m) {
+    for (int i = 0; i < m->ninputs; i++)
+        if (!m->label || strcmp(m->inputs[i], m->label) != 0) return i;
+    return -1;
+}
+
+/* What model input i (tensor t, batch first) takes from a dataset: its
+ * dtype and sample shape, pixels scaled unless raw, and --normalize for
+ * the image input. */
+static lathe_ds_input input_of(const lathe_model_info *m, const lathe_rt_tensor *t, int i, const flags *f) {
+    lathe_ds_input in = {.dtype = t->dtype, .rank = t->rank > 0 ? t->rank - 1 : 0, .scale = !(m->raw && m->raw[i])};
+    for (int k = 1; k < t->rank; k++) in.shape[k - 1] = t->shape[k];
+    if (i == image_input(m)) in.norm = f->norm;
+    return in;
+}
+
+/* The augmentation of the training data's image input (on false: none). */
+static lathe_ds_augment augment_of(const flags *f, bool on) {
+    return on ? (lathe_ds_augment){.crop_pad = f->crop_pad, .hflip = f->hflip, .seed = f->seed} : (lathe_ds_augment){0};
+}
+
 /* The file tensor t of d was read from. */
 static const char *source_of(const lathe_dataset *d, const lathe_st_tensor *t) {
     for (int k = 0; k < lathe_ds_num_tensors(d); k++)
@@ -376,19 +418,13 @@ static const char *source_of(const lathe_dataset *d, const lathe_st_tensor *t) {
 /* Load SPEC (see the usage) for the model; test: the t10k files of a
  * directory.  Checks that every input is there with samples that fit. */
 static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, const char *spec, bool test,
-                                const char *prog) {
+                                const flags *f, const char *prog) {
     char err[1024] = "", images[PATH_MAX], labels[PATH_MAX];
     lathe_dataset *d = NULL;
     size_t n = strlen(spec);
     struct stat st;
-    const char *image_input = NULL;
-    bool raw = false;
-    for (int i = 0; i < m->ninputs; i++)
-        if (!m->label || strcmp(m->inputs[i], m->label) != 0) {
-            image_input = m->inputs[i];
-            raw = m->raw && m->raw[i];
-            break;
-        }
+    int image = image_input(m);
+    const char *image_input = image >= 0 ? m->inputs[image] : NULL;
     bool is_st = n > 12 && !strcmp(spec + n - 12, ".safetensors"), is_text = !strncmp(spec, "text:", 5);
     if (is_st) d = lathe_ds_load_safetensors(spec, err, sizeof err);
     else if (is_text) {
@@ -421,7 +457,7 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
                  m->name, m->ninputs, m->label ? "" : " and no label");
             return NULL;
         }
-        d = lathe_ds_load_idx(images, labels, image_input, m->label, !raw, err, sizeof err);
+        d = lathe_ds_load_idx_compact(images, labels, image_input, m->label, err, sizeof err);
     }
     if (!d) {
         fail(prog, "%s", err);
@@ -429,23 +465,19 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
     }
     for (int i = 0; i < m->ninputs; i++) {
         const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
-        const lathe_st_tensor *s = lathe_ds_find(d, m->inputs[i]);
-        char want[256], got[256];
+        char want[256];
         if (!t) continue; /* an input the program does not read */
         type_str(t->dtype, t->rank - 1, t->shape + 1, want, sizeof want);
-        if (!s) {
+        if (!lathe_ds_find(d, m->inputs[i])) {
             fail(prog, "%s: no tensor named '%s' (the model's input %s, samples of %s)", is_st ? spec : images,
                  m->inputs[i], m->inputs[i], want);
             lathe_ds_free(d);
             return NULL;
         }
-        int64_t per = 1, want_per = t->numel / (t->shape[0] ? t->shape[0] : 1);
-        for (int k = 1; k < s->rank; k++) per *= s->shape[k];
-        if (s->dtype != t->dtype || per != want_per || t->rank < 1) {
-            type_str(s->dtype, s->rank - 1, s->shape + 1, got, sizeof got);
-            fail(prog, "%s: samples of '%s' are %s (%lld elements); the model's input '%s' takes %s (%lld elements)",
-                 source_of(d, s),
-                 m->inputs[i], got, (long long)per, m->inputs[i], want, (long long)want_per);
+        lathe_ds_input in = input_of(m, t, i, f);
+        lathe_ds_augment aug = augment_of(f, !test && i == image);
+        if (lathe_ds_input_check(d, m->inputs[i], &in, &aug, err, sizeof err) != 0) {
+            fail(prog, "%s", err);
             lathe_ds_free(d);
             return NULL;
         }
@@ -456,10 +488,13 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
     for (int i = 0; i < m->ninputs; i++) {
         const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
         const lathe_st_tensor *lab = t && t->index_limit > 0 ? lathe_ds_find(d, m->inputs[i]) : NULL;
-        if (!lab || lab->dtype != LATHE_RT_I64) continue;
-        int64_t per = lathe_ds_sample_bytes(lab) / 8, count = lathe_ds_count(d) * per;
+        if (!lab || (lab->dtype != LATHE_RT_I64 && lab->dtype != LATHE_RT_I32 && lab->dtype != LATHE_RT_U8)) continue;
+        int64_t per = lathe_ds_sample_bytes(lab) / (int64_t)lathe_rt_dtype_size(lab->dtype);
+        int64_t count = lathe_ds_count(d) * per;
         for (int64_t e = 0; e < count; e++) {
-            int64_t v = ((const int64_t *)lab->data)[e];
+            int64_t v = lab->dtype == LATHE_RT_I64 ? ((const int64_t *)lab->data)[e]
+                        : lab->dtype == LATHE_RT_I32 ? ((const int32_t *)lab->data)[e]
+                                                     : ((const uint8_t *)lab->data)[e];
             if ((v < 0 || v >= t->index_limit) && v != t->index_ignore) {
                 fail(prog, "%s: %s %lld of sample %lld is outside [0, %lld): %s indexes %lld classes or rows with it",
                      source_of(d, lab), m->inputs[i], (long long)v, (long long)(e / (per ? per : 1)),
@@ -477,11 +512,19 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
     return d;
 }
 
-static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d, const int64_t *idx, const char *prog) {
+/* One batch, samples idx[0..batch), into r's inputs: converted, normalized
+ * and, for training (train true), augmented as drawn for epoch. */
+static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d, const int64_t *idx, const flags *f,
+                   bool train, int64_t epoch, const char *prog) {
     char err[512];
+    int image = image_input(m);
     for (int i = 0; i < m->ninputs; i++) {
         const lathe_rt_tensor *t = find(r, m->inputs[i], LATHE_RT_INPUT);
-        if (t && lathe_ds_gather(d, m->inputs[i], idx, m->batch, r->prog.arena + t->offset, err, sizeof err) != 0) {
+        if (!t) continue;
+        lathe_ds_input in = input_of(m, t, i, f);
+        lathe_ds_augment aug = augment_of(f, train && i == image);
+        if (lathe_ds_gather_input(d, m->inputs[i], &in, &aug, epoch, idx, m->batch, r->prog.arena + t->offset, err,
+                                  sizeof err) != 0) {
             fail(prog, "%s", err);
             return false;
         }
@@ -527,7 +570,7 @@ static void add_rows(const runner *ev, const lathe_rt_tensor *t, const lathe_rt_
  * one padded with copies of the last sample, which are not counted.  With
  * per-token outputs ("loss" of shape [N, T] or [N*T]) the means are over
  * tokens, ignored targets left out. */
-static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, int threads,
+static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, const flags *f,
                      double *loss, double *acc, double *acc5, const char *prog) {
     sync_eval(ev, tr);
     const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT),
@@ -542,11 +585,11 @@ static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, co
     for (int64_t b0 = 0; b0 < n; b0 += B) {
         int64_t rows = n - b0 < B ? n - b0 : B;
         for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < rows ? i : rows - 1);
-        if (!gather(m, ev, d, idx, prog)) {
+        if (!gather(m, ev, d, idx, f, false, 0, prog)) {
             free(idx);
             return false;
         }
-        lathe_rt_run(&ev->prog, threads);
+        lathe_rt_run(&ev->prog, f->threads);
         add_rows(ev, lt, wt, B, rows, &lsum, &lcount);
         add_rows(ev, ct, wt, B, rows, &csum, &ccount);
         add_rows(ev, c5, wt, B, rows, &c5sum, &c5count);
@@ -560,6 +603,15 @@ static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, co
 
 /* ---- checkpoints -------------------------------------------------------------------------- */
 
+/* What the data goes through (--normalize, --random-crop, --hflip), for a
+ * checkpoint's "trainer.data" and the warning of a resumed run that
+ * changes it. */
+static const char *data_label(const flags *f, char *buf, size_t len) {
+    snprintf(buf, len, "normalize %s, random-crop %lld, hflip %s", f->normalize ? f->normalize : "none",
+             (long long)f->crop_pad, f->hflip ? "yes" : "no");
+    return buf;
+}
+
 static bool save(const char *path, const runner *tr, lathe_optimizer *opt, const flags *f, int64_t samples,
                  int64_t step, const char *prog) {
     char err[1024], seed[32], batch[32], nsamp[32], stp[32], ol[160];
@@ -567,10 +619,12 @@ static bool save(const char *path, const runner *tr, lathe_optimizer *opt, const
     snprintf(batch, sizeof batch, "%lld", (long long)(f->batch * f->accumulate)); /* the effective batch */
     snprintf(nsamp, sizeof nsamp, "%lld", (long long)samples);
     snprintf(stp, sizeof stp, "%lld", (long long)step);
+    char dl[600];
     const char *keys[] = {"trainer.step", "trainer.seed", "trainer.shuffle", "trainer.batch", "trainer.samples",
-                          "trainer.optimizer"};
-    const char *vals[] = {stp, seed, f->shuffle ? "1" : "0", batch, nsamp, opt_label(&f->opt, ol, sizeof ol)};
-    if (lathe_rt_save_meta(path, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, keys, vals, 6, err, sizeof err)) {
+                          "trainer.optimizer", "trainer.data"};
+    const char *vals[] = {stp, seed, f->shuffle ? "1" : "0", batch, nsamp, opt_label(&f->opt, ol, sizeof ol),
+                          data_label(f, dl, sizeof dl)};
+    if (lathe_rt_save_meta(path, tr->prog.arena, tr->c->tensors, tr->c->ntensors, opt, keys, vals, 7, err, sizeof err)) {
         fail(prog, "%s", err);
         return false;
     }
@@ -645,6 +699,10 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
             const char *was = lathe_st_meta(sf, "trainer.optimizer");
             if (was && strcmp(was, opt_label(&f->opt, ol, sizeof ol)) != 0)
                 fprintf(stderr, "%s: --load %s: the run used %s; it goes on with %s\n", prog, f->load, was, ol);
+            char dl[600];
+            was = lathe_st_meta(sf, "trainer.data");
+            if (was && strcmp(was, data_label(f, dl, sizeof dl)) != 0)
+                fprintf(stderr, "%s: --load %s: the run's data had %s; it goes on with %s\n", prog, f->load, was, dl);
             f->seed = (uint64_t)v[1];
             f->shuffle = v[2] != 0;
             *step = v[0];
@@ -743,10 +801,10 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
              m->info.name);
         goto done;
     }
-    if (!(d = load_data(&m->info, &tr, f->data, false, prog))) goto done;
+    if (!(d = load_data(&m->info, &tr, f->data, false, f, prog))) goto done;
     if (f->eval) {
         if (!runner_init(&ev, &m->eval, f, prog)) goto done;
-        if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, prog))) goto done;
+        if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, f, prog))) goto done;
     }
     /* a step takes K = --accumulate micro-batches of the compiled batch: the
      * samples of one batch of K times its size, in the same order */
@@ -826,7 +884,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
             double l = 0;
             for (int64_t k = 0; k < K; k++) { /* the micro-batches, their gradients summed in order */
                 memcpy(idx, perm + (b * K + k) * m->info.batch, sizeof *idx * (size_t)m->info.batch);
-                if (!gather(&m->info, &tr, d, idx, prog)) {
+                if (!gather(&m->info, &tr, d, idx, f, true, epoch, prog)) {
                     rc = 1;
                     goto stop;
                 }
@@ -877,7 +935,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         if (f->eval) {
             evaluated_at = step;
             double te0 = now();
-            if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, &test_acc5, prog)) {
+            if (!evaluate(&m->info, &ev, &tr, td, f, &test_loss, &test_acc, &test_acc5, prog)) {
                 rc = 1;
                 goto stop;
             }
@@ -891,7 +949,7 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
     }
     /* a run that ends mid-epoch is evaluated at its end */
     if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted) {
-        if (!evaluate(&m->info, &ev, &tr, td, f->threads, &test_loss, &test_acc, &test_acc5, prog)) rc = 1;
+        if (!evaluate(&m->info, &ev, &tr, td, f, &test_loss, &test_acc, &test_acc5, prog)) rc = 1;
         else log_eval(log, step, step / spe + 1, NAN, test_loss, test_acc, test_acc5, m->info.classify);
     }
 stop:
@@ -941,6 +999,37 @@ done:
     return rc;
 }
 
+/* --normalize, --random-crop and --hflip against the model's image input
+ * (the data is checked again when it is loaded); false with a message. */
+static bool check_image_flags(const lathe_model_info *m, const lathe_rt_compiled *c, const flags *f, const char *prog) {
+    const char *flag = f->normalize ? "--normalize" : f->crop_pad ? "--random-crop" : f->hflip ? "--hflip" : NULL;
+    if (!flag) return true;
+    int i = image_input(m);
+    const lathe_rt_tensor *t = i >= 0 ? lathe_rt_find(c->tensors, c->ntensors, m->inputs[i]) : NULL;
+    char ty[256] = "";
+    if (t) type_str(t->dtype, t->rank, t->shape, ty, sizeof ty);
+    if (!t || (t->dtype != LATHE_RT_F32 && t->dtype != LATHE_RT_F64)) {
+        if (t)
+            fail(prog, "%s: %s's image input '%s' is %s; normalization and augmentation are for float images", flag,
+                 m->name, m->inputs[i], ty);
+        else
+            fail(prog, "%s: %s has no image input (an input that is not the label)", flag, m->name);
+        return false;
+    }
+    int C = f->norm.channels;
+    if (C > 1 && (t->rank < 2 || t->shape[1] != C)) {
+        fail(prog, "--normalize %s has %d channels, but %s's input '%s' is %s, with %lld on axis 1 (the channels of "
+             "[N, C, H, W])", f->normalize, C, m->name, m->inputs[i], ty, (long long)(t->rank < 2 ? 1 : t->shape[1]));
+        return false;
+    }
+    if ((f->crop_pad || f->hflip) && t->rank < 3) {
+        fail(prog, "%s: %s's input '%s' is %s; crops and flips need an image, [N, H, W] or [N, C, H, W]",
+             f->crop_pad ? "--random-crop" : "--hflip", m->name, m->inputs[i], ty);
+        return false;
+    }
+    return true;
+}
+
 static void flags_default(flags *f, const lathe_trainer_model *m) {
     memset(f, 0, sizeof *f);
     f->epochs = 1;
@@ -954,7 +1043,8 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
 
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
-           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE, O_LOG_FILE };
+           O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE, O_LOG_FILE,
+           O_NORMALIZE, O_RANDOM_CROP, O_HFLIP };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
         {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
@@ -970,7 +1060,8 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"lr-schedule", required_argument, 0, O_SCHED}, {"warmup", required_argument, 0, O_WARMUP},
         {"clip-grad-norm", required_argument, 0, O_CLIP_NORM}, {"clip-grad-value", required_argument, 0, O_CLIP_VALUE},
         {"accumulate", required_argument, 0, O_ACCUMULATE}, {"log-file", required_argument, 0, O_LOG_FILE},
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"normalize", required_argument, 0, O_NORMALIZE}, {"random-crop", required_argument, 0, O_RANDOM_CROP},
+        {"hflip", no_argument, 0, O_HFLIP}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
     flags_default(&f, m);
@@ -991,6 +1082,24 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         case O_NOSTRICT: f.strict = false; break;
         case O_SAVE: f.save = optarg; break;
         case O_LOG_FILE: f.log_file = optarg; break;
+        case O_HFLIP: f.hflip = true; break;
+        case O_NORMALIZE: {
+            char err[512];
+            if (lathe_ds_parse_normalize(optarg, &f.norm, err, sizeof err) != 0) {
+                fail(prog, "bad --normalize: %s", err);
+                return 2;
+            }
+            f.normalize = optarg;
+            break;
+        }
+        case O_RANDOM_CROP:
+            if (!parse_int(optarg, 1, &v) || v > LATHE_DS_MAX_PAD) {
+                fail(prog, "bad value '%s' for --random-crop (expected the padding, an integer from 1 to %d)", optarg,
+                     LATHE_DS_MAX_PAD);
+                return 2;
+            }
+            f.crop_pad = v;
+            break;
         case O_SCHED:
             if (!parse_schedule(optarg, &f.sched)) {
                 fail(prog, "bad --lr-schedule '%s' (expected step:SIZE:GAMMA, multistep:M1,M2,...:GAMMA, "
@@ -1073,6 +1182,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         return 2;
     }
     if (!make_optim(&f, prog)) return 2;
+    if (!check_image_flags(&m->info, &m->train, &f, prog)) return 2;
     return train(m, &f, prog);
 }
 

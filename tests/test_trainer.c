@@ -6,6 +6,8 @@
  *     identical checkpoints; safetensors data equals the same IDX data;
  *   - a run stopped mid-epoch and resumed equals one never stopped, bit for bit,
  *     whether stopped by --steps or by Ctrl-C (SIGINT) mid-run;
+ *   - U8/I32 data trains to the bits of f32/i64 data; with normalization,
+ *     random crops and flips, resumed and 1- and 2-thread runs agree;
  *   - `lathe step` on the ResNet-18 description matches PyTorch's fixture;
  *   - bad data, batch sizes and a NaN loss give their errors. */
 #include <fcntl.h>
@@ -147,6 +149,16 @@ static int setup(void **state) {
     snprintf(path, sizeof path, "%s/badbatch.safetensors", tmp);
     assert_int_equal(lathe_st_write(path, ts, 2, NULL, NULL, 0, err, sizeof err), 0);
     y[3] = tl[3];
+    /* the same training data as stored pixels and token ids: U8 images, I32 labels */
+    int32_t *y32 = malloc(sizeof *y32 * NTRAIN);
+    for (int i = 0; i < NTRAIN; i++) y32[i] = tl[i];
+    lathe_st_tensor ts8[2] = {{"image", LATHE_RT_U8, 4, {NTRAIN, 1, 28, 28}, ti}, {"label", LATHE_RT_I32, 1, {NTRAIN}, y32}};
+    snprintf(path, sizeof path, "%s/train_u8.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts8, 2, NULL, NULL, 0, err, sizeof err), 0);
+    y32[7] = 12;
+    snprintf(path, sizeof path, "%s/badlabel_i32.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, ts8, 2, NULL, NULL, 0, err, sizeof err), 0);
+    free(y32);
     /* bad files: a wrong magic number, truncated data */
     snprintf(path, sizeof path, "%s/bad-magic.idx", tmp);
     FILE *f = fopen(path, "wb");
@@ -542,6 +554,75 @@ static void test_resume(void **state) {
     expect_out("the run is already at step 64, past the 30 steps asked for");
 }
 
+/* Data stored as U8 pixels and I32 labels trains to the bits of the same
+ * data as f32 and i64; with --normalize, --random-crop and --hflip, a run
+ * stopped mid-epoch and resumed on another thread count ends with the bits
+ * of one never stopped, on 1 or 2 threads; bad image flags are refused. */
+static void test_augment_resume(void **state) {
+    (void)state;
+    int rc = run("%s/fashion --data %s/train_u8.safetensors --lr 0.05 --momentum 0.9 --shuffle --seed 3 --epochs 2 "
+                 "--threads 2 --save %s/ck_u8", tmp, tmp, tmp);
+    if (rc != 0) fail_msg("trainer on U8 data failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("ck_aot", "ck_u8"));
+#define AUG "%s/fashion " TRAIN_FLAGS " --epochs 2 --normalize 0.286,0.353 --random-crop 2 --hflip"
+    rc = run(AUG " --threads 2 --save %s/ck_aug2", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("augmented run failed (%d):\n%s", rc, out_text());
+    rc = run(AUG " --threads 1 --save %s/ck_aug1", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("augmented run on 1 thread failed (%d):\n%s", rc, out_text());
+    assert_true(same_file("ck_aug1", "ck_aug2"));
+    assert_false(same_file("ck_aot", "ck_aug1")); /* the augmentation changed something */
+    rc = run(AUG " --steps 40 --threads 1 --save %s/ck_aug_half", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("first half failed (%d):\n%s", rc, out_text());
+    rc = run(AUG " --threads 2 --load %s/ck_aug_half --save %s/ck_aug_half", tmp, tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("second half failed (%d):\n%s", rc, out_text());
+    expect_out("resuming after step 40");
+    assert_true(same_file("ck_aug2", "ck_aug_half"));
+    /* without the crop, another run: the crop was applied */
+    rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --normalize 0.286,0.353 --hflip --threads 2 --save %s/ck_flip", tmp,
+             tmp, tmp, tmp);
+    if (rc != 0) fail_msg("flip-only run failed (%d):\n%s", rc, out_text());
+    assert_false(same_file("ck_flip", "ck_aug2"));
+    /* resuming with other data flags goes on, and says so */
+    rc = run("%s/fashion " TRAIN_FLAGS " --epochs 2 --steps 70 --load %s/ck_aug1", tmp, tmp, tmp, tmp);
+    if (rc != 0) fail_msg("resumed run without the data flags failed (%d):\n%s", rc, out_text());
+    expect_out("the run's data had normalize 0.286,0.353, random-crop 2, hflip yes; it goes on with normalize none, "
+               "random-crop 0, hflip no");
+#undef AUG
+    /* bad flags: exit status 2 and what was wrong */
+    static const struct {
+        const char *flags, *expect;
+    } bad[] = {
+        {"--normalize x", "bad --normalize: normalization 'x': 'x' is not a finite number"},
+        {"--normalize 0.5", "bad --normalize: normalization '0.5': 1 numbers"},
+        {"--normalize 0.5,0", "standard deviation 0 of channel 0 is not > 0"},
+        {"--normalize 0.485,0.456,0.406/0.229,0.224,0.225",
+         "--normalize 0.485,0.456,0.406/0.229,0.224,0.225 has 3 channels, but fashion_cnn's input 'image' is "
+         "f32[32, 1, 28, 28], with 1 on axis 1 (the channels of [N, C, H, W])"},
+        {"--random-crop 0", "bad value '0' for --random-crop (expected the padding, an integer from 1 to 4096)"},
+        {"--random-crop -3", "bad value '-3' for --random-crop"},
+        {"--random-crop 5000", "bad value '5000' for --random-crop"},
+        {"--hflip=1", "--hflip"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        rc = run("%s/fashion --data %s/train.safetensors %s", tmp, tmp, bad[i].flags);
+        if (rc != 2) fail_msg("'%s': exit status %d, expected 2:\n%s", bad[i].flags, rc, out_text());
+        expect_out(bad[i].expect);
+    }
+    /* a model whose first input is token ids */
+    rc = run("%s train %s/examples/char_gpt.lathe -D context=8 -D layers=1 -D width=16 -D heads=2 --batch 4 "
+             "--data text:%s/README.md --hflip", lathe_bin, src_dir, src_dir);
+    if (rc != 2) fail_msg("--hflip on a language model: exit status %d, expected 2:\n%s", rc, out_text());
+    expect_out("--hflip: char_gpt's image input 'x' is i64[4, 8]; normalization and augmentation are for float "
+               "images");
+    /* a float input without an image's axes */
+    rc = run("%s train %s/tok.lathe --data %s/tok.safetensors --random-crop 1", lathe_bin, tmp, tmp);
+    if (rc != 2) fail_msg("--random-crop on f32[N, 3]: exit status %d, expected 2:\n%s", rc, out_text());
+    expect_out("--random-crop: tok's input 'x' is f32[2, 3]; crops and flips need an image, [N, H, W] or [N, C, H, W]");
+    /* I32 labels are checked against the classes as i64 ones are */
+    assert_int_equal(run("%s/fashion --data %s/badlabel_i32.safetensors", tmp, tmp), 1);
+    expect_out("badlabel_i32.safetensors: label 12 of sample 7 is outside [0, 10)");
+}
+
 /* TRAINER step and lathe step write the same file */
 static void test_trainer_step(void **state) {
     (void)state;
@@ -674,7 +755,7 @@ static void test_bad_inputs(void **state) {
     expect_out("trunc-images.idx");
     expect_out("truncated");
     assert_int_equal(run("%s/%s --data %s/small-images.idx,%s/train-labels.idx.gz", tmp, model, tmp, tmp), 1);
-    expect_out("small-images.idx: samples of 'image' are f32[27, 27] (729 elements); the model's input 'image' takes "
+    expect_out("small-images.idx: samples of 'image' are u8[27, 27] (729 elements); the model's input 'image' takes "
                "f32[1, 28, 28] (784 elements)");
     assert_int_equal(run("%s/%s --data %s/nonexistent", tmp, model, tmp), 1);
     expect_out("no such file or directory");
@@ -787,6 +868,7 @@ int main(void) {
         cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
         cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_augment_resume),
         cmocka_unit_test(test_trainer_step),
         cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_target_cpu),
