@@ -14,7 +14,10 @@
  *     int main(int argc, char **argv) { return lathe_trainer_main(&model, argc, argv); }
  *
  * so a native trainer and `lathe train` read the same flags and, for the
- * same machine code, give the same bits.  Depends on the runtime only (no IR,
+ * same machine code, give the same bits.  What the data flags do
+ * (--normalize, --random-crop, --hflip, and the conversion of U8 and I32
+ * data) is dataset.h's, for C programs that feed a model themselves:
+ * lathe_ds_gather_input with a lathe_ds_normalize and a lathe_ds_augment.  Depends on the runtime only (no IR,
  * no LLVM). */
 #ifndef LATHE_TRAINER_H
 #define LATHE_TRAINER_H
