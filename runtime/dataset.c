@@ -793,7 +793,7 @@ lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, 
         free(text);
         return NULL;
     }
-    int64_t *x = malloc(sizeof *x * (size_t)(S * T)), *y = malloc(sizeof *y * (size_t)(S * T));
+    uint8_t *x = malloc((size_t)(S * T)), *y = malloc((size_t)(S * T));
     lathe_dataset *d = NULL;
     if (x && y) {
         for (int64_t s = 0; s < S; s++)
@@ -801,7 +801,7 @@ lathe_dataset *lathe_ds_load_text(const char *path, int64_t T, double held_out, 
                 x[s * T + t] = text[begin + s * T + t];
                 y[s * T + t] = text[begin + s * T + t + 1];
             }
-        lathe_st_tensor ts[2] = {{input_name, LATHE_RT_I64, 2, {S, T}, x}, {target_name, LATHE_RT_I64, 2, {S, T}, y}};
+        lathe_st_tensor ts[2] = {{input_name, LATHE_RT_U8, 2, {S, T}, x}, {target_name, LATHE_RT_U8, 2, {S, T}, y}};
         d = lathe_ds_from_tensors(ts, 2, path, err, errlen);
     } else {
         lt_errf(err, errlen, "%s: out of memory", path);

@@ -118,9 +118,10 @@ lathe_dataset *lathe_ds_load_safetensors(const char *path, char *err, size_t err
  * (1 - held_out) of its bytes are the training part, the rest the
  * validation part (validation true), 0 < held_out < 1.  Sample s of a part
  * that starts at byte b is the window of T + 1 bytes at b + s T: tensor
- * input_name ([S, T], I64) holds its first T bytes and target_name its last
- * T (the same tokens one position on), so windows overlap by one byte and
- * S = (part bytes - 1) / T.  Refused, with a message naming the file: T < 1,
+ * input_name ([S, T], U8: the bytes as they are, i64 token ids once
+ * lathe_ds_gather_input converts them) holds its first T bytes and
+ * target_name its last T (the same tokens one position on), so windows
+ * overlap by one byte and S = (part bytes - 1) / T.  Refused, with a message naming the file: T < 1,
  * held_out outside (0, 1), a file that cannot be opened or read or is not a
  * regular file, text over LATHE_DS_MAX_BYTES / 16 bytes, a part shorter
  * than one window.  NULL on error; free with lathe_ds_free. */

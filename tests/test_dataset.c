@@ -1021,26 +1021,26 @@ static void test_text(void **state) {
     if (!d) fail_msg("%s", err);
     assert_int_equal(lathe_ds_count(d), 4); /* (15 - 1) / 3 windows: abcd defg ghij jklm */
     const lathe_st_tensor *x = lathe_ds_find(d, "x"), *y = lathe_ds_find(d, "y");
-    assert_int_equal(x->dtype, LATHE_RT_I64);
+    assert_int_equal(x->dtype, LATHE_RT_U8); /* the bytes as they are: i64 on gather */
     assert_int_equal(x->shape[1], 3);
     const char *xs = "abcdefghijkl", *ys = "bcdefghijklm";
     for (int i = 0; i < 12; i++) {
-        assert_int_equal(((const int64_t *)x->data)[i], xs[i]);
-        assert_int_equal(((const int64_t *)y->data)[i], ys[i]);
+        assert_int_equal(((const uint8_t *)x->data)[i], xs[i]);
+        assert_int_equal(((const uint8_t *)y->data)[i], ys[i]);
     }
     lathe_ds_free(d);
     d = lathe_ds_load_text(path, 3, 0.25, true, "x", "y", err, sizeof err); /* "pqrst": one window pqrs */
     if (!d) fail_msg("%s", err);
     assert_int_equal(lathe_ds_count(d), 1);
-    assert_int_equal(((const int64_t *)lathe_ds_find(d, "y")->data)[2], 's');
+    assert_int_equal(((const uint8_t *)lathe_ds_find(d, "y")->data)[2], 's');
     lathe_ds_free(d);
     /* bytes above 127 are tokens 128..255 */
     write_file(path, "\xc3\xa9\xff\x00z", 5, false);
     d = lathe_ds_load_text(path, 1, 0.2, false, "x", "y", err, sizeof err);
     if (!d) fail_msg("%s", err);
     assert_int_equal(lathe_ds_count(d), 3);
-    assert_int_equal(((const int64_t *)lathe_ds_find(d, "x")->data)[0], 0xc3);
-    assert_int_equal(((const int64_t *)lathe_ds_find(d, "y")->data)[1], 0xff);
+    assert_int_equal(((const uint8_t *)lathe_ds_find(d, "x")->data)[0], 0xc3);
+    assert_int_equal(((const uint8_t *)lathe_ds_find(d, "y")->data)[1], 0xff);
     lathe_ds_free(d);
     /* refused: a part shorter than a window, a bad fraction, a missing file */
     assert_null(lathe_ds_load_text(path, 4, 0.2, true, "x", "y", err, sizeof err));
@@ -1066,7 +1066,7 @@ static void test_text(void **state) {
     d = lathe_ds_load_text(dir, 3, 0.2, false, "x", "y", err, sizeof err); /* ABCDEF|GH: 6 bytes to train */
     if (!d) fail_msg("%s", err);
     assert_int_equal(lathe_ds_count(d), 1);
-    for (int i = 0; i < 3; i++) assert_int_equal(((const int64_t *)lathe_ds_find(d, "y")->data)[i], "BCD"[i]);
+    for (int i = 0; i < 3; i++) assert_int_equal(((const uint8_t *)lathe_ds_find(d, "y")->data)[i], "BCD"[i]);
     lathe_ds_free(d);
     unlink(link);
     snprintf(f, sizeof f, "%s/a.dat", dir), unlink(f);
