@@ -12,6 +12,7 @@
 #include "lathe_compiler.h"
 #include "lathe_desc.h"
 #include "lathe_trainer.h"
+#include "plot.h"
 #include "safetensors.h"
 
 static const char *main_usage =
@@ -26,6 +27,7 @@ static const char *main_usage =
     "                             one training step: loss, outputs, gradients, new parameters\n"
     "  sample MODEL --load CK     generate text from a language model trained on text:FILE\n"
     "  dump FILE                  check a model and print it at a compiler stage (text or DOT)\n"
+    "  plot LOG -o OUT.svg        draw a trainer's --log-file: loss and accuracy curves\n"
     "\n"
     "MODEL and FILE: a model description or Lathe's text IR, told apart by their\n"
     "text (IR statements start with '%'; a NAME.lathe is always a description).\n"
@@ -506,6 +508,7 @@ int main(int argc, char **argv) {
     if (!strcmp(verb, "train")) return cmd_run(argc - 1, argv + 1, LATHE_RUN_TRAIN);
     if (!strcmp(verb, "step")) return cmd_run(argc - 1, argv + 1, LATHE_RUN_STEP);
     if (!strcmp(verb, "sample")) return cmd_run(argc - 1, argv + 1, LATHE_RUN_SAMPLE);
+    if (!strcmp(verb, "plot")) return lt_plot_main(argc - 1, argv + 1);
     fprintf(stderr, "lathe: unknown verb '%s'\n%s", verb, main_usage);
     return 2;
 }

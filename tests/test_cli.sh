@@ -1,5 +1,5 @@
 #!/bin/sh
-# test_cli.sh - the lathe command line: help, dump in text and DOT, exit
+# test_cli.sh - the lathe command line: help, dump in text and DOT, plot, exit
 # statuses and error locations.  Usage: test_cli.sh PATH/TO/lathe
 set -u
 LATHE=$1
@@ -253,6 +253,33 @@ check "an unknown feature is refused" contains "$TMP/out" "'+avx9000' is not +FE
 check "compile refuses a feature without + or -" contains "$TMP/out" "'avx2' is not +FEATURE or -FEATURE"
 "$LATHE" dump "$EX/mlp.lathe" --stage jit >"$TMP/out" 2>&1
 check "the jit stage has nothing to dump" [ $? -eq 2 ]
+
+# plot: a log drawn as an SVG; its geometry is test_plot.c's
+printf '{"step": 1, "epoch": 1, "lr": 0.1, "loss": 2.3}\n{"step": 2, "epoch": 1, "lr": 0.1, "loss": NaN}\n' >"$TMP/run.jsonl"
+printf '{"step": 2, "epoch": 1, "train_loss": 2, "test_loss": 1.9, "test_accuracy": 0.3}\n' >>"$TMP/run.jsonl"
+"$LATHE" plot "$TMP/run.jsonl" >"$TMP/out" 2>&1
+check "plot exits 0" [ $? -eq 0 ]
+check "plot writes LOG.svg by default" contains "$TMP/run.svg" "<svg xmlns="
+check "plot says where it wrote" contains "$TMP/out" "wrote $TMP/run.svg (1 step, 1 evaluation)"
+check "plot says what it left out" contains "$TMP/out" "run.jsonl: 1 null, NaN or infinite value left out (the first at step 2)"
+"$LATHE" plot "$TMP/run.jsonl" -o - --title T >"$TMP/out.svg" 2>"$TMP/err"
+check "plot -o - writes standard output" sh -c "head -c 5 '$TMP/out.svg' | grep -q '<?xml' && grep -q '</svg>' '$TMP/out.svg'"
+printf '{"step": 1, "loss": 2}\n{"step": 2 "loss": 1}\n' >"$TMP/bad.jsonl"
+"$LATHE" plot "$TMP/bad.jsonl" -o "$TMP/bad.svg" >"$TMP/out" 2>&1
+check "a malformed log exits 1" [ $? -eq 1 ]
+check "a malformed line is located" contains "$TMP/out" "bad.jsonl:2: not valid JSON at column 12"
+check "a malformed log writes nothing" [ ! -e "$TMP/bad.svg" ]
+"$LATHE" plot "$TMP/missing.jsonl" >"$TMP/out" 2>&1
+check "a missing log exits 1" [ $? -eq 1 ]
+check "a missing log is named" contains "$TMP/out" "missing.jsonl: cannot open: No such file or directory"
+"$LATHE" plot >"$TMP/out" 2>&1
+check "plot without a log exits 2" [ $? -eq 2 ]
+"$LATHE" plot "$TMP/run.jsonl" --smooth 1.5 >"$TMP/out" 2>&1
+check "a bad --smooth exits 2" [ $? -eq 2 ]
+check "a bad --smooth is named" contains "$TMP/out" "bad value '1.5' for --smooth"
+"$LATHE" plot --help >"$TMP/out" 2>&1
+check "plot --help lists --log-y" contains "$TMP/out" "--log-y"
+check "help lists plot" contains "$TMP/help" "plot LOG -o OUT.svg"
 
 echo "cli: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
