@@ -25,8 +25,13 @@ ninja -C build >/dev/null
 
 if [ "${1:-}" != "--no-run" ]; then
     # The main job: compile the Fashion-MNIST CNN into a native trainer, train
-    # one epoch (SGD lr 0.05, momentum 0.9, batch 64), print the test accuracy.
+    # one epoch (SGD lr 0.05, momentum 0.9, batch 64), print the test accuracy,
+    # and draw the run's log (a JSON line per step) as a picture.
     ./build/lathe compile examples/fashion_cnn.lathe -o build/fashion_cnn
+    rm -f build/fashion_cnn.jsonl   # --log-file appends: one run per picture
     ./build/fashion_cnn --data /usr/share/datasets/fashion-mnist --epochs 1 \
-        --lr 0.05 --momentum 0.9 --shuffle --eval
+        --lr 0.05 --momentum 0.9 --shuffle --eval --log-file build/fashion_cnn.jsonl
+    ./build/lathe plot build/fashion_cnn.jsonl -o build/fashion_cnn.svg \
+        --title "fashion_cnn.lathe: one epoch of Fashion-MNIST (SGD, lr 0.05, momentum 0.9, batch 64)"
+    echo "setup: the training curves are in build/fashion_cnn.svg (open it in a web browser)"
 fi

@@ -513,9 +513,12 @@ static void draw_evals(FILE *o, const plot_log *L, const layout_t *l, int which,
     }
     for (int64_t i = 0; i < L->ne; i++) {
         double v = which == 0 ? L->e[i].test_loss : which == 1 ? L->e[i].acc : L->e[i].top5;
-        if (!isnan(v))
-            fprintf(o, "<circle class=\"%s\" cx=\"%.2f\" cy=\"%.2f\" r=\"3.5\" fill=\"%s\"/>\n", cls,
-                    px(l, L->e[i].step), py(a, f, scale * v), color);
+        if (isnan(v)) continue;
+        double x = px(l, L->e[i].step), y = py(a, f, scale * v);
+        fprintf(o, "<circle class=\"%s\" cx=\"%.2f\" cy=\"%.2f\" r=\"3.5\" fill=\"%s\"/>\n", cls, x, y, color);
+        if (which == 1 && n <= 10) /* a few top-1 accuracies: their values */
+            fprintf(o, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" font-size=\"11\" fill=\"%s\">%.2f%%</text>\n",
+                    x - 7, y - 6, color, 100 * v);
     }
 }
 
@@ -524,13 +527,54 @@ typedef struct {
     int kind; /* 0 a thin line, 1 a thick line, 2 a dot, 3 a dashed line and a dot */
 } legend_item;
 
-/* A legend in frame f's top right corner (bottom: its bottom right). */
-static void draw_legend(FILE *o, const frame *f, const legend_item *items, int n, bool bottom) {
+/* Whether pixel (x, y) lies in the box [x0, x1] x [y0, y1], widened by 4. */
+static bool inside(double x, double y, double x0, double y0, double x1, double y1) {
+    return x >= x0 - 4 && x <= x1 + 4 && y >= y0 - 4 && y <= y1 + 4;
+}
+
+/* How much of what panel acc (false: the loss panel) shows lies in the box
+ * [x0, x1] x [y0, y1]: its points, and points along the evaluation lines. */
+static int64_t covered(const plot_log *L, const layout_t *l, bool acc, double x0, double y0, double x1, double y1) {
+    int64_t n = 0;
+    for (int64_t i = 0; !acc && i < L->nt; i++) {
+        double x = px(l, L->t[i].step);
+        n += inside(x, py(&l->y_loss, &l->loss, L->t[i].loss), x0, y0, x1, y1);
+        if (L->smooth) n += inside(x, py(&l->y_loss, &l->loss, L->smooth[i]), x0, y0, x1, y1);
+    }
+    for (int which = acc ? 1 : 0; which <= (acc ? 2 : 0); which++) {
+        const axis *a = acc ? &l->y_acc : &l->y_loss;
+        const frame *f = acc ? &l->acc : &l->loss;
+        double scale = acc ? 100 : 1, lx = NAN, ly = NAN;
+        for (int64_t i = 0; i < L->ne; i++) {
+            double v = which == 0 ? L->e[i].test_loss : which == 1 ? L->e[i].acc : L->e[i].top5;
+            if (isnan(v)) continue;
+            double x = px(l, L->e[i].step), y = py(a, f, scale * v);
+            for (int k = 0; k <= 16; k++) /* the segment from the previous point, or the point */
+                if (k == 16 || !isnan(lx)) n += 4 * inside(isnan(lx) ? x : lx + (x - lx) * k / 16,
+                                                            isnan(ly) ? y : ly + (y - ly) * k / 16, x0, y0, x1, y1);
+            lx = x, ly = y;
+        }
+    }
+    return n;
+}
+
+/* A legend in the corner of panel acc (false: loss) that covers least of
+ * what it shows, trying the corners in the order given ("tr", "bl", ...). */
+static void draw_legend(FILE *o, const plot_log *L, const layout_t *l, bool acc, const legend_item *items, int n,
+                        const char *const order[4]) {
     if (n == 0) return;
+    const frame *f = acc ? &l->acc : &l->loss;
     double w = 0;
     for (int i = 0; i < n; i++) w = fmax(w, 6.3 * (double)strlen(items[i].text));
     w += 44;
-    double h = 18.0 * n + 8, x = f->x + f->w - w - 10, y = bottom ? f->y + f->h - h - 10 : f->y + 10;
+    double h = 18.0 * n + 8, x = 0, y = 0;
+    int64_t best = INT64_MAX;
+    for (int c = 0; c < 4 && best > 0; c++) {
+        double cx = order[c][1] == 'r' ? f->x + f->w - w - 10 : f->x + 10;
+        double cy = order[c][0] == 'b' ? f->y + f->h - h - 10 : f->y + 10;
+        int64_t k = covered(L, l, acc, cx, cy, cx + w, cy + h);
+        if (k < best) best = k, x = cx, y = cy;
+    }
     fprintf(o, "<g class=\"legend\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"white\" "
                "fill-opacity=\"0.85\" stroke=\"#ccc\"/>\n", x, y, w, h);
     for (int i = 0; i < n; i++) {
@@ -583,8 +627,11 @@ static void draw(FILE *o, const plot_log *L, const layout_t *l, const lt_plot_op
             WIDTH, l->height, WIDTH, l->height);
     const char *base = strrchr(log_path, '/');
     base = base ? base + 1 : log_path;
-    fprintf(o, "<text class=\"title\" x=\"%d\" y=\"26\" text-anchor=\"middle\" font-size=\"17\" font-weight=\"bold\">",
-            WIDTH / 2);
+    /* a long title gets a smaller font (bold sans-serif: about 0.62 em a character) */
+    size_t tl = opt->title ? strlen(opt->title) : strlen(base) + 10;
+    double fs = fmin(17, (WIDTH - 30) / (0.62 * (double)(tl ? tl : 1)));
+    fprintf(o, "<text class=\"title\" x=\"%d\" y=\"26\" text-anchor=\"middle\" font-size=\"%.1f\" "
+               "font-weight=\"bold\">", WIDTH / 2, fs);
     if (opt->title) xml_text(o, opt->title);
     else fputs("Training: ", o), xml_text(o, base);
     char sum[512];
@@ -623,11 +670,12 @@ static void draw(FILE *o, const plot_log *L, const layout_t *l, const lt_plot_op
     bool test_loss = false;
     for (int64_t i = 0; i < L->ne; i++) test_loss |= !isnan(L->e[i].test_loss);
     if (test_loss) items[n++] = (legend_item){"test loss", C_TEST, 2};
-    draw_legend(o, &l->loss, items, n, false);
+    static const char *const loss_corners[4] = {"tr", "tl", "br", "bl"}, *const acc_corners[4] = {"br", "tl", "bl", "tr"};
+    draw_legend(o, L, l, false, items, n, loss_corners);
     n = 0;
     if (l->has_acc) items[n++] = (legend_item){"test accuracy (top-1)", C_ACC, 2};
     if (l->has_top5) items[n++] = (legend_item){"top-5", C_TOP5, 3};
-    if (two) draw_legend(o, &l->acc, items, n, true);
+    if (two) draw_legend(o, L, l, true, items, n, acc_corners);
     fputs("</svg>\n", o);
 }
 
