@@ -25,6 +25,16 @@
  *     free(perm);
  *     lathe_ds_free(d);
  *
+ * As a trainer feeds its image input: the pixels kept as bytes (a quarter
+ * of the memory), each batch scaled to [0, 1], normalized, and cropped and
+ * flipped as drawn for (seed, epoch, sample):
+ *
+ *     lathe_dataset *c = lathe_ds_load_idx_compact(images, labels, "x", "y", err, sizeof err);
+ *     lathe_ds_input in = {.dtype = LATHE_RT_F32, .rank = 3, .shape = {1, 28, 28}, .scale = true};
+ *     lathe_ds_parse_normalize("0.286,0.353", &in.norm, err, sizeof err);   // mean, std
+ *     lathe_ds_augment aug = {.crop_pad = 2, .hflip = true, .seed = seed}; // NULL for test data
+ *     lathe_ds_gather_input(c, "x", &in, &aug, epoch, perm + b, 64, x_in, err, sizeof err);
+ *
  * IDX (http://yann.lecun.com/exdb/mnist/): two zero bytes, a type byte (0x08
  * unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32,
  * 0x0E float64), a byte with the number of dims (1..8), the dims as
@@ -37,8 +47,10 @@
  *
  * Tensors use safetensors.h's lathe_st_tensor and the runtime's dtypes
  * (lathe_rt_dtype: F32, F64, I64, BOOL, and U8 and I32 for data stored
- * compactly: pixels, token ids).  A dataset keeps its tensors in the dtype
- * they were stored in, and lathe_ds_gather_input converts a batch into what
+ * compactly: pixels, token ids).  A dataset from lathe_ds_load_idx_compact,
+ * a safetensors file or text keeps its tensors in the dtype they were stored
+ * in (lathe_ds_load_idx converts on load), and lathe_ds_gather_input
+ * converts a batch into what
  * a model's input takes as it gathers it (U8 pixels to f32 as v / 255, U8
  * or I32 labels and tokens to i64), normalizing and augmenting on the way:
  * a quarter (pixels) or an eighth (tokens) of the memory of converting the

@@ -171,7 +171,7 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         zero, and steps whose values underflow stay fast)\n"
             "  --log-file FILE        append a JSON line per step (step, epoch, lr, loss,\n"
             "                         samples_per_s) and per evaluation (train_loss, test_loss,\n"
-            "                         test_accuracy) to FILE, for plotting\n"
+            "                         test_accuracy, test_top5) to FILE; lathe plot FILE draws it\n"
             "  --log-every N          steps between log lines when not on a terminal (default 100;\n"
             "                         0: none)\n"
             "  -h, --help             show this help\n"
