@@ -50,12 +50,11 @@
  * compactly: pixels, token ids).  A dataset from lathe_ds_load_idx_compact,
  * a safetensors file or text keeps its tensors in the dtype they were stored
  * in (lathe_ds_load_idx converts on load), and lathe_ds_gather_input
- * converts a batch into what
- * a model's input takes as it gathers it (U8 pixels to f32 as v / 255, U8
- * or I32 labels and tokens to i64), normalizing and augmenting on the way:
- * a quarter (pixels) or an eighth (tokens) of the memory of converting the
- * whole dataset up front, for a conversion that costs little next to a
- * training step.
+ * converts a batch into what a model's input takes as it gathers it (U8
+ * pixels to f32 as v / 255, U8 or I32 labels and tokens to i64),
+ * normalizing and augmenting on the way: a quarter (pixels) or an eighth
+ * (tokens) of the memory of converting the whole dataset up front, for a
+ * conversion that costs little next to a training step.
  * Errors are return values (NULL or -1) with a message in err (errlen bytes;
  * err may be NULL) that starts with the file it is about; nothing here exits
  * or aborts on bad input.  Depends on zlib (and cJSON through safetensors.c). */
