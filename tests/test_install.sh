@@ -89,8 +89,8 @@ if command -v groff >/dev/null; then
     cat "$TMP/groff.err"
     groff -man -Tascii -P-c -P-b -P-o -P-u -rLL=250n "$MAN" >"$TMP/man.txt" 2>/dev/null
     # every verb and every long flag that lathe's helps list
-    { "$LATHE_BIN" --help; for v in compile train step sample dump; do "$LATHE_BIN" $v --help; done; } >"$TMP/helps" 2>&1
-    for v in compile train step sample dump; do
+    { "$LATHE_BIN" --help; for v in compile train step sample dump plot; do "$LATHE_BIN" $v --help; done; } >"$TMP/helps" 2>&1
+    for v in compile train step sample dump plot; do
         check "man page describes lathe $v" contains "$TMP/man.txt" "lathe $v"
     done
     for f in $(grep -oE -- '--[a-z][a-z0-9-]*' "$TMP/helps" | sort -u); do
