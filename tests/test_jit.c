@@ -1645,6 +1645,59 @@ static void test_permuted_rhs(void **state) {
     lathe_graph_free(g);
 }
 
+/* Random reassemblies of heads (permutes and reshapes, concatenated, then
+ * sliced with a step, under an elementwise op), at sizes where kernels are
+ * cut into pieces and their columns split: the JIT against the evaluator,
+ * 40 cases; at least some of them must have been cut. */
+static void test_pieces_random(void **state) {
+    (void)state;
+    uint64_t rs = 12345;
+    int cut = 0, split = 0;
+    for (int c = 0; c < 40; c++) {
+#define RND(n) ((int)((rs = rs * 6364136223846793005ULL + 1442695040888963407ULL) >> 33) % (n))
+        lathe_graph *g = lathe_graph_new();
+        int np = 1 + RND(3);
+        int64_t a = 8 * (1 + RND(3)), b = 8 * (1 + RND(2)); /* a * b >= 64 rows */
+        lathe_node *parts[3];
+        int64_t cols = 0;
+        for (int i = 0; i < np; i++) {
+            int64_t h = 1 + RND(4), d = 8 << RND(3);
+            char name[4] = {(char)('p' + i), 0};
+            lathe_node *x = lathe_input(g, name, LATHE_F32, LATHE_DIMS(a, h, b, d));
+            static const int64_t perms[3][4] = {{0, 2, 1, 3}, {2, 0, 1, 3}, {0, 2, 3, 1}};
+            int pk = RND(3);
+            lathe_node *p = lathe_permute(g, x, 4, perms[pk]);
+            parts[i] = lathe_reshape(g, p, 2, (int64_t[]){a * b, h * d});
+            cols += h * d;
+        }
+        lathe_node *y = np > 1 ? lathe_concat(g, np, parts, 1) : parts[0];
+        if (RND(2)) {
+            int64_t st = RND((int)(cols / 2)), step = 1 + RND(3);
+            y = lathe_slice(g, y, 1, st, cols, step);
+        }
+        lathe_output(g, "y", RND(2) ? lathe_exp(g, y) : y);
+        assert_graph_ok(g);
+        char label[32];
+        snprintf(label, sizeof label, "pieces %d", c);
+        lathe_program *jit = compile_or_fail(label, g, LATHE_BACKEND_JIT);
+        const lt_fused *f = jit->b.f;
+        for (int k = 0; k < f->nk; k++) {
+            cut += f->ks[k].nseg > 0;
+            split += f->ks[k].rank > f->bufs[f->ks[k].buf].rank;
+        }
+        lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
+        bind_both(g, jit, ref, (uint64_t)c + 61);
+        assert_int_equal(lathe_program_run(jit), LATHE_OK);
+        assert_int_equal(lathe_program_run(ref), LATHE_OK);
+        agree(label, g, jit, ref);
+        lathe_program_free(jit);
+        lathe_program_free(ref);
+        lathe_graph_free(g);
+#undef RND
+    }
+    if (cut < 5 || split < 5) fail_msg("only %d kernels in pieces and %d split: the cases miss their point", cut, split);
+}
+
 /* The object cache (compiler/cache.c): a second compile of the same graph
  * takes every part's code from the cache and gives the same bits; a damaged
  * entry is a miss, recompiled and rewritten; "off" caches nothing. */
@@ -1740,6 +1793,7 @@ int main(void) {
         cmocka_unit_test(test_epilogue_through_reshape),
         cmocka_unit_test(test_pieces),
         cmocka_unit_test(test_permuted_rhs),
+        cmocka_unit_test(test_pieces_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
