@@ -86,6 +86,19 @@ static lathe_program *compile_or_fail(const char *label, lathe_graph *g, lathe_b
     return p;
 }
 
+/* jit's outputs (and buffers) agree with the evaluator's on g with inputs
+ * drawn from seed; frees jit. */
+static void agrees_with_eval(const char *label, lathe_graph *g, lathe_program *jit, uint64_t seed) {
+    lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
+    bind_both(g, jit, ref, seed);
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    assert_int_equal(lathe_program_run(ref), LATHE_OK);
+    agree(label, g, jit, ref);
+    lathe_program_free(jit);
+    lathe_program_free(ref);
+}
+
+
 /* The sample with a random cotangent's gradients appended. */
 static lathe_graph *sample_with_grads(const sample *s, lathe_dtype t, uint64_t seed) {
     lathe_graph *g = sample_graph(s, t);
@@ -141,13 +154,7 @@ static void test_conv1d_planes(void **state) {
     lathe_backward(g, 1, &loss, NULL);
     assert_graph_ok(g);
     lathe_program *jit = compile_or_fail("conv1d", g, LATHE_BACKEND_JIT);
-    lathe_program *ref = compile_or_fail("conv1d", g, LATHE_BACKEND_EVAL);
-    bind_both(g, jit, ref, 23);
-    assert_int_equal(lathe_program_run(jit), LATHE_OK);
-    assert_int_equal(lathe_program_run(ref), LATHE_OK);
-    agree("conv1d", g, jit, ref);
-    lathe_program_free(jit);
-    lathe_program_free(ref);
+    agrees_with_eval("conv1d", g, jit, 23);
     lathe_graph_free(g);
 }
 
@@ -223,13 +230,7 @@ static void test_concat_many(void **state) {
     lathe_output(g, "y", lathe_exp(g, lathe_concat(g, N, xs, 0)));
     assert_graph_ok(g);
     lathe_program *jit = compile_or_fail("concat of 300", g, LATHE_BACKEND_JIT);
-    lathe_program *ref = compile_or_fail("concat of 300", g, LATHE_BACKEND_EVAL);
-    bind_both(g, jit, ref, 17);
-    assert_int_equal(lathe_program_run(jit), LATHE_OK);
-    assert_int_equal(lathe_program_run(ref), LATHE_OK);
-    agree("concat of 300", g, jit, ref);
-    lathe_program_free(jit);
-    lathe_program_free(ref);
+    agrees_with_eval("concat of 300", g, jit, 17);
     lathe_graph_free(g);
 }
 
@@ -1473,13 +1474,7 @@ static void test_index_simplification(void **state) {
                 if (got != want) fail_msg("case %d: (%lld, %lld) reads %lld, not %lld", which, (long long)r,
                                           (long long)c, (long long)got, (long long)want);
             }
-        lathe_program *ref = compile_or_fail("index simplification", g, LATHE_BACKEND_EVAL);
-        bind_both(g, jit, ref, 41);
-        assert_int_equal(lathe_program_run(jit), LATHE_OK);
-        assert_int_equal(lathe_program_run(ref), LATHE_OK);
-        agree("index simplification", g, jit, ref);
-        lathe_program_free(jit);
-        lathe_program_free(ref);
+        agrees_with_eval("index simplification", g, jit, 41);
         lathe_graph_free(g);
     }
 }
@@ -1554,13 +1549,7 @@ static void test_epilogue_through_reshape(void **state) {
             assert_int_equal(f->nk, 1);
             assert_non_null(f->ks[0].con);
         } else assert_int_equal(f->nk, 2);
-        lathe_program *ref = compile_or_fail("epilogue through reshape", g, LATHE_BACKEND_EVAL);
-        bind_both(g, jit, ref, 43);
-        assert_int_equal(lathe_program_run(jit), LATHE_OK);
-        assert_int_equal(lathe_program_run(ref), LATHE_OK);
-        agree("epilogue through reshape", g, jit, ref);
-        lathe_program_free(jit);
-        lathe_program_free(ref);
+        agrees_with_eval("epilogue through reshape", g, jit, 43);
         lathe_graph_free(g);
     }
 }
@@ -1606,13 +1595,7 @@ static void test_pieces(void **state) {
             if (has_div(v->a, k->rank - 1) || has_div(v->a, k->rank - 2))
                 fail_msg("case %d piece %d divides its columns", which, sgi);
         }
-        lathe_program *ref = compile_or_fail("pieces", g, LATHE_BACKEND_EVAL);
-        bind_both(g, jit, ref, 47);
-        assert_int_equal(lathe_program_run(jit), LATHE_OK);
-        assert_int_equal(lathe_program_run(ref), LATHE_OK);
-        agree("pieces", g, jit, ref);
-        lathe_program_free(jit);
-        lathe_program_free(ref);
+        agrees_with_eval("pieces", g, jit, 47);
         lathe_graph_free(g);
     }
 }
@@ -1635,13 +1618,7 @@ static void test_permuted_rhs(void **state) {
     assert_null(f->ks[0].con);
     assert_non_null(f->ks[1].con);
     assert_int_equal(f->ks[1].con->kind, LT_C_MM_BCAST);
-    lathe_program *ref = compile_or_fail("permuted rhs", g, LATHE_BACKEND_EVAL);
-    bind_both(g, jit, ref, 53);
-    assert_int_equal(lathe_program_run(jit), LATHE_OK);
-    assert_int_equal(lathe_program_run(ref), LATHE_OK);
-    agree("permuted rhs", g, jit, ref);
-    lathe_program_free(jit);
-    lathe_program_free(ref);
+    agrees_with_eval("permuted rhs", g, jit, 53);
     lathe_graph_free(g);
 }
 
@@ -1685,13 +1662,7 @@ static void test_pieces_random(void **state) {
             cut += f->ks[k].nseg > 0;
             split += f->ks[k].rank > f->bufs[f->ks[k].buf].rank;
         }
-        lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
-        bind_both(g, jit, ref, (uint64_t)c + 61);
-        assert_int_equal(lathe_program_run(jit), LATHE_OK);
-        assert_int_equal(lathe_program_run(ref), LATHE_OK);
-        agree(label, g, jit, ref);
-        lathe_program_free(jit);
-        lathe_program_free(ref);
+        agrees_with_eval(label, g, jit, (uint64_t)c + 61);
         lathe_graph_free(g);
 #undef RND
     }
