@@ -6,14 +6,7 @@ LATHE=$1
 DATA=$(dirname "$0")/data
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-check() { # NAME CONDITION...
-    name=$1
-    shift
-    if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $name"; fi
-}
-contains() { grep -qF -- "$2" "$1"; }
+. "$(dirname "$0")/checks.sh"
 
 "$LATHE" --help >"$TMP/help" 2>&1
 check "help exits 0" [ $? -eq 0 ]

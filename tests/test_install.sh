@@ -24,14 +24,7 @@ if [ -z "${MESON:-}" ] || ! command -v pkg-config >/dev/null; then
 fi
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lathe-install.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-check() { # NAME CONDITION...
-    name=$1
-    shift
-    if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $name"; fi
-}
-contains() { grep -qF -- "$2" "$1"; }
+. "$(dirname "$0")/checks.sh"
 # a directory option of the build: relative to the prefix, or absolute
 under() { case $1 in /*) echo "$1" ;; *) echo "$LATHE_PREFIX/$1" ;; esac; }
 unset LATHE_RUNTIME_LIB LATHE_RUNTIME_INC PKG_CONFIG_SYSROOT_DIR
