@@ -1,5 +1,7 @@
 /* test_train.c - parameters, initialization, freezing and the optimizers,
- * against hand-computed two-step sequences, on both backends. */
+ * against hand-computed two-step sequences, on both backends; learning-rate
+ * schedules, gradient clipping, parameter groups and gradient accumulation
+ * against PyTorch's (tests/fixtures/make_*_fixtures.py). */
 #include <math.h>
 #include <string.h>
 

@@ -9,6 +9,7 @@
  *   - U8/I32 data trains to the bits of f32/i64 data; with normalization,
  *     random crops and flips, resumed and 1- and 2-thread runs agree;
  *   - `lathe step` on the ResNet-18 description matches PyTorch's fixture;
+ *   - --accumulate with --no-decay-norm-bias matches PyTorch's recipe;
  *   - bad data, batch sizes and a NaN loss give their errors. */
 #include <fcntl.h>
 #include <math.h>
