@@ -5,7 +5,8 @@
  * (leaves, forward values, gradients, evaluation outputs), resnet18.lathe
  * against the names and shapes in the PyTorch fixture and against
  * lathe_resnet18, and against PyTorch's logits and loss; autograd_basics
- * against the hand-computed gradients 9a^2 and -2b.  Bad descriptions are
+ * against the hand-computed gradients 9a^2 and -2b; evaluation's top-1 and
+ * top-5 outputs against torch.topk's.  Bad descriptions are
  * one table of source, status and expected message pieces; a fuzz loop
  * truncates and mutates the examples, each in a buffer of exactly its
  * length so the sanitizers catch any read past the end. */
