@@ -5,9 +5,9 @@
  * crash, gather and check, datasets from safetensors and from memory, the
  * shuffle against values worked out from the documented algorithm, U8 and
  * I32 data converted as it is gathered, normalization and seeded crops and
- * flips against hand-computed images, and the
- * real Fashion-MNIST test set when Debian's dataset-fashion-mnist is
- * installed. */
+ * flips against hand-computed images and against torchvision's transforms
+ * (tests/fixtures/recipes.safetensors), and the real Fashion-MNIST test set
+ * when Debian's dataset-fashion-mnist is installed. */
 #include <dirent.h>
 #include <math.h>
 #include <stdarg.h>
@@ -23,6 +23,7 @@
 #include <zlib.h>
 
 #include "dataset.h"
+#include "testutil.h"
 
 static char tmpdir[256];
 
@@ -1007,6 +1008,80 @@ static void test_augment(void **state) {
     lathe_ds_free(d);
 }
 
+/* torchvision's training transforms against lathe_ds_gather_input
+ * (tests/fixtures/recipes.safetensors, make_recipe_fixtures.py): u8 images
+ * through RandomCrop(size, padding=P) with the offsets Lathe draws,
+ * RandomHorizontalFlip as drawn, ToTensor and Normalize, in PyTorch on PIL
+ * images, RGB [3, 5, 7] with ImageNet's per-channel mean and std and grey
+ * [5, 6] (fed as [1, 5, 6]) with one; the draws against the script's
+ * transcription of dataset.h's.  The batch is gathered in reverse order
+ * (what a sample gets does not depend on where it lands).  Exact: both
+ * compute (float)v / 255 and then (x - mean) / std in f32. */
+static void test_transforms_parity(void **state) {
+    (void)state;
+    lathe_st_file *f = read_fixture("recipes.safetensors");
+    static const struct {
+        const char *images, *norm;
+        uint64_t seed;
+        int64_t epoch, pad, shape[3];
+    } cases[] = {
+        {"img3", "0.485,0.456,0.406/0.229,0.224,0.225", 5, 0, 2, {3, 5, 7}},
+        {"img3", "0.485,0.456,0.406/0.229,0.224,0.225", 5, 3, 2, {3, 5, 7}},
+        {"img1", "0.286,0.353", 0, 1, 1, {1, 5, 6}},
+    };
+    char err[512], key[64];
+    int flips = 0, edges = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const lathe_st_tensor *img = lathe_st_find(f, cases[c].images);
+        snprintf(key, sizeof key, "%s.e%lld", cases[c].images, (long long)cases[c].epoch);
+        const lathe_st_tensor *want = lathe_st_find(f, key);
+        snprintf(key, sizeof key, "%s.draw.e%lld", cases[c].images, (long long)cases[c].epoch);
+        const lathe_st_tensor *draws = lathe_st_find(f, key);
+        if (!img || !want || !draws) fail_msg("the fixture lacks %s's case %zu", cases[c].images, c);
+        assert_int_equal(img->dtype, LATHE_RT_U8);
+        int64_t N = img->shape[0], per = cases[c].shape[0] * cases[c].shape[1] * cases[c].shape[2];
+        lathe_st_tensor t = *img;
+        t.name = "x";
+        lathe_dataset *d = lathe_ds_from_tensors(&t, 1, "recipes", err, sizeof err);
+        if (!d) fail_msg("%s", err);
+        lathe_ds_input in = {.dtype = LATHE_RT_F32, .rank = 3, .scale = true};
+        memcpy(in.shape, cases[c].shape, sizeof cases[c].shape);
+        assert_int_equal(lathe_ds_parse_normalize(cases[c].norm, &in.norm, err, sizeof err), 0);
+        lathe_ds_augment aug = {.crop_pad = cases[c].pad, .hflip = true, .seed = cases[c].seed};
+        const int64_t *dw = draws->data;
+        for (int64_t s = 0; s < N; s++) {
+            int64_t dy, dx;
+            bool flip;
+            lathe_ds_augment_draw(&aug, cases[c].epoch, s, &dy, &dx, &flip);
+            if (dy != dw[3 * s] || dx != dw[3 * s + 1] || flip != (dw[3 * s + 2] != 0))
+                fail_msg("%s epoch %lld sample %lld: draw (%lld, %lld, %d), the script's (%lld, %lld, %lld)", cases[c].images,
+                         (long long)cases[c].epoch, (long long)s, (long long)dy, (long long)dx, flip, (long long)dw[3 * s],
+                         (long long)dw[3 * s + 1], (long long)dw[3 * s + 2]);
+            flips += flip;
+            edges += dy == 0 || dx == 2 * cases[c].pad;
+        }
+        int64_t *idx = malloc(sizeof *idx * (size_t)N);
+        float *out = malloc(sizeof *out * (size_t)(N * per));
+        for (int64_t s = 0; s < N; s++) idx[s] = N - 1 - s;
+        if (lathe_ds_gather_input(d, "x", &in, &aug, cases[c].epoch, idx, N, out, err, sizeof err)) fail_msg("%s", err);
+        const float *w = want->data;
+        for (int64_t k = 0; k < N; k++)
+            for (int64_t e = 0; e < per; e++) {
+                float got = out[k * per + e], exp = w[idx[k] * per + e];
+                if (memcmp(&got, &exp, sizeof got))
+                    fail_msg("%s epoch %lld sample %lld element %lld (c %lld, y %lld, x %lld): %.9g, torchvision %.9g",
+                             cases[c].images, (long long)cases[c].epoch, (long long)idx[k], (long long)e,
+                             (long long)(e / (cases[c].shape[1] * cases[c].shape[2])),
+                             (long long)(e / cases[c].shape[2] % cases[c].shape[1]), (long long)(e % cases[c].shape[2]), got, exp);
+            }
+        free(idx);
+        free(out);
+        lathe_ds_free(d);
+    }
+    assert_true(flips > 0 && edges > 0); /* the script checks each case has both flips and edge crops */
+    lathe_st_free(f);
+}
+
 /* ---- the real thing ---- */
 
 #define FMNIST "/usr/share/datasets/fashion-mnist"
@@ -1130,6 +1205,7 @@ int main(void) {
         cmocka_unit_test(test_input_conversion),
         cmocka_unit_test(test_normalize),
         cmocka_unit_test(test_augment),
+        cmocka_unit_test(test_transforms_parity),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_fashion_mnist),
     };

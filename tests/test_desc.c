@@ -5,7 +5,8 @@
  * (leaves, forward values, gradients, evaluation outputs), resnet18.lathe
  * against the names and shapes in the PyTorch fixture and against
  * lathe_resnet18, and against PyTorch's logits and loss; autograd_basics
- * against the hand-computed gradients 9a^2 and -2b.  Bad descriptions are
+ * against the hand-computed gradients 9a^2 and -2b; evaluation's top-1 and
+ * top-5 outputs against torch.topk's.  Bad descriptions are
  * one table of source, status and expected message pieces; a fuzz loop
  * truncates and mutates the examples, each in a buffer of exactly its
  * length so the sanitizers catch any read past the end. */
@@ -593,6 +594,86 @@ static void test_eval_losses(void **state) {
     assert_true(lathe_desc_is_description_text("x = 1\n", 6));
     assert_false(lathe_desc_is_description_text("# only a comment\n", 17));
     assert_false(lathe_desc_is_description_text("", 0));
+}
+
+/* Top-1 and top-5 accuracy against PyTorch (tests/fixtures/recipes.safetensors,
+ * make_recipe_fixtures.py): the evaluation outputs "correct", "correct5" and
+ * "weight" of cross_entropy on fixed logits, [14, 7] and [2, 6, 3] (class
+ * axis 1, one ignored label), on both backends, against torch.topk's as the
+ * ImageNet example computes accuracy, and top-1 against torch.argmax.
+ * Exact, element by element.  Where the label's logit ties the k-th
+ * largest and more than k logits reach it, torch.topk returns some of the
+ * tied indices (which, it does not say; 1.13's CPU kernel picks by
+ * nth_element, so the all-equal row of 7 gets 3 6 5 4 0, and its top 1 is
+ * 5): there Lathe's top-1 is argmax's (the first maximal index, as
+ * torch.argmax documents) and its top-5 counts the label (fewer than 5
+ * logits above it), which may differ from topk's pick. */
+static void test_accuracy_parity(void **state) {
+    (void)state;
+    lathe_st_file *f = read_fixture("recipes.safetensors");
+    static const struct {
+        const char *prefix, *src;
+    } cases[] = {
+        {"acc2", "batch N = 14\ninput x: f32[N, 7]\ninput y: i64[N]\nloss cross_entropy(x, y)\n"},
+        {"acc3", "batch N = 2\ninput x: f32[N, 6, 3]\ninput y: i64[N, 3]\nloss cross_entropy(x, y)\n"},
+    };
+    lathe_desc_options eval = {.training = false};
+    int seen[2][2][2] = {{{0}}}; /* [k is 5][tied][torch's answer] */
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char key[64];
+#define FIX(what) (snprintf(key, sizeof key, "%s.%s", cases[c].prefix, what), lathe_st_find(f, key))
+        const lathe_st_tensor *x = FIX("logits"), *y = FIX("y"), *a1 = FIX("top1_argmax"), *t1 = FIX("top1"),
+                              *t5 = FIX("top5"), *tied1 = FIX("tied1"), *tied5 = FIX("tied5"), *w = FIX("weight");
+#undef FIX
+        if (!x || !y || !a1 || !t1 || !t5 || !tied1 || !tied5 || !w) fail_msg("%s: the fixture lacks a tensor", cases[c].prefix);
+        int64_t nx = 1, n = 1;
+        for (int d = 0; d < x->rank; d++) nx *= x->shape[d];
+        for (int d = 0; d < y->rank; d++) n *= y->shape[d];
+        lathe_graph *g = parse_src(cases[c].src, &eval, NULL);
+        for (int be = 1; be >= 0; be--) {
+            lathe_program *p = lathe_compile(g, be ? LATHE_BACKEND_EVAL : LATHE_BACKEND_JIT);
+            if (!p) fail_msg("%s", lathe_graph_error(g));
+            assert_int_equal(lathe_program_set(p, "x", x->data, (size_t)nx * sizeof(float)), LATHE_OK);
+            assert_int_equal(lathe_program_set(p, "y", y->data, (size_t)n * sizeof(int64_t)), LATHE_OK);
+            assert_int_equal(lathe_program_run(p), LATHE_OK);
+            const char *outs[3] = {"correct", "correct5", "weight"};
+            double v[3][64];
+            assert_true(n <= 64);
+            for (int o = 0; o < 3; o++) {
+                const lathe_rt_tensor *t = lathe_rt_find(lathe_program_tensors(p), lathe_program_num_tensors(p), outs[o]);
+                if (!t) fail_msg("no output '%s'", outs[o]);
+                assert_int_equal(t->numel, n);
+                uint8_t buf[64 * 8];
+                assert_int_equal(lathe_program_get(p, outs[o], buf, (size_t)n * lathe_rt_dtype_size(t->dtype)), LATHE_OK);
+                for (int64_t e = 0; e < n; e++) v[o][e] = elem_at((lathe_dtype)t->dtype, buf, e);
+            }
+            for (int64_t e = 0; e < n; e++) {
+                const uint8_t *A1 = a1->data, *T1 = t1->data, *T5 = t5->data, *D1 = tied1->data, *D5 = tied5->data,
+                              *W = w->data;
+                const char *be_name = be ? "evaluator" : "jit";
+                if (v[2][e] != W[e]) fail_msg("%s %s [%lld]: weight %g, torch %d", cases[c].prefix, be_name, (long long)e, v[2][e], W[e]);
+                if (v[0][e] != A1[e])
+                    fail_msg("%s %s [%lld]: correct %g, torch's argmax %d", cases[c].prefix, be_name, (long long)e, v[0][e], A1[e]);
+                if (!D1[e] && v[0][e] != T1[e])
+                    fail_msg("%s %s [%lld]: correct %g, torch's topk %d", cases[c].prefix, be_name, (long long)e, v[0][e], T1[e]);
+                if (v[1][e] != (D5[e] ? 1 : T5[e]))
+                    fail_msg("%s %s [%lld]: correct5 %g, torch's topk %d%s", cases[c].prefix, be_name, (long long)e, v[1][e],
+                             T5[e], D5[e] ? " (tied: the label counts)" : "");
+                if (be == 0) {
+                    seen[0][D1[e]][T1[e]]++;
+                    seen[1][D5[e]][T5[e]]++;
+                }
+            }
+            lathe_program_free(p);
+        }
+        lathe_graph_free(g);
+    }
+    /* the fixture has hits and misses without ties, and ties where topk left the label out */
+    for (int k = 0; k < 2; k++)
+        if (!seen[k][0][0] || !seen[k][0][1] || !seen[k][1][0])
+            fail_msg("top-%d: the fixture lacks a case (untied miss %d, untied hit %d, tied and left out %d)", k ? 5 : 1,
+                     seen[k][0][0], seen[k][0][1], seen[k][1][0]);
+    lathe_st_free(f);
 }
 
 /* ---- loops, shared layers, parameters by name ---------------------------------------------- */
@@ -1534,6 +1615,7 @@ int main(void) {
         cmocka_unit_test(test_mlp),
         cmocka_unit_test(test_features),
         cmocka_unit_test(test_eval_losses),
+        cmocka_unit_test(test_accuracy_parity),
         cmocka_unit_test(test_loops_and_sharing),
         cmocka_unit_test(test_activations),
         cmocka_unit_test(test_conv1d),

@@ -9,6 +9,7 @@
  *   - U8/I32 data trains to the bits of f32/i64 data; with normalization,
  *     random crops and flips, resumed and 1- and 2-thread runs agree;
  *   - `lathe step` on the ResNet-18 description matches PyTorch's fixture;
+ *   - --accumulate with --no-decay-norm-bias matches PyTorch's recipe;
  *   - bad data, batch sizes and a NaN loss give their errors. */
 #include <fcntl.h>
 #include <math.h>
@@ -855,6 +856,70 @@ static void test_step_parity(void **state) {
     lathe_st_free(got);
 }
 
+/* The trainer's recipes against PyTorch (tests/fixtures/recipes.safetensors,
+ * make_recipe_fixtures.py): tests/fixtures/recipes.lathe trained from the
+ * fixture's start on its 24 samples, in order, with --accumulate 3 at
+ * batch 4 and --no-decay-norm-bias, two steps of AdamW and of SGD with
+ * momentum, against PyTorch's loss / K idiom with the two parameter groups.
+ * Tolerance as tests/test_parity.c's: max |lathe - torch| <= 1e-4 max |torch|
+ * per tensor; num_batches_tracked (6 micro-batches) equal. */
+static void test_recipes_parity(void **state) {
+    (void)state;
+    lathe_st_file *f = read_fixture("recipes.safetensors");
+    char path[512], err[512];
+    lathe_st_tensor init[16], data[2];
+    int ninit = 0;
+    for (int i = 0; i < lathe_st_count(f); i++) {
+        const lathe_st_tensor *t = lathe_st_at(f, i);
+        if (strncmp(t->name, "init.", 5)) continue;
+        assert_true(ninit < 16);
+        init[ninit] = *t;
+        init[ninit++].name = t->name + 5; /* a state_dict: the names without the prefix */
+    }
+    assert_int_equal(ninit, 12);
+    data[0] = *lathe_st_find(f, "x");
+    data[1] = *lathe_st_find(f, "y");
+    snprintf(path, sizeof path, "%s/recipe_init.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, init, ninit, NULL, NULL, 0, err, sizeof err), 0);
+    snprintf(path, sizeof path, "%s/recipe_data.safetensors", tmp);
+    assert_int_equal(lathe_st_write(path, data, 2, NULL, NULL, 0, err, sizeof err), 0);
+    static const struct {
+        const char *opt, *flags;
+    } runs[] = {{"adamw", "--optimizer adamw --lr 0.01 --weight-decay 0.1"},
+                {"sgd", "--optimizer sgd --lr 0.05 --momentum 0.9 --weight-decay 0.05"}};
+    for (int r = 0; r < 2; r++) {
+        int rc = run("%s train %s/tests/fixtures/recipes.lathe --data %s/recipe_data.safetensors --batch 4 "
+                     "--accumulate 3 --steps 2 %s --no-decay-norm-bias --load %s/recipe_init.safetensors "
+                     "--save %s/recipe_%s",
+                     lathe_bin, src_dir, tmp, runs[r].flags, tmp, tmp, runs[r].opt);
+        if (rc != 0) fail_msg("%s run failed (%d):\n%s", runs[r].opt, rc, out_text());
+        expect_out("batch 12 (3 x 4 accumulated)");
+        snprintf(path, sizeof path, "%s/recipe_%s", tmp, runs[r].opt);
+        lathe_st_file *got = lathe_st_read(path, err, sizeof err);
+        if (!got) fail_msg("%s", err);
+        for (int i = 0; i < ninit; i++) {
+            char key[300];
+            snprintf(key, sizeof key, "accum.%s.2.%s", runs[r].opt, init[i].name);
+            const lathe_st_tensor *want = lathe_st_find(f, key), *have = lathe_st_find(got, init[i].name);
+            if (!want || !have) fail_msg("%s: no '%s' in the fixture or the checkpoint", runs[r].opt, init[i].name);
+            assert_int_equal(have->dtype, want->dtype);
+            int64_t n = 1;
+            for (int d = 0; d < want->rank; d++) n *= want->shape[d];
+            double diff = 0, scale = 0;
+            for (int64_t e = 0; e < n; e++) {
+                double a = elem_at((lathe_dtype)want->dtype, have->data, e), b = elem_at((lathe_dtype)want->dtype, want->data, e);
+                diff = fmax(diff, isnan(a) ? INFINITY : fabs(a - b));
+                scale = fmax(scale, fabs(b));
+            }
+            if (want->dtype == LATHE_RT_I64 ? diff != 0 : diff > 1e-4 * scale)
+                fail_msg("--optimizer %s: %s differs from PyTorch's by %.3g (max |torch| %.3g)", runs[r].opt,
+                         init[i].name, diff, scale);
+        }
+        lathe_st_free(got);
+    }
+    lathe_st_free(f);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_end_to_end),
@@ -864,6 +929,7 @@ int main(void) {
         cmocka_unit_test(test_train_dumps),
         cmocka_unit_test(test_lr_schedule_resume),
         cmocka_unit_test(test_accumulate),
+        cmocka_unit_test(test_recipes_parity),
         cmocka_unit_test(test_log_file),
         cmocka_unit_test(test_embedding_text),
         cmocka_unit_test(test_jit_equals_native),
