@@ -1,0 +1,168 @@
+/* test_batch.c - which axis of each value is the batch (compiler/batch.c),
+ * the groundwork of data-parallel training.
+ *
+ * Hand-made graphs, each state worked out on paper: reshapes that keep the
+ * samples whole runs (and those that split or interleave them), permutes,
+ * reductions over and beside the batch, an embedding lookup, matmuls that
+ * pass the rows through or contract them (a weight gradient), replicated
+ * values that do or do not vary along the batch.  Then the examples, traced,
+ * differentiated and decomposed as the compiler does: every value can be
+ * sharded, every gradient and the loss are replicated (the result of batch
+ * reductions), the logits keep the batch on their first axis, and the
+ * GPT's dropouts are flagged as hashing element indices. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "batch.h"
+#include "lathe_desc.h"
+#include "pipeline.h"
+#include "target.h"
+
+#define D LATHE_DIMS
+
+/* The states of g's nodes, inputs named in `batch` per-sample. */
+static lt_batch *analyze(lathe_graph *g, const char *const *batch, int nb, int *nmixed) {
+    bool *in = calloc((size_t)g->nnodes + 1, sizeof *in);
+    lt_batch *st = calloc((size_t)g->nnodes + 1, sizeof *st);
+    assert_non_null(in);
+    assert_non_null(st);
+    for (int i = 0; i < g->nnodes; i++)
+        for (int k = 0; k < nb && g->nodes[i]->op == LT_OP_INPUT; k++) in[i] = in[i] || !strcmp(g->nodes[i]->name, batch[k]);
+    *nmixed = lt_batch_axes(g, in, st);
+    free(in);
+    return st;
+}
+
+static void expect(const char *what, lt_batch b, lt_batch_kind kind, int axis, int64_t inner) {
+    if (b.kind != kind || (kind == LT_BATCH_AXIS && (b.axis != axis || b.inner != inner)))
+        fail_msg("%s: kind %d axis %d inner %lld, expected kind %d axis %d inner %lld", what, b.kind, b.axis,
+                 (long long)b.inner, kind, axis, (long long)inner);
+}
+
+static void test_rules(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, D(4, 6, 8));
+    lathe_node *tok = lathe_input(g, "tok", LATHE_I64, D(4, 6));
+    lathe_node *w = lathe_param(g, "w", LATHE_F32, D(3, 8), true);
+    lathe_node *table = lathe_param(g, "table", LATHE_F32, D(10, 8), true);
+    lathe_node *rows = lathe_reshape(g, x, 2, (int64_t[]){24, 8});           /* (0, 6): 6 rows per sample */
+    lathe_node *back = lathe_reshape(g, rows, 2, (int64_t[]){4, 48});        /* (0, 1) */
+    lathe_node *pairs = lathe_reshape(g, x, 2, (int64_t[]){2, 96});          /* two samples a row: mixed */
+    lathe_node *perm = lathe_permute(g, x, 3, (int64_t[]){1, 0, 2});         /* (1, 1) */
+    lathe_node *inter = lathe_reshape(g, perm, 2, (int64_t[]){24, 8});       /* T outer: mixed */
+    lathe_node *beside = lathe_sum(g, x, 1, (int64_t[]){2}, false);          /* (0, 1) */
+    lathe_node *over = lathe_sum(g, rows, 1, (int64_t[]){0}, true);          /* reduces */
+    lathe_node *emb = lathe_index_select(g, table, 0, tok);                  /* (0, 1) */
+    lathe_node *lin = lathe_matmul(g, rows, lathe_transpose(g, w, 0, 1));    /* rows pass: (0, 6) */
+    lathe_node *wg = lathe_matmul(g, lathe_transpose(g, lin, 0, 1), rows);   /* contracts the batch: reduces */
+    lathe_node *cat = lathe_concat(g, 2, (lathe_node *[]){x, x}, 0);         /* along the batch: mixed */
+    lathe_node *cat2 = lathe_concat(g, 2, (lathe_node *[]){x, x}, 2);        /* beside it: (0, 1) */
+    lathe_node *c = lathe_param(g, "c", LATHE_F32, D(4, 6, 8), true);
+    lathe_node *vary = lathe_add(g, x, c);                                   /* c varies along the batch: mixed */
+    lathe_node *mean = lathe_broadcast_to(g, lathe_sum(g, x, 1, (int64_t[]){0}, true), 3, (int64_t[]){4, 6, 8});
+    lathe_node *centred = lathe_sub(g, x, mean);                             /* a reduction broadcast back: (0, 1) */
+    lathe_node *sl = lathe_slice(g, x, 0, 0, 2, 1);                          /* half the batch: mixed */
+    lathe_node *sl2 = lathe_slice(g, x, 2, 0, 4, 1);                         /* (0, 1) */
+    /* a GRU's zero initial state: the same for every sample, as is its product */
+    lathe_node *h0 = lathe_broadcast_to(g, lathe_scalar(g, LATHE_F32, 0), 2, (int64_t[]){4, 6});
+    lathe_node *u = lathe_param(g, "u", LATHE_F32, D(6, 6), true);
+    lathe_node *step = lathe_add(g, beside, lathe_matmul(g, h0, u));          /* (0, 1) */
+    lathe_node *ug = lathe_matmul(g, lathe_transpose(g, beside, 0, 1), h0);   /* contracts with it: reduces */
+    lathe_node *ugx = lathe_matmul(g, lathe_transpose(g, beside, 0, 1), lathe_reshape(g, c, 2, (int64_t[]){4, 48}));
+    /* ...but not with a replicated value that varies along the batch: mixed */
+    assert_int_equal(lathe_graph_status(g), LATHE_OK);
+    int nmixed;
+    lt_batch *st = analyze(g, (const char *[]){"x", "tok"}, 2, &nmixed);
+    expect("x", st[x->id], LT_BATCH_AXIS, 0, 1);
+    expect("w", st[w->id], LT_BATCH_NONE, 0, 0);
+    expect("rows", st[rows->id], LT_BATCH_AXIS, 0, 6);
+    expect("back", st[back->id], LT_BATCH_AXIS, 0, 1);
+    expect("pairs", st[pairs->id], LT_BATCH_MIXED, 0, 0);
+    expect("perm", st[perm->id], LT_BATCH_AXIS, 1, 1);
+    expect("inter", st[inter->id], LT_BATCH_MIXED, 0, 0);
+    expect("beside", st[beside->id], LT_BATCH_AXIS, 0, 1);
+    expect("over", st[over->id], LT_BATCH_NONE, 0, 0);
+    assert_true(st[over->id].reduces && !st[beside->id].reduces);
+    expect("emb", st[emb->id], LT_BATCH_AXIS, 0, 1);
+    expect("lin", st[lin->id], LT_BATCH_AXIS, 0, 6);
+    expect("wg", st[wg->id], LT_BATCH_NONE, 0, 0);
+    assert_true(st[wg->id].reduces);
+    expect("cat", st[cat->id], LT_BATCH_MIXED, 0, 0);
+    expect("cat2", st[cat2->id], LT_BATCH_AXIS, 0, 1);
+    expect("vary", st[vary->id], LT_BATCH_MIXED, 0, 0);
+    expect("centred", st[centred->id], LT_BATCH_AXIS, 0, 1);
+    expect("sl", st[sl->id], LT_BATCH_MIXED, 0, 0);
+    expect("sl2", st[sl2->id], LT_BATCH_AXIS, 0, 1);
+    expect("step", st[step->id], LT_BATCH_AXIS, 0, 1);
+    expect("ug", st[ug->id], LT_BATCH_NONE, 0, 0);
+    assert_true(st[ug->id].reduces);
+    expect("ugx", st[ugx->id], LT_BATCH_MIXED, 0, 0);
+    assert_int_equal(nmixed, 6);
+    free(st);
+    lathe_graph_free(g);
+}
+
+/* An example traced, differentiated and decomposed; its inputs are per-sample. */
+static void check_example(const char *name, int want_dropouts) {
+    char path[4096];
+    const char *src = getenv("LATHE_SRC");
+    snprintf(path, sizeof path, "%s/examples/%s", src ? src : ".", name);
+    lathe_graph *g = lathe_graph_new();
+    if (lathe_desc_parse_file(g, path, NULL, NULL) != LATHE_OK) fail_msg("%s: %s", name, lathe_graph_error(g));
+    lt_target t;
+    char err[512];
+    assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
+    lt_build b = {.g = g, .target = &t};
+    if (lt_build_run(&b, LATHE_STAGE_DECOMPOSED) != LATHE_OK) fail_msg("%s: %s", name, b.err);
+    lathe_graph *d = b.dec;
+    const char *inputs[8];
+    int ni = 0;
+    for (int i = 0; i < d->nnodes && ni < 8; i++)
+        if (d->nodes[i]->op == LT_OP_INPUT) inputs[ni++] = d->nodes[i]->name;
+    int nmixed, reductions = 0, dropouts = 0;
+    lt_batch *st = analyze(d, inputs, ni, &nmixed);
+    for (int i = 0; i < d->nnodes; i++) {
+        if (st[i].kind == LT_BATCH_MIXED) fail_msg("%s: node %%%d (%s) cannot be sharded", name, i, lt_ops[d->nodes[i]->op].name);
+        reductions += st[i].reduces;
+        dropouts += st[i].indexed;
+    }
+    assert_int_equal(nmixed, 0);
+    int grads = 0;
+    for (int i = 0; i < d->nout; i++) {
+        const char *on = d->outputs[i].name;
+        lt_batch o = st[d->outputs[i].node->id];
+        if (!strncmp(on, "grad.", 5) || !strcmp(on, "loss")) {
+            grads += on[0] == 'g';
+            if (o.kind != LT_BATCH_NONE) fail_msg("%s: output %s is not replicated (kind %d)", name, on, o.kind);
+        } else if (!strcmp(on, "logits") && (o.kind != LT_BATCH_AXIS || o.axis != 0 || o.inner != 1))
+            fail_msg("%s: logits: kind %d axis %d inner %lld", name, o.kind, o.axis, (long long)o.inner);
+    }
+    if (grads == 0 || reductions < grads) fail_msg("%s: %d gradients, %d batch reductions", name, grads, reductions);
+    assert_int_equal(dropouts, want_dropouts);
+    free(st);
+    lt_build_free(&b);
+    lathe_graph_free(g);
+}
+
+static void test_examples(void **state) {
+    (void)state;
+    check_example("mlp.lathe", 0);
+    check_example("fashion_cnn.lathe", 0);
+    check_example("char_gpt.lathe", 2 * (1 + 4 * 3)); /* forward and backward: embedding, 3 per block */
+    check_example("gru.lathe", 0);
+    check_example("resnet18.lathe", 0);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rules),
+        cmocka_unit_test(test_examples),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
