@@ -7,6 +7,9 @@ set -eu
 cd "$(dirname "$0")"
 
 PACKAGES="gcc meson ninja-build pkg-config libcmocka-dev llvm-19-dev libcjson-dev zlib1g-dev dataset-fashion-mnist fortunes"
+# Open MPI: the runtime's processes of a data-parallel run (lathe_dist.h,
+# meson's mpi feature, on when found) and the mpirun its test runs them with
+PACKAGES="$PACKAGES libopenmpi-dev openmpi-bin"
 
 missing=""
 for p in $PACKAGES; do
