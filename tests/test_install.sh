@@ -64,7 +64,7 @@ done
 check "liblathe.so exports lathe_compile" sh -c "nm -D --defined-only '$LIB/liblathe.so' | grep -q ' T lathe_compile\$'"
 check "liblathe_runtime.so exports lathe_optim_step" sh -c "nm -D --defined-only '$LIB/liblathe_runtime.so' | grep -q ' T lathe_optim_step\$'"
 for h in lathe.h lathe_compiler.h lathe_autodiff.h lathe_program.h lathe_build.h lathe_desc.h lathe_models.h \
-    lathe_runtime.h lathe_optim.h lathe_checkpoint.h lathe_trainer.h safetensors.h dataset.h; do
+    lathe_runtime.h lathe_optim.h lathe_checkpoint.h lathe_trainer.h safetensors.h dataset.h lathe_dist.h; do
     check "include/lathe/$h installed" [ -f "$INC/$h" ]
 done
 check "internal headers stay out" test ! -e "$INC/fileerr.h" -a ! -e "$INC/ir.h" -a ! -e "$INC/program.h"
@@ -96,6 +96,16 @@ fi
 # ---- headers and the consumer, with nothing but pkg-config --------------------
 # PKG_CONFIG_LIBDIR: no system .pc files but those Lathe needs (cjson, zlib)
 syspc=$(pkg-config --variable=pcfiledir libcjson):$(pkg-config --variable=pcfiledir zlib)
+# and Open MPI's ompi-c when the runtime has MPI (meson's mpi feature)
+if [ "${LATHE_MPI:-0}" = 1 ]; then
+    syspc=$syspc:$(pkg-config --variable=pcfiledir ompi-c)
+    check "lathe-runtime.pc requires ompi-c (Requires.private)" \
+        sh -c "PKG_CONFIG_PATH='$PC' pkg-config --print-requires-private lathe-runtime | grep -q '^ompi-c'"
+    check "liblathe_runtime.so needs libmpi" sh -c "readelf -d '$LIB/liblathe_runtime.so' | grep -q 'NEEDED.*libmpi'"
+else
+    check "lathe-runtime.pc names no MPI" sh -c "! grep -qE 'ompi|-lmpi' '$PC/lathe-runtime.pc'"
+    check "liblathe_runtime.so needs no libmpi" sh -c "! readelf -d '$LIB/liblathe_runtime.so' | grep -q libmpi"
+fi
 cflags=$(PKG_CONFIG_PATH="$PC" PKG_CONFIG_LIBDIR="$syspc" pkg-config --cflags lathe)
 check "pkg-config --cflags lathe names include/lathe" sh -c "echo '$cflags' | grep -q -- '-I[^ ]*include/lathe'"
 for h in "$INC"/*.h; do
