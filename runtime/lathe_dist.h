@@ -60,7 +60,8 @@
  * SIGKILL about a second later, so a SIGTERM handler cannot delay the end)
  * and exits with a message naming the rank; on this machine they were all
  * gone within 1.5 s (2.5 s with a SIGTERM handler).  lathe_dist_abort ends
- * the whole job in about half a second.  The survivors do not see an error
+ * the whole job in about half a second (its message is printed before
+ * MPI_Abort; mpirun's own banner after it is lost now and then).  The survivors do not see an error
  * from the collective they wait in: they are killed in it.  What no launcher
  * sees is a process that hangs without dying: the others wait for it. */
 #ifndef LATHE_DIST_H

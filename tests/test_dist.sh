@@ -117,7 +117,9 @@ for how in kill exit abort; do
     abort)
         check "rank 1 abort: the message, with its rank" contains "$TMP/$how" \
             "lathe: rank 1 of 3: rank 1 gives up at step 50 (on purpose)"
-        check "rank 1 abort: mpirun reports MPI_ABORT" contains "$TMP/$how" "MPI_ABORT was invoked on rank 1"
+        # mpirun's own "MPI_ABORT was invoked on rank 1" banner is lost now
+        # and then (Open MPI 4.1.4: "ORTE_ERROR_LOG: Data unpack would read
+        # past end of buffer in file show_help.c"), so only ours is checked
         check "rank 1 abort: status 3" [ "$rc" -eq 3 ] ;;
     esac
     echo "rank 1 $how: the run ended after $secs s with status $rc"
