@@ -55,15 +55,27 @@
  * rather than carry on.
  *
  * When a process dies.  Under Open MPI 4.1's mpirun, when one process is
- * killed (even by SIGKILL) or exits with a non-zero status - or with status
- * 0 without lathe_dist_finalize - mpirun kills the others (SIGTERM, then
- * SIGKILL about a second later, so a SIGTERM handler cannot delay the end)
- * and exits with a message naming the rank; on this machine they were all
- * gone within 1.5 s (2.5 s with a SIGTERM handler).  lathe_dist_abort ends
- * the whole job in about half a second (its message is printed before
- * MPI_Abort; mpirun's own banner after it is lost now and then).  The survivors do not see an error
- * from the collective they wait in: they are killed in it.  What no launcher
- * sees is a process that hangs without dying: the others wait for it. */
+ * killed (even by SIGKILL), exits with a non-zero status, or exits with 0
+ * without lathe_dist_finalize, mpirun kills the others (SIGTERM, then
+ * SIGKILL about a second later, so a SIGTERM handler cannot hold the end
+ * off) and exits with that process's status and a message naming its rank;
+ * here they were all gone within 1.5 s (2.5 s with a SIGTERM handler), over
+ * shared memory and TCP alike.  The survivors get no error from the
+ * collective they wait in: they are killed in it, so MPI_ERRORS_RETURN does
+ * not help here - it turns a bad argument or a broken message into a
+ * status.  lathe_dist_abort ends the whole job in about half a second (its
+ * message is printed before MPI_Abort; mpirun's own banner after it is lost
+ * now and then).  This rests on mpirun's orte_abort_on_non_zero_status,
+ * on by default: with it off (--mca, OMPI_MCA_ or an MCA parameter file),
+ * the others wait forever even for a killed process, and only
+ * lathe_dist_abort still ends the run.  No launcher notices a process that
+ * hangs without dying (a deadlock, a stopped process): the others wait for
+ * it.  mpirun itself killed by SIGKILL: the processes end within about 3 s.
+ *
+ * CPU binding.  Open MPI 4.1's mpirun binds each process to one core when it
+ * starts at most 2 (to a socket or NUMA domain above that), and the threads
+ * of a trainer's OpenMP kernels share that core; `mpirun --bind-to none`, or
+ * --map-by with PE=N, gives a process more. */
 #ifndef LATHE_DIST_H
 #define LATHE_DIST_H
 

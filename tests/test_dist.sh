@@ -4,7 +4,8 @@
 #   - one process, with this build's runtime and with dist.c built without
 #     MPI (test_dist_nompi): the collectives are copies, the values right;
 #   - without MPI, launcher environments refused with the message that says
-#     how to rebuild, and for real under mpirun -np 2;
+#     how to rebuild, and for real under mpirun -np 2; with MPI, another
+#     MPI's launcher (PMI_SIZE=2, faked) refused;
 #   - with MPI, under mpirun -np 1, 2 and 3: all-reduce, all-gather (equal
 #     and unequal blocks) and broadcast give the hand-computed values;
 #   - with MPI, rank 1 of 3 killed by SIGKILL, exiting with status 4, or
@@ -56,6 +57,16 @@ for exe in "$T" "$STUB"; do
     check "$n, one process: checks pass as rank 0 of 1" contains "$TMP/$n.one" "rank 0 of 1:"
     [ "$rc" -eq 0 ] || cat "$TMP/$n.one"
 done
+
+# ---- with MPI, another MPI's launcher (faked): MPI sees one process ------------
+if [ "$have_mpi" = 1 ]; then
+    run foreign env -u OMPI_COMM_WORLD_SIZE -u OMPI_COMM_WORLD_RANK -u PMIX_RANK PMI_SIZE=2 PMI_RANK=0 \
+        timeout 60 "$T" check
+    check "another MPI's launcher: refused ($rc)" [ "$rc" -eq 1 ]
+    check "another MPI's launcher: says so" contains "$TMP/foreign" \
+        "the launcher started 2 processes (PMI_SIZE=2) but MPI sees 1: start this program with the mpirun of"
+    [ "$fail" -eq 0 ] || cat "$TMP/foreign"
+fi
 
 # ---- without MPI: launchers refused ---------------------------------------------
 run nompi-env "$STUB" nompi-env

@@ -103,7 +103,7 @@ if [ "${LATHE_MPI:-0}" = 1 ]; then
         sh -c "PKG_CONFIG_PATH='$PC' pkg-config --print-requires-private lathe-runtime | grep -q '^ompi-c'"
     check "liblathe_runtime.so needs libmpi" sh -c "readelf -d '$LIB/liblathe_runtime.so' | grep -q 'NEEDED.*libmpi'"
 else
-    check "lathe-runtime.pc names no MPI" sh -c "! grep -qE 'ompi|-lmpi' '$PC/lathe-runtime.pc'"
+    check "lathe-runtime.pc names no MPI" sh -c "! grep -qE 'ompi-c|-lmpi' '$PC/lathe-runtime.pc'"
     check "liblathe_runtime.so needs no libmpi" sh -c "! readelf -d '$LIB/liblathe_runtime.so' | grep -q libmpi"
 fi
 cflags=$(PKG_CONFIG_PATH="$PC" PKG_CONFIG_LIBDIR="$syspc" pkg-config --cflags lathe)
