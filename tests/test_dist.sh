@@ -20,14 +20,7 @@ STUB=${2:?usage: test_dist.sh TEST_DIST TEST_DIST_NOMPI}
 BOUND=20        # seconds within which a failed rank must end the run
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lathe-dist.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
-pass=0
-fail=0
-check() { # NAME CONDITION...
-    name=$1
-    shift
-    if "$@"; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: $name"; fi
-}
-contains() { grep -qF -- "$2" "$1"; }
+. "$(dirname "$0")/checks.sh"
 lines() { grep -c -- "$2" "$1"; }   # FILE PATTERN: how many lines match
 finish() { # STATUS-WHEN-NOTHING-FAILED
     echo "test_dist: $pass passed, $fail failed"
