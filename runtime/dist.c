@@ -34,73 +34,9 @@
 
 #include "fileerr.h"
 #include "lathe_dist.h"
+#include "launch.h"
 
-/* ---- the launcher, from the environment -------------------------------------- */
-
-/* What launchers put in the environment of the processes they start: Open
- * MPI's mpirun (1.x to 5.x) OMPI_COMM_WORLD_SIZE and _RANK (4.1 also
- * PMIX_RANK, but no PMIX size); MPICH's and Intel MPI's Hydra and Slurm's
- * srun --mpi=pmi2 PMI_SIZE and PMI_RANK; PMIx launchers (srun --mpi=pmix,
- * PRRTE) PMIX_RANK without a size.  A size says how many processes there
- * are; a rank above 0 says there are more than one. */
-static const struct {
-    const char *size, *rank;
-} launcher_vars[] = {
-    {"OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK"},
-    {"PMI_SIZE", "PMI_RANK"},
-    {NULL, "PMIX_RANK"},
-};
-enum { NLAUNCHER_VARS = (int)(sizeof launcher_vars / sizeof launcher_vars[0]) };
-
-typedef struct {
-    bool launched;       /* some variable of launcher_vars is set */
-    long size;           /* the first size announced; 0: none */
-    long at_least;       /* 1 + the largest rank announced; 0: none */
-    const char *var;     /* the variable that says so (size's, else at_least's) */
-    const char *value;
-} launcher;
-
-/* A variable's value as a count or rank: -1 when unset or not a number. */
-static long env_long(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v) return -1;
-    char *end;
-    long x = strtol(v, &end, 10);
-    return *end || x < 0 ? -1 : x;
-}
-
-static launcher read_launcher(void) {
-    launcher l = {0};
-    for (int i = 0; i < NLAUNCHER_VARS; i++) {
-        const char *sv = launcher_vars[i].size, *rv = launcher_vars[i].rank;
-        if ((sv && getenv(sv)) || getenv(rv)) l.launched = true;
-        long size = sv ? env_long(sv) : -1, rank = env_long(rv);
-        if (size > 0 && !l.size) {
-            l.size = size;
-            l.var = sv;
-            l.value = getenv(sv);
-        }
-        if (rank >= 0 && rank + 1 > l.at_least) {
-            l.at_least = rank + 1;
-            if (!l.size) {
-                l.var = rv;
-                l.value = getenv(rv);
-            }
-        }
-    }
-    return l;
-}
-
-bool lathe_dist_launched(void) { return read_launcher().launched; }
-
-/* How many processes the launcher started, as words: "4 processes
- * (OMPI_COMM_WORLD_SIZE=4)", "at least 2 processes (PMIX_RANK=1)". */
-static void launcher_words(const launcher *l, char *buf, size_t len) {
-    if (l->size)
-        snprintf(buf, len, "%ld processes (%s=%s)", l->size, l->var, l->value);
-    else
-        snprintf(buf, len, "at least %ld processes (%s=%s)", l->at_least, l->var, l->value);
-}
+/* The launcher, from the environment: launch.c (which needs no MPI). */
 
 /* ---- state ------------------------------------------------------------------- */
 
@@ -187,7 +123,7 @@ static int init_mpi(const launcher *l, bool own, char *err, size_t errlen) {
     }
     if ((l->size && l->size != size) || l->at_least > size) {
         char words[160], lib[128];
-        launcher_words(l, words, sizeof words);
+        lt_launcher_words(l, words, sizeof words);
         mpi_library(lib, sizeof lib);
         lt_errf(err, errlen,
                 "the launcher started %s but MPI sees %d: start this program with the mpirun of the MPI it was "
@@ -206,7 +142,7 @@ static int init_mpi(const launcher *l, bool own, char *err, size_t errlen) {
 
 int lathe_dist_init(char *err, size_t errlen) {
     if (dist.up) return 0;
-    launcher l = read_launcher();
+    launcher l = lt_read_launcher();
 #ifdef LATHE_HAVE_MPI
     int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
@@ -223,7 +159,7 @@ int lathe_dist_init(char *err, size_t errlen) {
 #else
     if (l.size > 1 || l.at_least > 1) {
         char words[160];
-        launcher_words(&l, words, sizeof words);
+        lt_launcher_words(&l, words, sizeof words);
         lt_errf(err, errlen,
                 "this program was built without MPI support, but an MPI launcher started it as one of %s: each "
                 "would train alone on all the data.  Rebuild Lathe with MPI (on Debian: apt-get install "

@@ -97,6 +97,13 @@ bool lathe_dist_have_mpi(void);
  * the number of processes it started.  Needs no lathe_dist_init. */
 bool lathe_dist_launched(void);
 
+/* How many processes the environment says a launcher started (0: no
+ * launcher; 1 when a launcher does not say how many, at least 2 when only a
+ * rank above 0 shows it), with words saying so in words (len bytes, may be
+ * NULL): "2 processes (OMPI_COMM_WORLD_SIZE=2)".  Needs no lathe_dist_init
+ * and does not link MPI: trainers call it to refuse what they cannot do yet. */
+int lathe_dist_announced(char *words, size_t len);
+
 /* Set up this process's part in the run.  Idempotent: after a success,
  * further calls return 0 and change nothing; after a failure, it may be
  * called again.

@@ -30,6 +30,7 @@
 
 #include "dataset.h"
 #include "lathe_checkpoint.h"
+#include "lathe_dist.h"
 #include "lathe_trainer.h"
 #include "safetensors.h"
 #include "splitmix.h"
@@ -1041,6 +1042,17 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
     f->accumulate = 1;
 }
 
+/* False, with a message, under a launcher that started several processes:
+ * data-parallel training is not built yet, and each process would train
+ * alone and write the same checkpoints and outputs. */
+static bool one_process(const char *prog) {
+    char words[160];
+    if (lathe_dist_announced(words, sizeof words) <= 1) return true;
+    fail(prog, "an MPI launcher started this program as one of %s, but data-parallel training is not built yet "
+               "(each process would train alone and write the same files): run it as one process", words);
+    return false;
+}
+
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
            O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE, O_LOG_FILE,
@@ -1063,6 +1075,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"normalize", required_argument, 0, O_NORMALIZE}, {"random-crop", required_argument, 0, O_RANDOM_CROP},
         {"hflip", no_argument, 0, O_HFLIP}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
+    if (!one_process(prog)) return 1;
     flags f;
     flags_default(&f, m);
     int c;
@@ -1224,6 +1237,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         {"no-decay-norm-bias", no_argument, 0, O_NO_DECAY},
         {"ieee-denormals", no_argument, 0, O_IEEE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "step";
+    if (!one_process(prog)) return 1;
     const char *params = NULL, *batch = NULL, *out = NULL, *prefix = "";
     flags f;
     flags_default(&f, m);
@@ -1439,6 +1453,7 @@ int lathe_trainer_sample_main(const lathe_trainer_model *m, int argc, char **arg
         {"threads", required_argument, 0, O_THREADS}, {"batch", required_argument, 0, O_BATCH},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "sample";
+    if (!one_process(prog)) return 1;
     const char *load = NULL, *prompt = "\n";
     int64_t length = 200, topk = 0, seed = 0;
     double temp = 1;
