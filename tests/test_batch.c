@@ -15,13 +15,18 @@
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "batch.h"
+#include "lathe_compiler.h"
 #include "lathe_desc.h"
 #include "pipeline.h"
+#include "program.h"
+#include "shard.h"
 #include "target.h"
+#include "testutil.h"
 
 #define D LATHE_DIMS
 
@@ -159,10 +164,128 @@ static void test_examples(void **state) {
     check_example("resnet18.lathe", 0);
 }
 
+/* ---- sharded reductions (compiler/shard.c) ---------------------------------------- */
+
+/* The examples' decomposed graphs with their batch reductions in 4 shards
+ * give the outputs of the graphs as they were, to f32 round-off of O(1)
+ * values (the reference evaluator rounds each f32 op and only the order of
+ * the sums differs; a bias before batch norm has a gradient that is round-off
+ * alone, hence the absolute floor). */
+static void test_shard_examples(void **state) {
+    (void)state;
+    const char *names[] = {"mlp.lathe", "fashion_cnn.lathe", "char_gpt.lathe", "gru.lathe"};
+    for (size_t e = 0; e < sizeof names / sizeof names[0]; e++) {
+        char path[4096];
+        const char *src = getenv("LATHE_SRC");
+        snprintf(path, sizeof path, "%s/examples/%s", src ? src : ".", names[e]);
+        lathe_graph *g = lathe_graph_new();
+        lathe_desc_options opt = {.training = true, .batch = 8}; /* 8 samples: 4 shards of 2 */
+        if (lathe_desc_parse_file(g, path, &opt, NULL) != LATHE_OK) fail_msg("%s: %s", names[e], lathe_graph_error(g));
+        lt_target t;
+        char err[512];
+        assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
+        lt_build b = {.g = g, .target = &t};
+        if (lt_build_run(&b, LATHE_STAGE_DECOMPOSED) != LATHE_OK) fail_msg("%s: %s", names[e], b.err);
+        lathe_graph *d = b.dec;
+        bool *in = calloc((size_t)d->nnodes + 1, sizeof *in);
+        for (int i = 0; i < d->nnodes; i++) in[i] = d->nodes[i]->op == LT_OP_INPUT;
+        int np = 0;
+        lathe_graph *sh = lt_shard(d, in, 4, NULL, 0, &np, err, sizeof err);
+        if (!sh) fail_msg("%s: %s", names[e], err);
+        assert_int_equal(lathe_graph_verify(sh), LATHE_OK);
+        if (np < 4) fail_msg("%s: %d partials", names[e], np);
+        lathe_eval *ea = lathe_eval_new(d), *eb = lathe_eval_new(sh);
+        bind_random(ea, d, 5);
+        bind_random(eb, sh, 5);
+        assert_int_equal(lathe_eval_run(ea), LATHE_OK);
+        assert_int_equal(lathe_eval_run(eb), LATHE_OK);
+        assert_int_equal(lathe_graph_num_outputs(d), lathe_graph_num_outputs(sh));
+        for (int i = 0; i < lathe_graph_num_outputs(d); i++) {
+            lathe_node *x = lathe_graph_output(d, i), *y = lathe_graph_output(sh, i);
+            const double *u = lathe_eval_value(ea, x), *v = lathe_eval_value(eb, y);
+            double scale = 0;
+            for (int64_t j = 0; j < x->numel; j++) scale = fabs(u[j]) > scale ? fabs(u[j]) : scale;
+            for (int64_t j = 0; j < x->numel; j++)
+                if (!(fabs(u[j] - v[j]) <= 1e-5 * (scale > 1 ? scale : 1)))
+                    fail_msg("%s: output %s[%lld]: %.17g unsharded, %.17g in 4 shards", names[e],
+                             lathe_graph_output_name(d, i), (long long)j, u[j], v[j]);
+        }
+        lathe_eval_free(ea);
+        lathe_eval_free(eb);
+        lathe_graph_free(sh);
+        free(in);
+        lt_build_free(&b);
+        lathe_graph_free(g);
+    }
+}
+
+/* The point of shards: a weight gradient (dW = g^T x over B rows) and a
+ * bias gradient (sum of g over the rows) compiled for 256 rows in 4 shards
+ * and for the first 128 rows in 2 give the same partials, bit for bit, on
+ * the JIT: a process holding half the batch computes what the one process
+ * computes for that half. */
+static lathe_graph *wgrad_graph(int64_t rows, int S, lathe_program **jit) {
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, D(rows, 64));
+    lathe_node *dy = lathe_input(g, "dy", LATHE_F32, D(rows, 32));
+    lathe_output(g, "dw", lathe_matmul(g, lathe_transpose(g, dy, 0, 1), x));
+    lathe_output(g, "db", lathe_sum(g, dy, 1, (int64_t[]){0}, false));
+    assert_int_equal(lathe_graph_status(g), LATHE_OK);
+    bool in[8] = {true, true};
+    int part[8], np = 0;
+    char err[512];
+    lathe_graph *sh = lt_shard(g, in, S, part, 8, &np, err, sizeof err);
+    if (!sh) fail_msg("%s", err);
+    assert_int_equal(np, 2);
+    lathe_output(sh, "p_dw", sh->nodes[part[0]]);
+    lathe_output(sh, "p_db", sh->nodes[part[1]]);
+    lathe_graph_free(g);
+    *jit = lathe_compile(sh, LATHE_BACKEND_JIT);
+    if (!*jit) fail_msg("compile: %s", lathe_graph_error(sh));
+    return sh;
+}
+
+static void test_shard_bits(void **state) {
+    (void)state;
+    float *x = malloc(sizeof(float) * 256 * 64), *dy = malloc(sizeof(float) * 256 * 32);
+    uint64_t r = 7;
+    for (int i = 0; i < 256 * 64; i++) x[i] = (float)((r = r * 6364136223846793005ULL + 1) >> 40) / (1 << 24) - 0.5f;
+    for (int i = 0; i < 256 * 32; i++) dy[i] = (float)((r = r * 6364136223846793005ULL + 1) >> 40) / (1 << 24) - 0.5f;
+    lathe_program *full, *half;
+    lathe_graph *gf = wgrad_graph(256, 4, &full), *gh = wgrad_graph(128, 2, &half);
+    assert_int_equal(lathe_program_set(full, "x", x, sizeof(float) * 256 * 64), LATHE_OK);
+    assert_int_equal(lathe_program_set(full, "dy", dy, sizeof(float) * 256 * 32), LATHE_OK);
+    assert_int_equal(lathe_program_set(half, "x", x, sizeof(float) * 128 * 64), LATHE_OK);
+    assert_int_equal(lathe_program_set(half, "dy", dy, sizeof(float) * 128 * 32), LATHE_OK);
+    assert_int_equal(lathe_program_run(full), LATHE_OK);
+    assert_int_equal(lathe_program_run(half), LATHE_OK);
+    float pf[4 * 32 * 64], ph[2 * 32 * 64], bf[4 * 32], bh[2 * 32];
+    assert_int_equal(lathe_program_get(full, "p_dw", pf, sizeof pf), LATHE_OK);
+    assert_int_equal(lathe_program_get(half, "p_dw", ph, sizeof ph), LATHE_OK);
+    assert_int_equal(lathe_program_get(full, "p_db", bf, sizeof bf), LATHE_OK);
+    assert_int_equal(lathe_program_get(half, "p_db", bh, sizeof bh), LATHE_OK);
+    if (memcmp(pf, ph, sizeof ph)) fail_msg("the weight gradient's partials of the first two shards differ");
+    if (memcmp(bf, bh, sizeof bh)) fail_msg("the bias gradient's partials of the first two shards differ");
+    float dwf[32 * 64];
+    assert_int_equal(lathe_program_get(full, "dw", dwf, sizeof dwf), LATHE_OK);
+    for (int i = 0; i < 32 * 64; i++) { /* and the result is their sum in shard order */
+        float want = ((pf[i] + pf[2048 + i]) + pf[4096 + i]) + pf[6144 + i];
+        if (dwf[i] != want) fail_msg("dw[%d] = %.9g, not the ordered sum %.9g", i, dwf[i], want);
+    }
+    lathe_program_free(full);
+    lathe_program_free(half);
+    lathe_graph_free(gf);
+    lathe_graph_free(gh);
+    free(x);
+    free(dy);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_examples),
+        cmocka_unit_test(test_shard_examples),
+        cmocka_unit_test(test_shard_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
