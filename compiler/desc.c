@@ -441,7 +441,10 @@ bool desc_binop(parser *p, int op, loc at, value *a, const value *b) {
         case 'a': r = x != 0 && y != 0; break;
         default: r = x != 0 || y != 0; break;
         }
-        if (!isfinite(r)) return desc_err(p, LATHE_ERR_ARG, at, "%g %s %g is not a finite number", x, op_name(op), y);
+        /* infinities stay infinite (-inf, 2 * inf); nothing finite overflows to one */
+        if (isnan(r) || (!isfinite(r) && isfinite(x) && isfinite(y)))
+            return desc_err(p, LATHE_ERR_ARG, at, "%g %s %g is not %s number", x, op_name(op), y,
+                            isnan(r) ? "a" : "a finite");
         a->num = r;
         return true;
     }
@@ -819,6 +822,10 @@ static bool parse_primary(parser *p, value *out) {
                         (int)t.len, t.s);
     if (!live(p)) return true;
     const var *v = lookup(p, t.s, t.len);
+    if (!v && t.len == 3 && !memcmp(t.s, "inf", 3)) { /* infinity, unless a name says otherwise */
+        *out = (value){.k = V_NUM, .num = INFINITY, .at = t.at};
+        return true;
+    }
     if (!v && (desc_find_builtin(t.s, t.len) >= 0 || find_block(p, t.s, t.len) >= 0))
         return desc_err(p, LATHE_ERR_NAME, t.at,
                         "'%.*s' is a function, not a value: call it as %.*s(...) (a string is written in quotes: \"%.*s\")",

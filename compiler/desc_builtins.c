@@ -532,8 +532,9 @@ static bool number_fn(parser *p, builtin b, const call *c, value *out) {
     case B_SILU: r = x / (1 + exp(-x)); break;
     default: r = -x; break;
     }
-    if (!isfinite(r))
-        return desc_err(p, LATHE_ERR_ARG, c->at, "%s(%g) is not a finite number", desc_builtins[b].name, x);
+    if (isnan(r) || (!isfinite(r) && isfinite(x))) /* an infinity may give one; nothing finite does */
+        return desc_err(p, LATHE_ERR_ARG, c->at, "%s(%g) is not %s number", desc_builtins[b].name, x,
+                        isnan(r) ? "a" : "a finite");
     *out = (value){.k = V_NUM, .num = r, .at = c->at};
     return true;
 }

@@ -1012,11 +1012,13 @@ static void test_mask_builders(void **state) {
                       "output cm = causal_mask(3)\n"
                       "output cm0 = causal_mask(0)\n"
                       "output mf = masked_fill(m, causal_mask(3), -1e9)\n"
+                      "output minf = masked_fill(m, causal_mask(3), -inf)\n"
+                      "output finf = full([2], 2 * inf)\n"
                       "output mb = masked_fill(zeros([2, 1]), causal_mask(2), 5)\n"
                       "output mi = masked_fill(arange(3), arange(3) > 0, -7)\n"
                       "output bt = tril(x)\n"
                       "output bu = triu(x, 2)\n"
-                      "output p = softmax(masked_fill(matmul(x, transpose(x, 1, 2)), causal_mask(2 + 1), -1e9), -1)\n";
+                      "output p = softmax(masked_fill(matmul(x, transpose(x, 1, 2)), causal_mask(2 + 1), -inf), -1)\n";
     lathe_desc_options opt = {.training = false};
     lathe_graph *g = parse_src(src, &opt, NULL);
     lathe_eval *ev = run_eval(g, 2);
@@ -1030,6 +1032,8 @@ static void test_mask_builders(void **state) {
     assert_output(g, ev, "cm", "bool[3,3]", WANT(0, 1, 1, 0, 0, 1, 0, 0, 0)); /* what attention masks out */
     assert_output(g, ev, "cm0", "bool[0,0]", 0, NULL);
     assert_output(g, ev, "mf", "f32[3,3]", WANT(1, -1e9, -1e9, 4, 5, -1e9, 7, 8, 9));
+    assert_output(g, ev, "minf", "f32[3,3]", WANT(1, -INFINITY, -INFINITY, 4, 5, -INFINITY, 7, 8, 9));
+    assert_output(g, ev, "finf", "f32[2]", WANT(INFINITY, INFINITY));
     assert_output(g, ev, "mb", "f32[2,2]", WANT(0, 5, 0, 0)); /* x [2,1] and mask [2,2] broadcast, as PyTorch */
     assert_output(g, ev, "mi", "i64[3]", WANT(0, -7, -7));
     /* batched: the last two dims of x [2,3,4], (i, j) = ((e / 4) % 3, e % 4) */
@@ -1339,6 +1343,9 @@ static const bad_case bad_cases[] = {
     {X2 "z = x // 2\n", 0, LATHE_ERR_ARG, {"t.lathe:2:7: '//' works on numbers only"}},
     {X2 "z = not x\n", 0, LATHE_ERR_ARG, {"t.lathe:2:5: 'not' works on numbers only, got a tensor f32[2,3]"}},
     {"let a = 1 / (2 - 2)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:11: division by zero"}},
+    {"let a = inf - inf\n", 0, LATHE_ERR_ARG, {"t.lathe:1:13: inf '-' inf is not a number"}},
+    {"let a = 1e300 * 1e300\n", 0, LATHE_ERR_ARG, {"t.lathe:1:15: 1e+300 '*' 1e+300 is not a finite number"}},
+    {"let a = log(0)\n", 0, LATHE_ERR_ARG, {"t.lathe:1:9: log(0) is not a finite number"}},
     /* blocks and control flow */
     {"block f(x) {\n    return x\n",
      0,
