@@ -141,6 +141,15 @@ static const irange FULL = {INT64_MIN, INT64_MAX};
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
+static int64_t gcd64(int64_t a, int64_t b) {
+    while (b) {
+        int64_t t = a % b;
+        a = b;
+        b = t;
+    }
+    return a;
+}
+
 /* The values i64 expression e can take, looking at most *budget nodes deep
  * (expressions share subtrees: the budget bounds the walk). */
 static irange rng_at(const fz *z, const lt_expr *e, int *budget) {
@@ -183,6 +192,14 @@ static irange rng_at(const fz *z, const lt_expr *e, int *budget) {
 static irange rng(const fz *z, const lt_expr *e) {
     int budget = 256;
     return rng_at(z, e, &budget);
+}
+
+/* Add the values co * e can take to r; false when they overflow. */
+static bool add_term_range(const fz *z, lt_expr *e, int64_t co, irange *r) {
+    irange t = rng(z, e);
+    int64_t p0, p1;
+    return !__builtin_mul_overflow(t.lo, co, &p0) && !__builtin_mul_overflow(t.hi, co, &p1) &&
+           !__builtin_add_overflow(r->lo, min64(p0, p1), &r->lo) && !__builtin_add_overflow(r->hi, max64(p0, p1), &r->hi);
 }
 
 /* Structural equality of index expressions, at most depth deep. */
@@ -289,9 +306,8 @@ static lt_expr *aff_build(fz *z, const aff *f) {
         int j = n++;
         uint64_t ci = f->co[i] < 0 ? -(uint64_t)f->co[i] : (uint64_t)f->co[i];
         for (; j > 0; j--) {
-            const aff *g = f;
             int p = order[j - 1];
-            uint64_t cp = g->co[p] < 0 ? -(uint64_t)g->co[p] : (uint64_t)g->co[p];
+            uint64_t cp = f->co[p] < 0 ? -(uint64_t)f->co[p] : (uint64_t)f->co[p];
             bool before = cp > ci || (cp == ci && !(f->at[p]->kind == X_VAR && f->at[i]->kind == X_VAR &&
                                                       f->at[p]->var > f->at[i]->var));
             if (before) break;
@@ -318,12 +334,7 @@ static bool aff_split(fz *z, lt_expr *a, int64_t k, int64_t *g, lt_expr **H, lt_
     int nc = 0;
     cand[nc++] = k;
     for (int i = 0; i < f.n; i++) {
-        int64_t x = f.co[i] < 0 ? -f.co[i] : f.co[i], y = k;
-        while (y) {
-            int64_t t = x % y;
-            x = y;
-            y = t;
-        }
+        int64_t x = gcd64(f.co[i] < 0 ? -f.co[i] : f.co[i], k);
         if (x > 1) cand[nc++] = x;
     }
     for (int pass = 0; pass < nc; pass++) {
@@ -343,11 +354,7 @@ static bool aff_split(fz *z, lt_expr *a, int64_t k, int64_t *g, lt_expr **H, lt_
                 hi.co[hi.n++] = f.co[i] / gg;
                 continue;
             }
-            irange t = rng(z, f.at[i]);
-            int64_t p0, p1;
-            if (__builtin_mul_overflow(t.lo, f.co[i], &p0) || __builtin_mul_overflow(t.hi, f.co[i], &p1) ||
-                __builtin_add_overflow(lr.lo, min64(p0, p1), &lr.lo) || __builtin_add_overflow(lr.hi, max64(p0, p1), &lr.hi))
-                ok = false;
+            ok = add_term_range(z, f.at[i], f.co[i], &lr);
             lo.at[lo.n] = f.at[i];
             lo.co[lo.n++] = f.co[i];
         }
@@ -1191,15 +1198,6 @@ static bool holds_reduce(const lt_expr *e, int *budget) {
     return holds_reduce(e->a, budget) || holds_reduce(e->b, budget) || holds_reduce(e->c, budget);
 }
 
-static int64_t gcd64(int64_t a, int64_t b) {
-    while (b) {
-        int64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* The gcd of the divisors K of the index divisions in e whose operand has
  * variable v with coefficient 1 (0: none). */
 static int64_t var_divisor(lt_expr *e, int v, int64_t g, int *budget) {
@@ -1231,23 +1229,18 @@ static void find_cuts(fz *z, lt_expr *e, int v, cuts *k, int *budget) {
                 e->op == LT_OP_NE);
     aff f = {0};
     if (cmp && aff_put(&f, e->a, 1, 0) && aff_put(&f, e->b, -1, 0)) {
-        int64_t alpha = 0, lo = f.c, hi = f.c;
+        int64_t alpha = 0;
+        irange rest = {f.c, f.c};
         bool ok = true;
         for (int i = 0; i < f.n && ok; i++) {
-            if (f.at[i]->kind == X_VAR && f.at[i]->var == v) {
-                alpha += f.co[i];
-                continue;
-            }
-            irange t = rng(z, f.at[i]);
-            int64_t p0, p1;
-            ok = !__builtin_mul_overflow(t.lo, f.co[i], &p0) && !__builtin_mul_overflow(t.hi, f.co[i], &p1) &&
-                 !__builtin_add_overflow(lo, min64(p0, p1), &lo) && !__builtin_add_overflow(hi, max64(p0, p1), &hi);
+            if (f.at[i]->kind == X_VAR && f.at[i]->var == v) alpha += f.co[i];
+            else ok = add_term_range(z, f.at[i], f.co[i], &rest);
         }
         if (ok && alpha) {
             k->op[k->n] = e->op;
             k->alpha[k->n] = alpha;
-            k->rlo[k->n] = lo;
-            k->rhi[k->n++] = hi;
+            k->rlo[k->n] = rest.lo;
+            k->rhi[k->n++] = rest.hi;
         }
     }
     find_cuts(z, e->a, v, k, budget);
@@ -1435,8 +1428,6 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
             idx[dd] = xvar(&z, dd);
         }
         k->value = value(&z, i, idx);
-        k->nvars = z.nextvar;
-        if (z.nextvar > f->nvars) f->nvars = z.nextvar;
         k->nnodes = z.nfused + 1;
         k->nodes = malloc(sizeof(int) * (size_t)k->nnodes);
         if (!k->nodes) {
@@ -1450,8 +1441,8 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
         k->outer = parallel_dims(k->rank, k->shape, &k->range);
         k->con = z.con;
         if (k->con) k->outer = 0, k->range = k->con->range;
-        specialize(&z, k, m);
-        k->nvars = z.nextvar > k->nvars ? z.nextvar : k->nvars;
+        specialize(&z, k, m); /* may build the value again, over one more dim */
+        k->nvars = z.nextvar;
         if (z.nextvar > f->nvars) f->nvars = z.nextvar;
     }
 done:
