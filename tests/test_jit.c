@@ -87,15 +87,47 @@ static lathe_program *compile_or_fail(const char *label, lathe_graph *g, lathe_b
 }
 
 /* jit's outputs (and buffers) agree with the evaluator's on g with inputs
- * drawn from seed; frees jit. */
+ * drawn from seed, and its outputs have the same bits on 2 threads as on 1;
+ * frees jit. */
 static void agrees_with_eval(const char *label, lathe_graph *g, lathe_program *jit, uint64_t seed) {
     lathe_program *ref = compile_or_fail(label, g, LATHE_BACKEND_EVAL);
     bind_both(g, jit, ref, seed);
+    int nout = lathe_graph_num_outputs(g);
+    void **two = calloc((size_t)nout + 1, sizeof *two);
+    size_t *nb = calloc((size_t)nout + 1, sizeof *nb);
+    assert_true(two && nb);
+    lathe_program_set_threads(jit, 2);
     assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    for (int k = 0; k < nout; k++) {
+        lathe_node *n = lathe_graph_output(g, k);
+        nb[k] = (size_t)n->numel * lathe_dtype_size(n->dtype);
+        two[k] = malloc(nb[k] + 1);
+        assert_int_equal(lathe_program_get(jit, lathe_graph_output_name(g, k), two[k], nb[k]), LATHE_OK);
+    }
+    lathe_program_set_threads(jit, 1);
+    assert_int_equal(lathe_program_run(jit), LATHE_OK);
+    for (int k = 0; k < nout; k++) {
+        void *one = malloc(nb[k] + 1);
+        assert_int_equal(lathe_program_get(jit, lathe_graph_output_name(g, k), one, nb[k]), LATHE_OK);
+        if (memcmp(one, two[k], nb[k])) fail_msg("%s: output %s differs on 1 and 2 threads", label, lathe_graph_output_name(g, k));
+        free(one);
+        free(two[k]);
+    }
+    free(two);
+    free(nb);
     assert_int_equal(lathe_program_run(ref), LATHE_OK);
     agree(label, g, jit, ref);
     lathe_program_free(jit);
     lathe_program_free(ref);
+}
+
+/* body with 32-byte tiles, then with 64-byte ones (whatever this host has). */
+static void at_both_widths(void (*body)(void)) {
+    for (int w = 32; w <= 64; w *= 2) {
+        tile_target.vector_bytes = w;
+        body();
+    }
+    tile_target.vector_bytes = 0;
 }
 
 
@@ -1438,8 +1470,7 @@ static const lt_expr *load_of(const lt_expr *e, int buf) {
     return l ? l : load_of(e->body, buf);
 }
 
-static void test_index_simplification(void **state) {
-    (void)state;
+static void index_simplification_cases(void) {
     for (int which = 0; which < 2; which++) {
         lathe_graph *g = lathe_graph_new();
         lathe_node *x, *y;
@@ -1478,13 +1509,16 @@ static void test_index_simplification(void **state) {
         lathe_graph_free(g);
     }
 }
+static void test_index_simplification(void **state) {
+    (void)state;
+    at_both_widths(index_simplification_cases);
+}
 
 /* max and min reductions order zeros as IEEE 754's maximum and minimum
  * (+0 above -0) and keep NaN, whichever order the row holds them in, in the
  * vectorized loop (rows of 64) and the short one (rows of 3), on the JIT and
  * on the evaluator alike. */
-static void test_max_signed_zeros(void **state) {
-    (void)state;
+static void max_signed_zeros_cases(void) {
     for (int len = 3; len <= 64; len += 61) {
         lathe_graph *g = lathe_graph_new();
         lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(6, len));
@@ -1526,13 +1560,16 @@ static void test_max_signed_zeros(void **state) {
         lathe_graph_free(g);
     }
 }
+static void test_max_signed_zeros(void **state) {
+    (void)state;
+    at_both_widths(max_signed_zeros_cases);
+}
 
 /* A matmul's epilogue through reshapes (fuse.c): y = reshape(tanh(reshape(a
  * @ b, [4, 16, 24])) * z, [64, 24]) is one kernel with the matmul's vector
  * plan; when the chain ends in another shape ([4, 16, 24]), the matmul gets
  * a kernel of its own.  Both agree with the evaluator. */
-static void test_epilogue_through_reshape(void **state) {
-    (void)state;
+static void epilogue_through_reshape_cases(void) {
     for (int back = 0; back < 2; back++) {
         lathe_graph *g = lathe_graph_new();
         lathe_node *a = lathe_input(g, "a", LATHE_F32, LATHE_DIMS(64, 40));
@@ -1553,6 +1590,10 @@ static void test_epilogue_through_reshape(void **state) {
         lathe_graph_free(g);
     }
 }
+static void test_epilogue_through_reshape(void **state) {
+    (void)state;
+    at_both_widths(epilogue_through_reshape_cases);
+}
 
 /* Pieces (fuse.c): attention's heads of q, k and v put back as rows and
  * concatenated along the columns, [8, 4, 8, 32] x 3 -> [64, 384], run over
@@ -1560,8 +1601,7 @@ static void test_epilogue_through_reshape(void **state) {
  * (no select, no division of the columns); a concat of plain [64, 10] and
  * [64, 22] is cut at column 10 without a split.  Both agree with the
  * evaluator.  (64 rows: the parallel range takes the rows alone.) */
-static void test_pieces(void **state) {
-    (void)state;
+static void pieces_cases(void) {
     for (int which = 0; which < 2; which++) {
         lathe_graph *g = lathe_graph_new();
         lathe_node *parts[3];
@@ -1599,13 +1639,16 @@ static void test_pieces(void **state) {
         lathe_graph_free(g);
     }
 }
+static void test_pieces(void **state) {
+    (void)state;
+    at_both_widths(pieces_cases);
+}
 
 /* q @ k^T with k^T a permuted view (attention's scores, k of 8 per head):
  * k^T is copied once so the matmul broadcasts along its contiguous columns
  * (a plan of lanes over columns, not dot products over the short k); the
  * result agrees with the evaluator. */
-static void test_permuted_rhs(void **state) {
-    (void)state;
+static void permuted_rhs_cases(void) {
     lathe_graph *g = lathe_graph_new();
     lathe_node *q = lathe_input(g, "q", LATHE_F32, LATHE_DIMS(2, 4, 16, 8));
     lathe_node *k = lathe_input(g, "k", LATHE_F32, LATHE_DIMS(2, 16, 4, 8));
@@ -1621,13 +1664,16 @@ static void test_permuted_rhs(void **state) {
     agrees_with_eval("permuted rhs", g, jit, 53);
     lathe_graph_free(g);
 }
+static void test_permuted_rhs(void **state) {
+    (void)state;
+    at_both_widths(permuted_rhs_cases);
+}
 
 /* Random reassemblies of heads (permutes and reshapes, concatenated, then
  * sliced with a step, under an elementwise op), at sizes where kernels are
  * cut into pieces and their columns split: the JIT against the evaluator,
- * 40 cases; at least some of them must have been cut. */
-static void test_pieces_random(void **state) {
-    (void)state;
+ * 40 cases with each tile width; at least some of them must have been cut. */
+static void pieces_random_cases(void) {
     uint64_t rs = 12345;
     int cut = 0, split = 0;
     for (int c = 0; c < 40; c++) {
@@ -1667,6 +1713,10 @@ static void test_pieces_random(void **state) {
 #undef RND
     }
     if (cut < 5 || split < 5) fail_msg("only %d kernels in pieces and %d split: the cases miss their point", cut, split);
+}
+static void test_pieces_random(void **state) {
+    (void)state;
+    at_both_widths(pieces_random_cases);
 }
 
 /* The object cache (compiler/cache.c): a second compile of the same graph
