@@ -113,19 +113,26 @@ static void test_rules(void **state) {
     lathe_graph_free(g);
 }
 
-/* An example traced, differentiated and decomposed; its inputs are per-sample. */
-static void check_example(const char *name, int want_dropouts) {
-    char path[4096];
+/* Example `name` traced for training (batch 0: the file's), differentiated
+ * and decomposed into b (b->g the traced graph: free it after b). */
+static void decomposed_example(const char *name, int64_t batch, lt_build *b, lt_target *t) {
+    char path[4096], err[512];
     const char *src = getenv("LATHE_SRC");
     snprintf(path, sizeof path, "%s/examples/%s", src ? src : ".", name);
     lathe_graph *g = lathe_graph_new();
-    if (lathe_desc_parse_file(g, path, NULL, NULL) != LATHE_OK) fail_msg("%s: %s", name, lathe_graph_error(g));
+    lathe_desc_options opt = {.training = true, .batch = batch};
+    if (lathe_desc_parse_file(g, path, &opt, NULL) != LATHE_OK) fail_msg("%s: %s", name, lathe_graph_error(g));
+    assert_int_equal(lt_target_init(t, NULL, err, sizeof err), LATHE_OK);
+    *b = (lt_build){.g = g, .target = t};
+    if (lt_build_run(b, LATHE_STAGE_DECOMPOSED) != LATHE_OK) fail_msg("%s: %s", name, b->err);
+}
+
+/* An example traced, differentiated and decomposed; its inputs are per-sample. */
+static void check_example(const char *name, int want_dropouts) {
     lt_target t;
-    char err[512];
-    assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
-    lt_build b = {.g = g, .target = &t};
-    if (lt_build_run(&b, LATHE_STAGE_DECOMPOSED) != LATHE_OK) fail_msg("%s: %s", name, b.err);
-    lathe_graph *d = b.dec;
+    lt_build b;
+    decomposed_example(name, 0, &b, &t);
+    lathe_graph *g = b.g, *d = b.dec;
     const char *inputs[8];
     int ni = 0;
     for (int i = 0; i < d->nnodes && ni < 8; i++)
@@ -175,18 +182,11 @@ static void test_shard_examples(void **state) {
     (void)state;
     const char *names[] = {"mlp.lathe", "fashion_cnn.lathe", "char_gpt.lathe", "gru.lathe"};
     for (size_t e = 0; e < sizeof names / sizeof names[0]; e++) {
-        char path[4096];
-        const char *src = getenv("LATHE_SRC");
-        snprintf(path, sizeof path, "%s/examples/%s", src ? src : ".", names[e]);
-        lathe_graph *g = lathe_graph_new();
-        lathe_desc_options opt = {.training = true, .batch = 8}; /* 8 samples: 4 shards of 2 */
-        if (lathe_desc_parse_file(g, path, &opt, NULL) != LATHE_OK) fail_msg("%s: %s", names[e], lathe_graph_error(g));
         lt_target t;
+        lt_build b;
         char err[512];
-        assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
-        lt_build b = {.g = g, .target = &t};
-        if (lt_build_run(&b, LATHE_STAGE_DECOMPOSED) != LATHE_OK) fail_msg("%s: %s", names[e], b.err);
-        lathe_graph *d = b.dec;
+        decomposed_example(names[e], 8, &b, &t); /* 8 samples: 4 shards of 2 */
+        lathe_graph *g = b.g, *d = b.dec;
         bool *in = calloc((size_t)d->nnodes + 1, sizeof *in);
         for (int i = 0; i < d->nnodes; i++) in[i] = d->nodes[i]->op == LT_OP_INPUT;
         int np = 0;
