@@ -104,6 +104,7 @@ typedef struct {
     const lathe_rt_program *p;
     ksync *ks;
     int nt;
+    _Atomic int failed;       /* a communication step failed */
     _Atomic uint32_t gen;     /* bumped when a kernel completes: the futex word */
     _Atomic int sleepers;
 } run_state;
@@ -176,19 +177,45 @@ static void run_chunk(run_state *s, int k, int nch, int j) {
     count_done(s, k, nch);
 }
 
+/* Communication step k (a kernel without code): the all-gather that stands
+ * for it.  0, or -1 when it failed. */
+static int communicate(const lathe_rt_program *p, int k) {
+    const lathe_rt_gather *g = NULL;
+    for (int i = 0; i < p->ngathers && !g; i++)
+        if (p->gathers[i].kernel == k) g = &p->gathers[i];
+    if (!g) return -1;
+    const uint8_t *src = p->arena + g->src;
+    uint8_t *dst = p->arena + g->dst;
+    if (g->parts == 1 && !p->comm) { /* a world of one: the blocks as they are */
+        memmove(dst, src, (size_t)(g->outer * g->bytes));
+        return 0;
+    }
+    if (!p->comm || !p->comm->all_gather) return -1;
+    return p->comm->all_gather(p->comm, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
+}
+
 /* Thread tid's part of a run. */
 static void work(run_state *s, int tid) {
     const lathe_rt_program *p = s->p;
     int nt = s->nt, prev = -1, prev_nch = 0; /* the last kernel with work before k */
     for (int k = 0; k < p->nkernels;) {
         const lathe_rt_kernel *kn = &p->kernels[k];
+        if (!kn->fn) { /* communication: the calling thread, once the kernel before is complete */
+            if (tid == 0) {
+                if (prev >= 0) wait_complete(s, prev, prev_nch);
+                if (communicate(p, k)) atomic_store(&s->failed, 1);
+                count_done(s, k, 1);
+            }
+            prev = k, prev_nch = 1, k++;
+            continue;
+        }
         if (kn->range <= 0) {
             k++;
             continue;
         }
         if (small(kn, nt)) { /* a run of small kernels: one unit, whoever comes first */
             int end = k + 1, last = k;
-            while (end < p->nkernels && small(&p->kernels[end], nt)) {
+            while (end < p->nkernels && p->kernels[end].fn && small(&p->kernels[end], nt)) {
                 if (p->kernels[end].range > 0) last = end;
                 end++;
             }
@@ -218,20 +245,24 @@ static void work(run_state *s, int tid) {
     }
 }
 
-static void run_one_thread(const lathe_rt_program *p) {
+static int run_one_thread(const lathe_rt_program *p) {
     lt_fpenv fe = lt_fp_enter(p->ieee_denormals);
+    int failed = 0;
     for (int i = 0; i < p->nkernels; i++)
-        if (p->kernels[i].range > 0) p->kernels[i].fn(p->arena, 0, p->kernels[i].range);
+        if (!p->kernels[i].fn) failed |= communicate(p, i);
+        else if (p->kernels[i].range > 0) p->kernels[i].fn(p->arena, 0, p->kernels[i].range);
     lt_fp_leave(fe);
+    return failed ? -1 : 0;
 }
 
-void lathe_rt_run(const lathe_rt_program *p, int threads) {
+int lathe_rt_run(const lathe_rt_program *p, int threads) {
     int nt = threads > 0 ? threads : omp_get_max_threads();
     run_times *rt = p->sync_offset > 0 ? (run_times *)(p->arena + p->sync_offset + (int64_t)p->nkernels * (int64_t)sizeof(ksync)) : NULL;
     int kind = nt > 1 && rt ? choose(rt) : 1;
     double t0 = rt ? now() : 0;
+    int failed = 0;
     if (kind == 1) {
-        run_one_thread(p);
+        failed = run_one_thread(p);
     } else {
         /* chunks are cut for nt threads; claiming works for however many
          * OpenMP gives */
@@ -243,10 +274,12 @@ void lathe_rt_run(const lathe_rt_program *p, int threads) {
             work(&s, omp_get_thread_num());
             lt_fp_leave(fe);
         }
+        failed = atomic_load(&s.failed);
     }
     if (rt && nt > 1) record(rt, kind, now() - t0);
     for (int i = 0; i < p->ncopies; i++)
         memmove(p->arena + p->copies[i].dst, p->arena + p->copies[i].src, (size_t)p->copies[i].bytes);
+    return failed ? -1 : 0;
 }
 
 uint8_t *lathe_rt_alloc_arena(int64_t size) {

@@ -61,6 +61,30 @@ typedef struct {
  * the run times that choose the thread count (executor.c). */
 int64_t lathe_rt_sync_bytes(int nkernels);
 
+/* A data-parallel program's communication step (docs/INTERNALS.md): an
+ * all-gather across the processes of the run, in place of a kernel whose fn
+ * is NULL.  Each process holds `outer` blocks of `bytes` bytes at src; dst
+ * receives outer runs of `parts` blocks, the processes' blocks in rank order
+ * within each run (the IR's all_gather along an axis: outer is the product
+ * of the dims before it). */
+typedef struct {
+    int kernel;          /* the kernel it stands for (kernels[kernel].fn is NULL) */
+    int64_t src, dst;    /* arena offsets */
+    int64_t outer, bytes;
+    int parts;           /* the processes: the program was compiled for this many */
+} lathe_rt_gather;
+
+/* How the processes of a run talk: set by whoever runs a program with
+ * communication steps (the trainer, with runtime/lathe_dist.h).  all_gather
+ * does one step (arguments as lathe_rt_gather's, parts checked by the
+ * caller against the run's size) and returns 0, or nonzero with a message in
+ * err. */
+typedef struct lathe_rt_comm {
+    int (*all_gather)(struct lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts);
+    void *ctx;
+    char err[256];
+} lathe_rt_comm;
+
 typedef struct {
     uint8_t *arena;      /* 64-byte aligned, arena_size bytes */
     int64_t arena_size;
@@ -76,6 +100,11 @@ typedef struct {
      * denormals-are-zero, results below the smallest normal number are zero
      * and much faster (see runtime/fpenv.h); true: IEEE denormals */
     bool ieee_denormals;
+    /* the communication steps, in kernel order (none: a program for one
+     * process), and how to do them (NULL: only steps of one part, copies) */
+    const lathe_rt_gather *gathers;
+    int ngathers;
+    lathe_rt_comm *comm;
 } lathe_rt_program;
 
 /* Run every kernel in order on up to `threads` threads (0: OpenMP's
@@ -87,7 +116,12 @@ typedef struct {
  * run on one thread instead while that is faster (another process busy on
  * the machine), trying all of them again now and then (executor.c).  The
  * calling thread's floating-point environment is the same afterwards. */
-void lathe_rt_run(const lathe_rt_program *p, int threads);
+/* A communication step runs on the calling thread (MPI's FUNNELED level)
+ * once the kernel before it is complete; the kernels after it wait for it.
+ * Returns 0, or -1 when a communication step failed (its message in
+ * p->comm->err, or a step for several processes and no comm): the results
+ * are then not to be used. */
+int lathe_rt_run(const lathe_rt_program *p, int threads);
 
 /* A zeroed, 64-byte aligned arena of at least size bytes; free with
  * lathe_rt_free_arena.  NULL when out of memory. */

@@ -64,11 +64,28 @@ typedef struct {
     bool classify;               /* evaluation reports accuracy ("correct" output) */
 } lathe_model_info;
 
+/* The training program of a data-parallel run on `procs` processes (docs/
+ * INTERNALS.md): compiled for the local batch info.batch / procs, its batch
+ * reductions gathered from every process (lathe_rt_gather) and summed in
+ * the same order as the one-process program's shards, so that the run gives
+ * the bits of one process. */
+typedef struct {
+    int procs;
+    lathe_rt_compiled train;
+} lathe_rt_ranked;
+
 /* A compiled model: its description and its programs. */
 typedef struct {
     lathe_model_info info;
     lathe_rt_compiled train;     /* outputs "loss" (one element) and the gradients */
     lathe_rt_compiled eval;      /* eval.tensors NULL: none */
+    /* the batch reductions of train (and of every ranked program) are ordered
+     * sums of this many shards of the batch (0 or 1: not sharded); a run on P
+     * processes needs a ranked program for P, and P divides shards */
+    int shards;
+    bool local_bn;               /* batch norm's statistics per process (not synchronized) */
+    const lathe_rt_ranked *ranked;
+    int nranked;
 } lathe_trainer_model;
 
 /* The trainer's command line (see lathe_trainer_usage): train the model, print
