@@ -18,6 +18,7 @@
 #include <llvm-c/Core.h>
 
 #include "lathe_build.h"
+#include "lathe_dist.h"
 #include "lathe_trainer.h"
 #include "program.h"
 
@@ -154,7 +155,14 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
     for (int i = 0; i < f->nk; i++) fprintf(o, "void %s%d(uint8_t *, int64_t, int64_t);\n", prefix, i);
     fprintf(o, "static const lathe_rt_kernel %s_kernels[] = {\n", name);
     for (int i = 0; i < f->nk; i++)
-        fprintf(o, "    {.fn = %s%d, .range = %lld},\n", prefix, i, (long long)p->kernels[i].range);
+        if (f->ks[i].gather) fprintf(o, "    {.fn = 0, .range = 1}, /* communication */\n");
+        else fprintf(o, "    {.fn = %s%d, .range = %lld},\n", prefix, i, (long long)p->kernels[i].range);
+    fprintf(o, "    {0}};\nstatic const lathe_rt_gather %s_gathers[] = {\n", name);
+    for (int i = 0; i < p->rt.ngathers; i++) {
+        const lathe_rt_gather *g = &p->gathers[i];
+        fprintf(o, "    {.kernel = %d, .src = %lld, .dst = %lld, .outer = %lld, .bytes = %lld, .parts = %d},\n", g->kernel,
+                (long long)g->src, (long long)g->dst, (long long)g->outer, (long long)g->bytes, g->parts);
+    }
     fprintf(o, "    {0}};\nstatic const lathe_rt_copy %s_copies[] = {\n", name);
     for (int i = 0; i < p->rt.ncopies; i++)
         fprintf(o, "    {.src = %lld, .dst = %lld, .bytes = %lld},\n", (long long)p->copies[i].src,
@@ -190,10 +198,10 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
     fprintf(o, "    {0}};\n");
     fprintf(o,
             "#define %s_PROGRAM {.prog = {.arena = 0, .arena_size = %lld, .kernels = %s_kernels, .nkernels = %d, "
-            ".copies = %s_copies, .ncopies = %d, .sync_offset = %lld}, .tensors = %s_tensors, .ntensors = %d, .consts = %s_consts, "
-            ".nconsts = %d}\n\n",
+            ".copies = %s_copies, .ncopies = %d, .sync_offset = %lld, .gathers = %s_gathers, .ngathers = %d}, "
+            ".tensors = %s_tensors, .ntensors = %d, .consts = %s_consts, .nconsts = %d}\n\n",
             name, (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, (long long)p->rt.sync_offset, name,
-            p->ntensors, name, nconst);
+            p->rt.ngathers, name, p->ntensors, name, nconst);
 }
 
 /* Run argv, waiting; 0 when it exits with 0. */
@@ -224,24 +232,95 @@ static int run_cmd(char *const *argv, char *err, size_t errlen) {
     return -1;
 }
 
-/* Both programs, for target (s->target for objects, this host for the JIT). */
-static lathe_status compile_both(const lathe_trainer_spec *s, int backend, lathe_program **tr, lathe_program **ev,
-                                 char *err, size_t errlen) {
-    *tr = *ev = NULL;
+int lathe_default_shards(int64_t batch) {
+    int64_t a = batch > 0 ? batch : 1, b = 12;
+    while (b) {
+        int64_t t = a % b;
+        a = b, b = t;
+    }
+    return (int)a;
+}
+
+/* The programs of a trainer: for one process, the evaluation program, and
+ * one per process count in ranks (procs[i], prs[i]). */
+typedef struct {
+    lathe_program *tr, *ev;
+    int n, procs[LATHE_MAX_RANKS];
+    lathe_program *pr[LATHE_MAX_RANKS];
+    int shards;                   /* what the programs have */
+} programs;
+
+static void programs_free(programs *ps) {
+    lathe_program_free(ps->tr);
+    lathe_program_free(ps->ev);
+    for (int i = 0; i < ps->n; i++) lathe_program_free(ps->pr[i]);
+    memset(ps, 0, sizeof *ps);
+}
+
+/* The programs for target (s->target for objects, this host for the JIT):
+ * the one-process training program unless ranks holds exactly the process
+ * count of a JIT run (one_only false), the evaluation program, and one
+ * training program per count of ranks. */
+static lathe_status compile_all(const lathe_trainer_spec *s, int backend, const int *ranks, int nranks, bool one,
+                                programs *ps, char *err, size_t errlen) {
+    memset(ps, 0, sizeof *ps);
     lt_target t;
     lathe_status st = lt_target_init(&t, backend == LT_BACKEND_OBJECT ? &s->target : NULL, err, errlen);
     if (st != LATHE_OK) return st;
-    *tr = lt_compile(s->train, backend, &t, backend == LT_BACKEND_OBJECT ? "lathe_train_k" : NULL);
-    if (*tr && s->eval) *ev = lt_compile(s->eval, backend, &t, backend == LT_BACKEND_OBJECT ? "lathe_eval_k" : NULL);
-    if (*tr && (*ev || !s->eval)) return LATHE_OK;
-    lathe_graph *g = *tr ? s->eval : s->train;
-    snprintf(err, errlen, "%s", lathe_graph_error(g));
-    lathe_program_free(*tr);
-    *tr = NULL;
-    return lathe_graph_status(g) != LATHE_OK ? lathe_graph_status(g) : LATHE_ERR_UNSUPPORTED;
+    bool obj = backend == LT_BACKEND_OBJECT;
+    int S = s->shards > 0 ? s->shards : lathe_default_shards(s->info.batch);
+    ps->shards = S;
+    if (nranks > LATHE_MAX_RANKS) {
+        snprintf(err, errlen, "--ranks: at most %d process counts", LATHE_MAX_RANKS);
+        return LATHE_ERR_ARG;
+    }
+    for (int i = 0; i < nranks; i++)
+        if (ranks[i] < 2 || S % ranks[i] || s->info.batch % ranks[i]) {
+            snprintf(err, errlen, "--ranks %d: %s", ranks[i],
+                     ranks[i] < 2 ? "a count of processes above 1 (one process always has its program)"
+                                  : "the processes must divide the batch's shards");
+            if (ranks[i] >= 2 && S % ranks[i]) {
+                size_t m = strlen(err);
+                snprintf(err + m, errlen - m, " (batch %lld in %d shards%s)", (long long)s->info.batch, S,
+                         s->shards > 0 ? "" : ", the default: choose them with --shards");
+            }
+            return LATHE_ERR_ARG;
+        }
+    lathe_graph *failed = NULL;
+    lt_shard_opts o = {S, 1, s->local_bn};
+    if (one) {
+        ps->tr = lt_compile(s->train, backend, &t, obj ? "lathe_train_k" : NULL, &o);
+        if (!ps->tr) failed = s->train;
+        else ps->shards = ps->tr->b.shard.shards;
+    }
+    if (!failed && s->eval && !(ps->ev = lt_compile(s->eval, backend, &t, obj ? "lathe_eval_k" : NULL, NULL)))
+        failed = s->eval;
+    for (int i = 0; i < nranks && !failed; i++) {
+        if (ps->shards < 2) {
+            snprintf(err, errlen, "%s cannot run on %d processes: its values mix the samples of the batch (it "
+                     "cannot be sharded)", s->info.name, ranks[i]);
+            programs_free(ps);
+            return LATHE_ERR_UNSUPPORTED;
+        }
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "lathe_train_p%d_k", ranks[i]);
+        o.procs = ranks[i];
+        ps->procs[i] = ranks[i];
+        if (!(ps->pr[i] = lt_compile(s->train, backend, &t, obj ? prefix : NULL, &o))) failed = s->train;
+        ps->n = i + 1;
+    }
+    if (!failed) return LATHE_OK;
+    snprintf(err, errlen, "%s", lathe_graph_error(failed));
+    st = lathe_graph_status(failed) != LATHE_OK ? lathe_graph_status(failed) : LATHE_ERR_UNSUPPORTED;
+    programs_free(ps);
+    return st;
 }
 
-static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
+static void write_model(FILE *o, const lathe_trainer_spec *s, const programs *ps) {
+    bool eval = ps->ev != NULL;
+    fputs("static const lathe_rt_ranked model_ranked[] = {\n", o);
+    for (int i = 0; i < ps->n; i++) fprintf(o, "    {.procs = %d, .train = train_p%d_PROGRAM},\n", ps->procs[i], ps->procs[i]);
+    fputs("    {0}};\n", o);
     fputs("static const char *const model_inputs[] = {", o);
     for (int i = 0; i < s->info.ninputs; i++) {
         cstr(o, s->info.inputs[i]);
@@ -257,8 +336,9 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
             s->info.ninputs);
     if (s->info.label) cstr(o, s->info.label);
     else fputs("0", o);
-    fprintf(o, ", .classes = %lld, .classify = %d}, .train = train_PROGRAM%s};\n", (long long)s->info.classes, s->info.classify,
-            eval ? ", .eval = eval_PROGRAM" : "");
+    fprintf(o, ", .classes = %lld, .classify = %d}, .train = train_PROGRAM%s, .shards = %d, .local_bn = %d, "
+               ".ranked = model_ranked, .nranked = %d};\n",
+            (long long)s->info.classes, s->info.classify, eval ? ", .eval = eval_PROGRAM" : "", ps->shards, s->local_bn, ps->n);
     fputs("int main(int argc, char **argv) {\n"
           "    if (argc > 1 && (!strcmp(argv[1], \"step\") || !strcmp(argv[1], \"sample\"))) {\n"
           "        char prog[4096];\n"
@@ -272,15 +352,27 @@ static void write_model(FILE *o, const lathe_trainer_spec *s, bool eval) {
 }
 
 lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, char *err, size_t errlen) {
-    lathe_program *tr, *ev;
-    lathe_status st = compile_both(s, LT_BACKEND_OBJECT, &tr, &ev, err, errlen);
+    programs ps;
+    lathe_status st = compile_all(s, LT_BACKEND_OBJECT, s->ranks, s->nranks, true, &ps, err, errlen);
     if (st != LATHE_OK) return st;
+    /* every program: the one-process training program, the evaluation
+     * program, then one per process count */
+    lathe_program *all[LATHE_MAX_RANKS + 2] = {ps.tr, ps.ev};
+    const char *kind[LATHE_MAX_RANKS + 2] = {"train", "eval"};
+    char names[LATHE_MAX_RANKS][32];
+    int nprog = 2;
+    for (int i = 0; i < ps.n; i++) {
+        snprintf(names[i], sizeof names[i], "train_p%d", ps.procs[i]);
+        kind[nprog] = names[i];
+        all[nprog++] = ps.pr[i];
+    }
     char dir[] = "/tmp/lathe-XXXXXX";
     /* the files: each part's object, then model.c; the link's command line:
      * them, at most MAX_CC_WORDS words of $CC, the sanitizers' flags and a
      * dozen fixed arguments */
     enum { PATH_BYTES = 64, MAX_CC_WORDS = 8, MAX_LDFLAGS = 16, FIXED_ARGS = 12 };
-    int maxpaths = tr->b.nparts + (ev ? ev->b.nparts : 0) + 1;
+    int maxpaths = 1;
+    for (int k = 0; k < nprog; k++) maxpaths += all[k] ? all[k]->b.nparts : 0;
     char (*paths)[PATH_BYTES] = malloc((size_t)maxpaths * sizeof *paths);
     char **argv = malloc((size_t)(maxpaths + MAX_CC_WORDS + MAX_LDFLAGS + FIXED_ARGS) * sizeof *argv);
     int npaths = 0;
@@ -295,11 +387,11 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         goto done;
     }
     /* the objects */
-    for (int k = 0; k < 2 && st == LATHE_OK; k++) {
-        lathe_program *p = k ? ev : tr;
+    for (int k = 0; k < nprog && st == LATHE_OK; k++) {
+        lathe_program *p = all[k];
         for (int i = 0; p && i < p->b.nparts; i++) {
             LLVMMemoryBufferRef code = p->b.parts[i].code;
-            snprintf(paths[npaths], sizeof paths[npaths], "%s/%s%d.o", dir, k ? "eval" : "train", i);
+            snprintf(paths[npaths], sizeof paths[npaths], "%s/%s_%d.o", dir, kind[k], i);
             FILE *o = fopen(paths[npaths], "wb");
             size_t len = LLVMGetBufferSize(code);
             if (!o || fwrite(LLVMGetBufferStart(code), 1, len, o) != len || fclose(o) != 0) {
@@ -321,9 +413,14 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
         fputs("/* generated by lathe compile */\n#include <stdbool.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n"
               "#include \"lathe_trainer.h\"\n",
               o);
-        write_program(o, tr, "train", "lathe_train_k");
-        if (ev) write_program(o, ev, "eval", "lathe_eval_k");
-        write_model(o, s, ev != NULL);
+        write_program(o, ps.tr, "train", "lathe_train_k");
+        if (ps.ev) write_program(o, ps.ev, "eval", "lathe_eval_k");
+        for (int i = 0; i < ps.n; i++) {
+            char prefix[64];
+            snprintf(prefix, sizeof prefix, "lathe_train_p%d_k", ps.procs[i]);
+            write_program(o, ps.pr[i], names[i], prefix);
+        }
+        write_model(o, s, &ps);
         if (fclose(o) != 0) {
             snprintf(err, errlen, "writing %s: %s", paths[npaths - 1], strerror(errno));
             st = LATHE_ERR_IO;
@@ -364,32 +461,35 @@ lathe_status lathe_build_trainer(const lathe_trainer_spec *s, const char *out, c
 done:
     free(paths);
     free(argv);
-    lathe_program_free(tr);
-    lathe_program_free(ev);
+    programs_free(&ps);
     return st;
 }
 
-/* The JIT-compiled programs as the driver's model. */
-static void as_model(const lathe_trainer_spec *s, lathe_program *tr, lathe_program *ev, lathe_trainer_model *m) {
-    memset(m, 0, sizeof *m);
-    m->info = s->info;
-    m->train = (lathe_rt_compiled){tr->rt, tr->tensors, tr->ntensors, NULL, 0};
-    if (ev) m->eval = (lathe_rt_compiled){ev->rt, ev->tensors, ev->ntensors, NULL, 0};
+static lathe_rt_compiled compiled(const lathe_program *p) {
+    return (lathe_rt_compiled){p->rt, p->tensors, p->ntensors, NULL, 0};
 }
 
 int lathe_trainer_jit_main(const lathe_trainer_spec *s, lathe_run_kind kind, int argc, char **argv) {
-    lathe_program *tr, *ev;
+    programs ps;
     char err[2048];
-    if (compile_both(s, LATHE_BACKEND_JIT, &tr, &ev, err, sizeof err) != LATHE_OK) {
+    /* under an MPI launcher, training needs the program for its process count */
+    int P = kind == LATHE_RUN_TRAIN ? lathe_dist_announced(NULL, 0) : 1;
+    if (compile_all(s, LATHE_BACKEND_JIT, &P, P > 1, P <= 1, &ps, err, sizeof err) != LATHE_OK) {
         fprintf(stderr, "%s: %s\n", argc > 0 ? argv[0] : "lathe", err);
         return 1;
     }
-    lathe_trainer_model m;
-    as_model(s, tr, ev, &m);
+    lathe_trainer_model m = {.info = s->info, .shards = ps.shards, .local_bn = s->local_bn};
+    lathe_rt_ranked r = {0};
+    if (ps.n) { /* the program for P processes only: it stands for train too (same tensors, local inputs) */
+        r = (lathe_rt_ranked){ps.procs[0], compiled(ps.pr[0])};
+        m.train = r.train;
+        m.ranked = &r;
+        m.nranked = 1;
+    } else m.train = compiled(ps.tr);
+    if (ps.ev) m.eval = compiled(ps.ev);
     int rc = kind == LATHE_RUN_STEP     ? lathe_trainer_step_main(&m, argc, argv)
              : kind == LATHE_RUN_SAMPLE ? lathe_trainer_sample_main(&m, argc, argv)
                                         : lathe_trainer_main(&m, argc, argv);
-    lathe_program_free(tr);
-    lathe_program_free(ev);
+    programs_free(&ps);
     return rc;
 }

@@ -74,7 +74,11 @@ typedef struct {
     lt_contract *con;   /* the current kernel's contraction plan, if any */
     int64_t *vlo, *vhi; /* loop variable -> the values it takes, inclusive (INT64_MIN, INT64_MAX: unknown) */
     int vcap;
+    bool *gathered;     /* node -> an all_gather across processes reads it (it needs a dense buffer) */
 } fz;
+
+/* An all_gather across processes: a communication step, not a kernel. */
+static bool is_gather(const lathe_node *n) { return n->op == LT_OP_ALL_GATHER && n->attr[1].v[0] > 1; }
 
 /* ---- expression construction ------------------------------------------------ */
 
@@ -1152,6 +1156,8 @@ static void decide(fz *z, const bool *root) {
          * writes every element itself, and it reads its gradient's rows as
          * vectors: a view whose rows are dense, else a buffer */
         if (n->op == LT_OP_INDEX_SELECT_BACKWARD) mat = true;
+        /* a communication step reads and writes whole buffers */
+        if (!leaf && (is_gather(n) || z->gathered[i])) mat = true;
         if (!mat && z->row_from[i] <= n->rank) {
             z->f->buf_of[i] = -1;
             mat = !lt_is_row_view(z->f, n, z->row_from[i]);
@@ -1369,11 +1375,12 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     z.stamp = malloc(sizeof(int) * (size_t)(n + 1));
     z.fused = malloc(sizeof(int) * (size_t)(n + 1));
     z.row_from = malloc(sizeof(int) * (size_t)(n + 1));
+    z.gathered = calloc((size_t)n + 1, sizeof(bool));
     bool *root = calloc((size_t)n + 1, sizeof(bool));
     f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
     f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
     f->ks = calloc((size_t)n + 1, sizeof *f->ks);
-    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.heavy_node || !z.size || !z.stamp || !z.fused || !z.row_from || !root ||
+    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.heavy_node || !z.size || !z.stamp || !z.fused || !z.row_from || !z.gathered || !root ||
         !f->buf_of || !f->bufs || !f->ks) {
         lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
         goto done;
@@ -1386,6 +1393,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
             z.uses[o]++;
             z.consumer[o] = z.uses[o] == 1 ? i : -1;
             if (is_heavy(m->op)) z.heavy_use[o] = true;
+            if (is_gather(m)) z.gathered[o] = true;
             if (m->op == LT_OP_INDEX_SELECT_BACKWARD && k == 0) {
                 int from = (int)m->attr[0].v[0] + m->in[1]->rank;
                 if (from < z.row_from[o]) z.row_from[o] = from;
@@ -1427,6 +1435,24 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
             vrange(&z, newvar(&z), 0, m->shape[dd]);
             idx[dd] = xvar(&z, dd);
         }
+        if (is_gather(m)) {
+            /* the runtime's communication step (program.c, lathe_rt_gather); the
+             * kernel only records that it reads its operand's buffer (the
+             * plan's lifetimes) and is never called */
+            for (int dd = 0; dd < m->in[0]->rank; dd++) idx[dd] = xi(&z, 0);
+            k->gather = true;
+            k->value = value(&z, m->in[0]->id, idx);
+            k->nodes = malloc(sizeof(int));
+            if (!k->nodes) {
+                lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
+                break;
+            }
+            k->nodes[0] = i, k->nnodes = 1;
+            k->outer = 0, k->range = 1;
+            k->nvars = z.nextvar;
+            if (z.nextvar > f->nvars) f->nvars = z.nextvar;
+            continue;
+        }
         k->value = value(&z, i, idx);
         k->nnodes = z.nfused + 1;
         k->nodes = malloc(sizeof(int) * (size_t)k->nnodes);
@@ -1456,6 +1482,7 @@ done:
     free(z.stamp);
     free(z.fused);
     free(z.row_from);
+    free(z.gathered);
     free(z.vlo);
     free(z.vhi);
     free(root);

@@ -76,6 +76,10 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
             if (k->con->kc)
                 fprintf(out, ", blocks of %lld rows, panels of %lld", (long long)k->con->mc, (long long)k->con->kc);
             fputc('\n', out);
+        } else if (k->gather) {
+            const lathe_node *m = g->nodes[k->nodes[0]];
+            fprintf(out, "  space %s, communication: all-gather along dim %lld from %lld processes (no code)\n", ts,
+                    (long long)m->attr[0].v[0], (long long)m->attr[1].v[0]);
         } else {
             fprintf(out, "  space %s, parallel over the first %d dims (%lld ranges)", ts, k->outer, (long long)k->range);
             if (k->nseg) {

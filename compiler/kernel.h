@@ -199,6 +199,10 @@ typedef struct {
     int nseg, seg_dim;
     int64_t seg_lo[LT_MAX_SEGS + 1];
     lt_expr *segv[LT_MAX_SEGS];
+    /* an all_gather across processes (nodes[0]): the runtime's communication
+     * step (lathe_rt_gather), not code; value only reads the operand's buffer
+     * (its first element), for the plan */
+    bool gather;
 } lt_kernel;
 
 typedef struct lt_xchunk lt_xchunk;

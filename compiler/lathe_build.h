@@ -15,6 +15,9 @@
 extern "C" {
 #endif
 
+/* The most process counts one native trainer carries programs for. */
+enum { LATHE_MAX_RANKS = 8 };
+
 /* A model ready for training: its training graph (forward with batch norm
  * in training mode, the one-element output "loss", marked for backward or
  * with the backward pass already added) and
@@ -24,7 +27,22 @@ typedef struct {
     lathe_model_info info;       /* name, source, batch, inputs, label, classes (runtime/lathe_trainer.h) */
     lathe_graph *train, *eval;   /* eval may be NULL; both must outlive the call */
     lathe_target target;         /* lathe_build_trainer's CPU (zeroed: this host); the JIT runs on this host */
+    /* Data parallelism (docs/INTERNALS.md).  Every reduction over the batch
+     * (weight gradients, the loss, batch norm's statistics) is an ordered
+     * sum of `shards` partial sums, each over B / shards consecutive
+     * samples, so that P processes (P dividing shards) give the bits of one.
+     * 0: lathe_default_shards(info.batch); 1: none (one process only; a
+     * graph whose values mix the samples of the batch cannot be sharded and
+     * gets 1 as well). */
+    int shards;
+    bool local_bn;               /* batch norm's statistics per process (PyTorch DDP's default), not over the global batch */
+    const int *ranks;            /* lathe_build_trainer: the process counts above 1 to compile a program for */
+    int nranks;
 } lathe_trainer_spec;
+
+/* The default shard count of a batch of B samples: gcd(B, 12) (64: 4, for 1,
+ * 2 or 4 processes; 48: 12, for 1, 2, 3, 4, 6 or 12). */
+int lathe_default_shards(int64_t batch);
 
 /* `lathe compile`: compile both graphs into object code for s->target, write
  * their tables as C with a main() calling lathe_trainer_main (and
@@ -46,7 +64,9 @@ typedef enum { LATHE_RUN_TRAIN, LATHE_RUN_STEP, LATHE_RUN_SAMPLE } lathe_run_kin
 
 /* `lathe train`, `lathe step` and `lathe sample`: JIT-compile both graphs for
  * this host and run lathe_trainer_main, lathe_trainer_step_main or
- * lathe_trainer_sample_main on argv.  Returns the exit status. */
+ * lathe_trainer_sample_main on argv.  Started by an MPI launcher as one of P
+ * processes, training compiles the program for P (s->ranks is not used).
+ * Returns the exit status. */
 int lathe_trainer_jit_main(const lathe_trainer_spec *s, lathe_run_kind kind, int argc, char **argv);
 
 #ifdef __cplusplus

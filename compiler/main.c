@@ -3,6 +3,7 @@
  * One function per verb; each parses its own flags with getopt_long and
  * prints errors as "lathe VERB: message".  Exit status: 0 success, 1 the
  * input was bad (the message says where), 2 the command line was bad. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +92,7 @@ static const char *dump_usage =
 
 static const char *compile_usage =
     "usage: lathe compile MODEL -o TRAINER [--batch B] [-D NAME=VALUE]... [--target-cpu CPU]\n"
-    "                     [--target-features FEATURES]\n"
+    "                     [--target-features FEATURES] [--ranks P,...] [--shards S] [--local-bn]\n"
     "\n"
     "Compiles MODEL (a .lathe description, or text IR with an output 'loss') into the\n"
     "standalone executable TRAINER: the training program (forward, backward, buffer\n"
@@ -109,6 +110,16 @@ static const char *compile_usage =
     "                           register tiles are sized for its vector unit\n"
     "  --target-features F      LLVM CPU features to add (+f) or remove (-f), after the\n"
     "                           CPU's own, comma-separated (+avx512f,-fma; default: none)\n"
+    "  --ranks P,...            also compile the training program for data-parallel runs\n"
+    "                           on P processes ('mpirun -np P TRAINER ...'; each P above\n"
+    "                           1 divides the shards; at most 8 counts; default: none)\n"
+    "  --shards S               every reduction over the batch (gradients, the loss, batch\n"
+    "                           norm's statistics) is an ordered sum of S partial sums of\n"
+    "                           B/S samples, so P processes give the bits of one (default:\n"
+    "                           gcd(B, 12), e.g. 4 for batch 64; 1: none, one process only)\n"
+    "  --local-bn               batch norm's statistics over each process's own samples\n"
+    "                           (PyTorch DDP's default); without it they are over the\n"
+    "                           global batch, as SyncBatchNorm's\n"
     "  -h, --help               show this help\n"
     "\n"
     "The runtime library and its headers: $LATHE_RUNTIME_LIB and $LATHE_RUNTIME_INC\n"
@@ -129,7 +140,9 @@ static const char *train_usage_head =
     "overrides the description's constant 'let NAME'; --batch sets the batch size.\n"
     "Compiled code is cached in LATHE_CACHE_DIR (default $XDG_CACHE_HOME/lathe or\n"
     "~/.cache/lathe; off: no cache), so training the same model again starts at once.\n"
-    "The trainer's flags:\n\n";
+    "Under 'mpirun -np P' it trains data-parallel, compiling the program for P\n"
+    "processes.  --shards S and --local-bn are lathe compile's (see lathe compile\n"
+    "--help).  The trainer's flags:\n\n";
 
 /* ---- models: descriptions or text IR ------------------------------------------ */
 
@@ -274,11 +287,46 @@ static bool parse_batch(const char *verb, const char *s, int64_t *out) {
     return true;
 }
 
+/* --shards S: false with a message when S is not a positive integer. */
+static bool parse_shards(const char *verb, const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > 4096) {
+        fprintf(stderr, "lathe %s: --shards %s: expected an integer from 1 to 4096\n", verb, s);
+        return false;
+    }
+    *out = (int)v;
+    return true;
+}
+
+/* --ranks P,...: process counts above 1. */
+static bool parse_ranks(const char *s, int *ranks, int *n) {
+    *n = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 1 || v > 4096 || (*end && *end != ',') || *n >= LATHE_MAX_RANKS) {
+            fprintf(stderr, "lathe compile: --ranks %s: expected up to %d process counts, comma-separated (2,4)\n", s,
+                    LATHE_MAX_RANKS);
+            return false;
+        }
+        if (v > 1) ranks[(*n)++] = (int)v; /* one process always has its program */
+        p = *end ? end + 1 : end;
+    }
+    return true;
+}
+
 static int cmd_compile(int argc, char **argv) {
+    enum { O_RANKS = 1000, O_SHARDS, O_LOCAL_BN };
     static const struct option opts[] = {{"output", required_argument, 0, 'o'}, {"batch", required_argument, 0, 'b'},
                                          {"target-cpu", required_argument, 0, 'c'},
                                          {"target-features", required_argument, 0, 'F'}, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+                                         {"ranks", required_argument, 0, O_RANKS}, {"shards", required_argument, 0, O_SHARDS},
+                                         {"local-bn", no_argument, 0, O_LOCAL_BN}, {0, 0, 0, 0}};
+    int ranks[LATHE_MAX_RANKS], nranks = 0, shards = 0;
+    bool local_bn = false;
     model_opts mo = {0};
     if ((argc = take_defines(argc, argv, &mo, "compile")) < 0) return 2;
     const char *out = NULL;
@@ -291,6 +339,9 @@ static int cmd_compile(int argc, char **argv) {
         case 'b': if (!parse_batch("compile", optarg, &mo.batch)) return 2; break;
         case 'c': target.cpu = optarg; break;
         case 'F': target.features = optarg; break;
+        case O_RANKS: if (!parse_ranks(optarg, ranks, &nranks)) return 2; break;
+        case O_SHARDS: if (!parse_shards("compile", optarg, &shards)) return 2; break;
+        case O_LOCAL_BN: local_bn = true; break;
         case 'h': fputs(compile_usage, stdout); return 0;
         default: fputs(compile_usage, stderr); return 2;
         }
@@ -308,6 +359,7 @@ static int cmd_compile(int argc, char **argv) {
         return 1;
     }
     m.spec.target = target;
+    m.spec.ranks = ranks, m.spec.nranks = nranks, m.spec.shards = shards, m.spec.local_bn = local_bn;
     char err[4096];
     lathe_status st = lathe_build_trainer(&m.spec, out, err, sizeof err);
     if (st != LATHE_OK) fprintf(stderr, "lathe compile: %s\n", err);
@@ -370,8 +422,28 @@ static int cmd_run(int argc, char **argv, lathe_run_kind kind) {
             model_free(&probe);
         }
     }
+    /* lathe compile's --shards S and --local-bn, taken out before the driver's flags */
+    int shards = 0;
+    bool local_bn = false;
+    for (int i = 1; i < argc; i++) {
+        int drop = 0;
+        if (!strncmp(argv[i], "--shards=", 9)) {
+            if (!parse_shards(verb, argv[i] + 9, &shards)) return 2;
+            drop = 1;
+        } else if (!strcmp(argv[i], "--shards")) {
+            if (i + 1 >= argc || !parse_shards(verb, argv[i + 1], &shards)) {
+                if (i + 1 >= argc) fprintf(stderr, "lathe %s: --shards needs a value\n", verb);
+                return 2;
+            }
+            drop = 2;
+        } else if (!strcmp(argv[i], "--local-bn")) local_bn = true, drop = 1;
+        if (!drop) continue;
+        for (int j = i; j + drop <= argc; j++) argv[j] = argv[j + drop];
+        argc -= drop, i--;
+    }
     model m;
     if (load_model(verb, path, &mo, !step, &m)) return 1;
+    m.spec.shards = shards, m.spec.local_bn = local_bn;
     int rc = lathe_trainer_jit_main(&m.spec, kind, argc, argv);
     model_free(&m);
     return rc;

@@ -53,6 +53,32 @@ static lathe_status simplify(lt_build *b) {
     return graph_status(b, b->opt);
 }
 
+/* The decomposed graph's batch reductions as ordered sums of shards, for
+ * one process of b->shard.procs (shard.c). */
+static lathe_status shard(lt_build *b) {
+    lathe_graph *d = b->dec;
+    bool *in = calloc((size_t)d->nnodes + 1, sizeof *in);
+    if (!in) return graph_status(b, NULL);
+    for (int i = 0; i < d->nnodes; i++) in[i] = d->nodes[i]->op == LT_OP_INPUT;
+    lathe_graph *sh = lt_shard(d, in, &b->shard, NULL, 0, NULL, b->err, sizeof b->err);
+    free(in);
+    if (!sh && b->shard.procs == 1) { /* one process: the unsharded program, which the caller sees in shards */
+        b->shard.shards = 1;
+        return LATHE_OK;
+    }
+    if (!sh) {
+        char msg[sizeof b->err];
+        snprintf(msg, sizeof msg, "%s", b->err);
+        snprintf(b->err, sizeof b->err, "data-parallel program (%d shards, %d process%s): %s", b->shard.shards,
+                 b->shard.procs, b->shard.procs == 1 ? "" : "es", msg);
+        lt_fail(d, LATHE_ERR_UNSUPPORTED, "%s", b->err);
+        return LATHE_ERR_UNSUPPORTED;
+    }
+    b->dec = sh;
+    lathe_graph_free(d);
+    return graph_status(b, sh);
+}
+
 static lathe_status decompose(lt_build *b) {
     lathe_graph *d = lt_decompose(b->opt);
     lathe_status st = graph_status(b, d);
@@ -62,6 +88,7 @@ static lathe_status decompose(lt_build *b) {
         lathe_graph_free(d);
     } else
         b->dec = d; /* keeps the decomposition's error */
+    if (st == LATHE_OK && (b->shard.shards > 1 || b->shard.procs > 1)) st = shard(b);
     return st;
 }
 

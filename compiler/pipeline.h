@@ -16,6 +16,7 @@
 #include "lathe_program.h"
 #include "lower_llvm.h"
 #include "lathe_runtime.h"
+#include "shard.h"
 #include "target.h"
 
 /* cache.c: object code on disk, keyed by what it depends on. */
@@ -56,6 +57,10 @@ typedef struct {
     const char *prefix;            /* kernel symbols: prefix + index; NULL: "lathe_k" */
     int threads;                   /* parts compiled in parallel (0: OpenMP's default) */
     bool use_cache;                /* object code from and to the cache (cache.c); not with asm_text */
+    /* data parallelism (shard.c): shards > 1 or procs > 1 shards the batch
+     * reductions of the decomposed graph, every input of the graph taken as
+     * per-sample data with the batch on axis 0 (a trainer's graph) */
+    lt_shard_opts shard;
     lt_cache cache;
     int cache_hits;                /* parts whose code came from the cache */
     /* what the stages produced (owned; lt_build_free frees them) */

@@ -133,9 +133,13 @@ static void fill_table(lathe_program *p) {
         t->kind = !leaf ? LATHE_RT_OUTPUT : n->op == LT_OP_INPUT ? LATHE_RT_INPUT : n->op == LT_OP_PARAM ? LATHE_RT_PARAM
                                                                                                    : LATHE_RT_BUFFER;
         t->dtype = (lathe_rt_dtype)n->dtype; /* the same numbering (asserted above) */
-        t->rank = n->rank;
-        memcpy(t->shape, n->shape, sizeof t->shape);
-        t->numel = n->numel;
+        /* the shape the kernels use: one process's part of a data-parallel
+         * program holds its own samples */
+        const lathe_node *k = p->b.f ? (leaf ? find_leaf(p->b.f->g, n->name) : p->b.f->g->outputs[i - nleaves].node) : n;
+        if (!k) k = n;
+        t->rank = k->rank;
+        memcpy(t->shape, k->shape, sizeof t->shape);
+        t->numel = k->numel;
         t->requires_grad = leaf && n->requires_grad;
         t->grad_offset = -1;
         t->index_limit = leaf && n->op == LT_OP_INPUT && n->dtype == LATHE_I64 ? lathe_index_limit(g, n) : 0;
@@ -147,8 +151,8 @@ static void fill_table(lathe_program *p) {
                       : k == LATHE_LEAF_INIT_SEED   ? LATHE_INIT_SEED
                                                     : LATHE_INIT_CONST;
         }
-        int k = leaf && n->op == LT_OP_PARAM ? lathe_grad_output(g, n) : -1;
-        if (k >= 0) t->grad_offset = p->tensors[nleaves + k].offset;
+        int go = leaf && n->op == LT_OP_PARAM ? lathe_grad_output(g, n) : -1;
+        if (go >= 0) t->grad_offset = p->tensors[nleaves + go].offset;
     }
 }
 
@@ -168,12 +172,30 @@ static lathe_status kernel_table(lathe_program *p) {
     const lt_fused *f = p->b.f;
     p->kernels = calloc((size_t)f->nk + 1, sizeof *p->kernels);
     if (!p->kernels) return perr(p, LATHE_ERR_NOMEM, "out of memory");
+    int ng = 0;
     for (int i = 0; i < f->nk; i++) {
         p->kernels[i].range = f->ks[i].range;
-        p->kernels[i].fn = p->b.fns ? p->b.fns[i] : NULL;
+        p->kernels[i].fn = p->b.fns && !f->ks[i].gather ? p->b.fns[i] : NULL;
+        ng += f->ks[i].gather;
     }
     p->rt.kernels = p->kernels;
     p->rt.nkernels = f->nk;
+    /* the communication steps: each all_gather's operand and result buffers */
+    if (ng && !(p->gathers = calloc((size_t)ng, sizeof *p->gathers))) return perr(p, LATHE_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < f->nk; i++) {
+        if (!f->ks[i].gather) continue;
+        const lathe_node *n = f->g->nodes[f->ks[i].nodes[0]], *x = n->in[0];
+        int axis = (int)n->attr[0].v[0];
+        lathe_rt_gather *gt = &p->gathers[p->rt.ngathers++];
+        gt->kernel = i;
+        gt->src = f->plan[f->buf_of[x->id]].offset;
+        gt->dst = f->plan[f->ks[i].buf].offset;
+        gt->outer = 1;
+        gt->bytes = (int64_t)lathe_dtype_size(x->dtype);
+        for (int d = 0; d < x->rank; d++) *(d < axis ? &gt->outer : &gt->bytes) *= x->shape[d];
+        gt->parts = (int)n->attr[1].v[0];
+    }
+    p->rt.gathers = p->gathers;
     return LATHE_OK;
 }
 
@@ -187,10 +209,10 @@ lathe_program *lathe_compile_for(lathe_graph *g, lathe_backend backend, const la
     char err[4096];
     lathe_status st = backend == LATHE_BACKEND_JIT ? lt_target_init(&t, target, err, sizeof err) : LATHE_OK;
     if (st != LATHE_OK) return lt_fail(g, st, "compile: %s", err);
-    return lt_compile(g, (int)backend, backend == LATHE_BACKEND_JIT ? &t : NULL, NULL);
+    return lt_compile(g, (int)backend, backend == LATHE_BACKEND_JIT ? &t : NULL, NULL, NULL);
 }
 
-lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const char *prefix) {
+lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const char *prefix, const lt_shard_opts *sh) {
     if (lathe_graph_status(g) != LATHE_OK) return NULL;
     if (lathe_graph_verify(g) != LATHE_OK) return NULL;
     lathe_program *p = calloc(1, sizeof *p);
@@ -200,6 +222,7 @@ lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const
     if (t) p->target = *t;
     p->b = (lt_build){.g = g, .target = &p->target, .pic = backend == LT_BACKEND_OBJECT, .prefix = prefix,
                       .use_cache = true};
+    if (sh && backend != LATHE_BACKEND_EVAL) p->b.shard = *sh;
     lathe_stage last = backend == LATHE_BACKEND_EVAL ? LATHE_STAGE_GRAD : backend == LT_BACKEND_OBJECT ? LATHE_STAGE_ASM
                                                                                                      : LATHE_STAGE_JIT;
     lathe_status st = lt_build_run(&p->b, last);
@@ -232,6 +255,7 @@ void lathe_program_free(lathe_program *p) {
     lathe_rt_free_arena(p->rt.arena);
     free(p->kernels);
     free(p->copies);
+    free(p->gathers);
     lathe_eval_free(p->ev);
     free(p->tensors);
     free(p->tnode);
@@ -318,7 +342,9 @@ lathe_status lathe_program_run(lathe_program *p) {
     if (lathe_rt_check_indices(p->rt.arena, p->tensors, p->ntensors, err, sizeof err))
         return perr(p, LATHE_ERR_ARG, "%s", err);
     if (p->backend == LATHE_BACKEND_EVAL) return eval_run(p);
-    lathe_rt_run(&p->rt, p->threads);
+    if (lathe_rt_run(&p->rt, p->threads))
+        return perr(p, LATHE_ERR_IO, "a communication step failed: %s",
+                    p->rt.comm ? p->rt.comm->err : "the program gathers from several processes and has no lathe_rt_comm");
     return LATHE_OK;
 }
 

@@ -27,13 +27,17 @@ struct lathe_program {
     lathe_rt_program rt;       /* rt.arena is the arena of both backends */
     lathe_rt_kernel *kernels;  /* objects: fn NULL */
     lathe_rt_copy *copies;
+    lathe_rt_gather *gathers;  /* the communication steps (rt.ngathers) */
     lathe_eval *ev;            /* the evaluator backend */
 };
 
 /* lathe_compile for target t (described once by the caller; the program
  * keeps a copy) and a kernel symbol prefix (NULL:
  * "lathe_k"); backend LT_BACKEND_OBJECT stops at machine code (the pipeline's
- * asm stage: PIC objects in p->b.parts[i].code) instead of JIT-linking. */
-lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const char *prefix);
+ * asm stage: PIC objects in p->b.parts[i].code) instead of JIT-linking.
+ * sh (NULL: none): a data-parallel program (pipeline.h's lt_build.shard);
+ * p->b.shard.shards then says how many shards it has (1 when a program for
+ * one process could not be sharded: it is the unsharded one). */
+lathe_program *lt_compile(lathe_graph *g, int backend, const lt_target *t, const char *prefix, const lt_shard_opts *sh);
 
 #endif

@@ -7,7 +7,13 @@
  *   a @ b contracting the batch (K)     a as [.., S, M, K/S], b as [.., S, K/S, N],
  *                                       one batched product, then the sum over S
  *   conv2d's weight gradient            one per shard of images, stacked, summed
- *   index_select_backward               one per shard of tokens, stacked, summed */
+ *   index_select_backward               one per shard of tokens, stacked, summed
+ *
+ * For one process of P, the copy holds its B/P samples: batch inputs and
+ * every value along the batch get the local extent (local_op), each
+ * reduction computes this process's S/P partials, and an all_gather along
+ * the shard axis brings every process's before the ordered sum -- the same
+ * partials, the same sum, the same bits as one process. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,7 +25,9 @@ typedef struct {
     lathe_graph *dst;
     lathe_node **map;
     const lt_batch *st;
-    int S;
+    const bool *stat;   /* per node of g: a batch reduction whose value per-sample values use */
+    int S, P, L;        /* shards, processes, shards per process (S / P) */
+    bool local;         /* lt_shard_opts.local_stats */
     int *partial, cap, n;
     char *err;
     size_t errlen;
@@ -47,10 +55,16 @@ static int64_t chunk(shard *s, const lathe_node *n, int64_t E, int64_t inner) {
     return E / s->S;
 }
 
-/* Partials p (the shard axis at pos), summed over it in shard order. */
-static lathe_node *combine(shard *s, lathe_node *p, int64_t pos) {
+/* Partials p of reduction n (the shard axis at pos, this process's L of
+ * them), gathered from every process and summed over it in shard order; a
+ * statistic with local_stats: this process's alone, times P. */
+static lathe_node *combine(shard *s, const lathe_node *n, lathe_node *p, int64_t pos) {
     note_partial(s, p);
-    return lathe_sum(s->dst, p, 1, &pos, false);
+    bool own = s->local && s->stat[n->id];
+    if (s->P > 1 && !own) p = lathe_all_gather(s->dst, p, (int)pos, s->P);
+    lathe_node *y = lathe_sum(s->dst, p, 1, &pos, false);
+    if (own && s->P > 1) y = lathe_mul(s->dst, y, lathe_scalar(s->dst, n->dtype, (double)s->P));
+    return y;
 }
 
 static lathe_node *shard_sum(shard *s, const lathe_node *n, lathe_node *x) {
@@ -62,7 +76,7 @@ static lathe_node *shard_sum(shard *s, const lathe_node *n, lathe_node *x) {
     if (!c) return NULL;
     int64_t shp[LATHE_MAX_RANK], axes[LATHE_MAX_RANK];
     for (int d = 0, k = 0; d < r; d++) {
-        if (d == a) shp[k++] = s->S, shp[k++] = c;
+        if (d == a) shp[k++] = s->L, shp[k++] = c;
         else shp[k++] = ox->shape[d];
     }
     const lt_attr *ax = &n->attr[0];
@@ -76,7 +90,7 @@ static lathe_node *shard_sum(shard *s, const lathe_node *n, lathe_node *x) {
     }
     lathe_node *xr = lathe_reshape(s->dst, x, r + 1, shp);
     lathe_node *p = lathe_sum(s->dst, xr, na, axes, false);
-    lathe_node *y = combine(s, p, a - below);
+    lathe_node *y = combine(s, n, p, a - below);
     if (n->op == LT_OP_MEAN) {
         int64_t cnt = 1;
         for (int i = 0; i < na; i++) cnt *= shp[axes[i]];
@@ -94,14 +108,14 @@ static lathe_node *shard_matmul(shard *s, const lathe_node *n, lathe_node *a, la
     if (!c) return NULL;
     int64_t sa[LATHE_MAX_RANK], sb[LATHE_MAX_RANK], perm[LATHE_MAX_RANK];
     memcpy(sa, oa->shape, sizeof(int64_t) * (size_t)ra);
-    sa[ra - 1] = s->S, sa[ra] = c; /* [.., M, S, K/S] */
+    sa[ra - 1] = s->L, sa[ra] = c; /* [.., M, S, K/S] (S/P of them here) */
     for (int d = 0; d < ra - 2; d++) perm[d] = d;
     perm[ra - 2] = ra - 1, perm[ra - 1] = ra - 2, perm[ra] = ra; /* [.., S, M, K/S] */
     memcpy(sb, ob->shape, sizeof(int64_t) * (size_t)(rb - 2));
-    sb[rb - 2] = s->S, sb[rb - 1] = c, sb[rb] = ob->shape[rb - 1]; /* [.., S, K/S, N] */
+    sb[rb - 2] = s->L, sb[rb - 1] = c, sb[rb] = ob->shape[rb - 1]; /* [.., S, K/S, N] */
     lathe_node *as = lathe_permute(s->dst, lathe_reshape(s->dst, a, ra + 1, sa), ra + 1, perm);
     lathe_node *bs = lathe_reshape(s->dst, b, rb + 1, sb);
-    return combine(s, lathe_matmul(s->dst, as, bs), r - 2);
+    return combine(s, n, lathe_matmul(s->dst, as, bs), r - 2);
 }
 
 /* op(slices of its operands along their batch axes), one per shard, stacked
@@ -118,7 +132,7 @@ static lathe_node *shard_each(shard *s, const lathe_node *n, lathe_node **in) {
     int64_t one[LATHE_MAX_RANK];
     one[0] = 1;
     memcpy(one + 1, n->shape, sizeof(int64_t) * (size_t)n->rank);
-    for (int i = 0; i < s->S; i++) {
+    for (int i = 0; i < s->L; i++) {
         lathe_node *sl[2];
         for (int k = 0; k < 2; k++) {
             int ax = s->st[n->in[k]->id].axis;
@@ -126,20 +140,64 @@ static lathe_node *shard_each(shard *s, const lathe_node *n, lathe_node **in) {
         }
         parts[i] = lathe_reshape(s->dst, lt_make(s->dst, n->op, 2, sl, n->attr), n->rank + 1, one);
     }
-    return combine(s, s->S > 1 ? lathe_concat(s->dst, s->S, parts, 0) : parts[0], 0);
+    return combine(s, n, s->L > 1 ? lathe_concat(s->dst, s->L, parts, 0) : parts[0], 0);
 }
 
-lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, int S, int *partial, int cap, int *npartial,
-                      char *err, size_t errlen) {
+/* ---- one process's part (P > 1): values along the batch hold B/P samples ---- */
+
+/* n copied for this process's samples: a reshape or broadcast along the
+ * batch gets the local extent; an elementwise op's operands that are the
+ * same along the batch axis (a broadcast of a reduction, as a mean's
+ * gradient) but span the whole batch are cut to the local extent. */
+static lathe_node *local_op(shard *s, const lathe_node *n, lathe_node **in) {
+    lt_batch b = s->st[n->id];
+    if (s->P == 1 || b.kind != LT_BATCH_AXIS) return lt_make(s->dst, n->op, n->nin, in, n->attr);
+    int64_t E = n->shape[b.axis], e = E / s->P;
+    if (n->op == LT_OP_RESHAPE || n->op == LT_OP_BROADCAST_TO) {
+        lt_attr at = n->attr[0];
+        at.v[b.axis] = e;
+        return lt_make(s->dst, n->op, n->nin, in, &at);
+    }
+    switch (lt_ops[n->op].kind) {
+    case LT_UNARY: case LT_BINARY: case LT_COMPARE: case LT_WHERE:
+        for (int k = 0; k < n->nin; k++) {
+            const lathe_node *o = n->in[k];
+            int d = b.axis - (n->rank - o->rank);
+            if (s->st[o->id].kind == LT_BATCH_NONE && d >= 0 && o->shape[d] == E && E > 1)
+                in[k] = lathe_slice(s->dst, in[k], d, 0, e, 1);
+        }
+        break;
+    default: break;
+    }
+    return lt_make(s->dst, n->op, n->nin, in, n->attr);
+}
+
+lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, const lt_shard_opts *o, int *partial, int cap,
+                      int *npartial, char *err, size_t errlen) {
     if (npartial) *npartial = 0;
     if (errlen) err[0] = 0;
     lathe_graph *dst = lathe_graph_new();
     lt_batch *st = calloc((size_t)g->nnodes + 1, sizeof *st);
     lathe_node **map = calloc((size_t)g->nnodes + 1, sizeof *map);
-    shard s = {g, dst, map, st, S, partial, partial ? cap : 0, 0, err, errlen};
-    bool ok = dst && st && map && S >= 1;
-    if (!ok) snprintf(err, errlen, S < 1 ? "%d shards" : "out of memory", S);
+    bool *stat = calloc((size_t)g->nnodes + 1, sizeof *stat);
+    int S = o->shards, P = o->procs;
+    shard s = {g, dst, map, st, stat, S, P, P >= 1 ? S / P : 0, o->local_stats, partial, partial ? cap : 0, 0, err, errlen};
+    bool ok = dst && st && map && stat && S >= 1 && P >= 1 && S % P == 0;
+    if (!ok) {
+        if (S < 1 || P < 1 || S % P) snprintf(err, errlen, "%d shards on %d processes: the processes must divide the shards", S, P);
+        else snprintf(err, errlen, "out of memory");
+    }
     int nmixed = ok ? lt_batch_axes(g, batch_input, st) : 0;
+    /* the statistics: batch reductions whose value reaches a per-sample value */
+    bool *reach = ok && nmixed >= 0 ? calloc((size_t)g->nnodes + 1, sizeof *reach) : NULL;
+    if (ok && nmixed >= 0 && !reach) ok = false, snprintf(err, errlen, "out of memory");
+    for (int i = g->nnodes - 1; reach && i >= 0; i--) {
+        const lathe_node *n = g->nodes[i];
+        if (st[i].reduces) stat[i] = reach[i];
+        bool up = reach[i] || st[i].kind == LT_BATCH_AXIS;
+        for (int k = 0; k < n->nin && up; k++) reach[n->in[k]->id] = true;
+    }
+    free(reach);
     for (int i = 0; ok && nmixed > 0 && i < g->nnodes; i++)
         if (st[i].kind == LT_BATCH_MIXED) ok = refuse(&s, g->nodes[i], "its value mixes the samples of the batch (%lld of %lld such nodes)", nmixed, nmixed);
     if (ok && nmixed < 0) ok = false, snprintf(err, errlen, "%s", lathe_graph_error((lathe_graph *)g));
@@ -147,7 +205,16 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, int S, int 
         const lathe_node *n = g->nodes[i];
         lathe_node *in[64], *r = NULL;
         if (lt_ops[n->op].kind == LT_LEAF) {
-            r = lt_make_leaf(dst, n->op, n->name, n->dtype, n->rank, n->shape, n->requires_grad, n->data);
+            int64_t shp[LATHE_MAX_RANK];
+            memcpy(shp, n->shape, sizeof(int64_t) * (size_t)n->rank);
+            if (batch_input && batch_input[i] && n->rank > 0) {
+                if (shp[0] % S) {
+                    ok = refuse(&s, n, "a batch of %lld samples does not split into %lld shards", shp[0], S);
+                    break;
+                }
+                shp[0] /= P;
+            }
+            r = lt_make_leaf(dst, n->op, n->name, n->dtype, n->rank, shp, n->requires_grad, n->data);
             if (r) r->init = n->init, r->init_a = n->init_a;
         } else if (n->nin > 64) {
             ok = refuse(&s, n, "%lld operands (at most %lld)", n->nin, 64);
@@ -159,7 +226,16 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, int S, int 
             else if (red && n->op == LT_OP_MATMUL) r = shard_matmul(&s, n, in[0], in[1]);
             else if (red && (n->op == LT_OP_CONV2D_BACKWARD_WEIGHT || n->op == LT_OP_INDEX_SELECT_BACKWARD))
                 r = shard_each(&s, n, in);
-            else r = lt_make(dst, n->op, n->nin, in, n->attr);
+            else if (P > 1 && red) {
+                ok = refuse(&s, n, "a reduction over the batch that is not a sum, on %lld processes: data-parallel "
+                            "programs gather sums only", P, 0);
+                break;
+            } else if (P > 1 && st[i].indexed) {
+                snprintf(err, errlen, "node %%%d (%s): a dropout over the batch on %d processes is not supported yet (its mask "
+                         "hashes each element's index in the global batch)", i, lt_ops[n->op].name, P);
+                ok = false;
+                break;
+            } else r = local_op(&s, n, in);
             if (!r && !err[0]) snprintf(err, errlen, "node %%%d (%s): %s", i, lt_ops[n->op].name, lathe_graph_error(dst));
         }
         if (!r || lathe_graph_status(dst) != LATHE_OK) {
@@ -176,6 +252,7 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, int S, int 
     if (npartial) *npartial = s.n;
     free(st);
     free(map);
+    free(stat);
     if (!ok) {
         lathe_graph_free(dst);
         return NULL;

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -190,7 +192,7 @@ static void test_shard_examples(void **state) {
         bool *in = calloc((size_t)d->nnodes + 1, sizeof *in);
         for (int i = 0; i < d->nnodes; i++) in[i] = d->nodes[i]->op == LT_OP_INPUT;
         int np = 0;
-        lathe_graph *sh = lt_shard(d, in, 4, NULL, 0, &np, err, sizeof err);
+        lathe_graph *sh = lt_shard(d, in, &(lt_shard_opts){4, 1, false}, NULL, 0, &np, err, sizeof err);
         if (!sh) fail_msg("%s: %s", names[e], err);
         assert_int_equal(lathe_graph_verify(sh), LATHE_OK);
         if (np < 4) fail_msg("%s: %d partials", names[e], np);
@@ -234,7 +236,7 @@ static lathe_graph *wgrad_graph(int64_t rows, int S, lathe_program **jit) {
     bool in[8] = {true, true};
     int part[8], np = 0;
     char err[512];
-    lathe_graph *sh = lt_shard(g, in, S, part, 8, &np, err, sizeof err);
+    lathe_graph *sh = lt_shard(g, in, &(lt_shard_opts){S, 1, false}, part, 8, &np, err, sizeof err);
     if (!sh) fail_msg("%s", err);
     assert_int_equal(np, 2);
     lathe_output(sh, "p_dw", sh->nodes[part[0]]);
@@ -280,12 +282,174 @@ static void test_shard_bits(void **state) {
     free(dy);
 }
 
+
+/* ---- data-parallel programs: P processes, as threads, against one ---------------- */
+
+/* A world of P threads: each rank's all_gather puts its blocks in a shared
+ * staging area, waits for the others, and copies every rank's out in the
+ * order the runtime's lathe_rt_gather says. */
+typedef struct {
+    pthread_barrier_t bar;
+    uint8_t *stage;           /* [parts][outer * bytes] */
+    int procs;
+} world;
+
+typedef struct {
+    lathe_rt_comm comm;
+    world *w;
+    int rank;
+    lathe_program *p;
+    lathe_status st;
+} rank_ctx;
+
+static int fake_all_gather(lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts) {
+    rank_ctx *r = (rank_ctx *)c;
+    world *w = r->w;
+    if (parts != w->procs) {
+        snprintf(c->err, sizeof c->err, "a gather for %d processes in a world of %d", parts, w->procs);
+        return -1;
+    }
+    memcpy(w->stage + (size_t)r->rank * (size_t)(outer * bytes), src, (size_t)(outer * bytes));
+    pthread_barrier_wait(&w->bar);
+    for (int64_t o = 0; o < outer; o++)
+        for (int q = 0; q < parts; q++)
+            memcpy(dst + (o * parts + q) * bytes, w->stage + (size_t)q * (size_t)(outer * bytes) + o * bytes, (size_t)bytes);
+    pthread_barrier_wait(&w->bar); /* nobody overwrites the stage before everyone has read it */
+    return 0;
+}
+
+static void *run_rank(void *arg) {
+    rank_ctx *r = arg;
+    r->st = lathe_program_run(r->p);
+    return NULL;
+}
+
+/* An example's training graph at batch B (loss marked), its inputs filled
+ * with the same random values in every program: rows [first, first + n) of
+ * the global batch. */
+static lathe_graph *train_graph(const char *name, int64_t B) {
+    char path[4096];
+    const char *src = getenv("LATHE_SRC");
+    snprintf(path, sizeof path, "%s/examples/%s", src ? src : ".", name);
+    lathe_graph *g = lathe_graph_new();
+    lathe_desc_options opt = {.training = true, .batch = B};
+    if (lathe_desc_parse_file(g, path, &opt, NULL) != LATHE_OK) fail_msg("%s: %s", name, lathe_graph_error(g));
+    return g;
+}
+
+static void fill_inputs(lathe_program *p, int64_t first, int64_t B) {
+    const lathe_rt_tensor *ts = lathe_program_tensors(p);
+    for (int i = 0; i < lathe_program_num_tensors(p); i++) {
+        const lathe_rt_tensor *t = &ts[i];
+        if (t->kind != LATHE_RT_INPUT) continue;
+        int64_t per = t->numel / t->shape[0], n = t->shape[0];
+        uint8_t *a = lathe_program_arena(p) + t->offset;
+        for (int64_t e = 0; e < n * per; e++) {
+            uint64_t h = (uint64_t)((first + e / per) * per + e % per) * 0x9E3779B97F4A7C15ULL + (uint64_t)i;
+            h ^= h >> 31, h *= 0xBF58476D1CE4E5B9ULL, h ^= h >> 29;
+            if (t->dtype == LATHE_RT_F32) ((float *)a)[e] = (float)(h >> 40) / (float)(1 << 24) * 2 - 1;
+            else if (t->dtype == LATHE_RT_I64) ((int64_t *)a)[e] = (int64_t)(h % (uint64_t)(t->index_limit > 0 ? t->index_limit : 2));
+            else fail_msg("input %s: dtype %d", t->name, t->dtype);
+        }
+        (void)B;
+    }
+}
+
+/* Every output and buffer of rank r's program against the one-process
+ * program's: replicated values whole, per-sample values (a leading batch
+ * dim) rank r's rows. */
+static void same_bits(const char *what, lathe_program *one, lathe_program *pr, int r, int P) {
+    const lathe_rt_tensor *ts = lathe_program_tensors(one);
+    for (int i = 0; i < lathe_program_num_tensors(one); i++) {
+        const lathe_rt_tensor *t = &ts[i], *u = lathe_rt_find(lathe_program_tensors(pr), lathe_program_num_tensors(pr), t->name);
+        if (t->kind != LATHE_RT_OUTPUT && t->kind != LATHE_RT_BUFFER && t->kind != LATHE_RT_PARAM) continue;
+        if (!u) fail_msg("%s: rank %d has no %s", what, r, t->name);
+        size_t es = lathe_rt_dtype_size(t->dtype);
+        const uint8_t *a = lathe_program_arena(one) + t->offset, *b = lathe_program_arena(pr) + u->offset;
+        int64_t off = 0, n = t->numel;
+        if (u->numel != t->numel) { /* per-sample: its rows */
+            if (u->numel * P != t->numel) fail_msg("%s: %s has %lld elements on rank %d, %lld in one process", what,
+                                                   t->name, (long long)u->numel, r, (long long)t->numel);
+            n = u->numel, off = (int64_t)r * n;
+        }
+        for (int64_t e = 0; e < n; e++)
+            if (memcmp(a + (size_t)(off + e) * es, b + (size_t)e * es, es)) {
+                double x = t->dtype == LATHE_RT_F32 ? ((const float *)a)[off + e] : 0, y = t->dtype == LATHE_RT_F32 ? ((const float *)b)[e] : 0;
+                fail_msg("%s: %s[%lld] on rank %d of %d: %.9g, one process %.9g", what, t->name, (long long)(off + e), r, P, y, x);
+            }
+    }
+}
+
+/* The promise: P processes on a global batch give the bits of one process on
+ * it -- the loss, every gradient, batch norm's running statistics, and each
+ * rank's per-sample outputs its rows of the one process's.  P threads stand
+ * for the processes (the same programs a trainer runs under MPI, with the
+ * gathers done in memory). */
+static void test_dp_bits(void **state) {
+    (void)state;
+    static const struct { const char *name; int64_t B; int S, P; } cases[] = {
+        {"mlp.lathe", 8, 4, 2}, {"fashion_cnn.lathe", 8, 4, 2}, {"fashion_cnn.lathe", 12, 12, 3},
+        {"fashion_cnn.lathe", 8, 4, 4}, {"gru.lathe", 8, 4, 2},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *name = cases[c].name;
+        int64_t B = cases[c].B;
+        int S = cases[c].S, P = cases[c].P;
+        char what[128], err[512];
+        snprintf(what, sizeof what, "%s, batch %lld in %d shards on %d processes", name, (long long)B, S, P);
+        lt_target t;
+        assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
+        lathe_graph *g = train_graph(name, B);
+        lathe_program *one = lt_compile(g, LATHE_BACKEND_JIT, &t, NULL, &(lt_shard_opts){S, 1, false});
+        if (!one) fail_msg("%s: %s", what, lathe_graph_error(g));
+        assert_int_equal(one->b.shard.shards, S);
+        lathe_program_init(one, 11);
+        fill_inputs(one, 0, B);
+        assert_int_equal(lathe_program_run(one), LATHE_OK);
+        world w = {.procs = P};
+        rank_ctx rk[4];
+        pthread_t th[4];
+        assert_true(P <= 4);
+        int64_t most = 0;
+        for (int r = 0; r < P; r++) {
+            rk[r] = (rank_ctx){.w = &w, .rank = r};
+            rk[r].comm.all_gather = fake_all_gather;
+            rk[r].p = lt_compile(g, LATHE_BACKEND_JIT, &t, NULL, &(lt_shard_opts){S, P, false});
+            if (!rk[r].p) fail_msg("%s: %s", what, lathe_graph_error(g));
+            if (rk[r].p->rt.ngathers == 0) fail_msg("%s: no communication step", what);
+            for (int i = 0; i < rk[r].p->rt.ngathers; i++) {
+                const lathe_rt_gather *gt = &rk[r].p->rt.gathers[i];
+                most = gt->outer * gt->bytes > most ? gt->outer * gt->bytes : most;
+            }
+            rk[r].p->rt.comm = &rk[r].comm;
+            lathe_program_set_threads(rk[r].p, 1);
+            lathe_program_init(rk[r].p, 11);
+            fill_inputs(rk[r].p, r * (B / P), B);
+        }
+        w.stage = malloc((size_t)(most * P));
+        assert_non_null(w.stage);
+        pthread_barrier_init(&w.bar, NULL, (unsigned)P);
+        for (int r = 0; r < P; r++) assert_int_equal(pthread_create(&th[r], NULL, run_rank, &rk[r]), 0);
+        for (int r = 0; r < P; r++) pthread_join(th[r], NULL);
+        for (int r = 0; r < P; r++) {
+            if (rk[r].st != LATHE_OK) fail_msg("%s: rank %d: %s", what, r, lathe_program_error(rk[r].p));
+            same_bits(what, one, rk[r].p, r, P);
+        }
+        pthread_barrier_destroy(&w.bar);
+        free(w.stage);
+        for (int r = 0; r < P; r++) lathe_program_free(rk[r].p);
+        lathe_program_free(one);
+        lathe_graph_free(g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_examples),
         cmocka_unit_test(test_shard_examples),
         cmocka_unit_test(test_shard_bits),
+        cmocka_unit_test(test_dp_bits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
