@@ -209,6 +209,10 @@ lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lath
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
     return make(g, LT_OP_INDEX_SELECT, 2, IN(x, index), a);
 }
+lathe_node *lathe_all_gather(lathe_graph *g, lathe_node *x, int axis, int parts) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {parts}}};
+    return make(g, LT_OP_ALL_GATHER, 1, IN(x), a);
+}
 
 /* ---- contractions and pools ---------------------------------------------------- */
 

@@ -286,6 +286,16 @@ lathe_node *lathe_slice(lathe_graph *g, lathe_node *x, int64_t axis, int64_t sta
  * computed in the graph, compiled code clamps into [0, n)).  The gradient
  * adds each row of the cotangent back where it came from. */
 lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lathe_node *index);
+/* Data-parallel communication: the values x of `parts` processes (ranks
+ * 0..parts-1) joined along axis in rank order, every process getting the
+ * whole: x's shape with dim axis times parts; x of rank >= 1, any dtype,
+ * 1 <= parts <= INT_MAX.  The data-parallel pass places gathers in a
+ * program, and a program with parts > 1 runs its gathers through the
+ * runtime's lathe_rt_comm (runtime/lathe_runtime.h).  The evaluator is a
+ * world of one process: parts 1 is the identity, more is an error of
+ * lathe_eval_run.  The gradient of parts 1 is the cotangent; with more,
+ * autodiff refuses: data-parallel programs gather after differentiation. */
+lathe_node *lathe_all_gather(lathe_graph *g, lathe_node *x, int axis, int parts);
 
 /* ---- contractions ----------------------------------------------------------- */
 

@@ -109,6 +109,7 @@
   X(CONCAT,          "concat",               1, -1, SHAPE,    "axis:i") \
   X(SLICE,           "slice",                1, 1, SHAPE,     "axis:i start:i end:i step:i") \
   X(INDEX_SELECT,    "index_select",         2, 2, SHAPE,     "axis:i") \
+  X(ALL_GATHER,      "all_gather",           1, 1, SHAPE,     "axis:i parts:i") \
   X(MATMUL,          "matmul",               2, 2, CONTRACT,  "") \
   X(LINEAR,          "linear",               2, 3, CONTRACT,  "") \
   X(CONV2D,          "conv2d",               2, 3, CONTRACT,  "stride:p padding:p dilation:p groups:i") \

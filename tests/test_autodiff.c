@@ -566,6 +566,32 @@ static void test_linear_no_features(void **state) {
     lathe_graph_free(g);
 }
 
+/* all_gather's gradient: over one process, the cotangent itself (the
+ * samples check it); over more it has none (data-parallel programs gather
+ * after differentiation): a located error, not a wrong gradient. */
+static void test_collectives(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_param(g, "x", LATHE_F64, LATHE_DIMS(2), true);
+    lathe_node *y = lathe_sum(g, lathe_all_gather(g, x, 0, 2), 0, NULL, false);
+    assert_int_equal(lathe_backward(g, 1, &y, NULL), LATHE_ERR_UNSUPPORTED);
+    if (!strstr(lathe_graph_error(g),
+                "autodiff: all_gather node %1 over 2 processes has no gradient: data-parallel programs gather after differentiation"))
+        fail_msg("%s", lathe_graph_error(g));
+    lathe_graph_free(g);
+    const char *src = "%x = param \"x\" f32[2] grad\n"
+                      "%y = all_gather %x axis=0 parts=3\n"
+                      "%s = sum %y axes=[0] keepdim=false\n"
+                      "output \"loss\" %s\n"
+                      "backward %s\n";
+    g = lathe_graph_new();
+    assert_int_equal(lathe_parse(g, src, strlen(src), "dp.ir"), LATHE_OK);
+    assert_int_equal(lathe_backward_marked(g), LATHE_ERR_UNSUPPORTED);
+    if (!strstr(lathe_graph_error(g), "dp.ir:2:1: in the gradient of all_gather: autodiff: all_gather node %1 over 3 processes"))
+        fail_msg("%s", lathe_graph_error(g));
+    lathe_graph_free(g);
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -610,6 +636,7 @@ int main(void) {
         cmocka_unit_test(test_hvp_mlp),
         cmocka_unit_test(test_second_order_conv),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_collectives),
         cmocka_unit_test(test_error_location),
         cmocka_unit_test(test_linear_no_features),
     };

@@ -1782,6 +1782,33 @@ static void test_cache(void **state) {
     free(saved);
 }
 
+/* An all_gather over one process that reaches fusion (simplification,
+ * which removes it, does not run on a graph given to lt_fuse directly):
+ * a kernel computes it as the identity (fuse.c's rule), no error. */
+static void test_gather_of_one_fuses(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(4, 3));
+    lathe_node *y = lathe_mul(g, lathe_all_gather(g, lathe_exp(g, x), -1, 1), x);
+    lathe_output(g, "y", y);
+    assert_graph_ok(g);
+    lt_target t;
+    char err[1024];
+    assert_int_equal(lt_target_init(&t, &tile_target, err, sizeof err), LATHE_OK);
+    lt_fused *f = lt_fuse(g, &t);
+    if (!f || lathe_graph_status(g) != LATHE_OK) fail_msg("fuse: %s", lathe_graph_error(g));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    lt_fused_print(out, f);
+    fclose(out);
+    if (!strstr(text, "%2 all_gather(F)")) fail_msg("the gather is in no kernel:\n%s", text);
+    free(text);
+    lt_fused_free(f);
+    lathe_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
@@ -1798,6 +1825,7 @@ int main(void) {
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_conv1d_planes),
         cmocka_unit_test(test_column_sums),
+        cmocka_unit_test(test_gather_of_one_fuses),
         cmocka_unit_test(test_layer_norms),
         cmocka_unit_test(test_attention_block),
         cmocka_unit_test(test_token_check),
