@@ -402,6 +402,9 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
     case LT_OP_DROPOUT: /* the same mask (the same state, salt and indices), drawn again */
         acc(a, 0, y, mk(a, LT_OP_DROPOUT, 2, IN(gy, b), y->attr));
         break;
+    case LT_OP_ALL_REDUCE: /* every process's sum reads every x: each x gets the sum of the cotangents */
+        acc(a, 0, y, lathe_all_reduce(g, gy, (int)y->attr[0].v[0]));
+        break;
     case LT_OP_MSE_LOSS: { /* 2 (a - b) * scale */
         lathe_node *s = y->attr[0].v[0] == LATHE_REDUCE_MEAN ? lathe_div(g, gy, sc(a, y, (double)x->numel)) : gy;
         lathe_node *d = lathe_mul(g, lathe_mul(g, sc(a, y, 2), lathe_sub(g, x, b)), s);

@@ -481,8 +481,8 @@ static lathe_status index_select(lathe_eval *ev, const lathe_node *n, double *y)
     return LATHE_OK;
 }
 
-/* all_gather (parts in attribute k): the evaluator is one process, whose
- * gather over itself is its own value. */
+/* all_gather and all_reduce (parts in attribute k): the evaluator is one
+ * process, whose gather and sum over itself are its own value. */
 static lathe_status world_of_one(lathe_eval *ev, const lathe_node *n, int k, const double *x, double *y) {
     int64_t parts = n->attr[k].v[0];
     if (parts != 1)
@@ -931,6 +931,8 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
     case LT_OP_DROPOUT:
         dropout(n, x, b, y);
         return LATHE_OK;
+    case LT_OP_ALL_REDUCE:
+        return world_of_one(ev, n, 0, x, y);
 
     case LT_OP_SLICE_BACKWARD:
         slice_backward(n, xn, x, y);

@@ -334,8 +334,8 @@ static lathe_status select_rank(lathe_graph *g, const char *on, int rank, const 
                 ops);
 }
 
-/* all_gather: the processes it spans (ranks 0..parts-1), which the
- * runtime counts in an int (lathe_rt_gather). */
+/* all_gather and all_reduce: the processes they span (ranks 0..parts-1),
+ * which the runtime counts in an int (lathe_rt_gather). */
 static lathe_status check_parts(lathe_graph *g, const char *on, int64_t parts, const char *x_ts) {
     if (parts >= 1 && parts <= INT_MAX) return LATHE_OK;
     return fail(g, LATHE_ERR_ARG, "%s: parts must be 1 to %d processes, got %lld (input %s)", on, INT_MAX,
@@ -786,6 +786,14 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         memcpy(out->shape, x->shape, sizeof out->shape);
         return LATHE_OK;
     }
+    case LT_OP_ALL_REDUCE: /* the elementwise sum of x over processes 0..parts-1: x's type */
+        if (check_parts(g, on, a[0].v[0], t.s[0])) return g->status;
+        if (x->dtype == LATHE_BOOL)
+            return fail(g, LATHE_ERR_DTYPE, "all_reduce: bool input %s; cast it to i64 or a float first", t.s[0]);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        return LATHE_OK;
     case LT_OP_SOFTMAX:
     case LT_OP_LOG_SOFTMAX:
         if (need_float(g, on, x, "input")) return g->status;

@@ -371,6 +371,16 @@ lathe_node *lathe_layer_norm(lathe_graph *g, lathe_node *x, int n, const int64_t
                              lathe_node *weight, lathe_node *bias, double eps);
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
+/* The elementwise sum of x over `parts` processes (ranks 0..parts-1), on
+ * every process; x is f32, f64 or i64 of any shape, 1 <= parts <= INT_MAX.
+ * A composite: x gathered along a new leading axis (lathe_all_gather), then
+ * summed over it in rank order, so every process adds the same values in
+ * the same order (an all-reduce in MPI's order would not give the same bits
+ * for every process count).  The evaluator is a world of one process, as
+ * for lathe_all_gather: parts 1 is the identity, more is an error of
+ * lathe_eval_run.  The gradient is the all_reduce of the cotangent over the
+ * same processes. */
+lathe_node *lathe_all_reduce(lathe_graph *g, lathe_node *x, int parts);
 /* torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...)
  * floating, labels (N) or (N, d1, ...) i64 in [0, C), the class axis 1.
  * Per element: -log_softmax(logits, 1)[label], or with label smoothing e,

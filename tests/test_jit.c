@@ -1809,6 +1809,38 @@ static void test_gather_of_one_fuses(void **state) {
     lathe_graph_free(g);
 }
 
+/* all_reduce decomposes into x gathered along a new leading axis and a sum
+ * over it (ordered: rank 0 first); a rank-6 x merges its first two dims to
+ * make room and the sum is reshaped back. */
+static void test_all_reduce_decomposes(void **state) {
+    (void)state;
+    static const struct {
+        int rank;
+        int64_t shape[LATHE_MAX_RANK];
+        const char *want[3];
+    } cases[] = {
+        {2, {2, 3}, {"= all_gather %1 axis=0 parts=4 : f32[4,2,3]", "= sum %2 axes=[0] keepdim=false : f32[2,3]"}},
+        {6, {2, 3, 1, 1, 1, 2}, {"= reshape %0 shape=[1,6,1,1,1,2]", "= all_gather %1 axis=0 parts=4 : f32[4,6,1,1,1,2]",
+                                 "= reshape %3 shape=[2,3,1,1,1,2]"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, cases[i].rank, cases[i].shape);
+        lathe_output(g, "y", lathe_all_reduce(g, x, 4));
+        assert_graph_ok(g);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        assert_non_null(f);
+        if (lathe_dump(g, LATHE_STAGE_DECOMPOSED, NULL, LATHE_DUMP_TEXT, f) != LATHE_OK) fail_msg("%s", lathe_graph_error(g));
+        fclose(f);
+        for (int k = 0; k < 3 && cases[i].want[k]; k++)
+            if (!strstr(text, cases[i].want[k])) fail_msg("case %zu lacks \"%s\":\n%s", i, cases[i].want[k], text);
+        free(text);
+        lathe_graph_free(g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
@@ -1826,6 +1858,7 @@ int main(void) {
         cmocka_unit_test(test_conv1d_planes),
         cmocka_unit_test(test_column_sums),
         cmocka_unit_test(test_gather_of_one_fuses),
+        cmocka_unit_test(test_all_reduce_decomposes),
         cmocka_unit_test(test_layer_norms),
         cmocka_unit_test(test_attention_block),
         cmocka_unit_test(test_token_check),

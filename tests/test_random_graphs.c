@@ -1128,11 +1128,15 @@ static val *g_index_select(gen *s) {
 }
 
 /* The collectives over one process (the evaluator's world): an all_gather
- * along a random axis. */
+ * along a random axis, or an all_reduce (which decomposes into a gather
+ * along a new leading axis and a sum over it). */
 static val *g_collective(gen *s) {
-    val *x = pick(s, 1, MAXR, false);
+    bool gather = chance(s, 0.5);
+    val *x = pick(s, gather ? 1 : 0, MAXR, false);
     if (!x) return NULL;
-    int r = rk(x), axis = ri(s, 0, r - 1);
+    int r = rk(x);
+    if (!gather) return push(s, lathe_all_reduce(s->g, use(x), 1), x->lo, x->hi);
+    int axis = ri(s, 0, r - 1);
     return push(s, lathe_all_gather(s->g, use(x), axis - (chance(s, 0.3) ? r : 0), 1), x->lo, x->hi);
 }
 
