@@ -328,6 +328,14 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         acc(a, 0, y, mk(a, LT_OP_INDEX_SELECT_BACKWARD, 2, IN(gy, b), at));
         break;
     }
+    case LT_OP_ALL_GATHER: /* one process gathers its own value; more gather what is already differentiated */
+        if (y->attr[1].v[0] == 1) acc(a, 0, y, gy);
+        else
+            lt_fail(g, LATHE_ERR_UNSUPPORTED,
+                    "autodiff: all_gather node %%%d over %lld processes has no gradient: data-parallel programs gather "
+                    "after differentiation",
+                    y->id, (long long)y->attr[1].v[0]);
+        break;
     case LT_OP_MATMUL:
         if (rx) acc(a, 0, y, unbroadcast(a, lathe_matmul(g, gy, lathe_transpose(g, b, -1, -2)), x));
         if (rb) acc(a, 1, y, unbroadcast(a, lathe_matmul(g, lathe_transpose(g, x, -1, -2), gy), b));
@@ -393,6 +401,9 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         break;
     case LT_OP_DROPOUT: /* the same mask (the same state, salt and indices), drawn again */
         acc(a, 0, y, mk(a, LT_OP_DROPOUT, 2, IN(gy, b), y->attr));
+        break;
+    case LT_OP_ALL_REDUCE: /* every process's sum reads every x: each x gets the sum of the cotangents */
+        acc(a, 0, y, lathe_all_reduce(g, gy, (int)y->attr[0].v[0]));
         break;
     case LT_OP_MSE_LOSS: { /* 2 (a - b) * scale */
         lathe_node *s = y->attr[0].v[0] == LATHE_REDUCE_MEAN ? lathe_div(g, gy, sc(a, y, (double)x->numel)) : gy;

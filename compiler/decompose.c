@@ -6,7 +6,8 @@
  * person would: mean is a sum over a count, linear a matmul with the
  * transposed weight, softmax a max, an exp, a sum and a division, cross
  * entropy a log-softmax and a masked sum, batch norm and layer norm their
- * statistics and an affine map.  The fuser then puts the pieces back into few kernels. */
+ * statistics and an affine map, an all-reduce an all-gather and a sum in
+ * rank order.  The fuser then puts the pieces back into few kernels. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,6 +187,24 @@ static lathe_node *expand(lathe_graph *g, const lathe_node *n, lathe_node **in) 
         if (n->nin > 1) y = lathe_mul(g, y, in[1]);
         if (n->nin > 2) y = lathe_add(g, y, in[2]);
         return y;
+    }
+    case LT_OP_ALL_REDUCE: {
+        /* x of every process gathered along a new leading axis, then summed
+         * over it in rank order: every process adds the same values in the
+         * same order, so all get the same bits (an all-reduce in MPI's order
+         * would not, for every process count).  A rank-6 x has no room for
+         * the axis: its first two dims are merged, and the sum reshaped back. */
+        int64_t s[LATHE_MAX_RANK], lead = 0;
+        int r = 0;
+        s[r++] = 1;
+        for (int d = 0; d < x->rank; d++) {
+            if (d == 1 && x->rank == LATHE_MAX_RANK) s[r - 1] *= x->shape[d];
+            else s[r++] = x->shape[d];
+        }
+        lathe_node *all = lathe_all_gather(g, lathe_reshape(g, x, r, s), 0, (int)n->attr[0].v[0]);
+        lathe_node *sum = lathe_sum(g, all, 1, &lead, false);
+        if (!sum || sum->rank == n->rank) return sum;
+        return lathe_reshape(g, sum, n->rank, n->shape);
     }
     case LT_OP_CONV2D: {
         /* small output planes: y (N, K, P*Q) = w (K, C*R*S) @ im2col(x)^T, per image */

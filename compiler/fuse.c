@@ -740,6 +740,9 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         }
         return acc ? acc : xf(z, 0, t);
     }
+    case LT_OP_ALL_GATHER: /* parts 1: the one process's own value (simplify usually removes it first) */
+        if (n->attr[1].v[0] == 1) return opv(z, n, 0, idx);
+        break;
     case LT_OP_DROPOUT: { /* lathe.h's lathe_dropout: the mask drawn from the state, salt and flat index */
         lt_expr *at[1] = {xi(z, 0)}, *seed = opv(z, n, 1, at);
         at[0] = xi(z, 1);

@@ -209,6 +209,9 @@ static lathe_node *identity(simp *s, const lathe_node *old, lathe_node **in) {
     case LT_OP_CONCAT:
         if (old->nin == 1) return x;
         break;
+    case LT_OP_ALL_GATHER: /* one process gathers its own value */
+        if (old->attr[1].v[0] == 1) return x;
+        break;
     case LT_OP_SUM:
     case LT_OP_MEAN:
         if (old->attr[0].n == 0 && same_type(x, t, r, sh)) return x;

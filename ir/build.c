@@ -209,6 +209,10 @@ lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lath
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
     return make(g, LT_OP_INDEX_SELECT, 2, IN(x, index), a);
 }
+lathe_node *lathe_all_gather(lathe_graph *g, lathe_node *x, int axis, int parts) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}, {.v = {parts}}};
+    return make(g, LT_OP_ALL_GATHER, 1, IN(x), a);
+}
 
 /* ---- contractions and pools ---------------------------------------------------- */
 
@@ -322,6 +326,10 @@ lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {axis}}};
     return make(g, LT_OP_LOG_SOFTMAX, 1, IN(x), a);
+}
+lathe_node *lathe_all_reduce(lathe_graph *g, lathe_node *x, int parts) {
+    lt_attr a[LT_MAX_ATTRS] = {{.v = {parts}}};
+    return make(g, LT_OP_ALL_REDUCE, 1, IN(x), a);
 }
 static lathe_node *loss(lathe_graph *g, lt_op op, lathe_node *x, lathe_node *y, lathe_reduction r) {
     lt_attr a[LT_MAX_ATTRS] = {{.v = {r}}, {.v = {LATHE_IGNORE_INDEX}}};

@@ -481,6 +481,17 @@ static lathe_status index_select(lathe_eval *ev, const lathe_node *n, double *y)
     return LATHE_OK;
 }
 
+/* all_gather and all_reduce (parts in attribute k): the evaluator is one
+ * process, whose gather and sum over itself are its own value. */
+static lathe_status world_of_one(lathe_eval *ev, const lathe_node *n, int k, const double *x, double *y) {
+    int64_t parts = n->attr[k].v[0];
+    if (parts != 1)
+        return ev_fail(ev, LATHE_ERR_UNSUPPORTED, "%s %%%d over %lld processes: the evaluator runs as one process (a world of one)",
+                       lt_ops[n->op].name, n->id, (long long)parts);
+    for (int64_t i = 0; i < n->numel; i++) y[i] = x[i];
+    return LATHE_OK;
+}
+
 /* ---- gradient kernels ------------------------------------------------------------ */
 
 /* The adjoints of slice, conv2d and the pools, as PyTorch's CPU backward
@@ -884,6 +895,8 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
         return LATHE_OK;
     case LT_OP_INDEX_SELECT:
         return index_select(ev, n, y);
+    case LT_OP_ALL_GATHER:
+        return world_of_one(ev, n, 1, x, y);
 
     case LT_OP_MATMUL:
         matmul(n, xn, n->in[1], x, b, y);
@@ -918,6 +931,8 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
     case LT_OP_DROPOUT:
         dropout(n, x, b, y);
         return LATHE_OK;
+    case LT_OP_ALL_REDUCE:
+        return world_of_one(ev, n, 0, x, y);
 
     case LT_OP_SLICE_BACKWARD:
         slice_backward(n, xn, x, y);

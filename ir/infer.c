@@ -6,6 +6,7 @@
  * was expected.  Attributes are normalized in place: negative axes wrapped,
  * reshape's -1 resolved, slice bounds clamped as Python does, so the stored
  * (and printed) form is canonical. */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -333,6 +334,14 @@ static lathe_status select_rank(lathe_graph *g, const char *on, int rank, const 
                 ops);
 }
 
+/* all_gather and all_reduce: the processes they span (ranks 0..parts-1),
+ * which the runtime counts in an int (lathe_rt_gather). */
+static lathe_status check_parts(lathe_graph *g, const char *on, int64_t parts, const char *x_ts) {
+    if (parts >= 1 && parts <= INT_MAX) return LATHE_OK;
+    return fail(g, LATHE_ERR_ARG, "%s: parts must be 1 to %d processes, got %lld (input %s)", on, INT_MAX,
+                (long long)parts, x_ts);
+}
+
 /* The index selects among n rows along axis: there must be some when it
  * selects any, and a constant index must hold rows that exist (inputs are
  * checked at run time: lathe_index_limit). */
@@ -611,6 +620,23 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         for (int d = (int)ax + 1; d < x->rank; d++) out->shape[r++] = x->shape[d];
         return LATHE_OK;
     }
+    case LT_OP_ALL_GATHER: {
+        /* the values x of processes 0..parts-1 joined along axis in rank
+         * order: x's shape with dim axis times parts */
+        if (x->rank == 0)
+            return fail(g, LATHE_ERR_SHAPE, "all_gather: rank-0 operand %s cannot be joined along an axis (reshape it to [1])",
+                        t.s[0]);
+        if (norm_axis(g, on, x, &a[0].v[0]) || check_parts(g, on, a[1].v[0], t.s[0])) return g->status;
+        int64_t ax = a[0].v[0], parts = a[1].v[0];
+        if (x->shape[ax] > LT_MAX_NUMEL / parts)
+            return fail(g, LATHE_ERR_SHAPE, "all_gather: gathered size along axis %lld overflows (%s from %lld processes)",
+                        (long long)ax, t.s[0], (long long)parts);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        out->shape[ax] *= parts;
+        return LATHE_OK;
+    }
     case LT_OP_MATMUL: {
         lathe_node *b = in[1];
         if (need_float(g, on, x, "operands") || same_dtype(g, on, 2, in)) return g->status;
@@ -760,6 +786,14 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         memcpy(out->shape, x->shape, sizeof out->shape);
         return LATHE_OK;
     }
+    case LT_OP_ALL_REDUCE: /* the elementwise sum of x over processes 0..parts-1: x's type */
+        if (check_parts(g, on, a[0].v[0], t.s[0])) return g->status;
+        if (x->dtype == LATHE_BOOL)
+            return fail(g, LATHE_ERR_DTYPE, "all_reduce: bool input %s; cast it to i64 or a float first", t.s[0]);
+        out->dtype = x->dtype;
+        out->rank = x->rank;
+        memcpy(out->shape, x->shape, sizeof out->shape);
+        return LATHE_OK;
     case LT_OP_SOFTMAX:
     case LT_OP_LOG_SOFTMAX:
         if (need_float(g, on, x, "input")) return g->status;

@@ -286,6 +286,16 @@ lathe_node *lathe_slice(lathe_graph *g, lathe_node *x, int64_t axis, int64_t sta
  * computed in the graph, compiled code clamps into [0, n)).  The gradient
  * adds each row of the cotangent back where it came from. */
 lathe_node *lathe_index_select(lathe_graph *g, lathe_node *x, int64_t axis, lathe_node *index);
+/* Data-parallel communication: the values x of `parts` processes (ranks
+ * 0..parts-1) joined along axis in rank order, every process getting the
+ * whole: x's shape with dim axis times parts; x of rank >= 1, any dtype,
+ * 1 <= parts <= INT_MAX.  The data-parallel pass places gathers in a
+ * program, and a program with parts > 1 runs its gathers through the
+ * runtime's lathe_rt_comm (runtime/lathe_runtime.h).  The evaluator is a
+ * world of one process: parts 1 is the identity, more is an error of
+ * lathe_eval_run.  The gradient of parts 1 is the cotangent; with more,
+ * autodiff refuses: data-parallel programs gather after differentiation. */
+lathe_node *lathe_all_gather(lathe_graph *g, lathe_node *x, int axis, int parts);
 
 /* ---- contractions ----------------------------------------------------------- */
 
@@ -361,6 +371,16 @@ lathe_node *lathe_layer_norm(lathe_graph *g, lathe_node *x, int n, const int64_t
                              lathe_node *weight, lathe_node *bias, double eps);
 lathe_node *lathe_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
 lathe_node *lathe_log_softmax(lathe_graph *g, lathe_node *x, int64_t axis);
+/* The elementwise sum of x over `parts` processes (ranks 0..parts-1), on
+ * every process; x is f32, f64 or i64 of any shape, 1 <= parts <= INT_MAX.
+ * A composite: x gathered along a new leading axis (lathe_all_gather), then
+ * summed over it in rank order, so every process adds the same values in
+ * the same order (an all-reduce in MPI's order would not give the same bits
+ * for every process count).  The evaluator is a world of one process, as
+ * for lathe_all_gather: parts 1 is the identity, more is an error of
+ * lathe_eval_run.  The gradient is the all_reduce of the cotangent over the
+ * same processes. */
+lathe_node *lathe_all_reduce(lathe_graph *g, lathe_node *x, int parts);
 /* torch.nn.functional.cross_entropy: logits (N, C) or (N, C, d1, ...)
  * floating, labels (N) or (N, d1, ...) i64 in [0, C), the class axis 1.
  * Per element: -log_softmax(logits, 1)[label], or with label smoothing e,

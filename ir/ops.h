@@ -109,6 +109,7 @@
   X(CONCAT,          "concat",               1, -1, SHAPE,    "axis:i") \
   X(SLICE,           "slice",                1, 1, SHAPE,     "axis:i start:i end:i step:i") \
   X(INDEX_SELECT,    "index_select",         2, 2, SHAPE,     "axis:i") \
+  X(ALL_GATHER,      "all_gather",           1, 1, SHAPE,     "axis:i parts:i") \
   X(MATMUL,          "matmul",               2, 2, CONTRACT,  "") \
   X(LINEAR,          "linear",               2, 3, CONTRACT,  "") \
   X(CONV2D,          "conv2d",               2, 3, CONTRACT,  "stride:p padding:p dilation:p groups:i") \
@@ -123,6 +124,7 @@
   X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r") \
   X(DROPOUT,         "dropout",              2, 2, NORM,      "p:f salt:i") \
   X(LAYER_NORM,      "layer_norm",           1, 3, NORM,      "normalized_shape:l eps:f") \
+  X(ALL_REDUCE,      "all_reduce",           1, 1, NORM,      "parts:i") \
   /* Gradient kernels that autodiff emits (compiler/autodiff.c). */ \
   X(SLICE_BACKWARD,  "slice_backward",       1, 1, SHAPE,     "axis:i start:i end:i step:i size:i") \
   X(CONV2D_BACKWARD_INPUT, "conv2d_backward_input", 2, 2, CONTRACT, "stride:p padding:p dilation:p groups:i size:p") \

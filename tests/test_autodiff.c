@@ -566,6 +566,59 @@ static void test_linear_no_features(void **state) {
     lathe_graph_free(g);
 }
 
+/* The collectives' gradients.  all_reduce's is the all_reduce of the
+ * cotangent over the same processes: with one, y = sum(all_reduce(w * x) * c)
+ * gives d/dw = x * c; over four, the rule builds all_reduce(gy, 4).  An
+ * all_gather over more than one process has none (data-parallel programs
+ * gather after differentiation): a located error, not a wrong gradient. */
+static void test_collectives(void **state) {
+    (void)state;
+    for (int parts = 1; parts <= 4; parts += 3) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F64, LATHE_DIMS(3));
+        lathe_node *w = lathe_param(g, "w", LATHE_F64, LATHE_DIMS(3), true);
+        lathe_node *c = lathe_const(g, LATHE_F64, LATHE_DIMS(3), (double[]){2, -1, 0.5});
+        lathe_node *y = lathe_sum(g, lathe_mul(g, lathe_all_reduce(g, lathe_mul(g, w, x), parts), c), 0, NULL, false);
+        lathe_output(g, "y", y);
+        if (lathe_backward(g, 1, &y, NULL) != LATHE_OK) fail_msg("parts %d: %s", parts, lathe_graph_error(g));
+        lathe_node *gw = lathe_grad(g, w), *r = gw->op == LT_OP_MUL ? gw->in[0] : NULL; /* all_reduce(gy) * x */
+        if (!r || r->op != LT_OP_ALL_REDUCE || r->attr[0].v[0] != parts)
+            fail_msg("parts %d: grad.w is not all_reduce(gy, %d) * x", parts, parts);
+        if (parts == 1) {
+            lathe_eval *ev = lathe_eval_new(g);
+            assert_non_null(ev);
+            double xv[3] = {1, 2, 3}, wv[3] = {4, 5, 6};
+            assert_int_equal(lathe_eval_set(ev, "x", xv, sizeof xv), LATHE_OK);
+            assert_int_equal(lathe_eval_set(ev, "w", wv, sizeof wv), LATHE_OK);
+            if (lathe_eval_run(ev) != LATHE_OK) fail_msg("%s", lathe_eval_error(ev));
+            const double *v = lathe_eval_value(ev, gw);
+            assert_true(v[0] == 2 && v[1] == -2 && v[2] == 1.5);
+            assert_true(lathe_eval_value(ev, y)[0] == 8 - 10 + 9);
+            lathe_eval_free(ev);
+        }
+        lathe_graph_free(g);
+    }
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_param(g, "x", LATHE_F64, LATHE_DIMS(2), true);
+    lathe_node *y = lathe_sum(g, lathe_all_gather(g, x, 0, 2), 0, NULL, false);
+    assert_int_equal(lathe_backward(g, 1, &y, NULL), LATHE_ERR_UNSUPPORTED);
+    if (!strstr(lathe_graph_error(g),
+                "autodiff: all_gather node %1 over 2 processes has no gradient: data-parallel programs gather after differentiation"))
+        fail_msg("%s", lathe_graph_error(g));
+    lathe_graph_free(g);
+    const char *src = "%x = param \"x\" f32[2] grad\n"
+                      "%y = all_gather %x axis=0 parts=3\n"
+                      "%s = sum %y axes=[0] keepdim=false\n"
+                      "output \"loss\" %s\n"
+                      "backward %s\n";
+    g = lathe_graph_new();
+    assert_int_equal(lathe_parse(g, src, strlen(src), "dp.ir"), LATHE_OK);
+    assert_int_equal(lathe_backward_marked(g), LATHE_ERR_UNSUPPORTED);
+    if (!strstr(lathe_graph_error(g), "dp.ir:2:1: in the gradient of all_gather: autodiff: all_gather node %1 over 3 processes"))
+        fail_msg("%s", lathe_graph_error(g));
+    lathe_graph_free(g);
+}
+
 static void test_errors(void **state) {
     (void)state;
     lathe_graph *g = lathe_graph_new();
@@ -610,6 +663,7 @@ int main(void) {
         cmocka_unit_test(test_hvp_mlp),
         cmocka_unit_test(test_second_order_conv),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_collectives),
         cmocka_unit_test(test_error_location),
         cmocka_unit_test(test_linear_no_features),
     };

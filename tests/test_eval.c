@@ -337,6 +337,10 @@ CASE(c_select_empty) { return lathe_index_select(G, IN("x", (2, 2), 1, 2, 3, 4),
 CASE(c_select_bw) { return GRAD2(INDEX_SELECT_BACKWARD, IN("gy", (4, 2), 1, 2, 3, 4, 5, 6, 7, 8), IX((4), 2, 0, 2, 1), I1(0), I1(3)); }
 CASE(c_select_bw_axis1) { return GRAD2(INDEX_SELECT_BACKWARD, X23, IX((3), 0, 0, 2), I1(-1), I1(3)); }
 CASE(c_select_bw_empty) { return GRAD2(INDEX_SELECT_BACKWARD, IN("gy", (0, 2), 0), IX((0), 0), I1(0), I1(2)); }
+/* one process: the gather along any axis and the sum over processes are x */
+CASE(c_all_gather) { return lathe_all_gather(G, IN("x", (2, 2), 1, 2, 3, 4), -2, 1); }
+CASE(c_all_reduce) { return lathe_all_reduce(G, IN("x", (3), 1.5, -2, 0), 1); }
+CASE(c_all_reduce_i64) { return lathe_all_reduce(G, INT("x", LATHE_I64, (2), 3, -4), 1); }
 
 typedef struct {
     const char *label;
@@ -614,6 +618,9 @@ static const hand_case hand_cases[] = {
     H("layer_norm/last-two-no-affine", LAYER_NORM, c_ln_two, "f64[1,2,2]", -0.75, -0.25, 0.25, 0.75),
     /* eps 0: [1,5] mean 3 sd 2, [-1,-3] mean -2 sd 1: [-1,1] and [1,-1] times [3,-2] */
     H("layer_norm/weight-only-eps0", LAYER_NORM, c_ln_weight, "f64[2,2]", -3, -2, 3, 2),
+    H("all_gather/one-process", ALL_GATHER, c_all_gather, "f64[2,2]", 1, 2, 3, 4),
+    H("all_reduce/one-process", ALL_REDUCE, c_all_reduce, "f64[3]", 1.5, -2, 0),
+    H("all_reduce/i64", ALL_REDUCE, c_all_reduce_i64, "i64[2]", 3, -4),
 };
 
 static bool close_to(double got, double want, double tol) {
@@ -1180,6 +1187,35 @@ static void test_index_errors(void **state) {
     }
 }
 
+/* The evaluator is a world of one process: a gather or an all-reduce over
+ * more is an error of the run naming the node and the count, not a crash;
+ * the evaluator stays usable and the graph keeps no error. */
+static void test_world_of_one(void **state) {
+    (void)state;
+    for (int reduce = 0; reduce <= 1; reduce++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, D(2, 3));
+        lathe_output(g, "y", reduce ? lathe_all_reduce(g, x, 3) : lathe_all_gather(g, x, 0, 2));
+        assert_graph_ok(g);
+        lathe_eval *ev = lathe_eval_new(g);
+        assert_non_null(ev);
+        const float xv[6] = {1, 2, 3, 4, 5, 6};
+        assert_int_equal(lathe_eval_set(ev, "x", xv, sizeof xv), LATHE_OK);
+        for (int run = 0; run < 2; run++) {
+            assert_int_equal(lathe_eval_run(ev), LATHE_ERR_UNSUPPORTED);
+            const char *want = reduce ? "all_reduce %1 over 3 processes: the evaluator runs as one process (a world of one)"
+                                      : "all_gather %1 over 2 processes: the evaluator runs as one process (a world of one)";
+            if (!strstr(lathe_eval_error(ev), want)) fail_msg("got \"%s\", want \"%s\"", lathe_eval_error(ev), want);
+        }
+        float y[12];
+        size_t nb = (size_t)lathe_node_numel(lathe_graph_output(g, 0)) * sizeof(float);
+        assert_int_equal(lathe_eval_get(ev, lathe_graph_output(g, 0), y, nb), LATHE_ERR_ARG); /* no successful run */
+        assert_int_equal(lathe_graph_status(g), LATHE_OK);
+        lathe_eval_free(ev);
+        lathe_graph_free(g);
+    }
+}
+
 /* A graph with an error gives no evaluator, and the error stays in the graph. */
 static void test_bad_graph(void **state) {
     (void)state;
@@ -1250,6 +1286,7 @@ int main(void) {
         cmocka_unit_test(test_samples_f32_f64), cmocka_unit_test(test_batch_norm_updates),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_bad_graph),
         cmocka_unit_test(test_raw_dtypes),     cmocka_unit_test(test_index_errors),
+        cmocka_unit_test(test_world_of_one),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

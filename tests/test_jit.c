@@ -1782,6 +1782,65 @@ static void test_cache(void **state) {
     free(saved);
 }
 
+/* An all_gather over one process that reaches fusion (simplification,
+ * which removes it, does not run on a graph given to lt_fuse directly):
+ * a kernel computes it as the identity (fuse.c's rule), no error. */
+static void test_gather_of_one_fuses(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *x = lathe_input(g, "x", LATHE_F32, LATHE_DIMS(4, 3));
+    lathe_node *y = lathe_mul(g, lathe_all_gather(g, lathe_exp(g, x), -1, 1), x);
+    lathe_output(g, "y", y);
+    assert_graph_ok(g);
+    lt_target t;
+    char err[1024];
+    assert_int_equal(lt_target_init(&t, &tile_target, err, sizeof err), LATHE_OK);
+    lt_fused *f = lt_fuse(g, &t);
+    if (!f || lathe_graph_status(g) != LATHE_OK) fail_msg("fuse: %s", lathe_graph_error(g));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    assert_non_null(out);
+    lt_fused_print(out, f);
+    fclose(out);
+    if (!strstr(text, "%2 all_gather(F)")) fail_msg("the gather is in no kernel:\n%s", text);
+    free(text);
+    lt_fused_free(f);
+    lathe_graph_free(g);
+}
+
+/* all_reduce decomposes into x gathered along a new leading axis and a sum
+ * over it (ordered: rank 0 first); a rank-6 x merges its first two dims to
+ * make room and the sum is reshaped back. */
+static void test_all_reduce_decomposes(void **state) {
+    (void)state;
+    static const struct {
+        int rank;
+        int64_t shape[LATHE_MAX_RANK];
+        const char *want[3];
+    } cases[] = {
+        {2, {2, 3}, {"= all_gather %1 axis=0 parts=4 : f32[4,2,3]", "= sum %2 axes=[0] keepdim=false : f32[2,3]"}},
+        {6, {2, 3, 1, 1, 1, 2}, {"= reshape %0 shape=[1,6,1,1,1,2]", "= all_gather %1 axis=0 parts=4 : f32[4,6,1,1,1,2]",
+                                 "= reshape %3 shape=[2,3,1,1,1,2]"}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lathe_graph *g = lathe_graph_new();
+        lathe_node *x = lathe_input(g, "x", LATHE_F32, cases[i].rank, cases[i].shape);
+        lathe_output(g, "y", lathe_all_reduce(g, x, 4));
+        assert_graph_ok(g);
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        assert_non_null(f);
+        if (lathe_dump(g, LATHE_STAGE_DECOMPOSED, NULL, LATHE_DUMP_TEXT, f) != LATHE_OK) fail_msg("%s", lathe_graph_error(g));
+        fclose(f);
+        for (int k = 0; k < 3 && cases[i].want[k]; k++)
+            if (!strstr(text, cases[i].want[k])) fail_msg("case %zu lacks \"%s\":\n%s", i, cases[i].want[k], text);
+        free(text);
+        lathe_graph_free(g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
@@ -1798,6 +1857,8 @@ int main(void) {
         cmocka_unit_test(test_dropout),
         cmocka_unit_test(test_conv1d_planes),
         cmocka_unit_test(test_column_sums),
+        cmocka_unit_test(test_gather_of_one_fuses),
+        cmocka_unit_test(test_all_reduce_decomposes),
         cmocka_unit_test(test_layer_norms),
         cmocka_unit_test(test_attention_block),
         cmocka_unit_test(test_token_check),

@@ -1127,6 +1127,19 @@ static val *g_index_select(gen *s) {
     return push(s, lathe_index_select(s->g, use(x), axis - (chance(s, 0.3) ? r : 0), use(ix)), x->lo, x->hi);
 }
 
+/* The collectives over one process (the evaluator's world): an all_gather
+ * along a random axis, or an all_reduce (which decomposes into a gather
+ * along a new leading axis and a sum over it). */
+static val *g_collective(gen *s) {
+    bool gather = chance(s, 0.5);
+    val *x = pick(s, gather ? 1 : 0, MAXR, false);
+    if (!x) return NULL;
+    int r = rk(x);
+    if (!gather) return push(s, lathe_all_reduce(s->g, use(x), 1), x->lo, x->hi);
+    int axis = ri(s, 0, r - 1);
+    return push(s, lathe_all_gather(s->g, use(x), axis - (chance(s, 0.3) ? r : 0), 1), x->lo, x->hi);
+}
+
 typedef struct {
     const char *name;
     val *(*fn)(gen *s);
@@ -1139,7 +1152,7 @@ static const op_gen gens[] = {
     {"broadcast", g_broadcast}, {"concat", g_concat}, {"slice", g_slice},   {"matmul", g_matmul},
     {"linear", g_linear},   {"conv2d", g_conv},     {"pool", g_pool},       {"batch_norm", g_batch_norm},
     {"softmax", g_softmax}, {"loss", g_loss},         {"dropout", g_dropout},
-    {"index_select", g_index_select}, {"layer_norm", g_layer_norm},
+    {"index_select", g_index_select}, {"layer_norm", g_layer_norm}, {"collective", g_collective},
 };
 enum { NGENS = (int)(sizeof gens / sizeof gens[0]) };
 

@@ -86,6 +86,9 @@ static const struct {
     {"index_select_backward/middle-axis", "f64[2,3,2]"}, /* gy [2,4,2], index [4] */
     {"layer_norm", "f64[3,4]"}, {"layer_norm/last-two", "f64[2,3,4]"}, /* x's type */
     {"layer_norm/no-affine", "f64[2,5]"}, {"layer_norm/whole-weight-only", "f64[3,4]"},
+    /* one process: a gather along axis multiplies its dim by 1 */
+    {"all_gather", "f64[2,3]"}, {"all_gather/middle-axis", "f64[2,3,2]"},
+    {"all_reduce", "f64[2,3]"}, {"all_reduce/rank6", "f64[2,1,3,1,2,2]"}, /* x's type */
 };
 
 static void test_every_op_has_a_sample(void **state) {
@@ -140,6 +143,13 @@ static void test_normalized_attrs(void **state) {
     assert_int_equal(a->attr[0].v[0], 2);
     lathe_node *c = lathe_gt(g, x, x);
     assert_int_equal(c->dtype, LATHE_BOOL);
+    lathe_node *ag = lathe_all_gather(g, x, -2, 3); /* dim 1 of 3 processes */
+    assert_int_equal(ag->attr[0].v[0], 1);
+    assert_int_equal(ag->attr[1].v[0], 3);
+    assert_int_equal(ag->shape[1], 9);
+    lathe_node *ar = lathe_all_reduce(g, lathe_input(g, "steps", LATHE_I64, LATHE_DIMS(2)), 4);
+    assert_int_equal(ar->dtype, LATHE_I64);
+    assert_int_equal(ar->shape[0], 2);
     assert_graph_ok(g);
     lathe_graph_free(g);
 }
@@ -378,6 +388,18 @@ BAD(b_select_bw_size) { return select_bw(g, IN32("gy", 2, 4), IX(2), 0, -1); }
 BAD(b_select_bw_empty) { return select_bw(g, IN32("gy", 2, 4), IX(2), 0, 0); }
 BAD(b_select_bw_rank) { return select_bw(g, IN32("gy", 2), IX(2, 1), 0, 3); }
 
+BAD(b_gather_parts0) { return lathe_all_gather(g, IN32("x", 2, 3), 0, 0); }
+BAD(b_gather_parts_neg) { return lathe_all_gather(g, IN32("x", 2, 3), 1, -2); }
+BAD(b_gather_parts_huge) {
+    return lt_make(g, LT_OP_ALL_GATHER, 1, (lathe_node *[]){IN32("x", 2)}, ATTRS(I1(0), I1((int64_t)1 << 40)));
+}
+BAD(b_gather_axis) { return lathe_all_gather(g, IN32("x", 2, 3), 2, 2); }
+BAD(b_gather_axis_neg) { return lathe_all_gather(g, IN32("x", 2, 3), -3, 2); }
+BAD(b_gather_rank0) { return lathe_all_gather(g, lathe_input(g, "x", F32, 0, NULL), 0, 2); }
+BAD(b_gather_overflow) { return lathe_all_gather(g, IN32("x", 4, (int64_t)1 << 40), 1, 1 << 10); }
+BAD(b_reduce_parts0) { return lathe_all_reduce(g, IN32("x", 2), 0); }
+BAD(b_reduce_bool) { return lathe_all_reduce(g, lathe_input(g, "mask", LATHE_BOOL, LATHE_DIMS(2)), 2); }
+
 static const struct {
     const char *label;
     bad_fn fn;
@@ -540,6 +562,19 @@ static const struct {
      "index_select_backward: index i64[2] selects from an empty axis 0 (gradient f32[2,4])"},
     {"index_select_backward rank", b_select_bw_rank, LATHE_ERR_SHAPE,
      "index_select_backward: gradient f32[2] has fewer dims than index i64[2,1]"},
+    {"all_gather over 0 processes", b_gather_parts0, LATHE_ERR_ARG,
+     "all_gather: parts must be 1 to 2147483647 processes, got 0 (input f32[2,3])"},
+    {"all_gather over -2 processes", b_gather_parts_neg, LATHE_ERR_ARG, "all_gather: parts must be 1 to 2147483647 processes, got -2"},
+    {"all_gather over 2^40 processes", b_gather_parts_huge, LATHE_ERR_ARG,
+     "all_gather: parts must be 1 to 2147483647 processes, got 1099511627776 (input f32[2])"},
+    {"all_gather axis", b_gather_axis, LATHE_ERR_ARG, "all_gather: axis 2 out of range [-2, 1] for f32[2,3]"},
+    {"all_gather negative axis", b_gather_axis_neg, LATHE_ERR_ARG, "all_gather: axis -3 out of range [-2, 1] for f32[2,3]"},
+    {"all_gather of a scalar", b_gather_rank0, LATHE_ERR_SHAPE, "all_gather: rank-0 operand f32[] cannot be joined along an axis"},
+    {"all_gather size overflows", b_gather_overflow, LATHE_ERR_SHAPE,
+     "all_gather: gathered size along axis 1 overflows (f32[4,1099511627776] from 1024 processes)"},
+    {"all_reduce over 0 processes", b_reduce_parts0, LATHE_ERR_ARG,
+     "all_reduce: parts must be 1 to 2147483647 processes, got 0 (input f32[2])"},
+    {"all_reduce of bools", b_reduce_bool, LATHE_ERR_DTYPE, "all_reduce: bool input bool[2]; cast it to i64 or a float first"},
 };
 
 static void test_bad_calls(void **state) {

@@ -83,6 +83,7 @@ B(b_sumkeep) { /* the same sum kept and not: one sum */
     lathe_node *kept = lathe_reshape(g, lathe_sum(g, x, LATHE_AXES(0), true), D(3));
     return lathe_add(g, kept, lathe_sum(g, x, LATHE_AXES(0), false));
 }
+B(b_gather1) { return lathe_all_gather(g, x, 1, 1); }
 
 static const struct {
     const char *label;
@@ -116,6 +117,7 @@ static const struct {
     {"clamp without bounds", b_clamp_none, LT_OP_CLAMP, LT_OP_INPUT, 1},
     {"clamp with one bound kept", b_clamp_one, LT_OP_INPUT, LT_OP_CLAMP, 2},
     {"a sum kept and not kept", b_sumkeep, LT_OP_INPUT, LT_OP_SUM, 4},
+    {"all_gather over one process", b_gather1, LT_OP_ALL_GATHER, LT_OP_INPUT, 1},
 };
 
 static void test_identities(void **state) {
@@ -137,6 +139,23 @@ static void test_identities(void **state) {
         lathe_graph_free(s);
         lathe_graph_free(g);
     }
+}
+
+/* A gather over 2 processes of a constant is not folded: the evaluator,
+ * which folding runs, is one process and refuses it; simplification goes on
+ * without an error and keeps the gather. */
+static void test_gather_not_folded(void **state) {
+    (void)state;
+    lathe_graph *g = lathe_graph_new();
+    lathe_node *c = lathe_const(g, LATHE_F64, D(2), (double[]){1, 2});
+    lathe_output(g, "y", lathe_mul(g, lathe_all_gather(g, c, 0, 2), lathe_input(g, "x", LATHE_F64, D(4))));
+    assert_graph_ok(g);
+    lathe_graph *s = lathe_simplify(g);
+    if (lathe_graph_status(s) != LATHE_OK) fail_msg("%s", lathe_graph_error(s));
+    assert_int_equal(count(s, LT_OP_ALL_GATHER), 1);
+    assert_int_equal(lathe_graph_output(s, 0)->shape[0], 4);
+    lathe_graph_free(s);
+    lathe_graph_free(g);
 }
 
 /* (a @ b)^T becomes b^T @ a^T when nothing else reads a @ b (batched and
@@ -254,6 +273,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_identities),
         cmocka_unit_test(test_transpose_of_product),
+        cmocka_unit_test(test_gather_not_folded),
         cmocka_unit_test(test_leaves_and_no_grad),
         cmocka_unit_test(test_samples_with_gradients),
         cmocka_unit_test(test_seed_backward_size),

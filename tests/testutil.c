@@ -167,6 +167,13 @@ S(s_ln) { return ln(g, t, X((3, 4)), 1, true, true); }
 S(s_ln_last_two) { return ln(g, t, X((2, 3, 4)), 2, true, true); }
 S(s_ln_plain) { return ln(g, t, X((2, 5)), 1, false, false); }
 S(s_ln_whole_weight) { return ln(g, t, X((3, 4)), 2, true, false); }
+/* The collectives over one process (the evaluator's world, which the JIT
+ * is checked against); all_reduce decomposes into a gather and a sum, of a
+ * rank-6 x too (no room for a new axis: its first dims are merged). */
+S(s_all_gather) { return lathe_all_gather(g, X((2, 3)), -1, 1); }
+S(s_all_gather_mid) { return lathe_all_gather(g, X((2, 3, 2)), 1, 1); }
+S(s_all_reduce) { return lathe_all_reduce(g, X((2, 3)), 1); }
+S(s_all_reduce_rank6) { return lathe_all_reduce(g, X((2, 1, 3, 1, 2, 2)), 1); }
 
 /* Gradient kernels: no public builders, so lt_make with attributes in schema
  * order.  Each gy has the shape the forward op gives (see test_shapes.c). */
@@ -317,6 +324,8 @@ const sample samples[] = {
     E("index_select_backward/middle-axis", INDEX_SELECT_BACKWARD, s_index_select_bw_mid),
     E("layer_norm", LAYER_NORM, s_ln), E("layer_norm/last-two", LAYER_NORM, s_ln_last_two),
     E("layer_norm/no-affine", LAYER_NORM, s_ln_plain), E("layer_norm/whole-weight-only", LAYER_NORM, s_ln_whole_weight),
+    E("all_gather", ALL_GATHER, s_all_gather), E("all_gather/middle-axis", ALL_GATHER, s_all_gather_mid),
+    E("all_reduce", ALL_REDUCE, s_all_reduce), E("all_reduce/rank6", ALL_REDUCE, s_all_reduce_rank6),
 };
 const int nsamples = (int)(sizeof samples / sizeof samples[0]);
 
