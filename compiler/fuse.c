@@ -1367,7 +1367,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     f->target = target;
     if (g->status != LATHE_OK) return f;
     int n = g->nnodes;
-    fz z = {f, g, NULL, NULL, NULL, NULL, NULL, NULL, NULL, -1, 0, NULL, 0, NULL, NULL, NULL, NULL, NULL, 0};
+    fz z = {.f = f, .g = g, .root = -1};
     z.consumer = malloc(sizeof(int) * (size_t)(n + 1));
     z.uses = calloc((size_t)n + 1, sizeof(int));
     z.contains = calloc((size_t)n + 1, sizeof(bool));

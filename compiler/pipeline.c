@@ -64,13 +64,15 @@ static lathe_status shard(lt_build *b) {
     free(in);
     if (!sh && b->shard.procs == 1) { /* one process: the unsharded program, which the caller sees in shards */
         b->shard.shards = 1;
+        b->err[0] = 0;
         return LATHE_OK;
     }
     if (!sh) {
-        char msg[sizeof b->err];
-        snprintf(msg, sizeof msg, "%s", b->err);
-        snprintf(b->err, sizeof b->err, "data-parallel program (%d shards, %d process%s): %s", b->shard.shards,
-                 b->shard.procs, b->shard.procs == 1 ? "" : "es", msg);
+        char head[64], msg[sizeof b->err];
+        int n = snprintf(head, sizeof head, "data-parallel program (%d shards, %d processes): ", b->shard.shards, b->shard.procs);
+        memcpy(msg, b->err, sizeof msg);
+        memcpy(b->err, head, (size_t)n);
+        snprintf(b->err + n, sizeof b->err - (size_t)n, "%.*s", (int)(sizeof b->err - (size_t)n - 1), msg);
         lt_fail(d, LATHE_ERR_UNSUPPORTED, "%s", b->err);
         return LATHE_ERR_UNSUPPORTED;
     }

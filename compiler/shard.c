@@ -99,12 +99,23 @@ static lathe_node *shard_sum(shard *s, const lathe_node *n, lathe_node *x) {
     return n->attr[1].v[0] ? lathe_reshape(s->dst, y, n->rank, n->shape) : y;
 }
 
+/* Operand k of n, whose axis d spans the whole batch (E): a replicated value
+ * (the same along it, as a GRU's zero initial state) is cut to this
+ * process's extent like the batch-major operands beside it. */
+static lathe_node *local_along(shard *s, const lathe_node *n, int k, lathe_node *x, int d) {
+    const lathe_node *o = n->in[k];
+    if (s->P == 1 || s->st[o->id].kind != LT_BATCH_NONE || o->shape[d] <= 1) return x;
+    return lathe_slice(s->dst, x, d, 0, o->shape[d] / s->P, 1);
+}
+
 static lathe_node *shard_matmul(shard *s, const lathe_node *n, lathe_node *a, lathe_node *b) {
     const lathe_node *oa = n->in[0], *ob = n->in[1];
+    a = local_along(s, n, 0, a, oa->rank - 1);
+    b = local_along(s, n, 1, b, ob->rank - 2);
     int ra = oa->rank, rb = ob->rank, r = n->rank;
     if (ra + 1 > LATHE_MAX_RANK || rb + 1 > LATHE_MAX_RANK || r + 1 > LATHE_MAX_RANK)
         return refuse(s, n, "rank %lld and %lld shards: no room for the shard axis", r, s->S), NULL;
-    int64_t K = oa->shape[ra - 1], c = chunk(s, n, K, s->st[oa->id].inner);
+    int64_t K = oa->shape[ra - 1], c = chunk(s, n, K, s->st[(s->st[oa->id].kind == LT_BATCH_AXIS ? oa : ob)->id].inner);
     if (!c) return NULL;
     int64_t sa[LATHE_MAX_RANK], sb[LATHE_MAX_RANK], perm[LATHE_MAX_RANK];
     memcpy(sa, oa->shape, sizeof(int64_t) * (size_t)ra);
