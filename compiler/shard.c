@@ -26,6 +26,7 @@ typedef struct {
     lathe_node **map;
     const lt_batch *st;
     const bool *stat;   /* per node of g: a batch reduction whose value per-sample values use */
+    bool global_now;    /* local_stats: the global value of a statistic that a gradient uses too */
     int S, P, L;        /* shards, processes, shards per process (S / P) */
     bool local;         /* lt_shard_opts.local_stats */
     int *partial, cap, n;
@@ -60,7 +61,7 @@ static int64_t chunk(shard *s, const lathe_node *n, int64_t E, int64_t inner) {
  * statistic with local_stats: this process's alone, times P. */
 static lathe_node *combine(shard *s, const lathe_node *n, lathe_node *p, int64_t pos) {
     note_partial(s, p);
-    bool own = s->local && s->stat[n->id];
+    bool own = s->local && s->stat[n->id] && !s->global_now;
     if (s->P > 1 && !own) p = lathe_all_gather(s->dst, p, (int)pos, s->P);
     lathe_node *y = lathe_sum(s->dst, p, 1, &pos, false);
     if (own && s->P > 1) y = lathe_mul(s->dst, y, lathe_scalar(s->dst, n->dtype, (double)s->P));
@@ -192,23 +193,36 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, const lt_sh
     lathe_node **map = calloc((size_t)g->nnodes + 1, sizeof *map);
     bool *stat = calloc((size_t)g->nnodes + 1, sizeof *stat);
     int S = o->shards, P = o->procs;
-    shard s = {g, dst, map, st, stat, S, P, P >= 1 ? S / P : 0, o->local_stats, partial, partial ? cap : 0, 0, err, errlen};
+    shard s = {.g = g, .dst = dst, .map = map, .st = st, .stat = stat, .S = S, .P = P, .L = P >= 1 ? S / P : 0,
+               .local = o->local_stats, .partial = partial, .cap = partial ? cap : 0, .err = err, .errlen = errlen};
     bool ok = dst && st && map && stat && S >= 1 && P >= 1 && S % P == 0;
     if (!ok) {
         if (S < 1 || P < 1 || S % P) snprintf(err, errlen, "%d shards on %d processes: the processes must divide the shards", S, P);
         else snprintf(err, errlen, "out of memory");
     }
     int nmixed = ok ? lt_batch_axes(g, batch_input, st) : 0;
-    /* the statistics: batch reductions whose value reaches a per-sample value */
+    /* the statistics: batch reductions whose value reaches a per-sample value
+     * or a buffer's update (batch norm's running statistics) */
     bool *reach = ok && nmixed >= 0 ? calloc((size_t)g->nnodes + 1, sizeof *reach) : NULL;
-    if (ok && nmixed >= 0 && !reach) ok = false, snprintf(err, errlen, "out of memory");
+    /* local_stats: a statistic that other values use as well (batch norm's
+     * weight gradient is the sum its input's gradient uses) has a global
+     * value too, in gmap */
+    bool *need_global = calloc((size_t)g->nnodes + 1, sizeof *need_global);
+    lathe_node **gmap = calloc((size_t)g->nnodes + 1, sizeof *gmap);
+    if (ok && nmixed >= 0 && (!reach || !need_global || !gmap)) ok = false, snprintf(err, errlen, "out of memory");
+    for (int i = 0; reach && i < g->nupd; i++) reach[g->updates[i].value->id] = true; /* running statistics */
     for (int i = g->nnodes - 1; reach && i >= 0; i--) {
         const lathe_node *n = g->nodes[i];
         if (st[i].reduces) stat[i] = reach[i];
         bool up = reach[i] || st[i].kind == LT_BATCH_AXIS;
         for (int k = 0; k < n->nin && up; k++) reach[n->in[k]->id] = true;
     }
-    free(reach);
+    for (int i = 0; reach && i < g->nnodes; i++) {
+        const lathe_node *n = g->nodes[i];
+        for (int k = 0; k < n->nin; k++)
+            if (stat[n->in[k]->id] && !reach[i] && st[i].kind != LT_BATCH_AXIS) need_global[n->in[k]->id] = true;
+    }
+    for (int i = 0; reach && i < g->nout; i++) need_global[g->outputs[i].node->id] = stat[g->outputs[i].node->id];
     for (int i = 0; ok && nmixed > 0 && i < g->nnodes; i++)
         if (st[i].kind == LT_BATCH_MIXED) ok = refuse(&s, g->nodes[i], "its value mixes the samples of the batch (%lld of %lld such nodes)", nmixed, nmixed);
     if (ok && nmixed < 0) ok = false, snprintf(err, errlen, "%s", lathe_graph_error((lathe_graph *)g));
@@ -231,13 +245,26 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, const lt_sh
             ok = refuse(&s, n, "%lld operands (at most %lld)", n->nin, 64);
             break;
         } else {
-            for (int k = 0; k < n->nin; k++) in[k] = map[n->in[k]->id];
+            bool local_use = reach[i] || st[i].kind == LT_BATCH_AXIS;
+            for (int k = 0; k < n->nin; k++) {
+                int o = n->in[k]->id;
+                in[k] = s.local && P > 1 && gmap[o] && !local_use ? gmap[o] : map[o];
+            }
             bool red = st[i].reduces;
-            if (red && (n->op == LT_OP_SUM || n->op == LT_OP_MEAN)) r = shard_sum(&s, n, in[0]);
-            else if (red && n->op == LT_OP_MATMUL) r = shard_matmul(&s, n, in[0], in[1]);
-            else if (red && (n->op == LT_OP_CONV2D_BACKWARD_WEIGHT || n->op == LT_OP_INDEX_SELECT_BACKWARD))
-                r = shard_each(&s, n, in);
-            else if (P > 1 && red) {
+            if (red && (n->op == LT_OP_SUM || n->op == LT_OP_MEAN || n->op == LT_OP_MATMUL ||
+                        n->op == LT_OP_CONV2D_BACKWARD_WEIGHT || n->op == LT_OP_INDEX_SELECT_BACKWARD)) {
+                lathe_node *ops[64];
+                for (int pass = 0; pass < 1 + (s.local && P > 1 && stat[i] && need_global[i]); pass++) {
+                    memcpy(ops, in, sizeof(lathe_node *) * (size_t)n->nin);
+                    s.global_now = pass == 1;
+                    lathe_node *y = n->op == LT_OP_MATMUL ? shard_matmul(&s, n, ops[0], ops[1])
+                                    : n->op == LT_OP_SUM || n->op == LT_OP_MEAN ? shard_sum(&s, n, ops[0])
+                                                                              : shard_each(&s, n, ops);
+                    if (pass) gmap[i] = y;
+                    else r = y;
+                }
+                s.global_now = false;
+            } else if (P > 1 && red) {
                 ok = refuse(&s, n, "a reduction over the batch that is not a sum, on %lld processes: data-parallel "
                             "programs gather sums only", P, 0);
                 break;
@@ -257,13 +284,19 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, const lt_sh
         r->no_grad = n->no_grad, r->line = n->line, r->col = n->col;
         map[i] = r;
     }
-    for (int i = 0; ok && i < g->nout; i++) lathe_output(dst, g->outputs[i].name, map[g->outputs[i].node->id]);
+    for (int i = 0; ok && i < g->nout; i++) {
+        int o = g->outputs[i].node->id;
+        lathe_output(dst, g->outputs[i].name, gmap[o] ? gmap[o] : map[o]);
+    }
     for (int i = 0; ok && i < g->nupd; i++) lathe_update(dst, map[g->updates[i].buffer->id], map[g->updates[i].value->id]);
     if (ok && lathe_graph_status(dst) != LATHE_OK) ok = false, snprintf(err, errlen, "%s", lathe_graph_error(dst));
     if (npartial) *npartial = s.n;
     free(st);
     free(map);
     free(stat);
+    free(reach);
+    free(need_global);
+    free(gmap);
     if (!ok) {
         lathe_graph_free(dst);
         return NULL;

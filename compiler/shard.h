@@ -27,9 +27,11 @@ typedef struct {
                         * partials of all P (all_gather along the shard axis)
                         * before adding them in shard order.  1: the whole batch */
     bool local_stats;  /* a batch reduction whose result is used by per-sample
-                        * values (batch norm's statistics and their gradients)
-                        * sums this process's partials alone, times P: the mean
-                        * over its own samples (PyTorch DDP's batch norm);
+                        * values or a buffer's update (batch norm's statistics,
+                        * their gradients, its running statistics) sums this
+                        * process's partials alone, times P: the mean over its
+                        * own samples (PyTorch DDP's batch norm; the processes'
+                        * buffers then differ, and a trainer keeps rank 0's);
                         * false: over the global batch (SyncBatchNorm) */
 } lt_shard_opts;
 
