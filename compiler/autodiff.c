@@ -400,7 +400,7 @@ static void rule(ad *a, lathe_node *y, lathe_node *gy) {
         acc(a, 0, y, class_loss_grad(a, y, gy, b, lathe_neg(g, one_hot(a, b, x->shape[1], x->dtype))));
         break;
     case LT_OP_DROPOUT: /* the same mask (the same state, salt and indices), drawn again */
-        acc(a, 0, y, mk(a, LT_OP_DROPOUT, 2, IN(gy, b), y->attr));
+        acc(a, 0, y, y->nin == 3 ? mk(a, LT_OP_DROPOUT, 3, IN(gy, b, y->in[2]), y->attr) : mk(a, LT_OP_DROPOUT, 2, IN(gy, b), y->attr));
         break;
     case LT_OP_ALL_REDUCE: /* every process's sum reads every x: each x gets the sum of the cotangents */
         acc(a, 0, y, lathe_all_reduce(g, gy, (int)y->attr[0].v[0]));

@@ -748,6 +748,11 @@ static lt_expr *rule(fz *z, const lathe_node *n, lt_expr **idx) {
         at[0] = xi(z, 1);
         lt_expr *step = opv(z, n, 1, at), *flat = xi(z, 0);
         for (int d = 0; d < n->rank; d++) flat = iadd(z, imul(z, flat, n->shape[d]), idx[d]);
+        if (n->nin == 3) { /* the index of the first element (a process's part of a batch) */
+            lt_expr *zero[LATHE_MAX_RANK];
+            for (int d = 0; d < n->in[2]->rank; d++) zero[d] = xi(z, 0);
+            flat = iadd(z, flat, opv(z, n, 2, zero));
+        }
         lt_expr *k = mix64(z, xbin(z, LT_OP_ADD, LATHE_I64, xbin(z, LT_OP_MUL, LATHE_I64, step, xi(z, (int64_t)GOLDEN64)),
                                    xi(z, n->attr[1].v[0])));
         k = mix64(z, xbin(z, XB_XOR, LATHE_I64, seed, k));

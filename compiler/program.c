@@ -49,15 +49,20 @@ static const lathe_node *find_leaf(const lathe_graph *g, const char *name) {
 }
 
 /* The rows of the table: the caller's named leaves (constants aside) in node
- * order, then its outputs.  Row i's node goes to tnode[i]; how many there are
- * goes to p->ntensors. */
+ * order, the inputs that the compiler added (a data-parallel program's
+ * LATHE_RANK_NAME), then its outputs.  Row i's node goes to tnode[i]; how
+ * many there are goes to p->ntensors. */
 static lathe_status list_tensors(lathe_program *p) {
-    const lathe_graph *g = p->g;
-    p->tensors = calloc((size_t)(g->nnodes + g->nout + 1), sizeof *p->tensors);
-    p->tnode = calloc((size_t)(g->nnodes + g->nout + 1), sizeof *p->tnode);
+    const lathe_graph *g = p->g, *k = p->b.f ? p->b.f->g : NULL;
+    int extra = k ? k->nnodes : 0;
+    p->tensors = calloc((size_t)(g->nnodes + extra + g->nout + 1), sizeof *p->tensors);
+    p->tnode = calloc((size_t)(g->nnodes + extra + g->nout + 1), sizeof *p->tnode);
     if (!p->tensors || !p->tnode) return perr(p, LATHE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < g->nnodes; i++)
         if (g->nodes[i]->name && g->nodes[i]->op != LT_OP_CONST) p->tnode[p->ntensors++] = g->nodes[i];
+    for (int i = 0; i < extra; i++)
+        if (k->nodes[i]->op == LT_OP_INPUT && k->nodes[i]->name && !find_leaf(g, k->nodes[i]->name))
+            p->tnode[p->ntensors++] = k->nodes[i];
     for (int i = 0; i < g->nout; i++) p->tnode[p->ntensors++] = g->outputs[i].node;
     return LATHE_OK;
 }

@@ -27,6 +27,7 @@ typedef struct {
     const lt_batch *st;
     const bool *stat;   /* per node of g: a batch reduction whose value per-sample values use */
     bool global_now;    /* local_stats: the global value of a statistic that a gradient uses too */
+    lathe_node *rank;   /* the input LATHE_RANK_NAME, once a dropout needs it */
     int S, P, L;        /* shards, processes, shards per process (S / P) */
     bool local;         /* lt_shard_opts.local_stats */
     int *partial, cap, n;
@@ -268,11 +269,19 @@ lathe_graph *lt_shard(const lathe_graph *g, const bool *batch_input, const lt_sh
                 ok = refuse(&s, n, "a reduction over the batch that is not a sum, on %lld processes: data-parallel "
                             "programs gather sums only", P, 0);
                 break;
-            } else if (P > 1 && st[i].indexed) {
-                snprintf(err, errlen, "node %%%d (%s): a dropout over the batch on %d processes is not supported yet (its mask "
-                         "hashes each element's index in the global batch)", i, lt_ops[n->op].name, P);
-                ok = false;
-                break;
+            } else if (st[i].indexed && (P > 1 || S > 1)) {
+                /* its mask hashes each element's index in the global batch: this
+                 * process's part starts at rank * its size (the batch leading).
+                 * One process's program has the same kernels, its rank 0, so
+                 * that fusion makes the same choices in both. */
+                if ((st[i].axis != 0 && P > 1) || n->nin != 2) {
+                    ok = refuse(&s, n, "a dropout whose batch is on axis %lld (not the first) on %lld processes is not supported",
+                                st[i].axis, P);
+                    break;
+                }
+                if (!s.rank) s.rank = lt_make_leaf(dst, LT_OP_INPUT, LATHE_RANK_NAME, LATHE_I64, 1, (int64_t[]){1}, false, NULL);
+                lathe_node *first = lathe_mul(dst, s.rank, lathe_scalar(dst, LATHE_I64, (double)(n->numel / P)));
+                r = lt_make(dst, n->op, 3, (lathe_node *[]){in[0], in[1], first}, n->attr);
             } else r = local_op(&s, n, in);
             if (!r && !err[0]) snprintf(err, errlen, "node %%%d (%s): %s", i, lt_ops[n->op].name, lathe_graph_error(dst));
         }

@@ -795,13 +795,14 @@ static uint64_t mix64(uint64_t z) {
 }
 
 /* lathe_dropout's mask, element by element (lathe.h gives the formula). */
-static void dropout(const lathe_node *n, const double *x, const double *rng, double *y) {
+static void dropout(const lathe_node *n, const double *x, const double *rng, const double *first, double *y) {
     double p = n->attr[0].f, scale = round_to(n->dtype, 1 / (1 - p));
+    int64_t base = first ? (int64_t)first[0] : 0;
     uint64_t seed = (uint64_t)(int64_t)rng[0], step = (uint64_t)(int64_t)rng[1], salt = (uint64_t)n->attr[1].v[0];
     uint64_t k = mix64(seed ^ mix64(step * 0x9E3779B97F4A7C15ull + salt));
     uint64_t thresh = (uint64_t)llround(p * 4294967296.0);
     for (int64_t i = 0; i < n->numel; i++) {
-        bool keep = mix64(k + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull) >> 32 >= thresh;
+        bool keep = mix64(k + (uint64_t)(base + i + 1) * 0x9E3779B97F4A7C15ull) >> 32 >= thresh;
         y[i] = keep ? x[i] * scale : 0;
     }
 }
@@ -929,7 +930,7 @@ static lathe_status eval_node(lathe_eval *ev, const lathe_node *n) {
     case LT_OP_MSE_LOSS:
         return mse_loss(ev, n, y);
     case LT_OP_DROPOUT:
-        dropout(n, x, b, y);
+        dropout(n, x, b, n->nin == 3 ? ev->val[n->in[2]->id] : NULL, y);
         return LATHE_OK;
     case LT_OP_ALL_REDUCE:
         return world_of_one(ev, n, 0, x, y);

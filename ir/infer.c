@@ -726,6 +726,8 @@ lathe_status lt_infer(lathe_graph *g, lt_op op, int nin, lathe_node *const *in, 
         if (need_float(g, on, x, "input")) return g->status;
         if (r->dtype != LATHE_I64 || r->rank != 1 || r->shape[0] != 2)
             return fail(g, LATHE_ERR_SHAPE, "dropout: the generator state must be i64[2] (seed, step), got %s", t.s[1]);
+        if (nin == 3 && (in[2]->dtype != LATHE_I64 || in[2]->numel != 1))
+            return fail(g, LATHE_ERR_SHAPE, "dropout: the index of the first element must be one i64, got %s", t.s[2]);
         if (!(a[0].f >= 0 && a[0].f <= 1))
             return fail(g, LATHE_ERR_ARG, "dropout: p must lie in [0, 1], got %g", a[0].f);
         out->dtype = x->dtype;

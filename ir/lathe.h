@@ -355,8 +355,15 @@ lathe_node *lathe_batch_norm2d(lathe_graph *g, lathe_node *x, lathe_node *weight
  * 0xBF58476D1CE4E5B9, z ^= z >> 27, z *= 0x94D049BB133111EB, z ^= z >> 31):
  *     k = mix(seed ^ mix(step * 0x9E3779B97F4A7C15 + salt))
  *     keep = (mix(k + (i + 1) * 0x9E3779B97F4A7C15) >> 32) >= round(p * 2^32)
- * An evaluation graph simply leaves dropout out. */
+ * An evaluation graph simply leaves dropout out.  The IR's dropout takes an
+ * optional third operand, one i64: the index in the whole tensor of x's
+ * first element, added to i (the data-parallel pass gives each process's
+ * part of a batch its place in the global batch: LATHE_RANK_NAME times the
+ * part's size). */
 #define LATHE_RNG_NAME "lathe.rng"
+/* The input of a data-parallel program (one process's part) that holds the
+ * process's rank, i64[1]: the trainer sets it. */
+#define LATHE_RANK_NAME "lathe.rank"
 lathe_node *lathe_dropout(lathe_graph *g, lathe_node *x, double p);
 /* The graph's generator state: the buffer LATHE_RNG_NAME (created on first
  * use, initialized to (seed, 0) by the runtime, its step advanced by one per

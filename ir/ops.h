@@ -122,7 +122,7 @@
   X(CROSS_ENTROPY,   "cross_entropy",        2, 2, LOSS,      "reduction:r ignore_index:i label_smoothing:f") \
   X(NLL_LOSS,        "nll_loss",             2, 2, LOSS,      "reduction:r ignore_index:i") \
   X(MSE_LOSS,        "mse_loss",             2, 2, LOSS,      "reduction:r") \
-  X(DROPOUT,         "dropout",              2, 2, NORM,      "p:f salt:i") \
+  X(DROPOUT,         "dropout",              2, 3, NORM,      "p:f salt:i") \
   X(LAYER_NORM,      "layer_norm",           1, 3, NORM,      "normalized_shape:l eps:f") \
   X(ALL_REDUCE,      "all_reduce",           1, 1, NORM,      "parts:i") \
   /* Gradient kernels that autodiff emits (compiler/autodiff.c). */ \

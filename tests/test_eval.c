@@ -243,6 +243,13 @@ CASE(c_dropout_salt) { /* the second dropout of the graph */
     return lathe_dropout(G, x, 0.5);
 }
 CASE(c_dropout_all) { return RNG(7), lathe_dropout(G, X8, 1); }
+/* the IR's third operand: elements 3..7 of X8 as a process's part of it, at
+ * index 3 of the whole: their draws are X8's at 3..7 */
+CASE(c_dropout_first) {
+    lathe_node *r = RNG(7), *x = IN("x", (5), 4, 5, 6, 7, 8), *first = leaf(c, LT_OP_INPUT, "first", LATHE_I64, D(1), VALS(3));
+    lt_attr a[LT_MAX_ATTRS] = {{.f = 0.5}, {.v = {0}}};
+    return lt_make(G, LT_OP_DROPOUT, 3, (lathe_node *[]){x, r, first}, a);
+}
 #define LOGP IN("x", (2, 3), -1, -2, -3, -4, -5, -6)
 CASE(c_nll) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_MEAN); }
 CASE(c_nll_sum) { return lathe_nll_loss(G, LOGP, LABELS((2), 2, 0), LATHE_REDUCE_SUM); }
@@ -525,6 +532,7 @@ static const hand_case hand_cases[] = {
     H("dropout/next-step", DROPOUT, c_dropout_step, "f64[8]", 2, 0, 0, 0, 0, 12, 14, 16),
     H("dropout/salt-1", DROPOUT, c_dropout_salt, "f64[8]", 0, 0, 0, 0, 10, 12, 14, 16),
     H("dropout/p-1", DROPOUT, c_dropout_all, "f64[8]", 0, 0, 0, 0, 0, 0, 0, 0),
+    H("dropout/first-3", DROPOUT, c_dropout_first, "f64[5]", 0, 10, 12, 0, 0),
     /* -log(3/4), and the ignored row left out of the mean */
     H("cross_entropy/ignore", CROSS_ENTROPY, c_ce_ignore, "f64[]", 0.28768207245178085),
     H("cross_entropy/ignore-none", CROSS_ENTROPY, c_ce_ignore_none, "f64[2]", 0.28768207245178085, 0),

@@ -388,6 +388,11 @@ BAD(b_select_bw_size) { return select_bw(g, IN32("gy", 2, 4), IX(2), 0, -1); }
 BAD(b_select_bw_empty) { return select_bw(g, IN32("gy", 2, 4), IX(2), 0, 0); }
 BAD(b_select_bw_rank) { return select_bw(g, IN32("gy", 2), IX(2, 1), 0, 3); }
 
+BAD(b_dropout_first) { /* the IR's third operand of dropout: one i64 */
+    lathe_node *x = IN32("x", 2, 3), *r = lathe_input(g, "lathe.rng", LATHE_I64, 1, (int64_t[]){2});
+    lt_attr a[LT_MAX_ATTRS] = {{.f = 0.5}, {.v = {0}}};
+    return lt_make(g, LT_OP_DROPOUT, 3, (lathe_node *[]){x, r, IN32("first", 1)}, a);
+}
 BAD(b_gather_parts0) { return lathe_all_gather(g, IN32("x", 2, 3), 0, 0); }
 BAD(b_gather_parts_neg) { return lathe_all_gather(g, IN32("x", 2, 3), 1, -2); }
 BAD(b_gather_parts_huge) {
@@ -562,6 +567,8 @@ static const struct {
      "index_select_backward: index i64[2] selects from an empty axis 0 (gradient f32[2,4])"},
     {"index_select_backward rank", b_select_bw_rank, LATHE_ERR_SHAPE,
      "index_select_backward: gradient f32[2] has fewer dims than index i64[2,1]"},
+    {"dropout's first index not an i64", b_dropout_first, LATHE_ERR_SHAPE,
+     "dropout: the index of the first element must be one i64, got f32[1]"},
     {"all_gather over 0 processes", b_gather_parts0, LATHE_ERR_ARG,
      "all_gather: parts must be 1 to 2147483647 processes, got 0 (input f32[2,3])"},
     {"all_gather over -2 processes", b_gather_parts_neg, LATHE_ERR_ARG, "all_gather: parts must be 1 to 2147483647 processes, got -2"},

@@ -353,6 +353,11 @@ void bind_random(lathe_eval *ev, lathe_graph *g, uint64_t seed) {
         lathe_node *n = lathe_graph_node(g, i);
         const char *name = lathe_node_name(n);
         if (!name || n->op == LT_OP_CONST) continue;
+        if (!strcmp(name, LATHE_RANK_NAME)) { /* a data-parallel program's process: the first (draws nothing) */
+            double zero = 0;
+            if (lathe_eval_set_f64(ev, name, &zero) != LATHE_OK) fail_msg("bind %s: %s", name, lathe_eval_error(ev));
+            continue;
+        }
         int64_t k = lathe_node_numel(n);
         double *v = malloc((size_t)(k ? k : 1) * sizeof *v);
         assert_non_null(v);
