@@ -190,6 +190,11 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "                         (crops and flips are drawn from --seed, the epoch and\n"
             "                         the sample: the same for a resumed run, any threads)\n"
             "\n"
+            "Started by mpirun -np P (Open MPI), P processes train data-parallel with the\n"
+            "bits of one process: --batch stays the global batch, of which each process\n"
+            "takes its B/P samples; rank 0 prints, logs and saves.  A native trainer needs\n"
+            "a program for P (lathe compile --ranks); lathe train compiles one itself.\n"
+            "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
             "gradients, new parameters): TRAINER step --inputs B.safetensors -o OUT.safetensors\n"
             "[--params P.safetensors] (see lathe step --help); and a language model trained\n"
@@ -1096,19 +1101,21 @@ static void session_free(session *s) {
     if (s->lock >= 0) close(s->lock); /* releases the lock */
 }
 
-/* The run's first lines (rank 0): the model, the batch, the processes. */
+/* The run's first lines (rank 0): the model, the batch (on several
+ * processes, its shards), the processes. */
 static void announce(const session *s) {
     if (!s->lead) return;
     const lathe_trainer_model *m = s->m;
     int threads = s->f->threads ? s->f->threads : omp_get_max_threads(), P = s->w->procs;
+    bool shards = P > 1 && m->shards > 1;
     char bdesc[128], pdesc[64], ol[160];
     int k = snprintf(bdesc, sizeof bdesc, "%lld", (long long)s->eb);
-    if (s->K > 1 || m->shards > 1) {
+    if (s->K > 1 || shards) {
         k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, " (");
         if (s->K > 1)
             k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, "%lld x %lld accumulated%s", (long long)s->K,
-                          (long long)m->info.batch, m->shards > 1 ? ", " : "");
-        if (m->shards > 1) k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, "%d shards", m->shards);
+                          (long long)m->info.batch, shards ? ", " : "");
+        if (shards) k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, "%d shards", m->shards);
         snprintf(bdesc + k, sizeof bdesc - (size_t)k, ")");
     }
     if (P > 1)

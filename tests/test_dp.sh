@@ -87,7 +87,7 @@ LONG="--data $TMP/train.safetensors --steps 1000000000 --lr 0.001 --log-every 0"
 run ref "$M" sync $F --save "$TMP/ref" --log-file "$TMP/ref.log"
 check "one process: status 0 ($rc)" [ "$rc" -eq 0 ]
 check "one process: evaluated 3 times" [ "$(lines "$TMP/ref.log" test_loss)" -eq 3 ]
-check "one process: the startup line names the shards" contains "$out" "batch 24 (2 x 12 accumulated, 6 shards)"
+check "one process: the startup line as before" contains "$out" "batch 24 (2 x 12 accumulated), 60 samples"
 show 0
 run ref-nompi "$NOMPI" sync $F --save "$TMP/ref-nompi"
 check "built without MPI, one process: the same bits" cmp -s "$TMP/ref" "$TMP/ref-nompi"
@@ -126,7 +126,8 @@ for np in 1 2 3; do
     check "np $np: one startup line" [ "$(lines "$out" "steps/epoch")" -eq 1 ]
     check "np $np: one summary" [ "$(lines "$out" "saved $TMP/np$np at step 6")" -eq 1 ]
     check "np $np: one log" [ "$(lines "$TMP/np$np.log" '"step"')" -eq "$(lines "$TMP/ref.log" '"step"')" ]
-    [ $np -eq 1 ] || check "np $np: the startup line says the processes" contains "$out" "$np processes x"
+    [ $np -eq 1 ] || check "np $np: the startup line says the shards and the processes" \
+        contains "$out" "batch 24 (2 x 12 accumulated, 6 shards), 60 samples, 2 steps/epoch, adam lr 0.05 weight decay 0, $np processes x"
     show $f0
 done
 
@@ -300,6 +301,7 @@ check "native, one process: status 0 ($rc)" [ "$rc" -eq 0 ]
 for np in 2 3; do
     run "c$np" timeout 300 $MPIRUN -np $np "$TMP/T" $IF --save "$TMP/c$np" --log-file "$TMP/c$np.log"
     check "native, np $np: status 0 ($rc)" [ "$rc" -eq 0 ]
+    check "native, np $np: its program for $np processes" contains "$out" "$np processes x"
     check "native, np $np: the tensors of one process" "$M" same "$TMP/cref" "$TMP/c$np"
     check "native, np $np: the evaluations of one process" sh -c "[ \"\$(grep test_loss '$TMP/cref.log')\" = \"\$(grep test_loss '$TMP/c$np.log')\" ]"
 done
@@ -309,6 +311,7 @@ show $f0
 f0=$fail
 run jit2 timeout 300 $MPIRUN -np 2 "$LATHE" train "$TMP/dp_small.lathe" $S $IF --save "$TMP/jit2"
 check "lathe train, np 2: status 0 ($rc)" [ "$rc" -eq 0 ]
+check "lathe train, np 2: a program for 2 processes" contains "$out" "2 processes x"
 check "lathe train, np 2: the native trainer's tensors" "$M" same "$TMP/cref" "$TMP/jit2"
 show $f0
 
