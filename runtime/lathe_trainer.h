@@ -92,21 +92,39 @@ typedef struct {
  * progress on standard error and a summary on standard output.  Returns the
  * exit status: 0 done, 1 bad data, a failed load or save, or a NaN/Inf loss
  * (the message names the step; no checkpoint is written with it), 2 a bad
- * command line, 130 interrupted (SIGINT: the step finishes, the checkpoint
- * of --save is written, the run can be resumed with --load). */
+ * command line, 128 + the signal when interrupted (SIGINT, SIGTERM, SIGHUP:
+ * the step finishes, the checkpoint of --save is written, the run can be
+ * resumed with --load).
+ *
+ * Started by an MPI launcher as one of P > 1 processes (lathe_dist.h), it
+ * trains data-parallel: lathe_dist_init (its message and status 1 when it
+ * fails, as in a runtime built without MPI), the ranked program for P (none,
+ * or P not dividing the batch or the shards: status 1, saying how to compile
+ * for P), rank r taking samples [r B/P, (r+1) B/P) of every global batch
+ * and micro-batch, in the order of one process; the run gives one process's
+ * bits.  Every process reads the data and --load; rank 0 alone prints,
+ * writes --log-file and takes the checkpoint's lock and saves.  The
+ * processes agree on stopping before every update (a signal caught by any
+ * of them stops all after the same step; a loss that is not finite stops
+ * all before it) and evaluate a share of the test batches each.  A failed
+ * all-gather, or a process that fails alone in the loop, ends the run with
+ * lathe_dist_abort.  The function calls lathe_dist_finalize before it
+ * returns.  --batch is the global batch. */
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv);
 
 /* `lathe step`'s command line (--params, --batch, -o, the optimizer flags;
  * --help prints them): one training step whose results are written to a safetensors
  * file: "loss", the model's outputs, "grad.NAME" for every trainable
  * parameter, and every parameter and buffer after the step under its own
- * name.  Exit status as lathe_trainer_main. */
+ * name.  Exit status as lathe_trainer_main.  One process: refused (status 1)
+ * under a launcher that started several. */
 int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv);
 
 /* `sample`'s command line (--load CK, --length, --temperature, --top-k,
  * --prompt, --seed, --threads; --help prints them): text from a byte-level
  * language model (trained on text:FILE), generated with the evaluation
- * program, printed on standard output.  Exit status as lathe_trainer_main. */
+ * program, printed on standard output.  Exit status as lathe_trainer_main.
+ * One process, as lathe_trainer_step_main. */
 int lathe_trainer_sample_main(const lathe_trainer_model *m, int argc, char **argv);
 
 /* Usage text of the training flags (for --help of `lathe train` and of a

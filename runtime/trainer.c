@@ -88,12 +88,13 @@ static double now(void) {
 
 static void fail(const char *prog, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void fail(const char *prog, const char *fmt, ...) {
+    char msg[16384]; /* one write: the processes of a run share a terminal */
+    int k = snprintf(msg, sizeof msg, "%s: ", prog);
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    if (k >= 0 && k < (int)sizeof msg) vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s\n", msg);
 }
 
 void lathe_trainer_usage(FILE *out, const char *prog) {
@@ -188,6 +189,11 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "  --hflip                training data: a left-right flip with probability 0.5\n"
             "                         (crops and flips are drawn from --seed, the epoch and\n"
             "                         the sample: the same for a resumed run, any threads)\n"
+            "\n"
+            "Started by mpirun -np P (Open MPI), P processes train data-parallel with the\n"
+            "bits of one process: --batch stays the global batch, of which each process\n"
+            "takes its B/P samples; rank 0 prints, logs and saves.  A native trainer needs\n"
+            "a program for P (lathe compile --ranks); lathe train compiles one itself.\n"
             "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
             "gradients, new parameters): TRAINER step --inputs B.safetensors -o OUT.safetensors\n"
@@ -361,6 +367,175 @@ static double scalar_at(const uint8_t *arena, const lathe_rt_tensor *t, int64_t 
     }
 }
 
+/* ---- processes ---------------------------------------------------------------------- */
+
+/* The processes of the run (lathe_dist.h): one, or P started by an MPI
+ * launcher for data-parallel training (docs/INTERNALS.md), each running the
+ * training program compiled for P on its part of every batch.  Every process
+ * reads the data and --load, computes the same gradients (the program gathers
+ * its batch reductions) and takes the same steps; rank 0 alone prints,
+ * writes --log-file and saves. */
+typedef struct {
+    int procs, rank;
+    int64_t local;                    /* samples of each (micro-)batch per process: the batch / procs */
+    const lathe_rt_compiled *train;   /* the model's training program, or its ranked program for procs */
+    bool mpi;                         /* lathe_dist_init was called: lathe_dist_finalize at the end */
+} world;
+
+/* False, with a message, under a launcher that started several processes:
+ * `step` and `sample` are one-process tools (each process would write the
+ * same files). */
+static bool one_process(const char *prog, const char *what) {
+    char words[160];
+    if (lathe_dist_announced(words, sizeof words) <= 1) return true;
+    fail(prog, "an MPI launcher started this program as one of %s, but %s runs as one process (each would do the "
+               "same work and write the same files): run it without the launcher; training is what runs on several",
+         words, what);
+    return false;
+}
+
+/* "1 process", "1 and 2 processes", "1, 2 and 3 processes": the process
+ * counts m was compiled for (plain: "1,2,3", for --ranks, with extra added
+ * in order when it is not there). */
+static void ranks_of(const lathe_trainer_model *m, int extra, char *words, size_t wlen, char *plain, size_t plen) {
+    size_t kw = (size_t)snprintf(words, wlen, "1"), kp = (size_t)snprintf(plain, plen, "1");
+    bool added = extra <= 1;
+    for (int i = 0; i <= m->nranked; i++) {
+        int p = i < m->nranked ? m->ranked[i].procs : INT_MAX;
+        if (!added && extra < p) {
+            if (kp < plen) kp += (size_t)snprintf(plain + kp, plen - kp, ",%d", extra);
+            added = true;
+        }
+        if (i == m->nranked) break;
+        if (kp < plen) kp += (size_t)snprintf(plain + kp, plen - kp, ",%d", p);
+        if (kw < wlen) kw += (size_t)snprintf(words + kw, wlen - kw, i == m->nranked - 1 ? " and %d" : ", %d", p);
+    }
+    if (kw < wlen) snprintf(words + kw, wlen - kw, m->nranked ? " processes" : " process");
+}
+
+/* The training program for P processes, or NULL with a message (on rank 0:
+ * every process finds the same). */
+static const lathe_rt_compiled *program_for(const lathe_trainer_model *m, int P, bool lead, const char *prog) {
+    const char *src = m->info.source ? m->info.source : "MODEL";
+    if (m->info.batch % P != 0) {
+        if (lead)
+            fail(prog, "%d processes do not split %s's batch of %lld evenly: start it on a process count that divides "
+                       "it", P, m->info.name, (long long)m->info.batch);
+        return NULL;
+    }
+    if (m->shards > 1 && m->shards % P != 0) {
+        char have[256], want[256];
+        ranks_of(m, P, have, sizeof have, want, sizeof want);
+        if (lead)
+            fail(prog, "%s's batch reductions are ordered sums of %d shards, which %d processes do not divide: start "
+                       "it on a process count that divides %d, or compile it for %d with lathe compile %s -o TRAINER "
+                       "--ranks %s --shards S, S a multiple of every count that divides the batch of %lld",
+                 m->info.name, m->shards, P, m->shards, P, src, want, (long long)m->info.batch);
+        return NULL;
+    }
+    for (int i = 0; i < m->nranked; i++)
+        if (m->ranked[i].procs == P) return &m->ranked[i].train;
+    char have[256], want[256];
+    ranks_of(m, P, have, sizeof have, want, sizeof want);
+    if (lead)
+        fail(prog, "%s was compiled for %s, and this run has %d: compile it for them with lathe compile %s -o TRAINER "
+                   "--ranks %s (the process counts it will run on), or train it with lathe train, which compiles for "
+                   "the processes it is started on", m->info.name, have, P, src, want);
+    return NULL;
+}
+
+/* Join the run: one process, or (when a launcher started several) MPI's
+ * rank and size and the program compiled for them.  0, or the exit status
+ * with a message (every process fails alike). */
+static int join_run(const lathe_trainer_model *m, world *w, const char *prog) {
+    *w = (world){.procs = 1, .local = m->info.batch, .train = &m->train};
+    char words[160], err[512];
+    if (lathe_dist_announced(words, sizeof words) <= 1) return 0;  /* mpirun -np 1 included: no MPI */
+    if (lathe_dist_init(err, sizeof err) != 0) {
+        fail(prog, "%s", err);
+        return 1;
+    }
+    w->mpi = true;
+    w->procs = lathe_dist_size();
+    w->rank = lathe_dist_rank();
+    if (w->procs == 1) return 0;
+    if (!(w->train = program_for(m, w->procs, w->rank == 0, prog))) return 1;
+    w->local = m->info.batch / w->procs;
+    return 0;
+}
+
+/* Whether every process is ready (ok on each): on several, an all-reduce
+ * of the failures, so that all go on or all stop together (one that stopped
+ * alone would leave the others waiting in their first all-gather).  The
+ * process that failed said why; rank 0 says how many did. */
+static bool all_ready(const world *w, bool ok, const char *prog) {
+    if (w->procs == 1) return ok;
+    int64_t failed = !ok;
+    char err[512];
+    if (lathe_dist_allreduce_sum(&failed, 1, LATHE_RT_I64, err, sizeof err) != 0) lathe_dist_abort(1, "%s", err);
+    if (failed && ok && w->rank == 0)
+        fail(prog, "%lld of the %d processes could not start (their messages are above): stopping", (long long)failed,
+             w->procs);
+    return failed == 0;
+}
+
+/* The communication steps of a data-parallel program (lathe_rt_comm)
+ * through lathe_dist_allgather.  Each process holds [outer][bytes] at src
+ * and dst takes [outer][parts][bytes]; MPI gathers [parts][outer * bytes],
+ * so a step with outer > 1, or whose src and dst overlap (MPI forbids it),
+ * is gathered into scratch, allocated once before training for the largest
+ * step, and rearranged from there. */
+typedef struct {
+    lathe_rt_comm comm;
+    uint8_t *scratch;
+    size_t cap;
+} gatherer;
+
+static int all_gather(lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts) {
+    gatherer *g = c->ctx;
+    size_t block = (size_t)(outer * bytes), total = block * (size_t)parts, n = (size_t)bytes;
+    if (outer == 1 && (src >= dst + total || dst >= src + block))
+        return lathe_dist_allgather(src, block, dst, c->err, sizeof c->err);
+    if (total > g->cap) {
+        snprintf(c->err, sizeof c->err, "an all-gather of %zu bytes, more than the %zu its program has", total, g->cap);
+        return -1;
+    }
+    if (lathe_dist_allgather(src, block, g->scratch, c->err, sizeof c->err) != 0) return -1;
+    for (int64_t o = 0; o < outer; o++)
+        for (int p = 0; p < parts; p++)
+            memcpy(dst + ((size_t)o * (size_t)parts + (size_t)p) * n, g->scratch + ((size_t)p * (size_t)outer + (size_t)o) * n, n);
+    return 0;
+}
+
+/* g for the communication steps of p, run on w's processes; false with a
+ * message for a step that does not fit them. */
+static bool gatherer_init(gatherer *g, const lathe_rt_program *p, const world *w, const char *prog) {
+    *g = (gatherer){.comm = {.all_gather = all_gather, .ctx = g}};
+    for (int i = 0; i < p->ngathers; i++) {
+        const lathe_rt_gather *s = &p->gathers[i];
+        if (s->parts != w->procs || s->outer < 1 || s->bytes < 0 || s->outer * s->bytes > INT_MAX) {
+            fail(prog, "the training program for %d processes has an all-gather of %d parts of %lld x %lld bytes, "
+                       "which this run cannot do", w->procs, s->parts, (long long)s->outer, (long long)s->bytes);
+            return false;
+        }
+        size_t total = (size_t)(s->outer * s->bytes) * (size_t)s->parts;
+        if (total > g->cap) g->cap = total;
+    }
+    if (!(g->scratch = malloc(g->cap ? g->cap : 1))) {
+        fail(prog, "out of memory for the all-gathers' %zu bytes", g->cap);
+        return false;
+    }
+    return true;
+}
+
+/* Run the training program; a failed communication step ends the whole run
+ * (the other processes may be waiting in it), naming this process. */
+static void run_train(runner *tr, int threads, int64_t step) {
+    if (lathe_rt_run(&tr->prog, threads) == 0) return;
+    lathe_dist_abort(1, "step %lld: %s: stopping the run", (long long)step,
+                     tr->prog.comm ? tr->prog.comm->err : "a communication step without a way to communicate");
+}
+
 /* the fraction of a text:FILE held out for validation, by position */
 #define TEXT_HELD_OUT 0.1
 
@@ -513,10 +688,13 @@ static lathe_dataset *load_data(const lathe_model_info *m, const runner *r, cons
     return d;
 }
 
-/* One batch, samples idx[0..batch), into r's inputs: converted, normalized
- * and, for training (train true), augmented as drawn for epoch. */
-static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d, const int64_t *idx, const flags *f,
-                   bool train, int64_t epoch, const char *prog) {
+/* One batch of r's program, samples idx[0..count), into r's inputs:
+ * converted, normalized and, for training (train true), augmented as drawn
+ * for epoch (and the sample, not its place in the batch).  count is the
+ * batch the program was compiled for: the model's, or a process's part of
+ * it. */
+static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d, const int64_t *idx, int64_t count,
+                   const flags *f, bool train, int64_t epoch, const char *prog) {
     char err[512];
     int image = image_input(m);
     for (int i = 0; i < m->ninputs; i++) {
@@ -524,7 +702,7 @@ static bool gather(const lathe_model_info *m, runner *r, const lathe_dataset *d,
         if (!t) continue;
         lathe_ds_input in = input_of(m, t, i, f);
         lathe_ds_augment aug = augment_of(f, train && i == image);
-        if (lathe_ds_gather_input(d, m->inputs[i], &in, &aug, epoch, idx, m->batch, r->prog.arena + t->offset, err,
+        if (lathe_ds_gather_input(d, m->inputs[i], &in, &aug, epoch, idx, count, r->prog.arena + t->offset, err,
                                   sizeof err) != 0) {
             fail(prog, "%s", err);
             return false;
@@ -567,39 +745,74 @@ static void add_rows(const runner *ev, const lathe_rt_tensor *t, const lathe_rt_
     }
 }
 
+/* With per-process batch norm (--local-bn) the processes' running
+ * statistics differ: every process evaluates with rank 0's, the ones its
+ * checkpoints hold. */
+static void share_buffers(const lathe_trainer_model *m, runner *ev, const world *w) {
+    if (w->procs == 1 || !m->local_bn) return;
+    char err[512];
+    for (int i = 0; i < ev->c->ntensors; i++) {
+        const lathe_rt_tensor *t = &ev->c->tensors[i];
+        if (t->kind == LATHE_RT_BUFFER &&
+            lathe_dist_broadcast(ev->prog.arena + t->offset, (size_t)t->numel * lathe_rt_dtype_size(t->dtype), 0, err,
+                                 sizeof err) != 0)
+            lathe_dist_abort(1, "evaluation: %s", err);
+    }
+}
+
+/* What one evaluation batch adds up: the loss's sum and count, and those
+ * of "correct" and "correct5". */
+enum { EV_LOSS, EV_LOSS_N, EV_CORRECT, EV_CORRECT_N, EV_TOP5, EV_TOP5_N, NSUMS };
+
 /* Mean loss and accuracy over every sample of d: full batches, and the last
  * one padded with copies of the last sample, which are not counted.  With
  * per-token outputs ("loss" of shape [N, T] or [N*T]) the means are over
- * tokens, ignored targets left out. */
-static bool evaluate(const lathe_model_info *m, runner *ev, const runner *tr, const lathe_dataset *d, const flags *f,
-                     double *loss, double *acc, double *acc5, const char *prog) {
+ * tokens, ignored targets left out.
+ * The sums have two levels, whatever the process count: each batch's from
+ * zero, then the batches' in order.  Of P processes, rank r evaluates the
+ * batches b with b % P == r (with the evaluation program, at the whole
+ * batch), and an all-reduce of the per-batch sums gives every process all
+ * of them exactly (each is nonzero on one process only): the bits of one
+ * process.  False with a message when this process failed (the caller ends
+ * the run: the others wait in the all-reduce). */
+static bool evaluate(const lathe_trainer_model *m, runner *ev, const runner *tr, const lathe_dataset *d,
+                     const flags *f, const world *w, double *loss, double *acc, double *acc5, const char *prog) {
     sync_eval(ev, tr);
+    share_buffers(m, ev, w);
     const lathe_rt_tensor *lt = find(ev, "loss", LATHE_RT_OUTPUT), *ct = find(ev, "correct", LATHE_RT_OUTPUT),
                           *wt = find(ev, "weight", LATHE_RT_OUTPUT), *c5 = find(ev, "correct5", LATHE_RT_OUTPUT);
-    int64_t n = lathe_ds_count(d), B = m->batch;
+    int64_t n = lathe_ds_count(d), B = m->info.batch, nb = (n + B - 1) / B;
     int64_t *idx = malloc(sizeof *idx * (size_t)B);
-    if (!idx) {
-        fail(prog, "out of memory");
-        return false;
-    }
-    double lsum = 0, lcount = 0, csum = 0, ccount = 0, c5sum = 0, c5count = 0;
-    for (int64_t b0 = 0; b0 < n; b0 += B) {
-        int64_t rows = n - b0 < B ? n - b0 : B;
+    double *sums = calloc((size_t)nb * NSUMS, sizeof *sums), tot[NSUMS] = {0};
+    bool ok = idx && sums;
+    if (!ok) fail(prog, "out of memory");
+    for (int64_t b = w->rank; ok && b < nb; b += w->procs) {
+        int64_t b0 = b * B, rows = n - b0 < B ? n - b0 : B;
+        double *s = sums + b * NSUMS;
         for (int64_t i = 0; i < B; i++) idx[i] = b0 + (i < rows ? i : rows - 1);
-        if (!gather(m, ev, d, idx, f, false, 0, prog)) {
-            free(idx);
-            return false;
+        if (!(ok = gather(&m->info, ev, d, idx, B, f, false, 0, prog))) break;
+        if (lathe_rt_run(&ev->prog, f->threads) != 0) {
+            fail(prog, "evaluation: the program failed");
+            ok = false;
+            break;
         }
-        lathe_rt_run(&ev->prog, f->threads);
-        add_rows(ev, lt, wt, B, rows, &lsum, &lcount);
-        add_rows(ev, ct, wt, B, rows, &csum, &ccount);
-        add_rows(ev, c5, wt, B, rows, &c5sum, &c5count);
+        add_rows(ev, lt, wt, B, rows, &s[EV_LOSS], &s[EV_LOSS_N]);
+        add_rows(ev, ct, wt, B, rows, &s[EV_CORRECT], &s[EV_CORRECT_N]);
+        add_rows(ev, c5, wt, B, rows, &s[EV_TOP5], &s[EV_TOP5_N]);
     }
+    char err[512];
+    if (ok && w->procs > 1 && lathe_dist_allreduce_sum(sums, (size_t)nb * NSUMS, LATHE_RT_F64, err, sizeof err) != 0) {
+        fail(prog, "evaluation: %s", err);
+        ok = false;
+    }
+    for (int64_t b = 0; ok && b < nb; b++)
+        for (int k = 0; k < NSUMS; k++) tot[k] += sums[b * NSUMS + k];
     free(idx);
-    *loss = lt && lcount > 0 ? lsum / lcount : NAN;
-    *acc = ct && ccount > 0 ? csum / ccount : NAN;
-    *acc5 = c5 && c5count > 0 ? c5sum / c5count : NAN;
-    return true;
+    free(sums);
+    *loss = lt && tot[EV_LOSS_N] > 0 ? tot[EV_LOSS] / tot[EV_LOSS_N] : NAN;
+    *acc = ct && tot[EV_CORRECT_N] > 0 ? tot[EV_CORRECT] / tot[EV_CORRECT_N] : NAN;
+    *acc5 = c5 && tot[EV_TOP5_N] > 0 ? tot[EV_TOP5] / tot[EV_TOP5_N] : NAN;
+    return ok;
 }
 
 /* ---- checkpoints -------------------------------------------------------------------------- */
@@ -652,8 +865,11 @@ static void save_or_go_on(const flags *f, const runner *tr, lathe_optimizer *opt
 }
 
 /* --load: the tensors, the optimizer state, and the run's position (*step;
- * 0 for a file without one, such as a state_dict exported from PyTorch). */
-static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, int64_t *step, const char *prog) {
+ * 0 for a file without one, such as a state_dict exported from PyTorch).
+ * Errors are always reported, notes only when talk (rank 0: every process
+ * loads the same file). */
+static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, int64_t *step, bool talk,
+                 const char *prog) {
     char err[1024];
     lathe_load_report rep;
     *step = 0;
@@ -661,7 +877,7 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
         fail(prog, "%s", err);
         return false;
     }
-    if (rep.missing || rep.unexpected || rep.mismatched)
+    if (talk && (rep.missing || rep.unexpected || rep.mismatched))
         fprintf(stderr, "%s: --load %s: %d loaded, %d missing, %d unexpected, %d mismatched:\n%s", prog, f->load,
                 rep.loaded, rep.missing, rep.unexpected, rep.mismatched, rep.text);
     lathe_st_file *sf = lathe_st_read(f->load, err, sizeof err);
@@ -693,16 +909,16 @@ static bool load(flags *f, runner *tr, lathe_optimizer *opt, int64_t samples, in
                  f->load, (long long)v[3], (long long)v[4], (long long)(f->batch * f->accumulate), (long long)samples);
             ok = false;
         } else {
-            if ((f->seed_given && (uint64_t)v[1] != f->seed) || (v[2] != 0) != f->shuffle)
+            if (talk && ((f->seed_given && (uint64_t)v[1] != f->seed) || (v[2] != 0) != f->shuffle))
                 fprintf(stderr, "%s: --load %s: resuming with the checkpoint's seed %lld and %s\n", prog, f->load,
                         (long long)v[1], v[2] ? "--shuffle" : "no shuffle");
             char ol[160];
             const char *was = lathe_st_meta(sf, "trainer.optimizer");
-            if (was && strcmp(was, opt_label(&f->opt, ol, sizeof ol)) != 0)
+            if (talk && was && strcmp(was, opt_label(&f->opt, ol, sizeof ol)) != 0)
                 fprintf(stderr, "%s: --load %s: the run used %s; it goes on with %s\n", prog, f->load, was, ol);
             char dl[600];
             was = lathe_st_meta(sf, "trainer.data");
-            if (was && strcmp(was, data_label(f, dl, sizeof dl)) != 0)
+            if (talk && was && strcmp(was, data_label(f, dl, sizeof dl)) != 0)
                 fprintf(stderr, "%s: --load %s: the run's data had %s; it goes on with %s\n", prog, f->load, was, dl);
             f->seed = (uint64_t)v[1];
             f->shuffle = v[2] != 0;
@@ -780,85 +996,237 @@ static void log_eval(FILE *log, int64_t step, int64_t epoch, double train_loss, 
     fflush(log);
 }
 
-static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
-    runner tr = {0}, ev = {0};
-    lathe_dataset *d = NULL, *td = NULL;
-    lathe_optimizer *opt = NULL;
-    int64_t *perm = NULL, *idx = NULL;
-    double *acc = NULL; /* --accumulate's gradient sums */
-    FILE *log = NULL;   /* --log-file */
-    int rc = 1, lock = -1;
-    char err[1024], ol[160];
-    if (f->save && (lock = lock_checkpoint(f->save, prog)) < 0) return 1;
-    if (!runner_init(&tr, &m->train, f, prog)) goto done;
-    const lathe_rt_tensor *loss_t = find(&tr, "loss", LATHE_RT_OUTPUT);
-    if (!loss_t || loss_t->numel != 1) {
+/* A training run: its processes, programs, data, optimizer and position. */
+typedef struct {
+    const lathe_trainer_model *m;
+    flags *f;
+    const world *w;
+    const char *prog;
+    bool lead;                 /* rank 0: prints, logs and saves */
+    bool tty;                  /* progress as a bar */
+    runner tr, ev;
+    gatherer comm;             /* several processes: the training program's all-gathers */
+    lathe_dataset *d, *td;
+    lathe_optimizer *opt;
+    const lathe_rt_tensor *loss_t;
+    int64_t *perm, *idx;       /* the epoch's order; this process's samples of a micro-batch */
+    double *acc;               /* --accumulate's gradient sums */
+    FILE *log;                 /* --log-file */
+    int lock;                  /* --save's lock, or -1 */
+    /* a step takes K = --accumulate micro-batches of the compiled batch: the
+     * samples of one batch of eb = K times its size, in the same order; spe
+     * steps per epoch of n samples; the run's first step, its total, and
+     * where it is */
+    int64_t K, eb, n, spe, start, total, step;
+    int64_t nparams, ntrain;   /* ntrain: the gradients' elements */
+} session;
+
+/* Everything before the first step: the checkpoint lock, the programs, the
+ * data, the optimizer, --load, the buffers and the log.  False with a
+ * message. */
+static bool setup(session *s) {
+    const lathe_trainer_model *m = s->m;
+    flags *f = s->f;
+    const char *prog = s->prog;
+    char err[1024];
+    if (s->lead && f->save && (s->lock = lock_checkpoint(f->save, prog)) < 0) return false;
+    if (!runner_init(&s->tr, s->w->train, f, prog)) return false;
+    if (s->w->procs > 1) {
+        if (!gatherer_init(&s->comm, &s->tr.prog, s->w, prog)) return false;
+        s->tr.prog.comm = &s->comm.comm;
+    }
+    s->loss_t = find(&s->tr, "loss", LATHE_RT_OUTPUT);
+    if (!s->loss_t || s->loss_t->numel != 1) {
         fail(prog, "%s has no one-element output 'loss' to train", m->info.name);
-        goto done;
+        return false;
     }
     if (f->eval && !m->eval.tensors) {
         fail(prog, "--eval: %s was compiled without an evaluation program (one comes from a description with a "
              "loss; text IR, a dump included, is one graph: train it without --eval, or train the description)",
              m->info.name);
-        goto done;
+        return false;
     }
-    if (!(d = load_data(&m->info, &tr, f->data, false, f, prog))) goto done;
+    if (!(s->d = load_data(&m->info, &s->tr, f->data, false, f, prog))) return false;
     if (f->eval) {
-        if (!runner_init(&ev, &m->eval, f, prog)) goto done;
-        if (!(td = load_data(&m->info, &ev, f->eval_data ? f->eval_data : f->data, true, f, prog))) goto done;
+        if (!runner_init(&s->ev, &m->eval, f, prog)) return false;
+        if (!(s->td = load_data(&m->info, &s->ev, f->eval_data ? f->eval_data : f->data, true, f, prog))) return false;
     }
-    /* a step takes K = --accumulate micro-batches of the compiled batch: the
-     * samples of one batch of K times its size, in the same order */
-    int64_t K = f->accumulate, eb = m->info.batch * K, n = lathe_ds_count(d), spe = n / eb;
-    if (spe == 0) {
-        fail(prog, "%s: %lld samples, fewer than one batch of %lld (%lld x --accumulate %lld)", f->data, (long long)n,
-             (long long)eb, (long long)m->info.batch, (long long)K);
-        goto done;
+    s->K = f->accumulate, s->eb = m->info.batch * s->K, s->n = lathe_ds_count(s->d), s->spe = s->n / s->eb;
+    if (s->spe == 0) {
+        fail(prog, "%s: %lld samples, fewer than one batch of %lld (%lld x --accumulate %lld)", f->data,
+             (long long)s->n, (long long)s->eb, (long long)m->info.batch, (long long)s->K);
+        return false;
     }
-    lathe_rt_init(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->seed);
-    if (!(opt = lathe_optim_new(&f->opt, tr.prog.arena, tr.c->tensors, tr.c->ntensors, err, sizeof err))) {
+    lathe_rt_init(s->tr.prog.arena, s->tr.c->tensors, s->tr.c->ntensors, f->seed);
+    if (!(s->opt = lathe_optim_new(&f->opt, s->tr.prog.arena, s->tr.c->tensors, s->tr.c->ntensors, err, sizeof err))) {
         fail(prog, "%s", err);
-        goto done;
+        return false;
     }
-    int64_t step = 0;
-    if (f->load && !load(f, &tr, opt, n, &step, prog)) goto done;
+    if (f->load && !load(f, &s->tr, s->opt, s->n, &s->step, s->lead, prog)) return false;
+    s->start = s->step;
     /* --epochs and --steps are totals; --steps alone is not capped by the default epoch */
-    int64_t total = f->epochs > INT64_MAX / spe ? INT64_MAX : f->epochs * spe;
-    if (f->steps >= 0 && (!f->epochs_given || f->steps < total)) total = f->steps;
-    if (f->sched.kind == LATHE_LR_ONECYCLE && f->sched.total_steps == 0) f->sched.total_steps = total;
-    int64_t nparams = 0, ntrain = 0; /* ntrain: the gradients' elements */
-    for (int i = 0; i < tr.c->ntensors; i++)
-        if (tr.c->tensors[i].kind == LATHE_RT_PARAM) {
-            nparams += tr.c->tensors[i].numel;
-            if (tr.c->tensors[i].grad_offset >= 0) ntrain += tr.c->tensors[i].numel;
+    s->total = f->epochs > INT64_MAX / s->spe ? INT64_MAX : f->epochs * s->spe;
+    if (f->steps >= 0 && (!f->epochs_given || f->steps < s->total)) s->total = f->steps;
+    if (f->sched.kind == LATHE_LR_ONECYCLE && f->sched.total_steps == 0) f->sched.total_steps = s->total;
+    for (int i = 0; i < s->tr.c->ntensors; i++)
+        if (s->tr.c->tensors[i].kind == LATHE_RT_PARAM) {
+            s->nparams += s->tr.c->tensors[i].numel;
+            if (s->tr.c->tensors[i].grad_offset >= 0) s->ntrain += s->tr.c->tensors[i].numel;
         }
-    perm = malloc(sizeof *perm * (size_t)n);
-    idx = malloc(sizeof *idx * (size_t)m->info.batch);
-    if (K > 1) acc = malloc(sizeof *acc * (size_t)(ntrain > 0 ? ntrain : 1));
-    if (f->log_file && !(log = fopen(f->log_file, "a"))) { /* a resumed run goes on in the same log */
+    s->perm = malloc(sizeof *s->perm * (size_t)s->n);
+    s->idx = malloc(sizeof *s->idx * (size_t)s->w->local);
+    if (s->K > 1) s->acc = malloc(sizeof *s->acc * (size_t)(s->ntrain > 0 ? s->ntrain : 1));
+    if (s->lead && f->log_file && !(s->log = fopen(f->log_file, "a"))) { /* a resumed run goes on in the same log */
         fail(prog, "--log-file %s: %s", f->log_file, strerror(errno));
-        goto done;
+        return false;
     }
-    if (!perm || !idx || (K > 1 && !acc)) {
+    if (!s->perm || !s->idx || (s->K > 1 && !s->acc)) {
         fail(prog, "out of memory");
-        goto done;
+        return false;
     }
-    int threads = f->threads ? f->threads : omp_get_max_threads();
-    char bdesc[64];
-    snprintf(bdesc, sizeof bdesc, K > 1 ? "%lld (%lld x %lld accumulated)" : "%lld", (long long)eb, (long long)K,
-             (long long)m->info.batch);
-    fprintf(stderr, "%s: %lld parameters (%lld trained), batch %s, %lld samples, %lld steps/epoch, %s, %d thread%s\n",
-            m->info.name, (long long)nparams, (long long)ntrain, bdesc, (long long)n, (long long)spe,
-            opt_label(&f->opt, ol, sizeof ol), threads, threads > 1 ? "s" : "");
-    if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", prog,
+    return true;
+}
+
+static void session_free(session *s) {
+    if (s->log) fclose(s->log);
+    free(s->perm);
+    free(s->idx);
+    free(s->acc);
+    free(s->comm.scratch);
+    lathe_optim_free(s->opt);
+    lathe_ds_free(s->d);
+    lathe_ds_free(s->td);
+    lathe_rt_free_arena(s->tr.owned);
+    lathe_rt_free_arena(s->ev.owned);
+    if (s->lock >= 0) close(s->lock); /* releases the lock */
+}
+
+/* The run's first lines (rank 0): the model, the batch (on several
+ * processes, its shards), the processes. */
+static void announce(const session *s) {
+    if (!s->lead) return;
+    const lathe_trainer_model *m = s->m;
+    int threads = s->f->threads ? s->f->threads : omp_get_max_threads(), P = s->w->procs;
+    bool shards = P > 1 && m->shards > 1;
+    char bdesc[128], pdesc[64], ol[160];
+    int k = snprintf(bdesc, sizeof bdesc, "%lld", (long long)s->eb);
+    if (s->K > 1 || shards) {
+        k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, " (");
+        if (s->K > 1)
+            k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, "%lld x %lld accumulated%s", (long long)s->K,
+                          (long long)m->info.batch, shards ? ", " : "");
+        if (shards) k += snprintf(bdesc + k, sizeof bdesc - (size_t)k, "%d shards", m->shards);
+        snprintf(bdesc + k, sizeof bdesc - (size_t)k, ")");
+    }
+    if (P > 1)
+        snprintf(pdesc, sizeof pdesc, "%d processes x %d thread%s%s", P, threads, threads > 1 ? "s" : "",
+                 m->local_bn ? ", batch norm per process" : "");
+    else
+        snprintf(pdesc, sizeof pdesc, "%d thread%s", threads, threads > 1 ? "s" : "");
+    fprintf(stderr, "%s: %lld parameters (%lld trained), batch %s, %lld samples, %lld steps/epoch, %s, %s\n",
+            m->info.name, (long long)s->nparams, (long long)s->ntrain, bdesc, (long long)s->n, (long long)s->spe,
+            opt_label(&s->f->opt, ol, sizeof ol), pdesc);
+    int64_t step = s->step, spe = s->spe;
+    if (step > 0) fprintf(stderr, "%s: resuming after step %lld (epoch %lld, %lld of %lld batches done)\n", s->prog,
                           (long long)step, (long long)(step / spe + 1), (long long)(step % spe), (long long)spe);
-    if (step > 0 && step >= total) /* --epochs and --steps are totals: say why nothing trains */
+    if (step > 0 && step >= s->total) /* --epochs and --steps are totals: say why nothing trains */
         fprintf(stderr, "%s: the run is already at step %lld, %s the %lld steps asked for (--epochs and --steps count "
                         "from the first run): nothing to train\n",
-                prog, (long long)step, step == total ? "at" : "past", (long long)total);
-    bool tty = isatty(STDERR_FILENO);
+                s->prog, (long long)step, step == s->total ? "at" : "past", (long long)s->total);
+}
+
+/* What the processes agree on before each update: how many saw a loss that
+ * is not finite (the loss is gathered, so all or none; agreed on anyway,
+ * since a process that stopped alone would leave the others waiting), and
+ * how many caught each stop signal.  Returns the signal they all stop for
+ * (the first of stop_signals that any caught), 0 for none; *finite.  One
+ * process reads its own. */
+static int agree(const world *w, double loss, bool *finite) {
+    if (w->procs == 1) {
+        *finite = isfinite(loss);
+        return interrupted;
+    }
+    int64_t v[1 + NSTOP] = {!isfinite(loss)};
+    int sig = interrupted;
+    for (int i = 0; i < NSTOP; i++) v[1 + i] = sig == stop_signals[i];
+    char err[512];
+    if (lathe_dist_allreduce_sum(v, 1 + NSTOP, LATHE_RT_I64, err, sizeof err) != 0)
+        lathe_dist_abort(1, "agreeing on the end of a step: %s", err);
+    *finite = v[0] == 0;
+    for (int i = 0; i < NSTOP; i++)
+        if (v[1 + i]) return stop_signals[i];
+    return 0;
+}
+
+/* The signal the run stops for before its next step: one process reads
+ * its flag, several act on what they agreed at the last step (agree). */
+static int stopping(const world *w, int agreed) { return w->procs == 1 ? interrupted : agreed; }
+
+/* Step s->step + 1 of epoch: this process's part of each micro-batch through
+ * the training program, their gradients summed in order (--accumulate),
+ * the processes' agreement, clipping and the update.  0 after the update,
+ * or 1 with a message: a loss that is not finite (no update), or data that
+ * could not be gathered (several processes: the run ends here).  *loss:
+ * the step's loss; *sig: the stop signal agreed on. */
+static int train_step(session *s, int64_t epoch, double *loss, int *sig) {
+    const flags *f = s->f;
+    const world *w = s->w;
+    runner *tr = &s->tr;
+    int64_t b = s->step % s->spe, B = s->m->info.batch;
+    double l = 0;
+    for (int64_t k = 0; k < s->K; k++) { /* the micro-batches, their gradients summed in order */
+        memcpy(s->idx, s->perm + (b * s->K + k) * B + w->rank * w->local, sizeof *s->idx * (size_t)w->local);
+        if (!gather(&s->m->info, tr, s->d, s->idx, w->local, f, true, epoch, s->prog)) {
+            if (w->procs > 1) lathe_dist_abort(1, "step %lld: this process's samples could not be gathered (above)",
+                                               (long long)s->step + 1);
+            return 1;
+        }
+        run_train(tr, f->threads, s->step + 1);
+        double lk = scalar_at(tr->prog.arena, s->loss_t, 0);
+        l = isfinite(lk) ? l + lk / (double)s->K : lk;
+        /* several processes run every micro-batch: the others wait in its all-gathers */
+        if (!isfinite(lk) && w->procs == 1) break;
+        if (s->K > 1) lathe_accumulate_grads(tr->prog.arena, tr->c->tensors, tr->c->ntensors, s->acc, k, s->K);
+    }
+    bool finite;
+    *sig = agree(w, l, &finite);
+    *loss = l;
+    if (!finite) {
+        if (s->lead) {
+            if (s->tty) fputc('\n', stderr);
+            fail(s->prog, "the loss is %s at step %lld (epoch %lld, batch %lld): stopping before the update%s%s%s",
+                 isnan(l) ? "NaN" : isinf(l) ? "infinite" : "not finite on another process", (long long)s->step + 1,
+                 (long long)epoch + 1, (long long)b + 1, f->save ? "; the last checkpoint " : "",
+                 f->save ? f->save : "", f->save ? " is kept" : "");
+        }
+        return 1;
+    }
+    if (f->clip_value > 0) lathe_clip_grad_value(tr->prog.arena, tr->c->tensors, tr->c->ntensors, f->clip_value);
+    if (f->clip_norm > 0) lathe_clip_grad_norm(tr->prog.arena, tr->c->tensors, tr->c->ntensors, f->clip_norm);
+    if (f->sched.kind != LATHE_LR_CONSTANT || f->sched.warmup > 0)
+        lathe_optim_set_lr(s->opt, lathe_lr_at(&f->sched, f->opt.lr, lathe_optim_steps(s->opt)));
+    lathe_optim_step(s->opt);
+    return 0;
+}
+
+/* Evaluate on every process (the batches shared out, evaluate), print and
+ * log on rank 0.  False with a message; of several processes, one that
+ * failed ends the run (the others wait in the evaluation's all-reduce). */
+static bool eval_now(session *s, double *loss, double *acc, double *acc5) {
+    if (evaluate(s->m, &s->ev, &s->tr, s->td, s->f, s->w, loss, acc, acc5, s->prog)) return true;
+    if (s->w->procs > 1) lathe_dist_abort(1, "the evaluation failed on this process (above)");
+    return false;
+}
+
+static int train(const lathe_trainer_model *m, flags *f, const world *w, const char *prog) {
+    session s = {.m = m, .f = f, .w = w, .prog = prog, .lead = w->rank == 0, .lock = -1};
+    int rc = 1;
+    if (!all_ready(w, setup(&s), prog)) goto done;
+    announce(&s);
+    s.tty = s.lead && isatty(STDERR_FILENO);
     /* Ctrl-C, SIGTERM, SIGHUP: finish the step, save, stop (a signal that
-     * was ignored, as SIGHUP under nohup, stays ignored) */
+     * was ignored, as SIGHUP under nohup, stays ignored); several
+     * processes stop after the same step (agree) */
     struct sigaction sa = {0}, old_sa[NSTOP];
     sa.sa_handler = on_stop_signal;
     sa.sa_flags = SA_RESTART;
@@ -869,100 +1237,86 @@ static int train(const lathe_trainer_model *m, flags *f, const char *prog) {
         sigaction(stop_signals[i], NULL, &old_sa[i]);
         if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &sa, NULL);
     }
-    int64_t saved_at = -1, evaluated_at = -1, failed_saves = 0;
+    int64_t saved_at = -1, evaluated_at = -1, failed_saves = 0, spe = s.spe, eb = s.eb;
     double t0 = now(), last_draw = 0, last_loss = NAN, epoch_loss = NAN, test_loss = NAN, test_acc = NAN, test_acc5 = NAN;
-    int64_t start = step, epochs_done = 0;
-    if (spe > 0 && total > INT64_MAX - spe) total = INT64_MAX - spe; /* (total + spe - 1) below */
+    int64_t epochs_done = 0;
+    int agreed = 0, sig = 0;
+    if (spe > 0 && s.total > INT64_MAX - spe) s.total = INT64_MAX - spe; /* (total + spe - 1) below */
     rc = 0;
-    while (step < total && !interrupted) {
-        int64_t epoch = step / spe, s0 = step;
-        if (f->shuffle) lathe_ds_permutation(n, f->seed, epoch, perm);
-        else for (int64_t i = 0; i < n; i++) perm[i] = i;
+    while (s.step < s.total && !stopping(w, agreed)) {
+        int64_t epoch = s.step / spe, s0 = s.step;
+        if (f->shuffle) lathe_ds_permutation(s.n, f->seed, epoch, s.perm);
+        else for (int64_t i = 0; i < s.n; i++) s.perm[i] = i;
         double lsum = 0, te = now();
         int64_t nl = 0;
-        while (step < total && step / spe == epoch && !interrupted) {
-            int64_t b = step % spe;
-            double l = 0;
-            for (int64_t k = 0; k < K; k++) { /* the micro-batches, their gradients summed in order */
-                memcpy(idx, perm + (b * K + k) * m->info.batch, sizeof *idx * (size_t)m->info.batch);
-                if (!gather(&m->info, &tr, d, idx, f, true, epoch, prog)) {
-                    rc = 1;
-                    goto stop;
-                }
-                lathe_rt_run(&tr.prog, f->threads);
-                double lk = scalar_at(tr.prog.arena, loss_t, 0);
-                l = isfinite(lk) ? l + lk / (double)K : lk;
-                if (!isfinite(lk)) break;
-                if (K > 1) lathe_accumulate_grads(tr.prog.arena, tr.c->tensors, tr.c->ntensors, acc, k, K);
-            }
-            if (!isfinite(l)) {
-                if (tty) fputc('\n', stderr);
-                fail(prog, "the loss is %s at step %lld (epoch %lld, batch %lld): stopping before the update%s%s%s", isnan(l) ? "NaN" : "infinite",
-                     (long long)step + 1, (long long)epoch + 1, (long long)b + 1, f->save ? "; the last checkpoint " : "",
-                     f->save ? f->save : "", f->save ? " is kept" : "");
+        while (s.step < s.total && s.step / spe == epoch && !stopping(w, agreed)) {
+            int64_t b = s.step % spe;
+            double l;
+            if (train_step(&s, epoch, &l, &agreed) != 0) {
                 rc = 1;
                 goto stop;
             }
-            if (f->clip_value > 0) lathe_clip_grad_value(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->clip_value);
-            if (f->clip_norm > 0) lathe_clip_grad_norm(tr.prog.arena, tr.c->tensors, tr.c->ntensors, f->clip_norm);
-            if (f->sched.kind != LATHE_LR_CONSTANT || f->sched.warmup > 0)
-                lathe_optim_set_lr(opt, lathe_lr_at(&f->sched, f->opt.lr, lathe_optim_steps(opt)));
-            lathe_optim_step(opt);
-            step++;
+            int64_t step = ++s.step;
             lsum += l;
             nl++;
             last_loss = l;
             double t = now(), rate = (double)((step - s0) * eb) / (t - te > 1e-9 ? t - te : 1e-9);
-            double eta = (double)(total - step) * (double)eb / (rate > 0 ? rate : 1);
-            if (log) {
-                fprintf(log, "{\"step\": %lld, \"epoch\": %lld, ", (long long)step, (long long)epoch + 1);
-                json_num(log, "lr", lathe_optim_get_config(opt)->lr, false);
-                json_num(log, "loss", l, false);
-                json_num(log, "samples_per_s", rate, true);
-                fflush(log);
+            double eta = (double)(s.total - step) * (double)eb / (rate > 0 ? rate : 1);
+            if (s.log) {
+                fprintf(s.log, "{\"step\": %lld, \"epoch\": %lld, ", (long long)step, (long long)epoch + 1);
+                json_num(s.log, "lr", lathe_optim_get_config(s.opt)->lr, false);
+                json_num(s.log, "loss", l, false);
+                json_num(s.log, "samples_per_s", rate, true);
+                fflush(s.log);
             }
-            bool end = step == total || step % spe == 0;
-            if (tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end))) {
-                progress(tty, epoch + 1, (total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
+            bool end = step == s.total || step % spe == 0;
+            if (s.lead && (s.tty ? (t - last_draw > 0.1 || end) : (f->log_every > 0 && (step % f->log_every == 0 || end)))) {
+                progress(s.tty, epoch + 1, (s.total + spe - 1) / spe, b + 1, spe, lsum / (double)nl, rate, eta);
                 last_draw = t;
             }
-            if (f->save && f->save_every > 0 && step % f->save_every == 0) save_or_go_on(f, &tr, opt, n, step, &saved_at,
-                                                                                  &failed_saves, prog);
+            if (s.lead && f->save && f->save_every > 0 && step % f->save_every == 0)
+                save_or_go_on(f, &s.tr, s.opt, s.n, step, &saved_at, &failed_saves, prog);
         }
-        if (tty) fputc('\n', stderr);
-        if (step % spe != 0) break; /* stopped mid-epoch */
+        if (s.tty) fputc('\n', stderr);
+        if (s.step % spe != 0) break; /* stopped mid-epoch */
         epochs_done++;
         epoch_loss = nl ? lsum / (double)nl : NAN;
         if (f->eval) {
-            evaluated_at = step;
+            evaluated_at = s.step;
             double te0 = now();
-            if (!evaluate(&m->info, &ev, &tr, td, f, &test_loss, &test_acc, &test_acc5, prog)) {
+            if (!eval_now(&s, &test_loss, &test_acc, &test_acc5)) {
                 rc = 1;
                 goto stop;
             }
-            fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
-            if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
-            if (isfinite(test_acc5)) fprintf(stderr, ", top-5 %.2f%%", 100 * test_acc5);
-            fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(td), now() - te0);
-            log_eval(log, step, epoch + 1, epoch_loss, test_loss, test_acc, test_acc5, m->info.classify);
+            if (s.lead) {
+                fprintf(stderr, "epoch %lld: train loss %.4f, test loss %.4f", (long long)epoch + 1, epoch_loss, test_loss);
+                if (m->info.classify) fprintf(stderr, ", test accuracy %.2f%%", 100 * test_acc);
+                if (isfinite(test_acc5)) fprintf(stderr, ", top-5 %.2f%%", 100 * test_acc5);
+                fprintf(stderr, " (%lld samples, %.1f s)\n", (long long)lathe_ds_count(s.td), now() - te0);
+            }
+            log_eval(s.log, s.step, epoch + 1, epoch_loss, test_loss, test_acc, test_acc5, m->info.classify);
         }
-        if (f->save && saved_at != step) save_or_go_on(f, &tr, opt, n, step, &saved_at, &failed_saves, prog);
+        if (s.lead && f->save && saved_at != s.step)
+            save_or_go_on(f, &s.tr, s.opt, s.n, s.step, &saved_at, &failed_saves, prog);
     }
     /* a run that ends mid-epoch is evaluated at its end */
-    if (rc == 0 && f->eval && evaluated_at != step && step > start && !interrupted) {
-        if (!evaluate(&m->info, &ev, &tr, td, f, &test_loss, &test_acc, &test_acc5, prog)) rc = 1;
-        else log_eval(log, step, step / spe + 1, NAN, test_loss, test_acc, test_acc5, m->info.classify);
+    sig = stopping(w, agreed);
+    if (rc == 0 && f->eval && evaluated_at != s.step && s.step > s.start && !sig) {
+        if (!eval_now(&s, &test_loss, &test_acc, &test_acc5)) rc = 1;
+        else log_eval(s.log, s.step, s.step / spe + 1, NAN, test_loss, test_acc, test_acc5, m->info.classify);
     }
 stop:
-    if (rc == 0) {
+    bool ended = rc == 0; /* not by a failure (a failed save at the end still reports the signal) */
+    if (ended && s.lead) {
+        int64_t step = s.step;
         if (f->save && saved_at != step) {
-            if (save(f->save, &tr, opt, f, n, step, prog)) saved_at = step;
+            if (save(f->save, &s.tr, s.opt, f, s.n, step, prog)) saved_at = step;
             else rc = 1;
         }
         double t = now() - t0;
-        int64_t trained = (step - start) * eb;
+        int64_t trained = (step - s.start) * eb;
         printf("%s: %lld step%s (%lld samples, %lld full epoch%s) in %.1f s, %.0f samples/s; final loss %.4f\n",
-               m->info.name, (long long)(step - start), step - start == 1 ? "" : "s", (long long)trained,
+               m->info.name, (long long)(step - s.start), step - s.start == 1 ? "" : "s", (long long)trained,
                (long long)epochs_done, epochs_done == 1 ? "" : "s", t, (double)trained / (t > 1e-9 ? t : 1e-9),
                last_loss);
         if (!isnan(test_loss)) {
@@ -978,25 +1332,17 @@ stop:
                     saved_at == step ? "the last one, at the end, holds every step" : "see above");
             rc = 1;
         }
-        if (interrupted) {
-            fprintf(stderr, "%s: interrupted by %s at step %lld; resume with --load %s\n", prog,
-                    signal_name(interrupted), (long long)step, f->save ? f->save : "(nothing saved: no --save)");
-            rc = 128 + interrupted; /* the shell's status for a process the signal ended */
-        }
+    }
+    if (ended && sig) {
+        if (s.lead)
+            fprintf(stderr, "%s: interrupted by %s at step %lld; resume with --load %s\n", prog, signal_name(sig),
+                    (long long)s.step, f->save ? f->save : "(nothing saved: no --save)");
+        rc = 128 + sig; /* the shell's status for a process the signal ended */
     }
     for (int i = 0; i < NSTOP; i++)
         if (old_sa[i].sa_handler != SIG_IGN) sigaction(stop_signals[i], &old_sa[i], NULL);
 done:
-    if (log) fclose(log);
-    free(perm);
-    free(idx);
-    free(acc);
-    lathe_optim_free(opt);
-    lathe_ds_free(d);
-    lathe_ds_free(td);
-    lathe_rt_free_arena(tr.owned);
-    lathe_rt_free_arena(ev.owned);
-    if (lock >= 0) close(lock); /* releases the lock */
+    session_free(&s);
     return rc;
 }
 
@@ -1042,17 +1388,6 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
     f->accumulate = 1;
 }
 
-/* False, with a message, under a launcher that started several processes:
- * data-parallel training is not built yet, and each process would train
- * alone and write the same checkpoints and outputs. */
-static bool one_process(const char *prog) {
-    char words[160];
-    if (lathe_dist_announced(words, sizeof words) <= 1) return true;
-    fail(prog, "an MPI launcher started this program as one of %s, but data-parallel training is not built yet "
-               "(each process would train alone and write the same files): run it as one process", words);
-    return false;
-}
-
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
            O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE, O_LOG_FILE,
@@ -1075,7 +1410,6 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"normalize", required_argument, 0, O_NORMALIZE}, {"random-crop", required_argument, 0, O_RANDOM_CROP},
         {"hflip", no_argument, 0, O_HFLIP}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
-    if (!one_process(prog)) return 1;
     flags f;
     flags_default(&f, m);
     int c;
@@ -1196,7 +1530,19 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     }
     if (!make_optim(&f, prog)) return 2;
     if (!check_image_flags(&m->info, &m->train, &f, prog)) return 2;
-    return train(m, &f, prog);
+    world w;
+    int rc = join_run(m, &w, prog);
+    char named[256]; /* the other processes' messages say whose they are */
+    if (w.rank > 0) snprintf(named, sizeof named, "%s (rank %d of %d)", prog, w.rank, w.procs), prog = named;
+    if (rc == 0) rc = train(m, &f, &w, prog);
+    /* every process gets here at the same point (all_ready, agree), or
+     * never (lathe_dist_abort) */
+    char err[512];
+    if (w.mpi && lathe_dist_finalize(err, sizeof err) != 0) {
+        fail(prog, "%s", err);
+        if (rc == 0) rc = 1;
+    }
+    return rc;
 }
 
 /* ---- lathe step -------------------------------------------------------------------------------- */
@@ -1237,7 +1583,7 @@ int lathe_trainer_step_main(const lathe_trainer_model *m, int argc, char **argv)
         {"no-decay-norm-bias", no_argument, 0, O_NO_DECAY},
         {"ieee-denormals", no_argument, 0, O_IEEE}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "step";
-    if (!one_process(prog)) return 1;
+    if (!one_process(prog, "step")) return 1;
     const char *params = NULL, *batch = NULL, *out = NULL, *prefix = "";
     flags f;
     flags_default(&f, m);
@@ -1453,7 +1799,7 @@ int lathe_trainer_sample_main(const lathe_trainer_model *m, int argc, char **arg
         {"threads", required_argument, 0, O_THREADS}, {"batch", required_argument, 0, O_BATCH},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "sample";
-    if (!one_process(prog)) return 1;
+    if (!one_process(prog, "sample")) return 1;
     const char *load = NULL, *prompt = "\n";
     int64_t length = 200, topk = 0, seed = 0;
     double temp = 1;
