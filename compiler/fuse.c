@@ -45,6 +45,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "batch.h"
 #include "kernel.h"
 #include "lathe_autodiff.h"
 
@@ -75,6 +76,7 @@ typedef struct {
     int64_t *vlo, *vhi; /* loop variable -> the values it takes, inclusive (INT64_MIN, INT64_MAX: unknown) */
     int vcap;
     bool *gathered;     /* node -> an all_gather across processes reads it (it needs a dense buffer) */
+    int *row_scale;     /* node -> procs when its rows run over one process's part of the batch, else 1 */
 } fz;
 
 /* An all_gather across processes: a communication step, not a kernel. */
@@ -1005,11 +1007,13 @@ static bool cheap(lt_op op) {
  * moves once, and lets the matmul broadcast along b's contiguous columns
  * instead of summing dot products along k (poor when k is short: a head's
  * 32). */
-static bool transposed_rhs(const lathe_node *c, const lathe_node *n) {
+static bool transposed_rhs(const fz *z, const lathe_node *c, const lathe_node *n) {
     if (c->op != LT_OP_MATMUL || c->in[1] != n || n->op != LT_OP_PERMUTE || n->rank < 2 || c->rank < 2) return false;
     const int64_t *p = n->attr[0].v;
     int r = n->rank;
-    int64_t rows = c->numel / (c->shape[c->rank - 1] ? c->shape[c->rank - 1] : 1);
+    /* the rows of the whole batch: a data-parallel program decides as the
+     * one-process program does, so that they compute the same way */
+    int64_t rows = c->numel / (c->shape[c->rank - 1] ? c->shape[c->rank - 1] : 1) * z->row_scale[c->id];
     return p[r - 1] != r - 1 && rows >= 4 * n->shape[r - 2] && c->shape[c->rank - 2] >= 8;
 }
 
@@ -1151,7 +1155,7 @@ static void decide(fz *z, const bool *root) {
             else if (is_heavy(c->op)) {
                 /* a contraction's operand: a view of a buffer, else a buffer of its own
                  * (which its vector plan can read) */
-                mat = !is_index_op(n->op) || !is_view(z, i, n) || transposed_rhs(c, n);
+                mat = !is_index_op(n->op) || !is_view(z, i, n) || transposed_rhs(z, c, n);
             }
             else if (c->op == LT_OP_PERMUTE && z->uses[c->id] == 1 && z->consumer[c->id] >= 0 &&
                      is_heavy(g->nodes[z->consumer[c->id]]->op) && is_index_op(n->op)) {
@@ -1365,7 +1369,28 @@ static void specialize(fz *z, lt_kernel *k, const lathe_node *m) {
     k->nseg = ns;
 }
 
-lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
+/* z->row_scale: procs for the values whose leading (row) dims hold this
+ * process's part of the batch, 1 for the others (batch.c, every input but
+ * the rank per-sample). */
+static bool row_scales(fz *z, int procs) {
+    lathe_graph *g = z->g;
+    int n = g->nnodes;
+    if (!(z->row_scale = malloc(sizeof(int) * (size_t)(n + 1)))) return false;
+    for (int i = 0; i < n; i++) z->row_scale[i] = 1;
+    if (procs <= 1) return true;
+    bool *in = calloc((size_t)n + 1, sizeof *in);
+    lt_batch *st = calloc((size_t)n + 1, sizeof *st);
+    bool ok = in && st;
+    for (int i = 0; ok && i < n; i++) in[i] = g->nodes[i]->op == LT_OP_INPUT && strcmp(g->nodes[i]->name, LATHE_RANK_NAME);
+    if (ok && lt_batch_axes(g, in, st) >= 0)
+        for (int i = 0; i < n; i++)
+            if (st[i].kind == LT_BATCH_AXIS && st[i].axis < g->nodes[i]->rank - 1) z->row_scale[i] = procs;
+    free(in);
+    free(st);
+    return ok;
+}
+
+lt_fused *lt_fuse(lathe_graph *g, const lt_target *target, int procs) {
     lt_fused *f = calloc(1, sizeof *f);
     if (!f) return NULL;
     f->g = g;
@@ -1384,11 +1409,12 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target) {
     z.fused = malloc(sizeof(int) * (size_t)(n + 1));
     z.row_from = malloc(sizeof(int) * (size_t)(n + 1));
     z.gathered = calloc((size_t)n + 1, sizeof(bool));
+    bool scaled = row_scales(&z, procs);
     bool *root = calloc((size_t)n + 1, sizeof(bool));
     f->buf_of = malloc(sizeof(int) * (size_t)(n + 1));
     f->bufs = calloc((size_t)n + 1, sizeof *f->bufs);
     f->ks = calloc((size_t)n + 1, sizeof *f->ks);
-    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.heavy_node || !z.size || !z.stamp || !z.fused || !z.row_from || !z.gathered || !root ||
+    if (!z.consumer || !z.uses || !z.contains || !z.heavy || !z.heavy_use || !z.heavy_node || !z.size || !z.stamp || !z.fused || !z.row_from || !z.gathered || !scaled || !root ||
         !f->buf_of || !f->bufs || !f->ks) {
         lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
         goto done;
@@ -1491,6 +1517,7 @@ done:
     free(z.fused);
     free(z.row_from);
     free(z.gathered);
+    free(z.row_scale);
     free(z.vlo);
     free(z.vhi);
     free(root);

@@ -249,9 +249,12 @@ bool lt_is_row_view(const lt_fused *f, const lathe_node *n, int from);
 double lt_node_flops(const lathe_node *n);
 
 /* Fuse g (the decomposed graph, which the caller keeps and which must outlive
- * the result) into kernels, their register tiles sized for target.  Returns
+ * the result) into kernels, their register tiles sized for target.  procs >
+ * 1: g is one process's part of a data-parallel program (shard.h), whose
+ * kernels must compute as the one-process program's do: choices that
+ * depend on how many rows a product has count the whole batch's.  Returns
  * NULL only when out of memory; errors are recorded in g. */
-lt_fused *lt_fuse(lathe_graph *g, const lt_target *target);
+lt_fused *lt_fuse(lathe_graph *g, const lt_target *target, int procs);
 /* plan.c: every buffer's lifetime from the kernels that write and read it,
  * in-place reuse where a kernel reads a buffer for the last time only at its
  * own element, and the arena offsets (lt_plan).  Errors are recorded in f->g. */

@@ -95,7 +95,7 @@ static lathe_status decompose(lt_build *b) {
 }
 
 static lathe_status fuse(lt_build *b) {
-    b->f = lt_fuse(b->dec, b->target);
+    b->f = lt_fuse(b->dec, b->target, b->shard.procs);
     return b->f ? graph_status(b, b->dec) : graph_status(b, NULL);
 }
 

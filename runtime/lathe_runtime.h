@@ -36,6 +36,11 @@ typedef enum {
 } lathe_rt_dtype;
 #define LATHE_RT_NDTYPES (LATHE_RT_I32 + 1)   /* how many there are */
 
+/* The input of a data-parallel program that holds the process's rank,
+ * i64[1] (the IR's LATHE_RANK_NAME): whoever runs the program sets it; 0,
+ * the arena's initial value, in one process. */
+#define LATHE_RT_RANK_NAME "lathe.rank"
+
 /* Bytes per element (4, 8, 8, 1, 1, 4); 0 for anything else. */
 size_t lathe_rt_dtype_size(lathe_rt_dtype dtype);
 

@@ -1035,6 +1035,10 @@ static bool setup(session *s) {
         if (!gatherer_init(&s->comm, &s->tr.prog, s->w, prog)) return false;
         s->tr.prog.comm = &s->comm.comm;
     }
+    /* which part of the batch this process holds (a dropout's draws depend on it) */
+    const lathe_rt_tensor *rank_t = find(&s->tr, LATHE_RT_RANK_NAME, LATHE_RT_INPUT);
+    if (rank_t && rank_t->dtype == LATHE_RT_I64 && rank_t->numel == 1)
+        *(int64_t *)(s->tr.prog.arena + rank_t->offset) = s->w->rank;
     s->loss_t = find(&s->tr, "loss", LATHE_RT_OUTPUT);
     if (!s->loss_t || s->loss_t->numel != 1) {
         fail(prog, "%s has no one-element output 'loss' to train", m->info.name);

@@ -15,7 +15,8 @@
 #     loads; a NaN loss stops every rank; a process that cannot start
 #     stops them all; built without MPI, refused under mpirun -np 2;
 #   - lathe compile --ranks and lathe train on a description with batch norm
-#     (when this lathe has --ranks; the compiler side of issue 15).
+#     (when this lathe has --ranks; the compiler side of issue 15), and on
+#     a GPT with dropout.
 # Exits 77 (skipped) when there is no Open MPI mpirun.
 #   test_dp.sh LATHE TEST_DP_MODEL TEST_DP_MODEL_NOMPI
 set -u
@@ -352,6 +353,19 @@ check "--local-bn, one process: the synchronized trainer's tensors" "$M" same "$
 run l2 timeout 300 $MPIRUN -np 2 "$TMP/TL" $IF --save "$TMP/l2"
 check "--local-bn, np 2: status 0 ($rc)" [ "$rc" -eq 0 ]
 check "--local-bn, np 2: other parameters than synchronized batch norm" sh -c "! '$M' same '$TMP/cref' '$TMP/l2' 2>/dev/null"
+show $f0
+
+# (g) a GPT with dropout (each process's masks are its part of the global
+# batch's) through lathe train: one process's bits on 2
+f0=$fail
+GPT="$(dirname "$0")/../examples/char_gpt.lathe"
+awk 'BEGIN { for (i = 0; i < 300; i++) printf "the quick brown fox %d jumps over the lazy dog\n", i }' >"$TMP/text.txt"
+G="-D layers=1 -D width=32 -D heads=2 -D context=16 --batch 8 --data text:$TMP/text.txt --steps 3 --lr 0.01"
+run gref "$LATHE" train "$GPT" $G --save "$TMP/gref"
+check "char_gpt, one process: status 0 ($rc)" [ "$rc" -eq 0 ]
+run g2 timeout 300 $MPIRUN -np 2 "$LATHE" train "$GPT" $G --save "$TMP/g2"
+check "char_gpt, np 2: status 0 ($rc)" [ "$rc" -eq 0 ]
+check "char_gpt, np 2: the tensors of one process" "$M" same "$TMP/gref" "$TMP/g2"
 show $f0
 
 # (f) compiled for one process, started on 2

@@ -1795,7 +1795,7 @@ static void test_gather_of_one_fuses(void **state) {
     lt_target t;
     char err[1024];
     assert_int_equal(lt_target_init(&t, &tile_target, err, sizeof err), LATHE_OK);
-    lt_fused *f = lt_fuse(g, &t);
+    lt_fused *f = lt_fuse(g, &t, 1);
     if (!f || lathe_graph_status(g) != LATHE_OK) fail_msg("fuse: %s", lathe_graph_error(g));
     char *text = NULL;
     size_t len = 0;
