@@ -170,9 +170,10 @@ def run_group(cmds, env, timeout):
                     outs[i] = (out, err)
                     pending.remove(i)
                     if procs[i].returncode != 0:
-                        msg = (err.strip() or out.strip()).splitlines()
-                        raise Unavailable(f"{shlex.join(cmds[i][0])} failed ({procs[i].returncode}): "
-                                          + (msg[-1] if msg else "no output"))
+                        # the error: a traceback's last line; under mpirun, the first line that is not its banner
+                        msg = [ln.strip() for ln in (err + out).splitlines() if ln.strip().strip("-")]
+                        why = (msg[0] if cmds[i][0][0] == "mpirun" else msg[-1]) if msg else "no output"
+                        raise Unavailable(f"{shlex.join(cmds[i][0])} failed ({procs[i].returncode}): {why}")
             if time.monotonic() > deadline:
                 raise Unavailable(f"{shlex.join(cmds[0][0])}: no result after {timeout} s")
             time.sleep(0.05)
@@ -264,6 +265,9 @@ def main():
     if a.steps < 0 or a.repeat < 1:
         p.error("--steps must be >= 0 and --repeat >= 1")
     a.build = os.path.abspath(a.build)
+    if a.only != "torch" and not os.access(os.path.join(a.build, "lathe"), os.X_OK):
+        p.error(f"no {os.path.join(a.build, 'lathe')}: build Lathe first (./setup.sh) or name its build with --build "
+                "(or --only torch)")
 
     cpu = "?"
     for line in open("/proc/cpuinfo"):
