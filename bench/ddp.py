@@ -42,8 +42,8 @@ efficiency, (2 ranks x 1 thread) / (2 x 1 process x 1 thread) (Lathe's target
 
 Needs Debian's python3-torch and python3-numpy, Open MPI's mpirun and the
 Fashion-MNIST files (/usr/share/datasets/fashion-mnist).  A full run (three
-rounds of five epochs, PyTorch's at about two minutes on one thread) takes
-about 15 minutes; --steps 100 --repeat 1 takes under a minute.
+rounds of five epochs; PyTorch's on one thread is the longest, about 35 s on
+a 2-core Xeon) takes about 6 minutes; --steps 100 --repeat 1 about 15 s.
 """
 import argparse
 import datetime
@@ -137,7 +137,11 @@ def torch_worker(a):
 # --- the driver ---
 
 class Unavailable(Exception):
-    """A configuration that cannot run here (the message says why)."""
+    """A configuration that cannot run here: the message says what failed, .why why."""
+
+    def __init__(self, msg, why=None):
+        super().__init__(msg)
+        self.why = why or msg
 
 
 def free_port():
@@ -173,7 +177,7 @@ def run_group(cmds, env, timeout):
                         # the error: a traceback's last line; under mpirun, the first line that is not its banner
                         msg = [ln.strip() for ln in (err + out).splitlines() if ln.strip().strip("-")]
                         why = (msg[0] if cmds[i][0][0] == "mpirun" else msg[-1]) if msg else "no output"
-                        raise Unavailable(f"{shlex.join(cmds[i][0])} failed ({procs[i].returncode}): {why}")
+                        raise Unavailable(f"{shlex.join(cmds[i][0])} failed ({procs[i].returncode}): {why}", why)
             if time.monotonic() > deadline:
                 raise Unavailable(f"{shlex.join(cmds[0][0])}: no result after {timeout} s")
             time.sleep(0.05)
@@ -238,7 +242,8 @@ def compile_trainer(a, tmp):
     q = subprocess.run(base, capture_output=True, text=True)
     if q.returncode != 0:
         sys.exit(f"ddp.py: {shlex.join(base)} failed ({q.returncode}):\n{q.stderr}{q.stdout}")
-    return trainer, False, f"`lathe compile ... --ranks 1,2` failed ({first}); compiled without --ranks"
+    return trainer, False, f"`lathe compile ... --ranks 1,2` failed ({first}): the trainer, compiled without " \
+                           "--ranks, has no 2-rank program"
 
 
 def fmt(xs):
@@ -294,14 +299,9 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lathe-ddp-") as tmp:
         if do_lathe:
             trainer, ranked, note = compile_trainer(a, tmp)
-            if note:
-                notes.append(note)
             configs += [("a", "Lathe, 1 process × 2 threads", lambda: lathe_run(a, trainer, 2, 1)),
                         ("b", "Lathe, 1 process × 1 thread", lambda: lathe_run(a, trainer, 1, 1))]
-            if ranked:
-                configs.append(("c", "Lathe, 2 ranks × 1 thread (mpirun)", lambda: lathe_run(a, trainer, 1, 2)))
-            else:
-                configs.append(("c", "Lathe, 2 ranks × 1 thread (mpirun)", None))
+            configs.append(("c", "Lathe, 2 ranks × 1 thread (mpirun)", lambda: lathe_run(a, trainer, 1, 2)))
         if do_torch:
             configs += [("d", "PyTorch, 1 process × 1 thread", lambda: torch_run(a, 1)),
                         ("e", "PyTorch DDP (gloo), 2 ranks × 1 thread, BatchNorm per rank",
@@ -310,7 +310,7 @@ def main():
                          lambda: torch_run(a, 2, sync_bn=True))]
         sps = {k: [] for k, _, _ in configs}
         loss = {}
-        dead = {k: None for k, _, run in configs if run is None}
+        dead = {"c": note} if do_lathe and not ranked else {}
         for r in range(a.repeat):
             done = []
             for k, label, run in configs:
@@ -319,7 +319,7 @@ def main():
                 try:
                     s, lo = run()
                 except Unavailable as e:
-                    dead[k] = str(e)
+                    dead[k] = e
                     done.append(f"{k} failed")
                     continue
                 sps[k].append(s)
@@ -328,7 +328,7 @@ def main():
             print(f"round {r + 1}/{a.repeat}: " + ", ".join(done) + " samples/s", file=sys.stderr, flush=True)
 
     if "f" in dead:  # SyncBatchNorm: an extra, reported only when it runs
-        notes.append(f"PyTorch DDP with SyncBatchNorm did not run here ({dead.pop('f').splitlines()[0][-200:]}); "
+        notes.append(f"PyTorch DDP with SyncBatchNorm did not run here ({dead.pop('f').why}); "
                      "only plain per-rank BatchNorm is reported")
         configs = [c for c in configs if c[0] != "f"]
 
@@ -360,10 +360,7 @@ def main():
     if do_lathe:
         ratio(m("c"), m("a"), "Lathe 2 ranks × 1 thread / 1 process × 2 threads, (c)/(a)")
     for k, why in dead.items():
-        if why:
-            notes.append(f"({k}) unavailable: {why}")
-        elif k == "c":
-            notes.append("(c) unavailable: the trainer has no 2-rank program")
+        notes.append(f"({k}) unavailable: {why}")
     if do_torch:
         notes.append("PyTorch DDP runs with its defaults: plain BatchNorm per rank (each rank's 32 samples), "
                      "not SyncBatchNorm")
