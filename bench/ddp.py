@@ -290,7 +290,8 @@ def main():
                            text=True, env=env_with(TORCH_ENV))
         versions.append(f"PyTorch {v.stdout.strip() or '?'} (gloo)")
     print(f"machine: {cpu}, {os.cpu_count()} cores; {', '.join(versions)}")
-    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+    print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+          f"load average before: {os.getloadavg()[0]:.2f}")
     print(f"Fashion-MNIST CNN, global batch {BATCH}, SGD lr {LR} momentum {MOMENTUM}, shuffled; "
           f"each figure: median samples/s of {a.repeat} interleaved rounds of {length}\n", flush=True)
 
@@ -364,6 +365,8 @@ def main():
     if do_torch:
         notes.append("PyTorch DDP runs with its defaults: plain BatchNorm per rank (each rank's 32 samples), "
                      "not SyncBatchNorm")
+    notes.append(f"load average after: {os.getloadavg()[0]:.2f} (other processes on these cores skew the figures, "
+                 "Lathe's 2-thread ones most)")
     for n in notes:
         print(f"note: {n}")
 
