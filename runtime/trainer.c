@@ -464,6 +464,23 @@ static int join_run(const lathe_trainer_model *m, world *w, const char *prog) {
     return 0;
 }
 
+/* The threads of each process: --threads, else (on several processes) the
+ * cores this process may use shared among the processes on this machine
+ * (Open MPI's OMPI_COMM_WORLD_LOCAL_SIZE; the whole run when it does not
+ * say), at least one: two processes of two threads each on two cores would
+ * take turns.  Every parallel part of the trainer (the programs, the
+ * optimizer) then runs on them. */
+static void choose_threads(flags *f, const world *w) {
+    if (f->threads == 0 && w->procs > 1) {
+        const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        long local = ls ? strtol(ls, NULL, 10) : w->procs;
+        if (local < 1) local = w->procs;
+        long t = omp_get_num_procs() / local;
+        f->threads = t >= 1 ? (int)t : 1;
+    }
+    if (f->threads > 0) omp_set_num_threads(f->threads);
+}
+
 /* Whether every process is ready (ok on each): on several, an all-reduce
  * of the failures, so that all go on or all stop together (one that stopped
  * alone would leave the others waiting in their first all-gather).  The
@@ -1538,6 +1555,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     int rc = join_run(m, &w, prog);
     char named[256]; /* the other processes' messages say whose they are */
     if (w.rank > 0) snprintf(named, sizeof named, "%s (rank %d of %d)", prog, w.rank, w.procs), prog = named;
+    if (rc == 0) choose_threads(&f, &w);
     if (rc == 0) rc = train(m, &f, &w, prog);
     /* every process gets here at the same point (all_ready, agree), or
      * never (lathe_dist_abort) */
