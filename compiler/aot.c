@@ -154,14 +154,16 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
     const lt_fused *f = p->b.f;
     for (int i = 0; i < f->nk; i++) fprintf(o, "void %s%d(uint8_t *, int64_t, int64_t);\n", prefix, i);
     fprintf(o, "static const lathe_rt_kernel %s_kernels[] = {\n", name);
-    for (int i = 0; i < f->nk; i++)
-        if (f->ks[i].gather) fprintf(o, "    {.fn = 0, .range = 1}, /* communication */\n");
-        else fprintf(o, "    {.fn = %s%d, .range = %lld},\n", prefix, i, (long long)p->kernels[i].range);
+    for (int i = 0; i < p->rt.nkernels; i++) {
+        int k = p->kfused[i];
+        if (k < 0 || f->ks[k].gather) fprintf(o, "    {.fn = 0, .range = 1}, /* communication */\n");
+        else fprintf(o, "    {.fn = %s%d, .range = %lld},\n", prefix, k, (long long)p->kernels[i].range);
+    }
     fprintf(o, "    {0}};\nstatic const lathe_rt_gather %s_gathers[] = {\n", name);
     for (int i = 0; i < p->rt.ngathers; i++) {
         const lathe_rt_gather *g = &p->gathers[i];
-        fprintf(o, "    {.kernel = %d, .src = %lld, .dst = %lld, .outer = %lld, .bytes = %lld, .parts = %d},\n", g->kernel,
-                (long long)g->src, (long long)g->dst, (long long)g->outer, (long long)g->bytes, g->parts);
+        fprintf(o, "    {.kernel = %d, .wait = %d, .src = %lld, .dst = %lld, .outer = %lld, .bytes = %lld, .parts = %d},\n",
+                g->kernel, g->wait, (long long)g->src, (long long)g->dst, (long long)g->outer, (long long)g->bytes, g->parts);
     }
     fprintf(o, "    {0}};\nstatic const lathe_rt_copy %s_copies[] = {\n", name);
     for (int i = 0; i < p->rt.ncopies; i++)
@@ -200,7 +202,7 @@ static void write_program(FILE *o, const lathe_program *p, const char *name, con
             "#define %s_PROGRAM {.prog = {.arena = 0, .arena_size = %lld, .kernels = %s_kernels, .nkernels = %d, "
             ".copies = %s_copies, .ncopies = %d, .sync_offset = %lld, .gathers = %s_gathers, .ngathers = %d}, "
             ".tensors = %s_tensors, .ntensors = %d, .consts = %s_consts, .nconsts = %d}\n\n",
-            name, (long long)p->rt.arena_size, name, f->nk, name, p->rt.ncopies, (long long)p->rt.sync_offset, name,
+            name, (long long)p->rt.arena_size, name, p->rt.nkernels, name, p->rt.ncopies, (long long)p->rt.sync_offset, name,
             p->rt.ngathers, name, p->ntensors, name, nconst);
 }
 

@@ -1390,6 +1390,66 @@ static bool row_scales(fz *z, int procs) {
     return ok;
 }
 
+/* ---- overlap: what waits for a gather runs last ------------------------------
+ *
+ * The kernels that use a gather's result only to make outputs (a weight
+ * gradient's ordered sum, its reshape to the weight's shape, the loss) move
+ * to the end of the program, in their order, so that the gathers of the last
+ * layers' gradients run while the earlier layers are differentiated.  A
+ * gather's statistics that per-sample values use (batch norm's) stay where
+ * they are.  Moving them changes no value. */
+
+static void collect_bufs(const lt_expr *e, bool *seen) {
+    if (!e) return;
+    if (e->kind == X_LOAD) seen[e->buf] = true;
+    collect_bufs(e->a, seen);
+    collect_bufs(e->b, seen);
+    collect_bufs(e->c, seen);
+    collect_bufs(e->body, seen);
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) collect_bufs(e->lo[i], seen), collect_bufs(e->hi[i], seen);
+}
+
+static bool defer_after_gathers(lt_fused *f) {
+    int nk = f->nk, nb = f->nbufs, ngather = 0;
+    for (int i = 0; i < nk; i++) ngather += f->ks[i].gather;
+    if (!ngather) return true;
+    int *writer = malloc(sizeof(int) * (size_t)(nb + 1));
+    bool *seen = malloc((size_t)nb + 1), *tainted = calloc((size_t)nk + 1, 1), *later = calloc((size_t)nk + 1, 1);
+    bool *blocked = calloc((size_t)nk + 1, 1); /* a kernel that stays reads its buffer */
+    lt_kernel *ks = malloc(sizeof *ks * (size_t)(nk + 1));
+    bool ok = writer && seen && tainted && later && blocked && ks;
+    for (int b = 0; ok && b < nb; b++) writer[b] = -1;
+    for (int i = 0; ok && i < nk; i++) writer[f->ks[i].buf] = i;
+    /* tainted: reads a gather's result, or a tainted kernel's */
+    for (int pass = 0; ok && pass < 2; pass++)
+        for (int i = pass ? nk - 1 : 0; pass ? i >= 0 : i < nk; i += pass ? -1 : 1) {
+            memset(seen, 0, (size_t)nb);
+            collect_bufs(f->ks[i].value, seen);
+            for (int s = 0; s < f->ks[i].nseg; s++) collect_bufs(f->ks[i].segv[s], seen);
+            if (pass) later[i] = tainted[i] && !blocked[i]; /* every kernel that reads it went later */
+            for (int b = 0; b < nb; b++) {
+                int w = seen[b] && b != f->ks[i].buf ? writer[b] : -1;
+                if (w < 0 || w >= i) continue;
+                if (!pass && !f->ks[i].gather && (f->ks[w].gather || tainted[w])) tainted[i] = true;
+                if (pass && !later[i]) blocked[w] = true;
+            }
+        }
+    if (ok) {
+        int n = 0;
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < nk; i++)
+                if (later[i] == (pass == 1)) ks[n++] = f->ks[i];
+        memcpy(f->ks, ks, sizeof *ks * (size_t)nk);
+    }
+    free(writer);
+    free(seen);
+    free(tainted);
+    free(later);
+    free(blocked);
+    free(ks);
+    return ok;
+}
+
 lt_fused *lt_fuse(lathe_graph *g, const lt_target *target, int procs) {
     lt_fused *f = calloc(1, sizeof *f);
     if (!f) return NULL;
@@ -1505,6 +1565,7 @@ lt_fused *lt_fuse(lathe_graph *g, const lt_target *target, int procs) {
         k->nvars = z.nextvar;
         if (z.nextvar > f->nvars) f->nvars = z.nextvar;
     }
+    if (g->status == LATHE_OK && !defer_after_gathers(f)) lt_fail(g, LATHE_ERR_NOMEM, "out of memory");
 done:
     free(z.consumer);
     free(z.uses);

@@ -201,8 +201,11 @@ typedef struct {
     lt_expr *segv[LT_MAX_SEGS];
     /* an all_gather across processes (nodes[0]): the runtime's communication
      * step (lathe_rt_gather), not code; value only reads the operand's buffer
-     * (its first element), for the plan */
+     * (its first element), for the plan.  It starts here and must be complete
+     * before kernel wait, the first that reads its result (lt_plan_kernels;
+     * nk: none does), and its operand lives until then. */
     bool gather;
+    int wait;
 } lt_kernel;
 
 typedef struct lt_xchunk lt_xchunk;

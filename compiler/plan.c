@@ -383,6 +383,17 @@ lathe_status lt_plan_kernels(lt_fused *f) {
         if (f->plan[k->buf].last < s) f->plan[k->buf].last = s;
         mark_loads(k->value, s, f->plan);
     }
+    /* a gather runs from its step until the first kernel that reads its result
+     * (the runtime waits for it there): its operand lives until then */
+    for (int s = 0; s < f->nk; s++) {
+        lt_kernel *k = &f->ks[s];
+        if (!k->gather) continue;
+        k->wait = f->nk;
+        for (int j = s + 1; j < f->nk && k->wait == f->nk; j++)
+            if (reads(f->ks[j].value, k->buf, false)) k->wait = j;
+        int src = f->buf_of[g->nodes[k->nodes[0]]->in[0]->id];
+        if (f->plan[src].last < k->wait) f->plan[src].last = k->wait;
+    }
     for (int i = 0; i < g->nout; i++) f->plan[f->buf_of[g->outputs[i].node->id]].last = LT_PLAN_FOREVER;
     for (int i = 0; i < g->nupd; i++) f->plan[f->buf_of[g->updates[i].value->id]].last = LT_PLAN_FOREVER;
     /* in place: a temp read only at the kernel's own element, for the last time */

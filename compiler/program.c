@@ -112,7 +112,9 @@ static lathe_status place_planned(lathe_program *p) {
     p->rt.ncopies = nc;
     /* the executor's state after everything (never at offset 0, which means none) */
     p->rt.sync_offset = align64(stage > 64 ? stage : 64);
-    p->rt.arena_size = p->rt.sync_offset + lathe_rt_sync_bytes(f->nk);
+    int nsteps = f->nk; /* the kernels, and a wait step per gather (kernel_table) */
+    for (int i = 0; i < f->nk; i++) nsteps += f->ks[i].gather;
+    p->rt.arena_size = p->rt.sync_offset + lathe_rt_sync_bytes(nsteps);
     return LATHE_OK;
 }
 
@@ -175,31 +177,48 @@ static lathe_status alloc_arena(lathe_program *p) {
  * linked (objects: linked later, into the trainer). */
 static lathe_status kernel_table(lathe_program *p) {
     const lt_fused *f = p->b.f;
-    p->kernels = calloc((size_t)f->nk + 1, sizeof *p->kernels);
-    if (!p->kernels) return perr(p, LATHE_ERR_NOMEM, "out of memory");
     int ng = 0;
-    for (int i = 0; i < f->nk; i++) {
-        p->kernels[i].range = f->ks[i].range;
-        p->kernels[i].fn = p->b.fns && !f->ks[i].gather ? p->b.fns[i] : NULL;
-        ng += f->ks[i].gather;
+    for (int i = 0; i < f->nk; i++) ng += f->ks[i].gather;
+    int n = f->nk + ng; /* a wait step per gather, before the first kernel that reads its result */
+    p->kernels = calloc((size_t)n + 1, sizeof *p->kernels);
+    p->kfused = calloc((size_t)n + 1, sizeof *p->kfused);
+    int *gi = calloc((size_t)f->nk + 1, sizeof *gi); /* fused kernel -> its gather */
+    if (ng) p->gathers = calloc((size_t)ng, sizeof *p->gathers);
+    if (!p->kernels || !p->kfused || !gi || (ng && !p->gathers)) {
+        free(gi);
+        return perr(p, LATHE_ERR_NOMEM, "out of memory");
     }
-    p->rt.kernels = p->kernels;
-    p->rt.nkernels = f->nk;
     /* the communication steps: each all_gather's operand and result buffers */
-    if (ng && !(p->gathers = calloc((size_t)ng, sizeof *p->gathers))) return perr(p, LATHE_ERR_NOMEM, "out of memory");
     for (int i = 0; i < f->nk; i++) {
         if (!f->ks[i].gather) continue;
-        const lathe_node *n = f->g->nodes[f->ks[i].nodes[0]], *x = n->in[0];
-        int axis = (int)n->attr[0].v[0];
+        const lathe_node *nd = f->g->nodes[f->ks[i].nodes[0]], *x = nd->in[0];
+        int axis = (int)nd->attr[0].v[0];
+        gi[i] = p->rt.ngathers;
         lathe_rt_gather *gt = &p->gathers[p->rt.ngathers++];
-        gt->kernel = i;
         gt->src = f->plan[f->buf_of[x->id]].offset;
         gt->dst = f->plan[f->ks[i].buf].offset;
         gt->outer = 1;
         gt->bytes = (int64_t)lathe_dtype_size(x->dtype);
         for (int d = 0; d < x->rank; d++) *(d < axis ? &gt->outer : &gt->bytes) *= x->shape[d];
-        gt->parts = (int)n->attr[1].v[0];
+        gt->parts = (int)nd->attr[1].v[0];
     }
+    int r = 0;
+    for (int i = 0; i <= f->nk; i++) {
+        for (int s = 0; s < i; s++) /* the waits due before kernel i (the end: i = nk) */
+            if (f->ks[s].gather && f->ks[s].wait == i) {
+                p->gathers[gi[s]].wait = r;
+                p->kfused[r] = -1;
+                p->kernels[r++] = (lathe_rt_kernel){NULL, 1};
+            }
+        if (i == f->nk) break;
+        if (f->ks[i].gather) p->gathers[gi[i]].kernel = r;
+        p->kfused[r] = i;
+        p->kernels[r].range = f->ks[i].gather ? 1 : f->ks[i].range;
+        p->kernels[r++].fn = p->b.fns && !f->ks[i].gather ? p->b.fns[i] : NULL;
+    }
+    free(gi);
+    p->rt.kernels = p->kernels;
+    p->rt.nkernels = n;
     p->rt.gathers = p->gathers;
     return LATHE_OK;
 }
@@ -261,6 +280,7 @@ void lathe_program_free(lathe_program *p) {
     free(p->kernels);
     free(p->copies);
     free(p->gathers);
+    free(p->kfused);
     lathe_eval_free(p->ev);
     free(p->tensors);
     free(p->tnode);

@@ -28,6 +28,7 @@ struct lathe_program {
     lathe_rt_kernel *kernels;  /* objects: fn NULL */
     lathe_rt_copy *copies;
     lathe_rt_gather *gathers;  /* the communication steps (rt.ngathers) */
+    int *kfused;               /* per runtime kernel: its fused kernel (p->b.f->ks), -1 for a gather's wait step */
     lathe_eval *ev;            /* the evaluator backend */
 };
 

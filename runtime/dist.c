@@ -258,6 +258,79 @@ int lathe_dist_allgather(const void *send, size_t nbytes, void *recv, char *err,
     return 0;
 }
 
+/* The all-gathers under way: MPI's requests and their block types, by the
+ * number lathe_dist_iallgather gave. */
+#ifdef LATHE_HAVE_MPI
+static MPI_Request pending[LATHE_DIST_MAX_PENDING];
+static MPI_Datatype pending_type[LATHE_DIST_MAX_PENDING];
+static int npending;
+#endif
+static bool pending_on[LATHE_DIST_MAX_PENDING];
+
+int lathe_dist_iallgather(const void *send, size_t nbytes, void *recv, int *req, char *err, size_t errlen) {
+    *req = -1;
+    if (!dist.up) return not_initialized("all-gather", err, errlen);
+    if (nbytes > INT_MAX) {
+        lt_errf(err, errlen, "all-gather: blocks of %zu bytes, more than INT_MAX", nbytes);
+        return -1;
+    }
+    if (nbytes && (!send || !recv)) {
+        lt_errf(err, errlen, "all-gather: NULL buffer for blocks of %zu bytes", nbytes);
+        return -1;
+    }
+    if (nbytes == 0) return 0;
+    if (!dist.mpi) {
+        memcpy(recv, send, nbytes);
+        return 0;
+    }
+#ifdef LATHE_HAVE_MPI
+    int slot = 0;
+    while (slot < LATHE_DIST_MAX_PENDING && pending_on[slot]) slot++;
+    if (slot == LATHE_DIST_MAX_PENDING) {
+        lt_errf(err, errlen, "all-gather: more than %d under way", LATHE_DIST_MAX_PENDING);
+        return -1;
+    }
+    int rc = MPI_Type_contiguous((int)nbytes, MPI_BYTE, &pending_type[slot]);
+    if (rc == MPI_SUCCESS && (rc = MPI_Type_commit(&pending_type[slot])) == MPI_SUCCESS) {
+        rc = MPI_Iallgather(send, 1, pending_type[slot], recv, 1, pending_type[slot], dist.comm, &pending[slot]);
+        if (rc != MPI_SUCCESS) MPI_Type_free(&pending_type[slot]);
+    }
+    if (rc != MPI_SUCCESS)
+        return mpi_fail(rc, err, errlen, "all-gather of blocks of %zu bytes (rank %d of %d)", nbytes, dist.rank,
+                        dist.size);
+    pending_on[slot] = true;
+    npending++;
+    *req = slot;
+#endif
+    return 0;
+}
+
+int lathe_dist_wait(int req, char *err, size_t errlen) {
+    if (req < 0 || req >= LATHE_DIST_MAX_PENDING || !pending_on[req]) return 0;
+#ifdef LATHE_HAVE_MPI
+    int rc = MPI_Wait(&pending[req], MPI_STATUS_IGNORE);
+    MPI_Type_free(&pending_type[req]);
+    pending_on[req] = false;
+    npending--;
+    if (rc != MPI_SUCCESS) return mpi_fail(rc, err, errlen, "all-gather (rank %d of %d)", dist.rank, dist.size);
+#else
+    (void)err, (void)errlen;
+#endif
+    return 0;
+}
+
+void lathe_dist_progress(void) {
+#ifdef LATHE_HAVE_MPI
+    if (npending == 0) return;
+    for (int i = 0; i < LATHE_DIST_MAX_PENDING; i++)
+        if (pending_on[i] && pending[i] != MPI_REQUEST_NULL) { /* MPI_Test nulls a finished one; its wait then returns */
+            int done = 0;
+            MPI_Test(&pending[i], &done, MPI_STATUS_IGNORE);
+            return;
+        }
+#endif
+}
+
 int lathe_dist_allgatherv(const void *send, size_t nbytes, void **recv, size_t *counts, char *err, size_t errlen) {
     if (!recv || !counts) {
         lt_errf(err, errlen, "all-gather: NULL %s", !recv ? "recv" : "counts");

@@ -177,21 +177,30 @@ static void run_chunk(run_state *s, int k, int nch, int j) {
     count_done(s, k, nch);
 }
 
-/* Communication step k (a kernel without code): the all-gather that stands
- * for it.  0, or -1 when it failed. */
+/* Communication step k (a kernel without code): the start or the end of
+ * one of the program's gathers.  0, or -1 when it failed. */
 static int communicate(const lathe_rt_program *p, int k) {
-    const lathe_rt_gather *g = NULL;
-    for (int i = 0; i < p->ngathers && !g; i++)
-        if (p->gathers[i].kernel == k) g = &p->gathers[i];
-    if (!g) return -1;
-    const uint8_t *src = p->arena + g->src;
-    uint8_t *dst = p->arena + g->dst;
-    if (g->parts == 1 && !p->comm) { /* a world of one: the blocks as they are */
-        memmove(dst, src, (size_t)(g->outer * g->bytes));
-        return 0;
+    for (int i = 0; i < p->ngathers; i++) {
+        const lathe_rt_gather *g = &p->gathers[i];
+        lathe_rt_comm *c = p->comm;
+        if (g->wait == k) return c && c->start && c->finish ? (c->finish(c, i) ? -1 : 0) : 0;
+        if (g->kernel != k) continue;
+        const uint8_t *src = p->arena + g->src;
+        uint8_t *dst = p->arena + g->dst;
+        if (g->parts == 1 && !c) { /* a world of one: the blocks as they are */
+            memmove(dst, src, (size_t)(g->outer * g->bytes));
+            return 0;
+        }
+        if (!c || !c->all_gather) return -1;
+        if (c->start && c->finish) return c->start(c, i, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
+        return c->all_gather(c, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
     }
-    if (!p->comm || !p->comm->all_gather) return -1;
-    return p->comm->all_gather(p->comm, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
+    return -1;
+}
+
+/* Let the gathers under way advance (the calling thread, between kernels). */
+static void progress(const lathe_rt_program *p) {
+    if (p->ngathers && p->comm && p->comm->progress) p->comm->progress(p->comm);
 }
 
 /* Thread tid's part of a run. */
@@ -200,6 +209,7 @@ static void work(run_state *s, int tid) {
     int nt = s->nt, prev = -1, prev_nch = 0; /* the last kernel with work before k */
     for (int k = 0; k < p->nkernels;) {
         const lathe_rt_kernel *kn = &p->kernels[k];
+        if (tid == 0) progress(p);
         if (!kn->fn) { /* communication: the calling thread, once the kernel before is complete */
             if (tid == 0) {
                 if (prev >= 0) wait_complete(s, prev, prev_nch);
@@ -248,9 +258,11 @@ static void work(run_state *s, int tid) {
 static int run_one_thread(const lathe_rt_program *p) {
     lt_fpenv fe = lt_fp_enter(p->ieee_denormals);
     int failed = 0;
-    for (int i = 0; i < p->nkernels; i++)
+    for (int i = 0; i < p->nkernels; i++) {
         if (!p->kernels[i].fn) failed |= communicate(p, i);
         else if (p->kernels[i].range > 0) p->kernels[i].fn(p->arena, 0, p->kernels[i].range);
+        progress(p);
+    }
     lt_fp_leave(fe);
     return failed ? -1 : 0;
 }

@@ -142,6 +142,20 @@ int lathe_dist_allreduce_sum(void *buf, size_t n, lathe_rt_dtype dtype, char *er
  * send and recv must not overlap. */
 int lathe_dist_allgather(const void *send, size_t nbytes, void *recv, char *err, size_t errlen);
 
+/* lathe_dist_allgather started, not waited for (MPI_Iallgather): *req
+ * names it for lathe_dist_wait, which must come before recv is read or send
+ * written.  At most LATHE_DIST_MAX_PENDING may be under way at once. */
+enum { LATHE_DIST_MAX_PENDING = 256 };
+int lathe_dist_iallgather(const void *send, size_t nbytes, void *recv, int *req, char *err, size_t errlen);
+
+/* Wait for the all-gather req of lathe_dist_iallgather (a req of -1, or of
+ * one already waited for: nothing to do). */
+int lathe_dist_wait(int req, char *err, size_t errlen);
+
+/* Let the all-gathers under way advance (MPI progresses them only inside
+ * its calls): a test of the oldest.  Cheap when none is. */
+void lathe_dist_progress(void);
+
 /* lathe_dist_allgather for blocks of different sizes: each process gives
  * its own nbytes.  On success counts (lathe_dist_size() entries) holds each
  * rank's nbytes and *recv a buffer of malloc (at least 1 byte, the caller

@@ -67,25 +67,33 @@ typedef struct {
 int64_t lathe_rt_sync_bytes(int nkernels);
 
 /* A data-parallel program's communication step (docs/INTERNALS.md): an
- * all-gather across the processes of the run, in place of a kernel whose fn
- * is NULL.  Each process holds `outer` blocks of `bytes` bytes at src; dst
- * receives outer runs of `parts` blocks, the processes' blocks in rank order
- * within each run (the IR's all_gather along an axis: outer is the product
- * of the dims before it). */
+ * all-gather across the processes of the run.  Each process holds `outer`
+ * blocks of `bytes` bytes at src; dst receives outer runs of `parts` blocks,
+ * the processes' blocks in rank order within each run (the IR's all_gather
+ * along an axis: outer is the product of the dims before it).  It starts in
+ * place of kernel `kernel` and is complete before kernel `wait`, the first
+ * that reads dst (both kernels' fn NULL): the kernels between run while it
+ * is under way, and nothing between writes src or reads dst. */
 typedef struct {
-    int kernel;          /* the kernel it stands for (kernels[kernel].fn is NULL) */
+    int kernel, wait;    /* the kernels it stands for (their fn is NULL) */
     int64_t src, dst;    /* arena offsets */
     int64_t outer, bytes;
     int parts;           /* the processes: the program was compiled for this many */
 } lathe_rt_gather;
 
 /* How the processes of a run talk: set by whoever runs a program with
- * communication steps (the trainer, with runtime/lathe_dist.h).  all_gather
- * does one step (arguments as lathe_rt_gather's, parts checked by the
- * caller against the run's size) and returns 0, or nonzero with a message in
- * err. */
+ * communication steps (the trainer, with runtime/lathe_dist.h).  Each call
+ * returns 0, or nonzero with a message in err.  all_gather does step i of
+ * the program's gathers at once (arguments as lathe_rt_gather's, parts
+ * checked by the caller against the run's size).  start, when set, only
+ * starts it (non-blocking), finish completes it, and progress (optional)
+ * lets the ones under way advance: the executor calls it between kernels
+ * while any is. */
 typedef struct lathe_rt_comm {
     int (*all_gather)(struct lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts);
+    int (*start)(struct lathe_rt_comm *c, int i, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts);
+    int (*finish)(struct lathe_rt_comm *c, int i);
+    void (*progress)(struct lathe_rt_comm *c);
     void *ctx;
     char err[256];
 } lathe_rt_comm;

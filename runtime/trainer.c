@@ -55,6 +55,7 @@ typedef struct {
     lathe_ds_normalize norm;  /* of the image input, training and evaluation data */
     int64_t crop_pad;         /* --random-crop PAD (0: none), training data */
     bool hflip;               /* --hflip, training data */
+    bool no_overlap;          /* --no-overlap: each all-gather at once, where it starts */
     const char *optimizer;
     double lr, momentum, weight_decay;
     bool lr_given, momentum_given, wd_given;
@@ -194,6 +195,10 @@ void lathe_trainer_usage(FILE *out, const char *prog) {
             "bits of one process: --batch stays the global batch, of which each process\n"
             "takes its B/P samples; rank 0 prints, logs and saves.  A native trainer needs\n"
             "a program for P (lathe compile --ranks); lathe train compiles one itself.\n"
+            "Each process runs on --threads, by default the cores shared among the\n"
+            "processes on its machine.  The gradients' all-gathers run while the earlier\n"
+            "layers are differentiated;\n"
+            "  --no-overlap           does each all-gather at once, where it starts\n"
             "\n"
             "A native trainer also takes one step and writes its results (loss, outputs,\n"
             "gradients, new parameters): TRAINER step --inputs B.safetensors -o OUT.safetensors\n"
@@ -497,37 +502,83 @@ static bool all_ready(const world *w, bool ok, const char *prog) {
 }
 
 /* The communication steps of a data-parallel program (lathe_rt_comm)
- * through lathe_dist_allgather.  Each process holds [outer][bytes] at src
+ * through lathe_dist_allgather, or lathe_dist_iallgather and
+ * lathe_dist_wait when they overlap the kernels (the default; --no-overlap:
+ * each at once where it starts).  Each process holds [outer][bytes] at src
  * and dst takes [outer][parts][bytes]; MPI gathers [parts][outer * bytes],
  * so a step with outer > 1, or whose src and dst overlap (MPI forbids it),
- * is gathered into scratch, allocated once before training for the largest
- * step, and rearranged from there. */
+ * is gathered into its own part of a scratch allocated before training, and
+ * rearranged from there once complete. */
 typedef struct {
     lathe_rt_comm comm;
+    const lathe_rt_program *p;
     uint8_t *scratch;
     size_t cap;
+    size_t *at;       /* per step: its part of scratch, or SIZE_MAX: straight into dst */
+    int *req;         /* per step under way: lathe_dist_iallgather's */
 } gatherer;
+
+static size_t block_of(const lathe_rt_gather *s) { return (size_t)(s->outer * s->bytes); }
+
+/* Step i's blocks from its scratch into dst. */
+static void rearrange(gatherer *g, int i) {
+    const lathe_rt_gather *s = &g->p->gathers[i];
+    if (g->at[i] == SIZE_MAX) return;
+    uint8_t *dst = g->p->arena + s->dst, *sc = g->scratch + g->at[i];
+    size_t n = (size_t)s->bytes;
+    for (int64_t o = 0; o < s->outer; o++)
+        for (int q = 0; q < s->parts; q++)
+            memcpy(dst + ((size_t)o * (size_t)s->parts + (size_t)q) * n, sc + ((size_t)q * (size_t)s->outer + (size_t)o) * n, n);
+}
+
+static int find_step(const gatherer *g, const uint8_t *src) {
+    for (int i = 0; i < g->p->ngathers; i++)
+        if (g->p->arena + g->p->gathers[i].src == src) return i;
+    return -1;
+}
 
 static int all_gather(lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts) {
     gatherer *g = c->ctx;
-    size_t block = (size_t)(outer * bytes), total = block * (size_t)parts, n = (size_t)bytes;
-    if (outer == 1 && (src >= dst + total || dst >= src + block))
-        return lathe_dist_allgather(src, block, dst, c->err, sizeof c->err);
-    if (total > g->cap) {
-        snprintf(c->err, sizeof c->err, "an all-gather of %zu bytes, more than the %zu its program has", total, g->cap);
-        return -1;
-    }
-    if (lathe_dist_allgather(src, block, g->scratch, c->err, sizeof c->err) != 0) return -1;
-    for (int64_t o = 0; o < outer; o++)
-        for (int p = 0; p < parts; p++)
-            memcpy(dst + ((size_t)o * (size_t)parts + (size_t)p) * n, g->scratch + ((size_t)p * (size_t)outer + (size_t)o) * n, n);
+    int i = find_step(g, src);
+    (void)outer, (void)bytes, (void)parts;
+    if (i < 0) return snprintf(c->err, sizeof c->err, "an all-gather the program does not have"), -1;
+    uint8_t *to = g->at[i] == SIZE_MAX ? dst : g->scratch + g->at[i];
+    if (lathe_dist_allgather(src, block_of(&g->p->gathers[i]), to, c->err, sizeof c->err) != 0) return -1;
+    rearrange(g, i);
     return 0;
+}
+
+static int start_gather(lathe_rt_comm *c, int i, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts) {
+    gatherer *g = c->ctx;
+    (void)outer, (void)bytes, (void)parts;
+    uint8_t *to = g->at[i] == SIZE_MAX ? dst : g->scratch + g->at[i];
+    return lathe_dist_iallgather(src, block_of(&g->p->gathers[i]), to, &g->req[i], c->err, sizeof c->err);
+}
+
+static int finish_gather(lathe_rt_comm *c, int i) {
+    gatherer *g = c->ctx;
+    if (lathe_dist_wait(g->req[i], c->err, sizeof c->err) != 0) return -1;
+    g->req[i] = -1;
+    rearrange(g, i);
+    return 0;
+}
+
+static void progress_gathers(lathe_rt_comm *c) {
+    (void)c;
+    lathe_dist_progress();
 }
 
 /* g for the communication steps of p, run on w's processes; false with a
  * message for a step that does not fit them. */
-static bool gatherer_init(gatherer *g, const lathe_rt_program *p, const world *w, const char *prog) {
-    *g = (gatherer){.comm = {.all_gather = all_gather, .ctx = g}};
+static bool gatherer_init(gatherer *g, const lathe_rt_program *p, const world *w, bool overlap, const char *prog) {
+    *g = (gatherer){.comm = {.all_gather = all_gather, .ctx = g}, .p = p};
+    if (overlap) g->comm.start = start_gather, g->comm.finish = finish_gather, g->comm.progress = progress_gathers;
+    g->at = malloc(sizeof *g->at * (size_t)(p->ngathers + 1));
+    g->req = malloc(sizeof *g->req * (size_t)(p->ngathers + 1));
+    if (!g->at || !g->req) {
+        fail(prog, "out of memory");
+        return false;
+    }
     for (int i = 0; i < p->ngathers; i++) {
         const lathe_rt_gather *s = &p->gathers[i];
         if (s->parts != w->procs || s->outer < 1 || s->bytes < 0 || s->outer * s->bytes > INT_MAX) {
@@ -535,8 +586,13 @@ static bool gatherer_init(gatherer *g, const lathe_rt_program *p, const world *w
                        "which this run cannot do", w->procs, s->parts, (long long)s->outer, (long long)s->bytes);
             return false;
         }
-        size_t total = (size_t)(s->outer * s->bytes) * (size_t)s->parts;
-        if (total > g->cap) g->cap = total;
+        size_t block = block_of(s), total = block * (size_t)s->parts;
+        g->req[i] = -1;
+        g->at[i] = SIZE_MAX;
+        if (s->outer > 1 || (s->src < s->dst + (int64_t)total && s->dst < s->src + (int64_t)block)) {
+            g->at[i] = g->cap; /* its own part: several may be under way */
+            g->cap += (total + 63) & ~(size_t)63;
+        }
     }
     if (!(g->scratch = malloc(g->cap ? g->cap : 1))) {
         fail(prog, "out of memory for the all-gathers' %zu bytes", g->cap);
@@ -1049,7 +1105,7 @@ static bool setup(session *s) {
     if (s->lead && f->save && (s->lock = lock_checkpoint(f->save, prog)) < 0) return false;
     if (!runner_init(&s->tr, s->w->train, f, prog)) return false;
     if (s->w->procs > 1) {
-        if (!gatherer_init(&s->comm, &s->tr.prog, s->w, prog)) return false;
+        if (!gatherer_init(&s->comm, &s->tr.prog, s->w, !s->f->no_overlap, prog)) return false;
         s->tr.prog.comm = &s->comm.comm;
     }
     /* which part of the batch this process holds (a dropout's draws depend on it) */
@@ -1114,6 +1170,8 @@ static void session_free(session *s) {
     free(s->idx);
     free(s->acc);
     free(s->comm.scratch);
+    free(s->comm.at);
+    free(s->comm.req);
     lathe_optim_free(s->opt);
     lathe_ds_free(s->d);
     lathe_ds_free(s->td);
@@ -1412,7 +1470,7 @@ static void flags_default(flags *f, const lathe_trainer_model *m) {
 int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
     enum { O_DATA = 2000, O_EVAL, O_EVAL_DATA, O_EPOCHS, O_STEPS, O_BATCH, O_SEED, O_SHUFFLE, O_LOAD, O_NOSTRICT,
            O_SAVE, O_SAVE_EVERY, O_LOG_EVERY, O_SCHED, O_WARMUP, O_CLIP_NORM, O_CLIP_VALUE, O_ACCUMULATE, O_LOG_FILE,
-           O_NORMALIZE, O_RANDOM_CROP, O_HFLIP };
+           O_NORMALIZE, O_RANDOM_CROP, O_HFLIP, O_NO_OVERLAP };
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"eval", no_argument, 0, O_EVAL},
         {"eval-data", required_argument, 0, O_EVAL_DATA}, {"epochs", required_argument, 0, O_EPOCHS},
@@ -1429,7 +1487,8 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         {"clip-grad-norm", required_argument, 0, O_CLIP_NORM}, {"clip-grad-value", required_argument, 0, O_CLIP_VALUE},
         {"accumulate", required_argument, 0, O_ACCUMULATE}, {"log-file", required_argument, 0, O_LOG_FILE},
         {"normalize", required_argument, 0, O_NORMALIZE}, {"random-crop", required_argument, 0, O_RANDOM_CROP},
-        {"hflip", no_argument, 0, O_HFLIP}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"hflip", no_argument, 0, O_HFLIP}, {"no-overlap", no_argument, 0, O_NO_OVERLAP},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *prog = argc > 0 ? argv[0] : "trainer";
     flags f;
     flags_default(&f, m);
@@ -1451,6 +1510,7 @@ int lathe_trainer_main(const lathe_trainer_model *m, int argc, char **argv) {
         case O_SAVE: f.save = optarg; break;
         case O_LOG_FILE: f.log_file = optarg; break;
         case O_HFLIP: f.hflip = true; break;
+        case O_NO_OVERLAP: f.no_overlap = true; break;
         case O_NORMALIZE: {
             char err[512];
             if (lathe_ds_parse_normalize(optarg, &f.norm, err, sizeof err) != 0) {

@@ -464,6 +464,17 @@ static void test_dp_bits(void **state) {
         rank_ctx rk[4];
         run_ranks(what, g, &t, (lt_shard_opts){S, P, false}, B, rk);
         for (int r = 0; r < P; r++) same_bits(what, one, rk[r].p, r, P);
+        /* overlap: every gather completes after it starts, and the weight
+         * gradients' gathers run under later kernels (their sums moved last) */
+        const lathe_rt_program *rp = &rk[0].p->rt;
+        int under = 0;
+        for (int i = 0; i < rp->ngathers; i++) {
+            const lathe_rt_gather *gt = &rp->gathers[i];
+            if (!(gt->wait > gt->kernel && gt->wait < rp->nkernels && !rp->kernels[gt->kernel].fn && !rp->kernels[gt->wait].fn))
+                fail_msg("%s: gather %d starts at step %d and completes at %d of %d", what, i, gt->kernel, gt->wait, rp->nkernels);
+            for (int k = gt->kernel + 1; k < gt->wait && !under; k++) under = rp->kernels[k].fn != NULL;
+        }
+        if (!under) fail_msg("%s: no kernel runs while a gather is under way", what);
         for (int r = 0; r < P; r++) lathe_program_free(rk[r].p);
         lathe_program_free(one);
         lathe_graph_free(g);

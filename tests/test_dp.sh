@@ -308,6 +308,13 @@ for np in 2 3; do
 done
 show $f0
 
+# the gathers done at once where they start (no overlap): the same bits
+f0=$fail
+run c2n timeout 300 $MPIRUN -np 2 "$TMP/T" $IF --no-overlap --save "$TMP/c2n"
+check "native, np 2, --no-overlap: status 0 ($rc)" [ "$rc" -eq 0 ]
+check "native, np 2, --no-overlap: the tensors of one process" "$M" same "$TMP/cref" "$TMP/c2n"
+show $f0
+
 # (b) lathe train (JIT) under mpirun: the native trainer's bits
 f0=$fail
 run jit2 timeout 300 $MPIRUN -np 2 "$LATHE" train "$TMP/dp_small.lathe" $S $IF --save "$TMP/jit2"

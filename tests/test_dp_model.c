@@ -150,7 +150,7 @@ static const lathe_kernel_fn kernel_fns[NPROGS][4] = {
 #undef ROW
 };
 
-enum { MAXK = 6, NT = 6 };
+enum { MAXK = 8, NT = 6 };
 static lathe_rt_kernel kernels[NPROGS][MAXK];
 static lathe_rt_gather gathers[NPROGS][2];
 static lathe_rt_copy copies[NPROGS][1];
@@ -170,13 +170,17 @@ static lathe_rt_compiled build(int i, int procs, bool local) {
     int nk = 0, ng = 0;
     kernels[i][nk++] = (lathe_rt_kernel){kernel_fns[i][0], 1};
     if (procs > 1 && !local) {
-        gathers[i][ng++] = (lathe_rt_gather){nk, l->mu_mine, l->mu_all, 1, s * D * 4, procs};
-        kernels[i][nk++] = (lathe_rt_kernel){NULL, 1};
+        gathers[i][ng++] = (lathe_rt_gather){.kernel = nk, .wait = nk + 1, .src = l->mu_mine, .dst = l->mu_all, .outer = 1,
+                                             .bytes = s * D * 4, .parts = procs};
+        kernels[i][nk++] = (lathe_rt_kernel){NULL, 1}; /* start */
+        kernels[i][nk++] = (lathe_rt_kernel){NULL, 1}; /* wait */
     }
     kernels[i][nk++] = (lathe_rt_kernel){kernel_fns[i][1], 1};
     kernels[i][nk++] = (lathe_rt_kernel){kernel_fns[i][2], 1};
     if (procs > 1) {
-        gathers[i][ng++] = (lathe_rt_gather){nk, l->part_mine, l->part_all, NV, s * 4, procs};
+        gathers[i][ng++] = (lathe_rt_gather){.kernel = nk, .wait = nk + 1, .src = l->part_mine, .dst = l->part_all,
+                                             .outer = NV, .bytes = s * 4, .parts = procs};
+        kernels[i][nk++] = (lathe_rt_kernel){NULL, 1};
         kernels[i][nk++] = (lathe_rt_kernel){NULL, 1};
     }
     kernels[i][nk++] = (lathe_rt_kernel){kernel_fns[i][3], 1};
