@@ -27,10 +27,12 @@ fi
 ninja -C build >/dev/null
 
 if [ "${1:-}" != "--no-run" ]; then
-    # The main job: compile the Fashion-MNIST CNN into a native trainer, train
-    # one epoch (SGD lr 0.05, momentum 0.9, batch 64), print the test accuracy,
-    # and draw the run's log (a JSON line per step) as a picture.
-    ./build/lathe compile examples/fashion_cnn.lathe -o build/fashion_cnn
+    # The main job: compile the Fashion-MNIST CNN into a native trainer (with
+    # its program for 2 processes too: mpirun -np 2 build/fashion_cnn ... trains
+    # the same run data-parallel, to the same bits), train one epoch (SGD lr
+    # 0.05, momentum 0.9, batch 64), print the test accuracy, and draw the
+    # run's log (a JSON line per step) as a picture.
+    ./build/lathe compile examples/fashion_cnn.lathe -o build/fashion_cnn --ranks 2
     rm -f build/fashion_cnn.jsonl   # --log-file appends: one run per picture
     ./build/fashion_cnn --data /usr/share/datasets/fashion-mnist --epochs 1 \
         --lr 0.05 --momentum 0.9 --shuffle --eval --log-file build/fashion_cnn.jsonl

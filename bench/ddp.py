@@ -8,12 +8,15 @@ examples/fashion_torch.py, the same layers and PyTorch's default
 initialization) trained at a global batch of 64 with SGD (lr 0.05, momentum
 0.9), shuffled, for one epoch (937 steps, 59968 samples: the last partial
 batch dropped, as Lathe's trainer does) or for --steps N steps (the same N for
-every configuration; a quick run).  Five configurations, each as separate
+every configuration; a quick run).  The configurations, each as separate
 processes, interleaved over --repeat rounds:
 
   (a) Lathe, 1 process x 2 threads     the native trainer, --threads 2
   (b) Lathe, 1 process x 1 thread      --threads 1
   (c) Lathe, 2 ranks x 1 thread        mpirun --bind-to none -np 2 TRAINER --threads 1
+                                       (synchronized batch norm, overlapped gathers)
+  (g) the same with --local-bn         batch norm per rank, as DDP's default
+  (h) the same with --no-overlap       each gather at once
   (d) PyTorch, 1 process x 1 thread    torch.set_num_threads(1)
   (e) PyTorch DDP, 2 ranks x 1 thread  gloo on 127.0.0.1, each rank 32 of each
                                        global batch of 64 (DistributedSampler's
@@ -42,7 +45,7 @@ efficiency, (2 ranks x 1 thread) / (2 x 1 process x 1 thread) (Lathe's target
 
 Needs Debian's python3-torch and python3-numpy, Open MPI's mpirun and the
 Fashion-MNIST files (/usr/share/datasets/fashion-mnist).  A full run (three
-rounds of five epochs; PyTorch's on one thread is the longest, about 35 s on
+rounds of seven epochs; PyTorch's on one thread is the longest, about 35 s on
 a 2-core Xeon) takes about 6 minutes; --steps 100 --repeat 1 about 15 s.
 """
 import argparse
@@ -208,9 +211,9 @@ def torch_run(a, world, sync_bn=False):
 SUMMARY = re.compile(r"(\d+) steps? \((\d+) samples, .*?\) in [0-9.]+ s, ([0-9.]+) samples/s; final loss (\S+)")
 
 
-def lathe_run(a, trainer, threads, ranks):
+def lathe_run(a, trainer, threads, ranks, extra=()):
     flags = ["--data", DATA, "--lr", str(LR), "--momentum", str(MOMENTUM), "--shuffle", "--seed", "0",
-             "--threads", str(threads), "--log-every", "0"]
+             "--threads", str(threads), "--log-every", "0", *extra]
     flags += ["--steps", str(a.steps)] if a.steps else ["--epochs", "1"]
     cmd = [trainer, *flags]
     if ranks > 1:
@@ -302,7 +305,18 @@ def main():
             trainer, ranked, note = compile_trainer(a, tmp)
             configs += [("a", "Lathe, 1 process × 2 threads", lambda: lathe_run(a, trainer, 2, 1)),
                         ("b", "Lathe, 1 process × 1 thread", lambda: lathe_run(a, trainer, 1, 1))]
-            configs.append(("c", "Lathe, 2 ranks × 1 thread (mpirun)", lambda: lathe_run(a, trainer, 1, 2)))
+            configs.append(("c", "Lathe, 2 ranks × 1 thread (mpirun), synchronized BatchNorm",
+                            lambda: lathe_run(a, trainer, 1, 2)))
+            if ranked:  # the same with DDP's batch norm, and without overlap
+                local = trainer + "_local_bn"
+                q = subprocess.run([os.path.join(a.build, "lathe"), "compile",
+                                    os.path.join(ROOT, "examples", "fashion_cnn.lathe"), "-o", local, "--ranks", "1,2",
+                                    "--local-bn"], capture_output=True, text=True)
+                if q.returncode == 0:
+                    configs.append(("g", "Lathe, 2 ranks × 1 thread (mpirun), BatchNorm per rank (--local-bn)",
+                                    lambda: lathe_run(a, local, 1, 2)))
+                configs.append(("h", "Lathe, 2 ranks × 1 thread (mpirun), synchronized BatchNorm, --no-overlap",
+                                lambda: lathe_run(a, trainer, 1, 2, ["--no-overlap"])))
         if do_torch:
             configs += [("d", "PyTorch, 1 process × 1 thread", lambda: torch_run(a, 1)),
                         ("e", "PyTorch DDP (gloo), 2 ranks × 1 thread, BatchNorm per rank",
@@ -353,9 +367,11 @@ def main():
 
     if do_lathe and do_torch:
         ratio(m("c"), m("e"), "Lathe 2 ranks / PyTorch DDP 2 ranks, (c)/(e)", 2.0)
+        ratio(m("g"), m("e"), "the same, both with BatchNorm per rank, (g)/(e)", 2.0)
         ratio(m("b"), m("d"), "Lathe / PyTorch, 1 process × 1 thread, (b)/(d)")
     if do_lathe:
         ratio(m("c"), m("b"), "Lathe scaling efficiency, (c) / (2 × (b))", 0.90, scale=2.0)
+        ratio(m("c"), m("h"), "Lathe 2 ranks with overlap / without, (c)/(h)")
     if do_torch:
         ratio(m("e"), m("d"), "PyTorch DDP scaling efficiency, (e) / (2 × (d))", scale=2.0)
     if do_lathe:
