@@ -1399,14 +1399,14 @@ static bool row_scales(fz *z, int procs) {
  * gather's statistics that per-sample values use (batch norm's) stay where
  * they are.  Moving them changes no value. */
 
-static void collect_bufs(const lt_expr *e, bool *seen) {
+void lt_expr_loads(const lt_expr *e, bool *seen) {
     if (!e) return;
     if (e->kind == X_LOAD) seen[e->buf] = true;
-    collect_bufs(e->a, seen);
-    collect_bufs(e->b, seen);
-    collect_bufs(e->c, seen);
-    collect_bufs(e->body, seen);
-    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) collect_bufs(e->lo[i], seen), collect_bufs(e->hi[i], seen);
+    lt_expr_loads(e->a, seen);
+    lt_expr_loads(e->b, seen);
+    lt_expr_loads(e->c, seen);
+    lt_expr_loads(e->body, seen);
+    for (int i = 0; e->kind == X_REDUCE && i < e->nvars; i++) lt_expr_loads(e->lo[i], seen), lt_expr_loads(e->hi[i], seen);
 }
 
 static bool defer_after_gathers(lt_fused *f) {
@@ -1424,8 +1424,8 @@ static bool defer_after_gathers(lt_fused *f) {
     for (int pass = 0; ok && pass < 2; pass++)
         for (int i = pass ? nk - 1 : 0; pass ? i >= 0 : i < nk; i += pass ? -1 : 1) {
             memset(seen, 0, (size_t)nb);
-            collect_bufs(f->ks[i].value, seen);
-            for (int s = 0; s < f->ks[i].nseg; s++) collect_bufs(f->ks[i].segv[s], seen);
+            lt_expr_loads(f->ks[i].value, seen);
+            for (int s = 0; s < f->ks[i].nseg; s++) lt_expr_loads(f->ks[i].segv[s], seen);
             if (pass) later[i] = tainted[i] && !blocked[i]; /* every kernel that reads it went later */
             for (int b = 0; b < nb; b++) {
                 int w = seen[b] && b != f->ks[i].buf ? writer[b] : -1;

@@ -22,17 +22,6 @@ static void buf_label(const lt_fused *f, int b, char *s, size_t len) {
     else snprintf(s, len, "#%d %%%d %s %s", b, kb->node, lt_ops[f->g->nodes[kb->node]->op].name, ts);
 }
 
-static void collect_loads(const lt_expr *e, bool *seen) {
-    if (!e) return;
-    if (e->kind == X_LOAD) seen[e->buf] = true;
-    collect_loads(e->a, seen);
-    collect_loads(e->b, seen);
-    collect_loads(e->c, seen);
-    collect_loads(e->body, seen);
-    if (e->kind == X_REDUCE)
-        for (int i = 0; i < e->nvars; i++) collect_loads(e->lo[i], seen), collect_loads(e->hi[i], seen);
-}
-
 /* Which graph nodes are backward: created after the first gradient output's
  * forward part is unknowable after simplification, so a node counts as
  * backward when it reaches a gradient output and no plain output. */
@@ -95,7 +84,7 @@ void lt_fused_print(FILE *out, const lt_fused *f) {
         }
         fputc('\n', out);
         memset(seen, 0, (size_t)f->nbufs * sizeof(bool));
-        collect_loads(k->value, seen);
+        lt_expr_loads(k->value, seen);
         fprintf(out, "  reads:");
         for (int b = 0; b < f->nbufs; b++)
             if (seen[b]) {

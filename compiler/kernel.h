@@ -258,6 +258,8 @@ double lt_node_flops(const lathe_node *n);
  * depend on how many rows a product has count the whole batch's.  Returns
  * NULL only when out of memory; errors are recorded in g. */
 lt_fused *lt_fuse(lathe_graph *g, const lt_target *target, int procs);
+/* fuse.c: seen[b] set for every buffer b that e loads. */
+void lt_expr_loads(const lt_expr *e, bool *seen);
 /* plan.c: every buffer's lifetime from the kernels that write and read it,
  * in-place reuse where a kernel reads a buffer for the last time only at its
  * own element, and the arena offsets (lt_plan).  Errors are recorded in f->g. */

@@ -167,9 +167,10 @@ static lathe_node *local_op(shard *s, const lathe_node *n, lathe_node **in) {
     if (s->P == 1 || b.kind != LT_BATCH_AXIS) return lt_make(s->dst, n->op, n->nin, in, n->attr);
     int64_t E = n->shape[b.axis], e = E / s->P;
     if (n->op == LT_OP_RESHAPE || n->op == LT_OP_BROADCAST_TO) {
-        lt_attr at = n->attr[0];
-        at.v[b.axis] = e;
-        return lt_make(s->dst, n->op, n->nin, in, &at);
+        lt_attr at[LT_MAX_ATTRS];
+        memcpy(at, n->attr, sizeof at);
+        at[0].v[b.axis] = e;
+        return lt_make(s->dst, n->op, n->nin, in, at);
     }
     switch (lt_ops[n->op].kind) {
     case LT_UNARY: case LT_BINARY: case LT_COMPARE: case LT_WHERE:

@@ -228,7 +228,10 @@ int lathe_dist_allreduce_sum(void *buf, size_t n, lathe_rt_dtype dtype, char *er
     return 0;
 }
 
-int lathe_dist_allgather(const void *send, size_t nbytes, void *recv, char *err, size_t errlen) {
+/* What an all-gather of equal blocks does before MPI: -1 with a message
+ * for bad arguments, 0 when that was all (no bytes; one process without MPI:
+ * its block copied), 1 when MPI has the rest to do. */
+static int gather_start(const void *send, size_t nbytes, void *recv, char *err, size_t errlen) {
     if (!dist.up) return not_initialized("all-gather", err, errlen);
     if (nbytes > INT_MAX) {
         lt_errf(err, errlen, "all-gather: blocks of %zu bytes, more than INT_MAX", nbytes);
@@ -243,6 +246,12 @@ int lathe_dist_allgather(const void *send, size_t nbytes, void *recv, char *err,
         memcpy(recv, send, nbytes);
         return 0;
     }
+    return 1;
+}
+
+int lathe_dist_allgather(const void *send, size_t nbytes, void *recv, char *err, size_t errlen) {
+    int go = gather_start(send, nbytes, recv, err, errlen);
+    if (go <= 0) return go;
 #ifdef LATHE_HAVE_MPI
     /* one element of nbytes bytes per rank: the total may pass INT_MAX */
     MPI_Datatype block;
@@ -269,20 +278,8 @@ static bool pending_on[LATHE_DIST_MAX_PENDING];
 
 int lathe_dist_iallgather(const void *send, size_t nbytes, void *recv, int *req, char *err, size_t errlen) {
     *req = -1;
-    if (!dist.up) return not_initialized("all-gather", err, errlen);
-    if (nbytes > INT_MAX) {
-        lt_errf(err, errlen, "all-gather: blocks of %zu bytes, more than INT_MAX", nbytes);
-        return -1;
-    }
-    if (nbytes && (!send || !recv)) {
-        lt_errf(err, errlen, "all-gather: NULL buffer for blocks of %zu bytes", nbytes);
-        return -1;
-    }
-    if (nbytes == 0) return 0;
-    if (!dist.mpi) {
-        memcpy(recv, send, nbytes);
-        return 0;
-    }
+    int go = gather_start(send, nbytes, recv, err, errlen);
+    if (go <= 0) return go;
 #ifdef LATHE_HAVE_MPI
     int slot = 0;
     while (slot < LATHE_DIST_MAX_PENDING && pending_on[slot]) slot++;
