@@ -161,6 +161,19 @@ typedef enum { LATHE_DUMP_TEXT, LATHE_DUMP_DOT } lathe_dump_format;
 lathe_status lathe_dump(lathe_graph *g, lathe_stage stage, const lathe_target *target, lathe_dump_format format,
                         FILE *out);
 
+/* lathe_dump of a data-parallel program (docs/INTERNALS.md), as `lathe
+ * compile --shards S --ranks P` builds it: every input of g is per-sample
+ * data with the batch on axis 0 (a trainer's graph); from the decomposed
+ * stage on, every reduction over the batch is an ordered sum of `shards`
+ * partials, and with procs > 1 the program is one process's part of procs:
+ * its B/procs samples, all_gather nodes (communication steps in fused and
+ * plan) before the sums.  local_bn: batch norm's statistics per process.
+ * A graph that cannot be sharded for procs > 1 is an error
+ * (LATHE_ERR_UNSUPPORTED, with the node and why); for one process it
+ * prints the unsharded program. */
+lathe_status lathe_dump_parallel(lathe_graph *g, lathe_stage stage, const lathe_target *target, int shards, int procs,
+                                 bool local_bn, lathe_dump_format format, FILE *out);
+
 #ifdef __cplusplus
 }
 #endif

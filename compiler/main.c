@@ -42,6 +42,7 @@ static const char *dump_usage =
     "usage: lathe dump FILE [--stage STAGE] [--loss NAME] [--format text|dot] [-o OUT]\n"
     "                       [-D NAME=VALUE] [--batch B] [--eval]\n"
     "                       [--target-cpu CPU] [--target-features FEATURES]\n"
+    "                       [--shards S] [--procs P] [--local-bn]\n"
     "\n"
     "Reads FILE (a model description or Lathe's text IR, told apart by their text;\n"
     "'-' reads standard input), checks every op's operands, shapes and attributes,\n"
@@ -86,6 +87,12 @@ static const char *dump_usage =
     "                         this host), as lathe compile --target-cpu does\n"
     "  --target-features F    LLVM CPU features to add (+f) or remove (-f), after the\n"
     "                         CPU's own, comma-separated (+avx512f,-fma)\n"
+    "  --shards S             decomposed on: the data-parallel program (lathe compile\n"
+    "                         --shards): every reduction over the batch an ordered sum\n"
+    "                         of S partials, the file's inputs taken as per-sample data\n"
+    "  --procs P              ... and one process's part of P (its B/P samples, the\n"
+    "                         all_gathers of the partials; S defaults to P)\n"
+    "  --local-bn             ... with batch norm's statistics per process\n"
     "  -h, --help             show this help\n"
     "\n"
     "Errors name FILE:LINE:COLUMN and what was expected; the exit status is 1.\n";
@@ -287,13 +294,14 @@ static bool parse_batch(const char *verb, const char *s, int64_t *out) {
     return true;
 }
 
-/* --shards S: false with a message when S is not a positive integer. */
-static bool parse_shards(const char *verb, const char *s, int *out) {
+/* --shards S (or another count, flag): false with a message when S is not
+ * an integer from 1 to 4096. */
+static bool parse_count(const char *verb, const char *flag, const char *s, int *out) {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
     if (errno || end == s || *end || v < 1 || v > 4096) {
-        fprintf(stderr, "lathe %s: --shards %s: expected an integer from 1 to 4096\n", verb, s);
+        fprintf(stderr, "lathe %s: %s %s: expected an integer from 1 to 4096\n", verb, flag, s);
         return false;
     }
     *out = (int)v;
@@ -340,7 +348,7 @@ static int cmd_compile(int argc, char **argv) {
         case 'c': target.cpu = optarg; break;
         case 'F': target.features = optarg; break;
         case O_RANKS: if (!parse_ranks(optarg, ranks, &nranks)) return 2; break;
-        case O_SHARDS: if (!parse_shards("compile", optarg, &shards)) return 2; break;
+        case O_SHARDS: if (!parse_count("compile", "--shards", optarg, &shards)) return 2; break;
         case O_LOCAL_BN: local_bn = true; break;
         case 'h': fputs(compile_usage, stdout); return 0;
         default: fputs(compile_usage, stderr); return 2;
@@ -428,10 +436,10 @@ static int cmd_run(int argc, char **argv, lathe_run_kind kind) {
     for (int i = 1; i < argc; i++) {
         int drop = 0;
         if (!strncmp(argv[i], "--shards=", 9)) {
-            if (!parse_shards(verb, argv[i] + 9, &shards)) return 2;
+            if (!parse_count(verb, "--shards", argv[i] + 9, &shards)) return 2;
             drop = 1;
         } else if (!strcmp(argv[i], "--shards")) {
-            if (i + 1 >= argc || !parse_shards(verb, argv[i + 1], &shards)) {
+            if (i + 1 >= argc || !parse_count(verb, "--shards", argv[i + 1], &shards)) {
                 if (i + 1 >= argc) fprintf(stderr, "lathe %s: --shards needs a value\n", verb);
                 return 2;
             }
@@ -459,8 +467,13 @@ static int cmd_dump(int argc, char **argv) {
                                          {"target-cpu", required_argument, 0, 'c'},
                                          {"target-features", required_argument, 0, 'F'},
                                          {"help", no_argument, 0, 'h'},
+                                         {"shards", required_argument, 0, 1000},
+                                         {"procs", required_argument, 0, 1001},
+                                         {"local-bn", no_argument, 0, 1002},
                                          {0, 0, 0, 0}};
     const char *format = "text", *out_path = NULL, *stage_name = "traced", *loss = NULL;
+    int shards = 1, procs = 1;
+    bool local_bn = false;
     model_opts mo = {0};
     lathe_target target = {0};
     bool eval = false;
@@ -477,6 +490,9 @@ static int cmd_dump(int argc, char **argv) {
         case 'o': out_path = optarg; break;
         case 'c': target.cpu = optarg; break;
         case 'F': target.features = optarg; break;
+        case 1000: if (!parse_count("dump", "--shards", optarg, &shards)) return 2; break;
+        case 1001: if (!parse_count("dump", "--procs", optarg, &procs)) return 2; break;
+        case 1002: local_bn = true; break;
         case 'h': fputs(dump_usage, stdout); return 0;
         default: fputs(dump_usage, stderr); return 2;
         }
@@ -552,8 +568,10 @@ static int cmd_dump(int argc, char **argv) {
         lathe_graph_free(g);
         return 1;
     }
+    if (procs > 1 && shards == 1) shards = procs; /* --procs P alone: P shards */
     if (st == LATHE_OK)
-        st = lathe_dump(g, (lathe_stage)stage, &target, strcmp(format, "dot") == 0 ? LATHE_DUMP_DOT : LATHE_DUMP_TEXT, out);
+        st = lathe_dump_parallel(g, (lathe_stage)stage, &target, shards, procs, local_bn,
+                                 strcmp(format, "dot") == 0 ? LATHE_DUMP_DOT : LATHE_DUMP_TEXT, out);
     if (out != stdout && fclose(out) != 0 && st == LATHE_OK) st = LATHE_ERR_IO;
     if (st != LATHE_OK && *lathe_graph_error(g)) fprintf(stderr, "lathe dump: %s\n", lathe_graph_error(g));
     else if (st != LATHE_OK) fprintf(stderr, "lathe dump: writing failed: %s\n", lathe_status_name(st));

@@ -142,13 +142,22 @@ void lt_build_free(lt_build *b) {
 
 lathe_status lathe_dump(lathe_graph *g, lathe_stage stage, const lathe_target *target, lathe_dump_format format,
                         FILE *out) {
+    return lathe_dump_parallel(g, stage, target, 1, 1, false, format, out);
+}
+
+lathe_status lathe_dump_parallel(lathe_graph *g, lathe_stage stage, const lathe_target *target, int shards, int procs,
+                                 bool local_bn, lathe_dump_format format, FILE *out) {
+    if (shards < 1 || procs < 1 || shards % procs)
+        return lt_fail(g, LATHE_ERR_ARG, "dump: %d shards on %d processes: the processes must divide the shards", shards,
+                       procs), LATHE_ERR_ARG;
     if ((int)stage < 0 || stage >= LATHE_STAGE_JIT)
         return lt_fail(g, LATHE_ERR_ARG, "dump: stage %d has nothing to print (traced .. asm do)", (int)stage), LATHE_ERR_ARG;
     if (format == LATHE_DUMP_DOT && stage > LATHE_STAGE_DECOMPOSED)
         return lt_fail(g, LATHE_ERR_ARG, "dump: DOT is for graph stages (traced, grad, opt, decomposed)"), LATHE_ERR_ARG;
     if (g->status != LATHE_OK) return g->status;
     lt_target t;
-    lt_build b = {.g = g, .target = &t, .asm_text = true, .threads = 1, .done = LATHE_STAGE_TRACED};
+    lt_build b = {.g = g, .target = &t, .asm_text = true, .threads = 1, .done = LATHE_STAGE_TRACED,
+                  .shard = {shards, procs, local_bn}};
     lathe_status st = stage >= LATHE_STAGE_FUSED ? lt_target_init(&t, target, b.err, sizeof b.err) : LATHE_OK;
     if (st == LATHE_OK) st = lt_build_run(&b, stage);
     if (st == LATHE_OK) switch (stage) {

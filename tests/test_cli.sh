@@ -218,6 +218,18 @@ while read -r id op; do
 done <"$TMP/cited"
 check "the fused and plan dumps cite nodes" [ "$(wc -l <"$TMP/cited")" -gt 100 ]
 check "every node they cite is in the decomposed stage, with its op" [ "$missing" -eq 0 ]
+
+# a data-parallel program's dumps: one process's part of 2 (half the batch,
+# gathers before the sums, communication steps among the kernels)
+"$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --stage decomposed >"$TMP/pd" 2>&1
+check "dump --procs 2 exits 0" [ $? -eq 0 ]
+check "dump --procs 2: the input holds 4 of the 8 samples" grep -q 'input "image" f32\[4,' "$TMP/pd"
+check "dump --procs 2: the partials are gathered from 2 processes" grep -q "= all_gather .* parts=2" "$TMP/pd"
+"$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --stage fused >"$TMP/pf" 2>&1
+check "dump --procs 2 --stage fused shows the communication steps" grep -q "communication: all-gather along dim 0 from 2 processes" "$TMP/pf"
+"$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --shards 3 >"$TMP/out" 2>&1
+check "dump: 3 shards on 2 processes exits 1" [ $? -eq 1 ]
+check "dump: 3 shards on 2 processes says why" contains "$TMP/out" "3 shards on 2 processes: the processes must divide the shards"
 "$LATHE" dump "$EX/mlp.lathe" --stage decomposed --format dot >"$TMP/out" 2>&1
 check "decomposed as dot" contains "$TMP/out" "digraph"
 
