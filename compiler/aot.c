@@ -288,12 +288,24 @@ static lathe_status compile_all(const lathe_trainer_spec *s, int backend, const 
             }
             return LATHE_ERR_ARG;
         }
+    if (s->shards > 0 && s->info.batch % S) {
+        snprintf(err, errlen, "--shards %d: a batch of %lld samples does not split into %d shards", S,
+                 (long long)s->info.batch, S);
+        return LATHE_ERR_ARG;
+    }
     lathe_graph *failed = NULL;
     lt_shard_opts o = {S, 1, s->local_bn};
     if (one) {
         ps->tr = lt_compile(s->train, backend, &t, obj ? "lathe_train_k" : NULL, &o);
         if (!ps->tr) failed = s->train;
         else ps->shards = ps->tr->b.shard.shards;
+        if (ps->tr && s->shards > 1 && ps->shards == 1) { /* asked for, and the model cannot be sharded */
+            snprintf(err, errlen, "--shards %d: %s cannot be sharded: its values mix the samples of the batch otherwise "
+                     "than by sums over it (lathe dump %s --procs %d --stage decomposed names the node)", S, s->info.name,
+                     s->info.source ? s->info.source : "MODEL", S);
+            programs_free(ps);
+            return LATHE_ERR_UNSUPPORTED;
+        }
     }
     if (!failed && s->eval && !(ps->ev = lt_compile(s->eval, backend, &t, obj ? "lathe_eval_k" : NULL, NULL)))
         failed = s->eval;

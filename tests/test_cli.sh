@@ -227,6 +227,12 @@ check "dump --procs 2: the input holds 4 of the 8 samples" grep -q 'input "image
 check "dump --procs 2: the partials are gathered from 2 processes" grep -q "= all_gather .* parts=2" "$TMP/pd"
 "$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --stage fused >"$TMP/pf" 2>&1
 check "dump --procs 2 --stage fused shows the communication steps" grep -q "communication: all-gather along dim 0 from 2 processes" "$TMP/pf"
+"$LATHE" compile "$EX/mlp.lathe" -o "$TMP/never" --shards 5 >"$TMP/out" 2>&1
+check "compile --shards 5 on batch 64 exits 1" [ $? -eq 1 ]
+check "compile --shards 5 on batch 64 says why" contains "$TMP/out" "--shards 5: a batch of 64 samples does not split into 5 shards"
+"$LATHE" train "$EX/mlp.lathe" --shards 7 --data "$TMP/none" >"$TMP/out" 2>&1
+check "train --shards 7 on batch 64 exits 1" [ $? -eq 1 ]
+check "train --shards 7 on batch 64 says why" contains "$TMP/out" "--shards 7: a batch of 64 samples does not split into 7 shards"
 "$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --shards 3 >"$TMP/out" 2>&1
 check "dump: 3 shards on 2 processes exits 1" [ $? -eq 1 ]
 check "dump: 3 shards on 2 processes says why" contains "$TMP/out" "3 shards on 2 processes: the processes must divide the shards"
