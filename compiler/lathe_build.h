@@ -31,9 +31,11 @@ typedef struct {
      * (weight gradients, the loss, batch norm's statistics) is an ordered
      * sum of `shards` partial sums, each over B / shards consecutive
      * samples, so that P processes (P dividing shards) give the bits of one.
-     * 0: lathe_default_shards(info.batch); 1: none (one process only; a
-     * graph whose values mix the samples of the batch cannot be sharded and
-     * gets 1 as well). */
+     * 0: lathe_default_shards(info.batch), or 1 for a graph whose values
+     * mix the samples of the batch (it cannot be sharded); 1: none (one
+     * process only).  An explicit count that does not divide the batch, or
+     * for a graph that cannot be sharded, fails (LATHE_ERR_ARG,
+     * LATHE_ERR_UNSUPPORTED). */
     int shards;
     bool local_bn;               /* batch norm's statistics per process (PyTorch DDP's default), not over the global batch */
     const int *ranks;            /* lathe_build_trainer: the process counts above 1 to compile a program for */
