@@ -235,7 +235,7 @@ static int run_cmd(char *const *argv, char *err, size_t errlen) {
 }
 
 int lathe_default_shards(int64_t batch) {
-    int64_t a = batch > 0 ? batch : 1, b = 6;
+    int64_t a = batch > 0 ? batch : 1, b = 12;
     while (b) {
         int64_t t = a % b;
         a = b, b = t;

@@ -42,10 +42,8 @@ typedef struct {
     int nranks;
 } lathe_trainer_spec;
 
-/* The default shard count of a batch of B samples: gcd(B, 6) (64: 2, for 1
- * or 2 processes; 48: 6, for 1, 2, 3 or 6).  Each process gathers every
- * other process's partials, so fewer shards cost less communication; more
- * processes need more (--shards). */
+/* The default shard count of a batch of B samples: gcd(B, 12) (64: 4, for
+ * 1, 2 or 4 processes; 48: 12, for 1, 2, 3, 4, 6 or 12). */
 int lathe_default_shards(int64_t batch);
 
 /* `lathe compile`: compile both graphs into object code for s->target, write

@@ -123,7 +123,7 @@ static const char *compile_usage =
     "  --shards S               every reduction over the batch (gradients, the loss, batch\n"
     "                           norm's statistics) is an ordered sum of S partial sums of\n"
     "                           B/S samples, so P processes give the bits of one (default:\n"
-    "                           gcd(B, 6), e.g. 2 for batch 64; 1: none, one process only)\n"
+    "                           gcd(B, 12), e.g. 4 for batch 64; 1: none, one process only)\n"
     "  --local-bn               batch norm's statistics over each process's own samples\n"
     "                           (PyTorch DDP's default); without it they are over the\n"
     "                           global batch, as SyncBatchNorm's\n"

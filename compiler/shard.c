@@ -9,11 +9,13 @@
  *   conv2d's weight gradient            one per shard of images, stacked, summed
  *   index_select_backward               one per shard of tokens, stacked, summed
  *
- * For one process of P, the copy holds its B/P samples: batch inputs and
- * every value along the batch get the local extent (local_op), each
- * reduction computes this process's S/P partials, and an all_gather along
- * the shard axis brings every process's before the ordered sum -- the same
- * partials, the same sum, the same bits as one process. */
+ * "Summed over the shard axis" is a fixed tree (combine).  For one process
+ * of P, the copy holds its B/P samples: batch inputs and every value along
+ * the batch get the local extent (local_op), each reduction computes this
+ * process's S/P partials and the tree's levels within them, and an
+ * all_gather along the shard axis brings every process's results before the
+ * rest of the tree -- the same partials, the same sums, the same bits as
+ * one process. */
 #include <stdio.h>
 #include <string.h>
 
@@ -60,11 +62,44 @@ static int64_t chunk(shard *s, const lathe_node *n, int64_t E, int64_t inner) {
 /* Partials p of reduction n (the shard axis at pos, this process's L of
  * them), gathered from every process and summed over it in shard order; a
  * statistic with local_stats: this process's alone, times P. */
+/* One level of the shards' sum: along axis pos (count entries), each group
+ * of f consecutive entries added left to right, as strided slices. */
+static lathe_node *add_groups(shard *s, lathe_node *p, int64_t pos, int64_t count, int64_t f) {
+    lathe_node *y = lathe_slice(s->dst, p, pos, 0, count, f);
+    for (int64_t j = 1; j < f; j++) y = lathe_add(s->dst, y, lathe_slice(s->dst, p, pos, j, count, f));
+    return y;
+}
+
+/* Partials p of reduction n (the shard axis at pos, this process's L of
+ * them), summed in the shards' fixed order: a tree whose levels add groups
+ * of S's prime factors, smallest first (4 shards: (p0 + p1) + (p2 + p3)).
+ * A process adds the levels whose groups lie within its L shards itself,
+ * all-gathers what that leaves (one partial per process when L is a power of
+ * two), and every process adds the remaining levels: the same sums as one
+ * process, the same bits, and less to gather.  A statistic with
+ * local_stats: this process's alone, times P. */
 static lathe_node *combine(shard *s, const lathe_node *n, lathe_node *p, int64_t pos) {
     note_partial(s, p);
     bool own = s->local && s->stat[n->id] && !s->global_now;
-    if (s->P > 1 && !own) p = lathe_all_gather(s->dst, p, (int)pos, s->P);
-    lathe_node *y = lathe_sum(s->dst, p, 1, &pos, false);
+    int64_t f[32], nf = 0, rest = s->S;
+    for (int64_t d = 2; rest > 1 && nf < 32; d++)
+        while (rest % d == 0 && nf < 32) f[nf++] = d, rest /= d;
+    int64_t count = s->L, done = 1, k = 0;
+    for (; k < nf && s->L % (done * f[k]) == 0; k++) { /* the levels within this process's shards */
+        p = add_groups(s, p, pos, count, f[k]);
+        count /= f[k], done *= f[k];
+    }
+    if (s->P > 1 && !own) {
+        p = lathe_all_gather(s->dst, p, (int)pos, s->P);
+        count *= s->P;
+        for (; k < nf; k++) p = add_groups(s, p, pos, count, f[k]), count /= f[k];
+    }
+    if (count != 1) p = lathe_sum(s->dst, p, 1, &pos, true); /* own, levels left: its shards' sum (P > 1) */
+    int64_t shp[LATHE_MAX_RANK];
+    int r = 0;
+    for (int d = 0; d < p->rank; d++)
+        if (d != pos) shp[r++] = p->shape[d];
+    lathe_node *y = lathe_reshape(s->dst, p, r, shp);
     if (own && s->P > 1) y = lathe_mul(s->dst, y, lathe_scalar(s->dst, n->dtype, (double)s->P));
     return y;
 }

@@ -270,8 +270,8 @@ static void test_shard_bits(void **state) {
     if (memcmp(bf, bh, sizeof bh)) fail_msg("the bias gradient's partials of the first two shards differ");
     float dwf[32 * 64];
     assert_int_equal(lathe_program_get(full, "dw", dwf, sizeof dwf), LATHE_OK);
-    for (int i = 0; i < 32 * 64; i++) { /* and the result is their sum in shard order */
-        float want = ((pf[i] + pf[2048 + i]) + pf[4096 + i]) + pf[6144 + i];
+    for (int i = 0; i < 32 * 64; i++) { /* and the result is their sum in the shards' tree order */
+        float want = (pf[i] + pf[2048 + i]) + (pf[4096 + i] + pf[6144 + i]);
         if (dwf[i] != want) fail_msg("dw[%d] = %.9g, not the ordered sum %.9g", i, dwf[i], want);
     }
     lathe_program_free(full);

@@ -227,6 +227,11 @@ check "dump --procs 2: the input holds 4 of the 8 samples" grep -q 'input "image
 check "dump --procs 2: the partials are gathered from 2 processes" grep -q "= all_gather .* parts=2" "$TMP/pd"
 "$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --stage fused >"$TMP/pf" 2>&1
 check "dump --procs 2 --stage fused shows the communication steps" grep -q "communication: all-gather along dim 0 from 2 processes" "$TMP/pf"
+# 4 shards on 2 processes: each adds its own two first (the shards' sum is a
+# tree, (p0 + p1) + (p2 + p3)) and gathers one partial per sum
+"$LATHE" dump "$EX/mlp.lathe" --batch 8 --procs 2 --shards 4 --stage decomposed >"$TMP/pd4" 2>&1
+check "dump --procs 2 --shards 4 gathers" grep -q "= all_gather .* axis=0 parts=2" "$TMP/pd4"
+check "dump --procs 2 --shards 4: one partial from each process" sh -c "! grep '= all_gather' '$TMP/pd4' | grep -v -E 'axis=0 parts=2 : f32\[2[],]'"
 "$LATHE" compile "$EX/mlp.lathe" -o "$TMP/never" --shards 5 >"$TMP/out" 2>&1
 check "compile --shards 5 on batch 64 exits 1" [ $? -eq 1 ]
 check "compile --shards 5 on batch 64 says why" contains "$TMP/out" "--shards 5: a batch of 64 samples does not split into 5 shards"
