@@ -182,10 +182,12 @@ static lathe_status kernel_table(lathe_program *p) {
     int n = f->nk + ng; /* a wait step per gather, before the first kernel that reads its result */
     p->kernels = calloc((size_t)n + 1, sizeof *p->kernels);
     p->kfused = calloc((size_t)n + 1, sizeof *p->kfused);
-    int *gi = calloc((size_t)f->nk + 1, sizeof *gi); /* fused kernel -> its gather */
+    int *gi = calloc((size_t)f->nk + 1, sizeof *gi);   /* fused kernel -> its gather */
+    int *due = calloc((size_t)ng + 1, sizeof *due);     /* gather -> the fused kernel it must complete before */
     if (ng) p->gathers = calloc((size_t)ng, sizeof *p->gathers);
-    if (!p->kernels || !p->kfused || !gi || (ng && !p->gathers)) {
+    if (!p->kernels || !p->kfused || !gi || !due || (ng && !p->gathers)) {
         free(gi);
+        free(due);
         return perr(p, LATHE_ERR_NOMEM, "out of memory");
     }
     /* the communication steps: each all_gather's operand and result buffers */
@@ -194,6 +196,7 @@ static lathe_status kernel_table(lathe_program *p) {
         const lathe_node *nd = f->g->nodes[f->ks[i].nodes[0]], *x = nd->in[0];
         int axis = (int)nd->attr[0].v[0];
         gi[i] = p->rt.ngathers;
+        due[p->rt.ngathers] = f->ks[i].wait;
         lathe_rt_gather *gt = &p->gathers[p->rt.ngathers++];
         gt->src = f->plan[f->buf_of[x->id]].offset;
         gt->dst = f->plan[f->ks[i].buf].offset;
@@ -204,9 +207,9 @@ static lathe_status kernel_table(lathe_program *p) {
     }
     int r = 0;
     for (int i = 0; i <= f->nk; i++) {
-        for (int s = 0; s < i; s++) /* the waits due before kernel i (the end: i = nk) */
-            if (f->ks[s].gather && f->ks[s].wait == i) {
-                p->gathers[gi[s]].wait = r;
+        for (int s = 0; s < p->rt.ngathers; s++) /* the waits due before kernel i (the end: i = nk) */
+            if (due[s] == i) {
+                p->gathers[s].wait = r;
                 p->kfused[r] = -1;
                 p->kernels[r++] = (lathe_rt_kernel){NULL, 1};
             }
@@ -217,6 +220,7 @@ static lathe_status kernel_table(lathe_program *p) {
         p->kernels[r++].fn = p->b.fns && !f->ks[i].gather ? p->b.fns[i] : NULL;
     }
     free(gi);
+    free(due);
     p->rt.kernels = p->kernels;
     p->rt.nkernels = n;
     p->rt.gathers = p->gathers;

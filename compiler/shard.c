@@ -59,9 +59,6 @@ static int64_t chunk(shard *s, const lathe_node *n, int64_t E, int64_t inner) {
     return E / s->S;
 }
 
-/* Partials p of reduction n (the shard axis at pos, this process's L of
- * them), gathered from every process and summed over it in shard order; a
- * statistic with local_stats: this process's alone, times P. */
 /* One level of the shards' sum: along axis pos (count entries), each group
  * of f consecutive entries added left to right, as strided slices. */
 static lathe_node *add_groups(shard *s, lathe_node *p, int64_t pos, int64_t count, int64_t f) {

@@ -193,7 +193,7 @@ static int communicate(const lathe_rt_program *p, int k) {
         }
         if (!c || !c->all_gather) return -1;
         if (c->start && c->finish) return c->start(c, i, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
-        return c->all_gather(c, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
+        return c->all_gather(c, i, src, dst, g->outer, g->bytes, g->parts) ? -1 : 0;
     }
     return -1;
 }

@@ -90,7 +90,8 @@ typedef struct {
  * lets the ones under way advance: the executor calls it between kernels
  * while any is. */
 typedef struct lathe_rt_comm {
-    int (*all_gather)(struct lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts);
+    int (*all_gather)(struct lathe_rt_comm *c, int i, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes,
+                      int parts);
     int (*start)(struct lathe_rt_comm *c, int i, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts);
     int (*finish)(struct lathe_rt_comm *c, int i);
     void (*progress)(struct lathe_rt_comm *c);

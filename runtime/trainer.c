@@ -531,17 +531,10 @@ static void rearrange(gatherer *g, int i) {
             memcpy(dst + ((size_t)o * (size_t)s->parts + (size_t)q) * n, sc + ((size_t)q * (size_t)s->outer + (size_t)o) * n, n);
 }
 
-static int find_step(const gatherer *g, const uint8_t *src) {
-    for (int i = 0; i < g->p->ngathers; i++)
-        if (g->p->arena + g->p->gathers[i].src == src) return i;
-    return -1;
-}
-
-static int all_gather(lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts) {
+static int all_gather(lathe_rt_comm *c, int i, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes,
+                      int parts) {
     gatherer *g = c->ctx;
-    int i = find_step(g, src);
     (void)outer, (void)bytes, (void)parts;
-    if (i < 0) return snprintf(c->err, sizeof c->err, "an all-gather the program does not have"), -1;
     uint8_t *to = g->at[i] == SIZE_MAX ? dst : g->scratch + g->at[i];
     if (lathe_dist_allgather(src, block_of(&g->p->gathers[i]), to, c->err, sizeof c->err) != 0) return -1;
     rearrange(g, i);

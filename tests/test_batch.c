@@ -302,8 +302,10 @@ typedef struct {
     lathe_status st;
 } rank_ctx;
 
-static int fake_all_gather(lathe_rt_comm *c, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes, int parts) {
+static int fake_all_gather(lathe_rt_comm *c, int i, const uint8_t *src, uint8_t *dst, int64_t outer, int64_t bytes,
+                           int parts) {
     rank_ctx *r = (rank_ctx *)c;
+    (void)i;
     world *w = r->w;
     if (parts != w->procs) {
         snprintf(c->err, sizeof c->err, "a gather for %d processes in a world of %d", parts, w->procs);
