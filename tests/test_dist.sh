@@ -67,14 +67,7 @@ check "without MPI: launcher environments refused or accepted ($rc)" [ "$rc" -eq
 [ "$rc" -eq 0 ] || cat "$TMP/nompi-env"
 
 # ---- under mpirun -----------------------------------------------------------------
-if ! command -v mpirun >/dev/null 2>&1; then
-    echo "SKIP: mpirun not found: nothing ran under a launcher (install openmpi-bin)" >&2
-    finish 77
-fi
-if ! mpirun --version 2>&1 | grep -q "Open MPI"; then
-    echo "SKIP: mpirun is not Open MPI's ($(mpirun --version 2>&1 | head -1)): nothing ran under a launcher" >&2
-    finish 77
-fi
+have_open_mpi "nothing ran under a launcher" || finish 77
 # root needs --allow-run-as-root; --oversubscribe: more ranks than cores
 MPIRUN="mpirun --allow-run-as-root --oversubscribe"
 

@@ -52,12 +52,19 @@ bg() {
     "$@" >"$out" 2>&1 &
     bgpid=$!
 }
-# started LOG: wait up to $BOUND s for a --log-file line (a step done);
-# false if none came
+# started FILE: wait up to $BOUND s for FILE to be written (a --log-file
+# line: a step done; a checkpoint: a save); false if nothing came
 started() {
     i=0
     while [ ! -s "$1" ] && [ $i -lt $((BOUND * 10)) ]; do sleep 0.1; i=$((i + 1)); done
     [ -s "$1" ]
+}
+# never_started WHAT: the background job $job did not get going: a failed
+# check, and the job killed
+never_started() {
+    check "$1" false
+    kill -9 $job 2>/dev/null
+    wait $job
 }
 # finished PID: wait up to 2 x $BOUND s for the background job PID; its
 # status in $rc (124 when it had to be killed), seconds in $secs
@@ -96,14 +103,7 @@ run local1 "$M" local $F --save "$TMP/local1"
 check "batch norm per process, one process: the same bits" cmp -s "$TMP/ref" "$TMP/local1"
 
 # ---- under mpirun -----------------------------------------------------------------
-if ! command -v mpirun >/dev/null 2>&1; then
-    echo "SKIP: mpirun not found: nothing ran on several processes (install openmpi-bin)" >&2
-    finish 77
-fi
-if ! mpirun --version 2>&1 | grep -q "Open MPI"; then
-    echo "SKIP: mpirun is not Open MPI's ($(mpirun --version 2>&1 | head -1)): nothing ran on several processes" >&2
-    finish 77
-fi
+have_open_mpi "nothing ran on several processes" || finish 77
 # root needs --allow-run-as-root; --oversubscribe: more ranks than cores;
 # --bind-to none: 3 ranks on one core would take turns
 MPIRUN="mpirun --allow-run-as-root --oversubscribe --bind-to none"
@@ -215,9 +215,7 @@ if started "$TMP/term.log" && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1
         check "SIGTERM to rank 1: resumed, the bits of one process" cmp -s "$TMP/term.ref" "$TMP/term.ck"
     fi
 else
-    check "SIGTERM to rank 1: the run started" false
-    kill -9 $job 2>/dev/null
-    wait $job
+    never_started "SIGTERM to rank 1: the run started"
 fi
 show $f0
 
@@ -234,9 +232,7 @@ if started "$TMP/termrun.log"; then
     check "SIGTERM to mpirun: the run ends within $BOUND s ($secs s, status $rc)" [ "$secs" -le $BOUND -a "$rc" -ne 124 -a "$rc" -ne 0 ]
     check "SIGTERM to mpirun: rank 0 saved where it stopped ($at)" [ -n "$at" -a "$("$M" at "$TMP/termrun.ck")" = "$at" ]
 else
-    check "SIGTERM to mpirun: the run started" false
-    kill -9 $job 2>/dev/null
-    wait $job
+    never_started "SIGTERM to mpirun: the run started"
 fi
 show $f0
 
@@ -244,9 +240,7 @@ show $f0
 f0=$fail
 bg kill $MPIRUN -np 3 "$M" sync $LONG --save-every 200 --save "$TMP/kill.ck" --log-file "$TMP/kill.log"
 job=$bgpid
-i=0
-while [ ! -s "$TMP/kill.ck" ] && [ $i -lt $((BOUND * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-if [ -s "$TMP/kill.ck" ] && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1" ]; then
+if started "$TMP/kill.ck" && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1" ]; then
     kill -9 "$rank1"
     finished $job
     check "rank 1 killed: the run ends within $BOUND s ($secs s, status $rc)" [ "$secs" -le $BOUND -a "$rc" -ne 124 ]
@@ -256,9 +250,7 @@ if [ -s "$TMP/kill.ck" ] && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1" 
     run kill-load "$M" sync $LONG --steps $((at + 1)) --load "$TMP/kill.ck"
     check "rank 1 killed: the last checkpoint (step $at) loads and trains on ($rc)" [ "$rc" -eq 0 ]
 else
-    check "rank 1 killed: the run started and saved" false
-    kill -9 $job 2>/dev/null
-    wait $job
+    never_started "rank 1 killed: the run started and saved"
 fi
 show $f0
 
@@ -336,9 +328,7 @@ f0=$fail
 bg ckill $MPIRUN -np 2 "$TMP/T" --data "$TMP/im.safetensors" --steps 1000000000 --log-every 0 --save-every 20 \
     --save "$TMP/ckill.ck"
 job=$bgpid
-i=0
-while [ ! -s "$TMP/ckill.ck" ] && [ $i -lt $((BOUND * 10)) ]; do sleep 0.1; i=$((i + 1)); done
-if [ -s "$TMP/ckill.ck" ] && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1" ]; then
+if started "$TMP/ckill.ck" && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1" ]; then
     kill -9 "$rank1"
     finished $job
     check "native, rank 1 killed: the run ends within $BOUND s, non-zero ($secs s, status $rc)" \
@@ -347,9 +337,7 @@ if [ -s "$TMP/ckill.ck" ] && rank1=$(pgrep -P $job | sed -n 2p) && [ -n "$rank1"
     run ckill-load "$TMP/T" --data "$TMP/im.safetensors" --steps $((at + 1)) --load "$TMP/ckill.ck"
     check "native, rank 1 killed: the last checkpoint (step $at) loads ($rc)" [ "$rc" -eq 0 ]
 else
-    check "native, rank 1 killed: the run started and saved" false
-    kill -9 $job 2>/dev/null
-    wait $job
+    never_started "native, rank 1 killed: the run started and saved"
 fi
 show $f0
 
