@@ -438,7 +438,7 @@ static lathe_program *run_one(const char *what, lathe_graph *g, const lt_target 
  * it -- the loss, every gradient, batch norm's running statistics, and each
  * rank's per-sample outputs its rows of the one process's.  P threads stand
  * for the processes (the same programs a trainer runs under MPI, with the
- * gathers done in memory). */
+ * gathers done in memory).  With register tiles of 32 and 64 bytes. */
 static void test_dp_bits(void **state) {
     (void)state;
     assert_string_equal(LATHE_RANK_NAME, LATHE_RT_RANK_NAME); /* the IR's and the runtime's name of one tensor */
@@ -452,15 +452,17 @@ static void test_dp_bits(void **state) {
         {"fashion_cnn.lathe", 8, 4, 4, NULL}, {"gru.lathe", 8, 4, 2, NULL}, {"char_gpt.lathe", 4, 4, 2, NULL},
         {"char_gpt.lathe", 8, 4, 2, gpt_small},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const char *name = cases[c].name;
-        int64_t B = cases[c].B;
-        int S = cases[c].S, P = cases[c].P;
-        char what[128], err[512];
-        snprintf(what, sizeof what, "%s, batch %lld in %d shards on %d processes", name, (long long)B, S, P);
+    for (size_t c = 0; c < 2 * (sizeof cases / sizeof cases[0]); c++) {
+        int width = c % 2 ? 64 : 32;
+        const char *name = cases[c / 2].name;
+        int64_t B = cases[c / 2].B;
+        int S = cases[c / 2].S, P = cases[c / 2].P;
+        char what[160], err[512];
+        snprintf(what, sizeof what, "%s, batch %lld in %d shards on %d processes, %d-byte tiles", name, (long long)B, S, P,
+                 width);
         lt_target t;
-        assert_int_equal(lt_target_init(&t, NULL, err, sizeof err), LATHE_OK);
-        lathe_graph *g = train_graph(name, B, cases[c].defs);
+        assert_int_equal(lt_target_init(&t, &(lathe_target){.vector_bytes = width}, err, sizeof err), LATHE_OK);
+        lathe_graph *g = train_graph(name, B, cases[c / 2].defs);
         lathe_program *one = run_one(what, g, &t, (lt_shard_opts){S, 1, false}, B);
         assert_int_equal(one->b.shard.shards, S);
         rank_ctx rk[4];
